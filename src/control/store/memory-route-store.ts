@@ -1,0 +1,122 @@
+/**
+ * The embedded default store: everything in this process, nothing to install. Same contract
+ * as the Redis store (see route-store.ts); lost on restart, and not shared between replicas,
+ * so production runs Redis.
+ */
+import { EventEmitter } from 'node:events'
+import type { Change, ChangeMeta } from '../../contracts/change.ts'
+import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
+import type { ProxyStatus } from '../../contracts/proxy-status.ts'
+import type { Route } from '../../contracts/route.ts'
+import {
+  checkRollbackTarget,
+  DEFAULT_CHANGE_LOG_LIMIT,
+  diffToVersion,
+  routeKey,
+  type PutResult,
+  type RemoveResult,
+  type RollbackResult,
+  type RouteDiff,
+  type RouteRecord,
+  type RouteStore,
+} from './route-store.ts'
+
+export interface MemoryRouteStoreOptions {
+  /** Change-log entries kept. Default DEFAULT_CHANGE_LOG_LIMIT. */
+  changeLogLimit?: number
+  /** Injected for tests. Default Date.now. */
+  now?: () => number
+}
+
+export function createMemoryRouteStore(options: MemoryRouteStoreOptions = {}): RouteStore {
+  const changeLogLimit = options.changeLogLimit ?? DEFAULT_CHANGE_LOG_LIMIT
+  const now = options.now ?? Date.now
+  const records = new Map<string, RouteRecord>()
+  const log: Change[] = []
+  const proxies = new Map<string, { status: ProxyStatus; expiresAt: number }>()
+  const leases = new Map<string, { holder: string; expiresAt: number }>()
+  const events = new EventEmitter()
+  events.setMaxListeners(0)
+  let version = 0
+
+  /** Applies a batch of diffs as one new version. Synchronous, hence atomic. */
+  function commit(diffs: RouteDiff[], meta: ChangeMeta, rollbackTo?: number): number {
+    version += 1
+    const time = new Date(now()).toISOString()
+    for (const { serviceName, before, after } of diffs) {
+      if (after === null) records.delete(serviceName)
+      else records.set(serviceName, { route: after, version, updatedAt: time, actor: meta.actor, source: meta.source })
+      const change: Change = { version, time, operation: after === null ? 'remove' : 'put', serviceName, before, after, actor: meta.actor, source: meta.source }
+      if (rollbackTo !== undefined) change.rollbackTo = rollbackTo
+      log.push(change)
+    }
+    if (log.length > changeLogLimit) log.splice(0, log.length - changeLogLimit)
+    const published = version
+    queueMicrotask(() => events.emit('version', published))
+    return version
+  }
+
+  const sortedRecords = (): RouteRecord[] => [...records.values()].sort((a, b) => (a.route.serviceName < b.route.serviceName ? -1 : 1))
+
+  return {
+    async snapshot(): Promise<ConfigSnapshot> {
+      return { version, routes: sortedRecords().map((r) => r.route) }
+    },
+    async version() {
+      return version
+    },
+    async get(serviceName) {
+      return records.get(serviceName) ?? null
+    },
+    async list() {
+      return sortedRecords()
+    },
+    async put(route: Route, meta): Promise<PutResult> {
+      const before = records.get(route.serviceName)?.route ?? null
+      if (before !== null && routeKey(before) === routeKey(route)) return { route: before, version, changed: false }
+      return { route, version: commit([{ serviceName: route.serviceName, before, after: route }], meta), changed: true }
+    },
+    async remove(serviceName, meta): Promise<RemoveResult | null> {
+      const before = records.get(serviceName)?.route
+      if (before === undefined) return null
+      return { version: commit([{ serviceName, before, after: null }], meta), removed: before }
+    },
+    async changes(since, limit) {
+      return log.filter((c) => c.version > since).slice(0, limit)
+    },
+    async rollback(to, meta): Promise<RollbackResult> {
+      checkRollbackTarget(to, version, log[0]?.version)
+      const current = new Map([...records].map(([name, r]) => [name, r.route]))
+      const diffs = diffToVersion(current, log, to)
+      if (diffs.length === 0) return { version, changed: 0 }
+      return { version: commit(diffs, meta, to), changed: diffs.length }
+    },
+    subscribe(listener) {
+      events.on('version', listener)
+      return () => events.off('version', listener)
+    },
+    async ping() {},
+    async putProxy(status, ttlMs) {
+      proxies.set(status.id, { status, expiresAt: now() + ttlMs })
+    },
+    async listProxies() {
+      const t = now()
+      for (const [id, p] of proxies) if (p.expiresAt <= t) proxies.delete(id)
+      return [...proxies.values()].map((p) => p.status).sort((a, b) => (a.id < b.id ? -1 : 1))
+    },
+    async acquireLease(name, holder, ttlMs) {
+      const t = now()
+      const lease = leases.get(name)
+      if (lease !== undefined && lease.expiresAt > t && lease.holder !== holder) return false
+      leases.set(name, { holder, expiresAt: t + ttlMs })
+      return true
+    },
+    async releaseLease(name, holder) {
+      if (leases.get(name)?.holder === holder) leases.delete(name)
+    },
+    async close() {
+      events.removeAllListeners()
+    },
+  }
+}
+
