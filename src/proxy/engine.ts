@@ -1,0 +1,31 @@
+/**
+ * The forwarding engine the agent drives. HAProxy in production (haproxy/haproxy-engine.ts);
+ * the propagation benchmark uses an engine that only records the version, to run 100 agents
+ * on one machine.
+ */
+import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
+import type { BackendHealthSchema, RefusedRoute } from '../contracts/proxy-status.ts'
+import type { Static } from 'typebox'
+
+export type BackendHealth = Static<typeof BackendHealthSchema>
+
+export interface ApplyResult {
+  /** Routes left out because the engine refused the configuration with them in it. */
+  refused: RefusedRoute[]
+}
+
+export interface Engine {
+  /** e.g. "HAProxy 2.6.12". Known once started. */
+  readonly version: string
+  /**
+   * Makes the engine serve `snapshot` (starting it on first call): render, validate, write,
+   * reload hitlessly. Routes the engine refuses are isolated and reported in the result; the
+   * rest is served. Rejects only when nothing of the snapshot could be applied, in which case
+   * the previous configuration keeps serving. Calls are serialised by the caller.
+   */
+  apply(snapshot: ConfigSnapshot): Promise<ApplyResult>
+  /** Servers up/down per backend, for heartbeats. */
+  health(): Promise<BackendHealth[]>
+  /** Stops the engine and everything it started. Idempotent. */
+  stop(): Promise<void>
+}
