@@ -1,0 +1,102 @@
+/**
+ * What the HAProxy engine needs to know besides the snapshot. Everything the rendered
+ * configuration depends on is here, so `renderConfig(snapshot, settings)` stays pure.
+ */
+
+/** A pino-compatible logger (pino's `Logger` satisfies it). */
+export interface EngineLogger {
+  debug(obj: object, msg?: string): void
+  info(obj: object, msg?: string): void
+  warn(obj: object, msg?: string): void
+  error(obj: object, msg?: string): void
+}
+
+export interface HaproxyEngineSettings {
+  /** HAProxy executable. Default 'haproxy' (from PATH). */
+  haproxyBin?: string
+  /**
+   * Directory the engine owns: haproxy.cfg, map files, the admin and master sockets, the pid
+   * file and the server-state file. Created if missing. One engine per directory.
+   */
+  stateDir: string
+  /** HTTP listener, `[host]:port`. Default ':80'. */
+  listen?: string
+  /** Admin listener (/stats, /metrics, /healthz, /readyz), `[host]:port`. Default ':8404'. */
+  adminListen?: string
+  /** DNS servers for tasks.<service>, `host:port`. Default Docker's ['127.0.0.11:53']. */
+  resolvers?: string[]
+  /**
+   * dynamic-cookie-key: every proxy replica must share it so a cookie issued by one replica is
+   * honoured by all. Printable ASCII without quotes, backslash or spaces, 8-256 characters.
+   */
+  cookieKey: string
+  /** server-template slots per backend: the most tasks of one service served. Default 32. */
+  slots?: number
+  /** Add `secure` to affinity cookies (set when HAProxy sits behind TLS). Default false. */
+  secureCookie?: boolean
+  /** Global maxconn. Default 4096. */
+  maxconn?: number
+  /** nbthread; default: HAProxy's own (one per CPU). */
+  nbthread?: number
+  /** hard-stop-after in ms: how long an old worker may drain after a reload. Default 30000. */
+  hardStopAfterMs?: number
+  /** mworker-max-reloads: old workers that survived this many reloads are killed. Default 50. */
+  maxReloads?: number
+  /** Supervision: restart delay after HAProxy dies, doubled each time up to max. Default 200 / 10000 ms. */
+  restartBackoffMs?: { min: number; max: number }
+  logger?: EngineLogger
+}
+
+export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' | 'logger'>> & {
+  nbthread: number | undefined
+  logger: EngineLogger
+}
+
+const silent: EngineLogger = { debug() {}, info() {}, warn() {}, error() {} }
+
+const listenPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(?:[1-9][0-9]{0,4})$/
+const hostPortPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?:[1-9][0-9]{0,4})$/
+const cookieKeyPattern = /^[\x21-\x7e]{8,256}$/
+
+/** Fills defaults and checks every setting; throws a TypeError naming the bad one (at boot). */
+export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettings {
+  const resolved: ResolvedSettings = {
+    haproxyBin: settings.haproxyBin ?? 'haproxy',
+    stateDir: settings.stateDir,
+    listen: settings.listen ?? ':80',
+    adminListen: settings.adminListen ?? ':8404',
+    resolvers: settings.resolvers ?? ['127.0.0.11:53'],
+    cookieKey: settings.cookieKey,
+    slots: settings.slots ?? 32,
+    secureCookie: settings.secureCookie ?? false,
+    maxconn: settings.maxconn ?? 4096,
+    nbthread: settings.nbthread,
+    hardStopAfterMs: settings.hardStopAfterMs ?? 30_000,
+    maxReloads: settings.maxReloads ?? 50,
+    restartBackoffMs: settings.restartBackoffMs ?? { min: 200, max: 10_000 },
+    logger: settings.logger ?? silent,
+  }
+  const fail = (name: string, rule: string): never => {
+    throw new TypeError(`haproxy engine setting ${name} ${rule}`)
+  }
+  if (typeof resolved.stateDir !== 'string' || resolved.stateDir === '' || /[\s'"#$\\]/.test(resolved.stateDir)) {
+    fail('stateDir', 'must be a directory path without spaces, quotes, #, $ or backslashes')
+  }
+  if (!listenPattern.test(resolved.listen)) fail('listen', `must be [host]:port, got '${resolved.listen}'`)
+  if (!listenPattern.test(resolved.adminListen)) fail('adminListen', `must be [host]:port, got '${resolved.adminListen}'`)
+  if (resolved.resolvers.length === 0 || !resolved.resolvers.every((r) => hostPortPattern.test(r))) {
+    fail('resolvers', 'must be a non-empty list of host:port')
+  }
+  if (typeof resolved.cookieKey !== 'string' || !cookieKeyPattern.test(resolved.cookieKey) || /['"\\]/.test(resolved.cookieKey)) {
+    fail('cookieKey', 'must be 8-256 printable ASCII characters without spaces, quotes or backslashes')
+  }
+  const positive = (name: string, v: number | undefined, max: number): void => {
+    if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > max)) fail(name, `must be an integer from 1 to ${max}`)
+  }
+  positive('slots', resolved.slots, 4096)
+  positive('maxconn', resolved.maxconn, 10_000_000)
+  positive('nbthread', resolved.nbthread, 64)
+  positive('hardStopAfterMs', resolved.hardStopAfterMs, 86_400_000)
+  positive('maxReloads', resolved.maxReloads, 100_000)
+  return resolved
+}
