@@ -1,0 +1,508 @@
+/**
+ * The production store: routes, version counter, change log, proxy heartbeats and leases in
+ * Redis (ioredis), shared by every control-plane replica. Same contract as the memory store
+ * (see route-store.ts); one contract test suite runs against both.
+ *
+ * Keys, all under `prefix` (default 'tether:'):
+ *   <p>version          string   the config version (0 when absent)
+ *   <p>routes           hash     serviceName → canonical route JSON (routeKey(), so equal routes
+ *                                are equal strings: the idempotency check is a string compare)
+ *   <p>route-meta       hash     serviceName → {version, updatedAt, actor, source}
+ *   <p>changes          zset     change-log entries (JSON), scored by version, trimmed to the
+ *                                newest `changeLogLimit` entries
+ *   <p>proxies          hash     proxy id → ProxyStatus JSON
+ *   <p>proxy-expiry     zset     proxy id, scored by expiry time (ms)
+ *   <p>lease:<name>     hash     {holder, expiresAt}
+ * and the pub/sub channel <p>version, which carries each new version.
+ *
+ * Every write of routes is ONE Lua script: the route change(s), the version bump, the change
+ * log append and trim, and the PUBLISH. Redis runs a script atomically, so no reader ever sees a
+ * route without its version, and an interrupted write leaves nothing behind.
+ *
+ * Time: expiry of proxies and leases uses the injected `now` of the writing replica (so tests
+ * run without sleeping); replicas are assumed to have clocks synchronised well within a TTL.
+ * Lease keys also get a Redis PEXPIRE of their TTL so an abandoned lease is collected.
+ *
+ * Unreachable Redis: commands fail fast (no offline queue, no resend of in-flight commands,
+ * a per-command timeout) with StoreUnavailableError; the client reconnects by itself with a
+ * capped backoff, and after a reconnect the subscriber re-reads the version so a publish lost
+ * during the outage still wakes listeners.
+ */
+import { Redis, ReplyError as IoredisReplyError, type RedisOptions } from 'ioredis'
+import type { Change, ChangeMeta } from '../../contracts/change.ts'
+import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
+import type { ProxyStatus } from '../../contracts/proxy-status.ts'
+import type { Route } from '../../contracts/route.ts'
+import { StoreUnavailableError } from '../errors.ts'
+import {
+  checkRollbackTarget,
+  DEFAULT_CHANGE_LOG_LIMIT,
+  diffToVersion,
+  routeKey,
+  type PutResult,
+  type RemoveResult,
+  type RollbackResult,
+  type RouteDiff,
+  type RouteRecord,
+  type RouteStore,
+} from './route-store.ts'
+
+/** The few logger methods the store uses; a pino logger fits. */
+export interface StoreLogger {
+  info(obj: object, msg: string): void
+  warn(obj: object, msg: string): void
+}
+
+export interface RedisRouteStoreOptions {
+  /** redis:// or rediss:// URL. Required. */
+  url: string
+  /** Prefix of every key and of the pub/sub channel. Default 'tether:'. */
+  prefix?: string
+  /** Change-log entries kept. Default DEFAULT_CHANGE_LOG_LIMIT. */
+  changeLogLimit?: number
+  /** Injected for tests. Default Date.now. */
+  now?: () => number
+  logger?: StoreLogger
+  /** How long one command may take before it fails with StoreUnavailableError. Default 1000 ms. */
+  commandTimeoutMs?: number
+  /** TCP connect timeout; also how long the first commands wait for the first connection. Default 1000 ms. */
+  connectTimeoutMs?: number
+  /** Upper bound of the reconnect backoff. Default 1000 ms. */
+  maxReconnectDelayMs?: number
+}
+
+/** Attempts of an optimistic rollback before it gives up (only under heavy write contention). */
+const ROLLBACK_ATTEMPTS = 5
+
+/**
+ * Applies a batch of route changes as one new version, atomically.
+ * KEYS: version, routes, route-meta, changes
+ * ARGV: expectedVersion ('' = any), time, actor, source, rollbackTo ('' = none), changeLogLimit,
+ *       channel, then pairs (serviceName, canonical route JSON or '' to remove).
+ * A pair that changes nothing (same JSON, or removing an absent route) is skipped; when every
+ * pair is skipped, nothing is written and the version stays.
+ * Returns {-1, current} when expectedVersion does not match, else
+ * {version, changedCount, before1, before2, ...} with '' for an absent before.
+ */
+const APPLY_SCRIPT = `
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then return {-1, current} end
+local befores = {}
+local pending = {}
+for i = 8, #ARGV, 2 do
+  local name, after = ARGV[i], ARGV[i + 1]
+  local before = redis.call('HGET', KEYS[2], name)
+  befores[#befores + 1] = before or ''
+  if (after == '' and before) or (after ~= '' and before ~= after) then
+    pending[#pending + 1] = {name, before, after}
+  end
+end
+if #pending == 0 then
+  local out = {current, 0}
+  for _, b in ipairs(befores) do out[#out + 1] = b end
+  return out
+end
+local v = redis.call('INCR', KEYS[1])
+local time, actor, source = cjson.encode(ARGV[2]), cjson.encode(ARGV[3]), cjson.encode(ARGV[4])
+local tail = ',"actor":' .. actor .. ',"source":' .. source
+if ARGV[5] ~= '' then tail = tail .. ',"rollbackTo":' .. ARGV[5] end
+tail = tail .. '}'
+for _, p in ipairs(pending) do
+  local name, before, after = p[1], p[2], p[3]
+  local operation = 'put'
+  if after == '' then
+    operation = 'remove'
+    redis.call('HDEL', KEYS[2], name)
+    redis.call('HDEL', KEYS[3], name)
+  else
+    redis.call('HSET', KEYS[2], name, after)
+    redis.call('HSET', KEYS[3], name, '{"version":' .. v .. ',"updatedAt":' .. time .. ',"actor":' .. actor .. ',"source":' .. source .. '}')
+  end
+  -- serviceName comes right after version and time, so entries of one version sort by name.
+  local entry = '{"version":' .. v .. ',"time":' .. time .. ',"serviceName":' .. cjson.encode(name) ..
+    ',"operation":"' .. operation .. '","before":' .. (before or 'null') ..
+    ',"after":' .. (after == '' and 'null' or after) .. tail
+  redis.call('ZADD', KEYS[4], v, entry)
+end
+redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[6]) + 1))
+redis.call('PUBLISH', ARGV[7], v)
+local out = {v, #pending}
+for _, b in ipairs(befores) do out[#out + 1] = b end
+return out
+`
+
+/**
+ * Live proxies, forgetting expired ones. KEYS: proxies, proxy-expiry. ARGV: now.
+ * Returns the status JSON of each live proxy.
+ */
+const LIST_PROXIES_SCRIPT = `
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, id in ipairs(expired) do redis.call('HDEL', KEYS[1], id) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
+if #ids == 0 then return {} end
+return redis.call('HMGET', KEYS[1], unpack(ids))
+`
+
+/** KEYS: lease. ARGV: holder, now, expiresAt, ttlMs. 1 when holder holds the lease afterwards. */
+const ACQUIRE_LEASE_SCRIPT = `
+local cur = redis.call('HMGET', KEYS[1], 'holder', 'expiresAt')
+if cur[1] and cur[1] ~= ARGV[1] and tonumber(cur[2]) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'expiresAt', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+`
+
+/** KEYS: lease. ARGV: holder. Deletes the lease only if holder holds it. */
+const RELEASE_LEASE_SCRIPT = `
+if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+`
+
+interface Scripts {
+  tetherApply(...args: Array<string | number>): Promise<Array<number | string>>
+  tetherListProxies(...args: Array<string | number>): Promise<Array<string | null>>
+  tetherAcquireLease(...args: Array<string | number>): Promise<number>
+  tetherReleaseLease(...args: Array<string | number>): Promise<number>
+}
+
+/** ioredis types ReplyError as `any`; it is redis-errors' ReplyError class (an Error). */
+const ReplyError = IoredisReplyError as new (...args: never[]) => Error
+
+/** Reply errors that mean "Redis cannot serve right now", not "this request is wrong". */
+const UNAVAILABLE_REPLIES = /^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS|MISCONF)\b/
+
+interface StoredMeta {
+  version: number
+  updatedAt: string
+  actor: string
+  source: RouteRecord['source']
+}
+
+export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteStore {
+  const prefix = options.prefix ?? 'tether:'
+  const changeLogLimit = options.changeLogLimit ?? DEFAULT_CHANGE_LOG_LIMIT
+  if (!Number.isInteger(changeLogLimit) || changeLogLimit < 1) throw new TypeError(`changeLogLimit must be a positive integer, got ${changeLogLimit}`)
+  const now = options.now ?? Date.now
+  const logger = options.logger
+  const commandTimeout = options.commandTimeoutMs ?? 1000
+  const connectTimeout = options.connectTimeoutMs ?? 1000
+  const maxReconnectDelay = options.maxReconnectDelayMs ?? 1000
+
+  const keys = {
+    version: `${prefix}version`,
+    routes: `${prefix}routes`,
+    meta: `${prefix}route-meta`,
+    changes: `${prefix}changes`,
+    proxies: `${prefix}proxies`,
+    proxyExpiry: `${prefix}proxy-expiry`,
+    lease: (name: string) => `${prefix}lease:${name}`,
+  }
+  const channel = `${prefix}version`
+
+  const connection: RedisOptions = {
+    connectTimeout,
+    // Exponential, capped: reconnects by itself for as long as it takes.
+    retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 10), maxReconnectDelay),
+    lazyConnect: false,
+  }
+  // Commands never wait for a connection that is not there, and a write in flight when the
+  // connection drops is failed at once, never silently re-sent later.
+  const client = new Redis(options.url, {
+    ...connection,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout,
+  })
+  // The subscriber only sends SUBSCRIBE, which must survive reconnects: queue and resubscribe.
+  const subscriber = new Redis(options.url, { ...connection, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true })
+
+  client.defineCommand('tetherApply', { numberOfKeys: 4, lua: APPLY_SCRIPT })
+  client.defineCommand('tetherListProxies', { numberOfKeys: 2, lua: LIST_PROXIES_SCRIPT })
+  client.defineCommand('tetherAcquireLease', { numberOfKeys: 1, lua: ACQUIRE_LEASE_SCRIPT })
+  client.defineCommand('tetherReleaseLease', { numberOfKeys: 1, lua: RELEASE_LEASE_SCRIPT })
+  const scripts = client as unknown as Scripts
+
+  const where = `${client.options.host ?? '?'}:${client.options.port ?? '?'}`
+  let lastError = 'not connected yet'
+  let closed = false
+  let everReady = false
+  let down = false
+
+  client.on('error', (err: Error) => {
+    lastError = err.message
+  })
+  client.on('ready', () => {
+    everReady = true
+    lastError = 'connection closed'
+    if (down) logger?.info({ redis: where }, 'redis route store reconnected')
+    down = false
+  })
+  client.on('close', () => {
+    if (closed || down || !everReady) return
+    down = true
+    logger?.warn({ redis: where, err: lastError }, 'redis route store lost its connection; reconnecting')
+  })
+
+  /** Resolves on the first 'ready'; one listener however many callers wait. */
+  const firstReady = new Promise<void>((resolve) => client.once('ready', () => resolve()))
+
+  /** Waits for the first connection, at most connectTimeout; afterwards never waits. */
+  async function ensureReady(): Promise<void> {
+    if (closed) throw new StoreUnavailableError('the store is closed')
+    if (client.status === 'ready') return
+    if (everReady) throw new StoreUnavailableError(`Redis at ${where} is not connected (${lastError}); reconnecting`)
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new StoreUnavailableError(`Redis at ${where} is not reachable (${lastError})`)), connectTimeout)
+    })
+    try {
+      await Promise.race([firstReady, timedOut])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /** Runs Redis commands, turning connection failures into StoreUnavailableError. */
+  async function run<T>(fn: () => Promise<T>): Promise<T> {
+    await ensureReady()
+    try {
+      return await fn()
+    } catch (err) {
+      if (err instanceof ReplyError && !UNAVAILABLE_REPLIES.test(err.message)) throw err
+      const message = err instanceof Error ? err.message : String(err)
+      // ioredis' words for "the connection just dropped" say more about its options than about Redis.
+      const reason = client.status === 'ready' && !/enableOfflineQueue/.test(message) ? message : `connection lost: ${lastError}`
+      throw new StoreUnavailableError(`Redis at ${where} did not answer (${reason})`)
+    }
+  }
+
+  /** MULTI/EXEC: the replies of every command, read at one instant. */
+  async function atomically(build: (m: ReturnType<Redis['multi']>) => void): Promise<unknown[]> {
+    return run(async () => {
+      const m = client.multi()
+      build(m)
+      const replies = await m.exec()
+      if (replies === null) throw new StoreUnavailableError(`Redis at ${where} aborted a transaction`)
+      return replies.map(([err, value]) => {
+        if (err) throw err
+        return value
+      })
+    })
+  }
+
+  const parseRoute = (json: string): Route => JSON.parse(json) as Route
+  const toRecord = (routeJson: string, metaJson: string | null | undefined): RouteRecord => {
+    // Written together by the apply script, so meta is always there; be lenient anyway.
+    const meta: Partial<StoredMeta> = metaJson ? (JSON.parse(metaJson) as StoredMeta) : {}
+    return { route: parseRoute(routeJson), version: meta.version ?? 0, updatedAt: meta.updatedAt ?? '', actor: meta.actor ?? '', source: meta.source ?? 'api' }
+  }
+  const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
+
+  interface Applied {
+    version: number
+    changed: number
+    befores: Array<Route | null>
+  }
+
+  /** One apply-script call; null when expectedVersion did not match. */
+  async function apply(pairs: Array<[string, Route | null]>, meta: ChangeMeta, extra: { expectedVersion?: number; rollbackTo?: number } = {}): Promise<Applied | null> {
+    const args: Array<string | number> = [
+      keys.version,
+      keys.routes,
+      keys.meta,
+      keys.changes,
+      extra.expectedVersion === undefined ? '' : extra.expectedVersion,
+      new Date(now()).toISOString(),
+      meta.actor,
+      meta.source,
+      extra.rollbackTo === undefined ? '' : extra.rollbackTo,
+      changeLogLimit,
+      channel,
+    ]
+    for (const [name, after] of pairs) args.push(name, after === null ? '' : routeKey(after))
+    const reply = await run(() => scripts.tetherApply(...args))
+    const [version, changed, ...befores] = reply
+    if (version === -1) return null
+    return { version: seen(Number(version)), changed: Number(changed), befores: befores.map((b) => (b === '' ? null : parseRoute(String(b)))) }
+  }
+
+  // ---- subscriptions --------------------------------------------------------------------
+  const listeners = new Set<(version: number) => void>()
+  /** Highest version handed to listeners (or seen when the subscription started). */
+  let lastNotified = -1
+  let subscribedOnce = false
+  /** Highest version any method of this store has returned (baseline for the first subscription). */
+  let observed = -1
+  const seen = (version: number): number => {
+    if (version > observed) observed = version
+    return version
+  }
+
+  /**
+   * Versions arrive in order on one connection; the only way down is a Redis that lost its
+   * data (restarted without persistence), and listeners hear that too, so they can resync.
+   */
+  function notify(version: number): void {
+    if (version === lastNotified) return
+    lastNotified = version
+    for (const listener of [...listeners]) {
+      try {
+        listener(version)
+      } catch (err) {
+        logger?.warn({ err }, 'route store subscriber threw')
+      }
+    }
+  }
+
+  subscriber.on('error', () => {
+    // Reported through the command connection; the subscriber reconnects by itself.
+  })
+  subscriber.on('message', (ch: string, message: string) => {
+    if (ch === channel) notify(Number(message))
+  })
+  subscriber.on('ready', () => {
+    // (Re)connected. Subscribe (again: SUBSCRIBE is idempotent, and its reply tells us the
+    // subscription is live), then re-read the version: a publish may have been missed while
+    // disconnected. On the first connection, a version newer than any this store has handed
+    // out is news too (a write that landed before the subscription existed).
+    const first = !subscribedOnce
+    subscribedOnce = true
+    subscriber
+      .subscribe(channel)
+      .then(() => run(() => client.get(keys.version)))
+      .then(
+        (v) => {
+          const version = Number(v ?? 0)
+          if (!first || (observed >= 0 && version > observed)) notify(version)
+          else if (version > lastNotified) lastNotified = version
+        },
+        (err: unknown) => {
+          if (!closed) logger?.warn({ err }, 'route store could not subscribe to version changes')
+        },
+      )
+  })
+
+  async function quit(redis: Redis): Promise<void> {
+    if (redis.status === 'end') return
+    if (redis.status !== 'ready') {
+      redis.disconnect()
+      return
+    }
+    try {
+      await redis.quit()
+    } catch {
+      redis.disconnect()
+    }
+  }
+
+  return {
+    async snapshot(): Promise<ConfigSnapshot> {
+      const [version, routes] = (await atomically((m) => m.get(keys.version).hgetall(keys.routes))) as [string | null, Record<string, string>]
+      const names = Object.keys(routes).sort(byName)
+      return { version: seen(Number(version ?? 0)), routes: names.map((n) => parseRoute(routes[n] as string)) }
+    },
+
+    async version() {
+      return seen(Number((await run(() => client.get(keys.version))) ?? 0))
+    },
+
+    async get(serviceName) {
+      const [routeJson, metaJson] = (await atomically((m) => m.hget(keys.routes, serviceName).hget(keys.meta, serviceName))) as [string | null, string | null]
+      return routeJson === null ? null : toRecord(routeJson, metaJson)
+    },
+
+    async list() {
+      const [routes, metas] = (await atomically((m) => m.hgetall(keys.routes).hgetall(keys.meta))) as [Record<string, string>, Record<string, string>]
+      return Object.keys(routes)
+        .sort(byName)
+        .map((n) => toRecord(routes[n] as string, metas[n]))
+    },
+
+    async put(route, meta): Promise<PutResult> {
+      const applied = (await apply([[route.serviceName, route]], meta)) as Applied
+      return { route, version: applied.version, changed: applied.changed > 0 }
+    },
+
+    async remove(serviceName, meta): Promise<RemoveResult | null> {
+      const applied = (await apply([[serviceName, null]], meta)) as Applied
+      const removed = applied.befores[0] ?? null
+      if (applied.changed === 0 || removed === null) return null
+      return { version: applied.version, removed }
+    },
+
+    async changes(since, limit) {
+      const count = Math.max(0, Math.min(Math.floor(limit), changeLogLimit))
+      if (count === 0) return []
+      const entries = await run(() => client.zrangebyscore(keys.changes, `(${since}`, '+inf', 'LIMIT', 0, count))
+      return entries.map((e) => JSON.parse(e) as Change)
+    },
+
+    async rollback(to, meta): Promise<RollbackResult> {
+      for (let attempt = 1; attempt <= ROLLBACK_ATTEMPTS; attempt++) {
+        // Read the table, the version and the log since `to` at one instant; compute the diff
+        // here; write it only if no other write happened in between (expectedVersion).
+        const [v, routes, oldest, log] = (await atomically((m) =>
+          m
+            .get(keys.version)
+            .hgetall(keys.routes)
+            .zrange(keys.changes, 0, 0, 'WITHSCORES')
+            .zrangebyscore(keys.changes, `(${Number.isFinite(to) ? to : 0}`, '+inf'),
+        )) as [string | null, Record<string, string>, string[], string[]]
+        const current = seen(Number(v ?? 0))
+        checkRollbackTarget(to, current, oldest[1] === undefined ? undefined : Number(oldest[1]))
+        const table = new Map(Object.entries(routes).map(([name, json]) => [name, parseRoute(json)]))
+        const diffs: RouteDiff[] = diffToVersion(table, log.map((e) => JSON.parse(e) as Change), to)
+        if (diffs.length === 0) return { version: current, changed: 0 }
+        const applied = await apply(
+          diffs.map((d) => [d.serviceName, d.after]),
+          meta,
+          { expectedVersion: current, rollbackTo: to },
+        )
+        if (applied !== null) return { version: applied.version, changed: applied.changed }
+      }
+      throw new StoreUnavailableError(`rollback to version ${to} kept racing with other writes (${ROLLBACK_ATTEMPTS} attempts)`)
+    },
+
+    subscribe(listener) {
+      listeners.add(listener)
+      return () => {
+        listeners.delete(listener)
+      }
+    },
+
+    async ping() {
+      await run(() => client.ping())
+    },
+
+    async putProxy(status: ProxyStatus, ttlMs: number) {
+      await atomically((m) => m.hset(keys.proxies, status.id, JSON.stringify(status)).zadd(keys.proxyExpiry, now() + ttlMs, status.id))
+    },
+
+    async listProxies() {
+      const replies = await run(() => scripts.tetherListProxies(keys.proxies, keys.proxyExpiry, now()))
+      return replies
+        .filter((r): r is string => typeof r === 'string')
+        .map((r) => JSON.parse(r) as ProxyStatus)
+        .sort((a, b) => byName(a.id, b.id))
+    },
+
+    async acquireLease(name, holder, ttlMs) {
+      const t = now()
+      const ttl = Math.max(1, Math.ceil(ttlMs))
+      return (await run(() => scripts.tetherAcquireLease(keys.lease(name), holder, t, t + ttl, ttl))) === 1
+    },
+
+    async releaseLease(name, holder) {
+      await run(() => scripts.tetherReleaseLease(keys.lease(name), holder))
+    },
+
+    async close() {
+      if (closed) return
+      closed = true
+      listeners.clear()
+      await Promise.all([quit(client), quit(subscriber)])
+    },
+  }
+}
