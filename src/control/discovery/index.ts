@@ -1,0 +1,6 @@
+export type { SwarmClient, SwarmEvent, SwarmService, SwarmTask } from './swarm-client.ts'
+export { createDockerSwarmClient } from './docker-swarm-client.ts'
+export { routesFromServices, routeFromLabels, isNotified, type DiscoveryProblem, type LabelMapping } from './swarm-labels.ts'
+export { startSwarmDiscovery, DISCOVERY_LEASE, type SwarmDiscovery, type SwarmDiscoveryOptions, type DiscoveryLogger } from './swarm-discovery.ts'
+export type { ServiceTasks, TaskInventory, InventoryTask } from './task-inventory.ts'
+export { systemClock, type Clock } from './clock.ts'

@@ -1,0 +1,241 @@
+/**
+ * Swarm discovery: keeps the routes of labelled services in the RouteStore.
+ *
+ * Traefik's way: list every service, build the whole route table with a pure function
+ * (routesFromServices), then write the differences; on any Docker service event, re-list and
+ * rebuild rather than patch. A full reconcile also runs at start, periodically, and after every
+ * reconnect of the event stream (events missed while it was down).
+ *
+ * Ownership: discovery writes and removes only routes whose last change came from it
+ * (RouteRecord.source === 'discovery'). A route written through the API is never touched; a
+ * labelled service whose name already has such a route is reported as a problem.
+ *
+ * Leadership: every control replica may run this; only the holder of the store lease
+ * 'discovery' writes. The lease is renewed every leaseTtlMs/3, so a dead leader's lease lapses
+ * and another replica takes over within leaseTtlMs. Writes are idempotent anyway (an equal
+ * route does not bump the version), so a brief overlap costs nothing.
+ *
+ * A service whose labels turned invalid keeps the route it had (its last good labels) and is
+ * reported; a service removed, or whose com.df.notify label is removed, loses its route.
+ */
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import type { ChangeMeta } from '../../contracts/change.ts'
+import type { RouteStore } from '../store/route-store.ts'
+import { sleep, systemClock, type Clock } from './clock.ts'
+import type { SwarmClient } from './swarm-client.ts'
+import { routesFromServices, type DiscoveryProblem } from './swarm-labels.ts'
+import { createTaskInventory, type TaskInventory } from './task-inventory.ts'
+
+/** The logging discovery needs; a pino logger fits. */
+export interface DiscoveryLogger {
+  debug(obj: object, msg?: string): void
+  info(obj: object, msg?: string): void
+  warn(obj: object, msg?: string): void
+  error(obj: object, msg?: string): void
+}
+
+export interface SwarmDiscoveryOptions {
+  store: RouteStore
+  client: SwarmClient
+  logger: DiscoveryLogger
+  /** Default: the system clock. */
+  clock?: Clock
+  /** Full reconcile period. Default 30 000 ms. */
+  intervalMs?: number
+  /** Task inventory period (Docker sends no task events). Default 3 000 ms. */
+  taskIntervalMs?: number
+  /** Lease time to live; renewed every third of it. Default 6 000 ms. */
+  leaseTtlMs?: number
+  /** This replica's name in the lease. Default host name, pid and a random suffix. */
+  holder?: string
+  /** Server slots a proxy renders per service; more running tasks than this are flagged. Default 16. */
+  proxySlots?: number
+  /** Event stream reconnect backoff: first delay, doubled on each failure up to maxMs. Default 500 / 15 000 ms. */
+  backoff?: { initialMs?: number; maxMs?: number }
+}
+
+export interface SwarmDiscovery {
+  /** Stops every loop, waits for work in flight, releases the lease. Idempotent. */
+  stop(): Promise<void>
+  inventory: TaskInventory
+  /** Label problems, API-owned name clashes and task inventory problems, sorted by service. */
+  problems(): DiscoveryProblem[]
+  isLeader(): boolean
+  /** Runs a full reconcile now (coalesced with one in flight); resolves when it is done. */
+  reconcileNow(): Promise<void>
+}
+
+export const DISCOVERY_LEASE = 'discovery'
+const META: ChangeMeta = { actor: 'discovery', source: 'discovery' }
+
+export function startSwarmDiscovery(options: SwarmDiscoveryOptions): SwarmDiscovery {
+  const { store, client, logger } = options
+  const clock = options.clock ?? systemClock
+  const intervalMs = options.intervalMs ?? 30_000
+  const taskIntervalMs = options.taskIntervalMs ?? 3_000
+  const leaseTtlMs = options.leaseTtlMs ?? 6_000
+  const holder = options.holder ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+  const initialBackoff = options.backoff?.initialMs ?? 500
+  const maxBackoff = options.backoff?.maxMs ?? 15_000
+  const inventory = createTaskInventory({ client, proxySlots: options.proxySlots ?? 16, now: () => clock.now() })
+
+  const abort = new AbortController()
+  const { signal } = abort
+  let leader = false
+  let labelProblems: DiscoveryProblem[] = []
+  let ownershipProblems: DiscoveryProblem[] = []
+
+  // --- reconcile, coalesced: at most one runs, and one more is queued behind it ---
+  let running: Promise<void> | null = null
+  let again = false
+  function reconcileNow(): Promise<void> {
+    if (signal.aborted) return Promise.resolve()
+    if (running !== null) {
+      again = true
+      return running
+    }
+    running = (async () => {
+      try {
+        do {
+          again = false
+          await reconcile()
+        } while (again && !signal.aborted)
+      } finally {
+        running = null
+      }
+    })()
+    return running
+  }
+
+  async function reconcile(): Promise<void> {
+    try {
+      const services = await client.listServices()
+      const { routes, problems } = routesFromServices(services)
+      for (const p of problems) {
+        if (!labelProblems.some((q) => q.serviceName === p.serviceName && q.message === p.message)) {
+          logger.warn({ serviceName: p.serviceName, problem: p.message }, 'discovery: labels cannot become a route')
+        }
+      }
+      labelProblems = problems
+      if (!leader || signal.aborted) return
+
+      const records = await store.list()
+      const existing = new Map(records.map((r) => [r.route.serviceName, r]))
+      const wanted = new Set(routes.map((r) => r.serviceName))
+      const withProblems = new Set(problems.map((p) => p.serviceName))
+      const clashes: DiscoveryProblem[] = []
+      for (const route of routes) {
+        const record = existing.get(route.serviceName)
+        if (record !== undefined && record.source !== 'discovery') {
+          clashes.push({
+            serviceName: route.serviceName,
+            message: `has com.df.* labels but its route was last written by '${record.actor}' (source ${record.source}); discovery leaves it alone until that route is removed`,
+          })
+          continue
+        }
+        const result = await store.put(route, META)
+        if (result.changed) logger.info({ serviceName: route.serviceName, version: result.version }, 'discovery: route stored')
+      }
+      for (const record of records) {
+        const name = record.route.serviceName
+        if (record.source !== 'discovery' || wanted.has(name) || withProblems.has(name)) continue
+        const result = await store.remove(name, META)
+        if (result !== null) logger.info({ serviceName: name, version: result.version }, 'discovery: route removed')
+      }
+      ownershipProblems = clashes
+    } catch (error) {
+      logger.warn({ err: error }, 'discovery: reconcile failed; retrying at the next event or interval')
+    }
+  }
+
+  // --- loops ---
+  const loops: Promise<void>[] = []
+  const loop = (name: string, periodMs: number, body: () => Promise<void>): void => {
+    loops.push(
+      (async () => {
+        while (!signal.aborted) {
+          try {
+            await body()
+          } catch (error) {
+            logger.warn({ err: error, loop: name }, 'discovery: loop step failed')
+          }
+          await sleep(clock, periodMs, signal)
+        }
+      })(),
+    )
+  }
+
+  loop('lease', Math.max(1, Math.floor(leaseTtlMs / 3)), async () => {
+    let holds = false
+    try {
+      holds = await store.acquireLease(DISCOVERY_LEASE, holder, leaseTtlMs)
+    } catch (error) {
+      logger.warn({ err: error }, 'discovery: cannot renew the lease; not leading')
+    }
+    if (holds !== leader) {
+      leader = holds
+      logger.info({ holder, leader }, leader ? 'discovery: leading' : 'discovery: another replica leads')
+      if (leader) await reconcileNow()
+      else ownershipProblems = []
+    }
+  })
+
+  loop('reconcile', intervalMs, reconcileNow)
+
+  loop('tasks', taskIntervalMs, async () => {
+    const records = await store.list()
+    await inventory.refresh(records.map((r) => r.route.serviceName))
+  })
+
+  loops.push(
+    (async () => {
+      let delay = initialBackoff
+      while (!signal.aborted) {
+        let received = 0
+        const openedAt = clock.now()
+        try {
+          for await (const event of client.events(signal)) {
+            received += 1
+            delay = initialBackoff
+            logger.debug({ action: event.action, serviceId: event.serviceId, serviceName: event.serviceName }, 'discovery: service event')
+            void reconcileNow()
+          }
+          if (!signal.aborted) logger.warn({ received }, 'discovery: event stream ended; reconnecting')
+        } catch (error) {
+          if (!signal.aborted) logger.warn({ err: error, received, retryInMs: delay }, 'discovery: event stream failed; reconnecting')
+        }
+        if (signal.aborted) break
+        // A stream that stayed up for a while was a working connection: start over from the first delay.
+        if (clock.now() - openedAt >= maxBackoff) delay = initialBackoff
+        await sleep(clock, delay, signal)
+        delay = Math.min(delay * 2, maxBackoff)
+        // Whatever happened while the stream was down is only seen by a full re-list.
+        void reconcileNow()
+      }
+    })(),
+  )
+
+  let stopped: Promise<void> | null = null
+  return {
+    inventory,
+    isLeader: () => leader,
+    reconcileNow,
+    problems: () =>
+      [...labelProblems, ...ownershipProblems, ...inventory.problems()].sort((a, b) =>
+        a.serviceName < b.serviceName ? -1 : a.serviceName > b.serviceName ? 1 : a.message < b.message ? -1 : 1,
+      ),
+    stop() {
+      stopped ??= (async () => {
+        abort.abort()
+        await Promise.allSettled(loops)
+        await running?.catch(() => {})
+        if (leader) {
+          leader = false
+          await store.releaseLease(DISCOVERY_LEASE, holder).catch((error: unknown) => logger.warn({ err: error }, 'discovery: releasing the lease failed'))
+        }
+      })()
+      return stopped
+    },
+  }
+}
