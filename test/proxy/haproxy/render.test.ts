@@ -1,0 +1,149 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { normalizeRoute, type Route } from '../../../src/contracts/route.ts'
+import type { ConfigSnapshot } from '../../../src/contracts/config-snapshot.ts'
+import { render, type RenderSettings } from '../../../src/proxy/haproxy/render.ts'
+import { resolveSettings } from '../../../src/proxy/haproxy/settings.ts'
+import { checkConfigFile } from '../../../src/proxy/haproxy/validate.ts'
+
+const goldenDir = join(dirname(fileURLToPath(import.meta.url)), 'golden')
+const update = process.env.UPDATE_GOLDEN === '1'
+
+// A production-like state directory; never a path of the machine running the tests.
+const settings: RenderSettings = resolveSettings({
+  stateDir: '/var/lib/tether/proxy',
+  cookieKey: 'golden-test-cookie-key',
+  listen: ':80',
+  adminListen: ':8404',
+})
+
+const route = (r: Parameters<typeof normalizeRoute>[0]): Route => normalizeRoute(r)
+
+const cases: Array<{ name: string; snapshot: ConfigSnapshot; settings?: Partial<RenderSettings> }> = [
+  { name: 'empty', snapshot: { version: 0, routes: [] } },
+  {
+    name: 'sticky-dns',
+    snapshot: { version: 3, routes: [route({ serviceName: 'go-demo', destinations: [{ servicePath: ['/demo'], port: 8080 }], sticky: true })] },
+  },
+  {
+    name: 'prefixes-and-catch-all',
+    snapshot: {
+      version: 7,
+      routes: [
+        route({ serviceName: 'web', destinations: [{ servicePath: ['/'], port: 80 }] }),
+        route({ serviceName: 'api-v2', destinations: [{ servicePath: ['/api/v2'], port: 9000 }] }),
+        route({ serviceName: 'api', destinations: [{ servicePath: ['/api', '/internal/api/'], port: 9000 }], sticky: true, stickyCookie: 'APISESSION' }),
+      ],
+    },
+  },
+  {
+    name: 'domains',
+    snapshot: {
+      version: 12,
+      routes: [
+        route({ serviceName: 'shop', destinations: [{ servicePath: ['/'], port: 8080 }], serviceDomain: ['Shop.Example.com', '*.shop.example.com'], sticky: true }),
+        route({ serviceName: 'shop-api', destinations: [{ servicePath: ['/api'], port: 8081 }], serviceDomain: ['shop.example.com'] }),
+        route({ serviceName: 'www', destinations: [{ servicePath: ['/'], port: 80 }] }),
+      ],
+    },
+  },
+  {
+    name: 'endpoints-and-ports',
+    settings: { secureCookie: true, slots: 8, nbthread: 2, resolvers: ['10.0.0.2:53', '10.0.0.3:53'] },
+    snapshot: {
+      version: 20,
+      routes: [
+        route({ serviceName: 'legacy', destinations: [{ servicePath: ['/legacy'], port: 8080 }], endpoints: ['10.1.0.5:8080', 'legacy.internal:8080', '[fd00::5]:8080'], sticky: true }),
+        route({ serviceName: 'multi', destinations: [{ servicePath: ['/m/ui'], port: 3000 }, { servicePath: ['/m/api'], port: 4000 }] }),
+      ],
+    },
+  },
+  {
+    name: 'conflict',
+    snapshot: {
+      version: 4,
+      routes: [
+        route({ serviceName: 'b-second', destinations: [{ servicePath: ['/shared', '/b'], port: 80 }] }),
+        route({ serviceName: 'a-first', destinations: [{ servicePath: ['/shared'], port: 80 }] }),
+      ],
+    },
+  },
+]
+
+async function golden(file: string, actual: string): Promise<void> {
+  const path = join(goldenDir, file)
+  if (update) {
+    await writeFile(path, actual)
+    return
+  }
+  const expected = await readFile(path, 'utf8').catch(() => {
+    throw new Error(`golden file ${file} missing: run with UPDATE_GOLDEN=1 and review it`)
+  })
+  assert.equal(actual, expected, `${file} differs from the golden file (UPDATE_GOLDEN=1 rewrites it; review the diff)`)
+}
+
+describe('renderConfig', () => {
+  for (const c of cases) {
+    it(`renders '${c.name}' exactly as the golden file`, async () => {
+      const out = render(c.snapshot, { ...settings, ...c.settings })
+      assert.equal(out.files.length, 1)
+      await golden(`${c.name}.cfg`, out.config)
+      await golden(`${c.name}.map`, out.files[0]!.text)
+    })
+  }
+
+  it('gives byte-identical output whatever the order of routes', () => {
+    const c = cases.find((x) => x.name === 'prefixes-and-catch-all')!
+    const reversed = { ...c.snapshot, routes: [...c.snapshot.routes].reverse() }
+    assert.equal(render(reversed, settings).config, render(c.snapshot, settings).config)
+    assert.equal(render(reversed, settings).files[0]!.text, render(c.snapshot, settings).files[0]!.text)
+  })
+
+  it('gives sticky routes a dynamic (hashed) cookie and non-sticky routes none', () => {
+    const out = render(cases.find((x) => x.name === 'prefixes-and-catch-all')!.snapshot, settings).config
+    const backend = (name: string): string => out.split('\n\n').find((block) => block.startsWith(`backend ${name}\n`)) ?? ''
+    assert.match(backend('svc_api_9000'), /\n    cookie APISESSION insert indirect nocache dynamic httponly attr "SameSite=Lax"\n/)
+    assert.doesNotMatch(backend('svc_web_80'), /cookie/)
+    assert.match(backend('svc_web_80'), /balance roundrobin/)
+  })
+
+  it('reports a path claimed by two services and keeps it for the first by name', () => {
+    const out = render(cases.find((x) => x.name === 'conflict')!.snapshot, settings)
+    assert.deepEqual(out.conflicts, [{ serviceName: 'b-second', path: '/shared', keptBy: 'a-first' }])
+    assert.match(out.files[0]!.text, /^\/shared\/ 7:svc_a-first_80$/m)
+  })
+
+  it('maps each backend line back to the service that produced it', () => {
+    const out = render(cases.find((x) => x.name === 'endpoints-and-ports')!.snapshot, { ...settings, slots: 8 })
+    const lines = out.config.split('\n')
+    const serverLine = lines.findIndex((l) => l.includes('legacy.internal:8080'))
+    assert.deepEqual(out.owners[serverLine], ['legacy'])
+    const global = lines.indexOf('global')
+    assert.deepEqual(out.owners[global], [])
+  })
+
+  for (const c of cases) {
+    it(`'${c.name}' is accepted by haproxy -c`, async (t) => {
+      const stateDir = await mkdtemp(join(tmpdir(), 'tether-render-'))
+      t.after(() => rm(stateDir, { recursive: true, force: true }))
+      // 'legacy.internal' does not resolve here; the isolation tests cover that case.
+      const snapshot = {
+        ...c.snapshot,
+        routes: c.snapshot.routes.map((r) => ({ ...r, endpoints: r.endpoints.map((e) => e.replace('legacy.internal', 'localhost')) })),
+      }
+      const out = render(snapshot, { ...settings, ...c.settings, stateDir, listen: '127.0.0.1:1', adminListen: '127.0.0.1:2' })
+      for (const f of out.files) {
+        await mkdir(dirname(f.path), { recursive: true })
+        await writeFile(f.path, f.text)
+      }
+      const cfg = join(stateDir, 'haproxy.cfg')
+      await writeFile(cfg, out.config)
+      const result = await checkConfigFile(cfg)
+      assert.equal(result.ok, true, result.output)
+    })
+  }
+})
