@@ -1,0 +1,336 @@
+/**
+ * The proxy agent's loop: pull the routing table from the control plane, make the engine
+ * serve it, keep it as last known good, report.
+ *
+ * Two loops and one applier, all in this process:
+ * - the poller long-polls `GET /v1/config?since=V&wait=30` and hands every snapshot that
+ *   differs from the newest one known to the applier. It polls on while an apply runs, so
+ *   versions that arrive meanwhile are coalesced: the applier takes only the newest.
+ *   After a failure it backs off (capped exponential, jittered) and then asks for the full
+ *   current snapshot (no `since`), so a store that was restored or flushed meanwhile — its
+ *   version went backwards — is applied rather than ignored. A snapshot is applied whenever
+ *   it differs from the one served, whatever its version number.
+ * - the applier calls `engine.apply` (one call at a time), saves the snapshot in the state
+ *   directory, and sends a heartbeat. When the engine fails entirely (nothing applied) it
+ *   retries the same snapshot with backoff until it succeeds or a newer one arrives.
+ * - the heartbeat loop reports every `heartbeatMs` (and the applier after every apply).
+ *
+ * At start, a last known good snapshot on disk is applied before the first poll, so a proxy
+ * restarted while the control plane is down serves what it served before. `ready` turns true
+ * with the first successful apply, from disk or from the control plane.
+ */
+import type { Logger } from 'pino'
+import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
+import type { ProxyHeartbeat, RefusedRoute } from '../contracts/proxy-status.ts'
+import { backoffDelay, DEFAULT_BACKOFF, systemClock, type BackoffPolicy, type Clock } from './clock.ts'
+import type { ControlClient } from './control-client.ts'
+import type { BackendHealth, Engine } from './engine.ts'
+import type { StateStore } from './state-store.ts'
+
+export interface AgentOptions {
+  /** This replica's id in the fleet status. */
+  id: string
+  /** Node name reported in heartbeats. */
+  node: string
+  engine: Engine
+  client: ControlClient
+  /** Last known good on disk; null keeps nothing (benchmark agents). */
+  state: StateStore | null
+  log: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>
+  /** Heartbeat interval. Default 5000 ms. */
+  heartbeatMs?: number
+  /** Long-poll wait asked of the control plane. Default 30 s. */
+  waitSeconds?: number
+  /** Backoff when the control plane is unreachable or the engine fails. Default 250 ms doubling to 30 s. */
+  backoff?: BackoffPolicy
+  clock?: Clock
+  /** [0, 1) for jitter. Default Math.random. */
+  random?: () => number
+  /** Called after each successful apply. */
+  onApplied?: (snapshot: ConfigSnapshot, refused: RefusedRoute[]) => void
+}
+
+export interface AgentStatus {
+  ready: boolean
+  /** Version served, null before the first apply. */
+  version: number | null
+  status: ProxyHeartbeat['status']
+  lastError: string | null
+  refusedRoutes: RefusedRoute[]
+  /** Whether the last request to the control plane succeeded. */
+  controlReachable: boolean
+}
+
+export interface Agent {
+  /**
+   * Applies the last known good snapshot from disk, if any (awaited), then starts polling and
+   * heartbeating in the background. Rejects only when the state directory cannot be read.
+   */
+  start(): Promise<void>
+  /** Stops the loops, lets an apply in progress finish, stops the engine and closes the client. Idempotent. */
+  stop(): Promise<void>
+  /** True once a configuration is applied (from the control plane or from disk). */
+  readonly ready: boolean
+  status(): AgentStatus
+  /**
+   * Resolves once the served snapshot has `version`, or once a snapshot with a higher version
+   * is applied after this call (coalescing may skip `version`). Rejects when stop() is called.
+   */
+  waitForVersion(version: number): Promise<void>
+}
+
+/** Stable identity of a snapshot: same version and same routes, whatever the key order. */
+function snapshotKey(snapshot: ConfigSnapshot): string {
+  return JSON.stringify(snapshot, (_key, value: unknown) =>
+    value !== null && typeof value === 'object' && !Array.isArray(value)
+      ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : value,
+  )
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+function isAbort(error: unknown): boolean {
+  return error instanceof Error && (error.name === 'AbortError' || (error as { code?: string }).code === 'ABORT_ERR')
+}
+
+export function createAgent(options: AgentOptions): Agent {
+  const { engine, client, state, log } = options
+  const clock = options.clock ?? systemClock
+  const random = options.random ?? Math.random
+  const heartbeatMs = options.heartbeatMs ?? 5000
+  const waitSeconds = options.waitSeconds ?? 30
+  const backoff = options.backoff ?? DEFAULT_BACKOFF
+  const stopping = new AbortController()
+  const startedAt = new Date(clock.now()).toISOString()
+
+  let served: { snapshot: ConfigSnapshot; key: string } | null = null
+  let pending: { snapshot: ConfigSnapshot; key: string; fromDisk: boolean } | null = null
+  let refused: RefusedRoute[] = []
+  let applyError: string | null = null
+  let saveError: string | null = null
+  let controlError: string | null = null
+  let controlReachable = false
+  let applier: Promise<void> | null = null
+  let loops: Promise<unknown>[] = []
+  /** Aborted to cut an engine-retry wait short when a new snapshot arrives. */
+  let wakeApplier: AbortController | null = null
+  let heartbeatInFlight: Promise<void> | null = null
+  let heartbeatAgain = false
+  let started = false
+  let stopped: Promise<void> | null = null
+  const waiters = new Set<{ version: number; resolve: () => void; reject: (error: Error) => void }>()
+
+  function currentStatus(): AgentStatus {
+    const lastError = applyError ?? saveError ?? (refused.length > 0 ? refusedSummary(refused) : null) ?? controlError
+    let status: ProxyHeartbeat['status']
+    if (applyError !== null) status = 'error'
+    else if (served === null) status = 'starting'
+    else if (refused.length > 0 || saveError !== null) status = 'degraded'
+    else status = 'ok'
+    return { ready: served !== null, version: served?.snapshot.version ?? null, status, lastError, refusedRoutes: refused, controlReachable }
+  }
+
+  /** Hands a snapshot to the applier unless it is the one served or already queued. */
+  function offer(snapshot: ConfigSnapshot, fromDisk = false): void {
+    const key = snapshotKey(snapshot)
+    const newest = pending ?? served
+    if (newest !== null && newest.key === key) return
+    if (pending !== null) log.debug({ skipped: pending.snapshot.version, next: snapshot.version }, 'coalescing: a newer snapshot replaces one not applied yet')
+    pending = { snapshot, key, fromDisk }
+    wakeApplier?.abort()
+    applier ??= drain().finally(() => {
+      applier = null
+    })
+  }
+
+  async function drain(): Promise<void> {
+    let failures = 0
+    while (pending !== null && !stopping.signal.aborted) {
+      const job = pending
+      pending = null
+      const from = job.fromDisk ? 'disk' : 'control plane'
+      try {
+        const result = await engine.apply(job.snapshot)
+        served = { snapshot: job.snapshot, key: job.key }
+        refused = result.refused
+        applyError = null
+        failures = 0
+        if (refused.length > 0) log.warn({ version: job.snapshot.version, refused }, `applied version ${job.snapshot.version} without ${refused.length} refused route(s)`)
+        else log.info({ version: job.snapshot.version, routes: job.snapshot.routes.length, from }, `applied version ${job.snapshot.version}`)
+        for (const waiter of waiters) {
+          if (job.snapshot.version >= waiter.version) {
+            waiters.delete(waiter)
+            waiter.resolve()
+          }
+        }
+        options.onApplied?.(job.snapshot, refused)
+        if (state !== null && !job.fromDisk) {
+          try {
+            await state.save(job.snapshot)
+            saveError = null
+          } catch (error) {
+            saveError = `cannot save the last known good snapshot: ${message(error)}`
+            log.error({ err: error }, saveError)
+          }
+        }
+        void heartbeat()
+      } catch (error) {
+        failures += 1
+        applyError = `version ${job.snapshot.version} not applied: ${message(error)}`
+        log.error({ err: error, version: job.snapshot.version }, applyError)
+        void heartbeat()
+        if (pending !== null) continue
+        // Retry the same snapshot after a pause, unless a newer one arrives meanwhile.
+        const wake = new AbortController()
+        wakeApplier = wake
+        try {
+          await clock.sleep(backoffDelay(failures, backoff, random), AbortSignal.any([wake.signal, stopping.signal]))
+        } catch {
+          // woken by a new snapshot or by stop()
+        } finally {
+          wakeApplier = null
+        }
+        pending ??= job
+      }
+    }
+  }
+
+  async function pollLoop(): Promise<void> {
+    // null: ask for the full current snapshot at once (first poll, and after any failure).
+    let since: number | null = null
+    let failures = 0
+    while (!stopping.signal.aborted) {
+      try {
+        const answer = await client.fetchConfig({ since, waitSeconds, signal: stopping.signal })
+        if (!controlReachable || failures > 0) log.info({ control: client.lastTarget }, 'control plane reachable')
+        failures = 0
+        controlReachable = true
+        controlError = null
+        if (answer.changed) {
+          if (since !== null && answer.snapshot.version < since) {
+            log.warn({ was: since, now: answer.snapshot.version }, 'config version went backwards (store restored?): resyncing')
+          }
+          offer(answer.snapshot)
+          since = answer.snapshot.version
+        } else if (answer.version !== null && since !== null && answer.version !== since) {
+          // The control plane is at another version than ours and did not send it: its store
+          // went backwards. Ask for the whole snapshot.
+          log.warn({ ours: since, theirs: answer.version }, 'control plane reports another version: resyncing')
+          since = null
+        }
+      } catch (error) {
+        if (stopping.signal.aborted) return
+        failures += 1
+        since = null
+        controlReachable = false
+        controlError = message(error)
+        const delay = backoffDelay(failures, backoff, random)
+        if (failures === 1 || failures % 10 === 0) log.warn({ err: message(error), failures, retryInMs: delay }, 'cannot reach the control plane; serving the current configuration meanwhile')
+        try {
+          await clock.sleep(delay, stopping.signal)
+        } catch {
+          return
+        }
+      }
+    }
+  }
+
+  async function heartbeatLoop(): Promise<void> {
+    while (!stopping.signal.aborted) {
+      void heartbeat()
+      try {
+        await clock.sleep(heartbeatMs, stopping.signal)
+      } catch {
+        return
+      }
+    }
+  }
+
+  /** Sends one heartbeat; calls during one in flight are coalesced into one more after it. */
+  function heartbeat(): Promise<void> {
+    if (heartbeatInFlight !== null) {
+      heartbeatAgain = true
+      return heartbeatInFlight
+    }
+    heartbeatInFlight = (async () => {
+      do {
+        heartbeatAgain = false
+        if (stopping.signal.aborted) return
+        const status = currentStatus()
+        let backends: BackendHealth[] = []
+        if (status.ready) {
+          try {
+            backends = await engine.health()
+          } catch (error) {
+            log.debug({ err: error }, 'engine health unavailable')
+          }
+        }
+        const body: ProxyHeartbeat = {
+          version: status.version ?? 0,
+          status: status.status,
+          lastError: status.lastError === null ? null : status.lastError.slice(0, 4096),
+          refusedRoutes: status.refusedRoutes,
+          node: options.node,
+          haproxyVersion: engine.version.slice(0, 128),
+          startedAt,
+          backends,
+        }
+        try {
+          await client.heartbeat(options.id, body, stopping.signal)
+        } catch (error) {
+          if (!stopping.signal.aborted) log.debug({ err: message(error) }, 'heartbeat not delivered')
+        }
+      } while (heartbeatAgain)
+    })().finally(() => {
+      heartbeatInFlight = null
+    })
+    return heartbeatInFlight
+  }
+
+  return {
+    get ready() {
+      return served !== null
+    },
+    status: currentStatus,
+    async start() {
+      if (started) throw new Error('agent already started')
+      started = true
+      if (state !== null) {
+        const saved = await state.load()
+        if (saved !== null) {
+          log.info({ version: saved.version, routes: saved.routes.length, file: state.file }, 'applying the last known good snapshot from disk')
+          offer(saved, true)
+          await applier
+        }
+      }
+      loops = [pollLoop(), heartbeatLoop()]
+    },
+    async stop() {
+      stopped ??= (async () => {
+        stopping.abort()
+        await Promise.allSettled(loops)
+        await applier?.catch(() => {})
+        await heartbeatInFlight?.catch(() => {})
+        for (const waiter of waiters) waiter.reject(new Error('agent stopped'))
+        waiters.clear()
+        await engine.stop()
+        await client.close()
+      })()
+      return stopped
+    },
+    waitForVersion(version) {
+      if (served?.snapshot.version === version) return Promise.resolve()
+      if (stopping.signal.aborted) return Promise.reject(new Error('agent stopped'))
+      return new Promise((resolve, reject) => {
+        waiters.add({ version, resolve, reject })
+      })
+    },
+  }
+}
+
+function refusedSummary(refused: RefusedRoute[]): string {
+  return `refused ${refused.length} route(s): ${refused.map((r) => `${r.serviceName}: ${r.error}`).join('; ')}`
+}

@@ -1,0 +1,175 @@
+/**
+ * `tether proxy` configuration: one TypeBox schema for the environment gives the type and the
+ * boot-time validation. A wrong value fails at start with a message naming the variable.
+ */
+import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { Type, type Static } from 'typebox'
+import { Compile } from 'typebox/compile'
+import { Value } from 'typebox/value'
+import { ProxyIdSchema } from '../contracts/proxy-status.ts'
+
+/** `[host]:port`: `:80` listens on every address, `127.0.0.1:8080` on one. */
+const LISTEN_PATTERN = '^(?:(?:[0-9]{1,3}(?:\\.[0-9]{1,3}){3})|\\[[0-9A-Fa-f:.]{2,45}\\]|\\*)?:(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$'
+/** A DNS server: IPv4 or [IPv6] address and port. */
+const DNS_PATTERN = '^(?:(?:[0-9]{1,3}(?:\\.[0-9]{1,3}){3})|\\[[0-9A-Fa-f:.]{2,45}\\]):(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$'
+/** One or more http(s) URLs separated by commas. */
+const CONTROL_URL_PATTERN = '^\\s*https?://[^\\s,]+(?:\\s*,\\s*https?://[^\\s,]+)*\\s*$'
+
+export const ProxyEnvSchema = Type.Object({
+  TETHER_CONTROL_URL: Type.String({
+    pattern: CONTROL_URL_PATTERN,
+    description:
+      'Control plane URL(s), comma-separated. A host name is resolved to every address it has (e.g. http://tasks.control:8080 on Swarm), and the agent fails over between all of them.',
+  }),
+  TETHER_PROXY_TOKEN: Type.Optional(Type.String({ minLength: 1, description: 'Bearer token for /v1/config and /v1/proxies.' })),
+  TETHER_PROXY_TOKEN_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding the proxy token (Docker secret).' })),
+  TETHER_PROXY_ID: Type.Optional({ ...ProxyIdSchema, description: 'This replica\'s id in the fleet status. Default: the Swarm task id (TASK_ID / TETHER_TASK_ID) or the host name.' }),
+  TETHER_PROXY_LISTEN: Type.String({ pattern: LISTEN_PATTERN, default: ':80', description: 'HTTP listener for the routed traffic. Default :80.' }),
+  TETHER_ADMIN_LISTEN: Type.String({ pattern: LISTEN_PATTERN, default: ':8404', description: 'Admin listener: stats, /metrics, /healthz. Default :8404.' }),
+  TETHER_DNS: Type.String({ pattern: DNS_PATTERN, default: '127.0.0.11:53', description: "Resolver HAProxy asks for tasks.<service>. Default Docker's embedded DNS 127.0.0.11:53." }),
+  TETHER_COOKIE_KEY: Type.Optional(Type.String({ minLength: 8, description: 'dynamic-cookie-key; every replica must share it. Required (or _FILE).' })),
+  TETHER_COOKIE_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding the cookie key (Docker secret).' })),
+  TETHER_STATE_DIR: Type.String({ minLength: 1, default: '/var/lib/tether', description: 'Where the last known good snapshot and HAProxy files live. Mount a volume here. Default /var/lib/tether.' }),
+  TETHER_SLOTS: Type.Integer({ minimum: 1, maximum: 1024, default: 32, description: 'server-template slots per service (max tasks served per service). Default 32.' }),
+  TETHER_NODE: Type.Optional(Type.String({ minLength: 1, maxLength: 253, description: 'Node name shown in the fleet status. Default: the host name.' })),
+  TETHER_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Heartbeat interval. Default 5000 ms.' }),
+  TETHER_LOG_LEVEL: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], {
+    default: 'info',
+  }),
+})
+export type ProxyEnv = Static<typeof ProxyEnvSchema>
+
+const checkEnv = Compile(ProxyEnvSchema)
+
+export interface Listen {
+  /** undefined: every address. */
+  host: string | undefined
+  port: number
+}
+
+/** The agent's typed configuration, after defaults and files are resolved. */
+export interface ProxyConfig {
+  controlUrls: string[]
+  proxyToken: string
+  proxyId: string
+  proxyListen: Listen
+  adminListen: Listen
+  dns: { host: string; port: number }
+  cookieKey: string
+  stateDir: string
+  slots: number
+  node: string
+  heartbeatMs: number
+  logLevel: ProxyEnv['TETHER_LOG_LEVEL']
+}
+
+export class ProxyConfigError extends Error {
+  readonly code = 'PROXY_CONFIG_INVALID'
+  /** The environment variable at fault. */
+  readonly variable: string
+  constructor(variable: string, message: string) {
+    super(`${variable}: ${message}`)
+    this.name = 'ProxyConfigError'
+    this.variable = variable
+  }
+}
+
+/** Parses `:80`, `127.0.0.1:8080`, `[::1]:8080`, `*:80`. Caller checked the pattern. */
+export function parseListen(text: string): Listen {
+  const colon = text.lastIndexOf(':')
+  const rawHost = text.slice(0, colon)
+  const host = rawHost === '' || rawHost === '*' ? undefined : rawHost.replace(/^\[(.*)\]$/, '$1')
+  return { host, port: Number(text.slice(colon + 1)) }
+}
+
+/** The text HAProxy's `bind` and the docs use: `:80`, `127.0.0.1:8080`, `[::1]:8080`. */
+export function formatListen(listen: Listen): string {
+  if (listen.host === undefined) return `:${listen.port}`
+  return listen.host.includes(':') ? `[${listen.host}]:${listen.port}` : `${listen.host}:${listen.port}`
+}
+
+function readSecret(env: Record<string, string | undefined>, name: string, fileName: string, readFile: (path: string) => string): string | undefined {
+  const direct = env[name]
+  const file = env[fileName]
+  if (direct !== undefined && file !== undefined) throw new ProxyConfigError(name, `set either ${name} or ${fileName}, not both`)
+  if (file === undefined) return direct
+  try {
+    const text = readFile(file).trim()
+    if (text === '') throw new ProxyConfigError(fileName, `file '${file}' is empty`)
+    return text
+  } catch (error) {
+    if (error instanceof ProxyConfigError) throw error
+    throw new ProxyConfigError(fileName, `cannot read '${file}': ${(error as Error).message}`)
+  }
+}
+
+export interface LoadOptions {
+  /** Injected for tests. Default readFileSync(path, 'utf8'). */
+  readFile?: (path: string) => string
+  /** Injected for tests. Default os.hostname(). */
+  hostname?: () => string
+}
+
+/**
+ * Validates the environment and returns the agent's configuration. Throws `ProxyConfigError`
+ * naming the first variable at fault. Unrelated variables are ignored.
+ */
+export function loadProxyConfig(env: Record<string, string | undefined>, options: LoadOptions = {}): ProxyConfig {
+  const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'))
+  const host = (options.hostname ?? hostname)()
+  const known: Record<string, unknown> = {}
+  for (const key of Object.keys(ProxyEnvSchema.properties)) {
+    const value = env[key]
+    if (value !== undefined && value !== '') known[key] = value
+  }
+  const value = Value.Convert(ProxyEnvSchema, Value.Default(ProxyEnvSchema, known))
+  if (!checkEnv.Check(value)) {
+    const [first] = [...checkEnv.Errors(value)]
+    const variable = first === undefined ? 'environment' : first.instancePath.replace(/^\//, '') || requiredName(first.params)
+    const schema = (ProxyEnvSchema.properties as Record<string, { description?: string }>)[variable]
+    const shown = typeof known[variable] === 'string' ? ` (got '${String(known[variable])}')` : ''
+    throw new ProxyConfigError(variable, `${first?.message ?? 'invalid'}${shown}${schema?.description !== undefined ? `. ${schema.description}` : ''}`)
+  }
+  const proxyToken = readSecret(known as Record<string, string | undefined>, 'TETHER_PROXY_TOKEN', 'TETHER_PROXY_TOKEN_FILE', readFile)
+  if (proxyToken === undefined) throw new ProxyConfigError('TETHER_PROXY_TOKEN', 'required (or TETHER_PROXY_TOKEN_FILE): the bearer token the control plane expects from proxies')
+  const cookieKey = readSecret(known as Record<string, string | undefined>, 'TETHER_COOKIE_KEY', 'TETHER_COOKIE_KEY_FILE', readFile)
+  if (cookieKey === undefined) {
+    throw new ProxyConfigError('TETHER_COOKIE_KEY', 'required (or TETHER_COOKIE_KEY_FILE): the dynamic cookie key, the same on every proxy replica so that any replica honours a cookie issued by another')
+  }
+  if (cookieKey.length < 8) throw new ProxyConfigError('TETHER_COOKIE_KEY', 'must be at least 8 characters')
+  if (/[\s"'\\#]/.test(cookieKey)) throw new ProxyConfigError('TETHER_COOKIE_KEY', 'must not contain spaces, quotes, backslashes or #')
+
+  const controlUrls = value.TETHER_CONTROL_URL.split(',').map((u) => u.trim())
+  for (const url of controlUrls) {
+    try {
+      new URL(url)
+    } catch {
+      throw new ProxyConfigError('TETHER_CONTROL_URL', `'${url}' is not a URL`)
+    }
+  }
+  // Swarm sets neither variable by itself; a service template such as
+  // `TETHER_TASK_ID={{.Task.ID}}` does. Otherwise the container's host name is its short id.
+  const taskId = env.TETHER_TASK_ID ?? env.TASK_ID
+  const proxyId = value.TETHER_PROXY_ID ?? (taskId !== undefined && taskId !== '' ? taskId : host)
+  const dnsListen = parseListen(value.TETHER_DNS)
+  return {
+    controlUrls,
+    proxyToken,
+    proxyId,
+    proxyListen: parseListen(value.TETHER_PROXY_LISTEN),
+    adminListen: parseListen(value.TETHER_ADMIN_LISTEN),
+    dns: { host: dnsListen.host ?? '127.0.0.11', port: dnsListen.port },
+    cookieKey,
+    stateDir: value.TETHER_STATE_DIR,
+    slots: value.TETHER_SLOTS,
+    node: value.TETHER_NODE ?? host,
+    heartbeatMs: value.TETHER_HEARTBEAT_MS,
+    logLevel: value.TETHER_LOG_LEVEL,
+  }
+}
+
+function requiredName(params: unknown): string {
+  const p = params as { requiredProperties?: string[]; requiredProperty?: string } | undefined
+  return p?.requiredProperties?.[0] ?? p?.requiredProperty ?? 'environment'
+}
