@@ -229,6 +229,8 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   let closed = false
   let everReady = false
   let down = false
+  /** The first connection attempt failed: from then on, no command waits for a connection. */
+  let firstConnectFailed = false
 
   client.on('error', (err: Error) => {
     lastError = err.message
@@ -240,28 +242,36 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
     down = false
   })
   client.on('close', () => {
+    if (!everReady) firstConnectFailed = true
     if (closed || down || !everReady) return
     down = true
     logger?.warn({ redis: where, err: lastError }, 'redis route store lost its connection; reconnecting')
   })
 
-  /** Resolves on the first 'ready'; one listener however many callers wait. */
-  const firstReady = new Promise<void>((resolve) => client.once('ready', () => resolve()))
+  /** Settles when the first connection attempt is decided: 'ready' or 'close'. One listener pair however many callers wait. */
+  const firstAttempt = new Promise<void>((resolve) => {
+    client.once('ready', () => resolve())
+    client.once('close', () => resolve())
+  })
 
-  /** Waits for the first connection, at most connectTimeout; afterwards never waits. */
+  /**
+   * Waits for the first connection attempt (at most connectTimeout), so a store used right
+   * after it was created works; once connected or once that attempt failed, never waits.
+   */
   async function ensureReady(): Promise<void> {
     if (closed) throw new StoreUnavailableError('the store is closed')
     if (client.status === 'ready') return
-    if (everReady) throw new StoreUnavailableError(`Redis at ${where} is not connected (${lastError}); reconnecting`)
+    if (everReady || firstConnectFailed) throw new StoreUnavailableError(`Redis at ${where} is not connected (${lastError}); reconnecting`)
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new StoreUnavailableError(`Redis at ${where} is not reachable (${lastError})`)), connectTimeout)
     })
     try {
-      await Promise.race([firstReady, timedOut])
+      await Promise.race([firstAttempt, timedOut])
     } finally {
       clearTimeout(timer)
     }
+    if ((client.status as string) !== 'ready') throw new StoreUnavailableError(`Redis at ${where} is not reachable (${lastError})`)
   }
 
   /** Runs Redis commands, turning connection failures into StoreUnavailableError. */
