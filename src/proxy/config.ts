@@ -34,6 +34,7 @@ export const ProxyEnvSchema = Type.Object({
   TETHER_SLOTS: Type.Integer({ minimum: 1, maximum: 1024, default: 32, description: 'server-template slots per service (max tasks served per service). Default 32.' }),
   TETHER_NODE: Type.Optional(Type.String({ minLength: 1, maxLength: 253, description: 'Node name shown in the fleet status. Default: the host name.' })),
   TETHER_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Heartbeat interval. Default 5000 ms.' }),
+  TETHER_HAPROXY_BIN: Type.String({ minLength: 1, default: 'haproxy', description: "HAProxy executable. Default 'haproxy' from PATH." }),
   TETHER_LOG_LEVEL: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], {
     default: 'info',
   }),
@@ -61,6 +62,7 @@ export interface ProxyConfig {
   slots: number
   node: string
   heartbeatMs: number
+  haproxyBin: string
   logLevel: ProxyEnv['TETHER_LOG_LEVEL']
 }
 
@@ -152,6 +154,9 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
   // `TETHER_TASK_ID={{.Task.ID}}` does. Otherwise the container's host name is its short id.
   const taskId = env.TETHER_TASK_ID ?? env.TASK_ID
   const proxyId = value.TETHER_PROXY_ID ?? (taskId !== undefined && taskId !== '' ? taskId : host)
+  if (!new RegExp((ProxyIdSchema as { pattern?: string }).pattern ?? '').test(proxyId)) {
+    throw new ProxyConfigError('TETHER_PROXY_ID', `the default id '${proxyId}' (task id or host name) is not a valid proxy id; set TETHER_PROXY_ID`)
+  }
   const dnsListen = parseListen(value.TETHER_DNS)
   return {
     controlUrls,
@@ -165,6 +170,7 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     slots: value.TETHER_SLOTS,
     node: value.TETHER_NODE ?? host,
     heartbeatMs: value.TETHER_HEARTBEAT_MS,
+    haproxyBin: value.TETHER_HAPROXY_BIN,
     logLevel: value.TETHER_LOG_LEVEL,
   }
 }

@@ -1,5 +1,76 @@
-// Placeholder until this role lands; replaced by its owner.
+/**
+ * `tether proxy`: configuration → HAProxy engine → agent → signals. Owns the process: exit
+ * codes, logging, graceful stop on SIGTERM/SIGINT (the agent stops polling, lets an apply in
+ * progress finish and stops HAProxy).
+ *
+ * Readiness: HAProxy, and with it the admin listener's /healthz and /readyz, starts with the
+ * first applied configuration (from the control plane or from the last known good on disk),
+ * so "the admin listener answers" means "a configuration is served". The agent runs no HTTP
+ * server of its own.
+ *
+ * Exit codes: 78 bad configuration (the message names the variable), 69 HAProxy missing or
+ * unusable, 73 state directory unusable, 1 anything else.
+ */
+import { join } from 'node:path'
+import closeWithGrace from 'close-with-grace'
+import pino from 'pino'
+import { createAgent } from './agent.ts'
+import { loadProxyConfig, formatListen, ProxyConfigError, type ProxyConfig } from './config.ts'
+import { createControlClient } from './control-client.ts'
+import type { Engine } from './engine.ts'
+import { createHaproxyEngine } from './haproxy/haproxy-engine.ts'
+import { createStateStore, type StateStore } from './state-store.ts'
+
+export const INSTALL_HAPROXY = 'Install HAProxy 2.6 or later: `apt-get install haproxy` (Debian/Ubuntu), `apk add haproxy` (Alpine), `brew install haproxy` (macOS); or point TETHER_HAPROXY_BIN at the binary.'
+
+function fail(code: number, text: string): never {
+  process.stderr.write(`tether proxy: ${text}\n`)
+  process.exit(code)
+}
+
 export async function main(): Promise<void> {
-  process.stderr.write('tether: this role is not built yet\n')
-  process.exit(70)
+  let config: ProxyConfig
+  try {
+    config = loadProxyConfig(process.env)
+  } catch (error) {
+    if (error instanceof ProxyConfigError) fail(78, `invalid configuration: ${error.message}`)
+    throw error
+  }
+  const log = pino({ name: 'tether-proxy', level: config.logLevel }).child({ proxyId: config.proxyId })
+
+  let state: StateStore
+  try {
+    state = await createStateStore({ dir: config.stateDir, onInvalid: (reason) => log.warn(`ignoring the last known good snapshot: ${reason}`) })
+  } catch (error) {
+    fail(73, `cannot use the state directory TETHER_STATE_DIR=${config.stateDir}: ${(error as Error).message}`)
+  }
+
+  let engine: Engine
+  try {
+    engine = await createHaproxyEngine({
+      haproxyBin: config.haproxyBin,
+      stateDir: join(config.stateDir, 'haproxy'),
+      listen: formatListen(config.proxyListen),
+      adminListen: formatListen(config.adminListen),
+      resolvers: [`${config.dns.host}:${config.dns.port}`],
+      cookieKey: config.cookieKey,
+      slots: config.slots,
+      logger: log.child({ component: 'haproxy' }),
+    })
+  } catch (error) {
+    const text = (error as Error).message
+    fail(69, `cannot start HAProxy (${config.haproxyBin}): ${text}${/install/i.test(text) ? ' (TETHER_HAPROXY_BIN names the binary)' : `\n${INSTALL_HAPROXY}`}`)
+  }
+
+  const client = createControlClient({ urls: config.controlUrls, token: config.proxyToken })
+  const agent = createAgent({ id: config.proxyId, node: config.node, engine, client, state, log, heartbeatMs: config.heartbeatMs })
+
+  closeWithGrace({ delay: 15_000, logger: { error: (m: unknown) => log.error(m) } }, async ({ signal, err }) => {
+    if (err !== undefined) log.error({ err }, 'stopping after an unexpected error')
+    else log.info({ signal }, 'stopping')
+    await agent.stop()
+  })
+
+  log.info({ control: config.controlUrls, listen: formatListen(config.proxyListen), admin: formatListen(config.adminListen), haproxy: engine.version }, 'tether proxy starting')
+  await agent.start()
 }

@@ -1,0 +1,70 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { loadProxyConfig, ProxyConfigError } from '../../src/proxy/config.ts'
+
+const base = { TETHER_CONTROL_URL: 'http://tasks.control:8080', TETHER_PROXY_TOKEN: 'proxy-secret', TETHER_COOKIE_KEY: 'cookie-key-123' }
+const opts = { hostname: () => 'node-7', readFile: (path: string) => (path === '/run/secrets/key' ? 'from-a-file\n' : (() => { throw new Error('ENOENT: no such file') })()) }
+
+function refusal(env: Record<string, string>): ProxyConfigError {
+  try {
+    loadProxyConfig(env, opts)
+  } catch (error) {
+    assert.ok(error instanceof ProxyConfigError, String(error))
+    return error
+  }
+  assert.fail('the configuration was accepted')
+}
+
+describe('tether proxy configuration (environment)', () => {
+  it('fills the documented defaults', () => {
+    const config = loadProxyConfig(base, opts)
+    assert.deepEqual(config.controlUrls, ['http://tasks.control:8080'])
+    assert.deepEqual(config.proxyListen, { host: undefined, port: 80 })
+    assert.deepEqual(config.adminListen, { host: undefined, port: 8404 })
+    assert.deepEqual(config.dns, { host: '127.0.0.11', port: 53 })
+    assert.equal(config.proxyId, 'node-7')
+    assert.equal(config.node, 'node-7')
+    assert.equal(config.slots, 32)
+    assert.equal(config.stateDir, '/var/lib/tether')
+  })
+
+  it('accepts several control URLs, listeners with an address, numbers as text, and the Swarm task id', () => {
+    const config = loadProxyConfig(
+      { ...base, TETHER_CONTROL_URL: 'http://10.0.0.1:8080, http://10.0.0.2:8080/', TETHER_PROXY_LISTEN: '127.0.0.1:8081', TETHER_ADMIN_LISTEN: '[::1]:9000', TETHER_SLOTS: '8', TETHER_TASK_ID: 'x7k2', TETHER_NODE: 'manager-1' },
+      opts,
+    )
+    assert.deepEqual(config.controlUrls, ['http://10.0.0.1:8080', 'http://10.0.0.2:8080/'])
+    assert.deepEqual(config.proxyListen, { host: '127.0.0.1', port: 8081 })
+    assert.deepEqual(config.adminListen, { host: '::1', port: 9000 })
+    assert.equal(config.slots, 8)
+    assert.equal(config.proxyId, 'x7k2')
+    assert.equal(config.node, 'manager-1')
+  })
+
+  it('reads the cookie key from a file (Docker secret)', () => {
+    const { TETHER_COOKIE_KEY: _, ...rest } = base
+    assert.equal(loadProxyConfig({ ...rest, TETHER_COOKIE_KEY_FILE: '/run/secrets/key' }, opts).cookieKey, 'from-a-file')
+  })
+
+  for (const [name, env, variable, pattern] of [
+    ['no control URL', { ...base, TETHER_CONTROL_URL: '' }, 'TETHER_CONTROL_URL', /required|must/],
+    ['a control URL without scheme', { ...base, TETHER_CONTROL_URL: 'control:8080' }, 'TETHER_CONTROL_URL', /pattern/],
+    ['a listener without port', { ...base, TETHER_PROXY_LISTEN: '80' }, 'TETHER_PROXY_LISTEN', /got '80'/],
+    ['a port out of range', { ...base, TETHER_ADMIN_LISTEN: ':70000' }, 'TETHER_ADMIN_LISTEN', /pattern/],
+    ['slots that are not a number', { ...base, TETHER_SLOTS: 'many' }, 'TETHER_SLOTS', /integer/],
+    ['too many slots', { ...base, TETHER_SLOTS: '5000' }, 'TETHER_SLOTS', /1024/],
+    ['a DNS server given by name', { ...base, TETHER_DNS: 'dns.local:53' }, 'TETHER_DNS', /pattern/],
+    ['no cookie key', { TETHER_CONTROL_URL: base.TETHER_CONTROL_URL, TETHER_PROXY_TOKEN: 'x' }, 'TETHER_COOKIE_KEY', /same on every proxy replica/],
+    ['a cookie key file that cannot be read', { TETHER_CONTROL_URL: base.TETHER_CONTROL_URL, TETHER_PROXY_TOKEN: 'x', TETHER_COOKIE_KEY_FILE: '/nope' }, 'TETHER_COOKIE_KEY_FILE', /cannot read '\/nope'/],
+    ['a cookie key with a quote', { ...base, TETHER_COOKIE_KEY: 'abc"defgh' }, 'TETHER_COOKIE_KEY', /quotes/],
+    ['no proxy token', { TETHER_CONTROL_URL: base.TETHER_CONTROL_URL, TETHER_COOKIE_KEY: base.TETHER_COOKIE_KEY }, 'TETHER_PROXY_TOKEN', /required/],
+    ['a proxy id with a slash', { ...base, TETHER_PROXY_ID: 'a/b' }, 'TETHER_PROXY_ID', /pattern/],
+  ] as const) {
+    it(`refuses ${name}, naming ${variable}`, () => {
+      const error = refusal(env as Record<string, string>)
+      assert.equal(error.variable, variable)
+      assert.ok(error.message.startsWith(`${variable}: `), error.message)
+      assert.match(error.message, pattern)
+    })
+  }
+})
