@@ -1,5 +1,62 @@
-// Placeholder until this role lands; replaced by its owner.
-export async function main(): Promise<void> {
-  process.stderr.write('tether: this role is not built yet\n')
-  process.exit(70)
+/**
+ * `tether control`: reads the configuration, builds the store and the app, listens on
+ * HOST:PORT, and closes gracefully on SIGINT/SIGTERM (long polls answered 304, in-flight
+ * requests finished, store closed).
+ */
+import closeWithGrace from 'close-with-grace'
+import { pino } from 'pino'
+import { buildApp } from './app.ts'
+import { ConfigError, loadConfig, type ControlConfig } from './config.ts'
+import { createRouteStore } from './store/create-route-store.ts'
+
+export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  let config: ControlConfig
+  try {
+    config = loadConfig(env)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`tether control: bad configuration: ${err.message}\n`)
+      process.exit(78)
+    }
+    throw err
+  }
+  const logger = pino({ level: config.logLevel, base: { role: 'control' } })
+  // Redis when REDIS_URL is set, else the embedded in-memory store.
+  const store = createRouteStore({ url: config.redisUrl, prefix: config.redisPrefix, logger })
+  const app = await buildApp({
+    store,
+    auth: { apiTokens: config.apiTokens, proxyToken: config.proxyToken },
+    logger,
+    proxyTtlMs: config.proxyTtlMs,
+    longPollMaxSeconds: config.longPollMaxSeconds,
+  })
+
+  closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
+    if (err !== undefined) logger.error({ err }, 'closing after an error')
+    else logger.info({ signal }, 'closing')
+    await app.close()
+    await store.close()
+  })
+
+  await app.listen({ host: config.host, port: config.port })
+  const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host.includes(':') ? `[${config.host}]` : config.host
+  const base = `http://${shownHost}:${config.port}`
+  const lines = [
+    '',
+    `Tether control plane listening on ${config.host}:${config.port} (${config.redisUrl === undefined ? 'embedded in-memory store: routes are lost on restart; set REDIS_URL for Redis' : `Redis store, key prefix ${config.redisPrefix}`})`,
+    `  Swagger UI:  ${base}/docs`,
+    `  OpenAPI:     ${base}/openapi.json`,
+  ]
+  if (config.generated.apiToken !== undefined) {
+    lines.push(
+      `  API token (generated; printed once; set TETHER_API_TOKENS to choose your own):`,
+      `      ${config.generated.apiToken}`,
+      `  try:  curl -X PUT -H "Authorization: Bearer ${config.generated.apiToken}" "${base}/v1/reconfigure?serviceName=go-demo&servicePath=/demo&port=8080&sticky=true"`,
+    )
+  }
+  if (config.generated.proxyToken !== undefined) {
+    lines.push(`  Proxy token (generated; printed once; set TETHER_PROXY_TOKEN for proxies):`, `      ${config.generated.proxyToken}`)
+  }
+  if (config.apiTokens === 'off') lines.push('  WARNING: authentication is off (TETHER_AUTH=off): anyone who can reach this port can change every route.')
+  process.stdout.write(`${lines.join('\n')}\n\n`)
 }

@@ -1,0 +1,158 @@
+/**
+ * buildApp(options): the control plane as a Fastify instance that never listens. The server
+ * (server.ts), the tests and other roles' tests all build it the same way:
+ *
+ *   const store = createMemoryRouteStore()
+ *   const app = await buildApp({ store, auth: { apiTokens: new Map([['s3cret-token-0123456', 'ci']]), proxyToken: 'proxy-token-0123456' } })
+ *   await app.listen({ port: 0, host: '127.0.0.1' })   // or app.inject(...)
+ *   ...
+ *   await app.close()                                    // does not close the store: the caller owns it
+ *
+ * buildApp owns every Fastify option (ajv, body limit, error shape), so tests and production
+ * cannot drift apart.
+ */
+import { randomUUID } from 'node:crypto'
+import ajvCompiler from '@fastify/ajv-compiler'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify'
+import { createAuthenticator, type AuthLevel, type AuthOptions } from './auth.ts'
+import { UnauthorizedError } from './errors.ts'
+import { createMetrics, type ControlMetrics } from './metrics.ts'
+import { createConfigFeed, type ConfigFeed } from './plugins/config-feed.ts'
+import { installErrorHandlers } from './plugins/error-handler.ts'
+import { createFleet, type Fleet } from './plugins/fleet.ts'
+import { registerSwagger } from './plugins/swagger.ts'
+import healthRoutes from './routes/health.ts'
+import { sharedSchemas } from './routes/schemas.ts'
+import v1Routes from './routes/v1/index.ts'
+import type { RouteStore } from './store/route-store.ts'
+
+export interface BuildAppOptions {
+  /** The route store (memory or Redis). The app does not close it. */
+  store: RouteStore
+  /** Tokens: `{ apiTokens: new Map([[token, name]]), proxyToken }`, or `{ apiTokens: 'off' }` (no checks). */
+  auth: AuthOptions
+  /** A pino logger, `true` for Fastify's default one, or false/undefined for none (tests). */
+  logger?: FastifyBaseLogger | boolean | undefined
+  /** How long a proxy heartbeat keeps the proxy live. Default 15,000 ms (3 × the agent's 5 s interval). */
+  proxyTtlMs?: number
+  /** Longest long poll GET /v1/config?wait= may ask for, in seconds (≤ 60). Default 60. */
+  longPollMaxSeconds?: number
+  /** Re-check interval while waiting for convergence (heartbeats on other replicas). Default 100 ms. */
+  convergencePollMs?: number
+}
+
+export type ControlApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    store: RouteStore
+    feed: ConfigFeed
+    fleet: Fleet
+    metrics: ControlMetrics
+    longPollMaxSeconds: number
+  }
+  interface FastifyRequest {
+    /** Name of the token that authorised the request ('anonymous' with auth off). */
+    actor: string
+  }
+  interface FastifyContextConfig {
+    /** Who may call the route. Default 'none' (readable without a token). */
+    auth?: AuthLevel
+  }
+}
+
+const MiB = 1024 * 1024
+
+export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
+  const longPollMaxSeconds = options.longPollMaxSeconds ?? 60
+  if (!Number.isInteger(longPollMaxSeconds) || longPollMaxSeconds < 1 || longPollMaxSeconds > 60) throw new Error('buildApp: longPollMaxSeconds must be an integer from 1 to 60')
+  const proxyTtlMs = options.proxyTtlMs ?? 15_000
+  if (!(proxyTtlMs > 0)) throw new Error('buildApp: proxyTtlMs must be positive')
+
+  const logger = options.logger
+  const fastifyOptions: FastifyServerOptions = {
+    bodyLimit: MiB,
+    genReqId: () => randomUUID(),
+    // Query strings are coerced ('8080' → 8080, 'true' → true); JSON bodies are taken as sent.
+    schemaController: {
+      compilersFactory: {
+        // Typed loosely: Fastify's ValidatorFactory type also covers JTD, which Tether does not use.
+        buildValidator: bodyStrictValidator() as never,
+      },
+    },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+  }
+  if (logger === true) fastifyOptions.logger = true
+  else if (logger !== undefined && logger !== false) fastifyOptions.loggerInstance = logger
+  const app = Fastify(fastifyOptions).withTypeProvider<TypeBoxTypeProvider>() as unknown as ControlApp
+
+  const metrics = createMetrics()
+  const feed = createConfigFeed(options.store, app.log)
+  const fleet = createFleet(options.store, { ttlMs: proxyTtlMs, pollMs: options.convergencePollMs })
+  app.decorate('store', options.store)
+  app.decorate('feed', feed)
+  app.decorate('fleet', fleet)
+  app.decorate('metrics', metrics)
+  app.decorate('longPollMaxSeconds', longPollMaxSeconds)
+  app.decorateRequest('actor', '')
+  metrics.setSources({
+    table: async () => {
+      try {
+        const s = await feed.current()
+        return { version: s.version, routes: s.routes }
+      } catch {
+        return null
+      }
+    },
+    longPollWaiters: () => feed.waiters(),
+    liveProxies: async () => {
+      try {
+        return (await options.store.listProxies()).length
+      } catch {
+        return null
+      }
+    },
+  })
+
+  installErrorHandlers(app, { onStoreError: (request) => metrics.storeErrors.inc({ operation: `${request.method} ${request.routeOptions.url ?? 'unknown'}` }) })
+
+  const authenticator = createAuthenticator(options.auth)
+  if (!authenticator.enabled) app.log.warn('authentication is OFF (TETHER_AUTH=off): anyone who can reach this port can change every route')
+  app.addHook('onRequest', async (request) => {
+    const level = request.routeOptions.config.auth ?? 'none'
+    if (level === 'none') return
+    const actor = authenticator.check(request.headers.authorization, level)
+    if (actor === null) throw new UnauthorizedError()
+    request.actor = actor
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    metrics.httpRequests.inc({ method: request.method, route, status_code: String(reply.statusCode) })
+    metrics.httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000)
+  })
+  // Answer waiting long polls (304) before the server stops accepting, so shutdown is quick.
+  app.addHook('preClose', async () => feed.close())
+
+  for (const schema of sharedSchemas) app.addSchema(schema)
+  await registerSwagger(app, { authEnabled: authenticator.enabled })
+  await app.register(healthRoutes)
+  await app.register(v1Routes, { prefix: '/v1' })
+  return app
+}
+
+/**
+ * Two ajv instances from Fastify's own compiler: one coerces types (query strings, params,
+ * headers are text), one does not (a JSON body says what it means). Neither removes unknown
+ * properties: unknown parameters are refused with UNKNOWN_PARAMETER.
+ */
+function bodyStrictValidator() {
+  const factory = ajvCompiler()
+  return (externalSchemas: unknown, ajvServerOptions: { customOptions?: Record<string, unknown>; plugins?: unknown[] } | undefined) => {
+    const custom = ajvServerOptions?.customOptions ?? {}
+    const plugins = ajvServerOptions?.plugins ?? []
+    const coercing = factory(externalSchemas as never, { customOptions: { ...custom }, plugins } as never)
+    const strict = factory(externalSchemas as never, { customOptions: { ...custom, coerceTypes: false }, plugins } as never)
+    return (route: { httpPart?: string; schema: unknown; method: string; url: string }) => (route.httpPart === 'body' ? strict(route as never) : coercing(route as never))
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The control plane's configuration: one TypeBox schema for the environment, giving both the
+ * type and the boot-time check. A wrong value stops the process at start with a message
+ * naming the variable; nothing is read from the environment anywhere else.
+ */
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { Type, type Static } from 'typebox'
+import { Value } from 'typebox/value'
+
+const TokenPattern = '^[A-Za-z0-9._~+/=-]{16,512}$'
+const TokenNamePattern = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
+
+/** Every environment variable the control plane reads, with its default. */
+export const ControlEnvSchema = Type.Object(
+  {
+    HOST: Type.String({ default: '0.0.0.0', minLength: 1, description: 'Address to listen on.' }),
+    PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535, description: 'Port to listen on.' }),
+    REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis URL (redis:// or rediss://). Unset: the embedded in-memory store.' })),
+    TETHER_REDIS_PREFIX: Type.String({ default: 'tether:', pattern: '^[A-Za-z0-9:_.-]{1,64}$', description: 'Prefix of every Redis key and channel.' }),
+    TETHER_API_TOKENS: Type.Optional(Type.String({ description: "API tokens as 'name=token,name=token'; the name is the actor in the change log." })),
+    TETHER_API_TOKENS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding TETHER_API_TOKENS (one name=token a line or comma-separated), e.g. a Docker secret.' })),
+    TETHER_PROXY_TOKEN: Type.Optional(Type.String({ pattern: TokenPattern, description: 'Token of the proxy replicas (GET /v1/config, PUT /v1/proxies/{id}).' })),
+    TETHER_PROXY_TOKEN_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding TETHER_PROXY_TOKEN, e.g. a Docker secret.' })),
+    TETHER_AUTH: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on', description: "'off' disables every token check (logged as a warning)." }),
+    LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+    TETHER_PROXY_TTL_SECONDS: Type.Integer({ default: 15, minimum: 1, maximum: 3600, description: 'A proxy is live while its last heartbeat is younger than this (3 heartbeat intervals).' }),
+    TETHER_LONG_POLL_MAX_SECONDS: Type.Integer({ default: 60, minimum: 1, maximum: 60, description: 'Longest wait a GET /v1/config long poll may ask for.' }),
+  },
+  { additionalProperties: true },
+)
+export type ControlEnv = Static<typeof ControlEnvSchema>
+
+export interface ControlConfig {
+  host: string
+  port: number
+  redisUrl: string | undefined
+  redisPrefix: string
+  /** token → name; 'off' when TETHER_AUTH=off. */
+  apiTokens: Map<string, string> | 'off'
+  proxyToken: string | undefined
+  /** Tokens generated at start because none was configured; printed once by server.ts. */
+  generated: { apiToken?: string; proxyToken?: string }
+  logLevel: string
+  proxyTtlMs: number
+  longPollMaxSeconds: number
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/** Parses `name=token,name=token` (newlines also separate entries, for files). */
+export function parseApiTokens(text: string, variable: string): Map<string, string> {
+  const tokens = new Map<string, string>()
+  const names = new Set<string>()
+  for (const entry of text.split(/[,\n]/).map((s) => s.trim()).filter((s) => s.length > 0)) {
+    const eq = entry.indexOf('=')
+    const name = eq < 0 ? '' : entry.slice(0, eq).trim()
+    const token = eq < 0 ? '' : entry.slice(eq + 1).trim()
+    if (!new RegExp(TokenNamePattern).test(name)) throw new ConfigError(`${variable}: each entry must be name=token with a name of letters, digits, '_', '.', '-' (got an entry starting ${JSON.stringify(entry.slice(0, 8))}...)`)
+    if (!new RegExp(TokenPattern).test(token)) throw new ConfigError(`${variable}: the token of '${name}' must be 16-512 characters of letters, digits and . _ ~ + / = -`)
+    if (names.has(name)) throw new ConfigError(`${variable}: the name '${name}' appears twice`)
+    if (tokens.has(token)) throw new ConfigError(`${variable}: two names share one token`)
+    names.add(name)
+    tokens.set(token, name)
+  }
+  if (tokens.size === 0) throw new ConfigError(`${variable}: no name=token entry`)
+  return tokens
+}
+
+function readSecretFile(path: string, variable: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim()
+  } catch (err) {
+    throw new ConfigError(`${variable}: cannot read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+  }
+}
+
+const generateToken = (): string => randomBytes(24).toString('base64url')
+
+/**
+ * Reads and checks the environment. Throws ConfigError naming the first wrong variable.
+ * With auth on and no API token configured, generates one (and a proxy token when none is
+ * configured) so the embedded default works out of the box; `generated` holds them.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig {
+  const raw: Record<string, unknown> = {}
+  for (const key of Object.keys(ControlEnvSchema.properties)) {
+    const value = env[key]
+    if (value !== undefined && value !== '') raw[key] = value
+  }
+  const converted = Value.Convert(ControlEnvSchema, Value.Default(ControlEnvSchema, raw))
+  const first = [...Value.Errors(ControlEnvSchema, converted)][0]
+  if (first !== undefined) {
+    const variable = first.instancePath.split('/')[1] ?? String((first.params as Record<string, unknown>).missingProperty ?? 'environment')
+    const shown = variable === 'TETHER_API_TOKENS' || variable === 'TETHER_PROXY_TOKEN' ? '' : ` (got ${JSON.stringify(env[variable])})`
+    throw new ConfigError(`${variable}: ${first.message}${shown}`)
+  }
+  const e = converted as ControlEnv
+  if (e.TETHER_API_TOKENS !== undefined && e.TETHER_API_TOKENS_FILE !== undefined) throw new ConfigError('TETHER_API_TOKENS_FILE: set either TETHER_API_TOKENS or TETHER_API_TOKENS_FILE, not both')
+  if (e.TETHER_PROXY_TOKEN !== undefined && e.TETHER_PROXY_TOKEN_FILE !== undefined) throw new ConfigError('TETHER_PROXY_TOKEN_FILE: set either TETHER_PROXY_TOKEN or TETHER_PROXY_TOKEN_FILE, not both')
+
+  const generated: ControlConfig['generated'] = {}
+  let apiTokens: ControlConfig['apiTokens'] = 'off'
+  let proxyToken: string | undefined
+  if (e.TETHER_AUTH === 'on') {
+    if (e.TETHER_API_TOKENS !== undefined) apiTokens = parseApiTokens(e.TETHER_API_TOKENS, 'TETHER_API_TOKENS')
+    else if (e.TETHER_API_TOKENS_FILE !== undefined) apiTokens = parseApiTokens(readSecretFile(e.TETHER_API_TOKENS_FILE, 'TETHER_API_TOKENS_FILE'), 'TETHER_API_TOKENS_FILE')
+    else {
+      generated.apiToken = generateToken()
+      apiTokens = new Map([[generated.apiToken, 'admin']])
+    }
+    proxyToken = e.TETHER_PROXY_TOKEN
+    if (e.TETHER_PROXY_TOKEN_FILE !== undefined) {
+      proxyToken = readSecretFile(e.TETHER_PROXY_TOKEN_FILE, 'TETHER_PROXY_TOKEN_FILE')
+      if (!new RegExp(TokenPattern).test(proxyToken)) throw new ConfigError('TETHER_PROXY_TOKEN_FILE: the token must be 16-512 characters of letters, digits and . _ ~ + / = -')
+    }
+    if (proxyToken === undefined) {
+      generated.proxyToken = generateToken()
+      proxyToken = generated.proxyToken
+    }
+    if (apiTokens.has(proxyToken)) throw new ConfigError('TETHER_PROXY_TOKEN: must differ from every API token')
+  }
+  return {
+    host: e.HOST,
+    port: e.PORT,
+    redisUrl: e.REDIS_URL,
+    redisPrefix: e.TETHER_REDIS_PREFIX,
+    apiTokens,
+    proxyToken,
+    generated,
+    logLevel: e.LOG_LEVEL,
+    proxyTtlMs: e.TETHER_PROXY_TTL_SECONDS * 1000,
+    longPollMaxSeconds: e.TETHER_LONG_POLL_MAX_SECONDS,
+  }
+}

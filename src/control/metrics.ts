@@ -1,0 +1,89 @@
+/**
+ * Prometheus metrics, in a registry owned by one app (two apps in one process, as in the
+ * tests, never share or double-register metrics).
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+
+export interface MetricsSources {
+  /** Current snapshot size and version, or null when the store cannot be read. */
+  table(): Promise<{ version: number; routes: number } | null>
+  longPollWaiters(): number
+  liveProxies(): Promise<number | null>
+}
+
+export interface ControlMetrics {
+  registry: Registry
+  httpRequests: Counter<'method' | 'route' | 'status_code'>
+  httpDuration: Histogram<'method' | 'route'>
+  storeErrors: Counter<'operation'>
+  /** Wires the gauges that are read at scrape time. */
+  setSources(sources: MetricsSources): void
+}
+
+export function createMetrics(): ControlMetrics {
+  const registry = new Registry()
+  let sources: MetricsSources | undefined
+  const httpRequests = new Counter({
+    name: 'tether_http_requests_total',
+    help: 'HTTP requests answered, by method, route pattern and status code.',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    registers: [registry],
+  })
+  const httpDuration = new Histogram({
+    name: 'tether_http_request_duration_seconds',
+    help: 'Time to answer HTTP requests (long polls included), by method and route pattern.',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60],
+    registers: [registry],
+  })
+  const storeErrors = new Counter({
+    name: 'tether_store_errors_total',
+    help: 'Requests that failed because the route store was unavailable.',
+    labelNames: ['operation'] as const,
+    registers: [registry],
+  })
+  new Gauge({
+    name: 'tether_routes',
+    help: 'Routes in the current routing table.',
+    registers: [registry],
+    async collect() {
+      const t = await sources?.table()
+      if (t != null) this.set(t.routes)
+    },
+  })
+  new Gauge({
+    name: 'tether_config_version',
+    help: 'Current config version.',
+    registers: [registry],
+    async collect() {
+      const t = await sources?.table()
+      if (t != null) this.set(t.version)
+    },
+  })
+  new Gauge({
+    name: 'tether_long_poll_waiters',
+    help: 'GET /v1/config long polls waiting on this replica.',
+    registers: [registry],
+    collect() {
+      this.set(sources?.longPollWaiters() ?? 0)
+    },
+  })
+  new Gauge({
+    name: 'tether_live_proxies',
+    help: 'Proxy replicas whose heartbeat has not expired.',
+    registers: [registry],
+    async collect() {
+      const n = await sources?.liveProxies()
+      if (n != null) this.set(n)
+    },
+  })
+  return {
+    registry,
+    httpRequests,
+    httpDuration,
+    storeErrors,
+    setSources(s) {
+      sources = s
+    },
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The versioned snapshot as proxies read it: GET /v1/config and its long poll.
+ *
+ * - The snapshot is fetched from the store at most once per version, serialised once, and the
+ *   same bytes are sent to every waiter (1,000 proxies waiting cost one store read and one
+ *   JSON.stringify per change).
+ * - Waiters are woken by `store.subscribe`, so a write on any control-plane replica wakes the
+ *   waiters of every replica (Redis pub/sub).
+ * - A waiter is registered before the store's version is checked, so a change landing
+ *   between the check and the registration cannot be missed.
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import type { RouteStore } from '../store/route-store.ts'
+
+/** A snapshot ready to send: `body` is its JSON text. */
+export interface SnapshotPayload {
+  version: number
+  routes: number
+  body: string
+}
+
+interface Waiter {
+  since: number
+  resolve: (payload: SnapshotPayload | null) => void
+  timer: NodeJS.Timeout
+}
+
+export interface ConfigFeed {
+  /** The current snapshot: one store read of the version, plus one of the table when it changed. */
+  current(): Promise<SnapshotPayload>
+  /**
+   * Resolves with a snapshot newer than `since` as soon as there is one, or with null after
+   * `timeoutMs` or when `signal` aborts (client gone). Rejects only when the store is down at
+   * the first check.
+   */
+  wait(since: number, timeoutMs: number, signal: AbortSignal): Promise<SnapshotPayload | null>
+  /** The last snapshot fetched, without asking the store (null before the first one). */
+  cached(): SnapshotPayload | null
+  waiters(): number
+  /** Answers every waiter with null (304) and stops listening: for graceful shutdown. */
+  close(): void
+}
+
+export function createConfigFeed(store: RouteStore, log: FastifyBaseLogger): ConfigFeed {
+  const waiters = new Set<Waiter>()
+  let cache: SnapshotPayload | null = null
+  let inflight: Promise<SnapshotPayload> | null = null
+  /** Highest version announced by the store that the cache may not hold yet. */
+  let heard = 0
+  let closed = false
+
+  /** Fetches the table once for everyone asking at the same time. */
+  function fetchSnapshot(): Promise<SnapshotPayload> {
+    if (inflight !== null) return inflight
+    const p = store
+      .snapshot()
+      .then((snap) => {
+        const payload: SnapshotPayload = { version: snap.version, routes: snap.routes.length, body: JSON.stringify(snap) }
+        if (cache === null || payload.version >= cache.version) cache = payload
+        return cache
+      })
+      .finally(() => {
+        inflight = null
+      })
+    inflight = p
+    return p
+  }
+
+  function release(waiter: Waiter, payload: SnapshotPayload | null): void {
+    if (!waiters.delete(waiter)) return
+    clearTimeout(waiter.timer)
+    waiter.resolve(payload)
+  }
+
+  function wakeNewer(payload: SnapshotPayload): void {
+    for (const w of waiters) if (payload.version > w.since) release(w, payload)
+  }
+
+  /** Called for each version the store announces (possibly coalesced, possibly out of order). */
+  function onVersion(version: number): void {
+    if (version > heard) heard = version
+    if (waiters.size === 0) return
+    if (cache !== null && cache.version >= version) {
+      wakeNewer(cache)
+      return
+    }
+    void refresh()
+  }
+
+  async function refresh(): Promise<void> {
+    // A fetch already in flight may have started before `heard` was written: fetch again after it.
+    const target = heard
+    try {
+      let payload = await fetchSnapshot()
+      if (payload.version < target) payload = await fetchSnapshot()
+      wakeNewer(payload)
+    } catch (err) {
+      // Waiters keep waiting; they get 304 at their deadline and poll again.
+      log.warn({ err }, 'config feed: cannot read the snapshot after a change')
+    }
+  }
+
+  const unsubscribe = store.subscribe(onVersion)
+
+  return {
+    async current() {
+      const version = await store.version()
+      if (cache !== null && cache.version === version) return cache
+      return fetchSnapshot()
+    },
+    async wait(since, timeoutMs, signal) {
+      if (closed || signal.aborted) return null
+      let resolve!: (payload: SnapshotPayload | null) => void
+      const answered = new Promise<SnapshotPayload | null>((r) => (resolve = r))
+      const waiter: Waiter = { since, resolve, timer: setTimeout(() => release(waiter, null), timeoutMs) }
+      waiters.add(waiter)
+      const onAbort = (): void => release(waiter, null)
+      signal.addEventListener('abort', onAbort, { once: true })
+      try {
+        const version = await store.version()
+        if (version > since) release(waiter, cache !== null && cache.version === version ? cache : await fetchSnapshot())
+      } catch (err) {
+        release(waiter, null)
+        throw err
+      }
+      try {
+        return await answered
+      } finally {
+        signal.removeEventListener('abort', onAbort)
+      }
+    },
+    cached: () => cache,
+    waiters: () => waiters.size,
+    close() {
+      closed = true
+      unsubscribe()
+      for (const w of [...waiters]) release(w, null)
+    },
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The one error handler and the 404 handler: every error a client sees is
+ * `{ statusCode, code, error, message }`. Schema-validation errors are rewritten to name the
+ * field and the rule (from contracts/route.ts); unknown parameters become UNKNOWN_PARAMETER
+ * naming all of them. A 5xx never carries internals: our own coded 5xx errors (store
+ * unavailable, convergence timeout) have fixed, safe messages, anything else is "Internal
+ * server error" and the details go to the log only.
+ */
+import { STATUS_CODES } from 'node:http'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { ErrorBody } from '../../contracts/errors.ts'
+import { describeSchemaError, fieldOf, type SchemaError } from '../route-input.ts'
+
+/** Fastify's own client-error codes, renamed to Tether's vocabulary. */
+const fastifyCodes: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_BODY',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'INVALID_BODY',
+  FST_ERR_CTP_EMPTY_TYPE: 'INVALID_BODY',
+  FST_ERR_CTP_INVALID_TYPE: 'INVALID_BODY',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_BODY',
+}
+
+const safeMessages: Record<string, string> = {
+  BODY_TOO_LARGE: 'The request body is larger than 1 MiB',
+  STORE_UNAVAILABLE: 'The route store is unavailable. Nothing was changed; retry later.',
+}
+
+const partOf = (context: string | undefined): string => (context === 'querystring' ? 'query' : (context ?? 'request'))
+
+function body(statusCode: number, code: string, message: string): ErrorBody {
+  return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
+}
+
+function validationBody(error: FastifyError, request: FastifyRequest): ErrorBody {
+  const errors = (error.validation ?? []) as unknown as SchemaError[]
+  const context = error.validationContext
+  const root = context === 'querystring' ? request.query : context === 'params' ? request.params : context === 'body' ? request.body : request.headers
+  const unknown = errors.filter((e) => e.keyword === 'additionalProperties')
+  if (unknown.length > 0) {
+    // ajv stops at the first unknown name; list every unknown top-level name the client sent.
+    const first = unknown[0] as SchemaError
+    const schema = (request.routeOptions.schema as Record<string, unknown> | undefined)?.[context === 'querystring' ? 'querystring' : String(context)] as
+      | { properties?: Record<string, unknown> }
+      | undefined
+    let names: string[] = [String(first.params.additionalProperty)]
+    let known: string[] = []
+    if (first.instancePath === '' && schema?.properties !== undefined && root !== null && typeof root === 'object') {
+      known = Object.keys(schema.properties)
+      names = Object.keys(root).filter((k) => !known.includes(k))
+    }
+    const where = first.instancePath === '' ? partOf(context) : `${partOf(context)} field ${fieldOf(first.instancePath)}`
+    const message =
+      `unknown ${partOf(context) === 'query' ? 'parameter' : 'field'}${names.length > 1 ? 's' : ''} in the ${where}: ${names.map((n) => JSON.stringify(n)).join(', ')}` +
+      (known.length > 0 ? ` (accepted: ${known.join(', ')})` : '')
+    return body(400, 'UNKNOWN_PARAMETER', message)
+  }
+  const first = errors[0]
+  const message = first === undefined ? error.message : describeSchemaError(first, root)
+  return body(400, 'VALIDATION_FAILED', context === 'params' || context === 'headers' ? `${partOf(context)} ${message}` : message)
+}
+
+export function errorBodyOf(error: FastifyError, request: FastifyRequest): ErrorBody {
+  if (error.validation !== undefined) return validationBody(error, request)
+  const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
+  const code = (error.code !== undefined ? (fastifyCodes[error.code] ?? error.code) : undefined) ?? (status < 500 ? 'BAD_REQUEST' : 'INTERNAL_ERROR')
+  const safe = safeMessages[code]
+  if (safe !== undefined) return body(status, code, safe)
+  if (status >= 500) {
+    // Only our own coded 5xx errors have messages written for clients.
+    if (code === 'CONVERGENCE_TIMEOUT') return body(status, code, error.message)
+    return body(status, status === 500 ? 'INTERNAL_ERROR' : code.startsWith('FST_') ? 'INTERNAL_ERROR' : code, 'Internal server error')
+  }
+  if (code.startsWith('FST_')) return body(status, code.replace(/^FST_ERR_/, ''), error.message)
+  return body(status, code, error.message)
+}
+
+export interface ErrorHandlerHooks {
+  /** Called for each STORE_UNAVAILABLE answer (metrics). */
+  onStoreError?: (request: FastifyRequest) => void
+}
+
+export function installErrorHandlers(app: FastifyInstance, hooks: ErrorHandlerHooks = {}): void {
+  app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const answer = errorBodyOf(error, request)
+    if (answer.code === 'STORE_UNAVAILABLE') {
+      hooks.onStoreError?.(request)
+      request.log.warn({ err: error }, 'route store unavailable')
+    } else if (answer.statusCode >= 500) {
+      request.log.error({ err: error }, 'request failed')
+    } else {
+      request.log.info({ code: answer.code, message: answer.message }, 'request refused')
+    }
+    if (reply.sent) return
+    void reply.code(answer.statusCode).type('application/json; charset=utf-8').send(answer)
+  })
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? ''
+    void reply
+      .code(404)
+      .type('application/json; charset=utf-8')
+      .send(body(404, 'NOT_FOUND', `No endpoint ${request.method} ${JSON.stringify(path.length > 200 ? `${path.slice(0, 200)}...` : path)}; the API is described at /docs`))
+  })
+}

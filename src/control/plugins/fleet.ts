@@ -1,0 +1,123 @@
+/**
+ * Fleet status: proxy heartbeats (kept in the store with a TTL, so every control-plane
+ * replica sees every proxy), the convergence summary, and waiting for convergence.
+ */
+import { EventEmitter } from 'node:events'
+import type { ProxyHeartbeat, ProxyStatus } from '../../contracts/proxy-status.ts'
+import { ConvergenceTimeoutError } from '../errors.ts'
+import type { RouteStore } from '../store/route-store.ts'
+
+export interface Laggard {
+  id: string
+  version: number
+  node: string
+}
+
+export interface Convergence {
+  /** The version every live proxy must have applied. */
+  version: number
+  live: number
+  converged: number
+  laggards: Laggard[]
+}
+
+export interface RefusedRouteReport {
+  serviceName: string
+  error: string
+  /** Ids of the proxies that refused it. */
+  proxies: string[]
+}
+
+export interface FleetStatus extends Convergence {
+  proxies: Array<Pick<ProxyStatus, 'id' | 'version' | 'status' | 'node' | 'receivedAt' | 'lastError'>>
+  refusedRoutes: RefusedRouteReport[]
+}
+
+export interface Fleet {
+  heartbeat(id: string, heartbeat: ProxyHeartbeat): Promise<void>
+  list(): Promise<ProxyStatus[]>
+  status(): Promise<FleetStatus>
+  /**
+   * Resolves when every live proxy reports a version ≥ `version` (at once when there is no
+   * live proxy). Rejects with ConvergenceTimeoutError naming the laggards after `timeoutMs`.
+   * Checks on each heartbeat this replica receives, and every `pollMs` for heartbeats that
+   * land on other replicas.
+   */
+  waitForConvergence(version: number, timeoutMs: number, signal?: AbortSignal): Promise<Convergence>
+}
+
+export interface FleetOptions {
+  /** How long a heartbeat keeps a proxy live. */
+  ttlMs: number
+  /** Re-check interval while waiting for convergence. Default 100 ms. */
+  pollMs?: number
+  now?: () => number
+}
+
+export function convergenceOf(proxies: readonly ProxyStatus[], version: number): Convergence {
+  const laggards = proxies.filter((p) => p.version < version).map((p) => ({ id: p.id, version: p.version, node: p.node }))
+  return { version, live: proxies.length, converged: proxies.length - laggards.length, laggards }
+}
+
+export function refusedRoutesOf(proxies: readonly ProxyStatus[]): RefusedRouteReport[] {
+  const byRoute = new Map<string, RefusedRouteReport>()
+  for (const p of proxies) {
+    for (const r of p.refusedRoutes) {
+      const key = `${r.serviceName}\n${r.error}`
+      const entry = byRoute.get(key) ?? { serviceName: r.serviceName, error: r.error, proxies: [] }
+      entry.proxies.push(p.id)
+      byRoute.set(key, entry)
+    }
+  }
+  return [...byRoute.values()].sort((a, b) => (a.serviceName < b.serviceName ? -1 : a.serviceName > b.serviceName ? 1 : 0))
+}
+
+export function createFleet(store: RouteStore, options: FleetOptions): Fleet {
+  const pollMs = options.pollMs ?? 100
+  const now = options.now ?? Date.now
+  const heartbeats = new EventEmitter()
+  heartbeats.setMaxListeners(0)
+
+  return {
+    async heartbeat(id, heartbeat) {
+      await store.putProxy({ id, ...heartbeat, receivedAt: new Date(now()).toISOString() }, options.ttlMs)
+      heartbeats.emit('heartbeat')
+    },
+    list: () => store.listProxies(),
+    async status() {
+      const [version, proxies] = await Promise.all([store.version(), store.listProxies()])
+      return {
+        ...convergenceOf(proxies, version),
+        proxies: proxies.map((p) => ({ id: p.id, version: p.version, status: p.status, node: p.node, receivedAt: p.receivedAt, lastError: p.lastError })),
+        refusedRoutes: refusedRoutesOf(proxies),
+      }
+    },
+    async waitForConvergence(version, timeoutMs, signal) {
+      const deadline = now() + timeoutMs
+      let last = convergenceOf(await store.listProxies(), version)
+      while (last.laggards.length > 0) {
+        const left = deadline - now()
+        if (left <= 0 || signal?.aborted === true) {
+          const names = last.laggards.map((l) => `${l.id} (at version ${l.version}${l.node === '' ? '' : `, node ${l.node}`})`).join(', ')
+          throw new ConvergenceTimeoutError(
+            `${last.laggards.length} of ${last.live} live proxies did not apply version ${version} within ${Math.round(timeoutMs / 1000)}s: ${names}. ` +
+              `The change itself is stored (version ${version}); those proxies will apply it when they catch up.`,
+          )
+        }
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            clearTimeout(timer)
+            heartbeats.off('heartbeat', done)
+            signal?.removeEventListener('abort', done)
+            resolve()
+          }
+          const timer = setTimeout(done, Math.min(pollMs, left))
+          heartbeats.on('heartbeat', done)
+          signal?.addEventListener('abort', done, { once: true })
+        })
+        last = convergenceOf(await store.listProxies(), version)
+      }
+      return last
+    },
+  }
+}

@@ -1,0 +1,241 @@
+/**
+ * HTTP schemas of the control plane's own endpoints. Shared ones carry an `$id`, are
+ * registered once with `app.addSchema` (see `sharedSchemas`) and are used through `ref()`,
+ * so the OpenAPI document shows them as named components while TypeScript still infers
+ * their types.
+ */
+import { Type, type Static, type TSchema } from 'typebox'
+import { ChangeSchema } from '../../contracts/change.ts'
+import { ConfigSnapshotSchema } from '../../contracts/config-snapshot.ts'
+import { ErrorSchema } from '../../contracts/errors.ts'
+import { ProxyHeartbeatSchema, ProxyStatusSchema } from '../../contracts/proxy-status.ts'
+import {
+  DestinationSchema,
+  EndpointSchema,
+  limits,
+  PortSchema,
+  rules,
+  RouteSchema,
+  ServiceDomainSchema,
+  ServiceNameSchema,
+  ServicePathSchema,
+  StickyCookieSchema,
+} from '../../contracts/route.ts'
+
+/** A `$ref` to a shared schema, typed as the schema itself. */
+export function ref<T extends TSchema>(schema: T): T {
+  const id = (schema as { $id?: string }).$id
+  if (id === undefined) throw new Error('ref(): schema has no $id')
+  return { $ref: `${id}#` } as unknown as T
+}
+
+/** `wait=converged&timeout=S`: shared by every endpoint that changes the routing table. */
+export const waitProperties = {
+  wait: Type.Optional(
+    Type.Literal('converged', {
+      description: "'converged': answer only once every live proxy has applied the new version (or 504 CONVERGENCE_TIMEOUT naming the laggards; the change stays stored).",
+    }),
+  ),
+  timeout: Type.Optional(
+    Type.String({ pattern: '^(?:[0-9]|[1-9][0-9]|[12][0-9]{2}|300)s?$', description: 'Seconds to wait for convergence, 0-300 (default 30); 30 and 30s are the same.', examples: ['30s'] }),
+  ),
+}
+export const WaitQuerySchema = Type.Object(waitProperties, { additionalProperties: false })
+
+const listMax = (entry: number, count: number): number => (entry + 1) * count
+
+export const ReconfigureQuerySchema = Type.Object(
+  {
+    serviceName: ServiceNameSchema,
+    servicePath: Type.String({
+      maxLength: listMax(rules.servicePath.maxLength, limits.maxPaths),
+      description: `Comma-separated path prefixes (at most ${limits.maxPaths}); each ${rules.servicePath.text}.`,
+      examples: ['/demo,/api/demo'],
+    }),
+    port: PortSchema,
+    serviceDomain: Type.Optional(
+      Type.String({ maxLength: listMax(rules.serviceDomain.maxLength, limits.maxDomains), description: `Comma-separated host names; each ${rules.serviceDomain.text}.`, examples: ['app.example.com,*.example.org'] }),
+    ),
+    sticky: Type.Optional(Type.Boolean({ description: 'Pin each client to one task with an opaque cookie. Default false.' })),
+    stickyCookie: Type.Optional(StickyCookieSchema),
+    endpoints: Type.Optional(
+      Type.String({ maxLength: listMax(rules.endpoint.maxLength, limits.maxEndpoints), description: `Comma-separated host:port backends instead of tasks.<serviceName> DNS; each ${rules.endpoint.text}.`, examples: ['127.0.0.1:3001,127.0.0.1:3002'] }),
+    ),
+    ...waitProperties,
+  },
+  { additionalProperties: false },
+)
+export type ReconfigureQuery = Static<typeof ReconfigureQuerySchema>
+
+const routeBodyProperties = {
+  servicePath: Type.Optional(Type.Array(ServicePathSchema, { minItems: 1, maxItems: limits.maxPaths, description: "Path prefixes of the one destination (with 'port'); or give 'destinations'." })),
+  port: Type.Optional(PortSchema),
+  destinations: Type.Optional(Type.Array(ref(DestinationSchema), { minItems: 1, maxItems: limits.maxDestinations, description: "Several path/port destinations; instead of 'servicePath' and 'port'." })),
+  serviceDomain: Type.Optional(Type.Array(ServiceDomainSchema, { maxItems: limits.maxDomains })),
+  sticky: Type.Optional(Type.Boolean({ description: 'Pin each client to one task with an opaque cookie. Default false.' })),
+  stickyCookie: Type.Optional(StickyCookieSchema),
+  endpoints: Type.Optional(Type.Array(EndpointSchema, { maxItems: limits.maxEndpoints })),
+}
+
+export const ReconfigureBodySchema = Type.Object(
+  { serviceName: ServiceNameSchema, ...routeBodyProperties },
+  { $id: 'ReconfigureRequest', additionalProperties: false, description: "A route: 'servicePath' + 'port', or 'destinations'." },
+)
+export type ReconfigureBody = Static<typeof ReconfigureBodySchema>
+
+export const RouteBodySchema = Type.Object(
+  { serviceName: Type.Optional(ServiceNameSchema), ...routeBodyProperties },
+  { $id: 'RouteRequest', additionalProperties: false, description: "A route for the service named in the path: 'servicePath' + 'port', or 'destinations'. 'serviceName', if given, must equal the path's." },
+)
+export type RouteBody = Static<typeof RouteBodySchema>
+
+export const LaggardSchema = Type.Object({ id: Type.String(), version: Type.Integer(), node: Type.String() }, { additionalProperties: false })
+
+export const ConvergenceSchema = Type.Object(
+  {
+    version: Type.Integer({ description: 'The version every live proxy had to apply.' }),
+    live: Type.Integer({ description: 'Live proxies (heartbeat not expired).' }),
+    converged: Type.Integer({ description: 'Live proxies at that version or newer.' }),
+    laggards: Type.Array(LaggardSchema),
+  },
+  { $id: 'Convergence', additionalProperties: false },
+)
+
+const warnings = Type.Optional(Type.Array(Type.String(), { description: 'Parameters accepted but ignored (Docker Flow Proxy compatibility), one sentence each.' }))
+
+export const ReconfigureAnswerSchema = Type.Object(
+  {
+    route: ref(RouteSchema),
+    version: Type.Integer({ description: 'Config version that holds this route.' }),
+    changed: Type.Boolean({ description: 'False when the route was already stored exactly so (the version did not move).' }),
+    warnings,
+    convergence: Type.Optional(ref(ConvergenceSchema)),
+  },
+  { $id: 'ReconfigureAnswer', additionalProperties: false },
+)
+
+export const RemoveAnswerSchema = Type.Object(
+  { version: Type.Integer(), removed: ref(RouteSchema), warnings, convergence: Type.Optional(ref(ConvergenceSchema)) },
+  { $id: 'RemoveAnswer', additionalProperties: false },
+)
+
+export const RemoveQuerySchema = Type.Object({ serviceName: ServiceNameSchema, ...waitProperties }, { additionalProperties: false })
+
+export const RouteRecordSchema = Type.Object(
+  {
+    route: ref(RouteSchema),
+    version: Type.Integer({ description: 'Version at which this route last changed.' }),
+    updatedAt: Type.String({ format: 'date-time' }),
+    actor: Type.String(),
+    source: Type.String(),
+  },
+  { $id: 'RouteRecord', additionalProperties: false },
+)
+
+export const RoutesAnswerSchema = Type.Object({ version: Type.Integer(), routes: Type.Array(ref(RouteRecordSchema)) }, { additionalProperties: false })
+
+export const ServiceNameParamsSchema = Type.Object({ serviceName: ServiceNameSchema }, { additionalProperties: false })
+
+export const ConfigQuerySchema = Type.Object(
+  {
+    since: Type.Optional(Type.Integer({ minimum: 0, description: 'The version the caller holds.' })),
+    wait: Type.Optional(
+      Type.String({
+        pattern: '^(?:[0-9]|[1-5][0-9]|60)s?$',
+        description: "Long poll, with 'since': seconds (0-60; 30 and 30s are the same) to wait for a version newer than 'since' before answering 304.",
+        examples: ['30s'],
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+/**
+ * The change-log entry of contracts/change.ts with `before`/`after` as references: ajv refuses
+ * one schema holding the same nested `$id` ('Route') twice.
+ */
+export const ChangeEntrySchema = Type.Object(
+  {
+    ...ChangeSchema.properties,
+    before: Type.Union([ref(RouteSchema), Type.Null()], { description: 'The route before the change; null when it was created.' }),
+    after: Type.Union([ref(RouteSchema), Type.Null()], { description: 'The route after the change; null when it was removed.' }),
+  },
+  { $id: 'Change', additionalProperties: false },
+)
+
+export const ChangesQuerySchema = Type.Object(
+  {
+    since: Type.Integer({ minimum: 0, default: 0, description: 'Only changes with a version greater than this.' }),
+    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'At most this many changes, oldest first.' }),
+  },
+  { additionalProperties: false },
+)
+export const ChangesAnswerSchema = Type.Object({ version: Type.Integer({ description: 'Current version.' }), changes: Type.Array(ref(ChangeEntrySchema)) }, { additionalProperties: false })
+
+export const RollbackQuerySchema = Type.Object({ to: Type.Integer({ minimum: 0, description: 'The version whose routing table to restore.' }), ...waitProperties }, { additionalProperties: false })
+export const RollbackAnswerSchema = Type.Object(
+  {
+    version: Type.Integer({ description: 'The new version (unchanged when the table already equalled version `to`).' }),
+    changed: Type.Integer({ description: 'Routes the rollback changed.' }),
+    convergence: Type.Optional(ref(ConvergenceSchema)),
+  },
+  { additionalProperties: false },
+)
+
+export const ProxyIdParamsSchema = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$', description: 'Proxy replica id (Swarm task id or host name).' }) }, { additionalProperties: false })
+export const ProxiesAnswerSchema = Type.Object({ proxies: Type.Array(ref(ProxyStatusSchema)) }, { additionalProperties: false })
+
+export const FleetStatusSchema = Type.Object(
+  {
+    version: Type.Integer({ description: 'Current config version.' }),
+    live: Type.Integer(),
+    converged: Type.Integer({ description: 'Live proxies that applied the current version.' }),
+    laggards: Type.Array(LaggardSchema),
+    proxies: Type.Array(
+      Type.Object(
+        { id: Type.String(), version: Type.Integer(), status: Type.String(), node: Type.String(), receivedAt: Type.String({ format: 'date-time' }), lastError: Type.Union([Type.String(), Type.Null()]) },
+        { additionalProperties: false },
+      ),
+    ),
+    refusedRoutes: Type.Array(
+      Type.Object({ serviceName: Type.String(), error: Type.String(), proxies: Type.Array(Type.String()) }, { additionalProperties: false }),
+      { description: 'Routes some proxy refused (HAProxy rejected the configuration with them), with the error and which proxies.' },
+    ),
+  },
+  { $id: 'FleetStatus', additionalProperties: false },
+)
+
+export const HealthAnswerSchema = Type.Object({ status: Type.String({ examples: ['ok'] }) }, { additionalProperties: false })
+
+/** Registered with `app.addSchema`, dependencies first. */
+export const sharedSchemas: TSchema[] = [
+  DestinationSchema,
+  RouteSchema,
+  ConfigSnapshotSchema,
+  ChangeEntrySchema,
+  ErrorSchema,
+  ProxyHeartbeatSchema,
+  ProxyStatusSchema,
+  ConvergenceSchema,
+  ReconfigureBodySchema,
+  RouteBodySchema,
+  ReconfigureAnswerSchema,
+  RemoveAnswerSchema,
+  RouteRecordSchema,
+  FleetStatusSchema,
+]
+
+const ErrorRef = ref(ErrorSchema)
+
+/** Error responses, documented per route. */
+export const errors = {
+  400: { ...ErrorRef, description: 'Invalid or unknown parameter (VALIDATION_FAILED, UNKNOWN_PARAMETER); nothing changed.' },
+  401: { ...ErrorRef, description: 'Missing or invalid bearer token (UNAUTHORIZED).' },
+  404: { ...ErrorRef, description: 'Not found.' },
+  413: { ...ErrorRef, description: 'Body larger than 1 MiB (BODY_TOO_LARGE).' },
+  503: { ...ErrorRef, description: 'The route store is unavailable (STORE_UNAVAILABLE); nothing changed.' },
+  504: { ...ErrorRef, description: 'wait=converged: some live proxy did not apply the new version in time (CONVERGENCE_TIMEOUT, naming them); the change is stored.' },
+} as const
+
+/** OpenAPI security requirement of routes that take a token. */
+export const bearer = [{ bearerAuth: [] as string[] }]

@@ -1,0 +1,120 @@
+/**
+ * The versioned routing table the proxies pull, the change log and rollback:
+ *   GET  /v1/config[?since=V&wait=S]   ETag = version; If-None-Match → 304; long poll
+ *   GET  /v1/changes?since=V
+ *   POST /v1/config/rollback?to=V
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply } from 'fastify'
+import { ConfigSnapshotSchema } from '../../../contracts/config-snapshot.ts'
+import { ValidationFailedError } from '../../errors.ts'
+import type { SnapshotPayload } from '../../plugins/config-feed.ts'
+import { bearer, ChangesAnswerSchema, ChangesQuerySchema, ConfigQuerySchema, errors, ref, RollbackAnswerSchema, RollbackQuerySchema } from '../schemas.ts'
+import { clientGone, convergeIfAsked, seconds } from './helpers.ts'
+
+export const etagOf = (version: number): string => `"${version}"`
+
+/** True when an If-None-Match header names this ETag (or is '*'). */
+function matches(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (ifNoneMatch === undefined) return false
+  return ifNoneMatch
+    .split(',')
+    .map((s) => s.trim().replace(/^W\//, ''))
+    .some((t) => t === etag || t === '*')
+}
+
+const config: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/config',
+    {
+      config: { auth: 'proxy' },
+      schema: {
+        tags: ['config'],
+        operationId: 'getConfig',
+        summary: 'The whole routing table at one version (what the proxies render)',
+        description:
+          'Routes are sorted by service name. The ETag is the version; If-None-Match with it answers 304. ' +
+          "With `since=V&wait=S` this is a long poll: it answers at once when the current version is newer than V, otherwise at the next change (on any control-plane replica), or 304 after S seconds (at most 60). " +
+          'Accepts the proxy token as well as API tokens.',
+        security: bearer,
+        querystring: ConfigQuerySchema,
+        headers: { type: 'object', properties: { 'if-none-match': { type: 'string', description: 'An ETag from an earlier answer.' } } },
+        response: {
+          200: ref(ConfigSnapshotSchema),
+          304: { description: 'Not modified: the version is still the one the caller holds (ETag or since), or the long poll ended without a change.', type: 'null' },
+          400: errors[400],
+          401: errors[401],
+          503: errors[503],
+        },
+      },
+    },
+    async (request, typedReply) => {
+      const { since, wait } = request.query
+      // The snapshot goes out as the JSON text serialised once for every waiter, not re-serialised per reply.
+      const reply = typedReply as unknown as FastifyReply
+      const send = (payload: SnapshotPayload | null): FastifyReply => {
+        if (payload === null) return reply.code(304).header('cache-control', 'no-cache').send()
+        return reply.header('etag', etagOf(payload.version)).header('cache-control', 'no-cache').type('application/json; charset=utf-8').send(payload.body)
+      }
+      if (wait !== undefined) {
+        if (since === undefined) throw new ValidationFailedError("wait: needs 'since', the version the caller holds")
+        const waitSeconds = seconds(wait)
+        if (waitSeconds > app.longPollMaxSeconds) throw new ValidationFailedError(`wait: ${JSON.stringify(wait)} must be at most ${app.longPollMaxSeconds} seconds`)
+        return send(await app.feed.wait(since, waitSeconds * 1000, clientGone(reply)))
+      }
+      const payload = await app.feed.current()
+      if (since !== undefined && payload.version <= since) return send(null)
+      if (since === undefined && matches(request.headers['if-none-match'], etagOf(payload.version))) {
+        return reply.code(304).header('etag', etagOf(payload.version)).header('cache-control', 'no-cache').send()
+      }
+      return send(payload)
+    },
+  )
+
+  app.get(
+    '/changes',
+    {
+      schema: {
+        tags: ['config'],
+        operationId: 'listChanges',
+        summary: 'The change log: who changed which route, when, from where',
+        description: 'Oldest first. Readable without a token, like the routes themselves.',
+        querystring: ChangesQuerySchema,
+        response: { 200: ChangesAnswerSchema, 400: errors[400], 503: errors[503] },
+      },
+    },
+    async (request) => {
+      const [version, changes] = await Promise.all([app.store.version(), app.store.changes(request.query.since, request.query.limit)])
+      return { version, changes }
+    },
+  )
+
+  app.post(
+    '/config/rollback',
+    {
+      config: { auth: 'api' },
+      schema: {
+        tags: ['config'],
+        operationId: 'rollbackConfig',
+        summary: 'Restore the routing table of an earlier version, as a new version',
+        description: 'Rolling back to a version whose table equals the current one changes nothing (changed: 0, same version).',
+        security: bearer,
+        querystring: RollbackQuerySchema,
+        response: {
+          200: RollbackAnswerSchema,
+          400: errors[400],
+          401: errors[401],
+          404: { ...errors[404], description: 'No such version, or older than the change log reaches (VERSION_NOT_FOUND).' },
+          503: errors[503],
+          504: errors[504],
+        },
+      },
+    },
+    async (request, reply) => {
+      const result = await app.store.rollback(request.query.to, { actor: request.actor, source: 'rollback' })
+      return { version: result.version, changed: result.changed, ...(await convergeIfAsked(app, reply, request.query, result.version)) }
+    },
+  )
+}
+
+export default config

@@ -1,0 +1,60 @@
+/**
+ * Fleet status:
+ *   PUT /v1/proxies/{id}   heartbeat (proxy token), kept for the configured TTL
+ *   GET /v1/proxies        live proxies
+ *   GET /v1/status         current version, live/converged counts, laggards, refused routes
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { ProxyHeartbeatSchema } from '../../../contracts/proxy-status.ts'
+import { bearer, errors, FleetStatusSchema, ProxiesAnswerSchema, ProxyIdParamsSchema, ref } from '../schemas.ts'
+
+const fleet: FastifyPluginAsyncTypebox = async (app) => {
+  app.put(
+    '/proxies/:id',
+    {
+      config: { auth: 'proxy' },
+      schema: {
+        tags: ['fleet'],
+        operationId: 'putProxyHeartbeat',
+        summary: 'Heartbeat of one proxy replica (proxy token)',
+        description: 'Sent every few seconds and after every apply. The proxy counts as live until its last heartbeat is older than the TTL (TETHER_PROXY_TTL_SECONDS, default 15).',
+        security: bearer,
+        params: ProxyIdParamsSchema,
+        body: ref(ProxyHeartbeatSchema),
+        response: { 204: { description: 'Recorded.', type: 'null' }, 400: errors[400], 401: errors[401], 413: errors[413], 503: errors[503] },
+      },
+    },
+    async (request, reply) => {
+      await app.fleet.heartbeat(request.params.id, request.body)
+      return reply.code(204).send(null)
+    },
+  )
+
+  app.get(
+    '/proxies',
+    {
+      schema: {
+        tags: ['fleet'],
+        operationId: 'listProxies',
+        summary: 'Live proxy replicas and their last heartbeat',
+        response: { 200: ProxiesAnswerSchema, 503: errors[503] },
+      },
+    },
+    async () => ({ proxies: await app.fleet.list() }),
+  )
+
+  app.get(
+    '/status',
+    {
+      schema: {
+        tags: ['fleet'],
+        operationId: 'getStatus',
+        summary: 'Convergence summary: current version, live and converged proxies, laggards, refused routes',
+        response: { 200: ref(FleetStatusSchema), 503: errors[503] },
+      },
+    },
+    async () => app.fleet.status(),
+  )
+}
+
+export default fleet

@@ -1,0 +1,17 @@
+/** Everything under /v1. */
+import type { FastifyPluginAsync } from 'fastify'
+import configRoutes from './config.ts'
+import dfpRoutes from './docker-flow-proxy.ts'
+import fleetRoutes from './fleet.ts'
+import reconfigureRoutes from './reconfigure.ts'
+import resourceRoutes from './routes.ts'
+
+const v1: FastifyPluginAsync = async (app) => {
+  await app.register(reconfigureRoutes)
+  await app.register(dfpRoutes)
+  await app.register(resourceRoutes)
+  await app.register(configRoutes)
+  await app.register(fleetRoutes)
+}
+
+export default v1

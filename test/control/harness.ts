@@ -1,0 +1,54 @@
+/**
+ * Builds a control plane for a test, the way every caller does (buildApp), with known tokens,
+ * and closes it after the test.
+ */
+import type { TestContext } from 'node:test'
+import { buildApp, type BuildAppOptions, type ControlApp } from '../../src/control/app.ts'
+import { createMemoryRouteStore } from '../../src/control/store/memory-route-store.ts'
+import type { RouteStore } from '../../src/control/store/route-store.ts'
+
+export const API_TOKEN = 'test-api-token-0123456789'
+export const OTHER_API_TOKEN = 'test-ops-token-9876543210'
+export const PROXY_TOKEN = 'test-proxy-token-0123456789'
+export const api = { authorization: `Bearer ${API_TOKEN}` }
+export const proxy = { authorization: `Bearer ${PROXY_TOKEN}` }
+
+export interface TestControl {
+  app: ControlApp
+  store: RouteStore
+}
+
+export async function startControl(t: TestContext, options: Partial<BuildAppOptions> = {}): Promise<TestControl> {
+  const store = options.store ?? createMemoryRouteStore()
+  const app = await buildApp({
+    store,
+    auth: {
+      apiTokens: new Map([
+        [API_TOKEN, 'ci'],
+        [OTHER_API_TOKEN, 'ops'],
+      ]),
+      proxyToken: PROXY_TOKEN,
+    },
+    ...options,
+  })
+  t.after(async () => {
+    await app.close()
+    if (options.store === undefined) await store.close()
+  })
+  return { app, store }
+}
+
+/** A heartbeat body as a proxy agent sends it. */
+export function heartbeat(version: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    version,
+    status: 'ok',
+    lastError: null,
+    refusedRoutes: [],
+    node: 'node-1',
+    haproxyVersion: '2.6.12',
+    startedAt: '2024-01-01T00:00:00.000Z',
+    backends: [],
+    ...extra,
+  }
+}
