@@ -7,9 +7,10 @@
  *   differs from the newest one known to the applier. It polls on while an apply runs, so
  *   versions that arrive meanwhile are coalesced: the applier takes only the newest.
  *   After a failure it backs off (capped exponential, jittered) and then asks for the full
- *   current snapshot (no `since`), so a store that was restored or flushed meanwhile — its
- *   version went backwards — is applied rather than ignored. A snapshot is applied whenever
- *   it differs from the one served, whatever its version number.
+ *   current snapshot (no `since`); after a long poll that ended with no change it checks
+ *   (If-None-Match) that its version is still current. So a store that was restored or
+ *   flushed — its version went backwards — is applied rather than ignored. A snapshot is
+ *   applied whenever it differs from the one served, whatever its version number.
  * - the applier calls `engine.apply` (one call at a time), saves the snapshot in the state
  *   directory, and sends a heartbeat. When the engine fails entirely (nothing applied) it
  *   retries the same snapshot with backoff until it succeeds or a newer one arrives.
@@ -199,32 +200,43 @@ export function createAgent(options: AgentOptions): Agent {
   }
 
   async function pollLoop(): Promise<void> {
-    // null: ask for the full current snapshot at once (first poll, and after any failure).
-    let since: number | null = null
+    // 'full': ask for the current snapshot at once (first request, and after any failure).
+    // 'poll': long poll for a version newer than `known`.
+    // 'check': after a long poll that ended with no change, ask whether `known` is still the
+    //   current version (If-None-Match). A long poll only wakes for *newer* versions, so this
+    //   is what notices a store that went backwards (restored, flushed) while we waited.
+    let mode: 'full' | 'poll' | 'check' = 'full'
+    let known = 0
     let failures = 0
     while (!stopping.signal.aborted) {
       try {
-        const answer = await client.fetchConfig({ since, waitSeconds, signal: stopping.signal })
+        const answer =
+          mode === 'poll'
+            ? await client.fetchConfig({ since: known, waitSeconds, signal: stopping.signal })
+            : await client.fetchConfig({ since: null, waitSeconds, signal: stopping.signal, ...(mode === 'check' ? { ifNoneMatch: known } : {}) })
         if (!controlReachable || failures > 0) log.info({ control: client.lastTarget }, 'control plane reachable')
         failures = 0
         controlReachable = true
         controlError = null
         if (answer.changed) {
-          if (since !== null && answer.snapshot.version < since) {
-            log.warn({ was: since, now: answer.snapshot.version }, 'config version went backwards (store restored?): resyncing')
+          if (mode !== 'full' && answer.snapshot.version < known) {
+            log.warn({ was: known, now: answer.snapshot.version }, 'config version went backwards (store restored?): resyncing')
           }
           offer(answer.snapshot)
-          since = answer.snapshot.version
-        } else if (answer.version !== null && since !== null && answer.version !== since) {
+          known = answer.snapshot.version
+          mode = 'poll'
+        } else if (answer.version !== null && answer.version !== known) {
           // The control plane is at another version than ours and did not send it: its store
           // went backwards. Ask for the whole snapshot.
-          log.warn({ ours: since, theirs: answer.version }, 'control plane reports another version: resyncing')
-          since = null
+          log.warn({ ours: known, theirs: answer.version }, 'control plane reports another version: resyncing')
+          mode = 'full'
+        } else {
+          mode = mode === 'poll' && answer.version === null ? 'check' : 'poll'
         }
       } catch (error) {
         if (stopping.signal.aborted) return
         failures += 1
-        since = null
+        mode = 'full'
         controlReachable = false
         controlError = message(error)
         const delay = backoffDelay(failures, backoff, random)

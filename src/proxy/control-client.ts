@@ -24,16 +24,20 @@ const checkSnapshot = Compile(ConfigSnapshotSchema)
 export type ConfigPollResult =
   /** A snapshot to consider (newer, or — after a store restore — older than `since`). */
   | { changed: true; snapshot: ConfigSnapshot }
-  /** The wait ended with no change. `version`: the control plane's current version from the ETag, when it sent one. */
+  /**
+   * No change: the long poll ended, or the `ifNoneMatch` version is still current. `version`:
+   * the control plane's current version when it said (ETag), else null.
+   */
   | { changed: false; version: number | null }
 
 export interface ControlClient {
   /**
-   * GET /v1/config. `since: null` asks for the current snapshot at once; otherwise a long
-   * poll of at most `waitSeconds`. Rejects with `ControlUnavailableError` when no control
+   * GET /v1/config. `since: null` asks for the current snapshot at once — with `ifNoneMatch`,
+   * a cheap check that answers "unchanged" while that version is current and the snapshot
+   * otherwise (newer or older); a number is a long poll of at most `waitSeconds`. Rejects with `ControlUnavailableError` when no control
    * replica answered, `ControlRejectedError` on a 4xx, an AbortError when `signal` aborts.
    */
-  fetchConfig(options: { since: number | null; waitSeconds: number; signal?: AbortSignal }): Promise<ConfigPollResult>
+  fetchConfig(options: { since: number | null; waitSeconds: number; ifNoneMatch?: number; signal?: AbortSignal }): Promise<ConfigPollResult>
   /** PUT /v1/proxies/{id}. Same errors as fetchConfig. */
   heartbeat(id: string, heartbeat: ProxyHeartbeat, signal?: AbortSignal): Promise<void>
   /** Where the last successful request went, for logs and status ("http://tasks.control:8080 via 10.0.1.7"). */
@@ -171,7 +175,7 @@ export function createControlClient(options: ControlClientOptions): ControlClien
   /** Sends to the preferred target, failing over to the others. `handle` reads the answer; returning undefined means "try the next target". */
   async function send<T>(
     path: string,
-    init: { method: 'GET' | 'PUT'; body?: string; timeoutMs: number; signal?: AbortSignal },
+    init: { method: 'GET' | 'PUT'; body?: string; timeoutMs: number; signal?: AbortSignal; headers?: Record<string, string> },
     handle: (statusCode: number, headers: Record<string, string | string[] | undefined>, body: Dispatcher.ResponseData['body']) => Promise<T>,
   ): Promise<T> {
     if (closed) throw new ControlUnavailableError(['client closed'])
@@ -185,7 +189,7 @@ export function createControlClient(options: ControlClientOptions): ControlClien
         const target = targets[index]
         if (target === undefined) continue
         try {
-          const headers: Record<string, string> = { authorization }
+          const headers: Record<string, string> = { ...init.headers, authorization }
           if (init.body !== undefined) headers['content-type'] = 'application/json'
           const res = await request(`${target.base}${path}`, {
             method: init.method,
@@ -229,13 +233,16 @@ export function createControlClient(options: ControlClientOptions): ControlClien
     get lastTarget() {
       return lastTarget
     },
-    async fetchConfig({ since, waitSeconds, signal }) {
+    async fetchConfig({ since, waitSeconds, ifNoneMatch, signal }) {
       const query = since === null ? '' : `?since=${since}&wait=${waitSeconds}`
       const timeoutMs = since === null ? requestTimeoutMs : waitSeconds * 1000 + requestTimeoutMs
-      return send('/v1/config' + query, { method: 'GET', timeoutMs, ...(signal === undefined ? {} : { signal }) }, async (statusCode, headers, body) => {
+      const init: Parameters<typeof send>[1] = { method: 'GET', timeoutMs }
+      if (signal !== undefined) init.signal = signal
+      if (since === null && ifNoneMatch !== undefined) init.headers = { 'if-none-match': `"${ifNoneMatch}"` }
+      return send('/v1/config' + query, init, async (statusCode, headers, body) => {
         if (statusCode === 304) {
           await body.dump()
-          return { changed: false, version: versionFromEtag(headers.etag) }
+          return { changed: false, version: versionFromEtag(headers.etag) ?? (since === null ? (ifNoneMatch ?? null) : null) }
         }
         let value: unknown
         try {

@@ -120,8 +120,8 @@ describe('proxy agent loop', () => {
     assert.equal(backoffDelay(50, policy, () => 0.999999), 30_000)
   })
 
-  it('resyncs when the version goes backwards (store restored), even when the control plane only says so in its ETag', async (t) => {
-    const { clock, client, store, engine, agent } = await setup(t, { answerBackwardsAtOnce: false })
+  it('resyncs when the version goes backwards (store restored) while it waits, once the long poll ends', async (t) => {
+    const { clock, client, store, engine, agent } = await setup(t)
     for (const name of ['a', 'b', 'c']) await store.put(route(name), meta)
     await agent.start()
     await clock.settle()
@@ -129,10 +129,11 @@ describe('proxy agent loop', () => {
 
     const restored = createMemoryRouteStore()
     await restored.put(route('x'), meta)
-    client.store = restored // version 1 < 3; this server only answers newer versions at once
-    await clock.advance(30_000) // the long poll ends with a 304 whose ETag names version 1
+    client.store = restored // version 1 < 3; a long poll only answers newer versions
+    await clock.advance(30_000) // the long poll ends unchanged; the If-None-Match check sees version 1
     await clock.settle()
     assert.deepEqual(engine.applied, [3, 1])
+    assert.deepEqual(client.requests.slice(0, 3), ['full', 'poll:3', 'check:3'])
     assert.deepEqual(engine.current?.routes.map((r) => r.serviceName), ['x'])
 
     await restored.put(route('y'), meta) // and follows the restored store from there
@@ -140,15 +141,16 @@ describe('proxy agent loop', () => {
     assert.deepEqual(engine.applied, [3, 1, 2])
   })
 
-  it('resyncs at once when the control plane answers a lower version', async (t) => {
-    const { clock, client, store, engine, agent } = await setup(t)
+  it('resyncs at once when a control plane answers a lower version', async (t) => {
+    const { clock, client, store, engine, agent } = await setup(t, { answerBackwardsAtOnce: true })
     for (const name of ['a', 'b', 'c']) await store.put(route(name), meta)
     await agent.start()
     await clock.settle()
     const restored = createMemoryRouteStore()
     await restored.put(route('x'), meta)
     client.store = restored
-    await clock.advance(30_000)
+    await store.put(route('d'), meta) // wakes the waiting long poll, which now reads the restored store
+    await clock.settle()
     assert.deepEqual(engine.applied, [3, 1])
   })
 
