@@ -24,7 +24,7 @@ import type { Logger } from 'pino'
 import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
 import type { ProxyHeartbeat, RefusedRoute } from '../contracts/proxy-status.ts'
 import { backoffDelay, DEFAULT_BACKOFF, systemClock, type BackoffPolicy, type Clock } from './clock.ts'
-import type { ControlClient } from './control-client.ts'
+import type { ConfigPollResult, ControlClient } from './control-client.ts'
 import type { BackendHealth, Engine } from './engine.ts'
 import type { StateStore } from './state-store.ts'
 
@@ -210,7 +210,7 @@ export function createAgent(options: AgentOptions): Agent {
     let failures = 0
     while (!stopping.signal.aborted) {
       try {
-        const answer =
+        const answer: ConfigPollResult =
           mode === 'poll'
             ? await client.fetchConfig({ since: known, waitSeconds, signal: stopping.signal })
             : await client.fetchConfig({ since: null, waitSeconds, signal: stopping.signal, ...(mode === 'check' ? { ifNoneMatch: known } : {}) })
