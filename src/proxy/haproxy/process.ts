@@ -1,0 +1,258 @@
+/**
+ * The HAProxy master process: start (master-worker, master CLI on a unix socket), supervise
+ * (restart with capped backoff when it dies), reload through the master CLI and verify the new
+ * worker took over, stop with no process left behind.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { readFile, writeFile, rename } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { HaproxyNotInstalledError, HaproxyReloadError, HaproxyStartError } from './errors.ts'
+import { requestReload, showProc, showServersState, type ProcInfo } from './runtime.ts'
+import type { EngineLogger } from './settings.ts'
+
+export const INSTALL_HINT = 'install HAProxy 2.6 or newer (Debian/Ubuntu: apt-get install -y haproxy; Alpine: apk add haproxy) or set the path to the haproxy binary'
+
+/** `haproxy -v` → "HAProxy 2.6.12-1+deb12u4". Rejects with an install hint when it cannot run. */
+export function haproxyVersion(bin: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(bin, ['-v'], { timeout: 10_000 }, (err, stdout) => {
+      if (err !== null) {
+        const code = (err as NodeJS.ErrnoException).code
+        const why = code === 'ENOENT' ? `'${bin}' was not found` : `'${bin} -v' failed: ${err.message}`
+        return reject(new HaproxyNotInstalledError(why, INSTALL_HINT))
+      }
+      const m = /HAProxy version (\S+)/.exec(stdout)
+      if (m === null) return reject(new HaproxyNotInstalledError(`'${bin} -v' did not print a HAProxy version`, INSTALL_HINT))
+      resolve(`HAProxy ${m[1]}`)
+    })
+  })
+}
+
+export interface ProcessOptions {
+  bin: string
+  configPath: string
+  masterSocket: string
+  adminSocket: string
+  pidFile: string
+  serverStateFile: string
+  restartBackoffMs: { min: number; max: number }
+  logger: EngineLogger
+  /** Called when HAProxy died unexpectedly (before the restart is attempted). */
+  onExit?: (code: number | null, signal: string | null) => void
+}
+
+export interface HaproxyProcess {
+  /** The master's pid (stable across reloads: the master re-executes itself). */
+  readonly pid: number | undefined
+  /** Number of times the supervisor restarted HAProxy after it died. */
+  readonly restarts: number
+  /**
+   * Saves server state, asks the master to reload the configuration file and waits until a
+   * new worker serves. Rejects (old worker keeps serving) when the new one did not come up.
+   */
+  reload(timeoutMs?: number): Promise<ProcInfo>
+  proc(): Promise<ProcInfo>
+  /** Terminates master and every worker, old ones included. Idempotent. */
+  stop(): Promise<void>
+}
+
+/** A HAProxy process of ours: its command line names our configuration file (guards against pid reuse). */
+async function ours(pid: number, configPath: string): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+  return cmdline.split('\0').includes(configPath)
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Starts HAProxy and resolves once a worker serves; rejects with HAProxy's own words when it cannot start. */
+export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProcess> {
+  const { logger } = options
+  let child: ChildProcess | undefined
+  let stopping = false
+  let restarts = 0
+  let backoff = options.restartBackoffMs.min
+  let restartTimer: NodeJS.Timeout | undefined
+  let knownPids = new Set<number>()
+  let stopped: Promise<void> | undefined
+
+  async function launch(): Promise<void> {
+    const args = ['-W', '-S', `${options.masterSocket},mode,600`, '-f', options.configPath, '-p', options.pidFile]
+    logger.info({ bin: options.bin, args }, 'starting HAProxy')
+    const proc = spawn(options.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    child = proc
+    let output = ''
+    const collect = (chunk: Buffer): void => {
+      const text = chunk.toString('utf8')
+      if (output.length < 64 * 1024) output += text
+      for (const line of text.split('\n')) {
+        if (line.trim() === '') continue
+        if (/\[(ALERT|EMERG)\]/.test(line)) logger.error({ haproxy: line }, 'haproxy')
+        else if (/\[WARNING\]/.test(line)) logger.warn({ haproxy: line }, 'haproxy')
+        else logger.debug({ haproxy: line }, 'haproxy')
+      }
+    }
+    proc.stdout?.on('data', collect)
+    proc.stderr?.on('data', collect)
+    const spawnError = once(proc, 'spawn').then(
+      () => undefined,
+      (err: NodeJS.ErrnoException) => err,
+    )
+    const early = (await spawnError) ?? undefined
+    if (early !== undefined) {
+      child = undefined
+      if (early.code === 'ENOENT') throw new HaproxyNotInstalledError(`'${options.bin}' was not found`, INSTALL_HINT)
+      throw new HaproxyStartError(early.message)
+    }
+    let exited = false
+    proc.on('exit', (code, signal) => {
+      exited = true
+      if (child === proc) child = undefined
+      if (stopping) return
+      logger.error({ code, signal }, 'HAProxy exited unexpectedly')
+      options.onExit?.(code, signal)
+      scheduleRestart()
+    })
+
+    // Up = the master CLI answers and lists a current worker. Bounded: 15 s.
+    const deadline = Date.now() + 15_000
+    for (;;) {
+      if (exited) throw new HaproxyStartError(output.trim() || 'haproxy exited during start')
+      const info = await showProc(options.masterSocket).catch(() => undefined)
+      if (info !== undefined && info.workers.length > 0) {
+        remember(info)
+        logger.info({ pid: info.master.pid, worker: info.workers[0]?.pid }, 'HAProxy started')
+        return
+      }
+      if (Date.now() > deadline) {
+        proc.kill('SIGKILL')
+        throw new HaproxyStartError(`no worker after 15 s: ${output.trim()}`)
+      }
+      await sleep(25)
+    }
+  }
+
+  function remember(info: ProcInfo): void {
+    knownPids = new Set([info.master.pid, ...info.workers.map((w) => w.pid), ...info.oldWorkers.map((w) => w.pid), ...knownPids])
+  }
+
+  function scheduleRestart(): void {
+    if (stopping || restartTimer !== undefined) return
+    const delay = backoff
+    backoff = Math.min(backoff * 2, options.restartBackoffMs.max)
+    logger.warn({ delayMs: delay }, 'restarting HAProxy')
+    restartTimer = setTimeout(() => {
+      restartTimer = undefined
+      if (stopping) return
+      restarts++
+      launch().then(
+        () => {
+          // Stay up a while before forgetting past failures.
+          const reset = setTimeout(() => {
+            if (child !== undefined) backoff = options.restartBackoffMs.min
+          }, 30_000)
+          reset.unref()
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'HAProxy restart failed')
+          scheduleRestart()
+        },
+      )
+    }, delay)
+    restartTimer.unref()
+  }
+
+  await launch()
+
+  async function saveServerState(): Promise<void> {
+    try {
+      const state = await showServersState(options.adminSocket)
+      const tmp = `${options.serverStateFile}.tmp`
+      await writeFile(tmp, state)
+      await rename(tmp, options.serverStateFile)
+    } catch (err) {
+      // Without it the new worker starts from DNS again (up to a second): worth a warning, not a failed reload.
+      logger.warn({ err }, 'could not save HAProxy server state before reload')
+    }
+  }
+
+  async function reload(timeoutMs = 30_000): Promise<ProcInfo> {
+    if (child === undefined) throw new HaproxyReloadError('HAProxy is not running')
+    const before = await showProc(options.masterSocket)
+    remember(before)
+    const oldWorkers = new Set(before.workers.map((w) => w.pid))
+    await saveServerState()
+    await requestReload(options.masterSocket)
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      await sleep(20)
+      const after = await showProc(options.masterSocket).catch(() => undefined)
+      if (after !== undefined) {
+        remember(after)
+        if (after.master.failedReloads > before.master.failedReloads) {
+          throw new HaproxyReloadError(`the master refused the new configuration (failed reloads: ${after.master.failedReloads}); the previous worker keeps serving`)
+        }
+        const fresh = after.workers.filter((w) => !oldWorkers.has(w.pid))
+        if (after.master.reloads > before.master.reloads && fresh.length > 0) {
+          logger.info({ worker: fresh[0]?.pid, reloads: after.master.reloads, draining: after.oldWorkers.length }, 'HAProxy reloaded')
+          return after
+        }
+      }
+      if (Date.now() > deadline) throw new HaproxyReloadError(`no new worker within ${timeoutMs} ms`)
+    }
+  }
+
+  async function stop(): Promise<void> {
+    stopped ??= (async () => {
+      stopping = true
+      if (restartTimer !== undefined) clearTimeout(restartTimer)
+      const proc = child
+      const info = await showProc(options.masterSocket).catch(() => undefined)
+      if (info !== undefined) remember(info)
+      if (proc !== undefined && proc.exitCode === null && proc.signalCode === null) {
+        const exited = once(proc, 'exit')
+        // SIGTERM to the master: it hard-stops every worker, old ones included, then exits.
+        proc.kill('SIGTERM')
+        const timeout = sleep(5_000).then(() => 'timeout')
+        if ((await Promise.race([exited, timeout])) === 'timeout') {
+          proc.kill('SIGKILL')
+          await exited
+        }
+      }
+      // Nothing may outlive the engine: kill any worker the master left behind.
+      const leftovers: number[] = []
+      for (const pid of knownPids) if (alive(pid) && (await ours(pid, options.configPath))) leftovers.push(pid)
+      const deadline = Date.now() + 5_000
+      while (leftovers.some(alive) && Date.now() < deadline) await sleep(20)
+      for (const pid of leftovers.filter(alive)) {
+        logger.warn({ pid }, 'killing a HAProxy process left behind')
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {
+          /* already gone */
+        }
+      }
+      child = undefined
+    })()
+    return stopped
+  }
+
+  return {
+    get pid() {
+      return child?.pid
+    },
+    get restarts() {
+      return restarts
+    },
+    reload,
+    proc: () => showProc(options.masterSocket),
+    stop,
+  }
+}
