@@ -8,11 +8,15 @@ import { pino } from 'pino'
 import { buildApp } from './app.ts'
 import { ConfigError, loadConfig, type ControlConfig } from './config.ts'
 import { createRouteStore } from './store/create-route-store.ts'
+import { loadDiscoveryConfig, type DiscoveryConfig } from './discovery/discovery-config.ts'
+import { createDockerSwarmClient, startSwarmDiscovery } from './discovery/index.ts'
 
 export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   let config: ControlConfig
+  let discoveryConfig: DiscoveryConfig
   try {
     config = loadConfig(env)
+    discoveryConfig = loadDiscoveryConfig(env)
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`tether control: bad configuration: ${err.message}\n`)
@@ -31,9 +35,16 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     longPollMaxSeconds: config.longPollMaxSeconds,
   })
 
+  // Swarm label discovery (TETHER_DISCOVERY=on): labelled services → routes; see discovery/.
+  const discoveryLogger = logger.child({ component: 'discovery' })
+  const discovery = discoveryConfig.enabled
+    ? startSwarmDiscovery({ store, client: createDockerSwarmClient({ logger: discoveryLogger }), logger: discoveryLogger, ...discoveryConfig })
+    : undefined
+
   closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'closing after an error')
     else logger.info({ signal }, 'closing')
+    await discovery?.stop()
     await app.close()
     await store.close()
   })
