@@ -205,7 +205,7 @@ export function createAgent(options: AgentOptions): Agent {
     // 'check': after a long poll that ended with no change, ask whether `known` is still the
     //   current version (If-None-Match). A long poll only wakes for *newer* versions, so this
     //   is what notices a store that went backwards (restored, flushed) while we waited.
-    let mode: 'full' | 'poll' | 'check' = 'full'
+    let mode = 'full' as 'full' | 'poll' | 'check'
     let known = 0
     let failures = 0
     while (!stopping.signal.aborted) {
