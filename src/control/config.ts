@@ -54,11 +54,12 @@ export class ConfigError extends Error {
 export function parseApiTokens(text: string, variable: string): Map<string, string> {
   const tokens = new Map<string, string>()
   const names = new Set<string>()
-  for (const entry of text.split(/[,\n]/).map((s) => s.trim()).filter((s) => s.length > 0)) {
+  const entries = text.split(/[,\n]/).map((s) => s.trim()).filter((s) => s.length > 0)
+  for (const [i, entry] of entries.entries()) {
     const eq = entry.indexOf('=')
     const name = eq < 0 ? '' : entry.slice(0, eq).trim()
     const token = eq < 0 ? '' : entry.slice(eq + 1).trim()
-    if (!new RegExp(TokenNamePattern).test(name)) throw new ConfigError(`${variable}: each entry must be name=token with a name of letters, digits, '_', '.', '-' (got an entry starting ${JSON.stringify(entry.slice(0, 8))}...)`)
+    if (!new RegExp(TokenNamePattern).test(name)) throw new ConfigError(`${variable}: each entry must be name=token with a name of letters, digits, '_', '.', '-' (entry ${i + 1} is not)`)
     if (!new RegExp(TokenPattern).test(token)) throw new ConfigError(`${variable}: the token of '${name}' must be 16-512 characters of letters, digits and . _ ~ + / = -`)
     if (names.has(name)) throw new ConfigError(`${variable}: the name '${name}' appears twice`)
     if (tokens.has(token)) throw new ConfigError(`${variable}: two names share one token`)

@@ -67,13 +67,13 @@ function checkList(field: string, rule: Exclude<RuleName, 'port'>, values: reado
   return values.map((v) => checkString(field, rule, v))
 }
 
-/** Splits a comma-separated query value; empty entries (",," or a trailing ",") are dropped. */
+/**
+ * Splits a comma-separated query value; empty entries (",," or a trailing ",") are dropped.
+ * Entries are not trimmed: '/a\n' must be refused, not quietly turned into '/a'.
+ */
 export function splitList(value: string | undefined): string[] {
   if (value === undefined) return []
-  return value
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0)
+  return value.split(',').filter((s) => s.length > 0)
 }
 
 /** Parses a port given as text (DFP parameters are all strings). */

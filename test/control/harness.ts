@@ -52,3 +52,12 @@ export function heartbeat(version: number, extra: Record<string, unknown> = {}):
     ...extra,
   }
 }
+
+/** Polls a condition (bounded: 5 s). */
+export async function waitFor(condition: () => boolean | Promise<boolean>, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + 5000
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}

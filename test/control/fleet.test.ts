@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { api, heartbeat, proxy, startControl, waitFor } from './harness.ts'
+
+const put = (name: string, query = '') => ({ method: 'PUT' as const, url: `/v1/reconfigure?serviceName=${name}&servicePath=/${name}&port=80${query}`, headers: api })
+const beat = (id: string, version: number, extra: Record<string, unknown> = {}) => ({ method: 'PUT' as const, url: `/v1/proxies/${id}`, headers: proxy, payload: heartbeat(version, extra) })
+
+describe('PUT /v1/proxies/{id}', () => {
+  it('records a heartbeat (204) that GET /v1/proxies then shows, with the time it was received', async (t) => {
+    const { app } = await startControl(t)
+    const res = await app.inject(beat('proxy-1', 0, { node: 'worker-3' }))
+    assert.equal(res.statusCode, 204)
+    const list = (await app.inject({ url: '/v1/proxies' })).json().proxies
+    assert.equal(list.length, 1)
+    assert.equal(list[0].id, 'proxy-1')
+    assert.equal(list[0].node, 'worker-3')
+    assert.ok(!Number.isNaN(Date.parse(list[0].receivedAt)))
+  })
+
+  it('forgets a proxy whose heartbeats stop (after the TTL)', async (t) => {
+    const { app } = await startControl(t, { proxyTtlMs: 150 })
+    await app.inject(beat('proxy-1', 0))
+    assert.equal((await app.inject({ url: '/v1/proxies' })).json().proxies.length, 1)
+    await new Promise((r) => setTimeout(r, 200))
+    assert.equal((await app.inject({ url: '/v1/proxies' })).json().proxies.length, 0)
+  })
+
+  it('needs the proxy token (or an API token)', async (t) => {
+    const { app } = await startControl(t)
+    assert.equal((await app.inject({ ...beat('p', 0), headers: {} })).statusCode, 401)
+    assert.equal((await app.inject({ ...beat('p', 0), headers: api })).statusCode, 204)
+  })
+
+  it('refuses a malformed heartbeat or proxy id, naming the field', async (t) => {
+    const { app } = await startControl(t)
+    const bad = await app.inject({ ...beat('p', 0), payload: { ...heartbeat(0), version: -1 } })
+    assert.equal(bad.statusCode, 400)
+    assert.match(bad.json().message, /^version:/)
+    const unknown = await app.inject({ ...beat('p', 0), payload: { ...heartbeat(0), colour: 'red' } })
+    assert.equal(unknown.json().code, 'UNKNOWN_PARAMETER')
+    const id = await app.inject(beat('-bad', 0))
+    assert.equal(id.statusCode, 400)
+    assert.match(id.json().message, /id/)
+  })
+})
+
+describe('GET /v1/status', () => {
+  it('shows the current version, live and converged proxies, laggards, and refused routes with their errors', async (t) => {
+    const { app } = await startControl(t)
+    await app.inject(put('a'))
+    await app.inject(put('b'))
+    await app.inject(beat('p1', 2))
+    await app.inject(beat('p2', 1, { node: 'n2', status: 'degraded', refusedRoutes: [{ serviceName: 'b', error: "parsing [haproxy.cfg:42]: unknown keyword 'x'" }] }))
+    const res = await app.inject({ url: '/v1/status' })
+    assert.equal(res.statusCode, 200)
+    const s = res.json()
+    assert.equal(s.version, 2)
+    assert.equal(s.live, 2)
+    assert.equal(s.converged, 1)
+    assert.deepEqual(s.laggards, [{ id: 'p2', version: 1, node: 'n2' }])
+    assert.deepEqual(s.refusedRoutes, [{ serviceName: 'b', error: "parsing [haproxy.cfg:42]: unknown keyword 'x'", proxies: ['p2'] }])
+  })
+})
+
+describe('reconfigure … &wait=converged', () => {
+  it('answers at once when no proxy is live', async (t) => {
+    const { app } = await startControl(t)
+    const res = await app.inject(put('a', '&wait=converged&timeout=5'))
+    assert.equal(res.statusCode, 200)
+    assert.deepEqual(res.json().convergence, { version: 1, live: 0, converged: 0, laggards: [] })
+  })
+
+  it('answers once every live proxy reports the new version', async (t) => {
+    const { app } = await startControl(t, { convergencePollMs: 10_000 })
+    await app.inject(beat('p1', 0))
+    await app.inject(beat('p2', 0))
+    let answered = false
+    const waiting = app.inject(put('a', '&wait=converged&timeout=30')).then((r) => ((answered = true), r))
+    await waitFor(async () => (await app.store.version()) === 1)
+    await app.inject(beat('p1', 1))
+    await new Promise((r) => setTimeout(r, 50))
+    assert.equal(answered, false, 'p2 has not applied version 1 yet')
+    await app.inject(beat('p2', 1))
+    const res = await waiting
+    assert.equal(res.statusCode, 200)
+    assert.deepEqual(res.json().convergence, { version: 1, live: 2, converged: 2, laggards: [] })
+  })
+
+  it('answers 504 CONVERGENCE_TIMEOUT naming the laggards, and keeps the change stored', async (t) => {
+    const { app, store } = await startControl(t)
+    await app.inject(beat('p1', 0))
+    await app.inject(beat('stuck-proxy', 0, { node: 'worker-9' }))
+    const waiting = app.inject(put('a', '&wait=converged&timeout=1s'))
+    await waitFor(async () => (await store.version()) === 1)
+    await app.inject(beat('p1', 1))
+    const res = await waiting
+    assert.equal(res.statusCode, 504)
+    assert.equal(res.json().code, 'CONVERGENCE_TIMEOUT')
+    assert.match(res.json().message, /stuck-proxy \(at version 0, node worker-9\)/)
+    assert.doesNotMatch(res.json().message, /p1 /)
+    assert.match(res.json().message, /stored/)
+    assert.notEqual(await store.get('a'), null)
+  })
+
+  it('works on remove, on the resource style and on rollback too', async (t) => {
+    const { app } = await startControl(t)
+    await app.inject(put('a'))
+    await app.inject(beat('p1', 1))
+    const remove = app.inject({ method: 'DELETE', url: '/v1/remove?serviceName=a&wait=converged&timeout=1', headers: api })
+    const removed = await remove
+    assert.equal(removed.statusCode, 504)
+    assert.match(removed.json().message, /version 2/)
+    await app.inject(beat('p1', 2))
+    const rollback = app.inject({ method: 'POST', url: '/v1/config/rollback?to=1&wait=converged&timeout=10', headers: api })
+    await waitFor(async () => (await app.store.version()) === 3)
+    await app.inject(beat('p1', 3))
+    assert.equal((await rollback).statusCode, 200)
+    const resource = app.inject({ method: 'PUT', url: '/v1/routes/b?wait=converged&timeout=10', headers: api, payload: { servicePath: ['/b'], port: 80 } })
+    await waitFor(async () => (await app.store.version()) === 4)
+    await app.inject(beat('p1', 4))
+    const r = await resource
+    assert.equal(r.statusCode, 200)
+    assert.equal(r.json().convergence.converged, 1)
+  })
+})
