@@ -220,8 +220,11 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
         const exited = once(proc, 'exit')
         // SIGTERM to the master: it hard-stops every worker, old ones included, then exits.
         proc.kill('SIGTERM')
-        const timeout = sleep(5_000).then(() => 'timeout')
-        if ((await Promise.race([exited, timeout])) === 'timeout') {
+        const cancel = new AbortController()
+        const timeout = sleep(5_000, 'timeout', { signal: cancel.signal }).catch(() => 'cancelled')
+        const first = await Promise.race([exited, timeout])
+        cancel.abort()
+        if (first === 'timeout') {
           proc.kill('SIGKILL')
           await exited
         }
