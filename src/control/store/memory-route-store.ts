@@ -50,7 +50,12 @@ export function createMemoryRouteStore(options: MemoryRouteStoreOptions = {}): R
       if (rollbackTo !== undefined) change.rollbackTo = rollbackTo
       log.push(change)
     }
-    if (log.length > changeLogLimit) log.splice(0, log.length - changeLogLimit)
+    if (log.length > changeLogLimit) {
+      // Trim by whole versions: half of a rollback's entries would make a later rollback wrong.
+      const cutVersion = log[log.length - changeLogLimit - 1]!.version
+      const keep = log.findIndex((c) => c.version > cutVersion)
+      log.splice(0, keep === -1 ? log.length : keep)
+    }
     const published = version
     queueMicrotask(() => events.emit('version', published))
     return version

@@ -124,7 +124,13 @@ for _, p in ipairs(pending) do
     ',"after":' .. (after == '' and 'null' or after) .. tail
   redis.call('ZADD', KEYS[4], v, entry)
 end
-redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[6]) + 1))
+-- Trim to the newest changeLogLimit entries, but only by whole versions: a rollback writes
+-- several entries under one version, and half of one would make a later rollback wrong.
+local excess = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[6])
+if excess > 0 then
+  local last = redis.call('ZRANGE', KEYS[4], excess - 1, excess - 1, 'WITHSCORES')
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', last[2])
+end
 redis.call('PUBLISH', ARGV[7], v)
 local out = {v, #pending}
 for _, b in ipairs(befores) do out[#out + 1] = b end

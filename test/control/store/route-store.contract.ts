@@ -286,6 +286,19 @@ export function describeRouteStoreContract(name: string, factory: ContractFactor
         assert.deepEqual(await store.rollback(2, ci), { version: 5, changed: 2 })
         assert.deepEqual((await store.snapshot()).routes.map((r) => r.serviceName), ['s1', 's2'])
       })
+
+      it('trims the change log by whole versions, so a rollback written as several entries is never half-kept (regression)', async () => {
+        const { store } = await open({ changeLogLimit: 3 })
+        for (let i = 1; i <= 3; i++) await store.put(route(`s${i}`), ci) // versions 1..3
+        // Version 4 undoes all three: three entries under one version, the log holds exactly them.
+        assert.deepEqual(await store.rollback(0, ci), { version: 4, changed: 3 })
+        await store.put(route('t'), ci) // version 5: one more entry must not cut version 4 in half
+        const kept = await store.changes(0, 100)
+        assert.deepEqual([...new Set(kept.map((c) => c.version))], [5])
+        // Rolling back to 3 would need all of version 4's entries: refused, not done wrongly.
+        await assert.rejects(store.rollback(3, ci), { code: 'VERSION_NOT_FOUND' })
+        assert.deepEqual((await store.snapshot()).routes.map((r) => r.serviceName), ['t'])
+      })
     })
 
     describe('subscribe', () => {
