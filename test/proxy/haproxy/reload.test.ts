@@ -22,9 +22,11 @@ describe('reloading under load', () => {
     await waitFor('backends up', async () => ((await proxy.engine.health())[0]?.up === 3 ? true : undefined))
     const reloadsBefore = (await proxy.engine.process!.proc()).master.reloads
 
-    const load = autocannon({ url: `${proxy.url}/app/x`, connections: 6, overallRate: 600, duration: 60 })
-    const stop = () => load.stop()
-    t.after(stop)
+    let load!: autocannon.Instance
+    const finished = new Promise<autocannon.Result>((resolve, reject) => {
+      load = autocannon({ url: `${proxy.url}/app/x`, connections: 6, overallRate: 600, duration: 60 }, (err, result) => (err ? reject(err) : resolve(result)))
+    })
+    t.after(() => load.stop())
     let applied = 0
     try {
       for (let v = 2; v <= 51; v++) {
@@ -35,7 +37,7 @@ describe('reloading under load', () => {
     } finally {
       load.stop()
     }
-    const result = await load
+    const result = await finished
     const reloads = (await proxy.engine.process!.proc()).master.reloads - reloadsBefore
     assert.equal(applied, 50)
     assert.equal(reloads, 50, 'every apply reloaded HAProxy')
