@@ -70,7 +70,16 @@ describe('GET /v1/config', () => {
       const { app } = await startControl(t)
       const res = await app.inject({ url: '/v1/config?since=0&wait=1s', headers: proxy })
       assert.equal(res.statusCode, 304)
+      assert.equal(res.headers.etag, '"0"', 'the version the caller still holds')
       assert.equal(app.feed.waiters(), 0)
+    })
+
+    it('answers at once with the older table when the caller is ahead of the store (store restored), so it can resync', async (t) => {
+      const { app } = await startControl(t)
+      await app.inject(put('a'))
+      const res = await app.inject({ url: '/v1/config?since=7&wait=60', headers: proxy })
+      assert.equal(res.statusCode, 200)
+      assert.equal(res.json().version, 1)
     })
 
     it('reads the snapshot once per version for all waiters, not once per waiter', async (t) => {

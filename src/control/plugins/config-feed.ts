@@ -29,7 +29,9 @@ export interface ConfigFeed {
   /** The current snapshot: one store read of the version, plus one of the table when it changed. */
   current(): Promise<SnapshotPayload>
   /**
-   * Resolves with a snapshot newer than `since` as soon as there is one, or with null after
+   * Resolves with a snapshot whose version differs from `since` as soon as there is one —
+   * newer, or older when the store went backwards (restored or flushed) so the caller can
+   * resync instead of waiting for the store to catch up with it — or with null after
    * `timeoutMs` or when `signal` aborts (client gone). Rejects only when the store is down at
    * the first check.
    */
@@ -45,8 +47,6 @@ export function createConfigFeed(store: RouteStore, log: FastifyBaseLogger): Con
   const waiters = new Set<Waiter>()
   let cache: SnapshotPayload | null = null
   let inflight: Promise<SnapshotPayload> | null = null
-  /** Highest version announced by the store that the cache may not hold yet. */
-  let heard = 0
   let closed = false
 
   /** Fetches the table once for everyone asking at the same time. */
@@ -55,8 +55,9 @@ export function createConfigFeed(store: RouteStore, log: FastifyBaseLogger): Con
     const p = store
       .snapshot()
       .then((snap) => {
-        const payload: SnapshotPayload = { version: snap.version, routes: snap.routes.length, body: JSON.stringify(snap) }
-        if (cache === null || payload.version >= cache.version) cache = payload
+        // Fetches never overlap (inflight), so the last one read is the newest; it may be older
+        // than the cache when the store went backwards (restored, flushed): it replaces it anyway.
+        cache = { version: snap.version, routes: snap.routes.length, body: JSON.stringify(snap) }
         return cache
       })
       .finally(() => {
@@ -72,27 +73,26 @@ export function createConfigFeed(store: RouteStore, log: FastifyBaseLogger): Con
     waiter.resolve(payload)
   }
 
+  /** Answers the waiters whose version differs from the payload's (newer, or ahead of a store that went backwards). */
   function wakeNewer(payload: SnapshotPayload): void {
-    for (const w of waiters) if (payload.version > w.since) release(w, payload)
+    for (const w of waiters) if (payload.version !== w.since) release(w, payload)
   }
 
   /** Called for each version the store announces (possibly coalesced, possibly out of order). */
   function onVersion(version: number): void {
-    if (version > heard) heard = version
     if (waiters.size === 0) return
-    if (cache !== null && cache.version >= version) {
+    if (cache !== null && cache.version === version) {
       wakeNewer(cache)
       return
     }
-    void refresh()
+    void refresh(version)
   }
 
-  async function refresh(): Promise<void> {
-    // A fetch already in flight may have started before `heard` was written: fetch again after it.
-    const target = heard
+  async function refresh(announced: number): Promise<void> {
     try {
       let payload = await fetchSnapshot()
-      if (payload.version < target) payload = await fetchSnapshot()
+      // A fetch already in flight may have started before that write: read once more after it.
+      if (payload.version < announced) payload = await fetchSnapshot()
       wakeNewer(payload)
     } catch (err) {
       // Waiters keep waiting; they get 304 at their deadline and poll again.
@@ -118,7 +118,7 @@ export function createConfigFeed(store: RouteStore, log: FastifyBaseLogger): Con
       signal.addEventListener('abort', onAbort, { once: true })
       try {
         const version = await store.version()
-        if (version > since) release(waiter, cache !== null && cache.version === version ? cache : await fetchSnapshot())
+        if (version !== since) release(waiter, cache !== null && cache.version === version ? cache : await fetchSnapshot())
       } catch (err) {
         release(waiter, null)
         throw err

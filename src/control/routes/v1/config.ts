@@ -34,7 +34,7 @@ const config: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'The whole routing table at one version (what the proxies render)',
         description:
           'Routes are sorted by service name. The ETag is the version; If-None-Match with it answers 304. ' +
-          "With `since=V&wait=S` this is a long poll: it answers at once when the current version is newer than V, otherwise at the next change (on any control-plane replica), or 304 after S seconds (at most 60). " +
+          "With `since=V&wait=S` this is a long poll: it answers at once when the current version differs from V (newer; or older, when the store was restored, so the caller can resync), otherwise at the next change (on any control-plane replica), or 304 after S seconds (at most 60), with ETag V. " +
           'Accepts the proxy token as well as API tokens.',
         security: bearer,
         querystring: ConfigQuerySchema,
@@ -52,18 +52,19 @@ const config: FastifyPluginAsyncTypebox = async (app) => {
       const { since, wait } = request.query
       // The snapshot goes out as the JSON text serialised once for every waiter, not re-serialised per reply.
       const reply = typedReply as unknown as FastifyReply
-      const send = (payload: SnapshotPayload | null): FastifyReply => {
-        if (payload === null) return reply.code(304).header('cache-control', 'no-cache').send()
+      const send = (payload: SnapshotPayload | null, unchanged?: number): FastifyReply => {
+        // A 304 carries the version the caller still holds as ETag (proxies read it).
+        if (payload === null) return reply.code(304).header('etag', etagOf(unchanged ?? 0)).header('cache-control', 'no-cache').send()
         return reply.header('etag', etagOf(payload.version)).header('cache-control', 'no-cache').type('application/json; charset=utf-8').send(payload.body)
       }
       if (wait !== undefined) {
         if (since === undefined) throw new ValidationFailedError("wait: needs 'since', the version the caller holds")
         const waitSeconds = seconds(wait)
         if (waitSeconds > app.longPollMaxSeconds) throw new ValidationFailedError(`wait: ${JSON.stringify(wait)} must be at most ${app.longPollMaxSeconds} seconds`)
-        return send(await app.feed.wait(since, waitSeconds * 1000, clientGone(reply)))
+        return send(await app.feed.wait(since, waitSeconds * 1000, clientGone(reply)), since)
       }
       const payload = await app.feed.current()
-      if (since !== undefined && payload.version <= since) return send(null)
+      if (since !== undefined && payload.version === since) return send(null, since)
       if (since === undefined && matches(request.headers['if-none-match'], etagOf(payload.version))) {
         return reply.code(304).header('etag', etagOf(payload.version)).header('cache-control', 'no-cache').send()
       }
