@@ -1,0 +1,62 @@
+/**
+ * An operator's path through the Swagger UI, in a real headless Chromium: open /docs,
+ * authorize with the API token, "Try it out" on PUT /v1/reconfigure, get 200, and find the
+ * route in GET /v1/routes.
+ */
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { chromium } from 'playwright-core'
+import { API_TOKEN, startControl } from '../control/harness.ts'
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const missing = !existsSync(CHROMIUM)
+const skip = missing && process.env.CI !== 'true' ? `chromium not found at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)` : false
+
+describe('Swagger UI at /docs', { skip }, () => {
+  it('lets an operator authorize, run "Try it out" on reconfigure, get 200, and then see the route', async (t) => {
+    const { app } = await startControl(t)
+    const base = await app.listen({ port: 0, host: '127.0.0.1' })
+    const profile = await mkdtemp(join(tmpdir(), 'tether-chromium-'))
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      timeout: 30_000,
+    })
+    t.after(async () => {
+      await context.close()
+      await rm(profile, { recursive: true, force: true })
+    })
+    const page = context.pages()[0] ?? (await context.newPage())
+    page.setDefaultTimeout(15_000)
+    // Only loopback: refuse anything else the page might try to load.
+    await page.route(/^(?!http:\/\/127\.0\.0\.1[:/]).*/, (route) => route.abort())
+
+    await page.goto(`${base}/docs`)
+    await page.locator('button.authorize').first().click()
+    await page.locator('.auth-container input').first().fill(API_TOKEN)
+    await page.locator('.auth-btn-wrapper button.authorize').first().click()
+    await page.locator('.auth-btn-wrapper button.btn-done').first().click()
+
+    const op = page.locator('#operations-routes-putReconfigure')
+    await op.locator('.opblock-summary').first().click()
+    await op.locator('button.try-out__btn').click()
+    await op.locator('tr[data-param-name="serviceName"] input').fill('swagger-demo')
+    await op.locator('tr[data-param-name="servicePath"] input').fill('/from-the-ui')
+    await op.locator('tr[data-param-name="port"] input').fill('8080')
+    await op.locator('button.execute').click()
+    const status = op.locator('.live-responses-table .response .response-col_status').first()
+    await status.waitFor()
+    assert.equal((await status.innerText()).trim(), '200')
+
+    const routes = (await app.inject({ url: '/v1/routes' })).json()
+    const route = routes.routes.find((r: { route: { serviceName: string } }) => r.route.serviceName === 'swagger-demo')
+    assert.ok(route !== undefined, 'the route made in the UI is stored')
+    assert.deepEqual(route.route.destinations, [{ servicePath: ['/from-the-ui'], port: 8080 }])
+    assert.equal(route.actor, 'ci', "the UI's request carried the token")
+  })
+})
