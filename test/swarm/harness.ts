@@ -1,0 +1,329 @@
+/**
+ * The Swarm lab the end-to-end suite runs in: its own dockerd (own socket, data root, exec
+ * root and pidfile under a temp dir, so it never touches a system-wide daemon), a one-node
+ * swarm, a base image made from this host's binaries (nothing can be pulled), Tether's image
+ * built with the project's Dockerfile, and docker-compose.test.yml deployed as stack `tether`.
+ *
+ * `teardown()` removes all of it, also after a failure: stack, swarm, dockerd (stopped by the
+ * pid in its pidfile after checking that pid's command line), mounts left behind, the
+ * docker_gwbridge interface and FORWARD policy dockerd changed, and the temp dir.
+ *
+ * Environment knobs (all optional):
+ *   TETHER_SWARM_SOURCE=head   build the image from the last commit instead of the work tree
+ *   TETHER_SWARM_BASE_IMAGE    use this base image instead of making one (a machine that can pull)
+ */
+import { execFile, spawn } from 'node:child_process'
+import { constants, existsSync } from 'node:fs'
+import { access, cp, mkdir, mkdtemp, open, readFile, rm, unlink, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { delimiter, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const STACK = 'tether'
+export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)))
+const LOCK_PATH = join(tmpdir(), 'tether-swarm-suite.lock')
+
+export const log = (message: string): void => {
+  process.stdout.write(`# [swarm ${new Date().toISOString().slice(11, 23)}] ${message}\n`)
+}
+
+/** This machine cannot host the lab (no dockerd can start, another suite holds it): skip locally, fail in CI. */
+export class LabUnavailableError extends Error {
+  override name = 'LabUnavailableError'
+}
+
+export interface RunResult {
+  stdout: string
+  stderr: string
+}
+
+export function run(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string; cwd?: string; quiet?: boolean } = {}): Promise<RunResult> {
+  const started = Date.now()
+  const shown = `${command} ${args.join(' ')}`.slice(0, 200)
+  if (options.quiet !== true) log(`$ ${shown}`)
+  return new Promise((resolvePromise, reject) => {
+    const child = execFile(
+      command,
+      args,
+      { env: options.env ?? process.env, timeout: options.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024, cwd: options.cwd ?? REPO_ROOT, killSignal: 'SIGKILL' },
+      (error, stdout, stderr) => {
+        if (error !== null) {
+          const detail = `${stderr}`.trim().split('\n').slice(-15).join('\n')
+          reject(new Error(`'${shown}' failed after ${Date.now() - started} ms: ${error.message.split('\n')[0]}\n${detail}`))
+        } else {
+          if (options.quiet !== true && Date.now() - started > 2_000) log(`  (${Date.now() - started} ms)`)
+          resolvePromise({ stdout: `${stdout}`, stderr: `${stderr}` })
+        }
+      },
+    )
+    if (options.input !== undefined) child.stdin?.end(options.input)
+  })
+}
+
+const onPath = (name: string): boolean =>
+  (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, name)))
+
+/** Why the suite cannot run on this machine, or null when it can. */
+export function whyNotRunnable(): string | null {
+  if (process.platform !== 'linux' || process.arch !== 'x64') return `needs Linux on x86-64 (this is ${process.platform}/${process.arch})`
+  if (process.getuid?.() !== 0) return 'needs root to start its own dockerd'
+  for (const tool of ['dockerd', 'docker', 'haproxy', 'redis-server', 'tini', 'busybox', 'ip']) {
+    if (!onPath(tool) && !existsSync(`/usr/sbin/${tool}`) && !existsSync(`/sbin/${tool}`) && !existsSync(`/bin/${tool}`)) {
+      return `'${tool}' is not installed (.ci/run installs docker.io, haproxy, redis-server, tini, busybox-static, iproute2)`
+    }
+  }
+  return null
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      server.close(() => resolvePromise(port))
+    })
+  })
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** Polls `check` until it returns a value other than undefined, at most `timeoutMs`. */
+export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, everyMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  for (let attempt = 0; attempt < 100_000; attempt += 1) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (error) {
+      last = error
+    }
+    if (Date.now() >= deadline) break
+    await sleep(everyMs)
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`)
+}
+
+/** One suite at a time on a machine: swarm ports (2377, 7946, 4789) are machine-wide. */
+async function takeLock(): Promise<(() => Promise<void>) | string> {
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    try {
+      const handle = await open(LOCK_PATH, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY)
+      await handle.writeFile(String(process.pid))
+      await handle.close()
+      return async () => {
+        await unlink(LOCK_PATH).catch(() => {})
+      }
+    } catch {
+      const pid = Number((await readFile(LOCK_PATH, 'utf8').catch(() => '')).trim())
+      const alive = Number.isInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`)
+      if (alive) return `another Swarm suite (pid ${pid}) holds ${LOCK_PATH}`
+      await unlink(LOCK_PATH).catch(() => {})
+    }
+  }
+  return `cannot take ${LOCK_PATH}`
+}
+
+export interface SwarmLab {
+  dir: string
+  dockerHost: string
+  env: NodeJS.ProcessEnv
+  image: string
+  httpPort: number
+  controlPort: number
+  apiToken: string
+  /** `docker ...` against the lab's daemon. */
+  docker(args: readonly string[], options?: { timeoutMs?: number; quiet?: boolean }): Promise<string>
+  /** Deploys (or re-deploys) docker-compose.test.yml as stack `tether`. */
+  deploy(): Promise<void>
+  teardown(): Promise<void>
+}
+
+interface Cleanup {
+  what: string
+  fn: () => Promise<void>
+}
+
+export async function startSwarmLab(): Promise<SwarmLab> {
+  const cleanups: Cleanup[] = []
+  const teardown = async (): Promise<void> => {
+    for (const { what, fn } of cleanups.splice(0).reverse()) {
+      try {
+        await fn()
+      } catch (error) {
+        log(`cleanup '${what}' failed: ${(error as Error).message}`)
+      }
+    }
+  }
+  try {
+    const lock = await takeLock()
+    if (typeof lock === 'string') throw new LabUnavailableError(lock)
+    cleanups.push({ what: 'lock', fn: lock })
+
+    const dir = await mkdtemp(join(tmpdir(), 'tether-swarm-'))
+    cleanups.push({ what: `remove ${dir}`, fn: () => removeLabDir(dir) })
+    const socket = join(dir, 'docker.sock')
+    const dockerHost = `unix://${socket}`
+    const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_HOST: dockerHost, DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false' }
+    delete env.DOCKER_CONTEXT
+    const docker = async (args: readonly string[], options: { timeoutMs?: number; quiet?: boolean } = {}): Promise<string> =>
+      (await run('docker', args, { env, ...options })).stdout
+
+    // --- dockerd ---
+    const hadGwBridge = existsSync('/sys/class/net/docker_gwbridge')
+    const forwardPolicy = await iptablesForwardPolicy()
+    const config = {
+      'data-root': join(dir, 'data'),
+      'exec-root': join(dir, 'exec'),
+      pidfile: join(dir, 'docker.pid'),
+      hosts: [dockerHost],
+      // No docker0: builds use the host network, services the swarm overlay.
+      bridge: 'none',
+      'log-level': 'warn',
+    }
+    await writeFile(join(dir, 'daemon.json'), JSON.stringify(config, null, 2))
+    const logFile = await open(join(dir, 'dockerd.log'), 'a')
+    const daemon = spawn('dockerd', ['--config-file', join(dir, 'daemon.json')], { detached: true, stdio: ['ignore', logFile.fd, logFile.fd] })
+    daemon.on('error', (error) => log(`dockerd: ${error.message}`))
+    daemon.unref()
+    await logFile.close()
+    log(`dockerd started (pid ${daemon.pid}), socket ${socket}`)
+    cleanups.push({
+      what: 'stop dockerd',
+      fn: async () => {
+        await stopDockerd(config.pidfile, join(dir, 'daemon.json'), daemon.pid)
+        if (!hadGwBridge && existsSync('/sys/class/net/docker_gwbridge')) await run('ip', ['link', 'delete', 'docker_gwbridge']).catch(() => {})
+        if (forwardPolicy !== null) await run('iptables', ['-P', 'FORWARD', forwardPolicy], { quiet: true }).catch(() => {})
+      },
+    })
+    try {
+      await waitFor('dockerd to answer', 30_000, async () => ((await docker(['version', '--format', '{{.Server.Version}}'], { quiet: true, timeoutMs: 5_000 })).trim() || undefined), 300)
+    } catch (error) {
+      const tail = (await readFile(join(dir, 'dockerd.log'), 'utf8').catch(() => '')).trim().split('\n').slice(-10).join('\n')
+      throw new LabUnavailableError(`dockerd did not start: ${(error as Error).message}\n${tail}`)
+    }
+
+    // --- swarm ---
+    try {
+      await docker(['swarm', 'init', '--advertise-addr', '127.0.0.1'])
+    } catch (error) {
+      throw new LabUnavailableError(`docker swarm init failed: ${(error as Error).message}`)
+    }
+    cleanups.push({ what: 'swarm leave', fn: async () => void (await docker(['swarm', 'leave', '--force'], { timeoutMs: 30_000 })) })
+
+    // --- images ---
+    let base = process.env.TETHER_SWARM_BASE_IMAGE
+    if (base === undefined || base === '') {
+      base = 'tether-swarm-base:test'
+      await run(join(REPO_ROOT, 'scripts/swarm/make-base-image.sh'), [base], { env, timeoutMs: 120_000 })
+    }
+    const image = 'tether:swarm-test'
+    const context = join(dir, 'context')
+    await makeBuildContext(context)
+    await run('docker', ['build', '--quiet', '--network', 'host', '--build-arg', `BASE_IMAGE=${base}`, '-t', image, context], { env, timeoutMs: 480_000 })
+
+    // --- secrets, ports ---
+    const secrets = join(dir, 'secrets')
+    await mkdir(secrets, { mode: 0o700 })
+    const apiToken = `ci-token-${Math.random().toString(36).slice(2)}-0123456789`
+    await writeFile(join(secrets, 'api_tokens'), `ci=${apiToken}\n`)
+    await writeFile(join(secrets, 'proxy_token'), `proxy-token-${Math.random().toString(36).slice(2)}-0123456789\n`)
+    await writeFile(join(secrets, 'cookie_key'), `cookie-key-${Math.random().toString(36).slice(2)}\n`)
+    const httpPort = await freePort()
+    const controlPort = await freePort()
+    const stackEnv: NodeJS.ProcessEnv = {
+      ...env,
+      TETHER_IMAGE: image,
+      REDIS_IMAGE: base,
+      DOCKER_SOCKET: socket,
+      TETHER_HTTP_PORT: String(httpPort),
+      TETHER_CONTROL_PORT: String(controlPort),
+      TETHER_SECRETS_DIR: secrets,
+    }
+    const deploy = async (): Promise<void> => {
+      await run('docker', ['stack', 'deploy', '--resolve-image', 'never', '-c', join(REPO_ROOT, 'docker-compose.test.yml'), STACK], { env: stackEnv, timeoutMs: 60_000 })
+    }
+    cleanups.push({
+      what: 'stack rm',
+      fn: async () => {
+        await docker(['stack', 'rm', STACK], { timeoutMs: 60_000 })
+        await waitFor('the stack containers to go', 60_000, async () => ((await docker(['ps', '-aq'], { quiet: true })).trim() === '' ? true : undefined), 500).catch((e: Error) =>
+          log(e.message),
+        )
+      },
+    })
+    return { dir, dockerHost, env, image, httpPort, controlPort, apiToken, docker, deploy, teardown }
+  } catch (error) {
+    await teardown()
+    throw error
+  }
+}
+
+/** The build context: only what the Dockerfile copies, plus this host's CA bundle (see Dockerfile). */
+async function makeBuildContext(context: string): Promise<void> {
+  await mkdir(context, { recursive: true })
+  if (process.env.TETHER_SWARM_SOURCE === 'head') {
+    const archive = join(context, '..', 'head.tar')
+    await run('git', ['archive', '--format=tar', '-o', archive, 'HEAD'])
+    await run('tar', ['-x', '-f', archive, '-C', context], { quiet: true })
+  } else {
+    for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src', 'Dockerfile', '.dockerignore', 'scripts/swarm']) {
+      await cp(join(REPO_ROOT, entry), join(context, entry), { recursive: true })
+    }
+  }
+  for (const bundle of [process.env.NODE_EXTRA_CA_CERTS, '/etc/ssl/certs/ca-certificates.crt']) {
+    if (bundle !== undefined && bundle !== '' && existsSync(bundle)) {
+      await cp(bundle, join(context, 'extra-ca.pem'))
+      break
+    }
+  }
+}
+
+async function iptablesForwardPolicy(): Promise<string | null> {
+  try {
+    const { stdout } = await run('iptables', ['-S', 'FORWARD'], { quiet: true, timeoutMs: 10_000 })
+    return /^-P FORWARD (\w+)/m.exec(stdout)?.[1] ?? null
+  } catch {
+    return null
+  }
+}
+
+/** Stops our dockerd by its pidfile, only if that pid's command line is our dockerd. */
+async function stopDockerd(pidfile: string, configPath: string, spawnedPid: number | undefined): Promise<void> {
+  const fromFile = Number((await readFile(pidfile, 'utf8').catch(() => '')).trim())
+  const pid = Number.isInteger(fromFile) && fromFile > 0 ? fromFile : spawnedPid
+  if (pid === undefined) return
+  const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0')
+  if (!cmdline[0]?.endsWith('dockerd') || !cmdline.includes(configPath)) {
+    if (cmdline.length > 1) log(`not stopping pid ${pid}: its command line is not our dockerd (${cmdline.join(' ').slice(0, 120)})`)
+    return
+  }
+  process.kill(pid, 'SIGTERM')
+  const gone = await waitFor('dockerd to exit', 30_000, async () => (existsSync(`/proc/${pid}`) ? undefined : true), 200).catch(() => false)
+  if (gone !== true) {
+    log(`dockerd ${pid} did not exit on SIGTERM; killing it`)
+    process.kill(pid, 'SIGKILL')
+  }
+  log('dockerd stopped')
+}
+
+/** Unmounts whatever dockerd left mounted under `dir`, then removes it. */
+async function removeLabDir(dir: string): Promise<void> {
+  const mounts = (await readFile('/proc/mounts', 'utf8').catch(() => ''))
+    .split('\n')
+    .map((line) => line.split(' ')[1] ?? '')
+    .map((p) => p.replace(/\\040/g, ' '))
+    .filter((p) => p === dir || p.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length)
+  for (const mount of mounts) await run('umount', ['-l', mount], { quiet: true }).catch(() => {})
+  await rm(dir, { recursive: true, force: true, maxRetries: 3 })
+  try {
+    await access(dir)
+    log(`could not remove ${dir}`)
+  } catch {
+    log(`removed ${dir}`)
+  }
+}

@@ -1,0 +1,87 @@
+/** HTTP from the host to the lab's published host-mode ports (loopback only). */
+
+export interface Reply {
+  status: number
+  /** Parsed JSON body, or null when the body is not JSON. */
+  json: Record<string, unknown> | null
+  text: string
+  setCookies: string[]
+}
+
+/** The demo backend's answer (scripts/swarm/demo-backend.mjs). */
+export interface DemoReply {
+  instance: string
+  session: string
+  count: number
+  path: string
+}
+
+/** A browser's cookie jar, reduced to what the suite needs: one host, names and values. */
+export class CookieJar {
+  readonly cookies = new Map<string, string>()
+  header(): string | undefined {
+    return this.cookies.size === 0 ? undefined : [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ')
+  }
+  store(setCookies: readonly string[]): void {
+    for (const line of setCookies) {
+      const pair = line.split(';')[0] ?? ''
+      const eq = pair.indexOf('=')
+      if (eq > 0) this.cookies.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim())
+    }
+  }
+}
+
+export async function request(url: string, options: { method?: string; jar?: CookieJar; token?: string; timeoutMs?: number } = {}): Promise<Reply> {
+  const headers: Record<string, string> = {}
+  const cookie = options.jar?.header()
+  if (cookie !== undefined) headers.cookie = cookie
+  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
+  const response = await fetch(url, { method: options.method ?? 'GET', headers, redirect: 'manual', signal: AbortSignal.timeout(options.timeoutMs ?? 5_000) })
+  const text = await response.text()
+  const setCookies = response.headers.getSetCookie()
+  options.jar?.store(setCookies)
+  let json: Record<string, unknown> | null = null
+  try {
+    const parsed: unknown = JSON.parse(text)
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) json = parsed as Record<string, unknown>
+  } catch {
+    json = null
+  }
+  return { status: response.status, json, text, setCookies }
+}
+
+export function demoReply(reply: Reply): DemoReply | null {
+  const j = reply.json
+  if (reply.status !== 200 || j === null || typeof j.instance !== 'string' || typeof j.count !== 'number') return null
+  return { instance: j.instance, session: String(j.session), count: j.count, path: String(j.path) }
+}
+
+/** Outcome of one request in a load loop. */
+export interface Sample {
+  at: number
+  ok: boolean
+  instance: string | null
+  count: number | null
+  error?: string
+}
+
+/**
+ * Sends sequential requests to `url` every `gapMs` until `stop` is aborted (and at most
+ * `maxRequests`), with its own cookie jar when `sticky`. Returns every outcome in order.
+ */
+export async function loadLoop(url: string, options: { stop: AbortSignal; sticky: boolean; gapMs: number; maxRequests: number }): Promise<Sample[]> {
+  const jar = options.sticky ? new CookieJar() : undefined
+  const samples: Sample[] = []
+  for (let i = 0; i < options.maxRequests && !options.stop.aborted; i += 1) {
+    const at = Date.now()
+    try {
+      const reply = await request(url, { ...(jar === undefined ? {} : { jar }), timeoutMs: 5_000 })
+      const demo = demoReply(reply)
+      samples.push(demo === null ? { at, ok: false, instance: null, count: null, error: `HTTP ${reply.status}` } : { at, ok: true, instance: demo.instance, count: demo.count })
+    } catch (error) {
+      samples.push({ at, ok: false, instance: null, count: null, error: (error as Error).message })
+    }
+    await new Promise((r) => setTimeout(r, options.gapMs))
+  }
+  return samples
+}

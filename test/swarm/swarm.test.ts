@@ -1,0 +1,370 @@
+/**
+ * Tether end to end on a real Docker Swarm: labels → control plane → Redis → proxy replicas →
+ * HAProxy → sticky routing to tasks over the overlay network. Everything runs in the lab of
+ * harness.ts (own dockerd, one-node swarm, locally built images, docker-compose.test.yml);
+ * every request goes to the proxies' host-mode port on 127.0.0.1.
+ *
+ * Locally, when no dockerd can be started here, the suite says why and is skipped; with
+ * CI=true it must run, and fails instead. The measured numbers (failed requests during the
+ * rolling update, time for a new task to get traffic, ...) are printed for the CI log.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, it as nodeIt } from 'node:test'
+import { CookieJar, demoReply, loadLoop, request, type Sample } from './http.ts'
+import { LabUnavailableError, log, sleep, STACK, startSwarmLab, waitFor, whyNotRunnable, type SwarmLab } from './harness.ts'
+
+const CI = process.env.CI === 'true'
+const measured: Record<string, string | number> = {}
+const measure = (name: string, value: string | number): void => {
+  measured[name] = value
+  log(`MEASURED ${name}: ${value}`)
+}
+
+// The lab is started before the suite is declared, so that "cannot run here" can skip it.
+let lab: SwarmLab | undefined
+let unavailable = whyNotRunnable()
+let setupError: Error | undefined
+if (unavailable === null) {
+  const stopOnSignal = (): void => {
+    void (lab?.teardown() ?? Promise.resolve()).finally(() => process.exit(130))
+  }
+  process.once('SIGINT', stopOnSignal)
+  process.once('SIGTERM', stopOnSignal)
+  try {
+    lab = await startSwarmLab()
+  } catch (error) {
+    if (error instanceof LabUnavailableError) unavailable = error.message
+    else setupError = error as Error
+  }
+}
+if (unavailable !== null) log(`Swarm suite cannot run on this machine: ${unavailable}${CI ? '' : ' (skipped; with CI=true it fails)'}`)
+
+const sticky = `${STACK}_sticky`
+const plain = `${STACK}_plain`
+const manual = `${STACK}_manual`
+const proxyUrl = (path: string): string => `http://127.0.0.1:${lab?.httpPort ?? 0}${path}`
+const controlUrl = (path: string): string => `http://127.0.0.1:${lab?.controlPort ?? 0}${path}`
+
+function the(): SwarmLab {
+  if (lab === undefined) throw setupError ?? new Error(`the Swarm lab is not running: ${unavailable ?? 'unknown reason'}`)
+  return lab
+}
+
+/** Instance names (= task host names, `{{.Task.Name}}`) of the running tasks of `service`. */
+async function runningInstances(service: string): Promise<string[]> {
+  const out = await the().docker(['service', 'ps', service, '--filter', 'desired-state=running', '--no-trunc', '--format', '{{.Name}}.{{.ID}} {{.CurrentState}}'], { quiet: true })
+  return out
+    .trim()
+    .split('\n')
+    .filter((line) => / Running /.test(` ${line} `))
+    .map((line) => line.split(' ')[0] ?? '')
+    .filter((name) => name !== '')
+    .sort()
+}
+
+async function serviceReplicas(): Promise<Map<string, string>> {
+  const out = await the().docker(['service', 'ls', '--format', '{{.Name}} {{.Replicas}}'], { quiet: true })
+  return new Map(out.trim().split('\n').map((line) => line.split(' ') as [string, string]))
+}
+
+async function converged(): Promise<void> {
+  await waitFor('every service to run all its replicas', 180_000, async () => {
+    const replicas = await serviceReplicas()
+    const pending = [...replicas].filter(([, r]) => !/^(\d+)\/\1\b/.test(r))
+    return replicas.size >= 6 && pending.length === 0 ? true : undefined
+  }, 1_000)
+  await waitFor('the control plane to be ready', 60_000, async () => ((await request(controlUrl('/readyz'))).status === 200 ? true : undefined), 500)
+  await waitFor('the proxy to route both labelled services', 60_000, async () => {
+    const a = demoReply(await request(proxyUrl('/sticky/')))
+    const b = demoReply(await request(proxyUrl('/plain/')))
+    return a !== null && b !== null ? true : undefined
+  }, 500)
+}
+
+/** Set when a test fails, so that the services' last log lines are printed for the CI log. */
+let anyFailed = false
+function it(name: string, fn: () => Promise<void>): void {
+  nodeIt(name, async () => {
+    try {
+      await fn()
+    } catch (error) {
+      anyFailed = true
+      throw error
+    }
+  })
+}
+
+const failures = (samples: readonly Sample[]): Sample[] => samples.filter((s) => !s.ok)
+const summary = (samples: readonly Sample[]): string => {
+  const failed = failures(samples)
+  const reasons = [...new Set(failed.map((s) => s.error))].slice(0, 3).join('; ')
+  return `${failed.length} failed of ${samples.length}${reasons === '' ? '' : ` (${reasons})`}`
+}
+
+describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? `cannot run here: ${unavailable}` : false }, () => {
+  before(
+    async () => {
+      if (unavailable !== null) throw new Error(`CI=true: the Swarm suite must run, but ${unavailable}`)
+      const started = Date.now()
+      await the().deploy()
+      await converged()
+      measure('stack deployed and converged (ms)', Date.now() - started)
+    },
+    { timeout: 420_000 },
+  )
+
+  after(
+    async () => {
+      const summaryLines = Object.entries(measured).map(([k, v]) => `  ${k}: ${v}`)
+      if (summaryLines.length > 0) log(`measurements:\n${summaryLines.map((l) => `# ${l}`).join('\n')}`)
+      if (lab !== undefined) {
+        for (const service of anyFailed ? ['control', 'proxy'] : []) {
+          await lab.docker(['service', 'logs', '--tail', '30', `${STACK}_${service}`], { quiet: true, timeoutMs: 15_000 }).then(
+            (out) => log(`last ${service} log lines:\n${out.trim().split('\n').map((l) => `#   ${l.slice(0, 300)}`).join('\n')}`),
+            () => {},
+          )
+        }
+        await lab.teardown()
+      }
+    },
+    { timeout: 180_000 },
+  )
+
+  it('routes labelled services with no API call, and answers 404 for unknown paths', async () => {
+    const routes = (await request(controlUrl('/v1/routes'))).json as { routes: Array<{ route: { serviceName: string; sticky: boolean }; source: string; actor: string }> }
+    const byName = new Map(routes.routes.map((r) => [r.route.serviceName, r]))
+    assert.equal(byName.get(sticky)?.source, 'discovery')
+    assert.equal(byName.get(sticky)?.route.sticky, true, 'com.df.sessionType=sticky-server → sticky')
+    assert.equal(byName.get(plain)?.route.sticky, false)
+    assert.equal(byName.has(manual), false, 'a service without labels is not routed')
+
+    const a = demoReply(await request(proxyUrl('/sticky/hello')))
+    assert.match(a?.instance ?? '', new RegExp(`^${sticky}\\.`))
+    assert.equal(a?.path, '/sticky/hello')
+    assert.match(demoReply(await request(proxyUrl('/plain')))?.instance ?? '', new RegExp(`^${plain}\\.`))
+    assert.equal((await request(proxyUrl('/manual/'))).status, 404)
+    assert.equal((await request(proxyUrl('/stickyness'))).status, 404, 'prefixes match whole segments')
+  })
+
+  it('sticky: 50 requests with a cookie jar stay on one task and its session counter climbs 1..50; without cookies every task is reached', async () => {
+    const jar = new CookieJar()
+    const seen: Array<{ instance: string; count: number }> = []
+    for (let i = 0; i < 50; i += 1) {
+      const reply = demoReply(await request(proxyUrl('/sticky/'), { jar }))
+      assert.ok(reply !== null, `request ${i + 1} failed`)
+      seen.push({ instance: reply.instance, count: reply.count })
+    }
+    assert.equal(new Set(seen.map((s) => s.instance)).size, 1, `one task for the whole session, saw ${[...new Set(seen.map((s) => s.instance))].join(', ')}`)
+    assert.deepEqual(
+      seen.map((s) => s.count),
+      Array.from({ length: 50 }, (_, i) => i + 1),
+    )
+    assert.ok(jar.cookies.has(`TETHER_${sticky}`), `the proxy set its affinity cookie (jar: ${[...jar.cookies.keys()].join(', ')})`)
+
+    const tasks = await runningInstances(sticky)
+    const reached = new Set<string>()
+    for (let i = 0; i < 20 && reached.size < tasks.length; i += 1) {
+      const reply = demoReply(await request(proxyUrl('/sticky/')))
+      if (reply !== null) reached.add(reply.instance)
+    }
+    assert.deepEqual([...reached].sort(), tasks, 'without cookies, requests reach every task')
+  })
+
+  it('follows docker service scale: a new task gets traffic within 2 s of running; scaling down moves its sessions to live tasks', async () => {
+    const before = new Set(await runningInstances(sticky))
+    await the().docker(['service', 'scale', '--detach', `${sticky}=3`])
+    // Probe without cookies while Docker starts the task; note when its first answer arrives.
+    const stop = new AbortController()
+    const firstAnswer = new Map<string, number>()
+    let probeFailures = 0
+    let probes = 0
+    const probing = (async () => {
+      for (let i = 0; i < 4_000 && !stop.signal.aborted; i += 1) {
+        probes += 1
+        try {
+          const reply = demoReply(await request(proxyUrl('/sticky/'), { timeoutMs: 3_000 }))
+          if (reply === null) probeFailures += 1
+          else if (!firstAnswer.has(reply.instance)) firstAnswer.set(reply.instance, Date.now())
+        } catch {
+          probeFailures += 1
+        }
+        await sleep(20)
+      }
+    })()
+    let added: string
+    try {
+      added = await waitFor('the third task to run', 90_000, async () => (await runningInstances(sticky)).find((name) => !before.has(name)), 300)
+      const taskId = added.split('.').pop() ?? ''
+      const runningAt = Date.parse((await the().docker(['inspect', '--format', '{{.Status.Timestamp}}', taskId], { quiet: true })).trim())
+      const servedAt = await waitFor(`traffic on the new task ${added}`, 30_000, async () => firstAnswer.get(added), 50)
+      const delay = servedAt - runningAt
+      measure('scale up: new task running → first request served (ms)', delay)
+      assert.ok(delay <= 2_000, `the new task got its first request ${delay} ms after it was running (bound: 2000 ms)`)
+    } finally {
+      stop.abort()
+      await probing
+    }
+    measure('scale up: failed probe requests', `${probeFailures} of ${probes}`)
+
+    // Pin a session to the new task, scale back down to 2, and see where the session goes.
+    let pinned: CookieJar | undefined
+    for (let i = 0; i < 40 && pinned === undefined; i += 1) {
+      const jar = new CookieJar()
+      if (demoReply(await request(proxyUrl('/sticky/'), { jar }))?.instance === added) pinned = jar
+    }
+    assert.ok(pinned !== undefined, `a new session lands on ${added} within 40 tries`)
+    const stopDown = new AbortController()
+    const during = loadLoop(proxyUrl('/sticky/'), { stop: stopDown.signal, sticky: false, gapMs: 20, maxRequests: 5_000 })
+    await the().docker(['service', 'scale', '--detach=false', `${sticky}=2`], { timeoutMs: 120_000 })
+    const live = await waitFor('two sticky tasks', 30_000, async () => {
+      const names = await runningInstances(sticky)
+      return names.length === 2 ? names : undefined
+    })
+    await sleep(2_000)
+    stopDown.abort()
+    const samples = await during
+    measure('scale down: requests during and after', summary(samples))
+    const next = demoReply(await request(proxyUrl('/sticky/'), { jar: pinned }))
+    if (live.includes(added)) {
+      assert.equal(next?.instance, added, 'the pinned task survived the scale-down: the session stays on it')
+      assert.equal(next?.count, 2)
+    } else {
+      assert.ok(next !== null && live.includes(next.instance), `the session of the removed task moved to a live task (got ${next?.instance}, live ${live.join(', ')})`)
+      assert.equal(next.count, 1, 'the live task starts the session over')
+    }
+    const recent = samples.filter((s) => s.at > Date.now() - 1_500)
+    assert.ok(recent.length > 0 && recent.every((s) => s.ok && s.instance !== null && live.includes(s.instance)), 'after scaling down, requests only reach live tasks')
+  })
+
+  it('rolling docker service update --force under steady load: sessions on replaced tasks move to live tasks; failed requests are counted', async () => {
+    const oldTasks = new Set(await runningInstances(sticky))
+    const stop = new AbortController()
+    const loops = [
+      ...Array.from({ length: 6 }, () => loadLoop(proxyUrl('/sticky/'), { stop: stop.signal, sticky: true, gapMs: 25, maxRequests: 20_000 })),
+      loadLoop(proxyUrl('/sticky/'), { stop: stop.signal, sticky: false, gapMs: 25, maxRequests: 20_000 }),
+    ]
+    await sleep(1_000)
+    const started = Date.now()
+    try {
+      await the().docker(['service', 'update', '--force', '--detach=false', sticky], { timeoutMs: 240_000 })
+    } finally {
+      measure('rolling update: duration (ms)', Date.now() - started)
+      await sleep(3_000)
+      stop.abort()
+    }
+    const results = await Promise.all(loops)
+    const all = results.flat()
+    const live = await runningInstances(sticky)
+    measure('rolling update: requests', all.length)
+    measure('rolling update: failed requests (goal 0)', summary(all))
+    assert.equal(live.filter((name) => oldTasks.has(name)).length, 0, 'every task was replaced')
+    for (const [i, samples] of results.slice(0, 6).entries()) {
+      const ok = samples.filter((s) => s.ok)
+      const first = ok[0]
+      const last = ok.at(-1)
+      assert.ok(first !== undefined && last !== undefined, `session ${i + 1} got answers`)
+      assert.ok(oldTasks.has(first.instance ?? ''), `session ${i + 1} started on an old task`)
+      assert.ok(live.includes(last.instance ?? ''), `session ${i + 1} ends on a live task (${last.instance})`)
+      // Once on its final task, the session stays there and its counter climbs by one each time.
+      const tail = ok.slice(ok.findIndex((s) => s.instance === last.instance))
+      assert.ok(
+        tail.every((s, k) => s.instance === last.instance && (k === 0 || s.count === (tail[k - 1]?.count ?? 0) + 1)),
+        `session ${i + 1} stays on ${last.instance} with a climbing counter`,
+      )
+    }
+  })
+
+  it('reconfigure through the API with wait=converged returns only when the proxy routes it', async () => {
+    const token = the().apiToken
+    const started = Date.now()
+    const answer = await request(controlUrl(`/v1/reconfigure?serviceName=${manual}&servicePath=/manual&port=8000&wait=converged`), { method: 'PUT', token, timeoutMs: 40_000 })
+    measure('reconfigure wait=converged: answer time (ms)', Date.now() - started)
+    assert.equal(answer.status, 200, answer.text)
+    // No retry: the very first request after the answer must be routed.
+    const reply = await request(proxyUrl('/manual/first'))
+    assert.equal(reply.status, 200, `first request after converged: ${reply.status} ${reply.text.slice(0, 200)}`)
+    assert.match(demoReply(reply)?.instance ?? '', new RegExp(`^${manual}\\.`))
+    const record = (await request(controlUrl(`/v1/routes/${manual}`))).json as { source: string; actor: string }
+    assert.equal(record.source, 'api')
+    assert.equal(record.actor, 'ci')
+  })
+
+  it('a removed service loses its route, and its path answers 404', async () => {
+    await the().docker(['service', 'rm', plain])
+    const started = Date.now()
+    await waitFor('the route of the removed service to go', 60_000, async () => ((await request(controlUrl(`/v1/routes/${plain}`))).status === 404 ? true : undefined), 200)
+    measure('service removed → route removed (ms)', Date.now() - started)
+    await waitFor('the proxy to answer 404 for /plain', 30_000, async () => ((await request(proxyUrl('/plain/'))).status === 404 ? true : undefined), 200)
+    measure('service removed → proxy answers 404 (ms)', Date.now() - started)
+    assert.equal(demoReply(await request(proxyUrl('/sticky/'))) !== null, true, 'the other routes still work')
+  })
+
+  it('the control-plane task killed: the proxies keep serving, and the control plane comes back with the same routes', async () => {
+    const containers = (await the().docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_control`], { quiet: true })).trim().split('\n').filter(Boolean)
+    assert.equal(containers.length, 1)
+    const stop = new AbortController()
+    const loops = [
+      loadLoop(proxyUrl('/sticky/'), { stop: stop.signal, sticky: true, gapMs: 25, maxRequests: 10_000 }),
+      loadLoop(proxyUrl('/manual/'), { stop: stop.signal, sticky: false, gapMs: 25, maxRequests: 10_000 }),
+    ]
+    await sleep(500)
+    await the().docker(['kill', containers[0] ?? ''])
+    await waitFor('the control plane to refuse', 10_000, async () => {
+      try {
+        await request(controlUrl('/healthz'), { timeoutMs: 1_000 })
+        return undefined
+      } catch {
+        return true
+      }
+    }, 100).catch(() => log('the control plane answered all along (restarted before the first check)'))
+    await sleep(5_000)
+    const back = Date.now()
+    await waitFor('the control plane to be ready again', 90_000, async () => ((await request(controlUrl('/readyz'))).status === 200 ? true : undefined), 500)
+    measure('control plane killed → ready again (ms)', Date.now() - back + 5_000)
+    stop.abort()
+    const samples = (await Promise.all(loops)).flat()
+    measure('control plane killed: proxied requests meanwhile', summary(samples))
+    assert.equal(failures(samples).length, 0, 'no proxied request failed while the control plane was down')
+    const routes = (await request(controlUrl('/v1/routes'))).json as { routes: Array<{ route: { serviceName: string } }> }
+    assert.deepEqual(routes.routes.map((r) => r.route.serviceName).sort(), [manual, sticky], 'routes survived in Redis')
+  })
+
+  it('a proxy restarted while the control plane is down serves its last good configuration', async () => {
+    const lab = the()
+    await lab.docker(['service', 'scale', '--detach=false', `${STACK}_control=0`], { timeoutMs: 120_000 })
+    await waitFor('the control plane to be gone', 30_000, async () => {
+      try {
+        await request(controlUrl('/healthz'), { timeoutMs: 1_000 })
+        return undefined
+      } catch {
+        return true
+      }
+    })
+    const oldProxy = (await lab.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_proxy`], { quiet: true })).trim()
+    const restarted = Date.now()
+    await lab.docker(['service', 'update', '--force', '--detach', `${STACK}_proxy`])
+    await waitFor('a new proxy container', 60_000, async () => {
+      const now = (await lab.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_proxy`], { quiet: true })).trim()
+      return now !== '' && now !== oldProxy ? now : undefined
+    }, 300)
+    await waitFor('the restarted proxy to serve /sticky', 60_000, async () => (demoReply(await request(proxyUrl('/sticky/'), { timeoutMs: 2_000 })) !== null ? true : undefined), 200)
+    measure('proxy restarted without control plane → serving (ms)', Date.now() - restarted)
+    assert.match(demoReply(await request(proxyUrl('/manual/')))?.instance ?? '', new RegExp(`^${manual}\\.`), 'the API route is in the last good config')
+    assert.equal((await request(proxyUrl('/plain/'))).status, 404, 'the removed route stays removed')
+    const jar = new CookieJar()
+    const counts: number[] = []
+    for (let i = 0; i < 10; i += 1) counts.push(demoReply(await request(proxyUrl('/sticky/'), { jar }))?.count ?? -1)
+    assert.deepEqual(counts, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 'still sticky')
+
+    await lab.docker(['service', 'scale', '--detach=false', `${STACK}_control=1`], { timeoutMs: 120_000 })
+    await waitFor('the control plane to be ready again', 60_000, async () => ((await request(controlUrl('/readyz'))).status === 200 ? true : undefined), 500)
+  })
+})
+
+if (setupError !== undefined) {
+  describe('Tether on a real Docker Swarm: lab setup', () => {
+    nodeIt('builds the images and starts the lab', () => {
+      throw setupError
+    })
+  })
+}
