@@ -18,6 +18,7 @@
  */
 import { Compile } from 'typebox/compile'
 import { limits, normalizeRoute, rules, RouteSchema, type Route } from '../../contracts/route.ts'
+import { showValue } from '../route-input.ts'
 import type { SwarmService } from './swarm-client.ts'
 
 export interface DiscoveryProblem {
@@ -59,7 +60,10 @@ export function routesFromServices(services: readonly SwarmService[]): LabelMapp
   return { routes, problems }
 }
 
-const shown = (value: string): string => `'${value.length > 80 ? `${value.slice(0, 77)}...` : value}'`
+// Values are shown the way the API shows them (route-input.ts), so a label problem reads like
+// the 400 the same value would get from PUT /v1/reconfigure, with the label as the field.
+const shown = showValue
+const tooLong = (label: string, value: string, rule: { text: string }, max: number): string => `${label}: is ${value.length} characters long; ${rule.text}, at most ${max} characters`
 
 /** One service's labels → its route, or every reason it cannot have one. */
 export function routeFromLabels(serviceName: string, labels: Readonly<Record<string, string>>): { route: Route } | { problems: string[] } {
@@ -92,9 +96,8 @@ export function routeFromLabels(serviceName: string, labels: Readonly<Record<str
     }
     const paths = rawPath.split(',').map((p) => p.trim())
     for (const path of paths) {
-      if (path.length > rules.servicePath.maxLength || !patterns.servicePath.test(path)) {
-        problems.push(`${pathLabel}: ${shown(path)} ${rules.servicePath.text}`)
-      }
+      if (path.length > rules.servicePath.maxLength) problems.push(tooLong(pathLabel, path, rules.servicePath, rules.servicePath.maxLength))
+      else if (!patterns.servicePath.test(path)) problems.push(`${pathLabel}: ${shown(path)} ${rules.servicePath.text}`)
     }
     if (paths.length > limits.maxPaths) problems.push(`${pathLabel}: at most ${limits.maxPaths} paths`)
     if (rawPort === undefined) {
@@ -114,19 +117,18 @@ export function routeFromLabels(serviceName: string, labels: Readonly<Record<str
   const rawDomains = label('serviceDomain')
   const domains = rawDomains === undefined || rawDomains.trim() === '' ? [] : rawDomains.split(',').map((d) => d.trim())
   for (const domain of domains) {
-    if (domain.length > rules.serviceDomain.maxLength || !patterns.serviceDomain.test(domain)) {
-      problems.push(`${PREFIX}serviceDomain: ${shown(domain)} ${rules.serviceDomain.text}`)
-    }
+    if (domain.length > rules.serviceDomain.maxLength) problems.push(tooLong(`${PREFIX}serviceDomain`, domain, rules.serviceDomain, rules.serviceDomain.maxLength))
+    else if (!patterns.serviceDomain.test(domain)) problems.push(`${PREFIX}serviceDomain: ${shown(domain)} ${rules.serviceDomain.text}`)
   }
   if (domains.length > limits.maxDomains) problems.push(`${PREFIX}serviceDomain: at most ${limits.maxDomains} domains`)
 
   const sessionType = label('sessionType')?.trim()
   if (sessionType !== undefined && sessionType !== '' && sessionType !== 'sticky-server') {
-    problems.push(`${PREFIX}sessionType: ${shown(sessionType)} must be 'sticky-server' (the only session type Docker Flow Proxy knows)`)
+    problems.push(`${PREFIX}sessionType: ${shown(sessionType)} must be "sticky-server" (the only session type Docker Flow Proxy knows)`)
   }
   const stickyLabel = label('sticky')?.trim().toLowerCase()
   if (stickyLabel !== undefined && stickyLabel !== 'true' && stickyLabel !== 'false') {
-    problems.push(`${PREFIX}sticky: ${shown(stickyLabel)} must be 'true' or 'false'`)
+    problems.push(`${PREFIX}sticky: ${shown(stickyLabel)} must be "true" or "false"`)
   }
   const stickyCookie = label('stickyCookie')?.trim()
   if (stickyCookie !== undefined && !patterns.stickyCookie.test(stickyCookie)) {

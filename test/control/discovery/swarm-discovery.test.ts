@@ -126,7 +126,7 @@ describe('Swarm discovery (watcher against the memory store)', () => {
     assert.deepEqual(await names(store), ['ok', 'web'])
     assert.deepEqual(
       d.problems().map((p) => [p.serviceName, p.message.slice(0, 46)]),
-      [['web', "com.df.servicePath: '/web with space' must sta"]],
+      [['web', 'com.df.servicePath: "/web with space" must sta']],
     )
     assert.ok(logger.lines.some((l) => l.level === 'warn' && (l.obj as { serviceName?: string }).serviceName === 'web'), 'the problem is logged')
 

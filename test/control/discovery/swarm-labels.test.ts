@@ -90,16 +90,16 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
     {
       name: 'a path with a space',
       labels: { ...notify, 'com.df.servicePath': '/a b', 'com.df.port': '80' },
-      messages: [`com.df.servicePath: '/a b' ${rules.servicePath.text}`],
+      messages: [`com.df.servicePath: "/a b" ${rules.servicePath.text}`],
     },
     {
       name: 'a path that would inject a HAProxy directive',
       labels: { ...notify, 'com.df.servicePath': '/x\n  server evil 1.2.3.4:80', 'com.df.port': '80' },
-      messages: [`com.df.servicePath: '/x\n  server evil 1.2.3.4:80' ${rules.servicePath.text}`],
+      messages: [`com.df.servicePath: "/x\\n  server evil 1.2.3.4:80" ${rules.servicePath.text}`],
     },
-    { name: 'a port that is not a number', labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': 'http' }, messages: [`com.df.port: 'http' ${rules.port.text}`] },
-    { name: 'port 0', labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '0' }, messages: [`com.df.port: '0' ${rules.port.text}`] },
-    { name: 'port 70000', labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '70000' }, messages: [`com.df.port: '70000' ${rules.port.text}`] },
+    { name: 'a port that is not a number', labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': 'http' }, messages: [`com.df.port: "http" ${rules.port.text}`] },
+    { name: 'port 0', labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '0' }, messages: [`com.df.port: "0" ${rules.port.text}`] },
+    { name: 'port 70000', labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '70000' }, messages: [`com.df.port: "70000" ${rules.port.text}`] },
     {
       name: 'an indexed port without its path',
       labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '80', 'com.df.port.1': '81' },
@@ -108,33 +108,33 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
     {
       name: 'a bad domain',
       labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '80', 'com.df.serviceDomain': 'bad_domain.com' },
-      messages: [`com.df.serviceDomain: 'bad_domain.com' ${rules.serviceDomain.text}`],
+      messages: [`com.df.serviceDomain: "bad_domain.com" ${rules.serviceDomain.text}`],
     },
     {
       name: 'an unknown session type',
       labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '80', 'com.df.sessionType': 'sticky-client' },
-      messages: ["com.df.sessionType: 'sticky-client' must be 'sticky-server' (the only session type Docker Flow Proxy knows)"],
+      messages: ['com.df.sessionType: "sticky-client" must be "sticky-server" (the only session type Docker Flow Proxy knows)'],
     },
     {
       name: 'com.df.sticky=yes',
       labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '80', 'com.df.sticky': 'yes' },
-      messages: ["com.df.sticky: 'yes' must be 'true' or 'false'"],
+      messages: ['com.df.sticky: "yes" must be "true" or "false"'],
     },
     {
       name: 'a cookie name with a semicolon',
       labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '80', 'com.df.sticky': 'true', 'com.df.stickyCookie': 'a;b' },
-      messages: [`com.df.stickyCookie: 'a;b' ${rules.stickyCookie.text}`],
+      messages: [`com.df.stickyCookie: "a;b" ${rules.stickyCookie.text}`],
     },
     {
       name: 'a service name longer than 63 characters',
       serviceName: 'x'.repeat(64),
       labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '80' },
-      messages: [`service name '${'x'.repeat(64)}' ${rules.serviceName.text}`],
+      messages: [`service name "${'x'.repeat(64)}" ${rules.serviceName.text}`],
     },
     {
       name: 'several faults at once, each reported',
       labels: { ...notify, 'com.df.servicePath': '/ok,/no way', 'com.df.port': '80', 'com.df.sticky': 'maybe' },
-      messages: [`com.df.servicePath: '/no way' ${rules.servicePath.text}`, "com.df.sticky: 'maybe' must be 'true' or 'false'"],
+      messages: [`com.df.servicePath: "/no way" ${rules.servicePath.text}`, 'com.df.sticky: "maybe" must be "true" or "false"'],
     },
   ]
   for (const c of refused) {
@@ -148,6 +148,12 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
       )
     })
   }
+
+  it('refuses a path longer than the API allows, with the API\'s sentence', () => {
+    const long = `/${'a'.repeat(300)}`
+    const result = routesFromServices([service('web', { ...notify, 'com.df.servicePath': long, 'com.df.port': '80' })])
+    assert.deepEqual(result.problems, [{ serviceName: 'web', message: `com.df.servicePath: is 301 characters long; ${rules.servicePath.text}, at most 256 characters` }])
+  })
 
   it('maps every service on its own: one bad service does not stop the others', () => {
     const result = routesFromServices([
