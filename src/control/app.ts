@@ -21,6 +21,7 @@ import { createMetrics, type ControlMetrics } from './metrics.ts'
 import { createConfigFeed, type ConfigFeed } from './plugins/config-feed.ts'
 import { installErrorHandlers } from './plugins/error-handler.ts'
 import { createFleet, type Fleet } from './plugins/fleet.ts'
+import type { DiscoveryProblem, TaskInventory } from './discovery/index.ts'
 import { registerSwagger } from './plugins/swagger.ts'
 import healthRoutes from './routes/health.ts'
 import { sharedSchemas } from './routes/schemas.ts'
@@ -40,6 +41,15 @@ export interface BuildAppOptions {
   longPollMaxSeconds?: number
   /** Re-check interval while waiting for convergence (heartbeats on other replicas). Default 100 ms. */
   convergencePollMs?: number
+  /** Swarm discovery, when on: its task inventory and problems are shown by GET /v1/routes/{serviceName} and /v1/status. */
+  discovery?: DiscoveryView | undefined
+}
+
+/** What the API reads from Swarm discovery (a SwarmDiscovery fits). */
+export interface DiscoveryView {
+  isLeader(): boolean
+  problems(): DiscoveryProblem[]
+  inventory: TaskInventory
 }
 
 export type ControlApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>
@@ -49,6 +59,7 @@ declare module 'fastify' {
     store: RouteStore
     feed: ConfigFeed
     fleet: Fleet
+    discovery: DiscoveryView | null
     metrics: ControlMetrics
     longPollMaxSeconds: number
   }
@@ -93,6 +104,7 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
   app.decorate('store', options.store)
   app.decorate('feed', feed)
   app.decorate('fleet', fleet)
+  app.decorate('discovery', options.discovery ?? null)
   app.decorate('metrics', metrics)
   app.decorate('longPollMaxSeconds', longPollMaxSeconds)
   app.decorateRequest('actor', '')

@@ -27,19 +27,20 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   const logger = pino({ level: config.logLevel, base: { role: 'control' } })
   // Redis when REDIS_URL is set, else the embedded in-memory store.
   const store = createRouteStore({ url: config.redisUrl, prefix: config.redisPrefix, logger })
+  // Swarm label discovery (TETHER_DISCOVERY=on): labelled services → routes; see discovery/.
+  const discoveryLogger = logger.child({ component: 'discovery' })
+  const discovery = discoveryConfig.enabled
+    ? startSwarmDiscovery({ store, client: createDockerSwarmClient({ logger: discoveryLogger }), logger: discoveryLogger, ...discoveryConfig })
+    : undefined
+
   const app = await buildApp({
     store,
     auth: { apiTokens: config.apiTokens, proxyToken: config.proxyToken },
     logger,
     proxyTtlMs: config.proxyTtlMs,
     longPollMaxSeconds: config.longPollMaxSeconds,
+    discovery,
   })
-
-  // Swarm label discovery (TETHER_DISCOVERY=on): labelled services → routes; see discovery/.
-  const discoveryLogger = logger.child({ component: 'discovery' })
-  const discovery = discoveryConfig.enabled
-    ? startSwarmDiscovery({ store, client: createDockerSwarmClient({ logger: discoveryLogger }), logger: discoveryLogger, ...discoveryConfig })
-    : undefined
 
   closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'closing after an error')

@@ -121,6 +121,23 @@ export const RemoveAnswerSchema = Type.Object(
 
 export const RemoveQuerySchema = Type.Object({ serviceName: ServiceNameSchema, ...waitProperties }, { additionalProperties: false })
 
+/** Swarm discovery's task inventory of one routed service (src/control/discovery/task-inventory.ts). */
+export const ServiceTasksSchema = Type.Object(
+  {
+    serviceName: Type.String(),
+    running: Type.Integer({ description: 'Running tasks at the last listing.' }),
+    tasks: Type.Array(
+      Type.Object({ id: Type.String(), slot: Type.Union([Type.Integer(), Type.Null()]), nodeId: Type.String(), addresses: Type.Array(Type.String()) }, { additionalProperties: false }),
+    ),
+    addresses: Type.Array(Type.String(), { description: "Every running task's overlay address." }),
+    overSlots: Type.Boolean({ description: 'More running tasks than proxy server slots: the extra tasks get no traffic.' }),
+    proxySlots: Type.Integer(),
+    checkedAt: Type.String({ format: 'date-time', description: 'Last successful listing (Docker sends no task events: listed every few seconds).' }),
+    error: Type.Optional(Type.String({ description: 'Set while listing fails; the counts are those of the last success.' })),
+  },
+  { additionalProperties: false, description: 'Running tasks of the service (only with Swarm discovery on, TETHER_DISCOVERY=on).' },
+)
+
 export const RouteRecordSchema = Type.Object(
   {
     route: ref(RouteSchema),
@@ -128,6 +145,7 @@ export const RouteRecordSchema = Type.Object(
     updatedAt: Type.String({ format: 'date-time' }),
     actor: Type.String(),
     source: Type.String(),
+    tasks: Type.Optional(ServiceTasksSchema),
   },
   { $id: 'RouteRecord', additionalProperties: false },
 )
@@ -200,6 +218,18 @@ export const FleetStatusSchema = Type.Object(
     refusedRoutes: Type.Array(
       Type.Object({ serviceName: Type.String(), error: Type.String(), proxies: Type.Array(Type.String()) }, { additionalProperties: false }),
       { description: 'Routes some proxy refused (HAProxy rejected the configuration with them), with the error and which proxies.' },
+    ),
+    discovery: Type.Optional(
+      Type.Object(
+        {
+          leader: Type.Boolean({ description: 'This replica holds the discovery lease (only the leader writes routes).' }),
+          services: Type.Array(ServiceTasksSchema, { description: 'Task inventory of every routed service.' }),
+          problems: Type.Array(Type.Object({ serviceName: Type.String(), message: Type.String() }, { additionalProperties: false }), {
+            description: 'Labels that cannot become a route, labelled services whose route the API owns, services with more tasks than proxy slots.',
+          }),
+        },
+        { additionalProperties: false, description: 'Swarm discovery (only with TETHER_DISCOVERY=on).' },
+      ),
     ),
   },
   { $id: 'FleetStatus', additionalProperties: false },

@@ -53,7 +53,11 @@ const fleet: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: ref(FleetStatusSchema), 503: errors[503] },
       },
     },
-    async () => app.fleet.status(),
+    async () => {
+      const status = await app.fleet.status()
+      const d = app.discovery
+      return d === null ? status : { ...status, discovery: { leader: d.isLeader(), services: d.inventory.all(), problems: d.problems() } }
+    },
   )
 }
 

@@ -41,7 +41,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const record = await app.store.get(request.params.serviceName)
       if (record === null) throw new RouteNotFoundError(request.params.serviceName)
-      return record
+      const tasks = app.discovery?.inventory.tasksOf(record.route.serviceName) ?? null
+      return tasks === null ? record : { ...record, tasks }
     },
   )
 

@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict'
+import { afterEach, describe, it } from 'node:test'
+import { buildApp } from '../../../src/control/app.ts'
+import { startSwarmDiscovery, type SwarmDiscovery } from '../../../src/control/discovery/swarm-discovery.ts'
+import { createMemoryRouteStore } from '../../../src/control/store/memory-route-store.ts'
+import { FakeSwarm, labelled, ManualClock, memoryLogger, task } from './fakes.ts'
+
+const stops: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const stop of stops.splice(0).reverse()) await stop()
+})
+
+async function setup() {
+  const clock = new ManualClock()
+  const store = createMemoryRouteStore({ now: () => clock.now() })
+  const swarm = new FakeSwarm()
+  swarm.services = [labelled('web', '/web'), labelled('broken', '/b', 8080, { 'com.df.port': 'http' })]
+  swarm.tasks.set('web', [task('web', 1, '10.0.1.5'), task('web', 2, '10.0.1.6'), task('web', 3, '10.0.1.7')])
+  const discovery: SwarmDiscovery = startSwarmDiscovery({ store, client: swarm, logger: memoryLogger(), clock, proxySlots: 2, holder: 'replica-1' })
+  stops.push(() => store.close(), () => discovery.stop())
+  const app = await buildApp({ store, auth: { apiTokens: 'off' }, discovery })
+  stops.push(() => app.close())
+  await clock.advance(3_000)
+  return { app }
+}
+
+describe('Swarm discovery in the API', () => {
+  it('GET /v1/routes/{serviceName} shows the running tasks and their addresses', async () => {
+    const { app } = await setup()
+    const res = await app.inject({ method: 'GET', url: '/v1/routes/web' })
+    assert.equal(res.statusCode, 200)
+    const body = res.json() as { source: string; tasks: { running: number; addresses: string[]; overSlots: boolean; tasks: Array<{ slot: number }> } }
+    assert.equal(body.source, 'discovery')
+    assert.equal(body.tasks.running, 3)
+    assert.deepEqual(body.tasks.addresses, ['10.0.1.5', '10.0.1.6', '10.0.1.7'])
+    assert.deepEqual(
+      body.tasks.tasks.map((t) => t.slot),
+      [1, 2, 3],
+    )
+    assert.equal(body.tasks.overSlots, true)
+  })
+
+  it('GET /v1/status shows leadership, every service\'s tasks, and the problems', async () => {
+    const { app } = await setup()
+    const res = await app.inject({ method: 'GET', url: '/v1/status' })
+    assert.equal(res.statusCode, 200)
+    const body = res.json() as { discovery: { leader: boolean; services: Array<{ serviceName: string; running: number }>; problems: Array<{ serviceName: string; message: string }> } }
+    assert.equal(body.discovery.leader, true)
+    assert.deepEqual(
+      body.discovery.services.map((s) => [s.serviceName, s.running]),
+      [['web', 3]],
+    )
+    assert.deepEqual(body.discovery.problems, [
+      { serviceName: 'broken', message: `com.df.port: "http" must be an integer from 1 to 65535` },
+      { serviceName: 'web', message: '3 running tasks but each proxy has 2 server slots per service: 1 tasks get no traffic' },
+    ])
+  })
+
+  it('without discovery, the answers carry no discovery fields', async () => {
+    const store = createMemoryRouteStore()
+    const app = await buildApp({ store, auth: { apiTokens: 'off' } })
+    stops.push(() => store.close(), () => app.close())
+    const status = (await app.inject({ method: 'GET', url: '/v1/status' })).json() as Record<string, unknown>
+    assert.equal('discovery' in status, false)
+  })
+})
