@@ -12,11 +12,11 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { RouteStore } from '../store/route-store.ts'
 
-/** A snapshot ready to send: `body` is its JSON text. */
+/** A snapshot ready to send: `body` is its JSON text, encoded once. */
 export interface SnapshotPayload {
   version: number
   routes: number
-  body: string
+  body: Buffer
 }
 
 interface Waiter {
@@ -57,7 +57,7 @@ export function createConfigFeed(store: RouteStore, log: FastifyBaseLogger): Con
       .then((snap) => {
         // Fetches never overlap (inflight), so the last one read is the newest; it may be older
         // than the cache when the store went backwards (restored, flushed): it replaces it anyway.
-        cache = { version: snap.version, routes: snap.routes.length, body: JSON.stringify(snap) }
+        cache = { version: snap.version, routes: snap.routes.length, body: Buffer.from(JSON.stringify(snap)) }
         return cache
       })
       .finally(() => {
