@@ -144,6 +144,19 @@ describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? 
     assert.match(demoReply(await request(proxyUrl('/plain')))?.instance ?? '', new RegExp(`^${plain}\\.`))
     assert.equal((await request(proxyUrl('/manual/'))).status, 404)
     assert.equal((await request(proxyUrl('/stickyness'))).status, 404, 'prefixes match whole segments')
+
+    // The task inventory (dockerode, listed every few seconds) shows each routed service's tasks.
+    const expected = await runningInstances(sticky)
+    const inventory = await waitFor('the task inventory of the sticky service', 20_000, async () => {
+      const record = (await request(controlUrl(`/v1/routes/${sticky}`))).json as { tasks?: { running: number; addresses: string[]; tasks: Array<{ id: string }> } }
+      return record.tasks?.running === expected.length ? record.tasks : undefined
+    }, 500)
+    assert.deepEqual(inventory.tasks.map((t) => t.id).sort(), expected.map((name) => name.split('.').pop()).sort())
+    assert.equal(inventory.addresses.length, expected.length)
+    assert.ok(inventory.addresses.every((a) => /^\d+\.\d+\.\d+\.\d+$/.test(a)), `overlay addresses: ${inventory.addresses.join(', ')}`)
+    const status = (await request(controlUrl('/v1/status'))).json as { discovery?: { leader: boolean; problems: unknown[] } }
+    assert.equal(status.discovery?.leader, true)
+    assert.deepEqual(status.discovery?.problems, [])
   })
 
   it('sticky: 50 requests with a cookie jar stay on one task and its session counter climbs 1..50; without cookies every task is reached', async () => {
