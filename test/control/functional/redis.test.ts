@@ -101,8 +101,8 @@ describe('control plane on Redis', () => {
     const waiting = b.app.inject({ url: `/v1/config?since=${since}&wait=30`, headers: proxy })
     await waitFor(() => b.app.feed.waiters() === 1)
     for (const name of ['after', 'after-2']) {
-      const write = await a.app.inject({ method: 'PUT', url: `/v1/reconfigure?serviceName=${name}&servicePath=/${name}&port=80`, headers: api })
-      assert.equal(write.statusCode, 200)
+      const answer: { statusCode: number } = await a.app.inject({ method: 'PUT', url: `/v1/reconfigure?serviceName=${name}&servicePath=/${name}&port=80`, headers: api })
+      assert.equal(answer.statusCode, 200)
     }
     const woken = await waiting
     assert.equal(woken.statusCode, 200)
