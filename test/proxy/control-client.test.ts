@@ -1,0 +1,88 @@
+/**
+ * The agent finds the control plane: several URLs, or one name resolved to every replica's
+ * address, failing over when one is dead and following replicas that move. Real control
+ * planes on loopback addresses; the engine only records versions.
+ */
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { createMemoryRouteStore } from '../../src/control/store/memory-route-store.ts'
+import { normalizeRoute } from '../../src/contracts/route.ts'
+import { ControlRejectedError, ControlUnavailableError, createControlClient } from '../../src/proxy/control-client.ts'
+import type { RecordingEngine } from '../../src/proxy/recording-engine.ts'
+import { waitFor } from '../helpers/haproxy.ts'
+import { freePort } from '../helpers/redis-server.ts'
+import { PROXY_TOKEN, startAgent, startControl } from './harness.ts'
+
+const meta = { actor: 'test', source: 'api' } as const
+const route = (serviceName: string) => normalizeRoute({ serviceName, destinations: [{ servicePath: [`/${serviceName}`], port: 80 }] })
+
+describe('control plane fail-over', () => {
+  it('uses the second control URL when the first one is dead', async (t) => {
+    const control = await startControl(t)
+    await control.store.put(route('web'), meta)
+    const dead = `http://127.0.0.1:${await freePort()}`
+    const p = await startAgent(t, { id: 'proxy-a', controlUrls: [dead, control.url], engine: 'recording' })
+    await p.agent.waitForVersion(1)
+    assert.deepEqual((p.engine as RecordingEngine).current?.routes.map((r) => r.serviceName), ['web'])
+    // and it reports there: the heartbeat went through the live replica too
+    await waitFor('the heartbeat', async () => ((await control.api('GET', '/v1/proxies')).body.proxies.length === 1 ? true : undefined))
+  })
+
+  it('resolves a control host name to every address, fails over between them, and follows replicas that move', async (t) => {
+    const port = await freePort()
+    const store = createMemoryRouteStore()
+    await store.put(route('web'), meta)
+    // Two replicas sharing one store, on two loopback addresses; nothing listens on 127.0.0.2.
+    const replicaA = await startControl(t, { store, port, host: '127.0.0.3' })
+    let addresses = ['127.0.0.2', '127.0.0.3']
+    const resolved: string[] = []
+    const p = await startAgent(t, {
+      id: 'proxy-a',
+      controlUrls: [`http://control.test:${port}`],
+      engine: 'recording',
+      client: {
+        resolve: async (name) => {
+          resolved.push(name)
+          return addresses
+        },
+        resolveIntervalMs: 60_000,
+      },
+    })
+    await p.agent.waitForVersion(1)
+    assert.equal(resolved[0], 'control.test')
+
+    // Swarm reschedules the control plane: the replica on .3 goes, a new one comes up on .4.
+    const replicaB = await startControl(t, { store, port, host: '127.0.0.4' })
+    addresses = ['127.0.0.4']
+    await replicaA.stop()
+    await store.put(route('api'), meta)
+    await waitFor('the agent to follow the new replica', async () => ((p.engine as RecordingEngine).current?.version === 2 ? true : undefined))
+    await waitFor('the heartbeat on the new replica', async () => ((await replicaB.api('GET', '/v1/proxies')).body.proxies[0]?.version === 2 ? true : undefined))
+  })
+
+  it('names every address it tried when none answers', async () => {
+    const ports = [await freePort(), await freePort()]
+    const client = createControlClient({ urls: ports.map((p) => `http://127.0.0.1:${p}`), token: PROXY_TOKEN })
+    try {
+      await assert.rejects(client.fetchConfig({ since: null, waitSeconds: 1 }), (error: unknown) => {
+        assert.ok(error instanceof ControlUnavailableError)
+        for (const p of ports) assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${p}: ECONNREFUSED`))
+        return true
+      })
+    } finally {
+      await client.close()
+    }
+  })
+
+  it('reports a wrong proxy token as a refusal, not as an outage', async (t) => {
+    const control = await startControl(t)
+    const client = createControlClient({ urls: [control.url], token: 'not-the-proxy-token' })
+    t.after(() => client.close())
+    await assert.rejects(client.fetchConfig({ since: null, waitSeconds: 1 }), (error: unknown) => {
+      assert.ok(error instanceof ControlRejectedError)
+      assert.equal(error.statusCode, 401)
+      assert.match(error.message, /UNAUTHORIZED/)
+      return true
+    })
+  })
+})
