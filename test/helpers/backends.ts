@@ -13,7 +13,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { once } from 'node:events'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
 
 export interface BackendReply {
@@ -97,8 +97,10 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
   })
-  server.on('upgrade', (_req: IncomingMessage, socket: Socket, head: Buffer) => {
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Instance: ${name}\r\n\r\n`)
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const key = req.headers['sec-websocket-key']
+    const accept = typeof key === 'string' ? `Sec-WebSocket-Accept: ${createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')}\r\n` : ''
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${accept}X-Instance: ${name}\r\n\r\n`)
     if (head.length > 0) socket.write(head)
     socket.on('data', (chunk: Buffer) => socket.write(chunk))
     socket.on('error', () => {})

@@ -16,6 +16,9 @@ export interface TestDnsServer {
   set(name: string, addresses: string[]): void
   /** Makes `name` unknown (NXDOMAIN). */
   remove(name: string): void
+  /** Stops answering (queries are dropped, as by an overloaded or partitioned DNS) until resume(). */
+  pause(): void
+  resume(): void
   /** A queries answered so far. */
   readonly queries: number
   close(): Promise<void>
@@ -24,7 +27,9 @@ export interface TestDnsServer {
 export async function startDnsServer(records: Record<string, string[]> = {}): Promise<TestDnsServer> {
   const zone = new Map<string, string[]>(Object.entries(records).map(([k, v]) => [k.toLowerCase(), v]))
   let queries = 0
+  let paused = false
   const server = dns2.createUDPServer((request, send) => {
+    if (paused) return
     const response = Packet.createResponseFromRequest(request)
     const [question] = request.questions
     if (question !== undefined) {
@@ -53,6 +58,12 @@ export async function startDnsServer(records: Record<string, string[]> = {}): Pr
     },
     remove(name) {
       zone.delete(name.toLowerCase())
+    },
+    pause() {
+      paused = true
+    },
+    resume() {
+      paused = false
     },
     get queries() {
       return queries

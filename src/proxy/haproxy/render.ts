@@ -266,7 +266,9 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
       // Fixed addresses: a host name is resolved once, when HAProxy loads the configuration.
       route.endpoints.forEach((endpoint, i) => out.push(`    server e${i + 1} ${endpoint}`, own))
     } else {
-      out.push(`    server-template s ${settings.slots} tasks.${route.serviceName}:${port} resolvers docker resolve-prefer ipv4 init-addr none`, own)
+      // init-addr last,none: the address saved in the server-state file before a reload, else
+      // none (maintenance) until DNS answers. Plain 'none' would drop the saved addresses.
+      out.push(`    server-template s ${settings.slots} tasks.${route.serviceName}:${port} resolvers docker resolve-prefer ipv4 init-addr last,none`, own)
     }
   }
 

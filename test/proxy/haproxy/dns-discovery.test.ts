@@ -45,4 +45,31 @@ describe('discovering tasks.<service> through DNS', () => {
     await until(['task-3'], 2_000)
     assert.deepEqual(await proxy.engine.health(), [{ serviceName: 'web', up: 1, down: 0, slots: 8 }])
   })
+
+  it('carries resolved tasks across a reload, even while DNS does not answer', async (t) => {
+    const port = await freePort()
+    const hosts = ['127.0.0.2', '127.0.0.3']
+    const backends = await startBackends(2, { hosts, port, prefix: 'task-' })
+    t.after(() => closeBackends(backends))
+    const dns = await startDnsServer({ 'tasks.web': hosts })
+    t.after(() => dns.close())
+    const proxy = await createTestProxy(t, { resolvers: [dns.address], slots: 4 })
+    const snapshot = (version: number, paths: string[]) => ({ version, routes: [route({ serviceName: 'web', paths, port })] })
+    await proxy.engine.apply(snapshot(1, ['/']))
+    await waitFor('both tasks up', async () => ((await proxy.engine.health())[0]?.up === 2 ? true : undefined), 5_000)
+
+    dns.pause() // Docker's DNS stops answering from here on
+    await proxy.engine.apply(snapshot(2, ['/', '/more']))
+    // Right after the reload, from the server-state file: both tasks known and up, no empty backend.
+    assert.deepEqual(await proxy.engine.health(), [{ serviceName: 'web', up: 2, down: 0, slots: 4 }])
+    const client = createClient()
+    t.after(() => client.close())
+    const seen = new Set<string>()
+    for (let i = 0; i < 4; i++) {
+      const reply = await client.get(`${proxy.url}/more`, { cookies: false })
+      assert.equal(reply.status, 200)
+      seen.add((reply.body as BackendReply).instance)
+    }
+    assert.deepEqual([...seen].sort(), ['task-1', 'task-2'])
+  })
 })
