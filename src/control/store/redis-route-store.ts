@@ -391,6 +391,9 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
       .then(
         (v) => {
           const version = Number(v ?? 0)
+          // After a reconnect, always tell: Redis may have restarted empty and reached the
+          // very version heard before the outage with a different table.
+          if (!first) lastNotified = -1
           if (!first || (observed >= 0 && version > observed)) notify(version)
           else if (version > lastNotified) lastNotified = version
         },

@@ -94,16 +94,13 @@ describe('control plane on Redis', () => {
     restarted = true
     await waitFor(async () => (await a.app.inject({ url: '/readyz' })).statusCode === 200, 'replica A ready again')
     await waitFor(async () => (await b.app.inject({ url: '/readyz' })).statusCode === 200, 'replica B ready again')
-    // A long poll on B is woken by writes on A again: pub/sub resubscribed too. Two writes: Redis
-    // came back empty, so the first one reuses version 1, which the store's subscriber may take
-    // for the version it already announced before the outage (reported to the store's owner).
+    // A long poll on B is woken by a write on A again: pub/sub resubscribed too, even though
+    // Redis came back empty and the write reuses a version number heard before the outage.
     const since = (await b.app.inject({ url: '/v1/config', headers: proxy })).json().version as number
     const waiting = b.app.inject({ url: `/v1/config?since=${since}&wait=30`, headers: proxy })
     await waitFor(() => b.app.feed.waiters() === 1)
-    for (const name of ['after', 'after-2']) {
-      const answer: { statusCode: number } = await a.app.inject({ method: 'PUT', url: `/v1/reconfigure?serviceName=${name}&servicePath=/${name}&port=80`, headers: api })
-      assert.equal(answer.statusCode, 200)
-    }
+    const answer = await a.app.inject({ method: 'PUT', url: '/v1/reconfigure?serviceName=after&servicePath=/after&port=80', headers: api })
+    assert.equal(answer.statusCode, 200)
     const woken = await waiting
     assert.equal(woken.statusCode, 200)
     assert.ok(woken.json().routes.some((r: { serviceName: string }) => r.serviceName === 'after'))
