@@ -137,8 +137,9 @@ export interface SwarmLab {
   apiToken: string
   /** `docker ...` against the lab's daemon. */
   docker(args: readonly string[], options?: { timeoutMs?: number; quiet?: boolean }): Promise<string>
-  /** Deploys (or re-deploys) docker-compose.test.yml as stack `tether`. */
-  deploy(): Promise<void>
+  baseImage: string
+  /** Deploys docker-compose.test.yml as stack `tether`, by default on the lab's own daemon. */
+  deploy(target?: { env: NodeJS.ProcessEnv; dockerSocket: string }): Promise<void>
   teardown(): Promise<void>
 }
 
@@ -243,8 +244,9 @@ export async function startSwarmLab(): Promise<SwarmLab> {
       TETHER_CONTROL_PORT: String(controlPort),
       TETHER_SECRETS_DIR: secrets,
     }
-    const deploy = async (): Promise<void> => {
-      await run('docker', ['stack', 'deploy', '--resolve-image', 'never', '-c', join(REPO_ROOT, 'docker-compose.test.yml'), STACK], { env: stackEnv, timeoutMs: 60_000 })
+    const deploy = async (target?: { env: NodeJS.ProcessEnv; dockerSocket: string }): Promise<void> => {
+      const deployEnv = target === undefined ? stackEnv : { ...stackEnv, DOCKER_HOST: target.env.DOCKER_HOST, DOCKER_SOCKET: target.dockerSocket }
+      await run('docker', ['stack', 'deploy', '--resolve-image', 'never', '-c', join(REPO_ROOT, 'docker-compose.test.yml'), STACK], { env: deployEnv, timeoutMs: 60_000 })
     }
     cleanups.push({
       what: 'stack rm',
@@ -255,7 +257,7 @@ export async function startSwarmLab(): Promise<SwarmLab> {
         )
       },
     })
-    return { dir, dockerHost, env, image, httpPort, controlPort, apiToken, docker, deploy, teardown }
+    return { dir, dockerHost, env, image, baseImage: base, httpPort, controlPort, apiToken, docker, deploy, teardown }
   } catch (error) {
     await teardown()
     throw error

@@ -11,7 +11,9 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it as nodeIt } from 'node:test'
 import { CookieJar, demoReply, loadLoop, request, type Sample } from './http.ts'
+import { join } from 'node:path'
 import { LabUnavailableError, log, sleep, STACK, startSwarmLab, waitFor, whyNotRunnable, type SwarmLab } from './harness.ts'
+import { startSwarmNodes, type SwarmNode, type SwarmNodes } from './nodes.ts'
 
 const CI = process.env.CI === 'true'
 const measured: Record<string, string | number> = {}
@@ -38,6 +40,10 @@ if (unavailable === null) {
   }
 }
 if (unavailable !== null) log(`Swarm suite cannot run on this machine: ${unavailable}${CI ? '' : ' (skipped; with CI=true it fails)'}`)
+
+after(async () => {
+  await lab?.teardown()
+}, { timeout: 180_000 })
 
 const sticky = `${STACK}_sticky`
 const plain = `${STACK}_plain`
@@ -124,7 +130,8 @@ describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? 
             () => {},
           )
         }
-        await lab.teardown()
+        // Frees the machine for the multi-node part; the lab itself goes in the file's after().
+        await lab.docker(['stack', 'rm', STACK], { timeoutMs: 60_000 }).catch(() => {})
       }
     },
     { timeout: 180_000 },
@@ -371,6 +378,81 @@ describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? 
 
     await lab.docker(['service', 'scale', '--detach=false', `${STACK}_control=1`], { timeoutMs: 120_000 })
     await waitFor('the control plane to be ready again', 60_000, async () => ((await request(controlUrl('/readyz'))).status === 200 ? true : undefined), 500)
+  })
+})
+
+describe('Tether across three Swarm nodes (dockerd in network namespaces)', { skip: unavailable !== null && !CI ? `cannot run here: ${unavailable}` : false }, () => {
+  let nodes: SwarmNodes | undefined
+  const nodeUrl = (node: SwarmNode, path: string): string => `http://${node.ip}:${the().httpPort}${path}`
+
+  before(
+    async () => {
+      if (unavailable !== null) throw new Error(`CI=true: the Swarm suite must run, but ${unavailable}`)
+      const lab = the()
+      const started = Date.now()
+      nodes = await startSwarmNodes(join(lab.dir, 'nodes'), 3)
+      // Nothing can be pulled: the lab's images go to every node.
+      const images = join(lab.dir, 'images.tar')
+      await lab.docker(['save', '-o', images, lab.image, lab.baseImage], { timeoutMs: 180_000 })
+      for (const node of nodes.nodes) await node.docker(['load', '-q', '-i', images], { timeoutMs: 180_000 })
+      const [manager] = nodes.nodes
+      if (manager === undefined) throw new Error('no manager node')
+      await lab.deploy({ env: manager.env, dockerSocket: manager.socket })
+      await waitFor('the three-node stack to converge', 240_000, async () => {
+        const out = await manager.docker(['service', 'ls', '--format', '{{.Name}} {{.Replicas}}'], { quiet: true })
+        const replicas = out.trim().split('\n').map((line) => line.split(' ')[1] ?? '')
+        return replicas.length >= 6 && replicas.every((r) => /^(\d+)\/\1\b/.test(r)) ? true : undefined
+      }, 1_000)
+      await manager.docker(['service', 'scale', '--detach=false', `${sticky}=3`], { timeoutMs: 120_000 })
+      for (const node of nodes.nodes) {
+        await waitFor(`the proxy on ${node.name} to route /sticky`, 90_000, async () => (demoReply(await request(nodeUrl(node, '/sticky/'))) !== null ? true : undefined), 500)
+      }
+      measure('three nodes: namespaces, daemons, images, stack converged (ms)', Date.now() - started)
+    },
+    { timeout: 600_000 },
+  )
+
+  after(async () => {
+    await nodes?.teardown()
+  }, { timeout: 180_000 })
+
+  it('spreads the sticky tasks over the three nodes, and a cookie issued by the proxy on node 1 is honoured by the proxy on node 3', async () => {
+    const [n1, n2, n3] = nodes?.nodes ?? []
+    assert.ok(n1 !== undefined && n2 !== undefined && n3 !== undefined)
+    const placement = (await n1.docker(['service', 'ps', sticky, '--filter', 'desired-state=running', '--no-trunc', '--format', '{{.Name}}.{{.ID}} {{.Node}}'], { quiet: true }))
+      .trim()
+      .split('\n')
+      .map((line) => line.split(' ') as [string, string])
+    const nodeOf = new Map(placement)
+    assert.equal(new Set(placement.map(([, node]) => node)).size, 3, `one task per node: ${placement.map((p) => p.join(' on ')).join(', ')}`)
+
+    // One session pinned to each task through node 1's proxy, then carried on through node 3's
+    // and node 2's: the same task answers, the session counter goes on, no new affinity cookie.
+    const pinned = new Map<string, CookieJar>()
+    for (let i = 0; i < 60 && pinned.size < 3; i += 1) {
+      const jar = new CookieJar()
+      const reply = demoReply(await request(nodeUrl(n1, '/sticky/'), { jar }))
+      if (reply !== null && !pinned.has(reply.instance)) pinned.set(reply.instance, jar)
+    }
+    assert.equal(pinned.size, 3, 'sessions reach all three tasks through node 1')
+    for (const [instance, jar] of pinned) {
+      const counts: number[] = []
+      const route: Array<[SwarmNode, number]> = [
+        [n3, 5],
+        [n2, 2],
+      ]
+      for (const [node, times] of route) {
+        for (let k = 0; k < times; k += 1) {
+          const reply = await request(nodeUrl(node, '/sticky/'), { jar })
+          const demo = demoReply(reply)
+          assert.equal(demo?.instance, instance, `via ${node.name}, the session of ${instance} (on ${nodeOf.get(instance)}) stays there`)
+          assert.equal(reply.setCookies.some((c) => c.startsWith(`TETHER_${sticky}=`)), false, 'the cookie is honoured, not re-issued')
+          counts.push(demo.count)
+        }
+      }
+      assert.deepEqual(counts, [2, 3, 4, 5, 6, 7, 8], `session on ${instance} goes on across proxies`)
+    }
+    measure('three nodes: sessions carried from node 1 to nodes 3 and 2', `${pinned.size} of 3, tasks on ${[...new Set(placement.map(([, n]) => n))].length} nodes`)
   })
 })
 
