@@ -1,5 +1,186 @@
-// Placeholder until this role lands; replaced by its owner.
-export async function main(): Promise<void> {
-  process.stderr.write('tether: this role is not built yet\n')
-  process.exit(70)
+/**
+ * `tether demo` (`npm run demo`): the whole of Tether on one machine, on loopback, no root
+ * needed — a control plane (in-memory store), one proxy (the real agent driving a real
+ * HAProxy), three instances of a tiny stateful app, a sticky route and a round-robin one
+ * registered through the API the way a CI pipeline would, and the curl commands that show
+ * the difference. Ctrl-C stops everything and removes the temporary files.
+ *
+ * Ports (environment, `0` = any free port):
+ *   TETHER_DEMO_CONTROL_PORT  control plane, default 8080
+ *   TETHER_DEMO_PROXY_PORT    proxy (HAProxy),  default 8000
+ *   TETHER_DEMO_ADMIN_PORT    HAProxy stats/metrics/health, default 8404
+ * TETHER_HAPROXY_BIN picks the HAProxy binary (default `haproxy` from PATH).
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { once } from 'node:events'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import closeWithGrace from 'close-with-grace'
+import pino from 'pino'
+import { request } from 'undici'
+import { buildApp, type ControlApp } from '../control/app.ts'
+import { createMemoryRouteStore } from '../control/store/memory-route-store.ts'
+import { createAgent, type Agent } from '../proxy/agent.ts'
+import { createControlClient } from '../proxy/control-client.ts'
+import type { Engine } from '../proxy/engine.ts'
+import { createHaproxyEngine } from '../proxy/haproxy/haproxy-engine.ts'
+import { INSTALL_HAPROXY } from '../proxy/main.ts'
+import { createStateStore } from '../proxy/state-store.ts'
+import { startDemoBackend, type DemoBackend } from './demo-backend.ts'
+
+const HOST = '127.0.0.1'
+
+function fail(code: number, text: string): never {
+  process.stderr.write(`tether demo: ${text}\n`)
+  process.exit(code)
+}
+
+function portFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return fallback
+  const port = Number(raw)
+  if (!/^[0-9]{1,5}$/.test(raw) || port > 65535) fail(78, `${name}: must be a port from 0 to 65535 (0 = any free port), got '${raw}'`)
+  return port
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  server.listen(0, HOST)
+  await once(server, 'listening')
+  const address = server.address()
+  server.close()
+  await once(server, 'close')
+  if (address === null || typeof address === 'string') throw new Error('no free port')
+  return address.port
+}
+
+async function portOrFree(port: number): Promise<number> {
+  return port === 0 ? freePort() : port
+}
+
+export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const wanted = {
+    control: portFrom(env, 'TETHER_DEMO_CONTROL_PORT', 8080),
+    proxy: portFrom(env, 'TETHER_DEMO_PROXY_PORT', 8000),
+    admin: portFrom(env, 'TETHER_DEMO_ADMIN_PORT', 8404),
+  }
+  const log = pino({ name: 'tether-demo', level: env.TETHER_LOG_LEVEL ?? 'warn' }, pino.destination(2))
+  const dir = await mkdtemp(join(tmpdir(), 'tether-demo-'))
+  const cleanups: Array<() => Promise<unknown>> = [() => rm(dir, { recursive: true, force: true })]
+  const cleanup = async (): Promise<void> => {
+    for (const step of cleanups.reverse()) await step().catch((err: unknown) => log.warn({ err }, 'demo cleanup'))
+    cleanups.length = 0
+  }
+  const abort = async (code: number, text: string): Promise<never> => {
+    await cleanup()
+    return fail(code, text)
+  }
+
+  const proxyPort = await portOrFree(wanted.proxy)
+  const adminPort = await portOrFree(wanted.admin)
+  const haproxyBin = env.TETHER_HAPROXY_BIN ?? 'haproxy'
+  let engine: Engine
+  try {
+    engine = await createHaproxyEngine({
+      haproxyBin,
+      stateDir: join(dir, 'haproxy'),
+      listen: `${HOST}:${proxyPort}`,
+      adminListen: `${HOST}:${adminPort}`,
+      // The demo's routes name their endpoints; no service is looked up in DNS.
+      resolvers: [`${HOST}:53`],
+      cookieKey: randomBytes(16).toString('hex'),
+      hardStopAfterMs: 5000,
+      // HAProxy's own notices (reloads, stopped proxies) would drown the instructions.
+      logger: log.child({ component: 'haproxy' }, { level: 'error' }),
+    })
+  } catch (error) {
+    const text = (error as Error).message
+    return abort(69, `the demo needs HAProxy (${haproxyBin}): ${text}${/install/i.test(text) ? '' : `\n${INSTALL_HAPROXY}`}`)
+  }
+
+  // Control plane, in this process, with an in-memory store.
+  const apiToken = `demo-${randomBytes(12).toString('hex')}`
+  const proxyToken = randomBytes(24).toString('hex')
+  const store = createMemoryRouteStore()
+  let app: ControlApp
+  try {
+    app = await buildApp({ store, auth: { apiTokens: new Map([[apiToken, 'demo']]), proxyToken } })
+    await app.listen({ host: HOST, port: wanted.control })
+  } catch (error) {
+    await engine.stop()
+    const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
+    return abort(1, inUse ? `port ${wanted.control} is in use; set TETHER_DEMO_CONTROL_PORT to another port (0 = any free port)` : `control plane: ${(error as Error).message}`)
+  }
+  const address = app.server.address()
+  const controlPort = address !== null && typeof address === 'object' ? address.port : wanted.control
+  const controlUrl = `http://${HOST}:${controlPort}`
+  cleanups.push(() => app.close())
+
+  const backends: DemoBackend[] = []
+  for (const name of ['demo-1', 'demo-2', 'demo-3']) backends.push(await startDemoBackend(name, HOST))
+  cleanups.push(() => Promise.all(backends.map((b) => b.close())))
+
+  // The proxy: the same agent `tether proxy` runs, long-polling the control plane over HTTP.
+  const agent: Agent = createAgent({
+    id: 'demo-proxy',
+    node: 'demo',
+    engine,
+    client: createControlClient({ urls: [controlUrl], token: proxyToken }),
+    state: await createStateStore({ dir: join(dir, 'state') }),
+    log: log.child({ component: 'agent' }),
+    heartbeatMs: 2000,
+  })
+  cleanups.push(() => agent.stop())
+  closeWithGrace({ delay: 10_000, logger: { error: (m: unknown) => log.error(m) } }, async ({ err }) => {
+    if (err !== undefined) process.stderr.write(`tether demo: stopping after an error: ${err.message}\n`)
+    await cleanup()
+    process.stdout.write('tether demo: stopped.\n')
+  })
+  await agent.start()
+
+  // Register the routes as a CI pipeline would: one request each, answered once the proxy serves them.
+  const endpoints = backends.map((b) => b.address).join(',')
+  const routes = [
+    { serviceName: 'demo', servicePath: '/demo', sticky: true },
+    { serviceName: 'rr', servicePath: '/rr', sticky: false },
+  ]
+  const registrations: string[] = []
+  for (const r of routes) {
+    const query = `serviceName=${r.serviceName}&servicePath=${r.servicePath}&port=80&endpoints=${endpoints}${r.sticky ? '&sticky=true' : ''}`
+    registrations.push(`curl -X PUT -H "Authorization: Bearer ${apiToken}" "${controlUrl}/v1/reconfigure?${query}&wait=converged"`)
+    const res = await request(`${controlUrl}/v1/reconfigure?${query}&wait=converged&timeout=15`, { method: 'PUT', headers: { authorization: `Bearer ${apiToken}` } })
+    const body = await res.body.text()
+    if (res.statusCode !== 200) {
+      const why = agent.status().lastError ?? body
+      return abort(1, `the proxy did not take the route ${r.servicePath} (HTTP ${res.statusCode}): ${why}${/address already in use|cannot bind/i.test(why) ? '\nSet TETHER_DEMO_PROXY_PORT / TETHER_DEMO_ADMIN_PORT to free ports (0 = any).' : ''}`)
+    }
+  }
+
+  const proxyUrl = `http://${HOST}:${proxyPort}`
+  const jar = join(dir, 'cookies.txt')
+  const text = [
+    '',
+    'Tether demo is running. Ctrl-C stops it.',
+    '',
+    `  control plane  ${controlUrl}   Swagger UI ${controlUrl}/docs   API token ${apiToken}`,
+    `  proxy          ${proxyUrl}   (${engine.version}, driven by the Tether agent)`,
+    `  proxy admin    http://${HOST}:${adminPort}/stats`,
+    `  backends       ${backends.map((b) => `${b.name} ${b.address}`).join(', ')}`,
+    '',
+    'Routes registered, as a CI pipeline would:',
+    ...registrations.map((c) => `  $ ${c}`),
+    '',
+    'Sticky route /demo: a client that keeps cookies (like a browser) stays on one instance, and its visit count grows:',
+    `  $ for i in 1 2 3 4 5; do curl -s -b ${jar} -c ${jar} ${proxyUrl}/demo; done`,
+    '',
+    'Round-robin route /rr: requests spread over all three instances, each visit a fresh session:',
+    `  $ for i in 1 2 3 4 5 6; do curl -s ${proxyUrl}/rr; done`,
+    '',
+    'Fleet status (the proxy reports the version it serves):',
+    `  $ curl -s ${controlUrl}/v1/status`,
+    '',
+  ].join('\n')
+  process.stdout.write(`${text}\n`)
 }
