@@ -1,0 +1,50 @@
+/**
+ * Reload under load through the whole path: requests through HAProxy while 50 reconfigures
+ * land through the control plane's API, each one waited for (wait=converged), so each is a
+ * new version and a reload of HAProxy. No request may fail — not even on a keep-alive
+ * connection that an old HAProxy worker was holding when the reload happened.
+ */
+import { describe, it, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { closeBackends, startBackends, type Backend } from '../helpers/backends.ts'
+import { reconfigureQuery, startAgent, startControl, startLoad, type TestAgent } from './harness.ts'
+
+async function backends(t: TestContext, count: number, prefix: string): Promise<Backend[]> {
+  const started = await startBackends(count, { prefix })
+  t.after(() => closeBackends(started))
+  return started
+}
+
+function proxyUrl(p: TestAgent): string {
+  assert.ok(p.proxy !== null)
+  return p.proxy.url
+}
+
+describe('reload under load, through the control plane', () => {
+  // TODO(engine): fails today with a few 'other side closed' on keep-alive connections that an
+  // old HAProxy worker closes while idle during the soft stop; `option idle-close-on-response`
+  // in the rendered defaults fixes it (measured with HAProxy 2.6 and this load generator: 6
+  // failures in 50 reloads without it, 0 with it). Marked todo (still runs and reports) until
+  // the engine renders it; then remove `todo`.
+  it('drops no request while 50 reconfigures land through the API under load', { todo: 'needs `option idle-close-on-response` in the HAProxy engine' }, async (t) => {
+    const control = await startControl(t)
+    const web = await backends(t, 2, 'web-')
+    const p = await startAgent(t, { id: 'proxy-a', controlUrls: [control.url] })
+    const put = async (query: string): Promise<void> => {
+      const res = await control.api('PUT', `/v1/reconfigure?${query}&wait=converged&timeout=10`)
+      assert.equal(res.status, 200, JSON.stringify(res.body))
+    }
+    await put(reconfigureQuery({ serviceName: 'web', path: '/web', endpoints: web.map((b) => b.address), sticky: true }))
+
+    const load = startLoad(`${proxyUrl(p)}/web/load`, { connections: 4, maxMs: 60_000 })
+    for (let i = 0; i < 50; i++) {
+      // Every reconfigure is a new version, and so a reload of HAProxy.
+      await put(reconfigureQuery({ serviceName: 'churn', path: `/churn-${i}`, endpoints: [web[i % 2]!.address] }))
+    }
+    const result = await load.stop()
+    assert.equal(p.agent.status().version, 51)
+    assert.ok(result.ok > 0, 'the load generator sent requests')
+    assert.deepEqual({ failed: result.failed, failures: result.failures }, { failed: 0, failures: [] })
+  })
+
+})
