@@ -17,6 +17,13 @@ import { checkConfigFile, type CheckResult, type ConfigError } from './validate.
 
 export type { HaproxyEngineSettings, EngineLogger } from './settings.ts'
 
+/** Where an apply spent its time (logged with 'configuration applied'; start or reload in reloadMs). */
+interface Timings {
+  renderMs: number
+  checkMs: number
+  reloadMs: number
+}
+
 /** How many rounds of "drop the blamed routes and check again" before giving up. */
 const MAX_ISOLATION_ROUNDS = 8
 
@@ -81,14 +88,18 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings): Prom
   }
 
   /** Renders and checks, dropping blamed routes until HAProxy accepts the rest (bounded). */
-  async function validated(snapshot: ConfigSnapshot): Promise<{ rendered: RenderedConfig; refused: RefusedRoute[] }> {
+  async function validated(snapshot: ConfigSnapshot, timings: Timings): Promise<{ rendered: RenderedConfig; refused: RefusedRoute[] }> {
     const refused: RefusedRoute[] = []
     let routes = snapshot.routes
     let last: CheckResult | undefined
     for (let round = 0; round < MAX_ISOLATION_ROUNDS; round++) {
+      let t = performance.now()
       const rendered = render({ version: snapshot.version, routes }, s)
       await writeFiles(rendered)
+      timings.renderMs += performance.now() - t
+      t = performance.now()
       const result = await checkConfigFile(paths.candidate, s.haproxyBin)
+      timings.checkMs += performance.now() - t
       if (result.ok) return { rendered, refused }
       last = result
       const blamed = blame(result.errors, rendered, paths.candidate)
@@ -110,9 +121,11 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings): Prom
 
   async function applyNow(snapshot: ConfigSnapshot): Promise<ApplyResult> {
     if (stopped) throw new HaproxyRuntimeError('the engine is stopped')
-    const { rendered, refused } = await validated(snapshot)
+    const timings: Timings = { renderMs: 0, checkMs: 0, reloadMs: 0 }
+    const { rendered, refused } = await validated(snapshot, timings)
     const previousText = appliedText
     await rename(paths.candidate, paths.config)
+    const t = performance.now()
     try {
       if (proc === undefined) {
         proc = await startHaproxy({
@@ -133,11 +146,13 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings): Prom
       if (previousText !== undefined) await writeFile(paths.config, previousText)
       throw err
     }
+    timings.reloadMs = performance.now() - t
     applied = rendered
     appliedText = rendered.config
     await removeStaleFiles(rendered)
     for (const c of rendered.conflicts) logger.warn(c, 'path served by another service; left to it')
-    logger.info({ version: snapshot.version, routes: snapshot.routes.length - refused.length, refused: refused.length }, 'configuration applied')
+    const rounded = Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)]))
+    logger.info({ version: snapshot.version, routes: snapshot.routes.length - refused.length, refused: refused.length, ...rounded }, 'configuration applied')
     return { refused }
   }
 

@@ -120,10 +120,12 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
   const conflicts: RenderedConfig['conflicts'] = []
   const claimed = new Map<string, string>()
   const backends: RenderedConfig['backends'] = []
+  const byBackend = new Map<string, { route: Route; port: number }>()
   for (const route of routes) {
     for (const destination of route.destinations) {
       const backend = backendName(route.serviceName, destination.port)
-      if (!backends.some((b) => b.name === backend)) {
+      if (!byBackend.has(backend)) {
+        byBackend.set(backend, { route, port: destination.port })
         backends.push({
           name: backend,
           serviceName: route.serviceName,
@@ -248,8 +250,6 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
   out.push(`backend ${NOT_FOUND_BACKEND}`)
   out.push(`    http-request return status 404 content-type application/json string ${quote(NOT_FOUND_BODY)}`)
 
-  const byBackend = new Map<string, { route: Route; port: number }>()
-  for (const route of routes) for (const d of route.destinations) if (!byBackend.has(backendName(route.serviceName, d.port))) byBackend.set(backendName(route.serviceName, d.port), { route, port: d.port })
   for (const b of backends) {
     const entry = byBackend.get(b.name)
     if (entry === undefined) continue
