@@ -8,11 +8,12 @@
  *   match whole-segment: `/demo/` is a prefix of `/demo/`, `/demo//`, `/demo/x/`, never of
  *   `/demonstration/`. HAProxy keeps `beg` patterns in a prefix tree and returns the LONGEST
  *   match, so 10,000 routes cost one tree lookup, not 10,000 rule evaluations.
- *   The map value is `<prefix length>:<backend>`.
+ *   The map value is the backend; a request that matches no key gets `tether.notfound`.
  * - Routes with domains become `use_backend` rules (host match + the same prefix test),
  *   ordered longest prefix first, exact host before wildcard. Each rule also requires that
- *   the domain-less map did not find a LONGER prefix, so the longest prefix wins across all
- *   routes; at equal length the route with a domain wins (it is the more specific one).
+ *   the domain-less routes have no LONGER prefix for the path (a second map, of prefix
+ *   lengths), so the longest prefix wins across all routes; at equal length the route with a
+ *   domain wins (it is the more specific one).
  * - Nothing matched → `tether.notfound`, a 404 with a small JSON body.
  *
  * Backends: one per (service, port), `svc_<serviceName>_<port>`; either a `server-template`
@@ -153,11 +154,16 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
   // Domain-less rules → the map (sorted by key: deterministic, and easy to read).
   const mapEntries = rules
     .filter((r) => r.domains.length === 0)
-    .map((r) => ({ key: r.path === '/' ? '/' : `${r.path}/`, value: `${r.path.length}:${r.backend}`, owner: r.serviceName }))
+    .map((r) => ({ key: r.path === '/' ? '/' : `${r.path}/`, backend: r.backend, length: r.path.length, owner: r.serviceName }))
     .sort((a, b) => byString(a.key, b.key))
-  const mapText = mapEntries.map((e) => `${e.key} ${e.value}\n`).join('')
-  const mapPath = `${paths.mapDir}/routes-${createHash('sha256').update(mapText).digest('hex').slice(0, 16)}.map`
-  const mapFile: RenderedFile = { path: mapPath, text: mapText, owners: mapEntries.map((e) => [e.owner]) }
+  const mapFile = (kind: string, value: (e: (typeof mapEntries)[number]) => string): RenderedFile => {
+    const text = mapEntries.map((e) => `${e.key} ${value(e)}\n`).join('')
+    const hash = createHash('sha256').update(text).digest('hex').slice(0, 16)
+    return { path: `${paths.mapDir}/${kind}-${hash}.map`, text, owners: mapEntries.map((e) => [e.owner]) }
+  }
+  const routesMap = mapFile('routes', (e) => e.backend)
+  /** Prefix length per key, consulted only by rules with a domain (present only when there are some). */
+  const lengthsMap = mapFile('lengths', (e) => String(e.length))
 
   // Domain rules → ordered use_backend lines.
   const hostRules = rules
@@ -220,20 +226,24 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
   blank()
   out.push('frontend http')
   out.push(`    bind ${bind(settings.listen)}`)
-  out.push('    http-request set-header X-Forwarded-Proto https if { ssl_fc }')
-  out.push('    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }')
-  out.push('    http-request set-var(txn.host) req.hdr(host),field(1,:),lower')
-  out.push("    # '<path>/' against '<prefix>/' keys: whole-segment prefix match")
-  out.push('    http-request set-var(txn.path) path,concat(/)')
-  out.push(`    http-request set-var(txn.route) var(txn.path),map_beg(${mapPath},0:)`)
-  for (const r of hostRules) {
-    const hostAcl = r.kind === 0 ? `{ var(txn.host) -m str ${r.hosts.join(' ')} }` : `{ var(txn.host) -m end ${r.hosts.join(' ')} }`
-    const pathAcl = r.path === '/' ? '' : ` { var(txn.path) -m beg ${r.path}/ }`
-    out.push(`    use_backend ${r.backend} if ${hostAcl}${pathAcl} { var(txn.route),field(1,:) -m int le ${r.path.length} }`, [r.serviceName])
+  // This listener is plain HTTP; behind a TLS-terminating balancer (secureCookie) the client used https.
+  out.push(`    http-request set-header X-Forwarded-Proto ${settings.secureCookie ? 'https' : 'http'}`)
+  const mapOwners = [...new Set(mapEntries.map((e) => e.owner))]
+  if (hostRules.length === 0) {
+    // The common case, one map lookup per request: '<path>/' against '<prefix>/' keys.
+    out.push(`    use_backend %[path,concat(/),map_beg(${routesMap.path},${NOT_FOUND_BACKEND})]`, mapOwners)
+  } else {
+    out.push('    http-request set-var(txn.host) req.hdr(host),field(1,:),lower')
+    out.push("    # '<path>/' against '<prefix>/' keys: whole-segment prefix match")
+    out.push('    http-request set-var(txn.path) path,concat(/)')
+    for (const r of hostRules) {
+      const hostAcl = r.kind === 0 ? `{ var(txn.host) -m str ${r.hosts.join(' ')} }` : `{ var(txn.host) -m end ${r.hosts.join(' ')} }`
+      const pathAcl = r.path === '/' ? '' : ` { var(txn.path) -m beg ${r.path}/ }`
+      // ...and no domain-less route has a longer prefix for this path.
+      out.push(`    use_backend ${r.backend} if ${hostAcl}${pathAcl} { var(txn.path),map_beg(${lengthsMap.path},0) -m int le ${r.path.length} }`, [r.serviceName])
+    }
+    out.push(`    use_backend %[var(txn.path),map_beg(${routesMap.path},${NOT_FOUND_BACKEND})]`, mapOwners)
   }
-  out.push('    use_backend %[var(txn.route),field(2,:)] if { var(txn.route),field(2,:) -m len gt 0 }', [
-    ...new Set(mapEntries.map((e) => e.owner)),
-  ])
   out.push(`    default_backend ${NOT_FOUND_BACKEND}`)
   blank()
   out.push('frontend admin')
@@ -275,7 +285,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
   return {
     config: `${out.text.join('\n')}\n`,
     owners: out.owners,
-    files: [mapFile],
+    files: hostRules.length === 0 ? [routesMap] : [routesMap, lengthsMap],
     backends: backends.sort((a, b) => byString(a.name, b.name)),
     conflicts,
   }
