@@ -14,7 +14,7 @@
  */
 import { execFile, spawn } from 'node:child_process'
 import { constants, existsSync } from 'node:fs'
-import { access, cp, mkdir, mkdtemp, open, readFile, rm, unlink, writeFile } from 'node:fs/promises'
+import { access, cp, mkdir, mkdtemp, open, readdir, readFile, rm, rmdir, unlink, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, join, resolve } from 'node:path'
@@ -164,6 +164,7 @@ export async function startSwarmLab(): Promise<SwarmLab> {
     if (typeof lock === 'string') throw new LabUnavailableError(lock)
     cleanups.push({ what: 'lock', fn: lock })
 
+    await reapLeftovers()
     const dir = await mkdtemp(join(tmpdir(), 'tether-swarm-'))
     cleanups.push({ what: `remove ${dir}`, fn: () => removeLabDir(dir) })
     const socket = join(dir, 'docker.sock')
@@ -261,6 +262,40 @@ export async function startSwarmLab(): Promise<SwarmLab> {
   } catch (error) {
     await teardown()
     throw error
+  }
+}
+
+/**
+ * What an earlier run killed before its teardown left behind (we hold the lock, so no other
+ * suite is running): its daemons (stopped by pidfile, command line checked), its temp dir,
+ * the network namespaces and host veth of its nodes.
+ */
+async function reapLeftovers(): Promise<void> {
+  for (const entry of await readdir(tmpdir()).catch(() => [] as string[])) {
+    if (!/^tether-swarm-[A-Za-z0-9]{6}$/.test(entry)) continue
+    const dir = join(tmpdir(), entry)
+    log(`removing what an earlier run left: ${dir}`)
+    for (const sub of ['nodes/n1', 'nodes/n2', 'nodes/n3', '']) {
+      await stopDockerd(join(dir, sub, 'docker.pid'), join(dir, sub, 'daemon.json'), undefined).catch(() => {})
+    }
+    await removeLabDir(dir).catch(() => {})
+  }
+  const namespaces = await run('ip', ['netns', 'list'], { quiet: true }).then((r) => r.stdout, () => '')
+  for (const line of namespaces.split('\n')) {
+    const name = line.split(' ')[0] ?? ''
+    if (/^tether-[0-9a-f]{4}-(?:br|n[0-9]+)$/.test(name)) await run('ip', ['netns', 'delete', name], { quiet: true }).catch(() => {})
+  }
+  for (const link of await readdir('/sys/class/net').catch(() => [] as string[])) {
+    if (/^tw[0-9a-f]{4}h$/.test(link)) await run('ip', ['link', 'delete', link], { quiet: true }).catch(() => {})
+  }
+  // The nodes' cgroup parents (cgroup v1: one per controller), deepest first; rmdir only removes empty ones.
+  for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+    for (const parent of await readdir(join('/sys/fs/cgroup', controller)).catch(() => [] as string[])) {
+      if (!/^tether-[0-9a-f]{4}-n[0-9]+$/.test(parent)) continue
+      const dir = join('/sys/fs/cgroup', controller, parent)
+      for (const child of await readdir(dir, { withFileTypes: true }).catch(() => [])) if (child.isDirectory()) await rmdir(join(dir, child.name)).catch(() => {})
+      await rmdir(dir).catch(() => {})
+    }
   }
 }
 
