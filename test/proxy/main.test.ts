@@ -1,10 +1,19 @@
-/** `tether proxy` as an operator starts it: wrong settings and a missing HAProxy fail at once, clearly. */
+/**
+ * `tether proxy` as an operator starts it: it serves what the control plane says and stops
+ * cleanly; wrong settings and a missing HAProxy fail at once, clearly.
+ */
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { request } from 'undici'
+import { closeBackends, startBackends, type BackendReply } from '../helpers/backends.ts'
+import { waitFor } from '../helpers/haproxy.ts'
+import { freePort } from '../helpers/redis-server.ts'
+import { PROXY_TOKEN, reconfigureQuery, startControl } from './harness.ts'
 
 async function runProxy(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'proxy'], {
@@ -20,6 +29,56 @@ async function runProxy(env: Record<string, string>): Promise<{ code: number | n
 }
 
 describe('tether proxy (process)', () => {
+  it('becomes ready, serves a route registered on the control plane, and stops HAProxy on SIGTERM', async (t) => {
+    const control = await startControl(t)
+    const backends = await startBackends(1, { prefix: 'web-' })
+    t.after(() => closeBackends(backends))
+    const dir = await mkdtemp(join(tmpdir(), 'tether-main-'))
+    t.after(() => rm(dir, { recursive: true, force: true }))
+    const [port, admin] = [await freePort(), await freePort()]
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'proxy'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        TETHER_CONTROL_URL: control.url,
+        TETHER_PROXY_TOKEN: PROXY_TOKEN,
+        TETHER_COOKIE_KEY: 'cookie-key-for-main-test',
+        TETHER_PROXY_ID: 'main-test',
+        TETHER_PROXY_LISTEN: `127.0.0.1:${port}`,
+        TETHER_ADMIN_LISTEN: `127.0.0.1:${admin}`,
+        TETHER_STATE_DIR: dir,
+        TETHER_DNS: '127.0.0.1:1',
+        TETHER_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    let stderr = ''
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+    t.after(() => {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    })
+    const get = async (url: string): Promise<{ status: number; text: string }> => {
+      const res = await request(url, { headersTimeout: 5000 })
+      return { status: res.statusCode, text: await res.body.text() }
+    }
+    await waitFor('the admin listener to say ready', async () => ((await get(`http://127.0.0.1:${admin}/readyz`)).status === 200 ? true : undefined), 20_000)
+
+    const res = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'web', path: '/web', endpoints: [backends[0]!.address] })}&wait=converged&timeout=10`)
+    assert.equal(res.status, 200, `${JSON.stringify(res.body)}\n${stderr}`)
+    const through = await get(`http://127.0.0.1:${port}/web`)
+    assert.equal(through.status, 200)
+    assert.equal((JSON.parse(through.text) as BackendReply).instance, 'web-1')
+    const proxies = (await control.api('GET', '/v1/proxies')).body.proxies as Array<{ id: string; version: number; status: string; haproxyVersion: string }>
+    assert.deepEqual(proxies.map((p) => [p.id, p.version, p.status]), [['main-test', 1, 'ok']])
+    assert.match(proxies[0]?.haproxyVersion ?? '', /HAProxy/i)
+
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    const [code] = (await once(child, 'exit')) as [number | null]
+    clearTimeout(timer)
+    assert.equal(code, 0, stderr)
+    await assert.rejects(request(`http://127.0.0.1:${port}/web`, { headersTimeout: 2000 }), /ECONNREFUSED/)
+  })
+
   it('exits non-zero naming the variable when the configuration is wrong', async () => {
     const { code, stderr } = await runProxy({ TETHER_CONTROL_URL: 'http://127.0.0.1:9', TETHER_PROXY_TOKEN: 't', TETHER_COOKIE_KEY: 'cookie-key-1', TETHER_SLOTS: 'lots' })
     assert.equal(code, 78)
