@@ -80,13 +80,30 @@ export interface Agent {
   waitForVersion(version: number): Promise<void>
 }
 
-/** Stable identity of a snapshot: same version and same routes, whatever the key order. */
+/** Stable serialisation of a snapshot: the same routes give the same text, whatever the key order. */
 function snapshotKey(snapshot: ConfigSnapshot): string {
   return JSON.stringify(snapshot, (_key, value: unknown) =>
     value !== null && typeof value === 'object' && !Array.isArray(value)
       ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
       : value,
   )
+}
+
+/** A snapshot with its serialisation computed only when needed (10,000 routes cost milliseconds). */
+interface Held {
+  snapshot: ConfigSnapshot
+  key?: string
+}
+
+/**
+ * Same snapshot? Different versions are different snapshots; the same version is compared by
+ * content, because a store restored from a backup may reuse a version number for another table.
+ */
+function same(a: Held, b: Held): boolean {
+  if (a.snapshot.version !== b.snapshot.version) return false
+  a.key ??= snapshotKey(a.snapshot)
+  b.key ??= snapshotKey(b.snapshot)
+  return a.key === b.key
 }
 
 function message(error: unknown): string {
@@ -107,8 +124,8 @@ export function createAgent(options: AgentOptions): Agent {
   const stopping = new AbortController()
   const startedAt = new Date(clock.now()).toISOString()
 
-  let served: { snapshot: ConfigSnapshot; key: string } | null = null
-  let pending: { snapshot: ConfigSnapshot; key: string; fromDisk: boolean } | null = null
+  let served: Held | null = null
+  let pending: (Held & { fromDisk: boolean }) | null = null
   let refused: RefusedRoute[] = []
   let applyError: string | null = null
   let saveError: string | null = null
@@ -136,11 +153,11 @@ export function createAgent(options: AgentOptions): Agent {
 
   /** Hands a snapshot to the applier unless it is the one served or already queued. */
   function offer(snapshot: ConfigSnapshot, fromDisk = false): void {
-    const key = snapshotKey(snapshot)
+    const offered: Held & { fromDisk: boolean } = { snapshot, fromDisk }
     const newest = pending ?? served
-    if (newest !== null && newest.key === key) return
+    if (newest !== null && same(newest, offered)) return
     if (pending !== null) log.debug({ skipped: pending.snapshot.version, next: snapshot.version }, 'coalescing: a newer snapshot replaces one not applied yet')
-    pending = { snapshot, key, fromDisk }
+    pending = offered
     wakeApplier?.abort()
     applier ??= drain().finally(() => {
       applier = null
@@ -155,7 +172,7 @@ export function createAgent(options: AgentOptions): Agent {
       const from = job.fromDisk ? 'disk' : 'control plane'
       try {
         const result = await engine.apply(job.snapshot)
-        served = { snapshot: job.snapshot, key: job.key }
+        served = job
         refused = result.refused
         applyError = null
         failures = 0

@@ -154,6 +154,24 @@ describe('proxy agent loop', () => {
     assert.deepEqual(engine.applied, [3, 1])
   })
 
+  it('applies a restored table that reuses the version number it serves, once it reconnects', async (t) => {
+    const { clock, client, store, engine, agent } = await setup(t, { agent: { backoff: { baseMs: 100, maxMs: 1000 } } })
+    for (const name of ['a', 'b', 'c']) await store.put(route(name), meta)
+    await agent.start()
+    await clock.settle()
+    assert.deepEqual(engine.applied, [3])
+
+    client.down = true // the control plane restarts on a store restored from another backup...
+    await clock.advance(30_000)
+    const restored = createMemoryRouteStore()
+    for (const name of ['x', 'y', 'z']) await restored.put(route(name), meta) // ...also at version 3
+    client.store = restored
+    client.down = false
+    await clock.advance(1000)
+    assert.deepEqual(engine.applied, [3, 3])
+    assert.deepEqual(engine.current?.routes.map((r) => r.serviceName), ['x', 'y', 'z'])
+  })
+
   it('applies the last known good snapshot from disk at start while the control plane is down', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'tether-agent-'))
     t.after(() => rm(dir, { recursive: true, force: true }))
