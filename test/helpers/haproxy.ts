@@ -89,12 +89,19 @@ export interface Reply {
   setCookies: string[]
 }
 
-/** HTTP client with a cookie jar (name → value), one keep-alive pool, closed by close(). */
-export function createClient() {
+/**
+ * HTTP client with a cookie jar (name → value), one keep-alive pool, closed by close().
+ * `reuse: false` opens a new connection per request, as a new visitor would: after a reload,
+ * an idle keep-alive connection gets one last answer from the previous worker (by design,
+ * `option idle-close-on-response`), so checks of "the new table is served" use fresh ones.
+ */
+export function createClient(options: { reuse?: boolean } = {}) {
+  const reuse = options.reuse ?? true
   const agent = new Agent({ keepAliveTimeout: 5_000, connections: 8 })
   const jar = new Map<string, string>()
   async function get(url: string, options: { host?: string; cookies?: boolean; headers?: Record<string, string> } = {}): Promise<Reply> {
     const headers: Record<string, string> = { ...options.headers }
+    if (!reuse) headers.connection = 'close'
     if (options.host !== undefined) headers.host = options.host
     if (options.cookies !== false && jar.size > 0) headers.cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ')
     const res = await request(url, { dispatcher: agent, headers })

@@ -36,7 +36,7 @@ describe('proxy agent with HAProxy and the control plane', () => {
     const control = await startControl(t)
     const [web] = await backends(t, 1, 'web-')
     const p = await startAgent(t, { id: 'proxy-a', controlUrls: [control.url] })
-    const client = createClient()
+    const client = createClient({ reuse: false })
     t.after(() => client.close())
 
     const res = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'web', path: '/web', endpoints: [web!.address] })}&wait=converged&timeout=10`)
@@ -51,7 +51,7 @@ describe('proxy agent with HAProxy and the control plane', () => {
     const [web, late] = await backends(t, 2, 'app-')
     const stateDir = await mkdtemp(join(tmpdir(), 'tether-lkg-'))
     t.after(() => rm(stateDir, { recursive: true, force: true }))
-    const client = createClient()
+    const client = createClient({ reuse: false })
     t.after(() => client.close())
 
     const first = await startAgent(t, { id: 'proxy-a', controlUrls: [control.url], stateDir })
@@ -79,7 +79,7 @@ describe('proxy agent with HAProxy and the control plane', () => {
     const control = await startControl(t)
     const [web] = await backends(t, 1, 'web-')
     const p = await startAgent(t, { id: 'proxy-a', controlUrls: [control.url] })
-    const client = createClient()
+    const client = createClient({ reuse: false })
     t.after(() => client.close())
 
     assert.equal((await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'web', path: '/web', endpoints: [web!.address] })}`)).status, 200)
@@ -113,7 +113,7 @@ describe('proxy agent with HAProxy and the control plane', () => {
     const control = await startControl(t)
     const [a, x] = await backends(t, 2, 'app-')
     const p = await startAgent(t, { id: 'proxy-a', controlUrls: [control.url] })
-    const client = createClient()
+    const client = createClient({ reuse: false })
     t.after(() => client.close())
     for (const name of ['a', 'b', 'c']) {
       assert.equal((await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: name, path: `/${name}`, endpoints: [a!.address] })}&wait=converged&timeout=10`)).status, 200)

@@ -23,7 +23,7 @@ async function setup(t: TestContext) {
   // A short long poll: should a control plane only wake long polls for newer versions, the
   // agent's own "is my version still current?" check after each poll still comes quickly.
   const proxy = await startAgent(t, { id: 'proxy-a', controlUrls: [control.url], agent: { waitSeconds: 1 } })
-  const client = createClient()
+  const client = createClient({ reuse: false })
   t.after(() => client.close())
   const serve = async (path: string): Promise<string | number> => {
     assert.ok(proxy.proxy !== null)

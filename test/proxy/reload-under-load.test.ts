@@ -21,12 +21,9 @@ function proxyUrl(p: TestAgent): string {
 }
 
 describe('reload under load, through the control plane', () => {
-  // TODO(engine): fails today with a few 'other side closed' on keep-alive connections that an
-  // old HAProxy worker closes while idle during the soft stop; `option idle-close-on-response`
-  // in the rendered defaults fixes it (measured with HAProxy 2.6 and this load generator: 6
-  // failures in 50 reloads without it, 0 with it). Marked todo (still runs and reports) until
-  // the engine renders it; then remove `todo`.
-  it('drops no request while 50 reconfigures land through the API under load', { todo: 'needs `option idle-close-on-response` in the HAProxy engine' }, async (t) => {
+  // Regression: an old HAProxy worker used to close idle keep-alive connections during its soft
+  // stop, failing a few requests in 50 reloads; `option idle-close-on-response` fixed it.
+  it('drops no request while 50 reconfigures land through the API under load', async (t) => {
     const control = await startControl(t)
     const web = await backends(t, 2, 'web-')
     const p = await startAgent(t, { id: 'proxy-a', controlUrls: [control.url] })
