@@ -1,4 +1,5 @@
 /** HTTP from the host to the lab's published host-mode ports (loopback only). */
+import { get as httpGet } from 'node:http'
 
 export interface Reply {
   status: number
@@ -29,6 +30,34 @@ export class CookieJar {
       if (eq > 0) this.cookies.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim())
     }
   }
+}
+
+/**
+ * One request on a new connection (no keep-alive pool), as a CI job's next `curl` makes it.
+ * fetch() below reuses pooled keep-alive connections, like a browser.
+ */
+export function requestFresh(url: string, options: { timeoutMs?: number } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { agent: false, timeout: options.timeoutMs ?? 5_000 }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        let json: Record<string, unknown> | null = null
+        try {
+          const parsed: unknown = JSON.parse(text)
+          if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) json = parsed as Record<string, unknown>
+        } catch {
+          json = null
+        }
+        const setCookie = res.headers['set-cookie'] ?? []
+        resolve({ status: res.statusCode ?? 0, json, text, setCookies: setCookie })
+      })
+      res.on('error', reject)
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+  })
 }
 
 export async function request(url: string, options: { method?: string; jar?: CookieJar; token?: string; timeoutMs?: number } = {}): Promise<Reply> {

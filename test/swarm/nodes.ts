@@ -22,20 +22,31 @@ import { log, run, waitFor } from './harness.ts'
 export interface SwarmNode {
   name: string
   ip: string
+  /** The node's socket, as the host sees it. */
   socket: string
+  manager: boolean
   env: NodeJS.ProcessEnv
   docker(args: readonly string[], options?: { timeoutMs?: number; quiet?: boolean }): Promise<string>
 }
 
 export interface SwarmNodes {
   nodes: SwarmNode[]
+  /**
+   * One path that is each node's own socket inside that node's mount namespace (the node's
+   * directory is bind-mounted there), so a stack can mount "the local Docker socket" on every
+   * manager, as /var/run/docker.sock is on real machines. On the host it is an empty directory.
+   */
+  localSocket: string
   teardown(): Promise<void>
 }
 
 /** The private /24 the nodes live on (only inside the namespaces this creates). */
 export const NODE_SUBNET = '192.168.213'
 
-export async function startSwarmNodes(baseDir: string, count: number): Promise<SwarmNodes> {
+export async function startSwarmNodes(baseDir: string, count: number, options: { managers?: number } = {}): Promise<SwarmNodes> {
+  const managers = options.managers ?? 1
+  const localDir = join(baseDir, 'local')
+  await mkdir(localDir, { recursive: true })
   const id = randomBytes(2).toString('hex')
   const brNs = `tether-${id}-br`
   const cleanups: Array<{ what: string; fn: () => Promise<void> }> = []
@@ -106,6 +117,7 @@ export async function startSwarmNodes(baseDir: string, count: number): Promise<S
           `mount --rbind /sys/fs/cgroup ${dir}/cgroup`,
           'mount -t sysfs sysfs /sys',
           `mount --move ${dir}/cgroup /sys/fs/cgroup`,
+          `mount --bind ${dir} ${localDir}`,
           `exec dockerd --config-file ${configPath}`,
           '',
         ].join('\n'),
@@ -126,7 +138,7 @@ export async function startSwarmNodes(baseDir: string, count: number): Promise<S
       delete env.DOCKER_CONTEXT
       const docker = async (args: readonly string[], options: { timeoutMs?: number; quiet?: boolean } = {}): Promise<string> =>
         (await run('docker', args, { env, ...options })).stdout
-      nodes.push({ name, ip: address, socket, env, docker })
+      nodes.push({ name, ip: address, socket, manager: i <= managers, env, docker })
     }
 
     for (const node of nodes) {
@@ -140,8 +152,12 @@ export async function startSwarmNodes(baseDir: string, count: number): Promise<S
     const [first, ...others] = nodes
     if (first === undefined) throw new Error('no nodes')
     await first.docker(['swarm', 'init', '--advertise-addr', first.ip, '--listen-addr', `${first.ip}:2377`])
-    const token = (await first.docker(['swarm', 'join-token', '-q', 'worker'], { quiet: true })).trim()
+    const tokens = {
+      worker: (await first.docker(['swarm', 'join-token', '-q', 'worker'], { quiet: true })).trim(),
+      manager: (await first.docker(['swarm', 'join-token', '-q', 'manager'], { quiet: true })).trim(),
+    }
     for (const node of others) {
+      const token = node.manager ? tokens.manager : tokens.worker
       await node.docker(['swarm', 'join', '--token', token, '--advertise-addr', node.ip, '--listen-addr', `${node.ip}:2377`, `${first.ip}:2377`], { timeoutMs: 60_000 })
     }
     cleanups.push({
@@ -153,15 +169,16 @@ export async function startSwarmNodes(baseDir: string, count: number): Promise<S
         for (const node of nodes) {
           await waitFor(`${node.name}'s containers to go`, 60_000, async () => ((await node.docker(['ps', '-aq'], { quiet: true })).trim() === '' ? true : undefined), 500).catch((e: Error) => log(e.message))
         }
-        for (const node of [...others, first]) await node.docker(['swarm', 'leave', '--force'], { timeoutMs: 30_000 }).catch(() => {})
+        for (const node of [...others].reverse()) await node.docker(['swarm', 'leave', '--force'], { timeoutMs: 30_000 }).catch(() => {})
+        await first.docker(['swarm', 'leave', '--force'], { timeoutMs: 30_000 }).catch(() => {})
       },
     })
     await waitFor(`${count} ready nodes`, 60_000, async () => {
       const states = (await first.docker(['node', 'ls', '--format', '{{.Status}}'], { quiet: true })).trim().split('\n')
       return states.length === count && states.every((s) => s === 'Ready') ? true : undefined
     }, 500)
-    log(`${count} Swarm nodes ready on ${NODE_SUBNET}.0/24: ${nodes.map((n) => `${n.name}=${n.ip}`).join(', ')}`)
-    return { nodes, teardown }
+    log(`${count} Swarm nodes ready on ${NODE_SUBNET}.0/24 (${managers} managers): ${nodes.map((n) => `${n.name}=${n.ip}`).join(', ')}`)
+    return { nodes, localSocket: join(localDir, 'docker.sock'), teardown }
   } catch (error) {
     await teardown()
     throw error
