@@ -177,6 +177,9 @@ export async function startSwarmLab(): Promise<SwarmLab> {
     // --- dockerd ---
     const hadGwBridge = existsSync('/sys/class/net/docker_gwbridge')
     const forwardPolicy = await iptablesForwardPolicy()
+    // Written down, so that a later run can undo them if this one is killed before its teardown.
+    if (!hadGwBridge) await writeFile(join(dir, 'gwbridge-is-ours'), '')
+    if (forwardPolicy !== null) await writeFile(join(dir, 'forward-policy'), forwardPolicy)
     const config = {
       'data-root': join(dir, 'data'),
       'exec-root': join(dir, 'exec'),
@@ -278,6 +281,9 @@ async function reapLeftovers(): Promise<void> {
     for (const sub of ['nodes/n1', 'nodes/n2', 'nodes/n3', '']) {
       await stopDockerd(join(dir, sub, 'docker.pid'), join(dir, sub, 'daemon.json'), undefined).catch(() => {})
     }
+    if (existsSync(join(dir, 'gwbridge-is-ours')) && existsSync('/sys/class/net/docker_gwbridge')) await run('ip', ['link', 'delete', 'docker_gwbridge'], { quiet: true }).catch(() => {})
+    const policy = (await readFile(join(dir, 'forward-policy'), 'utf8').catch(() => '')).trim()
+    if (/^(ACCEPT|DROP)$/.test(policy)) await run('iptables', ['-P', 'FORWARD', policy], { quiet: true }).catch(() => {})
     await removeLabDir(dir).catch(() => {})
   }
   const namespaces = await run('ip', ['netns', 'list'], { quiet: true }).then((r) => r.stdout, () => '')
@@ -347,8 +353,30 @@ async function stopDockerd(pidfile: string, configPath: string, spawnedPid: numb
   log('dockerd stopped')
 }
 
+/**
+ * containerd shims outlive their daemon by design; any left whose containerd socket lives in
+ * `dir` (a container that was running when its dockerd was stopped or killed) is ours.
+ */
+async function killShims(dir: string): Promise<void> {
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^[0-9]+$/.test(entry)) continue
+    const cmdline = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0')
+    if (!cmdline[0]?.includes('containerd-shim')) continue
+    const address = cmdline[cmdline.indexOf('-address') + 1] ?? ''
+    if (cmdline.includes('-address') && address.startsWith(`${dir}/`)) {
+      log(`stopping a containerd shim left behind (pid ${entry})`)
+      try {
+        process.kill(Number(entry), 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
 /** Unmounts whatever dockerd left mounted under `dir`, then removes it. */
 async function removeLabDir(dir: string): Promise<void> {
+  await killShims(dir)
   const mounts = (await readFile('/proc/mounts', 'utf8').catch(() => ''))
     .split('\n')
     .map((line) => line.split(' ')[1] ?? '')
