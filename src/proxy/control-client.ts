@@ -79,6 +79,11 @@ export interface ControlClientOptions {
   /** Injected for tests. Default dns.promises.lookup with all: true. */
   resolve?: (hostname: string) => Promise<string[]>
   clock?: Clock
+  /**
+   * Picks the first control replica to talk to, so that a fleet of proxies spreads its long
+   * polls over every replica instead of all taking the lowest address. Default Math.random.
+   */
+  random?: () => number
 }
 
 interface Target {
@@ -92,6 +97,7 @@ const defaultResolve = async (hostname: string): Promise<string[]> => (await dns
 
 export function createControlClient(options: ControlClientOptions): ControlClient {
   const clock = options.clock ?? systemClock
+  const random = options.random ?? Math.random
   const resolve = options.resolve ?? defaultResolve
   const resolveIntervalMs = options.resolveIntervalMs ?? 10_000
   const connectTimeoutMs = options.connectTimeoutMs ?? 2000
@@ -152,7 +158,7 @@ export function createControlClient(options: ControlClientOptions): ControlClien
     const current = targets[preferred]
     targets = next
     const kept = current === undefined ? -1 : targets.indexOf(current)
-    preferred = kept >= 0 ? kept : 0
+    preferred = kept >= 0 ? kept : Math.floor(random() * targets.length) % Math.max(1, targets.length)
     resolvedAt = clock.now()
     const live = new Set(targets)
     for (const [key, target] of pools) {

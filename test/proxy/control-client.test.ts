@@ -21,7 +21,8 @@ describe('control plane fail-over', () => {
     const control = await startControl(t)
     await control.store.put(route('web'), meta)
     const dead = `http://127.0.0.1:${await freePort()}`
-    const p = await startAgent(t, { id: 'proxy-a', controlUrls: [dead, control.url], engine: 'recording' })
+    // random: 0 makes the agent start with the first (dead) URL, so fail-over is exercised.
+    const p = await startAgent(t, { id: 'proxy-a', controlUrls: [dead, control.url], engine: 'recording', client: { random: () => 0 } })
     await p.agent.waitForVersion(1)
     assert.deepEqual((p.engine as RecordingEngine).current?.routes.map((r) => r.serviceName), ['web'])
     // and it reports there: the heartbeat went through the live replica too
@@ -46,6 +47,7 @@ describe('control plane fail-over', () => {
           return addresses
         },
         resolveIntervalMs: 60_000,
+        random: () => 0, // start with the dead address
       },
     })
     await p.agent.waitForVersion(1)
@@ -58,6 +60,21 @@ describe('control plane fail-over', () => {
     await store.put(route('api'), meta)
     await waitFor('the agent to follow the new replica', async () => ((p.engine as RecordingEngine).current?.version === 2 ? true : undefined))
     await waitFor('the heartbeat on the new replica', async () => ((await replicaB.api('GET', '/v1/proxies')).body.proxies[0]?.version === 2 ? true : undefined))
+  })
+
+  it('spreads a fleet of proxies over the control replicas instead of all picking the same one', async (t) => {
+    const store = createMemoryRouteStore()
+    await store.put(route('web'), meta)
+    const replicas = [await startControl(t, { store }), await startControl(t, { store })]
+    const urls = replicas.map((r) => r.url)
+    // Two agents whose random pick lands on either end of the list.
+    for (const [i, pick] of [0, 0.99].entries()) {
+      const p = await startAgent(t, { id: `proxy-${i}`, controlUrls: urls, engine: 'recording', client: { random: () => pick } })
+      await p.agent.waitForVersion(1)
+    }
+    await waitFor('one long poll waiting on each replica', async () =>
+      replicas.every((r) => r.app?.feed.waiters() === 1) ? true : undefined,
+    )
   })
 
   it('names every address it tried when none answers', async () => {
