@@ -134,13 +134,13 @@ export function startSwarmDiscovery(options: SwarmDiscoveryOptions): SwarmDiscov
           })
           continue
         }
-        const result = await store.put(route, META)
+        const result = await store.put(route, META, { onlyIfSource: 'discovery' })
         if (result.changed) logger.info({ serviceName: route.serviceName, version: result.version }, 'discovery: route stored')
       }
       for (const record of records) {
         const name = record.route.serviceName
         if (record.source !== 'discovery' || wanted.has(name) || withProblems.has(name)) continue
-        const result = await store.remove(name, META)
+        const result = await store.remove(name, META, { onlyIfSource: 'discovery' })
         if (result !== null) logger.info({ serviceName: name, version: result.version }, 'discovery: route removed')
       }
       ownershipProblems = clashes

@@ -19,6 +19,7 @@ import {
   type RouteDiff,
   type RouteRecord,
   type RouteStore,
+  type WriteOptions,
 } from './route-store.ts'
 
 export interface MemoryRouteStoreOptions {
@@ -61,6 +62,9 @@ export function createMemoryRouteStore(options: MemoryRouteStoreOptions = {}): R
     return version
   }
 
+  const ownedBy = (record: RouteRecord | undefined, options: WriteOptions): boolean =>
+    options.onlyIfSource === undefined || record === undefined || record.source === options.onlyIfSource
+
   const sortedRecords = (): RouteRecord[] => [...records.values()].sort((a, b) => (a.route.serviceName < b.route.serviceName ? -1 : 1))
 
   return {
@@ -76,15 +80,16 @@ export function createMemoryRouteStore(options: MemoryRouteStoreOptions = {}): R
     async list() {
       return sortedRecords()
     },
-    async put(route: Route, meta): Promise<PutResult> {
-      const before = records.get(route.serviceName)?.route ?? null
-      if (before !== null && routeKey(before) === routeKey(route)) return { route: before, version, changed: false }
+    async put(route: Route, meta, options = {}): Promise<PutResult> {
+      const record = records.get(route.serviceName)
+      const before = record?.route ?? null
+      if (before !== null && (routeKey(before) === routeKey(route) || !ownedBy(record, options))) return { route: before, version, changed: false }
       return { route, version: commit([{ serviceName: route.serviceName, before, after: route }], meta), changed: true }
     },
-    async remove(serviceName, meta): Promise<RemoveResult | null> {
-      const before = records.get(serviceName)?.route
-      if (before === undefined) return null
-      return { version: commit([{ serviceName, before, after: null }], meta), removed: before }
+    async remove(serviceName, meta, options = {}): Promise<RemoveResult | null> {
+      const record = records.get(serviceName)
+      if (record === undefined || !ownedBy(record, options)) return null
+      return { version: commit([{ serviceName, before: record.route, after: null }], meta), removed: record.route }
     },
     async changes(since, limit) {
       return log.filter((c) => c.version > since).slice(0, limit)

@@ -78,8 +78,10 @@ const ROLLBACK_ATTEMPTS = 5
  * Applies a batch of route changes as one new version, atomically.
  * KEYS: version, routes, route-meta, changes
  * ARGV: expectedVersion ('' = any), time, actor, source, rollbackTo ('' = none), changeLogLimit,
- *       channel, then pairs (serviceName, canonical route JSON or '' to remove).
- * A pair that changes nothing (same JSON, or removing an absent route) is skipped; when every
+ *       channel, onlyIfSource ('' = any), then pairs (serviceName, canonical route JSON or '' to
+ *       remove).
+ * A pair that changes nothing (same JSON, or removing an absent route), or whose stored route was
+ * last changed from another source than onlyIfSource, is skipped; when every
  * pair is skipped, nothing is written and the version stays.
  * Returns {-1, current} when expectedVersion does not match, else
  * {version, changedCount, before1, before2, ...} with '' for an absent before.
@@ -89,11 +91,16 @@ local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then return {-1, current} end
 local befores = {}
 local pending = {}
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   local name, after = ARGV[i], ARGV[i + 1]
   local before = redis.call('HGET', KEYS[2], name)
   befores[#befores + 1] = before or ''
-  if (after == '' and before) or (after ~= '' and before ~= after) then
+  local owned = true
+  if ARGV[8] ~= '' and before then
+    local m = redis.call('HGET', KEYS[3], name)
+    owned = m ~= false and cjson.decode(m).source == ARGV[8]
+  end
+  if owned and ((after == '' and before) or (after ~= '' and before ~= after)) then
     pending[#pending + 1] = {name, before, after}
   end
 end
@@ -323,7 +330,7 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   }
 
   /** One apply-script call; null when expectedVersion did not match. */
-  async function apply(pairs: Array<[string, Route | null]>, meta: ChangeMeta, extra: { expectedVersion?: number; rollbackTo?: number } = {}): Promise<Applied | null> {
+  async function apply(pairs: Array<[string, Route | null]>, meta: ChangeMeta, extra: { expectedVersion?: number; rollbackTo?: number; onlyIfSource?: string } = {}): Promise<Applied | null> {
     const args: Array<string | number> = [
       keys.version,
       keys.routes,
@@ -336,6 +343,7 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
       extra.rollbackTo === undefined ? '' : extra.rollbackTo,
       changeLogLimit,
       channel,
+      extra.onlyIfSource ?? '',
     ]
     for (const [name, after] of pairs) args.push(name, after === null ? '' : routeKey(after))
     const reply = await run(() => scripts.tetherApply(...args))
@@ -439,13 +447,14 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
         .map((n) => toRecord(routes[n] as string, metas[n]))
     },
 
-    async put(route, meta): Promise<PutResult> {
-      const applied = (await apply([[route.serviceName, route]], meta)) as Applied
-      return { route, version: applied.version, changed: applied.changed > 0 }
+    async put(route, meta, options = {}): Promise<PutResult> {
+      const applied = (await apply([[route.serviceName, route]], meta, options)) as Applied
+      const changed = applied.changed > 0
+      return { route: changed ? route : (applied.befores[0] ?? route), version: applied.version, changed }
     },
 
-    async remove(serviceName, meta): Promise<RemoveResult | null> {
-      const applied = (await apply([[serviceName, null]], meta)) as Applied
+    async remove(serviceName, meta, options = {}): Promise<RemoveResult | null> {
+      const applied = (await apply([[serviceName, null]], meta, options)) as Applied
       const removed = applied.befores[0] ?? null
       if (applied.changed === 0 || removed === null) return null
       return { version: applied.version, removed }

@@ -28,6 +28,17 @@ export interface RouteRecord {
   source: ChangeSource
 }
 
+/** Conditions on a write. */
+export interface WriteOptions {
+  /**
+   * Write only when the route is absent or its last change came from this source; otherwise
+   * nothing is written (`put` answers `changed: false` with the stored route, `remove` null).
+   * Checked in the same atomic step as the write, so Swarm discovery never overwrites a route
+   * written through the API, even one written between discovery's read and its write.
+   */
+  onlyIfSource?: ChangeSource
+}
+
 export interface PutResult {
   route: Route
   /** Current version: the new one when `changed`, otherwise the unchanged current one. */
@@ -53,9 +64,9 @@ export interface RouteStore {
   /** All routes, sorted by serviceName. */
   list(): Promise<RouteRecord[]>
   /** Creates or replaces the route of `route.serviceName`. `route` must already be normalised. */
-  put(route: Route, meta: ChangeMeta): Promise<PutResult>
+  put(route: Route, meta: ChangeMeta, options?: WriteOptions): Promise<PutResult>
   /** `null` when there is no route for that service (and nothing changes). */
-  remove(serviceName: string, meta: ChangeMeta): Promise<RemoveResult | null>
+  remove(serviceName: string, meta: ChangeMeta, options?: WriteOptions): Promise<RemoveResult | null>
   /** Change log entries with version > since, oldest first, at most `limit`. */
   changes(since: number, limit: number): Promise<Change[]>
   /**

@@ -204,6 +204,30 @@ export function describeRouteStoreContract(name: string, factory: ContractFactor
       })
     })
 
+    describe('writes conditioned on the source (how discovery leaves API routes alone)', () => {
+      const discovery: ChangeMeta = { actor: 'discovery', source: 'discovery' }
+      const only = { onlyIfSource: 'discovery' } as const
+
+      it('creates a route, and changes one whose last change came from that source', async () => {
+        const { store } = await open()
+        assert.equal((await store.put(route('a'), discovery, only)).changed, true)
+        const moved = await store.put(route('a', 9090), discovery, only)
+        assert.deepEqual([moved.changed, moved.version], [true, 2])
+        assert.deepEqual((await store.remove('a', discovery, only))?.version, 3)
+      })
+
+      it('never overwrites nor removes a route written from another source, and bumps no version', async () => {
+        const { store, peer } = await open()
+        await peer.put(route('a', 8080), ci) // written through the API, e.g. between discovery's read and write
+        const put = await store.put(route('a', 9090), discovery, only)
+        assert.deepEqual([put.changed, put.version, put.route.destinations[0]?.port], [false, 1, 8080])
+        assert.equal(await store.remove('a', discovery, only), null)
+        assert.equal(await store.version(), 1)
+        const record = await store.get('a')
+        assert.deepEqual([record?.source, record?.route.destinations[0]?.port], ['api', 8080])
+      })
+    })
+
     describe('change log', () => {
       it('returns entries after a version, oldest first, at most `limit`', async () => {
         const { store } = await open()
