@@ -179,6 +179,17 @@ export function createControlClient(options: ControlClientOptions): ControlClien
   }
 
   /** Sends to the preferred target, failing over to the others. `handle` reads the answer; returning undefined means "try the next target". */
+  /**
+   * Requests in flight, by target. A replica that stops answering without closing its
+   * connections (frozen, paused, partitioned) is noticed by the next short request to it (a
+   * heartbeat times out); the long polls waiting on it are then cut at once, so they fail over
+   * now rather than when their own (wait + timeout) deadline passes.
+   */
+  const inFlight = new Set<{ target: Target; controller: AbortController }>()
+  function abandon(target: Target, reason: string): void {
+    for (const f of inFlight) if (f.target === target) f.controller.abort(new Error(reason))
+  }
+
   async function send<T>(
     path: string,
     init: { method: 'GET' | 'PUT'; body?: string; timeoutMs: number; signal?: AbortSignal; headers?: Record<string, string> },
@@ -194,6 +205,9 @@ export function createControlClient(options: ControlClientOptions): ControlClien
         const index = (preferred + i) % count
         const target = targets[index]
         if (target === undefined) continue
+        const attempt = { target, controller: new AbortController() }
+        inFlight.add(attempt)
+        const signal = init.signal === undefined ? attempt.controller.signal : AbortSignal.any([init.signal, attempt.controller.signal])
         try {
           const headers: Record<string, string> = { ...init.headers, authorization }
           if (init.body !== undefined) headers['content-type'] = 'application/json'
@@ -204,7 +218,7 @@ export function createControlClient(options: ControlClientOptions): ControlClien
             dispatcher: target.dispatcher,
             headersTimeout: init.timeoutMs,
             bodyTimeout: init.timeoutMs,
-            signal: init.signal ?? null,
+            signal,
           })
           if (res.statusCode >= 500) {
             const text = await res.body.text().catch(() => '')
@@ -222,7 +236,11 @@ export function createControlClient(options: ControlClientOptions): ControlClien
         } catch (error) {
           if (error instanceof ControlRejectedError) throw error
           if (init.signal?.aborted === true) throw init.signal.reason ?? error
-          failures.push(`${target.label}: ${describe(error)}`)
+          const why = attempt.controller.signal.aborted ? describe(attempt.controller.signal.reason) : describe(error)
+          failures.push(`${target.label}: ${why}`)
+          if (!attempt.controller.signal.aborted) abandon(target, `${target.label} stopped answering (${why})`)
+        } finally {
+          inFlight.delete(attempt)
         }
       }
       // Every target failed: the replicas may have moved (Swarm rescheduled them), so look

@@ -3,7 +3,9 @@
  * address, failing over when one is dead and following replicas that move. Real control
  * planes on loopback addresses; the engine only records versions.
  */
-import { describe, it } from 'node:test'
+import { once } from 'node:events'
+import { createConnection, createServer, type Socket } from 'node:net'
+import { describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { createMemoryRouteStore } from '../../src/control/store/memory-route-store.ts'
 import { normalizeRoute } from '../../src/contracts/route.ts'
@@ -14,6 +16,39 @@ import { freePort } from '../helpers/redis-server.ts'
 import { PROXY_TOKEN, startAgent, startControl } from './harness.ts'
 
 const meta = { actor: 'test', source: 'api' } as const
+
+/**
+ * A TCP relay in front of a control replica that can be frozen: connections stay open but no
+ * byte goes through any more, in either direction, and new ones are accepted and ignored — what
+ * a paused container or a partition looks like to a client (no reset, no refusal, silence).
+ */
+async function freezableRelay(t: TestContext, upstreamPort: number): Promise<{ url: string; freeze(): void }> {
+  let frozen = false
+  const sockets = new Set<Socket>()
+  const server = createServer((client) => {
+    sockets.add(client)
+    client.on('close', () => sockets.delete(client))
+    client.on('error', () => {})
+    if (frozen) return
+    const upstream = createConnection({ port: upstreamPort, host: '127.0.0.1' })
+    sockets.add(upstream)
+    upstream.on('close', () => sockets.delete(upstream))
+    upstream.on('error', () => client.destroy())
+    client.on('data', (chunk) => frozen || upstream.write(chunk))
+    upstream.on('data', (chunk) => frozen || client.write(chunk))
+    client.on('end', () => frozen || upstream.end())
+    upstream.on('end', () => frozen || client.end())
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.after(async () => {
+    for (const socket of sockets) socket.destroy()
+    server.close()
+  })
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('relay has no port')
+  return { url: `http://127.0.0.1:${address.port}`, freeze: () => void (frozen = true) }
+}
 const route = (serviceName: string) => normalizeRoute({ serviceName, destinations: [{ servicePath: [`/${serviceName}`], port: 80 }] })
 
 describe('control plane fail-over', () => {
@@ -75,6 +110,28 @@ describe('control plane fail-over', () => {
     await waitFor('one long poll waiting on each replica', async () =>
       replicas.every((r) => r.app?.feed.waiters() === 1) ? true : undefined,
     )
+  })
+
+  it('leaves a replica that froze mid long poll as soon as a heartbeat to it times out, not at the end of the long poll', async (t) => {
+    const store = createMemoryRouteStore()
+    await store.put(route('web'), meta)
+    const [a, b] = [await startControl(t, { store }), await startControl(t, { store })]
+    const relay = await freezableRelay(t, a.port)
+    const p = await startAgent(t, {
+      id: 'proxy-a',
+      controlUrls: [relay.url, b.url],
+      engine: 'recording',
+      // Starts on the relayed replica; long polls of 30 s, heartbeats every 200 ms with a 1 s timeout.
+      client: { random: () => 0, requestTimeoutMs: 1000 },
+      agent: { heartbeatMs: 200 },
+    })
+    await p.agent.waitForVersion(1)
+    await waitFor('the long poll waiting on the relayed replica', async () => (a.app?.feed.waiters() === 1 ? true : undefined))
+    relay.freeze()
+    await store.put(route('api'), meta)
+    // The long poll on the frozen replica would hold for 30 s more; the heartbeat's timeout cuts it.
+    await waitFor('the new version through the other replica', async () => ((p.engine as RecordingEngine).current?.version === 2 ? true : undefined), 10_000)
+    await waitFor('the heartbeat on the other replica', async () => ((await b.api('GET', '/v1/proxies')).body.proxies[0]?.version === 2 ? true : undefined))
   })
 
   it('names every address it tried when none answers', async () => {
