@@ -16,6 +16,9 @@ export const BackendHealthSchema = Type.Object(
     up: Type.Integer({ minimum: 0 }),
     down: Type.Integer({ minimum: 0 }),
     slots: Type.Integer({ minimum: 0, description: 'server-template slots; a service with more tasks than slots is not fully served.' }),
+    tasks: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'Set only when the service has more tasks than slots (from DNS): the extra tasks get no traffic until TETHER_SLOTS is raised.' }),
+    ),
   },
   { additionalProperties: false },
 )

@@ -3,6 +3,7 @@
  * apply(): render → write candidate → `haproxy -c` (isolating refused routes) → atomic
  * replace → start or hitless reload (verified on the master CLI) → report.
  */
+import { Resolver } from 'node:dns/promises'
 import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
@@ -76,6 +77,11 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings): Prom
   let appliedText: string | undefined
   let queue: Promise<unknown> = Promise.resolve()
   let stopped = false
+  // Counts the tasks of a service whose slots are all taken, to tell "exactly full" from "more
+  // tasks than slots" (HAProxy silently leaves the extra ones out). Same servers as HAProxy's.
+  const taskCounter = new Resolver({ timeout: 1000, tries: 1 })
+  taskCounter.setServers(s.resolvers)
+  const overflowReported = new Set<string>()
 
   async function writeFiles(rendered: RenderedConfig): Promise<void> {
     for (const file of rendered.files) {
@@ -165,13 +171,27 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings): Prom
     } catch (err) {
       throw new HaproxyRuntimeError(err instanceof Error ? err.message : String(err))
     }
-    return current.backends.map((b) => {
-      const servers = rows.filter((r) => r.pxname === b.name && r.svname !== 'BACKEND' && r.svname !== 'FRONTEND')
-      // Slots without an address (MAINT, resolution) are free slots, not failures.
-      const up = servers.filter((r) => r.status.startsWith('UP') || r.status === 'no check').length
-      const down = servers.filter((r) => r.status.startsWith('DOWN') || r.status.startsWith('NOLB')).length
-      return { serviceName: b.serviceName, up, down, slots: b.slots }
-    })
+    return Promise.all(
+      current.backends.map(async (b): Promise<BackendHealth> => {
+        const servers = rows.filter((r) => r.pxname === b.name && r.svname !== 'BACKEND' && r.svname !== 'FRONTEND')
+        // Slots without an address (MAINT, resolution) are free slots, not failures.
+        const up = servers.filter((r) => r.status.startsWith('UP') || r.status === 'no check').length
+        const down = servers.filter((r) => r.status.startsWith('DOWN') || r.status.startsWith('NOLB')).length
+        const health: BackendHealth = { serviceName: b.serviceName, up, down, slots: b.slots }
+        // Only a full template can hide tasks; then ask DNS how many there are.
+        if (b.dnsName !== undefined && up + down >= b.slots) {
+          const tasks = await taskCounter.resolve4(b.dnsName).then((a) => a.length, () => undefined)
+          if (tasks !== undefined && tasks > b.slots) {
+            health.tasks = tasks
+            if (!overflowReported.has(b.name)) {
+              overflowReported.add(b.name)
+              logger.warn({ serviceName: b.serviceName, tasks, slots: b.slots }, 'service has more tasks than proxy slots: the extra tasks get no traffic (raise TETHER_SLOTS)')
+            }
+          } else overflowReported.delete(b.name)
+        }
+        return health
+      }),
+    )
   }
 
   return {

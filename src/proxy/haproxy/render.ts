@@ -47,7 +47,8 @@ export interface RenderedConfig {
   /** Files the configuration refers to (the routes map); write them before using `config`. */
   files: RenderedFile[]
   /** Backends rendered, with their slot count (for health reports). */
-  backends: Array<{ name: string; serviceName: string; port: number; slots: number }>
+  /** `dnsName`: the name a server-template resolves (tasks.<service>); absent with explicit endpoints. */
+  backends: Array<{ name: string; serviceName: string; port: number; slots: number; dnsName?: string }>
   /** Paths served by more than one route: the first service (by name) keeps them. */
   conflicts: Array<{ serviceName: string; path: string; keptBy: string }>
 }
@@ -132,6 +133,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
           serviceName: route.serviceName,
           port: destination.port,
           slots: route.endpoints.length > 0 ? route.endpoints.length : settings.slots,
+          ...(route.endpoints.length > 0 ? {} : { dnsName: `tasks.${route.serviceName}` }),
         })
       }
       for (const path of destination.servicePath) {

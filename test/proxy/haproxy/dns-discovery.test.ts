@@ -46,6 +46,25 @@ describe('discovering tasks.<service> through DNS', () => {
     assert.deepEqual(await proxy.engine.health(), [{ serviceName: 'web', up: 1, down: 0, slots: 8 }])
   })
 
+  it('reports a service with more tasks than slots, and stops once it fits again', async (t) => {
+    const port = await freePort()
+    const hosts = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5']
+    const backends = await startBackends(4, { hosts, port, prefix: 'task-' })
+    t.after(() => closeBackends(backends))
+    const dns = await startDnsServer({ 'tasks.web': hosts })
+    t.after(() => dns.close())
+    const proxy = await createTestProxy(t, { resolvers: [dns.address], slots: 2 })
+    await proxy.engine.apply({ version: 1, routes: [route({ serviceName: 'web', paths: ['/'], port })] })
+    const health = await waitFor('both slots up', async () => {
+      const h = await proxy.engine.health()
+      return h[0]?.up === 2 ? h : undefined
+    }, 5_000)
+    assert.deepEqual(health, [{ serviceName: 'web', up: 2, down: 0, slots: 2, tasks: 4 }])
+
+    dns.set('tasks.web', hosts.slice(0, 2)) // scaled down to what the slots hold
+    await waitFor('no overflow reported', async () => ((await proxy.engine.health())[0]?.tasks === undefined ? true : undefined), 5_000)
+  })
+
   it('carries resolved tasks across a reload, even while DNS does not answer', async (t) => {
     const port = await freePort()
     const hosts = ['127.0.0.2', '127.0.0.3']
