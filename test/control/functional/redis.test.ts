@@ -75,6 +75,7 @@ describe('control plane on Redis', () => {
     const [a, b] = await replicas(t, 2)
     assert.ok(a !== undefined && b !== undefined)
     await a.app.inject({ method: 'PUT', url: '/v1/reconfigure?serviceName=before&servicePath=/before&port=80', headers: api })
+    assert.equal((await a.app.inject({ url: '/v1/config', headers: proxy })).statusCode, 200) // a proxy read it
     await redis.stop()
     let restarted = false
     t.after(async () => {
@@ -87,7 +88,12 @@ describe('control plane on Redis', () => {
     assert.doesNotMatch(write.json().message, /127\.0\.0\.1|ECONNREFUSED/)
     assert.equal((await a.app.inject({ url: '/readyz' })).statusCode, 503)
     assert.equal((await b.app.inject({ method: 'DELETE', url: '/v1/remove?serviceName=before', headers: api })).statusCode, 503)
-    assert.equal((await a.app.inject({ url: '/v1/config', headers: proxy })).statusCode, 503)
+    // A proxy starting now still gets the last table this replica saw, marked stale; a long poll cannot wait on a dead store.
+    const stale = await a.app.inject({ url: '/v1/config', headers: proxy })
+    assert.equal(stale.statusCode, 200)
+    assert.equal(stale.headers['x-tether-stale'], 'true')
+    assert.deepEqual(stale.json().routes.map((r: { serviceName: string }) => r.serviceName), ['before'])
+    assert.equal((await a.app.inject({ url: '/v1/config?since=0&wait=1', headers: proxy })).statusCode, 503)
 
     // Redis comes back empty (no persistence in the test server): the replicas reconnect by themselves.
     await redis.start()

@@ -35,7 +35,7 @@ const config: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Routes are sorted by service name. The ETag is the version; If-None-Match with it answers 304. ' +
           "With `since=V&wait=S` this is a long poll: it answers at once when the current version differs from V (newer; or older, when the store was restored, so the caller can resync), otherwise at the next change (on any control-plane replica), or 304 after S seconds (at most 60), with ETag V. " +
-          'Accepts the proxy token as well as API tokens.',
+          'Accepts the proxy token as well as API tokens. While the route store is unavailable, a plain GET (no `wait`) answers the last snapshot this replica saw, with `x-tether-stale: true`; a long poll answers 503.',
         security: bearer,
         querystring: ConfigQuerySchema,
         headers: { type: 'object', properties: { 'if-none-match': { type: 'string', description: 'An ETag from an earlier answer.' } } },
@@ -79,7 +79,18 @@ const config: FastifyPluginAsyncTypebox = async (app) => {
         app.metrics.httpRequests.inc({ method: 'GET', route: '/v1/config', status_code: '200' })
         return reply
       }
-      const payload = await app.feed.current()
+      let payload: SnapshotPayload
+      try {
+        payload = await app.feed.current()
+      } catch (error) {
+        // The store is down: a proxy starting now still gets the last table this replica saw,
+        // marked stale, rather than nothing (writes keep answering 503 meanwhile).
+        const last = app.feed.cached()
+        if (last === null || (error as { code?: string }).code !== 'STORE_UNAVAILABLE') throw error
+        request.log.warn('route store unavailable: answering GET /v1/config with the last snapshot seen (stale)')
+        reply.header('x-tether-stale', 'true')
+        payload = last
+      }
       if (since !== undefined && payload.version === since) return send(null, since)
       if (since === undefined && matches(request.headers['if-none-match'], etagOf(payload.version))) {
         return reply.code(304).header('etag', etagOf(payload.version)).header('cache-control', 'no-cache').send()
