@@ -50,11 +50,17 @@ describe('proxy agent with HAProxy and the control plane', () => {
     const control = await startControl(t)
     const [web, late] = await backends(t, 2, 'app-')
     const stateDir = await mkdtemp(join(tmpdir(), 'tether-lkg-'))
-    t.after(() => rm(stateDir, { recursive: true, force: true }))
+    // Both agents write their last known good here: stop them before removing it.
+    const agents: TestAgent[] = []
+    t.after(async () => {
+      await Promise.all(agents.map((a) => a.stop()))
+      await rm(stateDir, { recursive: true, force: true })
+    })
     const client = createClient({ reuse: false })
     t.after(() => client.close())
 
     const first = await startAgent(t, { id: 'proxy-a', controlUrls: [control.url], stateDir })
+    agents.push(first)
     const put = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'web', path: '/web', endpoints: [web!.address] })}&wait=converged&timeout=10`)
     assert.equal(put.status, 200)
 
@@ -65,6 +71,7 @@ describe('proxy agent with HAProxy and the control plane', () => {
     // The proxy restarts while the control plane is still down: it serves the last known good.
     await first.stop()
     const second = await startAgent(t, { id: 'proxy-a', controlUrls: [control.url], stateDir })
+    agents.push(second)
     assert.equal(second.agent.ready, true)
     assert.deepEqual(await through(client, second, '/web'), { status: 200, instance: 'app-1' })
 

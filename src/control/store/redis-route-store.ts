@@ -354,8 +354,6 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
 
   // ---- subscriptions --------------------------------------------------------------------
   const listeners = new Set<(version: number) => void>()
-  /** Highest version handed to listeners (or seen when the subscription started). */
-  let lastNotified = -1
   let subscribedOnce = false
   /** Highest version any method of this store has returned (baseline for the first subscription). */
   let observed = -1
@@ -369,8 +367,8 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
    * data (restarted without persistence), and listeners hear that too, so they can resync.
    */
   function notify(version: number): void {
-    if (version === lastNotified) return
-    lastNotified = version
+    // No de-duplication: a version equal to the last one heard can be news (Redis restarted
+    // empty and reached it again with another table), and listeners take repeats in stride.
     for (const listener of [...listeners]) {
       try {
         listener(version)
@@ -399,11 +397,7 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
       .then(
         (v) => {
           const version = Number(v ?? 0)
-          // After a reconnect, always tell: Redis may have restarted empty and reached the
-          // very version heard before the outage with a different table.
-          if (!first) lastNotified = -1
           if (!first || (observed >= 0 && version > observed)) notify(version)
-          else if (version > lastNotified) lastNotified = version
         },
         (err: unknown) => {
           if (!closed) logger?.warn({ err }, 'route store could not subscribe to version changes')
