@@ -355,6 +355,9 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   // ---- subscriptions --------------------------------------------------------------------
   const listeners = new Set<(version: number) => void>()
   let subscribedOnce = false
+  /** The last version handed to listeners. */
+  let lastHeard = -1
+  let reReadTimer: NodeJS.Timeout | undefined
   /** Highest version any method of this store has returned (baseline for the first subscription). */
   let observed = -1
   const seen = (version: number): number => {
@@ -369,6 +372,7 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   function notify(version: number): void {
     // No de-duplication: a version equal to the last one heard can be news (Redis restarted
     // empty and reached it again with another table), and listeners take repeats in stride.
+    lastHeard = version
     for (const listener of [...listeners]) {
       try {
         listener(version)
@@ -388,22 +392,37 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
     // (Re)connected. Subscribe (again: SUBSCRIBE is idempotent, and its reply tells us the
     // subscription is live), then re-read the version: a publish may have been missed while
     // disconnected. On the first connection, a version newer than any this store has handed
-    // out is news too (a write that landed before the subscription existed).
+    // out or heard is news too (a write that landed before the subscription existed).
     const first = !subscribedOnce
     subscribedOnce = true
-    subscriber
-      .subscribe(channel)
-      .then(() => run(() => client.get(keys.version)))
-      .then(
-        (v) => {
-          const version = Number(v ?? 0)
-          if (!first || (observed >= 0 && version > observed)) notify(version)
-        },
-        (err: unknown) => {
-          if (!closed) logger?.warn({ err }, 'route store could not subscribe to version changes')
-        },
-      )
+    subscriber.subscribe(channel).then(
+      () => reRead(first, 0),
+      (err: unknown) => {
+        if (!closed) logger?.warn({ err }, 'route store could not subscribe to version changes')
+      },
+    )
   })
+
+  /**
+   * Reads the version after a (re)subscription. The command connection may come back later
+   * than the subscriber: retried every 200 ms for up to 10 s, so a publish lost in between is
+   * still made up for.
+   */
+  function reRead(first: boolean, attempt: number): void {
+    run(() => client.get(keys.version)).then(
+      (v) => {
+        const version = Number(v ?? 0)
+        if (!first || (observed >= 0 && version > observed && version > lastHeard)) notify(version)
+      },
+      (err: unknown) => {
+        if (closed) return
+        if (attempt < 50) {
+          reReadTimer = setTimeout(() => reRead(first, attempt + 1), 200)
+          reReadTimer.unref()
+        } else logger?.warn({ err }, 'route store could not read the version after reconnecting')
+      },
+    )
+  }
 
   async function quit(redis: Redis): Promise<void> {
     if (redis.status === 'end') return
@@ -523,6 +542,7 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
     async close() {
       if (closed) return
       closed = true
+      clearTimeout(reReadTimer)
       listeners.clear()
       await Promise.all([quit(client), quit(subscriber)])
     },
