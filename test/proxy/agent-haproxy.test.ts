@@ -6,24 +6,14 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, it, type TestContext } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { normalizeRoute } from '../../src/contracts/route.ts'
 import { createMemoryRouteStore } from '../../src/control/store/memory-route-store.ts'
-import { closeBackends, startBackends, type Backend, type BackendReply } from '../helpers/backends.ts'
+import type { BackendReply } from '../helpers/backends.ts'
 import { createClient, waitFor } from '../helpers/haproxy.ts'
-import { reconfigureQuery, startAgent, startControl, type TestAgent } from './harness.ts'
+import { backends, proxyUrl, reconfigureQuery, startAgent, startControl, type TestAgent } from './harness.ts'
 
-async function backends(t: TestContext, count: number, prefix: string): Promise<Backend[]> {
-  const started = await startBackends(count, { prefix })
-  t.after(() => closeBackends(started))
-  return started
-}
-
-function proxyUrl(p: TestAgent): string {
-  assert.ok(p.proxy !== null)
-  return p.proxy.url
-}
 
 /** GET through the proxy without cookies: status and, on 200, the backend that answered. */
 async function through(client: ReturnType<typeof createClient>, p: TestAgent, path: string): Promise<{ status: number; instance: string | null }> {

@@ -17,6 +17,7 @@ import { createControlClient, type ControlClientOptions } from '../../src/proxy/
 import type { Engine } from '../../src/proxy/engine.ts'
 import { createRecordingEngine } from '../../src/proxy/recording-engine.ts'
 import { createStateStore } from '../../src/proxy/state-store.ts'
+import { closeBackends, startBackends, type Backend } from '../helpers/backends.ts'
 import { createTestProxy, type TestProxy } from '../helpers/haproxy.ts'
 import { freePort } from '../helpers/redis-server.ts'
 
@@ -208,4 +209,17 @@ export function startLoad(url: string, options: { connections?: number; maxMs?: 
       return result
     },
   }
+}
+
+/** Loopback backends for one test, closed after it. */
+export async function backends(t: TestContext, count: number, prefix: string): Promise<Backend[]> {
+  const started = await startBackends(count, { prefix })
+  t.after(() => closeBackends(started))
+  return started
+}
+
+/** The routed listener of an agent started with its own HAProxy. */
+export function proxyUrl(p: TestAgent): string {
+  if (p.proxy === null) throw new Error(`agent ${p.id} runs no HAProxy`)
+  return p.proxy.url
 }

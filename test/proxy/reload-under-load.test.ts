@@ -4,21 +4,10 @@
  * new version and a reload of HAProxy. No request may fail — not even on a keep-alive
  * connection that an old HAProxy worker was holding when the reload happened.
  */
-import { describe, it, type TestContext } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { closeBackends, startBackends, type Backend } from '../helpers/backends.ts'
-import { reconfigureQuery, startAgent, startControl, startLoad, type TestAgent } from './harness.ts'
+import { backends, proxyUrl, reconfigureQuery, startAgent, startControl, startLoad } from './harness.ts'
 
-async function backends(t: TestContext, count: number, prefix: string): Promise<Backend[]> {
-  const started = await startBackends(count, { prefix })
-  t.after(() => closeBackends(started))
-  return started
-}
-
-function proxyUrl(p: TestAgent): string {
-  assert.ok(p.proxy !== null)
-  return p.proxy.url
-}
 
 describe('reload under load, through the control plane', () => {
   // Regression: an old HAProxy worker used to close idle keep-alive connections during its soft
