@@ -110,10 +110,6 @@ function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
-function isAbort(error: unknown): boolean {
-  return error instanceof Error && (error.name === 'AbortError' || (error as { code?: string }).code === 'ABORT_ERR')
-}
-
 export function createAgent(options: AgentOptions): Agent {
   const { engine, client, state, log } = options
   const clock = options.clock ?? systemClock

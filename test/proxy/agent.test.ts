@@ -51,7 +51,7 @@ async function appliedBecomes(engine: { readonly applied: readonly number[] }, e
 
 describe('proxy agent loop', () => {
   it('applies the current table at start and each new version as it is published', async (t) => {
-    const { clock, store, engine, agent } = await setup(t)
+    const { store, engine, agent } = await setup(t)
     await store.put(route('a'), meta)
     await agent.start()
     await appliedBecomes(engine, [1])
@@ -209,7 +209,7 @@ describe('proxy agent loop', () => {
     t.after(() => rm(dir, { recursive: true, force: true }))
     const snapshot: ConfigSnapshot = { version: 1, routes: [route('a')] }
     await (await createStateStore({ dir })).save(snapshot)
-    const { clock, store, engine, agent } = await setup(t, { stateDir: dir })
+    const { store, engine, agent } = await setup(t, { stateDir: dir })
     await store.put(route('a'), meta)
     await agent.start()
     await appliedBecomes(engine, [1])
@@ -246,7 +246,7 @@ describe('proxy agent loop', () => {
   })
 
   it('reports refused routes in the heartbeat, degraded, while serving the rest', async (t) => {
-    const { clock, store, client, engine, agent } = await setup(t, {
+    const { store, client, engine, agent } = await setup(t, {
       engine: { decide: (s) => s.routes.filter((r) => r.serviceName === 'bad').map((r) => ({ serviceName: r.serviceName, error: 'unknown keyword' })) },
     })
     await store.put(route('good'), meta)
