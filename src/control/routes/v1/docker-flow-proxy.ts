@@ -9,10 +9,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { ServiceNameSchema } from '../../../contracts/route.ts'
-import { RouteNotFoundError } from '../../errors.ts'
 import { routeFromDfpQuery, serviceNameFromDfpRemove } from '../../route-input.ts'
 import { bearer, errors, ReconfigureAnswerSchema, ref, RemoveAnswerSchema, waitProperties } from '../schemas.ts'
-import { convergeIfAsked } from './helpers.ts'
+import { putRoute, removeRoute } from './helpers.ts'
 
 const text = (description: string, examples?: string[]) => Type.Optional(Type.String({ maxLength: 8192, description, ...(examples === undefined ? {} : { examples }) }))
 
@@ -60,14 +59,8 @@ const dfp: FastifyPluginAsyncTypebox = async (app) => {
         const query = request.query as Record<string, string | undefined>
         const { route, warnings } = routeFromDfpQuery(query)
         if (warnings.length > 0) request.log.warn({ serviceName: route.serviceName, warnings }, 'Docker Flow Proxy parameters ignored')
-        const result = await app.store.put(route, { actor: request.actor, source: 'dfp' })
-        return {
-          route: result.route,
-          version: result.version,
-          changed: result.changed,
-          ...(warnings.length > 0 ? { warnings } : {}),
-          ...(await convergeIfAsked(app, reply, request.query, result.version)),
-        }
+        const answer = await putRoute(app, reply, route, { actor: request.actor, source: 'dfp' }, request.query)
+        return warnings.length > 0 ? { ...answer, warnings } : answer
       },
     })
   }
@@ -88,14 +81,8 @@ const dfp: FastifyPluginAsyncTypebox = async (app) => {
       handler: async (request, reply) => {
         const { serviceName, warnings } = serviceNameFromDfpRemove(request.query as Record<string, string | undefined>)
         if (warnings.length > 0) request.log.warn({ serviceName, warnings }, 'Docker Flow Proxy parameters ignored')
-        const result = await app.store.remove(serviceName, { actor: request.actor, source: 'dfp' })
-        if (result === null) throw new RouteNotFoundError(serviceName)
-        return {
-          version: result.version,
-          removed: result.removed,
-          ...(warnings.length > 0 ? { warnings } : {}),
-          ...(await convergeIfAsked(app, reply, request.query, result.version)),
-        }
+        const answer = await removeRoute(app, reply, serviceName, { actor: request.actor, source: 'dfp' }, request.query)
+        return warnings.length > 0 ? { ...answer, warnings } : answer
       },
     })
   }

@@ -7,10 +7,9 @@
  * the lenient ones.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { RouteNotFoundError } from '../../errors.ts'
 import { routeFromBody, routeFromQuery } from '../../route-input.ts'
 import { bearer, errors, ReconfigureAnswerSchema, ReconfigureBodySchema, ReconfigureQuerySchema, ref, RemoveAnswerSchema, RemoveQuerySchema, WaitQuerySchema } from '../schemas.ts'
-import { convergeIfAsked } from './helpers.ts'
+import { putRoute, removeRoute } from './helpers.ts'
 
 const reconfigureResponses = { 200: ref(ReconfigureAnswerSchema), 400: errors[400], 401: errors[401], 503: errors[503], 504: errors[504] }
 
@@ -33,8 +32,7 @@ const reconfigure: FastifyPluginAsyncTypebox = async (app) => {
       },
       handler: async (request, reply) => {
         const route = routeFromQuery(request.query)
-        const result = await app.store.put(route, { actor: request.actor, source: 'api' })
-        return { route: result.route, version: result.version, changed: result.changed, ...(await convergeIfAsked(app, reply, request.query, result.version)) }
+        return putRoute(app, reply, route, { actor: request.actor, source: 'api' }, request.query)
       },
     })
   }
@@ -56,8 +54,7 @@ const reconfigure: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const route = routeFromBody(request.body)
-      const result = await app.store.put(route, { actor: request.actor, source: 'api' })
-      return { route: result.route, version: result.version, changed: result.changed, ...(await convergeIfAsked(app, reply, request.query, result.version)) }
+      return putRoute(app, reply, route, { actor: request.actor, source: 'api' }, request.query)
     },
   )
 
@@ -76,9 +73,7 @@ const reconfigure: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: ref(RemoveAnswerSchema), 400: errors[400], 401: errors[401], 404: { ...errors[404], description: 'No route for that service (ROUTE_NOT_FOUND).' }, 503: errors[503], 504: errors[504] },
       },
       handler: async (request, reply) => {
-        const result = await app.store.remove(request.query.serviceName, { actor: request.actor, source: 'api' })
-        if (result === null) throw new RouteNotFoundError(request.query.serviceName)
-        return { version: result.version, removed: result.removed, ...(await convergeIfAsked(app, reply, request.query, result.version)) }
+        return removeRoute(app, reply, request.query.serviceName, { actor: request.actor, source: 'api' }, request.query)
       },
     })
   }

@@ -6,7 +6,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { RouteNotFoundError } from '../../errors.ts'
 import { routeFromBody } from '../../route-input.ts'
 import { bearer, errors, ReconfigureAnswerSchema, ref, RemoveAnswerSchema, RouteBodySchema, RouteRecordSchema, RoutesAnswerSchema, ServiceNameParamsSchema, WaitQuerySchema } from '../schemas.ts'
-import { convergeIfAsked } from './helpers.ts'
+import { putRoute, removeRoute } from './helpers.ts'
 
 const notFound = { ...errors[404], description: 'No route for that service (ROUTE_NOT_FOUND).' }
 
@@ -64,8 +64,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const route = routeFromBody(request.body, request.params.serviceName)
-      const result = await app.store.put(route, { actor: request.actor, source: 'api' })
-      return { route: result.route, version: result.version, changed: result.changed, ...(await convergeIfAsked(app, reply, request.query, result.version)) }
+      return putRoute(app, reply, route, { actor: request.actor, source: 'api' }, request.query)
     },
   )
 
@@ -84,9 +83,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const result = await app.store.remove(request.params.serviceName, { actor: request.actor, source: 'api' })
-      if (result === null) throw new RouteNotFoundError(request.params.serviceName)
-      return { version: result.version, removed: result.removed, ...(await convergeIfAsked(app, reply, request.query, result.version)) }
+      return removeRoute(app, reply, request.params.serviceName, { actor: request.actor, source: 'api' }, request.query)
     },
   )
 }
