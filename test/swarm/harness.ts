@@ -148,7 +148,8 @@ interface Cleanup {
   fn: () => Promise<void>
 }
 
-export async function startSwarmLab(): Promise<SwarmLab> {
+/** A stack of undo steps: `teardown()` runs them newest first, logging (not throwing) failures. */
+export function cleanupStack(): { cleanups: Cleanup[]; teardown: () => Promise<void> } {
   const cleanups: Cleanup[] = []
   const teardown = async (): Promise<void> => {
     for (const { what, fn } of cleanups.splice(0).reverse()) {
@@ -159,6 +160,11 @@ export async function startSwarmLab(): Promise<SwarmLab> {
       }
     }
   }
+  return { cleanups, teardown }
+}
+
+export async function startSwarmLab(): Promise<SwarmLab> {
+  const { cleanups, teardown } = cleanupStack()
   try {
     const lock = await takeLock()
     if (typeof lock === 'string') throw new LabUnavailableError(lock)

@@ -43,13 +43,7 @@ export function requestFresh(url: string, options: { timeoutMs?: number } = {}):
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8')
-        let json: Record<string, unknown> | null = null
-        try {
-          const parsed: unknown = JSON.parse(text)
-          if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) json = parsed as Record<string, unknown>
-        } catch {
-          json = null
-        }
+        const json = jsonObject(text)
         const setCookie = res.headers['set-cookie'] ?? []
         resolve({ status: res.statusCode ?? 0, json, text, setCookies: setCookie })
       })
@@ -69,14 +63,7 @@ export async function request(url: string, options: { method?: string; jar?: Coo
   const text = await response.text()
   const setCookies = response.headers.getSetCookie()
   options.jar?.store(setCookies)
-  let json: Record<string, unknown> | null = null
-  try {
-    const parsed: unknown = JSON.parse(text)
-    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) json = parsed as Record<string, unknown>
-  } catch {
-    json = null
-  }
-  return { status: response.status, json, text, setCookies }
+  return { status: response.status, json: jsonObject(text), text, setCookies }
 }
 
 export function demoReply(reply: Reply): DemoReply | null {
@@ -113,4 +100,14 @@ export async function loadLoop(url: string, options: { stop: AbortSignal; sticky
     await new Promise((r) => setTimeout(r, options.gapMs))
   }
   return samples
+}
+
+/** The body as a JSON object, or null when it is not one. */
+function jsonObject(text: string): Record<string, unknown> | null {
+  try {
+    const parsed: unknown = JSON.parse(text)
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : null
+  } catch {
+    return null
+  }
 }

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, open, readdir, readFile, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { log, run, waitFor } from './harness.ts'
+import { cleanupStack, log, run, waitFor } from './harness.ts'
 
 export interface SwarmNode {
   name: string
@@ -49,16 +49,7 @@ export async function startSwarmNodes(baseDir: string, count: number, options: {
   await mkdir(localDir, { recursive: true })
   const id = randomBytes(2).toString('hex')
   const brNs = `tether-${id}-br`
-  const cleanups: Array<{ what: string; fn: () => Promise<void> }> = []
-  const teardown = async (): Promise<void> => {
-    for (const { what, fn } of cleanups.splice(0).reverse()) {
-      try {
-        await fn()
-      } catch (error) {
-        log(`cleanup '${what}' failed: ${(error as Error).message}`)
-      }
-    }
-  }
+  const { cleanups, teardown } = cleanupStack()
   const ip = (...args: string[]): Promise<unknown> => run('ip', args, { quiet: true, timeoutMs: 15_000 })
   try {
     await ip('netns', 'add', brNs)
