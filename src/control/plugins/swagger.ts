@@ -6,6 +6,7 @@
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
+import { openApiForPeople } from './openapi-for-people.ts'
 
 export const API_VERSION = '0.1.0'
 
@@ -37,6 +38,8 @@ export async function registerSwagger(app: FastifyInstance, options: { authEnabl
         },
       },
     },
+    // Escaped descriptions, optional parameters not pre-filled by "Try it out", body examples.
+    transformObject: (documents) => ('openapiObject' in documents ? openApiForPeople(documents.openapiObject) : documents.swaggerObject),
     refResolver: {
       // Components are named after the schemas' $id ('Route', 'Error', ...), not def-0, def-1.
       buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),

@@ -1,0 +1,106 @@
+/**
+ * Pure post-processing of the generated OpenAPI document, for the people who read it in the
+ * Swagger UI (and any other CommonMark renderer):
+ *
+ * - HTML-looking text in descriptions is escaped. OpenAPI descriptions are CommonMark, where
+ *   `tasks.<serviceName>` is an HTML tag that the Swagger UI's sanitiser removes ("tasks.").
+ *   Code spans are left alone: CommonMark prints them literally.
+ * - An optional parameter keeps its example in its description, not in `example`: the
+ *   Swagger UI's "Try it out" pre-fills every parameter that has an `example`, so executing
+ *   with only the required fields would send (and store) the example domains and endpoints.
+ *   Required parameters keep `example`, so "Try it out" starts from a request that works.
+ * - Request bodies get one realistic example each (the generated sample holds every optional
+ *   field at once, e.g. both `servicePath` and `destinations`, which the API refuses).
+ *
+ * The input is not modified.
+ */
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
+type JsonObject = { [key: string]: Json }
+
+/** A request body that works, per operationId (a test executes each one). */
+export const requestBodyExamples: Readonly<Record<string, JsonObject>> = {
+  postReconfigure: { serviceName: 'go-demo', servicePath: ['/demo'], port: 8080, sticky: true },
+  putRoute: { servicePath: ['/demo'], port: 8080, sticky: true },
+}
+
+/**
+ * Outside code spans: a placeholder word (`tasks.<serviceName>`, `TETHER_<serviceName>`)
+ * becomes a code span, which reads well both raw and rendered; any other `<` or `>` becomes
+ * `&lt;` `&gt;`. `&` is left as the author wrote it.
+ */
+/**
+ * Optional in the schema but needed by any request that works: Docker Flow Proxy's
+ * `servicePath`/`port` may instead come as the indexed `servicePath.1`/`port.1` forms. These
+ * keep their pre-filled example.
+ */
+const prefilledOptional: Readonly<Record<string, readonly string[]>> = {
+  getDockerFlowProxyReconfigure: ['servicePath', 'port'],
+  putDockerFlowProxyReconfigure: ['servicePath', 'port'],
+}
+
+export function escapeHtmlInMarkdown(text: string): string {
+  const placeholders = outsideCodeSpans(text, (part) => part.replace(/[\w.:/-]*<[A-Za-z][\w-]*>(?:[\w:/-]|\.(?=\w))*/g, (word) => `\`${word}\``))
+  return outsideCodeSpans(placeholders, (part) => part.replace(/</g, '&lt;').replace(/>/g, '&gt;'))
+}
+
+/** Applies `change` to the text between code spans (backtick runs), leaving the spans as they are. */
+function outsideCodeSpans(text: string, change: (part: string) => string): string {
+  return text
+    .split(/(`+[^`]*`+)/)
+    .map((part, i) => (i % 2 === 1 ? part : change(part)))
+    .join('')
+}
+
+function isObject(value: Json | undefined): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function exampleText(value: Json): string {
+  return typeof value === 'string' ? value : JSON.stringify(value)
+}
+
+function escapeDescriptions(node: Json): Json {
+  if (Array.isArray(node)) return node.map(escapeDescriptions)
+  if (!isObject(node)) return node
+  const out: JsonObject = {}
+  for (const [key, value] of Object.entries(node)) {
+    out[key] = key === 'description' && typeof value === 'string' ? escapeHtmlInMarkdown(value) : escapeDescriptions(value)
+  }
+  return out
+}
+
+function unfillOptional(parameter: JsonObject): JsonObject {
+  if (parameter.required === true) return parameter
+  const schema = isObject(parameter.schema) ? { ...parameter.schema } : undefined
+  const example = parameter.example ?? (schema?.examples as Json[] | undefined)?.[0] ?? schema?.example
+  if (example === undefined || example === null) return parameter
+  const { example: _dropped, ...rest } = parameter
+  if (schema !== undefined) {
+    delete schema.example
+    delete schema.examples
+    rest.schema = schema
+  }
+  const description = typeof rest.description === 'string' && rest.description.length > 0 ? `${rest.description} ` : ''
+  rest.description = `${description}Example: \`${exampleText(example)}\``
+  return rest
+}
+
+export function openApiForPeople<T extends object>(document: T): T {
+  const doc = escapeDescriptions(structuredClone(document) as unknown as Json) as JsonObject
+  const paths = isObject(doc.paths) ? doc.paths : {}
+  for (const operations of Object.values(paths)) {
+    if (!isObject(operations)) continue
+    for (const operation of Object.values(operations)) {
+      if (!isObject(operation)) continue
+      if (Array.isArray(operation.parameters)) {
+        const keep = prefilledOptional[String(operation.operationId)] ?? []
+        operation.parameters = operation.parameters.map((p) => (isObject(p) && !keep.includes(String(p.name)) ? unfillOptional(p) : p))
+      }
+      const example = typeof operation.operationId === 'string' ? requestBodyExamples[operation.operationId] : undefined
+      const content = isObject(operation.requestBody) && isObject(operation.requestBody.content) ? operation.requestBody.content['application/json'] : undefined
+      if (example !== undefined && isObject(content)) content.example = example
+    }
+  }
+  return doc as unknown as T
+}
