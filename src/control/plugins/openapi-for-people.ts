@@ -39,6 +39,11 @@ const prefilledOptional: Readonly<Record<string, readonly string[]>> = {
   putDockerFlowProxyReconfigure: ['servicePath', 'port'],
 }
 
+/** An example for a required parameter whose schema has none, per operationId. */
+const requiredExamples: Readonly<Record<string, Readonly<Record<string, Json>>>> = {
+  rollbackConfig: { to: 1 },
+}
+
 export function escapeHtmlInMarkdown(text: string): string {
   const placeholders = outsideCodeSpans(text, (part) => part.replace(/[\w.:/-]*<[A-Za-z][\w-]*>(?:[\w:/-]|\.(?=\w))*/g, (word) => `\`${word}\``))
   return outsideCodeSpans(placeholders, (part) => part.replace(/</g, '&lt;').replace(/>/g, '&gt;'))
@@ -94,8 +99,15 @@ export function openApiForPeople<T extends object>(document: T): T {
     for (const operation of Object.values(operations)) {
       if (!isObject(operation)) continue
       if (Array.isArray(operation.parameters)) {
-        const keep = prefilledOptional[String(operation.operationId)] ?? []
-        operation.parameters = operation.parameters.map((p) => (isObject(p) && !keep.includes(String(p.name)) ? unfillOptional(p) : p))
+        const id = String(operation.operationId)
+        const keep = prefilledOptional[id] ?? []
+        const examples = requiredExamples[id] ?? {}
+        operation.parameters = operation.parameters.map((p) => {
+          if (!isObject(p)) return p
+          const example = examples[String(p.name)]
+          if (example !== undefined && p.required === true && p.example === undefined) return { ...p, example }
+          return keep.includes(String(p.name)) ? p : unfillOptional(p)
+        })
       }
       const example = typeof operation.operationId === 'string' ? requestBodyExamples[operation.operationId] : undefined
       const content = isObject(operation.requestBody) && isObject(operation.requestBody.content) ? operation.requestBody.content['application/json'] : undefined

@@ -190,7 +190,7 @@ export const ChangesQuerySchema = Type.Object(
 )
 export const ChangesAnswerSchema = Type.Object({ version: Type.Integer({ description: 'Current version.' }), changes: Type.Array(ref(ChangeEntrySchema)) }, { additionalProperties: false })
 
-export const RollbackQuerySchema = Type.Object({ to: Type.Integer({ minimum: 0, description: 'The version whose routing table to restore.', examples: [1] }), ...waitProperties }, { additionalProperties: false })
+export const RollbackQuerySchema = Type.Object({ to: Type.Integer({ minimum: 0, description: 'The version whose routing table to restore.' }), ...waitProperties }, { additionalProperties: false })
 export const RollbackAnswerSchema = Type.Object(
   {
     version: Type.Integer({ description: 'The new version (unchanged when the table already equalled version `to`).' }),
