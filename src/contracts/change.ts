@@ -21,6 +21,7 @@ export const ChangeSchema = Type.Object(
     actor: Type.String({ description: 'Name of the API token, or "discovery".' }),
     source: ChangeSourceSchema,
     rollbackTo: Type.Optional(Type.Integer({ minimum: 0, description: 'Set on entries written by a rollback: the version restored.' })),
+    note: Type.Optional(Type.String({ description: 'Why this entry was written, when it is not the plain request: e.g. a takeover that moved paths from this service.' })),
   },
   { $id: 'Change', additionalProperties: false },
 )
@@ -30,4 +31,6 @@ export type Change = Static<typeof ChangeSchema>
 export interface ChangeMeta {
   actor: string
   source: ChangeSource
+  /** Recorded on every entry of the change (see Change.note). */
+  note?: string
 }

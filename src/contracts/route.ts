@@ -38,6 +38,10 @@ export const rules = {
     maxLength: 300,
   },
   port: { text: 'must be an integer from 1 to 65535' },
+  aclName: {
+    pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$',
+    text: "must be letters, digits, '_', '.', '-', starting with a letter or digit, at most 63 characters (Docker Flow Proxy's ACL name: routes sharing a path are ordered by it)",
+  },
 } as const
 
 export const limits = {
@@ -85,6 +89,14 @@ export const EndpointSchema = Type.String({
   examples: ['10.0.1.5:8080'],
 })
 
+export const AclNameSchema = Type.String({
+  pattern: rules.aclName.pattern,
+  maxLength: 63,
+  description:
+    "Docker Flow Proxy's ordering name: when routes written through the Docker Flow Proxy form or com.df.* labels hold the same host and path, the one with the first aclName (default: its serviceName) serves it and the others are reported as shadowed.",
+  examples: ['00-go-demo'],
+})
+
 export const DestinationSchema = Type.Object(
   {
     servicePath: Type.Array(ServicePathSchema, { minItems: 1, maxItems: limits.maxPaths }),
@@ -106,6 +118,7 @@ export const RouteSchema = Type.Object(
     sticky: Type.Boolean({ description: 'Pin each client to one task with an opaque cookie.' }),
     stickyCookie: Type.Optional(StickyCookieSchema),
     endpoints: Type.Array(EndpointSchema, { maxItems: limits.maxEndpoints }),
+    aclName: Type.Optional(AclNameSchema),
   },
   { $id: 'Route', additionalProperties: false },
 )
@@ -136,6 +149,7 @@ export function normalizeRoute(input: {
   sticky?: boolean | undefined
   stickyCookie?: string | undefined
   endpoints?: readonly string[] | undefined
+  aclName?: string | undefined
 }): Route {
   const route: Route = {
     serviceName: input.serviceName,
@@ -145,5 +159,6 @@ export function normalizeRoute(input: {
     endpoints: unique(input.endpoints ?? []),
   }
   if (input.stickyCookie !== undefined) route.stickyCookie = input.stickyCookie
+  if (input.aclName !== undefined) route.aclName = input.aclName
   return route
 }

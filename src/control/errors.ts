@@ -11,3 +11,34 @@ export const RouteNotFoundError = createError<[string]>('ROUTE_NOT_FOUND', "No r
 export const VersionNotFoundError = createError<[string]>('VERSION_NOT_FOUND', '%s', 404)
 export const StoreUnavailableError = createError<[string]>('STORE_UNAVAILABLE', 'The route store is unavailable: %s. Nothing was changed; retry later.', 503)
 export const ConvergenceTimeoutError = createError<[string]>('CONVERGENCE_TIMEOUT', '%s', 504)
+
+/**
+ * A write through Tether's own forms would take a (host, path) that another service holds.
+ * Nothing was stored. `takeover=true` moves the binding on purpose (a blue-green switch).
+ */
+export const RouteConflictError = createError<[string]>('ROUTE_CONFLICT', '%s', 409)
+
+/** The binding a conflicting write asked for, and the service that holds it. */
+export interface BindingConflict {
+  /** The service the write was for. */
+  serviceName: string
+  host: string
+  path: string
+  /** The service that holds (host, path). */
+  holder: string
+}
+
+/** The 409's message: the field, the value, the holder, and how to take it over. */
+export function conflictMessage(c: BindingConflict): string {
+  const field = c.host === '' ? 'servicePath' : 'serviceDomain + servicePath'
+  const value = c.host === '' ? JSON.stringify(c.path) : JSON.stringify(`${c.host}${c.path}`)
+  const where = c.host === '' ? 'for any host' : `for host ${c.host}`
+  return (
+    `${field}: ${value} is already served by service "${c.holder}" (${where}); nothing was stored. ` +
+    `Give this route another path or domain, remove "${c.holder}"'s route first, or repeat the request with takeover=true to move the path to "${c.serviceName}" (a blue-green switch)`
+  )
+}
+
+export function routeConflict(c: BindingConflict): Error {
+  return Object.assign(new RouteConflictError(conflictMessage(c)), { conflict: c })
+}

@@ -17,6 +17,7 @@ const patterns = {
   serviceDomain: new RegExp(rules.serviceDomain.pattern),
   stickyCookie: new RegExp(rules.stickyCookie.pattern),
   endpoint: new RegExp(rules.endpoint.pattern),
+  aclName: new RegExp(rules.aclName.pattern),
 }
 
 const maxLengths: Partial<Record<RuleName, number>> = {
@@ -25,6 +26,7 @@ const maxLengths: Partial<Record<RuleName, number>> = {
   serviceDomain: rules.serviceDomain.maxLength,
   stickyCookie: 64,
   endpoint: rules.endpoint.maxLength,
+  aclName: 63,
 }
 
 /** Which rule judges a field, by the field's name (last named segment of its path). */
@@ -36,6 +38,7 @@ const ruleOfField: Record<string, RuleName> = {
   endpoints: 'endpoint',
   endpoint: 'endpoint',
   port: 'port',
+  aclName: 'aclName',
 }
 
 /** Rules of the query parameters that are not part of a route. */
@@ -178,7 +181,7 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Ro
  * `warnings`. `distribute` and `replicas` are accepted without a warning: every Tether proxy
  * replica always receives every change, which is what they asked DFP for.
  */
-const dfpHandled = new Set(['serviceName', 'servicePath', 'port', 'serviceDomain', 'sessionType', 'distribute', 'replicas', 'sticky', 'stickyCookie', 'endpoints', 'wait', 'timeout'])
+const dfpHandled = new Set(['serviceName', 'servicePath', 'port', 'serviceDomain', 'sessionType', 'distribute', 'replicas', 'sticky', 'stickyCookie', 'endpoints', 'aclName', 'wait', 'timeout'])
 
 /** DFP parameters we know of but do not implement, with why (shown in the warning). */
 const dfpKnownUnimplemented: Record<string, string> = {
@@ -193,7 +196,6 @@ const dfpKnownUnimplemented: Record<string, string> = {
   users: 'basic authentication is not implemented',
   usersSecret: 'basic authentication is not implemented',
   usersPassEncrypted: 'basic authentication is not implemented',
-  aclName: 'Tether orders routes by longest path prefix',
   pathType: 'Tether matches path prefixes on whole segments',
   timeoutServer: 'per-route timeouts are not implemented',
   timeoutTunnel: 'per-route timeouts are not implemented',
@@ -283,6 +285,7 @@ export function routeFromDfpQuery(query: DfpQuery): DfpResult {
       sticky,
       stickyCookie: query.stickyCookie === undefined ? undefined : checkString('stickyCookie', 'stickyCookie', query.stickyCookie),
       endpoints: checkList('endpoints', 'endpoint', splitList(query.endpoints), limits.maxEndpoints),
+      aclName: query.aclName === undefined ? undefined : checkString('aclName', 'aclName', query.aclName),
     }),
   )
   const warnings = dfpWarnings(query, (name) => dfpHandled.has(name) || /^(?:servicePath|port)\.[0-9]{1,3}$/.test(name))

@@ -11,6 +11,7 @@
  *   com.df.sessionType=sticky-server   sticky (Docker Flow Proxy's spelling)
  *   com.df.sticky=true                 sticky (Tether's shorthand)
  *   com.df.stickyCookie=NAME           the affinity cookie's name
+ *   com.df.aclName=NAME                Docker Flow Proxy's order among routes sharing a path
  *
  * Other com.df.* labels (Docker Flow Proxy's many rendering options) are ignored. A service
  * whose labels cannot become a valid route yields a problem instead of a route, with the
@@ -39,6 +40,7 @@ const patterns = {
   servicePath: new RegExp(rules.servicePath.pattern),
   serviceDomain: new RegExp(rules.serviceDomain.pattern),
   stickyCookie: new RegExp(rules.stickyCookie.pattern),
+  aclName: new RegExp(rules.aclName.pattern),
 }
 
 /** True when the service asks to be routed (com.df.notify=true). */
@@ -135,6 +137,11 @@ export function routeFromLabels(serviceName: string, labels: Readonly<Record<str
     problems.push(`${PREFIX}stickyCookie: ${shown(stickyCookie)} ${rules.stickyCookie.text}`)
   }
 
+  const aclName = label('aclName')?.trim()
+  if (aclName !== undefined && (!patterns.aclName.test(aclName) || aclName.length > 63)) {
+    problems.push(`${PREFIX}aclName: ${shown(aclName)} ${rules.aclName.text}`)
+  }
+
   if (problems.length > 0) return { problems }
   const route = normalizeRoute({
     serviceName,
@@ -142,6 +149,7 @@ export function routeFromLabels(serviceName: string, labels: Readonly<Record<str
     serviceDomain: domains,
     sticky: sessionType === 'sticky-server' || stickyLabel === 'true',
     stickyCookie,
+    aclName,
   })
   // Backstop: the schema the API validates against has the last word.
   if (!routeCheck.Check(route)) {

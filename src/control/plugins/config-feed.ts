@@ -11,12 +11,16 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { RouteStore } from '../store/route-store.ts'
+import type { Route } from '../../contracts/route.ts'
+import { planRoutes, type RoutePlan } from '../../contracts/route-planner.ts'
 
 /** A snapshot ready to send: `body` is its JSON text, encoded once. */
 export interface SnapshotPayload {
   version: number
   routes: number
   body: Buffer
+  /** The table itself (caller must not mutate). */
+  table: readonly Route[]
 }
 
 interface Waiter {
@@ -36,6 +40,8 @@ export interface ConfigFeed {
    * the first check.
    */
   wait(since: number, timeoutMs: number, signal: AbortSignal): Promise<SnapshotPayload | null>
+  /** The planner's view of the current table (contracts/route-planner.ts), computed once per version. */
+  plan(): Promise<RoutePlan>
   /** The last snapshot fetched, without asking the store (null before the first one). */
   cached(): SnapshotPayload | null
   waiters(): number
@@ -48,6 +54,7 @@ export function createConfigFeed(store: RouteStore, log: FastifyBaseLogger): Con
   let cache: SnapshotPayload | null = null
   let inflight: Promise<SnapshotPayload> | null = null
   let closed = false
+  const plans = new WeakMap<SnapshotPayload, RoutePlan>()
 
   /** Fetches the table once for everyone asking at the same time. */
   function fetchSnapshot(): Promise<SnapshotPayload> {
@@ -57,7 +64,7 @@ export function createConfigFeed(store: RouteStore, log: FastifyBaseLogger): Con
       .then((snap) => {
         // Fetches never overlap (inflight), so the last one read is the newest; it may be older
         // than the cache when the store went backwards (restored, flushed): it replaces it anyway.
-        cache = { version: snap.version, routes: snap.routes.length, body: Buffer.from(JSON.stringify(snap)) }
+        cache = { version: snap.version, routes: snap.routes.length, body: Buffer.from(JSON.stringify(snap)), table: snap.routes }
         return cache
       })
       .finally(() => {
@@ -102,12 +109,14 @@ export function createConfigFeed(store: RouteStore, log: FastifyBaseLogger): Con
 
   const unsubscribe = store.subscribe(onVersion)
 
+  async function current(): Promise<SnapshotPayload> {
+    const version = await store.version()
+    if (cache !== null && cache.version === version) return cache
+    return fetchSnapshot()
+  }
+
   return {
-    async current() {
-      const version = await store.version()
-      if (cache !== null && cache.version === version) return cache
-      return fetchSnapshot()
-    },
+    current,
     async wait(since, timeoutMs, signal) {
       if (closed || signal.aborted) return null
       let resolve!: (payload: SnapshotPayload | null) => void
@@ -128,6 +137,19 @@ export function createConfigFeed(store: RouteStore, log: FastifyBaseLogger): Con
       } finally {
         signal.removeEventListener('abort', onAbort)
       }
+    },
+    async plan() {
+      // While the store is down, the last table seen (like a stale GET /v1/config).
+      const payload = await current().catch((err: unknown) => {
+        if (cache === null) throw err
+        return cache
+      })
+      let plan = plans.get(payload)
+      if (plan === undefined) {
+        plan = planRoutes(payload.table)
+        plans.set(payload, plan)
+      }
+      return plan
     },
     cached: () => cache,
     waiters: () => waiters.size,

@@ -42,6 +42,17 @@ export const waitProperties = {
 }
 export const WaitQuerySchema = Type.Object(waitProperties, { additionalProperties: false })
 
+/** `takeover=true`: on Tether's own forms, the explicit move of paths another service holds. */
+export const takeoverProperty = {
+  takeover: Type.Optional(
+    Type.Boolean({
+      description:
+        'Move the paths (for these hosts) that other services hold to this route, in the same version: the blue-green switch. The holders keep their other paths; a holder left with none is removed; the change log notes it. Without it, such a write answers 409 ROUTE_CONFLICT and stores nothing.',
+    }),
+  ),
+}
+export const WriteQuerySchema = Type.Object({ ...waitProperties, ...takeoverProperty }, { additionalProperties: false })
+
 const listMax = (entry: number, count: number): number => (entry + 1) * count
 
 export const ReconfigureQuerySchema = Type.Object(
@@ -62,6 +73,7 @@ export const ReconfigureQuerySchema = Type.Object(
       Type.String({ maxLength: listMax(rules.endpoint.maxLength, limits.maxEndpoints), description: `Comma-separated host:port backends instead of tasks.<serviceName> DNS; each ${rules.endpoint.text}.`, examples: ['127.0.0.1:3001,127.0.0.1:3002'] }),
     ),
     ...waitProperties,
+    ...takeoverProperty,
   },
   { additionalProperties: false },
 )
@@ -101,13 +113,27 @@ export const ConvergenceSchema = Type.Object(
   { $id: 'Convergence', additionalProperties: false },
 )
 
-const warnings = Type.Optional(Type.Array(Type.String(), { description: 'Parameters accepted but ignored (Docker Flow Proxy compatibility), one sentence each.' }))
+const warnings = Type.Optional(
+  Type.Array(Type.String(), {
+    description: 'Docker Flow Proxy form: parameters accepted but ignored, and paths this route shares with another (who serves them, who is shadowed), one sentence each.',
+  }),
+)
+
+export const TakenOverSchema = Type.Object(
+  {
+    serviceName: Type.String({ description: 'The service that held the paths.' }),
+    servicePath: Type.Array(Type.String(), { description: 'The paths moved to this route.' }),
+    removed: Type.Boolean({ description: 'Nothing was left of its route, so it was removed.' }),
+  },
+  { additionalProperties: false },
+)
 
 export const ReconfigureAnswerSchema = Type.Object(
   {
     route: ref(RouteSchema),
     version: Type.Integer({ description: 'Config version that holds this route.' }),
     changed: Type.Boolean({ description: 'False when the route was already stored exactly so (the version did not move).' }),
+    takenOver: Type.Optional(Type.Array(TakenOverSchema, { description: 'takeover=true: what was moved from which service.' })),
     warnings,
     convergence: Type.Optional(ref(ConvergenceSchema)),
   },
@@ -138,6 +164,19 @@ export const ServiceTasksSchema = Type.Object(
   { additionalProperties: false, description: 'Running tasks of the service (only with Swarm discovery on, TETHER_DISCOVERY=on).' },
 )
 
+/** A (host, path) binding one route lost to another (contracts/route-planner.ts). */
+export const ShadowedBindingSchema = Type.Object(
+  {
+    serviceName: Type.String({ description: 'The route that does not serve this binding.' }),
+    host: Type.String({ description: "The host ('' for any host)." }),
+    path: Type.String(),
+    port: Type.Integer(),
+    shadowedBy: Type.String({ description: 'The route that serves it instead.' }),
+    message: Type.String({ description: 'The same, as a sentence.' }),
+  },
+  { $id: 'ShadowedBinding', additionalProperties: false },
+)
+
 export const RouteRecordSchema = Type.Object(
   {
     route: ref(RouteSchema),
@@ -146,6 +185,11 @@ export const RouteRecordSchema = Type.Object(
     actor: Type.String(),
     source: Type.String(),
     tasks: Type.Optional(ServiceTasksSchema),
+    shadowed: Type.Optional(
+      Type.Array(ref(ShadowedBindingSchema), {
+        description: "GET /v1/routes/{serviceName}: this route's bindings that another route serves, and the bindings of others this route shadows (paths shared through the Docker Flow Proxy form or labels).",
+      }),
+    ),
   },
   { $id: 'RouteRecord', additionalProperties: false },
 )
@@ -219,6 +263,9 @@ export const FleetStatusSchema = Type.Object(
       Type.Object({ serviceName: Type.String(), error: Type.String(), proxies: Type.Array(Type.String()) }, { additionalProperties: false }),
       { description: 'Routes some proxy refused (HAProxy rejected the configuration with them), with the error and which proxies.' },
     ),
+    shadowed: Type.Array(ref(ShadowedBindingSchema), {
+      description: 'Every binding of the table that another route serves instead (paths shared through the Docker Flow Proxy form or com.df.* labels; Tether\'s own forms refuse them).',
+    }),
     discovery: Type.Optional(
       Type.Object(
         {
@@ -247,6 +294,7 @@ export const sharedSchemas: TSchema[] = [
   ProxyHeartbeatSchema,
   ProxyStatusSchema,
   ConvergenceSchema,
+  ShadowedBindingSchema,
   ReconfigureBodySchema,
   RouteBodySchema,
   ReconfigureAnswerSchema,
@@ -262,6 +310,7 @@ export const errors = {
   400: { ...ErrorRef, description: 'Invalid or unknown parameter (VALIDATION_FAILED, UNKNOWN_PARAMETER); nothing changed.' },
   401: { ...ErrorRef, description: 'Missing or invalid bearer token (UNAUTHORIZED).' },
   404: { ...ErrorRef, description: 'Not found.' },
+  409: { ...ErrorRef, description: "ROUTE_CONFLICT: another service holds one of this route's paths (for the same host); the message names the field, the value and the holder. Nothing was stored; takeover=true moves them." },
   413: { ...ErrorRef, description: 'Body larger than 1 MiB (BODY_TOO_LARGE).' },
   503: { ...ErrorRef, description: 'The route store is unavailable (STORE_UNAVAILABLE); nothing changed.' },
   504: { ...ErrorRef, description: 'wait=converged: some live proxy did not apply the new version in time (CONVERGENCE_TIMEOUT, naming them); the change is stored.' },

@@ -12,7 +12,6 @@ import {
   checkRollbackTarget,
   DEFAULT_CHANGE_LOG_LIMIT,
   diffToVersion,
-  routeKey,
   type PutResult,
   type RemoveResult,
   type RollbackResult,
@@ -20,6 +19,13 @@ import {
   type RouteRecord,
   type RouteStore,
   type WriteOptions,
+  checkClaims,
+  ExpectationFailedError,
+  keysOf,
+  sameRoute,
+  type PendingWrite,
+  type RouteWrite,
+  type WriteResult,
 } from './route-store.ts'
 
 export interface MemoryRouteStoreOptions {
@@ -38,17 +44,35 @@ export function createMemoryRouteStore(options: MemoryRouteStoreOptions = {}): R
   const leases = new Map<string, { holder: string; expiresAt: number }>()
   const events = new EventEmitter()
   events.setMaxListeners(0)
+  /** Binding key → services holding it (the conflict index; see route-planner.ts). */
+  const holders = new Map<string, Set<string>>()
   let version = 0
+
+  function index(serviceName: string, before: Route | null, after: Route | null): void {
+    for (const key of keysOf(before)) {
+      const set = holders.get(key)
+      set?.delete(serviceName)
+      if (set?.size === 0) holders.delete(key)
+    }
+    for (const key of keysOf(after)) {
+      const set = holders.get(key) ?? new Set<string>()
+      set.add(serviceName)
+      holders.set(key, set)
+    }
+  }
 
   /** Applies a batch of diffs as one new version. Synchronous, hence atomic. */
   function commit(diffs: RouteDiff[], meta: ChangeMeta, rollbackTo?: number): number {
     version += 1
     const time = new Date(now()).toISOString()
-    for (const { serviceName, before, after } of diffs) {
+    // Entries of one version in serviceName order, as Redis' sorted set keeps them.
+    for (const { serviceName, before, after } of [...diffs].sort((a, b) => (a.serviceName < b.serviceName ? -1 : 1))) {
       if (after === null) records.delete(serviceName)
       else records.set(serviceName, { route: after, version, updatedAt: time, actor: meta.actor, source: meta.source })
+      index(serviceName, before, after)
       const change: Change = { version, time, operation: after === null ? 'remove' : 'put', serviceName, before, after, actor: meta.actor, source: meta.source }
       if (rollbackTo !== undefined) change.rollbackTo = rollbackTo
+      if (meta.note !== undefined) change.note = meta.note
       log.push(change)
     }
     if (log.length > changeLogLimit) {
@@ -67,6 +91,24 @@ export function createMemoryRouteStore(options: MemoryRouteStoreOptions = {}): R
 
   const sortedRecords = (): RouteRecord[] => [...records.values()].sort((a, b) => (a.route.serviceName < b.route.serviceName ? -1 : 1))
 
+  async function write(writes: readonly RouteWrite[], meta: ChangeMeta, options: Pick<WriteOptions, 'onlyIfSource'> = {}): Promise<WriteResult> {
+    // Synchronous from here to commit(): nothing interleaves, so the batch is atomic.
+    const befores: Array<Route | null> = []
+    const pending: PendingWrite[] = []
+    for (const w of writes) {
+      const record = records.get(w.serviceName)
+      const before = record?.route ?? null
+      befores.push(before)
+      if (w.expect !== undefined && !sameRoute(before, w.expect)) throw new ExpectationFailedError(w.serviceName)
+      if (!ownedBy(record, options) || sameRoute(before, w.after)) continue
+      pending.push({ serviceName: w.serviceName, before, after: w.after, claim: w.claim ?? 'shared', keys: keysOf(w.after) })
+    }
+    if (pending.length === 0) return { version, changes: [], befores }
+    checkClaims(pending, (key) => holders.get(key) ?? [])
+    const changes = pending.map(({ serviceName, before, after }) => ({ serviceName, before, after }))
+    return { version: commit(changes, meta), changes, befores }
+  }
+
   return {
     async snapshot(): Promise<ConfigSnapshot> {
       return { version, routes: sortedRecords().map((r) => r.route) }
@@ -81,16 +123,16 @@ export function createMemoryRouteStore(options: MemoryRouteStoreOptions = {}): R
       return sortedRecords()
     },
     async put(route: Route, meta, options = {}): Promise<PutResult> {
-      const record = records.get(route.serviceName)
-      const before = record?.route ?? null
-      if (before !== null && (routeKey(before) === routeKey(route) || !ownedBy(record, options))) return { route: before, version, changed: false }
-      return { route, version: commit([{ serviceName: route.serviceName, before, after: route }], meta), changed: true }
+      const result = await write([{ serviceName: route.serviceName, after: route, claim: options.claim ?? 'shared' }], meta, options)
+      const changed = result.changes.length > 0
+      return { route: changed ? route : (result.befores[0] ?? route), version: result.version, changed }
     },
     async remove(serviceName, meta, options = {}): Promise<RemoveResult | null> {
-      const record = records.get(serviceName)
-      if (record === undefined || !ownedBy(record, options)) return null
-      return { version: commit([{ serviceName, before: record.route, after: null }], meta), removed: record.route }
+      const result = await write([{ serviceName, after: null }], meta, options)
+      const removed = result.befores[0] ?? null
+      return result.changes.length === 0 || removed === null ? null : { version: result.version, removed }
     },
+    write,
     async changes(since, limit) {
       return log.filter((c) => c.version > since).slice(0, limit)
     },

@@ -33,7 +33,7 @@ import type { Change, ChangeMeta } from '../../contracts/change.ts'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import type { ProxyStatus } from '../../contracts/proxy-status.ts'
 import type { Route } from '../../contracts/route.ts'
-import { StoreUnavailableError } from '../errors.ts'
+import { routeConflict, StoreUnavailableError } from '../errors.ts'
 import {
   checkRollbackTarget,
   DEFAULT_CHANGE_LOG_LIMIT,
@@ -45,7 +45,12 @@ import {
   type RouteDiff,
   type RouteRecord,
   type RouteStore,
+  type RouteWrite,
+  type WriteResult,
+  ExpectationFailedError,
+  keysOf,
 } from './route-store.ts'
+import { parseBindingKey } from '../../contracts/route-planner.ts'
 
 /** The few logger methods the store uses; a pino logger fits. */
 export interface StoreLogger {
@@ -76,43 +81,100 @@ const ROLLBACK_ATTEMPTS = 5
 
 /**
  * Applies a batch of route changes as one new version, atomically.
- * KEYS: version, routes, route-meta, changes
+ * KEYS: version, routes, route-meta, changes, bindings, route-keys, bindings-ready
  * ARGV: expectedVersion ('' = any), time, actor, source, rollbackTo ('' = none), changeLogLimit,
- *       channel, onlyIfSource ('' = any), then pairs (serviceName, canonical route JSON or '' to
- *       remove).
- * A pair that changes nothing (same JSON, or removing an absent route), or whose stored route was
- * last changed from another source than onlyIfSource, is skipped; when every
- * pair is skipped, nothing is written and the version stays.
- * Returns {-1, current} when expectedVersion does not match, else
- * {version, changedCount, before1, before2, ...} with '' for an absent before.
+ *       channel, onlyIfSource ('' = any), note ('' = none), then 5-tuples: serviceName,
+ *       canonical route JSON ('' to remove), claim ('x' exclusive, 's' shared), the route's
+ *       binding keys (space-separated), expect ('*' = any, '' = absent, else the route JSON).
+ * A write that changes nothing (same JSON, or removing an absent route), or whose stored route
+ * was last changed from another source than onlyIfSource, is skipped; when every write is
+ * skipped, nothing is written and the version stays.
+ * The conflict index: bindings maps a binding key to the services holding it (space-separated),
+ * route-keys a service to its keys. An exclusive write whose key is held by a service outside
+ * the batch (or by another write of the batch) is refused before anything is written.
+ * Returns {-1, current} when expectedVersion does not match, {-2, serviceName, key, holder} on
+ * a conflict, {-3, serviceName} when an expect guard fails, {-4} when the index has not been
+ * built for the stored routes yet, else {version, changedCount, flags, before1, before2, ...}
+ * where flags has a '1' for each write applied and a '0' for each skipped, and '' stands for
+ * an absent before.
  */
 const APPLY_SCRIPT = `
+local function split(s)
+  local t = {}
+  if s then for w in string.gmatch(s, '%S+') do t[#t + 1] = w end end
+  return t
+end
+if redis.call('EXISTS', KEYS[7]) == 0 and redis.call('HLEN', KEYS[2]) > 0 then return {-4} end
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then return {-1, current} end
 local befores = {}
 local pending = {}
-for i = 9, #ARGV, 2 do
-  local name, after = ARGV[i], ARGV[i + 1]
+local flags = ''
+for i = 10, #ARGV, 5 do
+  local name, after, claim, keys, expect = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local before = redis.call('HGET', KEYS[2], name)
   befores[#befores + 1] = before or ''
+  if expect ~= '*' and (before or '') ~= expect then return {-3, name} end
   local owned = true
   if ARGV[8] ~= '' and before then
     local m = redis.call('HGET', KEYS[3], name)
     owned = m ~= false and cjson.decode(m).source == ARGV[8]
   end
   if owned and ((after == '' and before) or (after ~= '' and before ~= after)) then
-    pending[#pending + 1] = {name, before, after}
+    pending[#pending + 1] = {name, before, after, claim, split(keys)}
+    flags = flags .. '1'
+  else
+    flags = flags .. '0'
   end
 end
 if #pending == 0 then
-  local out = {current, 0}
+  local out = {current, 0, flags}
   for _, b in ipairs(befores) do out[#out + 1] = b end
   return out
 end
+local inBatch = {}
+for _, p in ipairs(pending) do inBatch[p[1]] = true end
+for _, p in ipairs(pending) do
+  if p[4] == 'x' then
+    for _, k in ipairs(p[5]) do
+      for _, h in ipairs(split(redis.call('HGET', KEYS[5], k))) do
+        if h ~= p[1] and not inBatch[h] then return {-2, p[1], k, h} end
+      end
+      for _, q in ipairs(pending) do
+        if q[1] ~= p[1] then
+          for _, k2 in ipairs(q[5]) do if k2 == k then return {-2, p[1], k, q[1]} end end
+        end
+      end
+    end
+  end
+end
+-- The index: first every old key of the batch out, then every new key in.
+for _, p in ipairs(pending) do
+  for _, k in ipairs(split(redis.call('HGET', KEYS[6], p[1]))) do
+    local keep = {}
+    for _, h in ipairs(split(redis.call('HGET', KEYS[5], k))) do
+      if h ~= p[1] then keep[#keep + 1] = h end
+    end
+    if #keep == 0 then redis.call('HDEL', KEYS[5], k) else redis.call('HSET', KEYS[5], k, table.concat(keep, ' ')) end
+  end
+end
+for _, p in ipairs(pending) do
+  if p[3] == '' then
+    redis.call('HDEL', KEYS[6], p[1])
+  else
+    redis.call('HSET', KEYS[6], p[1], table.concat(p[5], ' '))
+    for _, k in ipairs(p[5]) do
+      local cur = redis.call('HGET', KEYS[5], k)
+      redis.call('HSET', KEYS[5], k, cur and (cur .. ' ' .. p[1]) or p[1])
+    end
+  end
+end
+redis.call('SET', KEYS[7], '1')
 local v = redis.call('INCR', KEYS[1])
 local time, actor, source = cjson.encode(ARGV[2]), cjson.encode(ARGV[3]), cjson.encode(ARGV[4])
 local tail = ',"actor":' .. actor .. ',"source":' .. source
 if ARGV[5] ~= '' then tail = tail .. ',"rollbackTo":' .. ARGV[5] end
+if ARGV[9] ~= '' then tail = tail .. ',"note":' .. cjson.encode(ARGV[9]) end
 tail = tail .. '}'
 for _, p in ipairs(pending) do
   local name, before, after = p[1], p[2], p[3]
@@ -139,9 +201,28 @@ if excess > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', last[2])
 end
 redis.call('PUBLISH', ARGV[7], v)
-local out = {v, #pending}
+local out = {v, #pending, flags}
 for _, b in ipairs(befores) do out[#out + 1] = b end
 return out
+`
+
+/**
+ * Builds the conflict index for routes stored before it existed (or after it was lost).
+ * KEYS: version, bindings, route-keys, bindings-ready. ARGV: expectedVersion, then pairs
+ * (serviceName, binding keys space-separated). Returns 0 when the version moved meanwhile.
+ */
+const INDEX_SCRIPT = `
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  for k in string.gmatch(ARGV[i + 1], '%S+') do
+    local cur = redis.call('HGET', KEYS[2], k)
+    redis.call('HSET', KEYS[2], k, cur and (cur .. ' ' .. ARGV[i]) or ARGV[i])
+  end
+end
+redis.call('SET', KEYS[4], '1')
+return 1
 `
 
 /**
@@ -173,6 +254,7 @@ return 0
 `
 
 interface Scripts {
+  tetherIndex(...args: Array<string | number>): Promise<number>
   tetherApply(...args: Array<string | number>): Promise<Array<number | string>>
   tetherListProxies(...args: Array<string | number>): Promise<Array<string | null>>
   tetherAcquireLease(...args: Array<string | number>): Promise<number>
@@ -207,6 +289,9 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
     routes: `${prefix}routes`,
     meta: `${prefix}route-meta`,
     changes: `${prefix}changes`,
+    bindings: `${prefix}bindings`,
+    routeKeys: `${prefix}route-keys`,
+    bindingsReady: `${prefix}bindings-ready`,
     proxies: `${prefix}proxies`,
     proxyExpiry: `${prefix}proxy-expiry`,
     lease: (name: string) => `${prefix}lease:${name}`,
@@ -231,7 +316,8 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   // The subscriber only sends SUBSCRIBE, which must survive reconnects: queue and resubscribe.
   const subscriber = new Redis(options.url, { ...connection, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true })
 
-  client.defineCommand('tetherApply', { numberOfKeys: 4, lua: APPLY_SCRIPT })
+  client.defineCommand('tetherApply', { numberOfKeys: 7, lua: APPLY_SCRIPT })
+  client.defineCommand('tetherIndex', { numberOfKeys: 4, lua: INDEX_SCRIPT })
   client.defineCommand('tetherListProxies', { numberOfKeys: 2, lua: LIST_PROXIES_SCRIPT })
   client.defineCommand('tetherAcquireLease', { numberOfKeys: 1, lua: ACQUIRE_LEASE_SCRIPT })
   client.defineCommand('tetherReleaseLease', { numberOfKeys: 1, lua: RELEASE_LEASE_SCRIPT })
@@ -326,16 +412,21 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   interface Applied {
     version: number
     changed: number
+    /** One per write: true when it was written, false when it was skipped. */
+    applied: boolean[]
     befores: Array<Route | null>
   }
 
   /** One apply-script call; null when expectedVersion did not match. */
-  async function apply(pairs: Array<[string, Route | null]>, meta: ChangeMeta, extra: { expectedVersion?: number; rollbackTo?: number; onlyIfSource?: string } = {}): Promise<Applied | null> {
+  async function apply(writes: readonly RouteWrite[], meta: ChangeMeta, extra: { expectedVersion?: number; rollbackTo?: number; onlyIfSource?: string } = {}): Promise<Applied | null> {
     const args: Array<string | number> = [
       keys.version,
       keys.routes,
       keys.meta,
       keys.changes,
+      keys.bindings,
+      keys.routeKeys,
+      keys.bindingsReady,
       extra.expectedVersion === undefined ? '' : extra.expectedVersion,
       new Date(now()).toISOString(),
       meta.actor,
@@ -344,12 +435,40 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
       changeLogLimit,
       channel,
       extra.onlyIfSource ?? '',
+      meta.note ?? '',
     ]
-    for (const [name, after] of pairs) args.push(name, after === null ? '' : routeKey(after))
-    const reply = await run(() => scripts.tetherApply(...args))
-    const [version, changed, ...befores] = reply
-    if (version === -1) return null
-    return { version: seen(Number(version)), changed: Number(changed), befores: befores.map((b) => (b === '' ? null : parseRoute(String(b)))) }
+    for (const w of writes) {
+      const expect = w.expect === undefined ? '*' : w.expect === null ? '' : routeKey(w.expect)
+      args.push(w.serviceName, w.after === null ? '' : routeKey(w.after), w.claim === 'exclusive' ? 'x' : 's', keysOf(w.after).join(' '), expect)
+    }
+    for (let attempt = 0; ; attempt++) {
+      const reply = await run(() => scripts.tetherApply(...args))
+      const [code, ...rest] = reply
+      if (code === -1) return null
+      if (code === -2) throw routeConflict({ serviceName: String(rest[0]), ...parseBindingKey(String(rest[1])), holder: String(rest[2]) })
+      if (code === -3) throw new ExpectationFailedError(String(rest[0]))
+      if (code === -4 && attempt < 3) {
+        await buildIndex()
+        continue
+      }
+      if (code === -4) throw new StoreUnavailableError('the route index could not be built (the table kept changing)')
+      const [changed, flags, ...befores] = rest
+      return {
+        version: seen(Number(code)),
+        changed: Number(changed),
+        applied: [...String(flags)].map((f) => f === '1'),
+        befores: befores.map((b) => (b === '' ? null : parseRoute(String(b)))),
+      }
+    }
+  }
+
+  /** Indexes the binding keys of routes stored before the index existed (upgrade from an older Tether). */
+  async function buildIndex(): Promise<void> {
+    const [v, routes] = (await atomically((m) => m.get(keys.version).hgetall(keys.routes))) as [string | null, Record<string, string>]
+    const args: Array<string | number> = [keys.version, keys.bindings, keys.routeKeys, keys.bindingsReady, Number(v ?? 0)]
+    for (const [name, json] of Object.entries(routes)) args.push(name, keysOf(parseRoute(json)).join(' '))
+    const done = await run(() => scripts.tetherIndex(...args))
+    logger?.info({ routes: Object.keys(routes).length, built: done === 1 }, 'route store: conflict index built for the stored routes')
   }
 
   // ---- subscriptions --------------------------------------------------------------------
@@ -461,16 +580,22 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
     },
 
     async put(route, meta, options = {}): Promise<PutResult> {
-      const applied = (await apply([[route.serviceName, route]], meta, options)) as Applied
+      const applied = (await apply([{ serviceName: route.serviceName, after: route, claim: options.claim ?? 'shared' }], meta, options)) as Applied
       const changed = applied.changed > 0
       return { route: changed ? route : (applied.befores[0] ?? route), version: applied.version, changed }
     },
 
     async remove(serviceName, meta, options = {}): Promise<RemoveResult | null> {
-      const applied = (await apply([[serviceName, null]], meta, options)) as Applied
+      const applied = (await apply([{ serviceName, after: null }], meta, options)) as Applied
       const removed = applied.befores[0] ?? null
       if (applied.changed === 0 || removed === null) return null
       return { version: applied.version, removed }
+    },
+
+    async write(writes, meta, options = {}): Promise<WriteResult> {
+      const applied = (await apply(writes, meta, options)) as Applied
+      const changes: RouteDiff[] = writes.flatMap((w, i) => (applied.applied[i] === true ? [{ serviceName: w.serviceName, before: applied.befores[i] ?? null, after: w.after }] : []))
+      return { version: applied.version, changes, befores: applied.befores }
     },
 
     async changes(since, limit) {
@@ -497,7 +622,7 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
         const diffs: RouteDiff[] = diffToVersion(table, log.map((e) => JSON.parse(e) as Change), to)
         if (diffs.length === 0) return { version: current, changed: 0 }
         const applied = await apply(
-          diffs.map((d) => [d.serviceName, d.after]),
+          diffs.map((d) => ({ serviceName: d.serviceName, after: d.after })),
           meta,
           { expectedVersion: current, rollbackTo: to },
         )

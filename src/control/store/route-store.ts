@@ -16,7 +16,8 @@ import type { Change, ChangeMeta, ChangeSource } from '../../contracts/change.ts
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import type { ProxyStatus } from '../../contracts/proxy-status.ts'
 import type { Route } from '../../contracts/route.ts'
-import { VersionNotFoundError } from '../errors.ts'
+import { bindingKeys, parseBindingKey } from '../../contracts/route-planner.ts'
+import { routeConflict, VersionNotFoundError } from '../errors.ts'
 
 /** A stored route with who wrote it last. */
 export interface RouteRecord {
@@ -28,6 +29,46 @@ export interface RouteRecord {
   source: ChangeSource
 }
 
+/**
+ * How a write claims its (host, path) bindings (see contracts/route-planner.ts):
+ * - 'exclusive' (Tether's own forms): refused with ROUTE_CONFLICT (409) when another service
+ *   holds one of the route's binding keys; checked in the same atomic step as the write;
+ * - 'shared' (Docker Flow Proxy form, com.df.* labels, rollback, and the default): stored
+ *   whatever others hold; the planner's precedence decides and reports the shadowed ones.
+ */
+export type ClaimMode = 'exclusive' | 'shared'
+
+/** One route of a batch write. */
+export interface RouteWrite {
+  serviceName: string
+  /** The new route (normalised), or null to remove it. */
+  after: Route | null
+  /** Default 'shared'. */
+  claim?: ClaimMode
+  /**
+   * Compare-and-set: write the batch only if this service's stored route is still `expect`
+   * (null: absent); otherwise the store rejects with `ExpectationFailedError` and writes nothing.
+   */
+  expect?: Route | null
+}
+
+/** A batch's guard on a stored route did not hold: another write came first. Nothing was written. */
+export class ExpectationFailedError extends Error {
+  constructor(readonly serviceName: string) {
+    super(`the route of "${serviceName}" changed while this write was prepared`)
+    this.name = 'ExpectationFailedError'
+  }
+}
+
+export interface WriteResult {
+  /** Current version: the new one when something changed. */
+  version: number
+  /** The route changes written (those equal to what was stored, or not owned, are left out). */
+  changes: RouteDiff[]
+  /** The stored route before the batch, one per write, in order. */
+  befores: Array<Route | null>
+}
+
 /** Conditions on a write. */
 export interface WriteOptions {
   /**
@@ -37,6 +78,8 @@ export interface WriteOptions {
    * written through the API, even one written between discovery's read and its write.
    */
   onlyIfSource?: ChangeSource
+  /** How `put` claims its bindings (default 'shared'). */
+  claim?: ClaimMode
 }
 
 export interface PutResult {
@@ -67,6 +110,14 @@ export interface RouteStore {
   put(route: Route, meta: ChangeMeta, options?: WriteOptions): Promise<PutResult>
   /** `null` when there is no route for that service (and nothing changes). */
   remove(serviceName: string, meta: ChangeMeta, options?: WriteOptions): Promise<RemoveResult | null>
+  /**
+   * Writes a batch of route changes as ONE new version (or none, when nothing changes),
+   * atomically: all or nothing. `onlyIfSource` applies to every write of the batch (a write
+   * whose stored route another source owns is skipped). Rejects with ROUTE_CONFLICT (nothing
+   * written) when an 'exclusive' write would take another service's binding, and with
+   * ExpectationFailedError when an `expect` guard fails.
+   */
+  write(writes: readonly RouteWrite[], meta: ChangeMeta, options?: Pick<WriteOptions, 'onlyIfSource'>): Promise<WriteResult>
   /** Change log entries with version > since, oldest first, at most `limit`. */
   changes(since: number, limit: number): Promise<Change[]>
   /**
@@ -147,4 +198,37 @@ export function checkRollbackTarget(to: number, current: number, oldestLogged: n
   if (to < current && (oldestLogged === undefined || oldestLogged > to + 1)) {
     throw new VersionNotFoundError(`to: version ${to} is older than the change log reaches (oldest kept change is version ${oldestLogged ?? current})`)
   }
+}
+
+/** A write of a batch that changes something, with its binding keys. */
+export interface PendingWrite extends RouteDiff {
+  claim: ClaimMode
+  keys: string[]
+}
+
+/**
+ * Pure, shared by both stores: throws ROUTE_CONFLICT for the first binding an 'exclusive'
+ * write of the batch would take from a service outside it (per `holdersOf`, the index before
+ * the batch) or from another write of the same batch. Services rewritten by the batch are
+ * judged by their new keys, not their stored ones (that is how a takeover frees a path).
+ */
+export function checkClaims(pending: readonly PendingWrite[], holdersOf: (key: string) => Iterable<string>): void {
+  const inBatch = new Set(pending.map((p) => p.serviceName))
+  for (const p of pending) {
+    if (p.claim !== 'exclusive') continue
+    for (const key of p.keys) {
+      const others = [...holdersOf(key)].filter((h) => h !== p.serviceName && !inBatch.has(h))
+      others.push(...pending.filter((q) => q.serviceName !== p.serviceName && q.keys.includes(key)).map((q) => q.serviceName))
+      const holder = others.sort()[0]
+      if (holder !== undefined) throw routeConflict({ serviceName: p.serviceName, ...parseBindingKey(key), holder })
+    }
+  }
+}
+
+/** The keys a write claims (none when it removes the route). */
+export const keysOf = (after: Route | null): string[] => (after === null ? [] : bindingKeys(after))
+
+/** Two stored states of one route are equal (null: absent). */
+export function sameRoute(a: Route | null, b: Route | null): boolean {
+  return a === null || b === null ? a === b : routeKey(a) === routeKey(b)
 }

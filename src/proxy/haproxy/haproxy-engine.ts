@@ -7,6 +7,7 @@ import { Resolver } from 'node:dns/promises'
 import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
+import { describeShadowed } from '../../contracts/route-planner.ts'
 import type { RefusedRoute } from '../../contracts/proxy-status.ts'
 import type { ApplyResult, BackendHealth, Engine } from '../engine.ts'
 import { HaproxyConfigError, HaproxyRuntimeError } from './errors.ts'
@@ -156,7 +157,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings): Prom
     applied = rendered
     appliedText = rendered.config
     await removeStaleFiles(rendered)
-    for (const c of rendered.conflicts) logger.warn(c, 'path served by another service; left to it')
+    for (const s of rendered.shadowed) logger.warn(s, describeShadowed(s))
     const rounded = Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)]))
     logger.info({ version: snapshot.version, routes: snapshot.routes.length - refused.length, refused: refused.length, ...rounded }, 'configuration applied')
     return { refused }

@@ -2,7 +2,8 @@
  * snapshot + settings → HAProxy configuration. Pure and deterministic: the same input gives
  * byte-identical output (golden-file tests), and nothing here touches the disk.
  *
- * Routing, in the frontend:
+ * Routing, in the frontend, prints the plan of contracts/route-planner.ts (which decides every
+ * binding, the precedence and what is shadowed; nothing is decided here):
  * - Routes without a domain live in one map file, keyed by `<prefix>/` (`/` for the catch-all)
  *   and looked up with `map_beg` on `<path>/`. Appending '/' to both sides is what makes the
  *   match whole-segment: `/demo/` is a prefix of `/demo/`, `/demo//`, `/demo/x/`, never of
@@ -10,7 +11,7 @@
  *   match, so 10,000 routes cost one tree lookup, not 10,000 rule evaluations.
  *   The map value is the backend; a request that matches no key gets `tether.notfound`.
  * - Routes with domains become `use_backend` rules (host match + the same prefix test),
- *   ordered longest prefix first, exact host before wildcard. Each rule also requires that
+ *   in the planner's order (longest prefix first, exact host before wildcard). Each rule also requires that
  *   the domain-less routes have no LONGER prefix for the path (a second map, of prefix
  *   lengths), so the longest prefix wins across all routes; at equal length the route with a
  *   domain wins (it is the more specific one).
@@ -23,6 +24,7 @@
 import { createHash } from 'node:crypto'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import { cookieNameOf, type Route } from '../../contracts/route.ts'
+import { hostKind, planRoutes, type ShadowedBinding } from '../../contracts/route-planner.ts'
 import type { ResolvedSettings } from './settings.ts'
 
 /** The settings the configuration depends on (a subset of ResolvedSettings). */
@@ -49,8 +51,8 @@ export interface RenderedConfig {
   /** Backends rendered, with their slot count (for health reports). */
   /** `dnsName`: the name a server-template resolves (tasks.<service>); absent with explicit endpoints. */
   backends: Array<{ name: string; serviceName: string; port: number; slots: number; dnsName?: string }>
-  /** Paths served by more than one route: the first service (by name) keeps them. */
-  conflicts: Array<{ serviceName: string; path: string; keptBy: string }>
+  /** Bindings that lost to another route holding the same host and path (from the planner). */
+  shadowed: ShadowedBinding[]
 }
 
 export const NOT_FOUND_BACKEND = 'tether.notfound'
@@ -84,13 +86,6 @@ function quote(text: string): string {
   return `"${text.replace(/[\\"$]/g, (c) => `\\${c}`)}"`
 }
 
-interface PathRule {
-  serviceName: string
-  path: string
-  backend: string
-  domains: string[]
-}
-
 interface Lines {
   text: string[]
   owners: string[][]
@@ -117,46 +112,29 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
   const paths = statePaths(settings.stateDir)
   const routes = [...snapshot.routes].sort((a, b) => byString(a.serviceName, b.serviceName))
 
-  // Every (route, path) → one rule; first service (by name) keeps a (domains, path) pair.
-  const rules: PathRule[] = []
-  const conflicts: RenderedConfig['conflicts'] = []
-  const claimed = new Map<string, string>()
+  // The planner decides who serves what; this only prints its plan.
+  const plan = planRoutes(routes)
   const backends: RenderedConfig['backends'] = []
   const byBackend = new Map<string, { route: Route; port: number }>()
   for (const route of routes) {
     for (const destination of route.destinations) {
       const backend = backendName(route.serviceName, destination.port)
-      if (!byBackend.has(backend)) {
-        byBackend.set(backend, { route, port: destination.port })
-        backends.push({
-          name: backend,
-          serviceName: route.serviceName,
-          port: destination.port,
-          slots: route.endpoints.length > 0 ? route.endpoints.length : settings.slots,
-          ...(route.endpoints.length > 0 ? {} : { dnsName: `tasks.${route.serviceName}` }),
-        })
-      }
-      for (const path of destination.servicePath) {
-        const domains = route.serviceDomain.length > 0 ? route.serviceDomain : ['']
-        const free = domains.filter((d) => {
-          const key = `${d} ${path}`
-          const owner = claimed.get(key)
-          if (owner === undefined) {
-            claimed.set(key, route.serviceName)
-            return true
-          }
-          if (owner !== route.serviceName) conflicts.push({ serviceName: route.serviceName, path: d === '' ? path : `${d}${path}`, keptBy: owner })
-          return false
-        })
-        if (free.length > 0) rules.push({ serviceName: route.serviceName, path, backend, domains: free.filter((d) => d !== '') })
-      }
+      if (byBackend.has(backend)) continue
+      byBackend.set(backend, { route, port: destination.port })
+      backends.push({
+        name: backend,
+        serviceName: route.serviceName,
+        port: destination.port,
+        slots: route.endpoints.length > 0 ? route.endpoints.length : settings.slots,
+        ...(route.endpoints.length > 0 ? {} : { dnsName: `tasks.${route.serviceName}` }),
+      })
     }
   }
 
-  // Domain-less rules → the map (sorted by key: deterministic, and easy to read).
-  const mapEntries = rules
-    .filter((r) => r.domains.length === 0)
-    .map((r) => ({ key: r.path === '/' ? '/' : `${r.path}/`, backend: r.backend, length: r.path.length, owner: r.serviceName }))
+  // Host-less bindings → the map (sorted by key: deterministic, and easy to read).
+  const mapEntries = plan.http
+    .filter((b) => hostKind(b.host) === 2)
+    .map((b) => ({ key: b.path === '/' ? '/' : `${b.path}/`, backend: backendName(b.serviceName, b.port), length: b.path.length, owner: b.serviceName }))
     .sort((a, b) => byString(a.key, b.key))
   const mapFile = (kind: string, value: (e: (typeof mapEntries)[number]) => string): RenderedFile => {
     const text = mapEntries.map((e) => `${e.key} ${value(e)}\n`).join('')
@@ -167,18 +145,18 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
   /** Prefix length per key, consulted only by rules with a domain (present only when there are some). */
   const lengthsMap = mapFile('lengths', (e) => String(e.length))
 
-  // Domain rules → ordered use_backend lines.
-  const hostRules = rules
-    .filter((r) => r.domains.length > 0)
-    .flatMap((r) => {
-      const exact = r.domains.filter((d) => !d.startsWith('*.'))
-      const wildcard = r.domains.filter((d) => d.startsWith('*.')).map((d) => d.slice(1))
-      const out: Array<PathRule & { kind: 0 | 1; hosts: string[] }> = []
-      if (exact.length > 0) out.push({ ...r, kind: 0, hosts: exact })
-      if (wildcard.length > 0) out.push({ ...r, kind: 1, hosts: wildcard })
-      return out
-    })
-    .sort((a, b) => b.path.length - a.path.length || a.kind - b.kind || byString(a.path, b.path) || byString(a.serviceName, b.serviceName))
+  // Host bindings → use_backend lines in the plan's order; consecutive bindings of one
+  // (service, port, path, host kind) share a line.
+  const hostRules: Array<{ serviceName: string; backend: string; path: string; kind: 0 | 1; hosts: string[] }> = []
+  for (const b of plan.http) {
+    const kind = hostKind(b.host)
+    if (kind === 2) continue
+    const host = kind === 1 ? b.host.slice(1) : b.host
+    const backend = backendName(b.serviceName, b.port)
+    const last = hostRules[hostRules.length - 1]
+    if (last !== undefined && last.backend === backend && last.path === b.path && last.kind === kind) last.hosts.push(host)
+    else hostRules.push({ serviceName: b.serviceName, backend, path: b.path, kind, hosts: [host] })
+  }
 
   const out = lines()
   const blank = (): void => out.push('')
@@ -292,7 +270,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
     owners: out.owners,
     files: hostRules.length === 0 ? [routesMap] : [routesMap, lengthsMap],
     backends: backends.sort((a, b) => byString(a.name, b.name)),
-    conflicts,
+    shadowed: plan.shadowed,
   }
 }
 

@@ -1,7 +1,9 @@
-import { after, before } from 'node:test'
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { Redis } from 'ioredis'
 import { createRedisRouteStore } from '../../../src/control/store/redis-route-store.ts'
 import { startRedisServer, type RedisServer } from '../../helpers/redis-server.ts'
-import { describeRouteStoreContract } from './route-store.contract.ts'
+import { ci, describeRouteStoreContract, route } from './route-store.contract.ts'
 
 let redis: RedisServer
 before(async () => {
@@ -18,4 +20,23 @@ describeRouteStoreContract('redis', async (options) => {
   const store = createRedisRouteStore({ url: redis.url, prefix, ...options })
   const peer = createRedisRouteStore({ url: redis.url, prefix, ...options })
   return { store, peer, close: async () => void (await Promise.all([store.close(), peer.close()])) }
+})
+
+describe('redis route store: routes written by a Tether without the conflict index', () => {
+  it('indexes them on the first write, so an exclusive put still conflicts with a path they hold', async () => {
+    const prefix = `upgrade-${++n}:`
+    const older = createRedisRouteStore({ url: redis.url, prefix })
+    try {
+      await older.put(route('go-demo', 8080, { servicePath: ['/demo'] }), ci)
+      // What an older version left: routes and version, no index.
+      const raw = new Redis(redis.url)
+      await raw.del(`${prefix}bindings`, `${prefix}route-keys`, `${prefix}bindings-ready`)
+      await raw.quit()
+      await assert.rejects(older.put(route('alpha', 80, { servicePath: ['/demo'] }), ci, { claim: 'exclusive' }), /already served by service "go-demo"/)
+      const ok = await older.put(route('alpha', 80, { servicePath: ['/alpha'] }), ci, { claim: 'exclusive' })
+      assert.deepEqual([ok.changed, ok.version], [true, 2])
+    } finally {
+      await older.close()
+    }
+  })
 })

@@ -413,6 +413,126 @@ export function describeRouteStoreContract(name: string, factory: ContractFactor
       })
     })
 
+    describe('binding claims and batch writes', () => {
+      const exclusive = { claim: 'exclusive' as const }
+
+      it('refuses an exclusive put of a path another service holds with ROUTE_CONFLICT naming the holder, and stores nothing', async () => {
+        const { store } = await open()
+        await store.put(route('go-demo', 8080, { servicePath: ['/demo'] }), ci, exclusive)
+        await assert.rejects(store.put(route('alpha', 80, { servicePath: ['/x', '/demo'] }), ci, exclusive), (err: Error & { code?: string; statusCode?: number }) => {
+          assert.equal(err.code, 'ROUTE_CONFLICT')
+          assert.equal(err.statusCode, 409)
+          assert.match(err.message, /servicePath: "\/demo" is already served by service "go-demo"/)
+          return true
+        })
+        const snapshot = await store.snapshot()
+        assert.equal(snapshot.version, 1)
+        assert.deepEqual(snapshot.routes.map((r) => r.serviceName), ['go-demo'])
+        assert.equal((await store.changes(0, 10)).length, 1)
+      })
+
+      it('lets the holder change its own route, and another service take a path once it is freed', async () => {
+        const { store, peer } = await open()
+        await store.put(route('go-demo', 8080, { servicePath: ['/demo'] }), ci, exclusive)
+        const own = await store.put(route('go-demo', 8081, { servicePath: ['/demo', '/more'] }), ci, exclusive)
+        assert.equal(own.changed, true)
+        await store.put(route('go-demo', 8081, { servicePath: ['/more'] }), ci, exclusive)
+        const taken = await peer.put(route('alpha', 80, { servicePath: ['/demo'] }), ci, exclusive)
+        assert.equal(taken.changed, true)
+        assert.deepEqual((await store.snapshot()).routes.map((r) => r.serviceName), ['alpha', 'go-demo'])
+      })
+
+      it('treats the same path on another host, or a host rule beside a host-less one, as different bindings', async () => {
+        const { store } = await open()
+        await store.put(route('a', 80, { servicePath: ['/demo'], serviceDomain: ['a.example.com'] }), ci, exclusive)
+        await store.put(route('b', 80, { servicePath: ['/demo'], serviceDomain: ['b.example.com'] }), ci, exclusive)
+        await store.put(route('c', 80, { servicePath: ['/demo'] }), ci, exclusive)
+        assert.equal((await store.snapshot()).routes.length, 3)
+        await assert.rejects(store.put(route('d', 80, { servicePath: ['/demo'], serviceDomain: ['B.example.com'] }), ci, exclusive), /served by service "b" \(for host b\.example\.com\)/)
+      })
+
+      it('stores a shared put beside the holder (Docker Flow Proxy semantics), and an exclusive put then conflicts with both', async () => {
+        const { store } = await open()
+        await store.put(route('blue', 80, { servicePath: ['/app'] }), ci, exclusive)
+        const shared = await store.put(route('green', 80, { servicePath: ['/app'] }), { actor: 'ci', source: 'dfp' })
+        assert.equal(shared.changed, true)
+        await assert.rejects(store.put(route('red', 80, { servicePath: ['/app'] }), ci, exclusive), /already served by service "blue"/)
+        await store.remove('blue', ci)
+        await assert.rejects(store.put(route('red', 80, { servicePath: ['/app'] }), ci, exclusive), /already served by service "green"/)
+      })
+
+      it('writes a batch as one version with one change-log entry per route, and skips what is unchanged', async () => {
+        const { store, peer } = await open()
+        await store.put(route('same'), ci)
+        const result = await peer.write(
+          [
+            { serviceName: 'same', after: route('same') },
+            { serviceName: 'a', after: route('a') },
+            { serviceName: 'b', after: route('b') },
+            { serviceName: 'gone', after: null },
+          ],
+          { actor: 'discovery', source: 'discovery' },
+        )
+        assert.equal(result.version, 2)
+        assert.deepEqual(result.changes.map((c) => c.serviceName), ['a', 'b'])
+        assert.deepEqual(result.befores, [route('same'), null, null, null])
+        const log = await store.changes(1, 10)
+        assert.deepEqual(log.map((c) => [c.version, c.serviceName, c.operation]), [[2, 'a', 'put'], [2, 'b', 'put']])
+        assert.deepEqual((await store.snapshot()).routes.map((r) => r.serviceName), ['a', 'b', 'same'])
+      })
+
+      it('moves a path between services in one version when the batch frees it (takeover), with a note in the change log', async () => {
+        const { store } = await open()
+        await store.put(route('blue', 80, { servicePath: ['/app', '/admin'] }), ci, exclusive)
+        const blue = (await store.get('blue'))!.route
+        const result = await store.write(
+          [
+            { serviceName: 'green', after: route('green', 80, { servicePath: ['/app'] }), claim: 'exclusive' },
+            { serviceName: 'blue', after: route('blue', 80, { servicePath: ['/admin'] }), expect: blue },
+          ],
+          { ...ci, note: 'takeover: /app moved from blue to green' },
+        )
+        assert.equal(result.version, 2)
+        const log = await store.changes(1, 10)
+        assert.deepEqual(log.map((c) => [c.serviceName, c.note]), [['blue', 'takeover: /app moved from blue to green'], ['green', 'takeover: /app moved from blue to green']])
+        // The index follows: blue can no longer claim /app, green can no longer lose it silently.
+        await assert.rejects(store.put(route('blue', 80, { servicePath: ['/app'] }), ci, exclusive), /already served by service "green"/)
+      })
+
+      it('refuses a whole batch, writing nothing, when an expect guard fails or two exclusive writes of it claim one path', async () => {
+        const { store } = await open()
+        await store.put(route('blue', 80, { servicePath: ['/app'] }), ci)
+        await assert.rejects(store.write([{ serviceName: 'x', after: route('x') }, { serviceName: 'blue', after: null, expect: route('blue', 81) }], ci), { name: 'ExpectationFailedError' })
+        await assert.rejects(
+          store.write(
+            [
+              { serviceName: 'p', after: route('p', 80, { servicePath: ['/same'] }), claim: 'exclusive' },
+              { serviceName: 'q', after: route('q', 80, { servicePath: ['/same'] }), claim: 'exclusive' },
+            ],
+            ci,
+          ),
+          { code: 'ROUTE_CONFLICT' },
+        )
+        const snapshot = await store.snapshot()
+        assert.equal(snapshot.version, 1)
+        assert.deepEqual(snapshot.routes.map((r) => r.serviceName), ['blue'])
+      })
+
+      it('rolls back to a version whose table shared a path, even though an exclusive write could not make it now', async () => {
+        const { store } = await open()
+        await store.put(route('blue', 80, { servicePath: ['/app'] }), ci, exclusive)
+        await store.put(route('green', 80, { servicePath: ['/app'] }), { actor: 'ci', source: 'dfp' })
+        await store.remove('green', ci)
+        const rolled = await store.rollback(2, ci)
+        assert.equal(rolled.changed, 1)
+        assert.deepEqual((await store.snapshot()).routes.map((r) => r.serviceName), ['blue', 'green'])
+        await store.rollback(1, ci)
+        await assert.rejects(store.put(route('red', 80, { servicePath: ['/app'] }), ci, exclusive), /already served by service "blue"/)
+        await store.remove('blue', ci)
+        assert.equal((await store.put(route('red', 80, { servicePath: ['/app'] }), ci, exclusive)).changed, true)
+      })
+    })
+
     describe('concurrency', () => {
       it('gives 50 concurrent puts of different services from two clients 50 distinct versions, and keeps all 50 routes', async () => {
         const { store, peer } = await open()

@@ -3,7 +3,9 @@
  *   GET|PUT /v1/docker-flow-proxy/reconfigure?serviceName=&servicePath=&port=&sessionType=sticky-server
  *   GET|DELETE /v1/docker-flow-proxy/remove?serviceName=
  * Lenient where DFP was: parameters Tether does not implement are accepted, listed in the
- * answer's `warnings` and logged, never silently dropped. Values are judged as strictly as
+ * answer's `warnings` and logged, never silently dropped. Paths are shared as in DFP (no 409:
+ * Docker Flow Swarm Listener counts a 409 as success): both routes are stored, `aclName` order
+ * decides, and `warnings` says which route is shadowed. Values are judged as strictly as
  * everywhere else.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
@@ -27,6 +29,7 @@ export const DfpReconfigureQuerySchema = Type.Object(
     sticky: text('Tether extension: true or false.'),
     stickyCookie: text('Tether extension: affinity cookie name.'),
     endpoints: text('Tether extension: comma-separated host:port backends.'),
+    aclName: text("Order among routes sharing a path (Docker Flow Proxy's rule): the first aclName, default the service name, serves it; the others are reported in 'warnings'.", ['00-go-demo']),
     ...waitProperties,
   },
   {
@@ -59,8 +62,9 @@ const dfp: FastifyPluginAsyncTypebox = async (app) => {
         const query = request.query as Record<string, string | undefined>
         const { route, warnings } = routeFromDfpQuery(query)
         if (warnings.length > 0) request.log.warn({ serviceName: route.serviceName, warnings }, 'Docker Flow Proxy parameters ignored')
-        const answer = await putRoute(app, reply, route, { actor: request.actor, source: 'dfp' }, request.query)
-        return warnings.length > 0 ? { ...answer, warnings } : answer
+        const answer = await putRoute(app, reply, route, { actor: request.actor, source: 'dfp' }, request.query, 'shared')
+        const all = [...warnings, ...(answer.warnings ?? [])]
+        return all.length > 0 ? { ...answer, warnings: all } : answer
       },
     })
   }

@@ -5,6 +5,7 @@
  *   GET /v1/status         current version, live/converged counts, laggards, refused routes
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { shadowedReport } from './helpers.ts'
 import { ProxyHeartbeatSchema } from '../../../contracts/proxy-status.ts'
 import { bearer, errors, FleetStatusSchema, ProxiesAnswerSchema, ProxyIdParamsSchema, ref } from '../schemas.ts'
 
@@ -54,9 +55,10 @@ const fleet: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async () => {
-      const status = await app.fleet.status()
+      const [status, plan] = await Promise.all([app.fleet.status(), app.feed.plan()])
       const d = app.discovery
-      return d === null ? status : { ...status, discovery: { leader: d.isLeader(), services: d.inventory.all(), problems: d.problems() } }
+      const withShadowed = { ...status, shadowed: plan.shadowed.map(shadowedReport) }
+      return d === null ? withShadowed : { ...withShadowed, discovery: { leader: d.isLeader(), services: d.inventory.all(), problems: d.problems() } }
     },
   )
 }

@@ -8,10 +8,10 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { routeFromBody, routeFromQuery } from '../../route-input.ts'
-import { bearer, errors, ReconfigureAnswerSchema, ReconfigureBodySchema, ReconfigureQuerySchema, ref, RemoveAnswerSchema, RemoveQuerySchema, WaitQuerySchema } from '../schemas.ts'
+import { bearer, errors, ReconfigureAnswerSchema, ReconfigureBodySchema, ReconfigureQuerySchema, ref, RemoveAnswerSchema, RemoveQuerySchema, WriteQuerySchema } from '../schemas.ts'
 import { putRoute, removeRoute } from './helpers.ts'
 
-const reconfigureResponses = { 200: ref(ReconfigureAnswerSchema), 400: errors[400], 401: errors[401], 503: errors[503], 504: errors[504] }
+const reconfigureResponses = { 200: ref(ReconfigureAnswerSchema), 400: errors[400], 401: errors[401], 409: errors[409], 503: errors[503], 504: errors[504] }
 
 const reconfigure: FastifyPluginAsyncTypebox = async (app) => {
   for (const method of ['GET', 'PUT'] as const) {
@@ -47,7 +47,7 @@ const reconfigure: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Create or replace the route of a service (JSON form)',
         description: "The same fields as the query-string form, as JSON; lists are arrays. Several path/port destinations go in 'destinations'.",
         security: bearer,
-        querystring: WaitQuerySchema,
+        querystring: WriteQuerySchema,
         body: ref(ReconfigureBodySchema),
         response: { ...reconfigureResponses, 413: errors[413] },
       },

@@ -5,8 +5,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { RouteNotFoundError } from '../../errors.ts'
 import { routeFromBody } from '../../route-input.ts'
-import { bearer, errors, ReconfigureAnswerSchema, ref, RemoveAnswerSchema, RouteBodySchema, RouteRecordSchema, RoutesAnswerSchema, ServiceNameParamsSchema, WaitQuerySchema } from '../schemas.ts'
-import { putRoute, removeRoute } from './helpers.ts'
+import { bearer, errors, ReconfigureAnswerSchema, ref, RemoveAnswerSchema, RouteBodySchema, RouteRecordSchema, RoutesAnswerSchema, ServiceNameParamsSchema, WaitQuerySchema, WriteQuerySchema } from '../schemas.ts'
+import { putRoute, removeRoute, shadowedReport } from './helpers.ts'
+import { shadowingOf } from '../../../contracts/route-planner.ts'
 
 const notFound = { ...errors[404], description: 'No route for that service (ROUTE_NOT_FOUND).' }
 
@@ -42,7 +43,9 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const record = await app.store.get(request.params.serviceName)
       if (record === null) throw new RouteNotFoundError(request.params.serviceName)
       const tasks = app.discovery?.inventory.tasksOf(record.route.serviceName) ?? null
-      return tasks === null ? record : { ...record, tasks }
+      const { shadowed, shadows } = shadowingOf(await app.feed.plan(), record.route.serviceName)
+      const report = [...shadowed, ...shadows].map(shadowedReport)
+      return { ...record, ...(tasks === null ? {} : { tasks }), ...(report.length === 0 ? {} : { shadowed: report }) }
     },
   )
 
@@ -57,9 +60,9 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         description: 'Idempotent: the same body twice answers `changed: false` and leaves the version alone.',
         security: bearer,
         params: ServiceNameParamsSchema,
-        querystring: WaitQuerySchema,
+        querystring: WriteQuerySchema,
         body: ref(RouteBodySchema),
-        response: { 200: ref(ReconfigureAnswerSchema), 400: errors[400], 401: errors[401], 413: errors[413], 503: errors[503], 504: errors[504] },
+        response: { 200: ref(ReconfigureAnswerSchema), 400: errors[400], 401: errors[401], 409: errors[409], 413: errors[413], 503: errors[503], 504: errors[504] },
       },
     },
     async (request, reply) => {

@@ -1,0 +1,98 @@
+/**
+ * Writes through Tether's own forms: exclusive claims, and the explicit takeover that moves
+ * paths from the services holding them to this one in ONE version (the blue-green switch).
+ *
+ *   PUT /v1/reconfigure?serviceName=app-green&servicePath=/app&port=80&takeover=true
+ *
+ * stores app-green's route and removes /app from app-blue's route (app-blue's route is removed
+ * when nothing is left of it), atomically, with a change-log note on both entries. Switching
+ * back is the same call for app-blue.
+ */
+import type { ChangeMeta } from '../contracts/change.ts'
+import type { Route } from '../contracts/route.ts'
+import { bindingKey, bindingKeys } from '../contracts/route-planner.ts'
+import { RouteConflictError, StoreUnavailableError } from './errors.ts'
+import { ExpectationFailedError, type PutResult, type RouteStore, type RouteWrite } from './store/route-store.ts'
+
+/** What a takeover took from one service. */
+export interface TakenOver {
+  serviceName: string
+  /** Paths moved to the new route (for every host the holder served them on). */
+  servicePath: string[]
+  /** True when nothing was left of the holder's route, so it was removed. */
+  removed: boolean
+}
+
+/** Attempts of a takeover racing other writes to the same services before it gives up. */
+const TAKEOVER_ATTEMPTS = 5
+
+/**
+ * Pure: `holder` without the bindings `route` claims. A path the holder serves for several
+ * hosts moves only when the route claims it for all of them (a route's hosts apply to all its
+ * paths, so it cannot keep half); otherwise the takeover is refused with ROUTE_CONFLICT.
+ * Returns null when nothing is left of the holder.
+ */
+export function withoutClaims(holder: Route, route: Route): { after: Route | null; moved: string[] } {
+  const claimed = new Set(bindingKeys(route))
+  const hosts = holder.serviceDomain.length > 0 ? holder.serviceDomain : ['']
+  const moved = new Set<string>()
+  const destinations = holder.destinations
+    .map((d) => ({
+      ...d,
+      servicePath: d.servicePath.filter((path) => {
+        const taken = hosts.filter((h) => claimed.has(bindingKey(h, path)))
+        if (taken.length === 0) return true
+        if (taken.length < hosts.length) {
+          throw new RouteConflictError(
+            `takeover: "${holder.serviceName}" serves ${JSON.stringify(path)} for hosts ${hosts.join(', ')}, and this route claims it for ${taken.join(', ')} only; ` +
+              `a takeover moves a path for all of the holder's hosts: give serviceDomain all of them, or change "${holder.serviceName}" first. Nothing was stored`,
+          )
+        }
+        moved.add(path)
+        return false
+      }),
+    }))
+    .filter((d) => d.servicePath.length > 0)
+  const after = destinations.length === 0 ? null : { ...holder, destinations }
+  return { after, moved: [...moved].sort() }
+}
+
+/**
+ * Stores `route` claiming its bindings exclusively (409 ROUTE_CONFLICT when another service
+ * holds one), or with `takeover`, moving them from their holders in the same version.
+ */
+export async function putExclusive(
+  store: RouteStore,
+  route: Route,
+  meta: ChangeMeta,
+  takeover: boolean,
+): Promise<PutResult & { takenOver?: TakenOver[] }> {
+  if (!takeover) return store.put(route, meta, { claim: 'exclusive' })
+  for (let attempt = 1; attempt <= TAKEOVER_ATTEMPTS; attempt++) {
+    const claimed = new Set(bindingKeys(route))
+    const holders = (await store.snapshot()).routes.filter((r) => r.serviceName !== route.serviceName && bindingKeys(r).some((k) => claimed.has(k)))
+    const takenOver: TakenOver[] = []
+    const writes: RouteWrite[] = [{ serviceName: route.serviceName, after: route, claim: 'exclusive' }]
+    for (const holder of holders) {
+      const { after, moved } = withoutClaims(holder, route)
+      writes.push({ serviceName: holder.serviceName, after, expect: holder })
+      takenOver.push({ serviceName: holder.serviceName, servicePath: moved, removed: after === null })
+    }
+    const note =
+      takenOver.length === 0
+        ? undefined
+        : `takeover by "${route.serviceName}": ${takenOver.map((t) => `${t.servicePath.join(',')} from "${t.serviceName}"${t.removed ? ' (route removed)' : ''}`).join('; ')}`
+    try {
+      const result = await store.write(writes, note === undefined ? meta : { ...meta, note })
+      const changed = result.changes.some((c) => c.serviceName === route.serviceName)
+      const answer = { route: changed ? route : (result.befores[0] ?? route), version: result.version, changed }
+      return takenOver.length === 0 ? answer : { ...answer, takenOver }
+    } catch (err) {
+      // Another write changed a holder, or a new holder appeared, since the table was read: again.
+      const raced = err instanceof ExpectationFailedError || (err instanceof RouteConflictError && (err as { conflict?: unknown }).conflict !== undefined && attempt < TAKEOVER_ATTEMPTS)
+      if (!raced) throw err
+    }
+  }
+  throw new StoreUnavailableError(`the takeover for "${route.serviceName}" kept racing with other writes (${TAKEOVER_ATTEMPTS} attempts)`)
+}
+
