@@ -24,6 +24,7 @@ import { createFleet, type Fleet } from './plugins/fleet.ts'
 import type { DiscoveryProblem, TaskInventory } from './discovery/index.ts'
 import { registerSwagger } from './plugins/swagger.ts'
 import healthRoutes from './routes/health.ts'
+import uiRoutes from './routes/ui.ts'
 import { sharedSchemas } from './routes/schemas.ts'
 import v1Routes from './routes/v1/index.ts'
 import type { RouteStore } from './store/route-store.ts'
@@ -43,6 +44,8 @@ export interface BuildAppOptions {
   convergencePollMs?: number
   /** Swarm discovery, when on: its task inventory and problems are shown by GET /v1/routes/{serviceName} and /v1/status. */
   discovery?: DiscoveryView | undefined
+  /** Link to each proxy's HAProxy stats page on the dashboard (/ui): `{node}`, `{id}` replaced. Default: no link. */
+  statsUrl?: string | undefined
 }
 
 /** What the API reads from Swarm discovery (a SwarmDiscovery fits). */
@@ -150,6 +153,7 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
   await registerSwagger(app, { authEnabled: authenticator.enabled })
   await app.register(healthRoutes)
   await app.register(v1Routes, { prefix: '/v1' })
+  await app.register(uiRoutes, { statsUrl: options.statsUrl, proxyTtlMs, authEnabled: authenticator.enabled })
   return app
 }
 

@@ -26,6 +26,9 @@ export const ControlEnvSchema = Type.Object(
     LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
     TETHER_PROXY_TTL_SECONDS: Type.Integer({ default: 15, minimum: 1, maximum: 3600, description: 'A proxy is live while its last heartbeat is younger than this (3 heartbeat intervals).' }),
     TETHER_LONG_POLL_MAX_SECONDS: Type.Integer({ default: 60, minimum: 1, maximum: 60, description: 'Longest wait a GET /v1/config long poll may ask for.' }),
+    TETHER_STATS_URL: Type.Optional(
+      Type.String({ pattern: '^https?://[^\\s"<>]+$', description: "The dashboard's link to each proxy's HAProxy stats page; {node} and {id} are replaced (e.g. http://{node}:8404/stats)." }),
+    ),
   },
   { additionalProperties: true },
 )
@@ -44,6 +47,8 @@ export interface ControlConfig {
   logLevel: string
   proxyTtlMs: number
   longPollMaxSeconds: number
+  /** TETHER_STATS_URL: the dashboard's link template to each proxy's stats page. */
+  statsUrl: string | undefined
 }
 
 export class ConfigError extends Error {
@@ -134,5 +139,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig 
     logLevel: e.LOG_LEVEL,
     proxyTtlMs: e.TETHER_PROXY_TTL_SECONDS * 1000,
     longPollMaxSeconds: e.TETHER_LONG_POLL_MAX_SECONDS,
+    statsUrl: e.TETHER_STATS_URL,
   }
 }

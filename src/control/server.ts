@@ -40,6 +40,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     proxyTtlMs: config.proxyTtlMs,
     longPollMaxSeconds: config.longPollMaxSeconds,
     discovery,
+    statsUrl: config.statsUrl,
   })
 
   closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
@@ -56,6 +57,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   const lines = [
     '',
     `Tether control plane listening on ${config.host}:${config.port} (${config.redisUrl === undefined ? 'embedded in-memory store: routes are lost on restart; set REDIS_URL for Redis' : `Redis store, key prefix ${config.redisPrefix}`})`,
+    `  Dashboard:   ${base}/ui/`,
     `  Swagger UI:  ${base}/docs`,
     `  OpenAPI:     ${base}/openapi.json`,
   ]

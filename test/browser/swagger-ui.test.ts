@@ -5,37 +5,15 @@
  * example but start empty, so the stored route holds only what was typed.
  */
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { chromium } from 'playwright-core'
 import { API_TOKEN, startControl } from '../control/harness.ts'
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const missing = !existsSync(CHROMIUM)
-const skip = missing && process.env.CI !== 'true' ? `chromium not found at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)` : false
+import { openBrowser, skipWithoutChromium as skip } from './chromium.ts'
 
 describe('Swagger UI at /docs', { skip }, () => {
   it('lets an operator authorize, run "Try it out" on reconfigure with only the required fields, get 200, and find exactly those stored', async (t) => {
     const { app } = await startControl(t)
     const base = await app.listen({ port: 0, host: '127.0.0.1' })
-    const profile = await mkdtemp(join(tmpdir(), 'tether-chromium-'))
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      timeout: 30_000,
-    })
-    t.after(async () => {
-      await context.close()
-      await rm(profile, { recursive: true, force: true })
-    })
-    const page = context.pages()[0] ?? (await context.newPage())
-    page.setDefaultTimeout(15_000)
-    // Only loopback: refuse anything else the page might try to load.
-    await page.route(/^(?!http:\/\/127\.0\.0\.1[:/]).*/, (route) => route.abort())
+    const { page } = await openBrowser(t)
 
     await page.goto(`${base}/docs`)
     await page.locator('button.authorize').first().click()

@@ -38,7 +38,7 @@ export interface TestControl {
   api(method: 'GET' | 'PUT' | 'DELETE' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: any }>
 }
 
-export async function startControl(t: TestContext, options: { store?: RouteStore; proxyTtlMs?: number; port?: number; host?: string } = {}): Promise<TestControl> {
+export async function startControl(t: TestContext, options: { store?: RouteStore; proxyTtlMs?: number; port?: number; host?: string; statsUrl?: string } = {}): Promise<TestControl> {
   const port = options.port ?? (await freePort())
   const host = options.host ?? '127.0.0.1'
   let store = options.store ?? createMemoryRouteStore()
@@ -58,7 +58,7 @@ export async function startControl(t: TestContext, options: { store?: RouteStore
     async start(next) {
       if (app !== null) throw new Error('control plane already running')
       if (next !== undefined) store = next
-      const built = await buildApp({ store, auth: { apiTokens: new Map([[API_TOKEN, 'tests']]), proxyToken: PROXY_TOKEN }, proxyTtlMs: options.proxyTtlMs ?? 15_000 })
+      const built = await buildApp({ store, auth: { apiTokens: new Map([[API_TOKEN, 'tests']]), proxyToken: PROXY_TOKEN }, proxyTtlMs: options.proxyTtlMs ?? 15_000, statsUrl: options.statsUrl })
       await built.listen({ port, host })
       app = built
     },

@@ -5,6 +5,7 @@ import dfpRoutes from './docker-flow-proxy.ts'
 import fleetRoutes from './fleet.ts'
 import reconfigureRoutes from './reconfigure.ts'
 import resourceRoutes from './routes.ts'
+import versionRoutes from './version.ts'
 
 const v1: FastifyPluginAsync = async (app) => {
   await app.register(reconfigureRoutes)
@@ -12,6 +13,7 @@ const v1: FastifyPluginAsync = async (app) => {
   await app.register(resourceRoutes)
   await app.register(configRoutes)
   await app.register(fleetRoutes)
+  await app.register(versionRoutes)
 }
 
 export default v1

@@ -1,0 +1,292 @@
+// Tether's operator dashboard: plain DOM, no framework, no build step.
+// Reads the public API (no token); follows GET /v1/version's long poll so a change on any
+// control-plane replica shows at once; re-reads proxies and status every few seconds, since a
+// proxy going silent is not a version. Every value from the API goes in through textContent.
+
+const LONG_POLL_SECONDS = 25
+const FLEET_REFRESH_MS = 2000
+const CHANGES_SHOWN = 50
+/** A proxy that left the live list stays on the page, marked stale, this long. */
+const STALE_KEPT_MS = 10 * 60 * 1000
+
+const state = {
+  settings: { statsUrl: null, proxyTtlSeconds: 15, authEnabled: true },
+  version: null,
+  routes: [],
+  proxies: [],
+  status: null,
+  changes: [],
+  /** id → { proxy, lastSeen (ms) }: proxies seen live, kept to show them stale when they go. */
+  seen: new Map(),
+}
+
+const $ = (id) => document.getElementById(id)
+
+/** h('td', { class: 'ok' }, 'text', child...) → element; strings become text nodes. */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag)
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v)
+    else el.setAttribute(k, v === true ? '' : String(v))
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c))
+  return el
+}
+
+function ago(iso) {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000))
+  if (s < 90) return `${s} s ago`
+  if (s < 5400) return `${Math.round(s / 60)} min ago`
+  return `${Math.round(s / 3600)} h ago`
+}
+
+function clock(iso) {
+  const d = new Date(iso)
+  return d.toLocaleString(undefined, { hour12: false })
+}
+
+async function getJson(path) {
+  const res = await fetch(path, { headers: { accept: 'application/json' }, cache: 'no-store' })
+  const body = await res.json().catch(() => null)
+  if (!res.ok) throw new Error(body?.message ?? `${path}: HTTP ${res.status}`)
+  return body
+}
+
+function say(text, isError = false) {
+  const m = $('message')
+  m.textContent = text
+  m.className = isError ? 'message error' : 'message'
+  m.hidden = false
+}
+
+function setLive(ok, text) {
+  const l = $('live')
+  l.textContent = text
+  l.className = ok ? 'live' : 'live down'
+}
+
+// ---- rendering --------------------------------------------------------------------------
+
+function renderSummary() {
+  const s = state.status
+  if (s === null) return
+  const laggards = s.laggards.length > 0 ? ` · behind: ${s.laggards.map((l) => `${l.id} (v${l.version})`).join(', ')}` : ''
+  $('summary').textContent = `version ${s.version} · ${s.live} live ${s.live === 1 ? 'proxy' : 'proxies'}, ${s.converged} converged${laggards}`
+  $('summary').className = s.laggards.length > 0 ? 'summary warn' : 'summary'
+}
+
+function healthOf(serviceName) {
+  const cells = []
+  for (const p of state.proxies) {
+    const refused = p.refusedRoutes.find((r) => r.serviceName === serviceName)
+    if (refused !== undefined) {
+      cells.push(h('span', { class: 'badge bad', title: refused.error }, `${p.id}: refused`))
+      continue
+    }
+    const b = (p.backends ?? []).find((x) => x.serviceName === serviceName)
+    if (b === undefined) {
+      cells.push(h('span', { class: 'badge', title: 'this proxy reports no servers for the route (yet)' }, `${p.id}: –`))
+      continue
+    }
+    const cls = b.up === 0 ? 'bad' : b.down > 0 ? 'warn' : 'ok'
+    const extra = typeof b.tasks === 'number' ? ` (${b.tasks} tasks)` : ''
+    cells.push(h('span', { class: `badge ${cls}`, title: `${b.up} servers up, ${b.down} down${extra}` }, `${p.id}: ${b.up}↑ ${b.down}↓${extra}`))
+  }
+  return cells.length > 0 ? cells : h('span', { class: 'muted' }, 'no live proxy')
+}
+
+function tasksOf(record) {
+  const r = record.route
+  if (record.tasks !== undefined) {
+    const t = record.tasks
+    const title = t.error !== undefined ? `listing fails: ${t.error}` : `${t.addresses.join(', ')} (checked ${ago(t.checkedAt)})`
+    return h('span', { class: t.error !== undefined || t.overSlots ? 'warn' : '', title }, `${t.running} running${t.overSlots ? ' (more than slots)' : ''}`)
+  }
+  if (r.endpoints.length > 0) return h('span', { title: r.endpoints.join(', ') }, `${r.endpoints.length} endpoint${r.endpoints.length === 1 ? '' : 's'}`)
+  return h('span', { class: 'muted' }, `tasks.${r.serviceName}`)
+}
+
+function renderRoutes() {
+  const body = $('routes').tBodies[0]
+  body.replaceChildren(
+    ...state.routes.map((record) => {
+      const r = record.route
+      return h(
+        'tr',
+        { 'data-service': r.serviceName },
+        h('td', {}, h('strong', {}, r.serviceName)),
+        h('td', {}, r.destinations.map((d) => h('div', {}, `${d.servicePath.join(', ')} → ${d.port}`))),
+        h('td', {}, r.serviceDomain.length > 0 ? r.serviceDomain.join(', ') : h('span', { class: 'muted' }, 'any')),
+        h('td', {}, r.sticky ? `yes${r.stickyCookie !== undefined ? ` (${r.stickyCookie})` : ''}` : 'no'),
+        h('td', {}, tasksOf(record)),
+        h('td', {}, healthOf(r.serviceName)),
+        h('td', {}, String(record.version)),
+        h('td', { title: clock(record.updatedAt) }, `${record.actor} (${record.source}), ${ago(record.updatedAt)}`),
+      )
+    }),
+  )
+  $('routes-empty').hidden = state.routes.length > 0
+}
+
+function statsLink(p) {
+  const template = state.settings.statsUrl
+  if (typeof template !== 'string' || template === '') return h('span', { class: 'muted' }, '–')
+  const url = template.replaceAll('{node}', encodeURIComponent(p.node)).replaceAll('{id}', encodeURIComponent(p.id))
+  return h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, 'HAProxy stats')
+}
+
+function renderProxies() {
+  const now = Date.now()
+  const ttlMs = state.settings.proxyTtlSeconds * 1000
+  const version = state.status?.version ?? state.version ?? 0
+  const live = new Set(state.proxies.map((p) => p.id))
+  for (const p of state.proxies) state.seen.set(p.id, { proxy: p, lastSeen: now })
+  for (const [id, s] of state.seen) if (!live.has(id) && now - Date.parse(s.proxy.receivedAt) > STALE_KEPT_MS) state.seen.delete(id)
+  const rows = [...state.seen.values()]
+    .map((s) => s.proxy)
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .map((p) => {
+      const stale = !live.has(p.id)
+      const age = now - Date.parse(p.receivedAt)
+      const late = !stale && age > ttlMs / 2
+      const statusCls = stale ? 'bad' : p.status === 'ok' ? 'ok' : p.status === 'starting' ? '' : p.status === 'degraded' ? 'warn' : 'bad'
+      const versionCell = p.version >= version ? h('span', { class: 'ok' }, `${p.version} ✓`) : h('span', { class: 'warn' }, `${p.version} (behind ${version})`)
+      return h(
+        'tr',
+        { 'data-proxy': p.id, class: stale ? 'stale' : undefined },
+        h('td', {}, p.id),
+        h('td', {}, p.node),
+        h('td', { class: statusCls }, stale ? `stale: no heartbeat for over ${state.settings.proxyTtlSeconds} s` : late ? `${p.status} (heartbeat late)` : p.status),
+        h('td', {}, versionCell),
+        h('td', {}, p.haproxyVersion),
+        h('td', { title: clock(p.receivedAt) }, ago(p.receivedAt)),
+        h('td', { class: p.lastError === null ? 'muted' : 'bad' }, p.lastError ?? 'none'),
+        h('td', {}, statsLink(p)),
+      )
+    })
+  $('proxies').tBodies[0].replaceChildren(...rows)
+  $('proxies-empty').hidden = rows.length > 0
+  $('stats-hint').hidden = typeof state.settings.statsUrl === 'string' && state.settings.statsUrl !== ''
+}
+
+function renderProblems() {
+  const items = []
+  const s = state.status
+  for (const r of s?.refusedRoutes ?? []) items.push(h('li', { class: 'bad' }, `${r.serviceName}: refused by ${r.proxies.join(', ')} — ${r.error}`))
+  for (const p of s?.discovery?.problems ?? []) items.push(h('li', { class: 'warn' }, `${p.serviceName}: ${p.message}`))
+  for (const p of state.proxies) if (p.lastError !== null) items.push(h('li', { class: 'bad' }, `proxy ${p.id}: ${p.lastError}`))
+  if (s?.discovery !== undefined) items.push(h('li', { class: 'muted' }, `Swarm discovery on; this replica ${s.discovery.leader ? 'leads it' : 'does not lead it'}.`))
+  if (items.length === 0) items.push(h('li', { class: 'muted' }, 'None.'))
+  $('problems').replaceChildren(...items)
+}
+
+function describeChange(c) {
+  if (c.operation === 'remove') return 'removed'
+  const where = (route) => route.destinations.map((d) => `${d.servicePath.join(',')}→${d.port}`).join(' ')
+  const text = c.before === null ? `created ${where(c.after)}` : `changed ${where(c.before)} ⇒ ${where(c.after)}`
+  return c.rollbackTo !== undefined ? `${text} (rollback to v${c.rollbackTo})` : text
+}
+
+function renderChanges() {
+  const current = state.version
+  const rows = [...state.changes].reverse().map((c) =>
+    h(
+      'tr',
+      { 'data-version': c.version },
+      h('td', {}, String(c.version)),
+      h('td', { title: c.time }, clock(c.time)),
+      h('td', {}, c.actor),
+      h('td', {}, c.source),
+      h('td', {}, c.serviceName),
+      h('td', {}, describeChange(c)),
+      h('td', {}, c.version === current ? h('span', { class: 'muted' }, 'current') : h('button', { type: 'button', 'data-restore': c.version, onclick: () => restore(c.version) }, `Restore v${c.version}`)),
+    ),
+  )
+  $('changes').tBodies[0].replaceChildren(...rows)
+}
+
+// ---- data -------------------------------------------------------------------------------
+
+async function refreshFleet() {
+  const [proxies, status] = await Promise.all([getJson('/v1/proxies'), getJson('/v1/status')])
+  state.proxies = proxies.proxies
+  state.status = status
+  renderSummary()
+  renderProxies()
+  renderProblems()
+  renderRoutes() // health per proxy comes from the proxies
+}
+
+async function refreshTable() {
+  const routes = await getJson('/v1/routes')
+  const since = Math.max(0, routes.version - CHANGES_SHOWN)
+  const changes = await getJson(`/v1/changes?since=${since}&limit=${CHANGES_SHOWN * 4}`)
+  state.version = Math.max(routes.version, changes.version)
+  state.routes = routes.routes
+  state.changes = changes.changes
+  renderRoutes()
+  renderChanges()
+}
+
+async function restore(version) {
+  const token = $('token').value.trim()
+  if (state.settings.authEnabled && token === '') {
+    say('Restoring needs an API token: type it in the "API token" field above.', true)
+    $('token').focus()
+    return
+  }
+  if (!window.confirm(`Make the routing table what it was at version ${version}? This writes a new version; every proxy applies it.`)) return
+  const res = await fetch(`/v1/config/rollback?to=${encodeURIComponent(version)}`, { method: 'POST', headers: token === '' ? {} : { authorization: `Bearer ${token}` } })
+  const body = await res.json().catch(() => null)
+  if (!res.ok) {
+    say(`Restore refused: ${body?.message ?? `HTTP ${res.status}`}`, true)
+    return
+  }
+  say(body.changed === 0 ? `The table already equals version ${version}: nothing changed.` : `Restored the table of version ${version} as version ${body.version} (${body.changed} route${body.changed === 1 ? '' : 's'} changed).`)
+  await refreshTable().catch(() => {})
+  await refreshFleet().catch(() => {})
+}
+
+/** Follows the config version: answers at once on a change anywhere, else every LONG_POLL_SECONDS. */
+async function followVersion() {
+  let delay = 1000
+  for (;;) {
+    try {
+      const since = state.version ?? 0
+      const v = await getJson(`/v1/version?since=${since}&wait=${LONG_POLL_SECONDS}`)
+      if (v.changed || state.version === null) await refreshTable()
+      setLive(true, `live · updated ${new Date().toLocaleTimeString(undefined, { hour12: false })}`)
+      delay = 1000
+    } catch (error) {
+      setLive(false, `control plane unreachable (${error.message}); retrying`)
+      await new Promise((r) => setTimeout(r, delay))
+      delay = Math.min(delay * 2, 10_000)
+    }
+  }
+}
+
+async function followFleet() {
+  for (;;) {
+    try {
+      await refreshFleet()
+    } catch (error) {
+      setLive(false, `control plane unreachable (${error.message}); retrying`)
+    }
+    await new Promise((r) => setTimeout(r, FLEET_REFRESH_MS))
+  }
+}
+
+async function start() {
+  try {
+    state.settings = await getJson('/ui/settings.json')
+  } catch {
+    // defaults
+  }
+  $('token').addEventListener('input', () => ($('message').hidden = true))
+  await refreshTable().catch((error) => setLive(false, `control plane unreachable (${error.message}); retrying`))
+  void followFleet()
+  void followVersion()
+}
+
+void start()

@@ -1,0 +1,82 @@
+/**
+ * The operator dashboard at /ui, in a real headless Chromium, against a real control plane and
+ * a real proxy agent driving a real HAProxy in front of real backends: the page shows the
+ * proxy, a route registered through the API appears without a reload (the version long poll),
+ * with its health on the proxy; a restore from the change log needs the API token and changes
+ * the table; a proxy whose heartbeats stop turns stale.
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { backends, reconfigureQuery, startAgent, startControl, API_TOKEN } from '../proxy/harness.ts'
+import { openBrowser, skipWithoutChromium as skip } from './chromium.ts'
+
+describe('dashboard at /ui', { skip }, () => {
+  it('shows the fleet live: a new route and its health, a restore from the change log, a proxy gone stale', async (t) => {
+    const control = await startControl(t, { proxyTtlMs: 2000, statsUrl: 'http://{node}:8404/stats' })
+    const edge = await startAgent(t, { id: 'edge-1', controlUrls: [control.url] })
+    const shop = await backends(t, 2, 'shop')
+    const { page } = await openBrowser(t)
+    const dialogs: string[] = []
+    page.on('dialog', (d) => {
+      dialogs.push(d.message())
+      void d.accept()
+    })
+
+    // `/` leads to the dashboard; reading needs no token.
+    await page.goto(`${control.url}/`)
+    assert.equal(new URL(page.url()).pathname, '/ui/')
+    const proxyRow = page.locator('tr[data-proxy="edge-1"]')
+    await proxyRow.filter({ hasText: 'ok' }).waitFor()
+    assert.match(await proxyRow.innerText(), /node-of-edge-1/)
+    assert.equal(await proxyRow.locator('a').getAttribute('href'), 'http://node-of-edge-1:8404/stats', 'links the proxy stats page')
+    assert.equal(await page.locator('#routes tbody tr').count(), 0)
+
+    // A route registered through the API shows without a reload: only the version long poll
+    // re-reads the routes (the periodic refresh reads proxies and status only).
+    const registered = Date.now()
+    const put = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'shop', path: '/shop', endpoints: shop.map((b) => b.address), sticky: true })}`)
+    assert.equal(put.status, 200)
+    const shopRow = page.locator('tr[data-service="shop"]')
+    await shopRow.waitFor({ timeout: 5000 })
+    t.diagnostic(`route shown ${Date.now() - registered} ms after the API answered`)
+    assert.match(await shopRow.innerText(), /\/shop → 80/)
+    assert.match(await shopRow.innerText(), /2 endpoints/)
+    // Its health on the proxy, once the proxy applied it and HAProxy checked the servers.
+    await shopRow.locator('.badge', { hasText: 'edge-1: 2↑ 0↓' }).waitFor({ timeout: 10_000 })
+    await page.locator('#changes tr[data-version="1"]').waitFor()
+
+    const cart = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'cart', path: '/cart', endpoints: shop.map((b) => b.address) })}`)
+    assert.equal(cart.body.version, 2)
+    await page.locator('tr[data-service="cart"]').waitFor()
+
+    // Restore v1 without a token: the page asks for one, nothing changes.
+    await page.locator('#changes button[data-restore="1"]').click()
+    await page.locator('#message', { hasText: 'needs an API token' }).waitFor()
+    assert.equal((await control.api('GET', '/v1/routes')).body.routes.length, 2)
+    assert.equal(dialogs.length, 0, 'no confirmation asked before the token is there')
+
+    // With the token: confirmed, and the table is version 1's again (cart gone, shop kept).
+    await page.locator('#token').fill(API_TOKEN)
+    await page.locator('#changes button[data-restore="1"]').click()
+    await page.locator('#message', { hasText: 'Restored the table of version 1 as version 3' }).waitFor()
+    assert.equal(dialogs.length, 1)
+    await page.locator('tr[data-service="cart"]').waitFor({ state: 'detached' })
+    assert.equal(await page.locator('tr[data-service="shop"]').count(), 1)
+    const routes = (await control.api('GET', '/v1/routes')).body
+    assert.deepEqual(
+      routes.routes.map((r: { route: { serviceName: string } }) => r.route.serviceName),
+      ['shop'],
+    )
+    const change = (await control.api('GET', '/v1/changes?since=2')).body.changes[0]
+    assert.equal(change.actor, 'tests', "the page's rollback carried the operator's token")
+    assert.equal(change.source, 'rollback')
+
+    // The proxy stops (no more heartbeats): once its TTL passes it is shown stale, not dropped.
+    assert.equal(await proxyRow.getAttribute('class'), null)
+    await edge.stop()
+    await page.locator('tr.stale[data-proxy="edge-1"]').waitFor({ timeout: 15_000 })
+    assert.match(await proxyRow.innerText(), /stale: no heartbeat/)
+    assert.match(await page.locator('#summary').innerText(), /0 live proxies/)
+    assert.equal(await page.locator('tr[data-service="shop"]').count(), 1, 'the routes are still shown')
+  })
+})
