@@ -57,7 +57,7 @@ for (const n of sizes) {
     adminListen: `127.0.0.1:${await freePort()}`,
     resolvers: ['127.0.0.1:1'],
     cookieKey: 'bench-cookie-key',
-    slots,
+
     maxconn,
     logger: {
       debug: quiet,
@@ -70,7 +70,7 @@ for (const n of sizes) {
   })
   try {
     const snapshot = { version: 1, routes: routes(n) }
-    const size = render(snapshot, resolveSettings({ stateDir, cookieKey: 'bench-cookie-key', slots, maxconn })).config.length
+    const size = render(snapshot, resolveSettings({ stateDir, cookieKey: 'bench-cookie-key', maxconn })).config.length
 
     let t = process.hrtime.bigint()
     await engine.apply(snapshot)

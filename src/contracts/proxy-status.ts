@@ -10,17 +10,51 @@ export const RefusedRouteSchema = Type.Object(
 )
 export type RefusedRoute = Static<typeof RefusedRouteSchema>
 
+export const ServerHealthSchema = Type.Object(
+  {
+    name: Type.String({ maxLength: 256, description: "HAProxy's server name: the task's name (from Docker's DNS), else its address; host:port for a fixed endpoint." }),
+    status: Type.Union([Type.Literal('up'), Type.Literal('down'), Type.Literal('maint')], { description: 'From the health check (down: the check fails, e.g. nothing listens on the port).' }),
+  },
+  { additionalProperties: false },
+)
+
 export const BackendHealthSchema = Type.Object(
   {
     serviceName: ServiceNameSchema,
-    up: Type.Integer({ minimum: 0 }),
-    down: Type.Integer({ minimum: 0 }),
-    slots: Type.Integer({ minimum: 0, description: 'server-template slots; a service with more tasks than slots is not fully served.' }),
-    tasks: Type.Optional(
-      Type.Integer({ minimum: 0, description: 'Set only when the service has more tasks than slots (from DNS): the extra tasks get no traffic until TETHER_SLOTS is raised.' }),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    up: Type.Integer({ minimum: 0, description: 'Servers whose health check passes.' }),
+    down: Type.Integer({ minimum: 0, description: 'Servers whose health check fails (or in maintenance).' }),
+    servers: Type.Optional(
+      Type.Array(ServerHealthSchema, {
+        maxItems: 1000,
+        description: 'The servers (tasks) behind the counts. Left out for backends whose servers are all up when the proxy serves more than 2,000 backends, to keep heartbeats small.',
+      }),
     ),
   },
   { additionalProperties: false },
+)
+
+export const DescriptorReportSchema = Type.Object(
+  {
+    needed: Type.Integer({ minimum: 0, description: 'File descriptors HAProxy needs for this table: 2 × maxconn wanted + 1 per health-checked server + a fixed part.' }),
+    limit: Type.Integer({ minimum: 0, description: 'The hard nofile limit HAProxy runs under.' }),
+    maxconn: Type.Integer({ minimum: 0, description: 'The connection limit rendered (lowered by the proxy when the limit is too low, unless TETHER_MAXCONN set it).' }),
+    servers: Type.Integer({ minimum: 0 }),
+    checkedServers: Type.Integer({ minimum: 0, description: 'Servers with a health check; fewer than servers only when the limit cannot hold them.' }),
+    problem: Type.Union([Type.String({ maxLength: 1024 }), Type.Null()], { description: 'What the proxy had to give up, or why HAProxy will refuse, and what to do; null when everything fits.' }),
+  },
+  { $id: 'DescriptorReport', additionalProperties: false },
+)
+export type DescriptorReport = Static<typeof DescriptorReportSchema>
+
+export const ApplyFailureSchema = Type.Object(
+  {
+    version: Type.Integer({ minimum: 0, description: 'The newest version the proxy tried and could not apply.' }),
+    message: Type.String({ maxLength: 4096, description: "Why, in HAProxy's own words when HAProxy refused (e.g. \"Cannot raise FD limit to 20209, limit is 20000.\")." }),
+    attempts: Type.Integer({ minimum: 1, description: 'Failed attempts in a row.' }),
+    nextAttemptAt: Type.String({ format: 'date-time', description: 'When the proxy tries again (backing off; a newer version waits for it too).' }),
+  },
+  { additionalProperties: false, description: 'Set while the proxy cannot apply the current table for a reason other than a refused route; it keeps serving the version it has.' },
 )
 
 /** What a proxy replica reports with each heartbeat (PUT /v1/proxies/{id}). */
@@ -34,6 +68,8 @@ export const ProxyHeartbeatSchema = Type.Object(
     haproxyVersion: Type.String({ maxLength: 128 }),
     startedAt: Type.String({ format: 'date-time' }),
     backends: Type.Array(BackendHealthSchema, { maxItems: 100000 }),
+    descriptors: Type.Optional(DescriptorReportSchema),
+    applyFailure: Type.Optional(ApplyFailureSchema),
   },
   { $id: 'ProxyHeartbeat', additionalProperties: false },
 )

@@ -12,8 +12,11 @@
  *   flushed — its version went backwards — is applied rather than ignored. A snapshot is
  *   applied whenever it differs from the one served, whatever its version number.
  * - the applier calls `engine.apply` (one call at a time), saves the snapshot in the state
- *   directory, and sends a heartbeat. When the engine fails entirely (nothing applied) it
- *   retries the same snapshot with backoff until it succeeds or a newer one arrives.
+ *   directory, and sends a heartbeat. When the engine fails entirely (nothing applied: HAProxy
+ *   refused to reload for lack of descriptors or memory, say) it keeps serving what it has,
+ *   reports the failure with HAProxy's own message (`applyFailure`), and backs off: the next
+ *   attempt — with the newest snapshot by then — waits for the backoff even when new versions
+ *   arrive, so a fleet that cannot apply does not reload in a loop.
  * - the heartbeat loop reports every `heartbeatMs` (and the applier after every apply).
  *
  * At start, a last known good snapshot on disk is applied before the first poll, so a proxy
@@ -60,6 +63,8 @@ export interface AgentStatus {
   refusedRoutes: RefusedRoute[]
   /** Whether the last request to the control plane succeeded. */
   controlReachable: boolean
+  /** Set while the newest snapshot cannot be applied (the engine failed entirely). */
+  applyFailure: NonNullable<ProxyHeartbeat['applyFailure']> | null
 }
 
 export interface Agent {
@@ -124,13 +129,12 @@ export function createAgent(options: AgentOptions): Agent {
   let pending: (Held & { fromDisk: boolean }) | null = null
   let refused: RefusedRoute[] = []
   let applyError: string | null = null
+  let applyFailure: AgentStatus['applyFailure'] = null
   let saveError: string | null = null
   let controlError: string | null = null
   let controlReachable = false
   let applier: Promise<void> | null = null
   let loops: Promise<unknown>[] = []
-  /** Aborted to cut an engine-retry wait short when a new snapshot arrives. */
-  let wakeApplier: AbortController | null = null
   let heartbeatInFlight: Promise<void> | null = null
   let heartbeatAgain = false
   let started = false
@@ -138,13 +142,14 @@ export function createAgent(options: AgentOptions): Agent {
   const waiters = new Set<{ version: number; resolve: () => void; reject: (error: Error) => void }>()
 
   function currentStatus(): AgentStatus {
-    const lastError = applyError ?? saveError ?? (refused.length > 0 ? refusedSummary(refused) : null) ?? controlError
+    const descriptorProblem = served === null ? null : (engine.descriptors?.()?.problem ?? null)
+    const lastError = applyError ?? saveError ?? (refused.length > 0 ? refusedSummary(refused) : null) ?? descriptorProblem ?? controlError
     let status: ProxyHeartbeat['status']
     if (applyError !== null) status = 'error'
     else if (served === null) status = 'starting'
-    else if (refused.length > 0 || saveError !== null) status = 'degraded'
+    else if (refused.length > 0 || saveError !== null || descriptorProblem !== null) status = 'degraded'
     else status = 'ok'
-    return { ready: served !== null, version: served?.snapshot.version ?? null, status, lastError, refusedRoutes: refused, controlReachable }
+    return { ready: served !== null, version: served?.snapshot.version ?? null, status, lastError, refusedRoutes: refused, controlReachable, applyFailure }
   }
 
   /** Hands a snapshot to the applier unless it is the one served or already queued. */
@@ -154,7 +159,6 @@ export function createAgent(options: AgentOptions): Agent {
     if (newest !== null && same(newest, offered)) return
     if (pending !== null) log.debug({ skipped: pending.snapshot.version, next: snapshot.version }, 'coalescing: a newer snapshot replaces one not applied yet')
     pending = offered
-    wakeApplier?.abort()
     applier ??= drain().finally(() => {
       applier = null
     })
@@ -170,7 +174,9 @@ export function createAgent(options: AgentOptions): Agent {
         const result = await engine.apply(job.snapshot)
         served = job
         refused = result.refused
+        if (applyError !== null) log.info({ version: job.snapshot.version }, 'applying again: the cause of the failure is gone')
         applyError = null
+        applyFailure = null
         failures = 0
         if (refused.length > 0) log.warn({ version: job.snapshot.version, refused }, `applied version ${job.snapshot.version} without ${refused.length} refused route(s)`)
         else log.info({ version: job.snapshot.version, routes: job.snapshot.routes.length, from }, `applied version ${job.snapshot.version}`)
@@ -193,19 +199,19 @@ export function createAgent(options: AgentOptions): Agent {
         void heartbeat()
       } catch (error) {
         failures += 1
+        const delay = backoffDelay(failures, backoff, random)
         applyError = `version ${job.snapshot.version} not applied: ${message(error)}`
-        log.error({ err: error, version: job.snapshot.version }, applyError)
+        applyFailure = { version: job.snapshot.version, message: message(error).slice(0, 4096), attempts: failures, nextAttemptAt: new Date(clock.now() + delay).toISOString() }
+        // One line per failure, with the backoff: not one per version that arrives meanwhile.
+        log.error({ err: message(error), version: job.snapshot.version, attempts: failures, retryInMs: delay }, applyError)
         void heartbeat()
-        if (pending !== null) continue
-        // Retry the same snapshot after a pause, unless a newer one arrives meanwhile.
-        const wake = new AbortController()
-        wakeApplier = wake
+        // Back off before the next attempt, with the same snapshot or a newer one that arrives
+        // meanwhile: a newer version does not cut the pause short (it would fail the same way
+        // while the cause, often limits or resources, lasts). stop() does.
         try {
-          await clock.sleep(backoffDelay(failures, backoff, random), AbortSignal.any([wake.signal, stopping.signal]))
+          await clock.sleep(delay, stopping.signal)
         } catch {
-          // woken by a new snapshot or by stop()
-        } finally {
-          wakeApplier = null
+          // stop()
         }
         pending ??= job
       }
@@ -293,6 +299,7 @@ export function createAgent(options: AgentOptions): Agent {
             log.debug({ err: error }, 'engine health unavailable')
           }
         }
+        const descriptors = status.ready ? (engine.descriptors?.() ?? null) : null
         const body: ProxyHeartbeat = {
           version: status.version ?? 0,
           status: status.status,
@@ -301,7 +308,9 @@ export function createAgent(options: AgentOptions): Agent {
           node: options.node,
           haproxyVersion: engine.version.slice(0, 128),
           startedAt,
-          backends,
+          backends: compactHealth(backends),
+          ...(descriptors === null ? {} : { descriptors }),
+          ...(status.applyFailure === null ? {} : { applyFailure: status.applyFailure }),
         }
         try {
           await client.heartbeat(options.id, body, stopping.signal)
@@ -354,6 +363,18 @@ export function createAgent(options: AgentOptions): Agent {
       })
     },
   }
+}
+
+/** Above this many backends, a heartbeat lists the servers only of backends with a server not up (it must stay under 1 MiB). */
+const LIST_ALL_SERVERS_UP_TO = 2000
+
+export function compactHealth(backends: BackendHealth[]): BackendHealth[] {
+  if (backends.length <= LIST_ALL_SERVERS_UP_TO) return backends
+  return backends.map((b) => {
+    if (b.down > 0) return b
+    const { servers: _servers, ...rest } = b
+    return rest
+  })
 }
 
 function refusedSummary(refused: RefusedRoute[]): string {

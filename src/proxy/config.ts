@@ -27,11 +27,15 @@ export const ProxyEnvSchema = Type.Object({
   TETHER_PROXY_ID: Type.Optional({ ...ProxyIdSchema, description: 'This replica\'s id in the fleet status. Default: the Swarm task id (TASK_ID / TETHER_TASK_ID) or the host name.' }),
   TETHER_PROXY_LISTEN: Type.String({ pattern: LISTEN_PATTERN, default: ':80', description: 'HTTP listener for the routed traffic. Default :80.' }),
   TETHER_ADMIN_LISTEN: Type.String({ pattern: LISTEN_PATTERN, default: ':8404', description: 'Admin listener: stats, /metrics, /healthz. Default :8404.' }),
-  TETHER_DNS: Type.String({ pattern: DNS_PATTERN, default: '127.0.0.11:53', description: "Resolver HAProxy asks for tasks.<service>. Default Docker's embedded DNS 127.0.0.11:53." }),
+  TETHER_DNS: Type.String({ pattern: DNS_PATTERN, default: '127.0.0.11:53', description: "DNS server the proxy asks for tasks.<service> and task names. Default Docker's embedded DNS 127.0.0.11:53." }),
+  TETHER_DNS_INTERVAL_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000, description: 'Pause between two rounds of task discovery over every routed service. Default 1000 ms.' }),
+  TETHER_MAXCONN: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 10_000_000, description: "HAProxy's maxconn. Default 4096, lowered by the proxy when the descriptor limit cannot hold it with every server; a value set here is never lowered." }),
+  ),
   TETHER_COOKIE_KEY: Type.Optional(Type.String({ minLength: 8, description: 'dynamic-cookie-key; every replica must share it. Required (or _FILE).' })),
   TETHER_COOKIE_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding the cookie key (Docker secret).' })),
   TETHER_STATE_DIR: Type.String({ minLength: 1, default: '/var/lib/tether', description: 'Where the last known good snapshot and HAProxy files live. Mount a volume here. Default /var/lib/tether.' }),
-  TETHER_SLOTS: Type.Integer({ minimum: 1, maximum: 1024, default: 32, description: 'server-template slots per service (max tasks served per service). Default 32.' }),
+  TETHER_SLOTS: Type.Optional(Type.String({ description: 'Deprecated and ignored: servers follow the real tasks, there are no slots.' })),
   TETHER_NODE: Type.Optional(Type.String({ minLength: 1, maxLength: 253, description: 'Node name shown in the fleet status. Default: the host name.' })),
   TETHER_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Heartbeat interval. Default 5000 ms.' }),
   TETHER_HAPROXY_BIN: Type.String({ minLength: 1, default: 'haproxy', description: "HAProxy executable. Default 'haproxy' from PATH." }),
@@ -57,9 +61,13 @@ export interface ProxyConfig {
   proxyListen: Listen
   adminListen: Listen
   dns: { host: string; port: number }
+  dnsIntervalMs: number
+  /** undefined: the default, which the proxy may lower to fit the descriptor limit. */
+  maxconn: number | undefined
   cookieKey: string
   stateDir: string
-  slots: number
+  /** Warnings about deprecated settings, logged at start. */
+  deprecations: string[]
   node: string
   heartbeatMs: number
   haproxyBin: string
@@ -165,9 +173,14 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     proxyListen: parseListen(value.TETHER_PROXY_LISTEN),
     adminListen: parseListen(value.TETHER_ADMIN_LISTEN),
     dns: { host: dnsListen.host ?? '127.0.0.11', port: dnsListen.port },
+    dnsIntervalMs: value.TETHER_DNS_INTERVAL_MS,
+    maxconn: value.TETHER_MAXCONN,
     cookieKey,
     stateDir: value.TETHER_STATE_DIR,
-    slots: value.TETHER_SLOTS,
+    deprecations:
+      value.TETHER_SLOTS === undefined
+        ? []
+        : ['TETHER_SLOTS is deprecated and ignored: each proxy now holds exactly the running tasks of a service, found through DNS, with no slot limit. Remove it.'],
     node: value.TETHER_NODE ?? host,
     heartbeatMs: value.TETHER_HEARTBEAT_MS,
     haproxyBin: value.TETHER_HAPROXY_BIN,

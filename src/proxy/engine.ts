@@ -4,7 +4,7 @@
  * on one machine.
  */
 import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
-import type { BackendHealthSchema, RefusedRoute } from '../contracts/proxy-status.ts'
+import type { BackendHealthSchema, DescriptorReport, RefusedRoute } from '../contracts/proxy-status.ts'
 import type { Static } from 'typebox'
 
 export type BackendHealth = Static<typeof BackendHealthSchema>
@@ -26,6 +26,8 @@ export interface Engine {
   apply(snapshot: ConfigSnapshot): Promise<ApplyResult>
   /** Servers up/down per backend, for heartbeats. */
   health(): Promise<BackendHealth[]>
+  /** File descriptors needed and available for what is served; null before the first apply or when the engine has no limit. */
+  descriptors?(): DescriptorReport | null
   /** Stops the engine and everything it started. Idempotent. */
   stop(): Promise<void>
 }

@@ -53,8 +53,9 @@ export async function main(): Promise<void> {
       listen: formatListen(config.proxyListen),
       adminListen: formatListen(config.adminListen),
       resolvers: [`${config.dns.host}:${config.dns.port}`],
+      dnsIntervalMs: config.dnsIntervalMs,
+      ...(config.maxconn === undefined ? {} : { maxconn: config.maxconn }),
       cookieKey: config.cookieKey,
-      slots: config.slots,
       logger: log.child({ component: 'haproxy' }),
     })
   } catch (error) {
@@ -71,6 +72,7 @@ export async function main(): Promise<void> {
     await agent.stop()
   })
 
+  for (const warning of config.deprecations) log.warn(warning)
   log.info({ control: config.controlUrls, listen: formatListen(config.proxyListen), admin: formatListen(config.adminListen), haproxy: engine.version }, 'tether proxy starting')
   await agent.start()
 }

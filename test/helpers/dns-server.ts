@@ -2,7 +2,8 @@
  * A DNS server on loopback for discovery tests (dns2, UDP): answers A queries for the names it
  * was given — `tasks.<service>` as Docker's embedded DNS would — with a TTL of 1 s; AAAA for a
  * known name gets an empty answer, an unknown name NXDOMAIN. `set()` changes an answer at once,
- * which is how a test scales a "service" up or down.
+ * which is how a test scales a "service" up or down. PTR queries for an address are answered
+ * with the name given to `setName()` (as Docker's DNS names a task address after the task).
  */
 import dns2 from 'dns2'
 
@@ -16,6 +17,8 @@ export interface TestDnsServer {
   set(name: string, addresses: string[]): void
   /** Makes `name` unknown (NXDOMAIN). */
   remove(name: string): void
+  /** Answers PTR queries for `address` (IPv4) with `name`; undefined removes it (NXDOMAIN). */
+  setName(address: string, name: string | undefined): void
   /** Stops answering (queries are dropped, as by an overloaded or partitioned DNS) until resume(). */
   pause(): void
   resume(): void
@@ -26,6 +29,7 @@ export interface TestDnsServer {
 
 export async function startDnsServer(records: Record<string, string[]> = {}): Promise<TestDnsServer> {
   const zone = new Map<string, string[]>(Object.entries(records).map(([k, v]) => [k.toLowerCase(), v]))
+  const ptr = new Map<string, string>()
   let queries = 0
   let paused = false
   const server = dns2.createUDPServer((request, send) => {
@@ -35,7 +39,12 @@ export async function startDnsServer(records: Record<string, string[]> = {}): Pr
     if (question !== undefined) {
       const name = question.name.toLowerCase().replace(/\.$/, '')
       const addresses = zone.get(name)
-      if (addresses === undefined) {
+      const reverse = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\.in-addr\.arpa$/.exec(name)
+      if (reverse !== null && question.type === Packet.TYPE.PTR) {
+        const task = ptr.get([reverse[4], reverse[3], reverse[2], reverse[1]].join('.'))
+        if (task === undefined) response.header.rcode = 3
+        else response.answers.push({ name: question.name, type: Packet.TYPE.PTR, class: Packet.CLASS.IN, ttl: 600, domain: task } as (typeof response.answers)[number])
+      } else if (addresses === undefined) {
         response.header.rcode = 3 // NXDOMAIN
       } else if (question.type === Packet.TYPE.A) {
         queries++
@@ -58,6 +67,10 @@ export async function startDnsServer(records: Record<string, string[]> = {}): Pr
     },
     remove(name) {
       zone.delete(name.toLowerCase())
+    },
+    setName(address, name) {
+      if (name === undefined) ptr.delete(address)
+      else ptr.set(address, name)
     },
     pause() {
       paused = true

@@ -24,21 +24,31 @@ describe('tether proxy configuration (environment)', () => {
     assert.deepEqual(config.dns, { host: '127.0.0.11', port: 53 })
     assert.equal(config.proxyId, 'node-7')
     assert.equal(config.node, 'node-7')
-    assert.equal(config.slots, 32)
+    assert.equal(config.dnsIntervalMs, 1000)
+    assert.equal(config.maxconn, undefined, 'the default maxconn, which the proxy may lower to fit its descriptor limit')
+    assert.deepEqual(config.deprecations, [])
     assert.equal(config.stateDir, '/var/lib/tether')
   })
 
   it('accepts several control URLs, listeners with an address, numbers as text, and the Swarm task id', () => {
     const config = loadProxyConfig(
-      { ...base, TETHER_CONTROL_URL: 'http://10.0.0.1:8080, http://10.0.0.2:8080/', TETHER_PROXY_LISTEN: '127.0.0.1:8081', TETHER_ADMIN_LISTEN: '[::1]:9000', TETHER_SLOTS: '8', TETHER_TASK_ID: 'x7k2', TETHER_NODE: 'manager-1' },
+      { ...base, TETHER_CONTROL_URL: 'http://10.0.0.1:8080, http://10.0.0.2:8080/', TETHER_PROXY_LISTEN: '127.0.0.1:8081', TETHER_ADMIN_LISTEN: '[::1]:9000', TETHER_DNS_INTERVAL_MS: '250', TETHER_MAXCONN: '20000', TETHER_TASK_ID: 'x7k2', TETHER_NODE: 'manager-1' },
       opts,
     )
     assert.deepEqual(config.controlUrls, ['http://10.0.0.1:8080', 'http://10.0.0.2:8080/'])
     assert.deepEqual(config.proxyListen, { host: '127.0.0.1', port: 8081 })
     assert.deepEqual(config.adminListen, { host: '::1', port: 9000 })
-    assert.equal(config.slots, 8)
+    assert.equal(config.dnsIntervalMs, 250)
+    assert.equal(config.maxconn, 20000)
     assert.equal(config.proxyId, 'x7k2')
     assert.equal(config.node, 'manager-1')
+  })
+
+  it('accepts TETHER_SLOTS, the removed slot count, with a deprecation warning and nothing else', () => {
+    const config = loadProxyConfig({ ...base, TETHER_SLOTS: '32' }, opts)
+    assert.equal(config.deprecations.length, 1)
+    assert.match(config.deprecations[0]!, /TETHER_SLOTS is deprecated and ignored.*no slot limit/)
+    assert.deepEqual({ ...config, deprecations: [] }, loadProxyConfig(base, opts))
   })
 
   it('reads the cookie key from a file (Docker secret)', () => {
@@ -51,8 +61,9 @@ describe('tether proxy configuration (environment)', () => {
     ['a control URL without scheme', { ...base, TETHER_CONTROL_URL: 'control:8080' }, 'TETHER_CONTROL_URL', /pattern/],
     ['a listener without port', { ...base, TETHER_PROXY_LISTEN: '80' }, 'TETHER_PROXY_LISTEN', /got '80'/],
     ['a port out of range', { ...base, TETHER_ADMIN_LISTEN: ':70000' }, 'TETHER_ADMIN_LISTEN', /pattern/],
-    ['slots that are not a number', { ...base, TETHER_SLOTS: 'many' }, 'TETHER_SLOTS', /integer/],
-    ['too many slots', { ...base, TETHER_SLOTS: '5000' }, 'TETHER_SLOTS', /1024/],
+    ['a discovery interval that is not a number', { ...base, TETHER_DNS_INTERVAL_MS: 'often' }, 'TETHER_DNS_INTERVAL_MS', /integer/],
+    ['a discovery interval above a minute', { ...base, TETHER_DNS_INTERVAL_MS: '120000' }, 'TETHER_DNS_INTERVAL_MS', /60000/],
+    ['a maxconn of 0', { ...base, TETHER_MAXCONN: '0' }, 'TETHER_MAXCONN', /1/],
     ['a DNS server given by name', { ...base, TETHER_DNS: 'dns.local:53' }, 'TETHER_DNS', /pattern/],
     ['no cookie key', { TETHER_CONTROL_URL: base.TETHER_CONTROL_URL, TETHER_PROXY_TOKEN: 'x' }, 'TETHER_COOKIE_KEY', /same on every proxy replica/],
     ['a cookie key file that cannot be read', { TETHER_CONTROL_URL: base.TETHER_CONTROL_URL, TETHER_PROXY_TOKEN: 'x', TETHER_COOKIE_KEY_FILE: '/nope' }, 'TETHER_COOKIE_KEY_FILE', /cannot read '\/nope'/],

@@ -80,9 +80,9 @@ describe('tether proxy (process)', () => {
   })
 
   it('exits non-zero naming the variable when the configuration is wrong', async () => {
-    const { code, stderr } = await runProxy({ TETHER_CONTROL_URL: 'http://127.0.0.1:9', TETHER_PROXY_TOKEN: 't', TETHER_COOKIE_KEY: 'cookie-key-1', TETHER_SLOTS: 'lots' })
+    const { code, stderr } = await runProxy({ TETHER_CONTROL_URL: 'http://127.0.0.1:9', TETHER_PROXY_TOKEN: 't', TETHER_COOKIE_KEY: 'cookie-key-1', TETHER_DNS_INTERVAL_MS: 'often' })
     assert.equal(code, 78)
-    assert.match(stderr, /invalid configuration: TETHER_SLOTS: .*integer/)
+    assert.match(stderr, /invalid configuration: TETHER_DNS_INTERVAL_MS: .*integer/)
   })
 
   it('exits non-zero and says how to install HAProxy when it is missing', async (t) => {

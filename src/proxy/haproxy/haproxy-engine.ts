@@ -1,20 +1,38 @@
 /**
  * The production Engine: HAProxy in master-worker mode, driven from a rendered configuration.
- * apply(): render → write candidate → `haproxy -c` (isolating refused routes) → atomic
- * replace → start or hitless reload (verified on the master CLI) → report.
+ *
+ * apply(snapshot):
+ * - the tasks of every service routed through DNS are resolved by the proxy itself
+ *   (task-discovery.ts) before rendering, so a new route starts with its servers;
+ * - when the new configuration differs from the served one only in servers (same skeleton, same
+ *   map files), the runtime API changes the servers and nothing is reloaded;
+ * - otherwise: render → write candidate → `haproxy -c` (isolating refused routes) → atomic
+ *   replace → start or hitless reload (verified on the master CLI) → report.
+ *
+ * Between applies, a change in a service's tasks (DNS, checked every dnsIntervalMs) is applied
+ * over the runtime API: `add server` (+ `enable dynamic-cookie backend`, or the new server gets
+ * no affinity cookie in HAProxy 2.6), `enable health`, `set server state ready`; a task that is
+ * gone is put in maintenance at once and deleted (`del server`) once it holds no connection
+ * (HAProxy 2.6 has no `wait srv-removable`: deletion is retried every second). The configuration
+ * file is rewritten with the current servers, so a reload or a restart of HAProxy keeps them.
+ * A runtime change HAProxy refuses falls back to a reload of the same state.
  */
-import { Resolver } from 'node:dns/promises'
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import { describeShadowed } from '../../contracts/route-planner.ts'
-import type { RefusedRoute } from '../../contracts/proxy-status.ts'
+import type { DescriptorReport, RefusedRoute } from '../../contracts/proxy-status.ts'
+import type { Route } from '../../contracts/route.ts'
+import { systemClock } from '../clock.ts'
 import type { ApplyResult, BackendHealth, Engine } from '../engine.ts'
+import { planDescriptors, parseNofileLimit, type DescriptorPlan } from './descriptors.ts'
 import { HaproxyConfigError, HaproxyRuntimeError } from './errors.ts'
 import { haproxyVersion, startHaproxy, type HaproxyProcess } from './process.ts'
-import { render, statePaths, type RenderedConfig } from './render.ts'
-import { showStat } from './runtime.ts'
+import { render, statePaths, type RenderedBackend, type RenderedConfig } from './render.ts'
+import { runCommands, showStat } from './runtime.ts'
+import { addressText, CHECK_OPTIONS, diffServers, isIpAddress, type Endpoint } from './servers.ts'
 import { resolveSettings, type HaproxyEngineSettings, type ResolvedSettings } from './settings.ts'
+import { createTaskResolver, createTaskWatcher, type TaskResolver } from './task-discovery.ts'
 import { checkConfigFile, type CheckResult, type ConfigError } from './validate.ts'
 
 export type { HaproxyEngineSettings, EngineLogger } from './settings.ts'
@@ -28,12 +46,18 @@ interface Timings {
 
 /** How many rounds of "drop the blamed routes and check again" before giving up. */
 const MAX_ISOLATION_ROUNDS = 8
+/** A server taken out is deleted once idle; after this long its sessions are cut so it can go. */
+const REMOVE_GRACE_MS = 30_000
+/** The hard nofile limit assumed when /proc/self/limits cannot be read. */
+const DEFAULT_DESCRIPTOR_LIMIT = 1_048_576
 
 export interface HaproxyEngine extends Engine {
   /** Files and sockets the engine uses (for tests and diagnostics). */
   readonly paths: ReturnType<typeof statePaths>
   /** The running HAProxy, once started. */
   readonly process: HaproxyProcess | undefined
+  /** How many configuration changes went through a reload, and how many through the runtime API only. */
+  readonly counters: { reloads: number; runtimeChanges: number }
 }
 
 /**
@@ -61,57 +85,114 @@ export function blame(errors: readonly ConfigError[], rendered: RenderedConfig, 
   return blamed
 }
 
+/** Routes served through DNS discovery: those without fixed endpoints. */
+function dnsServices(routes: readonly Route[]): string[] {
+  return routes.filter((r) => r.endpoints.length === 0).map((r) => r.serviceName)
+}
+
+const routeKey = (r: Route): string => JSON.stringify(r)
+
+interface Served {
+  /** Version and the routes served (refused ones left out). */
+  snapshot: ConfigSnapshot
+  rendered: RenderedConfig
+  plan: DescriptorPlan
+  /** Refused routes, with the exact route refused (a changed route is tried again). */
+  refused: Array<RefusedRoute & { key: string }>
+}
+
+export interface CreateHaproxyEngineOptions {
+  /** Where tasks come from. Default: DNS queries to settings.resolvers. */
+  taskResolver?: TaskResolver
+}
+
 /**
  * Creates the engine. Resolves once the HAProxy binary is known to work (its version is read);
  * HAProxy itself starts on the first apply(). Rejects with an error saying how to install
  * HAProxy when the binary is missing or unusable, and with a TypeError naming a bad setting.
  */
-export async function createHaproxyEngine(settings: HaproxyEngineSettings): Promise<HaproxyEngine> {
+export async function createHaproxyEngine(settings: HaproxyEngineSettings, options: CreateHaproxyEngineOptions = {}): Promise<HaproxyEngine> {
   const s: ResolvedSettings = resolveSettings(settings)
   const { logger } = s
   const paths = statePaths(s.stateDir)
   const version = await haproxyVersion(s.haproxyBin)
   await mkdir(paths.mapDir, { recursive: true })
+  const descriptorLimit =
+    s.descriptorLimit ?? (await readFile('/proc/self/limits', 'utf8').then(parseNofileLimit, () => undefined)) ?? DEFAULT_DESCRIPTOR_LIMIT
 
   let proc: HaproxyProcess | undefined
-  let applied: RenderedConfig | undefined
-  let appliedText: string | undefined
+  let served: Served | undefined
   let queue: Promise<unknown> = Promise.resolve()
   let stopped = false
-  // Counts the tasks of a service whose slots are all taken, to tell "exactly full" from "more
-  // tasks than slots" (HAProxy silently leaves the extra ones out). Same servers as HAProxy's.
-  const taskCounter = new Resolver({ timeout: 1000, tries: 1 })
-  taskCounter.setServers(s.resolvers)
-  const overflowReported = new Set<string>()
+  const counters = { reloads: 0, runtimeChanges: 0 }
+  /** Servers HAProxy holds and serves with, per backend (what the runtime API was told). */
+  let live = new Map<string, Map<string, Endpoint>>()
+  /** Servers in maintenance waiting for deletion, per backend: name → since (ms). */
+  let removing = new Map<string, Map<string, number>>()
+  let reaper: NodeJS.Timeout | undefined
+  let lastProblem: string | null = null
 
-  async function writeFiles(rendered: RenderedConfig): Promise<void> {
+  const watcher = createTaskWatcher({
+    resolver: options.taskResolver ?? createTaskResolver({ servers: s.resolvers }),
+    intervalMs: s.dnsIntervalMs,
+    clock: systemClock,
+    onChange: (changed) => {
+      for (const [serviceName, tasks] of changed) logger.debug({ serviceName, tasks: tasks.length }, 'tasks changed')
+      return enqueue(() => resync('tasks changed')).catch((error: unknown) => logger.error({ err: error }, 'could not apply a change of tasks'))
+    },
+    onError: (error) => logger.warn({ err: error }, 'task discovery round failed'),
+  })
+
+  /** Runs `job` after every job queued before it (applies, task changes and deletions never interleave). */
+  function enqueue<T>(job: () => Promise<T>): Promise<T> {
+    const run = queue.then(job)
+    queue = run.catch(() => undefined)
+    return run
+  }
+
+  async function writeFiles(rendered: RenderedConfig, target: string): Promise<void> {
     for (const file of rendered.files) {
       // Content-addressed names: an existing file already holds exactly this text.
       const tmp = `${file.path}.tmp`
       await writeFile(tmp, file.text)
       await rename(tmp, file.path)
     }
-    await writeFile(paths.candidate, rendered.config)
+    const tmp = `${target}.tmp`
+    await writeFile(tmp, rendered.config)
+    await rename(tmp, target)
+  }
+
+  /** Renders `routes` with the current tasks, within the descriptor limit. */
+  function renderWithin(snapshot: ConfigSnapshot): { rendered: RenderedConfig; plan: DescriptorPlan } {
+    const tasks = (serviceName: string) => watcher.get(serviceName)
+    let rendered = render(snapshot, s, { tasks })
+    const servers = rendered.backends.reduce((n, b) => n + b.servers.length, 0)
+    const plan = planDescriptors({ maxconn: s.maxconn, maxconnFixed: s.maxconnFixed, servers, limit: descriptorLimit })
+    if (plan.maxconn !== s.maxconn || plan.checkBudget < servers) rendered = render(snapshot, { ...s, maxconn: plan.maxconn }, { tasks, checkBudget: plan.checkBudget })
+    return { rendered, plan }
   }
 
   /** Renders and checks, dropping blamed routes until HAProxy accepts the rest (bounded). */
-  async function validated(snapshot: ConfigSnapshot, timings: Timings): Promise<{ rendered: RenderedConfig; refused: RefusedRoute[] }> {
-    const refused: RefusedRoute[] = []
+  async function validated(snapshot: ConfigSnapshot, timings: Timings): Promise<{ rendered: RenderedConfig; plan: DescriptorPlan; refused: Served['refused'] }> {
+    const refused: Served['refused'] = []
     let routes = snapshot.routes
     let last: CheckResult | undefined
     for (let round = 0; round < MAX_ISOLATION_ROUNDS; round++) {
       let t = performance.now()
-      const rendered = render({ version: snapshot.version, routes }, s)
-      await writeFiles(rendered)
+      const { rendered, plan } = renderWithin({ version: snapshot.version, routes })
+      await writeFiles(rendered, paths.candidate)
       timings.renderMs += performance.now() - t
       t = performance.now()
       const result = await checkConfigFile(paths.candidate, s.haproxyBin)
       timings.checkMs += performance.now() - t
-      if (result.ok) return { rendered, refused }
+      if (result.ok) return { rendered, plan, refused }
       last = result
       const blamed = blame(result.errors, rendered, paths.candidate)
       if (blamed.size === 0) break
-      for (const [serviceName, error] of blamed) refused.push({ serviceName, error })
+      for (const [serviceName, error] of blamed) {
+        const route = routes.find((r) => r.serviceName === serviceName)
+        refused.push({ serviceName, error, key: route === undefined ? '' : routeKey(route) })
+      }
       logger.warn({ version: snapshot.version, refused: [...blamed.keys()] }, 'HAProxy refused route(s); applying the others')
       routes = routes.filter((r) => !blamed.has(r.serviceName))
     }
@@ -126,11 +207,145 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings): Prom
     }
   }
 
-  async function applyNow(snapshot: ConfigSnapshot): Promise<ApplyResult> {
-    if (stopped) throw new HaproxyRuntimeError('the engine is stopped')
+  function reportPlan(plan: DescriptorPlan): void {
+    if (plan.problem !== lastProblem) {
+      if (plan.problem !== null) logger.warn({ needed: plan.needed, limit: plan.limit, maxconn: plan.maxconn }, plan.problem)
+      else if (lastProblem !== null) logger.info({ needed: plan.needed, limit: plan.limit }, 'file descriptors: the table fits the limit again')
+      lastProblem = plan.problem
+    }
+  }
+
+  /** The servers a rendered configuration holds, as `live` tracks them. */
+  function liveOf(rendered: RenderedConfig): Map<string, Map<string, Endpoint>> {
+    return new Map(rendered.backends.map((b) => [b.name, new Map(b.servers.map((e) => [e.name, e]))]))
+  }
+
+  /**
+   * Whether `next` can be reached from what is served with the runtime API alone: the same
+   * skeleton and map files (so only servers differ), and every server to add has an IP address
+   * (`add server` does not resolve host names).
+   */
+  function runtimeReachable(next: RenderedConfig): boolean {
+    const current = served?.rendered
+    if (current === undefined || proc === undefined) return false
+    if (next.skeleton !== current.skeleton) return false
+    if (next.files.length !== current.files.length || next.files.some((f, i) => f.path !== current.files[i]?.path)) return false
+    for (const b of next.backends) {
+      const have = live.get(b.name)
+      for (const e of b.servers) if (have?.get(e.name) === undefined && !isIpAddress(e.address)) return false
+    }
+    return true
+  }
+
+  /** Brings HAProxy's servers to those of `next` over the runtime API; one log line per server changed. */
+  async function syncServers(next: RenderedConfig): Promise<number> {
+    let changes = 0
+    for (const b of next.backends) {
+      const current = live.get(b.name) ?? new Map<string, Endpoint>()
+      const out = removing.get(b.name) ?? new Map<string, number>()
+      const diff = diffServers(current, new Set(out.keys()), b.servers)
+      if (diff.add.length + diff.remove.length + diff.restore.length === 0) continue
+      const commands: string[] = []
+      for (const name of diff.restore) {
+        commands.push(`set server ${b.name}/${name} state ready`)
+        out.delete(name)
+        logger.info({ backend: b.name, server: name }, `server ${b.name}/${name} back in service`)
+      }
+      for (const name of diff.remove) {
+        commands.push(`set server ${b.name}/${name} state maint`)
+        out.set(name, Date.now())
+        logger.info({ backend: b.name, server: name, address: addressText(current.get(name)!) }, `server ${b.name}/${name} removed`)
+      }
+      for (const e of diff.add) commands.push(...addCommands(b, e))
+      await runCommands(paths.adminSocket, commands)
+      for (const e of diff.add) {
+        current.set(e.name, e)
+        logger.info({ backend: b.name, server: e.name, address: addressText(e) }, `server ${b.name}/${e.name} added`)
+      }
+      live.set(b.name, current)
+      if (out.size > 0) removing.set(b.name, out)
+      else removing.delete(b.name)
+      changes += diff.add.length + diff.remove.length + diff.restore.length
+    }
+    if (removing.size > 0) startReaper()
+    return changes
+  }
+
+  function addCommands(b: RenderedBackend, e: Endpoint): string[] {
+    const check = !b.unchecked.includes(e.name)
+    const commands = [`add server ${b.name}/${e.name} ${addressText(e)}${check ? ` ${CHECK_OPTIONS}` : ''}`]
+    // HAProxy 2.6 gives a server added at runtime no dynamic cookie until this is run again.
+    if (b.sticky) commands.push(`enable dynamic-cookie backend ${b.name}`)
+    if (check) commands.push(`enable health ${b.name}/${e.name}`)
+    commands.push(`set server ${b.name}/${e.name} state ready`)
+    return commands
+  }
+
+  /** Deletes servers taken out once HAProxy lets it (no connection left); bounded by REMOVE_GRACE_MS. */
+  async function reap(): Promise<void> {
+    if (proc === undefined) return
+    let deleted = 0
+    for (const [backend, out] of removing) {
+      for (const [name, since] of out) {
+        const commands = Date.now() - since > REMOVE_GRACE_MS ? [`shutdown sessions server ${backend}/${name}`, `del server ${backend}/${name}`] : [`del server ${backend}/${name}`]
+        try {
+          await runCommands(paths.adminSocket, commands)
+          out.delete(name)
+          live.get(backend)?.delete(name)
+          deleted++
+        } catch (error) {
+          logger.debug({ backend, server: name, err: error instanceof Error ? error.message : String(error) }, 'server not deletable yet')
+        }
+      }
+      if (out.size === 0) removing.delete(backend)
+    }
+    // A name freed by a deletion may be wanted again (an address moved): bring the rest in line.
+    if (deleted > 0) await resync('servers deleted')
+  }
+
+  function startReaper(): void {
+    if (reaper !== undefined) return
+    reaper = setInterval(() => {
+      if (removing.size === 0 || stopped) {
+        clearInterval(reaper)
+        reaper = undefined
+        return
+      }
+      void enqueue(reap).catch((error: unknown) => logger.warn({ err: error }, 'deleting servers failed'))
+    }, 1000)
+    reaper.unref()
+  }
+
+  /** Re-renders what is served with the current tasks and applies the difference (runtime API, else reload). */
+  async function resync(why: string): Promise<void> {
+    if (served === undefined || proc === undefined || stopped) return
+    const { rendered, plan } = renderWithin(served.snapshot)
+    if (runtimeReachable(rendered)) {
+      try {
+        const changes = await syncServers(rendered)
+        served = { ...served, rendered, plan }
+        await writeFiles(rendered, paths.config)
+        if (changes > 0) counters.runtimeChanges++
+        return
+      } catch (error) {
+        logger.warn({ err: error, why }, 'HAProxy refused a runtime change: reloading instead')
+      }
+    }
+    await reloadTo({ ...served.snapshot }, served.refused, { rendered, plan })
+  }
+
+  /** Writes, checks and reloads to `snapshot` (or starts HAProxy). */
+  async function reloadTo(snapshot: ConfigSnapshot, carried: Served['refused'], prepared?: { rendered: RenderedConfig; plan: DescriptorPlan }): Promise<Served> {
     const timings: Timings = { renderMs: 0, checkMs: 0, reloadMs: 0 }
-    const { rendered, refused } = await validated(snapshot, timings)
-    const previousText = appliedText
+    let result: { rendered: RenderedConfig; plan: DescriptorPlan; refused: Served['refused'] }
+    if (prepared !== undefined) {
+      // Same routes as served, only servers changed: checked already when those routes were.
+      await writeFiles(prepared.rendered, paths.candidate)
+      result = { ...prepared, refused: carried }
+    } else result = await validated(snapshot, timings)
+    const { rendered, plan, refused } = result
+    reportPlan(plan)
+    const previousText = served?.rendered.config
     await rename(paths.candidate, paths.config)
     const t = performance.now()
     try {
@@ -153,18 +368,53 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings): Prom
       if (previousText !== undefined) await writeFile(paths.config, previousText)
       throw err
     }
+    counters.reloads++
     timings.reloadMs = performance.now() - t
-    applied = rendered
-    appliedText = rendered.config
+    const accepted = new Set(refused.map((r) => r.serviceName))
+    const next: Served = { snapshot: { version: snapshot.version, routes: snapshot.routes.filter((r) => !accepted.has(r.serviceName)) }, rendered, plan, refused }
+    served = next
+    live = liveOf(rendered)
+    removing = new Map()
     await removeStaleFiles(rendered)
     for (const s of rendered.shadowed) logger.warn(s, describeShadowed(s))
     const rounded = Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)]))
-    logger.info({ version: snapshot.version, routes: snapshot.routes.length - refused.length, refused: refused.length, ...rounded }, 'configuration applied')
-    return { refused }
+    const servers = rendered.backends.reduce((n, b) => n + b.servers.length, 0)
+    logger.info({ version: snapshot.version, routes: next.snapshot.routes.length, refused: refused.length, servers, ...rounded }, 'configuration applied')
+    return next
+  }
+
+  async function applyNow(snapshot: ConfigSnapshot): Promise<ApplyResult> {
+    if (stopped) throw new HaproxyRuntimeError('the engine is stopped')
+    const services = dnsServices(snapshot.routes)
+    watcher.watch(services)
+    await watcher.prime(services)
+    if (served !== undefined && proc !== undefined) {
+      // Routes refused before, unchanged, stay out without another `haproxy -c`.
+      const stillRefused = served.refused.filter((r) => snapshot.routes.some((route) => route.serviceName === r.serviceName && routeKey(route) === r.key))
+      const skip = new Set(stillRefused.map((r) => r.serviceName))
+      const routes = snapshot.routes.filter((r) => !skip.has(r.serviceName))
+      const { rendered, plan } = renderWithin({ version: snapshot.version, routes })
+      if (runtimeReachable(rendered)) {
+        try {
+          const t = performance.now()
+          const changes = await syncServers(rendered)
+          served = { snapshot: { version: snapshot.version, routes }, rendered, plan, refused: stillRefused }
+          await writeFiles(rendered, paths.config)
+          if (changes > 0) counters.runtimeChanges++
+          logger.info({ version: snapshot.version, routes: routes.length, servers: changes, runtimeMs: Math.round(performance.now() - t) }, 'configuration applied without a reload')
+          return { refused: stillRefused.map(({ serviceName, error }) => ({ serviceName, error })) }
+        } catch (error) {
+          logger.warn({ err: error }, 'HAProxy refused a runtime change: reloading instead')
+        }
+      }
+    }
+    const next = await reloadTo(snapshot, [])
+    watcher.start()
+    return { refused: next.refused.map(({ serviceName, error }) => ({ serviceName, error })) }
   }
 
   async function health(): Promise<BackendHealth[]> {
-    const current = applied
+    const current = served
     if (proc === undefined || current === undefined) return []
     let rows
     try {
@@ -172,45 +422,55 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings): Prom
     } catch (err) {
       throw new HaproxyRuntimeError(err instanceof Error ? err.message : String(err))
     }
-    return Promise.all(
-      current.backends.map(async (b): Promise<BackendHealth> => {
-        const servers = rows.filter((r) => r.pxname === b.name && r.svname !== 'BACKEND' && r.svname !== 'FRONTEND')
-        // Slots without an address (MAINT, resolution) are free slots, not failures.
-        const up = servers.filter((r) => r.status.startsWith('UP') || r.status === 'no check').length
-        const down = servers.filter((r) => r.status.startsWith('DOWN') || r.status.startsWith('NOLB')).length
-        const health: BackendHealth = { serviceName: b.serviceName, up, down, slots: b.slots }
-        // Only a full template can hide tasks; then ask DNS how many there are.
-        if (b.dnsName !== undefined && up + down >= b.slots) {
-          const tasks = await taskCounter.resolve4(b.dnsName).then((a) => a.length, () => undefined)
-          if (tasks !== undefined && tasks > b.slots) {
-            health.tasks = tasks
-            if (!overflowReported.has(b.name)) {
-              overflowReported.add(b.name)
-              logger.warn({ serviceName: b.serviceName, tasks, slots: b.slots }, 'service has more tasks than proxy slots: the extra tasks get no traffic (raise TETHER_SLOTS)')
-            }
-          } else overflowReported.delete(b.name)
-        }
-        return health
-      }),
-    )
+    const byBackend = new Map<string, typeof rows>()
+    for (const r of rows) {
+      if (r.svname === 'BACKEND' || r.svname === 'FRONTEND') continue
+      const list = byBackend.get(r.pxname) ?? []
+      list.push(r)
+      byBackend.set(r.pxname, list)
+    }
+    return current.rendered.backends.map((b): BackendHealth => {
+      const out = removing.get(b.name)
+      const servers = (byBackend.get(b.name) ?? [])
+        .filter((r) => out?.has(r.svname) !== true)
+        .map((r) => ({ name: r.svname, status: serverStatus(r.status) }))
+      const up = servers.filter((x) => x.status === 'up').length
+      return { serviceName: b.serviceName, port: b.port, up, down: servers.length - up, servers }
+    })
+  }
+
+  function descriptors(): DescriptorReport | null {
+    const plan = served?.plan
+    if (plan === undefined) return null
+    const servers = served?.rendered.backends.reduce((n, b) => n + b.servers.length, 0) ?? 0
+    return { needed: plan.needed, limit: plan.limit, maxconn: plan.maxconn, servers, checkedServers: Math.min(servers, plan.checkBudget), problem: plan.problem }
   }
 
   return {
     version,
     paths,
+    counters,
     get process() {
       return proc
     },
     apply(snapshot) {
-      const run = queue.then(() => applyNow(snapshot))
-      queue = run.catch(() => undefined)
-      return run
+      return enqueue(() => applyNow(snapshot))
     },
     health,
+    descriptors,
     async stop() {
       stopped = true
+      if (reaper !== undefined) clearInterval(reaper)
+      await watcher.stop()
       await queue
       await proc?.stop()
     },
   }
+}
+
+/** HAProxy's server status (`UP`, `UP 1/2`, `DOWN`, `NOLB`, `MAINT`, `no check`, ...) → up, down or maint. */
+function serverStatus(status: string): 'up' | 'down' | 'maint' {
+  if (status.startsWith('UP') || status === 'no check' || status.startsWith('DRAIN')) return 'up'
+  if (status.startsWith('MAINT')) return 'maint'
+  return 'down'
 }

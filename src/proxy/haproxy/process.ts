@@ -82,6 +82,9 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
   let restartTimer: NodeJS.Timeout | undefined
   let knownPids = new Set<number>()
   let stopped: Promise<void> | undefined
+  /** HAProxy's ALERT lines, newest last (bounded): what a failed reload is explained with. */
+  const alerts: string[] = []
+  let alertCount = 0
 
   async function launch(): Promise<void> {
     const args = ['-W', '-S', `${options.masterSocket},mode,600`, '-f', options.configPath, '-p', options.pidFile]
@@ -94,7 +97,12 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
       if (output.length < 64 * 1024) output += text
       for (const line of text.split('\n')) {
         if (line.trim() === '') continue
-        if (/\[(ALERT|EMERG)\]/.test(line)) logger.error({ haproxy: line }, 'haproxy')
+        if (/\[(ALERT|EMERG)\]/.test(line)) {
+          logger.error({ haproxy: line }, 'haproxy')
+          alerts.push(line.replace(/^\[(?:ALERT|EMERG)\]\s*\(\d+\)\s*:\s*/, '').trim())
+          alertCount++
+          if (alerts.length > 50) alerts.shift()
+        }
         else if (/\[WARNING\]/.test(line)) logger.warn({ haproxy: line }, 'haproxy')
         else logger.debug({ haproxy: line }, 'haproxy')
       }
@@ -188,6 +196,15 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
     const before = await showProc(options.masterSocket)
     remember(before)
     const oldWorkers = new Set(before.workers.map((w) => w.pid))
+    const alertsBefore = alertCount
+    /** HAProxy's own words about this reload (its ALERT lines since the request). */
+    const said = (): string => {
+      const fresh = Math.min(alertCount - alertsBefore, alerts.length)
+      return alerts
+        .slice(alerts.length - fresh)
+        .filter((l) => !/^(?:Failed to load|Fatal errors|Error\(s\) found|Reexecuting Master|Current worker)/i.test(l))
+        .join('; ')
+    }
     await saveServerState()
     await requestReload(options.masterSocket)
     const deadline = Date.now() + timeoutMs
@@ -197,7 +214,11 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
       if (after !== undefined) {
         remember(after)
         if (after.master.failedReloads > before.master.failedReloads) {
-          throw new HaproxyReloadError(`the master refused the new configuration (failed reloads: ${after.master.failedReloads}); the previous worker keeps serving`)
+          // The ALERT lines reach our pipe a moment after `show proc` counts the failure.
+          const wait = Date.now() + 500
+          while (said() === '' && Date.now() < wait) await sleep(20)
+          const words = said()
+          throw new HaproxyReloadError(`${words === '' ? 'the master refused the new configuration' : words} (the previous worker keeps serving)`)
         }
         const fresh = after.workers.filter((w) => !oldWorkers.has(w.pid))
         if (after.master.reloads > before.master.reloads && fresh.length > 0) {

@@ -17,21 +17,49 @@
  *   domain wins (it is the more specific one).
  * - Nothing matched → `tether.notfound`, a 404 with a small JSON body.
  *
- * Backends: one per (service, port), `svc_<serviceName>_<port>`; either a `server-template`
- * over `tasks.<serviceName>:<port>` resolved through `resolvers docker` (scaling needs no
- * reconfigure) or one `server` per explicit endpoint.
+ * Backends: one per (service, port), `svc_<serviceName>_<port>`, with one plain `server` line per
+ * real endpoint: the tasks of the service the proxy found through DNS (see task-discovery.ts),
+ * or the route's fixed endpoints. Between reloads the engine adds and removes servers over the
+ * runtime API; every reload renders the current ones, so nothing is lost. No fixed slots: file
+ * descriptors follow real servers.
  */
 import { createHash } from 'node:crypto'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import { cookieNameOf, type Route } from '../../contracts/route.ts'
 import { hostKind, planRoutes, type ShadowedBinding } from '../../contracts/route-planner.ts'
+import { endpointsOf, serverLine, type Endpoint, type Task } from './servers.ts'
 import type { ResolvedSettings } from './settings.ts'
 
 /** The settings the configuration depends on (a subset of ResolvedSettings). */
 export type RenderSettings = Pick<
   ResolvedSettings,
-  'stateDir' | 'listen' | 'adminListen' | 'resolvers' | 'cookieKey' | 'slots' | 'secureCookie' | 'maxconn' | 'nbthread' | 'hardStopAfterMs' | 'maxReloads'
->
+  'stateDir' | 'listen' | 'adminListen' | 'cookieKey' | 'secureCookie' | 'maxconn' | 'nbthread' | 'hardStopAfterMs' | 'maxReloads'
+> &
+  Partial<Pick<ResolvedSettings, 'descriptorLimit'>>
+
+/** What the servers of each backend are, besides the snapshot. */
+export interface ServerInput {
+  /** Tasks of each service routed through DNS (`tasks.<serviceName>`); a missing service has no server yet. */
+  tasks?: (serviceName: string) => readonly Task[] | undefined
+  /**
+   * How many servers get a health check, in the order rendered (default: all). Each check holds
+   * a file descriptor of its own; see descriptors.ts for when the budget runs out.
+   */
+  checkBudget?: number
+}
+
+export interface RenderedBackend {
+  name: string
+  serviceName: string
+  port: number
+  /** True when the servers are the tasks of tasks.<serviceName> (no fixed endpoints). */
+  dns: boolean
+  /** Dynamic affinity cookie on (sticky route). */
+  sticky: boolean
+  servers: Endpoint[]
+  /** Names of the servers rendered without a health check (descriptor budget exhausted). */
+  unchecked: string[]
+}
 
 export interface RenderedFile {
   /** Absolute path the configuration refers to (under stateDir). */
@@ -48,9 +76,13 @@ export interface RenderedConfig {
   owners: ReadonlyArray<readonly string[]>
   /** Files the configuration refers to (the routes map); write them before using `config`. */
   files: RenderedFile[]
-  /** Backends rendered, with their slot count (for health reports). */
-  /** `dnsName`: the name a server-template resolves (tasks.<service>); absent with explicit endpoints. */
-  backends: Array<{ name: string; serviceName: string; port: number; slots: number; dnsName?: string }>
+  /** Backends rendered, sorted by name, with their servers. */
+  backends: RenderedBackend[]
+  /**
+   * The configuration without its version comment and without server lines: two configurations
+   * with the same skeleton differ only in servers, which the runtime API can change without a reload.
+   */
+  skeleton: string
   /** Bindings that lost to another route holding the same host and path (from the planner). */
   shadowed: ShadowedBinding[]
 }
@@ -108,25 +140,28 @@ function lines(): Lines {
 const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
 /** Renders the whole configuration. Routes are taken sorted by serviceName, whatever the input order. */
-export function render(snapshot: ConfigSnapshot, settings: RenderSettings): RenderedConfig {
+export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serverInput: ServerInput = {}): RenderedConfig {
   const paths = statePaths(settings.stateDir)
   const routes = [...snapshot.routes].sort((a, b) => byString(a.serviceName, b.serviceName))
 
   // The planner decides who serves what; this only prints its plan.
   const plan = planRoutes(routes)
   const backends: RenderedConfig['backends'] = []
-  const byBackend = new Map<string, { route: Route; port: number }>()
+  const byBackend = new Map<string, { route: Route }>()
   for (const route of routes) {
     for (const destination of route.destinations) {
       const backend = backendName(route.serviceName, destination.port)
       if (byBackend.has(backend)) continue
-      byBackend.set(backend, { route, port: destination.port })
+      byBackend.set(backend, { route })
+      const dns = route.endpoints.length === 0
       backends.push({
         name: backend,
         serviceName: route.serviceName,
         port: destination.port,
-        slots: route.endpoints.length > 0 ? route.endpoints.length : settings.slots,
-        ...(route.endpoints.length > 0 ? {} : { dnsName: `tasks.${route.serviceName}` }),
+        dns,
+        sticky: route.sticky,
+        servers: endpointsOf(route, destination.port, dns ? serverInput.tasks?.(route.serviceName) : undefined),
+        unchecked: [],
       })
     }
   }
@@ -169,6 +204,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
   out.push(`    hard-stop-after ${settings.hardStopAfterMs}ms`)
   out.push(`    mworker-max-reloads ${settings.maxReloads}`)
   out.push(`    maxconn ${settings.maxconn}`)
+  if (settings.descriptorLimit !== undefined) out.push(`    fd-hard-limit ${settings.descriptorLimit}`)
   if (settings.nbthread !== undefined) out.push(`    nbthread ${settings.nbthread}`)
   blank()
   out.push('defaults')
@@ -191,21 +227,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
   out.push('    # WebSocket and other upgraded connections')
   out.push('    timeout tunnel 1h')
   out.push('    timeout client-fin 10s')
-  out.push('    default-server check inter 2s fall 2 rise 1')
   out.push(`    dynamic-cookie-key '${settings.cookieKey}'`)
-  blank()
-  out.push('resolvers docker')
-  settings.resolvers.forEach((ns, i) => out.push(`    nameserver ns${i + 1} ${ns}`))
-  out.push('    accepted_payload_size 8192')
-  out.push('    resolve_retries 3')
-  out.push('    timeout resolve 1s')
-  out.push('    timeout retry 1s')
-  out.push('    hold valid 1s')
-  out.push('    hold obsolete 1s')
-  out.push('    hold nx 1s')
-  out.push('    hold refused 1s')
-  out.push('    hold timeout 1s')
-  out.push('    hold other 1s')
   blank()
   out.push('frontend http')
   out.push(`    bind ${bind(settings.listen)}`)
@@ -243,10 +265,12 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
   out.push(`backend ${NOT_FOUND_BACKEND}`)
   out.push(`    http-request return status 404 content-type application/json string ${quote(NOT_FOUND_BODY)}`)
 
+  let checks = serverInput.checkBudget ?? Number.POSITIVE_INFINITY
+  const serverLines = new Set<number>()
   for (const b of backends) {
     const entry = byBackend.get(b.name)
     if (entry === undefined) continue
-    const { route, port } = entry
+    const { route } = entry
     const own = [route.serviceName]
     blank()
     out.push(`backend ${b.name}`, own)
@@ -255,18 +279,20 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings): Rend
       const secure = settings.secureCookie ? ' secure' : ''
       out.push(`    cookie ${cookieNameOf(route)} insert indirect nocache dynamic httponly${secure} attr "SameSite=Lax"`, own)
     }
-    if (route.endpoints.length > 0) {
-      // Fixed addresses: a host name is resolved once, when HAProxy loads the configuration.
-      route.endpoints.forEach((endpoint, i) => out.push(`    server e${i + 1} ${endpoint}`, own))
-    } else {
-      // init-addr last,none: the address saved in the server-state file before a reload, else
-      // none (maintenance) until DNS answers. Plain 'none' would drop the saved addresses.
-      out.push(`    server-template s ${settings.slots} tasks.${route.serviceName}:${port} resolvers docker resolve-prefer ipv4 init-addr last,none`, own)
+    // Fixed endpoints with a host name are resolved once, when HAProxy loads the configuration;
+    // tasks and IP endpoints are addresses already.
+    for (const server of b.servers) {
+      const check = checks > 0
+      if (check) checks--
+      else b.unchecked.push(server.name)
+      serverLines.add(out.text.length)
+      out.push(`    ${serverLine(server, check)}`, own)
     }
   }
 
   return {
     config: `${out.text.join('\n')}\n`,
+    skeleton: out.text.filter((_, i) => i > 0 && !serverLines.has(i)).join('\n'),
     owners: out.owners,
     files: hostRules.length === 0 ? [routesMap] : [routesMap, lengthsMap],
     backends: backends.sort((a, b) => byString(a.name, b.name)),

@@ -127,3 +127,39 @@ export async function requestReload(masterSocket: string): Promise<void> {
     if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') throw err
   })
 }
+
+/** Answers of the runtime API that mean success (anything else is HAProxy saying what went wrong). */
+const SUCCESS = /^(?:New server registered\.|Server deleted\.|)$/
+
+/**
+ * Sends commands as one `;`-separated line (one connection, applied in order) and rejects with
+ * HAProxy's own words when any of them was refused. Commands must not contain ';' or newlines.
+ */
+export async function runCommands(adminSocket: string, commands: readonly string[], timeoutMs = 10_000): Promise<void> {
+  if (commands.length === 0) return
+  for (const c of commands) if (/[;\n]/.test(c)) throw new Error(`refusing to send a runtime command with ';' or a newline: ${c}`)
+  const answer = await sendCommand(adminSocket, commands.join('; '), timeoutMs)
+  const complaints = answer
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => !SUCCESS.test(l))
+  if (complaints.length > 0) throw new Error(`HAProxy refused '${commands.join('; ')}': ${complaints.join(' ')}`)
+}
+
+/** `show servers conn <backend>`: connections in use and idle per server (a server with none may be deleted). */
+export async function serverConnections(adminSocket: string, backend: string): Promise<Map<string, { used: number; idle: number }>> {
+  const text = await sendCommand(adminSocket, `show servers conn ${backend}`)
+  const out = new Map<string, { used: number; idle: number }>()
+  const lines = text.split('\n')
+  const header = lines.find((l) => l.startsWith('# '))?.slice(2).split(/\s+/) ?? []
+  const used = header.indexOf('used_cur')
+  const idle = header.indexOf('idle_cur')
+  for (const line of lines) {
+    if (line.startsWith('#') || line.trim() === '') continue
+    const fields = line.trim().split(/\s+/)
+    const server = fields[0]?.split('/')[1]
+    if (server === undefined) continue
+    out.set(server, { used: Number(fields[used] ?? 0) || 0, idle: Number(fields[idle] ?? 0) || 0 })
+  }
+  return out
+}

@@ -23,19 +23,27 @@ export interface HaproxyEngineSettings {
   listen?: string
   /** Admin listener (/stats, /metrics, /healthz, /readyz), `[host]:port`. Default ':8404'. */
   adminListen?: string
-  /** DNS servers for tasks.<service>, `host:port`. Default Docker's ['127.0.0.11:53']. */
+  /** DNS servers the proxy asks for tasks.<service> (and PTR names of tasks), `host:port`. Default Docker's ['127.0.0.11:53']. */
   resolvers?: string[]
+  /** Pause between two rounds of DNS queries over every routed service. Default 1000 ms. */
+  dnsIntervalMs?: number
   /**
    * dynamic-cookie-key: every proxy replica must share it so a cookie issued by one replica is
    * honoured by all. Printable ASCII without quotes, backslash or spaces, 8-256 characters.
    */
   cookieKey: string
-  /** server-template slots per backend: the most tasks of one service served. Default 32. */
-  slots?: number
   /** Add `secure` to affinity cookies (set when HAProxy sits behind TLS). Default false. */
   secureCookie?: boolean
-  /** Global maxconn. Default 4096. */
+  /**
+   * Global maxconn. Default 4096, lowered by the proxy when the descriptor limit cannot hold it
+   * with every server (see descriptors.ts); a value set here is never lowered.
+   */
   maxconn?: number
+  /**
+   * The hard nofile limit HAProxy must stay under. Default: this process's own (HAProxy inherits
+   * it). Set lower, it is also written as HAProxy's `fd-hard-limit`.
+   */
+  descriptorLimit?: number
   /** nbthread; default: HAProxy's own (one per CPU). */
   nbthread?: number
   /** hard-stop-after in ms: how long an old worker may drain after a reload. Default 30000. */
@@ -47,9 +55,13 @@ export interface HaproxyEngineSettings {
   logger?: EngineLogger
 }
 
-export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' | 'logger'>> & {
+export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' | 'logger' | 'descriptorLimit'>> & {
   nbthread: number | undefined
   logger: EngineLogger
+  /** Whether maxconn was set (then never lowered). */
+  maxconnFixed: boolean
+  /** Set only when given: rendered as fd-hard-limit. */
+  descriptorLimit: number | undefined
 }
 
 const silent: EngineLogger = { debug() {}, info() {}, warn() {}, error() {} }
@@ -67,9 +79,11 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     adminListen: settings.adminListen ?? ':8404',
     resolvers: settings.resolvers ?? ['127.0.0.11:53'],
     cookieKey: settings.cookieKey,
-    slots: settings.slots ?? 32,
+    dnsIntervalMs: settings.dnsIntervalMs ?? 1000,
     secureCookie: settings.secureCookie ?? false,
     maxconn: settings.maxconn ?? 4096,
+    maxconnFixed: settings.maxconn !== undefined,
+    descriptorLimit: settings.descriptorLimit,
     nbthread: settings.nbthread,
     hardStopAfterMs: settings.hardStopAfterMs ?? 30_000,
     maxReloads: settings.maxReloads ?? 50,
@@ -93,7 +107,8 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
   const positive = (name: string, v: number | undefined, max: number): void => {
     if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > max)) fail(name, `must be an integer from 1 to ${max}`)
   }
-  positive('slots', resolved.slots, 4096)
+  positive('dnsIntervalMs', resolved.dnsIntervalMs, 60_000)
+  positive('descriptorLimit', resolved.descriptorLimit, 100_000_000)
   positive('maxconn', resolved.maxconn, 10_000_000)
   positive('nbthread', resolved.nbthread, 64)
   positive('hardStopAfterMs', resolved.hardStopAfterMs, 86_400_000)

@@ -68,7 +68,7 @@ describe('health()', () => {
     })
     await waitFor('all up', async () => {
       const h = await proxy.engine.health()
-      return h.every((b) => b.down === 0 && b.up === b.slots) ? h : undefined
+      return h.length === 2 && h.every((b) => b.down === 0 && b.up === (b.serviceName === 'two' ? 2 : 1)) ? h : undefined
     })
     await backends[1]!.close()
     // fall 2 × inter 2 s: marked down within a few seconds.
@@ -76,9 +76,20 @@ describe('health()', () => {
       const h = await proxy.engine.health()
       return h.find((b) => b.serviceName === 'two')?.down === 1 ? h : undefined
     }, 10_000, 200)
+    const name = (i: number): string => backends[i]!.address
     assert.deepEqual(health, [
-      { serviceName: 'one', up: 1, down: 0, slots: 1 },
-      { serviceName: 'two', up: 1, down: 1, slots: 2 },
+      { serviceName: 'one', port: 81, up: 1, down: 0, servers: [{ name: name(2), status: 'up' }] },
+      {
+        serviceName: 'two',
+        port: 80,
+        up: 1,
+        down: 1,
+        // Servers are named after their endpoint, in name order.
+        servers: [
+          { name: name(0), status: 'up' },
+          { name: name(1), status: 'down' },
+        ].sort((x, y) => (x.name < y.name ? -1 : 1)),
+      },
     ])
   })
 })

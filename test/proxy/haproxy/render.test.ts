@@ -6,7 +6,8 @@ import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { normalizeRoute, type Route } from '../../../src/contracts/route.ts'
 import type { ConfigSnapshot } from '../../../src/contracts/config-snapshot.ts'
-import { render, type RenderSettings } from '../../../src/proxy/haproxy/render.ts'
+import { render, type RenderSettings, type ServerInput } from '../../../src/proxy/haproxy/render.ts'
+import type { Task } from '../../../src/proxy/haproxy/servers.ts'
 import { resolveSettings } from '../../../src/proxy/haproxy/settings.ts'
 import { checkConfigFile } from '../../../src/proxy/haproxy/validate.ts'
 
@@ -22,6 +23,16 @@ const settings: RenderSettings = resolveSettings({
 })
 
 const route = (r: Parameters<typeof normalizeRoute>[0]): Route => normalizeRoute(r)
+
+/** Tasks as the proxy's DNS discovery would find them: named after the task when DNS said so, else by address. */
+const tasks: Record<string, Task[]> = {
+  'go-demo': [
+    { address: '10.0.1.7', name: 'go-demo.2.k3v1fwkcsbwtr0s8yjduq7u4e.ingress-net' },
+    { address: '10.0.1.5', name: 'go-demo.1.a8c2kqv0x9h3m4p1j6r7s2t5u.ingress-net' },
+    { address: '10.0.1.9' },
+  ],
+}
+const serverInput: ServerInput = { tasks: (serviceName) => tasks[serviceName] }
 
 const cases: Array<{ name: string; snapshot: ConfigSnapshot; settings?: Partial<RenderSettings> }> = [
   { name: 'empty', snapshot: { version: 0, routes: [] } },
@@ -53,7 +64,7 @@ const cases: Array<{ name: string; snapshot: ConfigSnapshot; settings?: Partial<
   },
   {
     name: 'endpoints-and-ports',
-    settings: { secureCookie: true, slots: 8, nbthread: 2, resolvers: ['10.0.0.2:53', '10.0.0.3:53'] },
+    settings: { secureCookie: true, nbthread: 2, descriptorLimit: 65536 },
     snapshot: {
       version: 20,
       routes: [
@@ -89,7 +100,7 @@ async function golden(file: string, actual: string): Promise<void> {
 describe('renderConfig', () => {
   for (const c of cases) {
     it(`renders '${c.name}' exactly as the golden file`, async () => {
-      const out = render(c.snapshot, { ...settings, ...c.settings })
+      const out = render(c.snapshot, { ...settings, ...c.settings }, serverInput)
       await golden(`${c.name}.cfg`, out.config)
       // routes-<hash>.map always; lengths-<hash>.map when routes have domains.
       for (const f of out.files) await golden(`${c.name}.${basename(f.path).split('-')[0]}.map`, f.text)
@@ -107,7 +118,7 @@ describe('renderConfig', () => {
   it('gives sticky routes a dynamic (hashed) cookie and non-sticky routes none', () => {
     const out = render(cases.find((x) => x.name === 'prefixes-and-catch-all')!.snapshot, settings).config
     const backend = (name: string): string => out.split('\n\n').find((block) => block.startsWith(`backend ${name}\n`)) ?? ''
-    assert.match(backend('svc_api_9000'), /\n    cookie APISESSION insert indirect nocache dynamic httponly attr "SameSite=Lax"\n/)
+    assert.match(backend('svc_api_9000'), /\n    cookie APISESSION insert indirect nocache dynamic httponly attr "SameSite=Lax"(?:\n|$)/)
     assert.doesNotMatch(backend('svc_web_80'), /cookie/)
     assert.match(backend('svc_web_80'), /balance roundrobin/)
   })
@@ -119,12 +130,42 @@ describe('renderConfig', () => {
   })
 
   it('maps each backend line back to the service that produced it', () => {
-    const out = render(cases.find((x) => x.name === 'endpoints-and-ports')!.snapshot, { ...settings, slots: 8 })
+    const out = render(cases.find((x) => x.name === 'endpoints-and-ports')!.snapshot, settings)
     const lines = out.config.split('\n')
     const serverLine = lines.findIndex((l) => l.includes('legacy.internal:8080'))
     assert.deepEqual(out.owners[serverLine], ['legacy'])
     const global = lines.indexOf('global')
     assert.deepEqual(out.owners[global], [])
+  })
+
+  it('renders one named server per task, health-checked, and no server for a service whose tasks are not known yet', () => {
+    const c = cases.find((x) => x.name === 'sticky-dns')!
+    const out = render(c.snapshot, settings, serverInput)
+    assert.deepEqual(out.backends.map((b) => b.servers.map((e) => `${e.name} ${e.address}:${e.port}`)), [
+      ['10.0.1.9 10.0.1.9:8080', 'go-demo.1.a8c2kqv0x9h3m4p1j6r7s2t5u.ingress-net 10.0.1.5:8080', 'go-demo.2.k3v1fwkcsbwtr0s8yjduq7u4e.ingress-net 10.0.1.7:8080'],
+    ])
+    assert.match(out.config, /\n    server go-demo\.1\.a8c2kqv0x9h3m4p1j6r7s2t5u\.ingress-net 10\.0\.1\.5:8080 check inter 2s fall 2 rise 1\n/)
+    assert.doesNotMatch(out.config, /server-template|resolvers/)
+    const unknown = render(c.snapshot, settings)
+    assert.deepEqual(unknown.backends.map((b) => b.servers), [[]])
+    assert.match(unknown.config, /\nbackend svc_go-demo_8080\n    balance roundrobin\n    cookie TETHER_go-demo insert/)
+  })
+
+  it('gives the same skeleton to configurations that differ only in servers, and another when a path changes', () => {
+    const c = cases.find((x) => x.name === 'sticky-dns')!
+    const a = render(c.snapshot, settings, serverInput)
+    const b = render({ ...c.snapshot, version: 9 }, settings, { tasks: () => [{ address: '10.0.9.9' }] })
+    assert.notEqual(a.config, b.config)
+    assert.equal(a.skeleton, b.skeleton)
+    const moved = render({ version: 9, routes: [{ ...c.snapshot.routes[0]!, destinations: [{ servicePath: ['/other'], port: 8080 }] }] }, settings, serverInput)
+    assert.notEqual(moved.skeleton, a.skeleton)
+  })
+
+  it('leaves the health check off the servers beyond the check budget, and says which', () => {
+    const c = cases.find((x) => x.name === 'sticky-dns')!
+    const out = render(c.snapshot, settings, { ...serverInput, checkBudget: 1 })
+    assert.deepEqual(out.backends[0]!.unchecked, ['go-demo.1.a8c2kqv0x9h3m4p1j6r7s2t5u.ingress-net', 'go-demo.2.k3v1fwkcsbwtr0s8yjduq7u4e.ingress-net'])
+    assert.equal(out.config.match(/ check inter/g)?.length, 1)
   })
 
   for (const c of cases) {
@@ -136,7 +177,7 @@ describe('renderConfig', () => {
         ...c.snapshot,
         routes: c.snapshot.routes.map((r) => ({ ...r, endpoints: r.endpoints.map((e) => e.replace('legacy.internal', 'localhost')) })),
       }
-      const out = render(snapshot, { ...settings, ...c.settings, stateDir, listen: '127.0.0.1:1', adminListen: '127.0.0.1:2' })
+      const out = render(snapshot, { ...settings, ...c.settings, stateDir, listen: '127.0.0.1:1', adminListen: '127.0.0.1:2' }, serverInput)
       for (const f of out.files) {
         await mkdir(dirname(f.path), { recursive: true })
         await writeFile(f.path, f.text)
