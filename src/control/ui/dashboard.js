@@ -90,8 +90,9 @@ function healthOf(serviceName) {
       continue
     }
     const cls = b.up === 0 ? 'bad' : b.down > 0 ? 'warn' : 'ok'
-    const extra = typeof b.tasks === 'number' ? ` (${b.tasks} tasks)` : ''
-    cells.push(h('span', { class: `badge ${cls}`, title: `${b.up} servers up, ${b.down} down${extra}` }, `${p.id}: ${b.up}↑ ${b.down}↓${extra}`))
+    // The servers are named after the tasks (or their address, or host:port for fixed endpoints).
+    const names = (b.servers ?? []).map((x) => `${x.name} ${x.status}`).join(', ')
+    cells.push(h('span', { class: `badge ${cls}`, title: `${b.up} servers up, ${b.down} down${names === '' ? '' : `: ${names}`}` }, `${p.id}: ${b.up}↑ ${b.down}↓`))
   }
   return cells.length > 0 ? cells : h('span', { class: 'muted' }, 'no live proxy')
 }
