@@ -87,6 +87,25 @@ describe('the served OpenAPI document, as the Swagger UI uses it', () => {
     }
   })
 
+  it('gives each error answer an example of its own status and code, not a 400 under every status', async (t) => {
+    const { app } = await startControl(t)
+    const doc = (await app.inject({ url: '/openapi.json' })).json() as { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { example?: { statusCode: number; code: string; error: string } }> }> }>> }
+    const seen = new Set<string>()
+    for (const ops of Object.values(doc.paths)) {
+      for (const op of Object.values(ops)) {
+        for (const [status, response] of Object.entries(op.responses)) {
+          const example = response.content?.['application/json']?.example
+          if (Number(status) < 400 || example === undefined) continue
+          assert.equal(example.statusCode, Number(status))
+          seen.add(`${status} ${example.code} ${example.error}`)
+        }
+      }
+    }
+    for (const expected of ['400 VALIDATION_FAILED Bad Request', '401 UNAUTHORIZED Unauthorized', '404 ROUTE_NOT_FOUND Not Found', '503 STORE_UNAVAILABLE Service Unavailable', '504 CONVERGENCE_TIMEOUT Gateway Timeout']) {
+      assert.ok(seen.has(expected), `${expected} among ${[...seen].join('; ')}`)
+    }
+  })
+
   it('"Try it out" with the pre-filled values (examples of required parameters, and of the few that keep one, and body examples) succeeds for every operation that has them', async (t) => {
     const { app } = await startControl(t)
     const doc = (await app.inject({ url: '/openapi.json' })).json() as Doc

@@ -9,11 +9,15 @@
  *   Swagger UI's "Try it out" pre-fills every parameter that has an `example`, so executing
  *   with only the required fields would send (and store) the example domains and endpoints.
  *   Required parameters keep `example`, so "Try it out" starts from a request that works.
+ * - Error answers get an example of their own code (the generated sample shows a 400's body
+ *   under every status): the code is the first CODE_NAME in the answer's description.
  * - Request bodies get one realistic example each (the generated sample holds every optional
  *   field at once, e.g. both `servicePath` and `destinations`, which the API refuses).
  *
  * The input is not modified.
  */
+
+import { STATUS_CODES } from 'node:http'
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
 type JsonObject = { [key: string]: Json }
@@ -37,6 +41,26 @@ export const requestBodyExamples: Readonly<Record<string, JsonObject>> = {
 const prefilledOptional: Readonly<Record<string, readonly string[]>> = {
   getDockerFlowProxyReconfigure: ['servicePath', 'port'],
   putDockerFlowProxyReconfigure: ['servicePath', 'port'],
+}
+
+/** What the API says for each error code (the sample of a 401 is a 401's message). */
+const errorMessages: Readonly<Record<string, string>> = {
+  VALIDATION_FAILED: `servicePath: "/a b" must start with '/' and hold only RFC 3986 path characters (letters, digits, - . _ ~ ! & ( ) * + ; = : @ and %XX escapes)`,
+  UNKNOWN_PARAMETER: 'unknown parameter in the query: "servicepath" (accepted: serviceName, servicePath, port, ...)',
+  UNAUTHORIZED: 'Missing or invalid bearer token',
+  ROUTE_NOT_FOUND: "No route for service 'go-demo'",
+  VERSION_NOT_FOUND: 'to: version 40 does not exist (current version is 12)',
+  BODY_TOO_LARGE: 'The request body is larger than 1 MiB',
+  ROUTE_CONFLICT:
+    'servicePath: "/demo" is already served by service "go-demo-blue" (for any host); nothing was stored. Give this route another path or domain, remove "go-demo-blue"\'s route first, or repeat the request with takeover=true to move the path to "go-demo" (a blue-green switch)',
+  STORE_UNAVAILABLE: 'The route store is unavailable. Nothing was changed; retry later.',
+  CONVERGENCE_TIMEOUT:
+    '1 of 3 live proxies did not apply version 12 within 30s: edge-2 (at version 11, node worker-2). The change itself is stored (version 12); those proxies will apply it when they catch up.',
+}
+
+function errorExample(status: number, description: string): JsonObject {
+  const code = /\b([A-Z][A-Z0-9]*_[A-Z0-9_]+|UNAUTHORIZED)\b/.exec(description)?.[1] ?? (status === 404 ? 'NOT_FOUND' : 'ERROR')
+  return { statusCode: status, code, error: STATUS_CODES[status] ?? 'Error', message: errorMessages[code] ?? description }
 }
 
 /** An example for a required parameter whose schema has none, per operationId. */
@@ -112,6 +136,12 @@ export function openApiForPeople<T extends object>(document: T): T {
       const example = typeof operation.operationId === 'string' ? requestBodyExamples[operation.operationId] : undefined
       const content = isObject(operation.requestBody) && isObject(operation.requestBody.content) ? operation.requestBody.content['application/json'] : undefined
       if (example !== undefined && isObject(content)) content.example = example
+      for (const [status, response] of Object.entries(isObject(operation.responses) ? operation.responses : {})) {
+        if (!isObject(response)) continue
+        const json = isObject(response.content) ? response.content['application/json'] : undefined
+        if (Number(status) < 400 || !isObject(json) || !isObject(json.schema) || json.schema.$ref !== '#/components/schemas/Error') continue
+        json.example = errorExample(Number(status), typeof response.description === 'string' ? response.description : '')
+      }
     }
   }
   return doc as unknown as T

@@ -41,9 +41,11 @@ function ago(iso) {
   return `${Math.round(s / 3600)} h ago`
 }
 
+/** Local time as YYYY-MM-DD HH:MM:SS. */
 function clock(iso) {
   const d = new Date(iso)
-  return d.toLocaleString(undefined, { hour12: false })
+  const p = (n) => String(n).padStart(2, '0')
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`
 }
 
 async function getJson(path) {
@@ -152,7 +154,11 @@ function renderProxies() {
       const age = now - Date.parse(p.receivedAt)
       const late = !stale && age > ttlMs / 2
       const statusCls = stale ? 'bad' : p.status === 'ok' ? 'ok' : p.status === 'starting' ? '' : p.status === 'degraded' ? 'warn' : 'bad'
-      const versionCell = p.version >= version ? h('span', { class: 'ok' }, `${p.version} ✓`) : h('span', { class: 'warn' }, `${p.version} (behind ${version})`)
+      const versionCell = stale
+        ? h('span', { class: 'muted' }, String(p.version))
+        : p.version >= version
+          ? h('span', { class: 'ok', title: 'serves the current version' }, `${p.version} ✓`)
+          : h('span', { class: 'warn' }, `${p.version} (behind ${version})`)
       return h(
         'tr',
         { 'data-proxy': p.id, class: stale ? 'stale' : undefined },
@@ -209,8 +215,13 @@ function renderChanges() {
 
 // ---- data -------------------------------------------------------------------------------
 
+function markLive() {
+  setLive(true, `live · updated ${clock(new Date().toISOString()).slice(11)}`)
+}
+
 async function refreshFleet() {
   const [proxies, status] = await Promise.all([getJson('/v1/proxies'), getJson('/v1/status')])
+  markLive()
   state.proxies = proxies.proxies
   state.status = status
   renderSummary()
@@ -257,7 +268,7 @@ async function followVersion() {
       const since = state.version ?? 0
       const v = await getJson(`/v1/version?since=${since}&wait=${LONG_POLL_SECONDS}`)
       if (v.changed || state.version === null) await refreshTable()
-      setLive(true, `live · updated ${new Date().toLocaleTimeString(undefined, { hour12: false })}`)
+      markLive()
       delay = 1000
     } catch (error) {
       setLive(false, `control plane unreachable (${error.message}); retrying`)
