@@ -2,7 +2,7 @@
  * The route: what a CI pipeline registers for one Swarm service, and what every proxy renders
  * into HAProxy's configuration. Every string here ends up in a configuration file, so each
  * field has a strict rule, stated once (in `rules`) and used by the JSON schema (validation,
- * OpenAPI) and by the query-string parsers (`route-input.ts`), which must agree.
+ * OpenAPI) and by the input parsers (`control/input/`), which must agree.
  */
 import { Type, type Static } from 'typebox'
 

@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { ChangeMeta } from '../../contracts/change.ts'
-import type { RouteStore } from '../store/route-store.ts'
+import type { RouteStore, RouteWrite } from '../store/route-store.ts'
 import { sleep, systemClock, type Clock } from './clock.ts'
 import type { SwarmClient } from './swarm-client.ts'
 import { routesFromServices, type DiscoveryProblem } from './swarm-labels.ts'
@@ -125,6 +125,9 @@ export function startSwarmDiscovery(options: SwarmDiscoveryOptions): SwarmDiscov
       const wanted = new Set(routes.map((r) => r.serviceName))
       const withProblems = new Set(problems.map((p) => p.serviceName))
       const clashes: DiscoveryProblem[] = []
+      // The whole pass is one batch: one version (and one reload per proxy) however many
+      // services changed. Each write is still conditioned on discovery owning the route.
+      const writes: RouteWrite[] = []
       for (const route of routes) {
         const record = existing.get(route.serviceName)
         if (record !== undefined && record.source !== 'discovery') {
@@ -134,14 +137,18 @@ export function startSwarmDiscovery(options: SwarmDiscoveryOptions): SwarmDiscov
           })
           continue
         }
-        const result = await store.put(route, META, { onlyIfSource: 'discovery' })
-        if (result.changed) logger.info({ serviceName: route.serviceName, version: result.version }, 'discovery: route stored')
+        writes.push({ serviceName: route.serviceName, after: route })
       }
       for (const record of records) {
         const name = record.route.serviceName
         if (record.source !== 'discovery' || wanted.has(name) || withProblems.has(name)) continue
-        const result = await store.remove(name, META, { onlyIfSource: 'discovery' })
-        if (result !== null) logger.info({ serviceName: name, version: result.version }, 'discovery: route removed')
+        writes.push({ serviceName: name, after: null })
+      }
+      if (writes.length > 0) {
+        const result = await store.write(writes, META, { onlyIfSource: 'discovery' })
+        for (const change of result.changes) {
+          logger.info({ serviceName: change.serviceName, version: result.version }, change.after === null ? 'discovery: route removed' : 'discovery: route stored')
+        }
       }
       ownershipProblems = clashes
     } catch (error) {

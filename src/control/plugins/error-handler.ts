@@ -9,7 +9,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ErrorBody } from '../../contracts/errors.ts'
-import { describeSchemaError, fieldOf, type SchemaError } from '../route-input.ts'
+import { describeSchemaError, fieldOf, type SchemaError } from '../input/schema-errors.ts'
 
 /** Fastify's own client-error codes, renamed to Tether's vocabulary. */
 const fastifyCodes: Record<string, string> = {

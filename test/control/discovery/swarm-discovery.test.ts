@@ -50,6 +50,39 @@ describe('Swarm discovery (watcher against the memory store)', () => {
     assert.deepEqual(shop?.route, normalizeRoute({ serviceName: 'shop', destinations: [{ servicePath: ['/shop'], port: 3000 }], sticky: true }))
   })
 
+  it('writes one reconcile pass over 50 labelled services as ONE version (one reload per proxy), and removals of a pass as one more', async () => {
+    const { clock, store, swarm, start } = setup()
+    swarm.services = Array.from({ length: 50 }, (_, i) => labelled(`svc-${String(i).padStart(2, '0')}`, `/p${i}`))
+    start()
+    await clock.advance(0)
+    assert.equal((await store.list()).length, 50)
+    assert.equal(await store.version(), 1)
+    const log = await store.changes(0, 100)
+    assert.equal(log.length, 50)
+    assert.ok(log.every((c) => c.version === 1 && c.source === 'discovery'))
+
+    swarm.services = swarm.services.slice(0, 20)
+    swarm.emit('remove', 'svc-20')
+    await clock.advance(0)
+    await settle()
+    assert.equal((await store.list()).length, 20)
+    assert.equal(await store.version(), 2)
+  })
+
+  it('shares a path between two labelled services the way DFP does: both stored, the shadowed one reported by the planner', async () => {
+    const { clock, store, swarm, start } = setup()
+    swarm.services = [labelled('zeta', '/shop'), labelled('alpha', '/shop', 8080, { 'com.df.aclName': 'zz-last' })]
+    start()
+    await clock.advance(0)
+    const routes = (await store.snapshot()).routes
+    assert.deepEqual(routes.map((r) => r.serviceName), ['alpha', 'zeta'])
+    const { planRoutes } = await import('../../../src/contracts/route-planner.ts')
+    assert.deepEqual(
+      planRoutes(routes).shadowed.map((s) => [s.serviceName, s.path, s.shadowedBy]),
+      [['alpha', '/shop', 'zeta']],
+    )
+  })
+
   it('follows service events at once: create, label change, notify removed, service removed', async () => {
     const { clock, store, swarm, start } = setup()
     start()

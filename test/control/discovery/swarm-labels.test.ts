@@ -14,8 +14,8 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
       route: { serviceName: 'web', destinations: [{ servicePath: ['/demo'], port: 8080 }], serviceDomain: [], sticky: false, endpoints: [] },
     },
     {
-      name: 'comma-separated paths, trailing slash and spaces normalised',
-      labels: { 'com.df.notify': 'true', 'com.df.servicePath': '/a/, /b', 'com.df.port': ' 80 ' },
+      name: 'comma-separated paths, trailing slash normalised',
+      labels: { 'com.df.notify': 'true', 'com.df.servicePath': '/a/,/b', 'com.df.port': '80' },
       route: { serviceName: 'web', destinations: [{ servicePath: ['/a', '/b'], port: 80 }], serviceDomain: [], sticky: false, endpoints: [] },
     },
     {
@@ -25,7 +25,7 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
     },
     {
       name: "Tether's sticky shorthand and cookie name",
-      labels: { 'com.df.notify': 'true', 'com.df.servicePath': '/s', 'com.df.port': '80', 'com.df.sticky': 'TRUE', 'com.df.stickyCookie': 'JSESSIONID_ROUTE' },
+      labels: { 'com.df.notify': 'true', 'com.df.servicePath': '/s', 'com.df.port': '80', 'com.df.sticky': 'true', 'com.df.stickyCookie': 'JSESSIONID_ROUTE' },
       route: { serviceName: 'web', destinations: [{ servicePath: ['/s'], port: 80 }], serviceDomain: [], sticky: true, stickyCookie: 'JSESSIONID_ROUTE', endpoints: [] },
     },
     {
@@ -34,7 +34,7 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
       route: { serviceName: 'web', destinations: [{ servicePath: ['/'], port: 80 }], serviceDomain: ['*.example.org', 'a.example.com', 'b.example.com'], sticky: false, endpoints: [] },
     },
     {
-      name: 'indexed destinations in numeric order, a missing port.N falls back to port',
+      name: 'indexed destinations in numeric order',
       labels: {
         'com.df.notify': 'true',
         'com.df.servicePath': '/api',
@@ -42,6 +42,7 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
         'com.df.servicePath.10': '/ten',
         'com.df.port.10': '9010',
         'com.df.servicePath.2': '/two',
+        'com.df.port.2': '8080',
       },
       route: {
         serviceName: 'web',
@@ -85,8 +86,16 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
 
   const notify = { 'com.df.notify': 'true' }
   const refused: Array<{ name: string; labels: Record<string, string>; messages: string[]; serviceName?: string }> = [
-    { name: 'no servicePath', labels: { ...notify, 'com.df.port': '80' }, messages: ['com.df.notify is true but com.df.servicePath is missing'] },
-    { name: 'no port', labels: { ...notify, 'com.df.servicePath': '/x' }, messages: ['com.df.servicePath is set but com.df.port is missing'] },
+    { name: 'no servicePath', labels: { ...notify, 'com.df.port': '80' }, messages: [`com.df.servicePath: is required; it ${rules.servicePath.text}`] },
+    { name: 'no port', labels: { ...notify, 'com.df.servicePath': '/x' }, messages: [`com.df.port: is required; it ${rules.port.text}`] },
+    // The same rule as the API's DFP form (one parser): no fallback to com.df.port, no trimming.
+    {
+      name: 'an indexed path without its port',
+      labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '80', 'com.df.servicePath.1': '/y' },
+      messages: [`com.df.port.1: is required; it ${rules.port.text}`],
+    },
+    { name: 'a port with spaces', labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': ' 80' }, messages: [`com.df.port: " 80" ${rules.port.text}`] },
+    { name: 'a path list with a space', labels: { ...notify, 'com.df.servicePath': '/a, /b', 'com.df.port': '80' }, messages: [`com.df.servicePath: " /b" ${rules.servicePath.text}`] },
     {
       name: 'a path with a space',
       labels: { ...notify, 'com.df.servicePath': '/a b', 'com.df.port': '80' },
@@ -103,7 +112,7 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
     {
       name: 'an indexed port without its path',
       labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '80', 'com.df.port.1': '81' },
-      messages: ['com.df.port.1 is set but com.df.servicePath.1 is missing'],
+      messages: [`com.df.servicePath.1: is required; it ${rules.servicePath.text}`],
     },
     {
       name: 'a bad domain',
@@ -113,12 +122,12 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
     {
       name: 'an unknown session type',
       labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '80', 'com.df.sessionType': 'sticky-client' },
-      messages: ['com.df.sessionType: "sticky-client" must be "sticky-server" (the only session type Docker Flow Proxy knows)'],
+      messages: [`com.df.sessionType: "sticky-client" must be 'sticky-server' (the only session type Docker Flow Proxy defines)`],
     },
     {
       name: 'com.df.sticky=yes',
       labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '80', 'com.df.sticky': 'yes' },
-      messages: ['com.df.sticky: "yes" must be "true" or "false"'],
+      messages: ['com.df.sticky: "yes" must be true or false'],
     },
     {
       name: 'a cookie name with a semicolon',
@@ -129,12 +138,12 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
       name: 'a service name longer than 63 characters',
       serviceName: 'x'.repeat(64),
       labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '80' },
-      messages: [`service name "${'x'.repeat(64)}" ${rules.serviceName.text}`],
+      messages: [`service name is 64 characters long; ${rules.serviceName.text}`],
     },
     {
-      name: 'several faults at once, each reported',
+      name: 'several faults at once, the first reported (as the API does)',
       labels: { ...notify, 'com.df.servicePath': '/ok,/no way', 'com.df.port': '80', 'com.df.sticky': 'maybe' },
-      messages: [`com.df.servicePath: "/no way" ${rules.servicePath.text}`, 'com.df.sticky: "maybe" must be "true" or "false"'],
+      messages: [`com.df.servicePath: "/no way" ${rules.servicePath.text}`],
     },
   ]
   for (const c of refused) {

@@ -11,7 +11,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { ServiceNameSchema } from '../../../contracts/route.ts'
-import { routeFromDfpQuery, serviceNameFromDfpRemove } from '../../route-input.ts'
+import { routeFromDfpQuery, serviceNameFromDfpRemove } from '../../input/dfp-form.ts'
 import { bearer, errors, ReconfigureAnswerSchema, ref, RemoveAnswerSchema, waitProperties } from '../schemas.ts'
 import { putRoute, removeRoute } from './helpers.ts'
 

@@ -7,7 +7,7 @@
  * the lenient ones.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { routeFromBody, routeFromQuery } from '../../route-input.ts'
+import { routeFromBody, routeFromQuery } from '../../input/tether-forms.ts'
 import { bearer, errors, ReconfigureAnswerSchema, ReconfigureBodySchema, ReconfigureQuerySchema, ref, RemoveAnswerSchema, RemoveQuerySchema, WriteQuerySchema } from '../schemas.ts'
 import { putRoute, removeRoute } from './helpers.ts'
 

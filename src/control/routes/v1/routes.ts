@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { RouteNotFoundError } from '../../errors.ts'
-import { routeFromBody } from '../../route-input.ts'
+import { routeFromBody } from '../../input/tether-forms.ts'
 import { bearer, errors, ReconfigureAnswerSchema, ref, RemoveAnswerSchema, RouteBodySchema, RouteRecordSchema, RoutesAnswerSchema, ServiceNameParamsSchema, WaitQuerySchema, WriteQuerySchema } from '../schemas.ts'
 import { putRoute, removeRoute, shadowedReport } from './helpers.ts'
 import { shadowingOf } from '../../../contracts/route-planner.ts'

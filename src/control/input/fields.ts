@@ -1,0 +1,79 @@
+/**
+ * The field checks every input form shares (Tether's query and JSON forms, the Docker Flow
+ * Proxy form, com.df.* labels): each rule comes from `rules` in contracts/route.ts, so a value
+ * is judged by the same sentence wherever it arrives, and every error names the field the
+ * client used (`servicePath`, `servicePath.1`, `destinations[0].servicePath[1]`). Thrown
+ * before anything is stored.
+ */
+import { Compile } from 'typebox/compile'
+import { rules, RouteSchema, type Route } from '../../contracts/route.ts'
+import { ValidationFailedError } from '../errors.ts'
+import { describeSchemaError, showValue, type RuleName } from './schema-errors.ts'
+
+export { showValue }
+
+export const patterns = {
+  serviceName: new RegExp(rules.serviceName.pattern),
+  servicePath: new RegExp(rules.servicePath.pattern),
+  serviceDomain: new RegExp(rules.serviceDomain.pattern),
+  stickyCookie: new RegExp(rules.stickyCookie.pattern),
+  endpoint: new RegExp(rules.endpoint.pattern),
+  aclName: new RegExp(rules.aclName.pattern),
+}
+
+export const maxLengths: Partial<Record<RuleName, number>> = {
+  serviceName: 63,
+  servicePath: rules.servicePath.maxLength,
+  serviceDomain: rules.serviceDomain.maxLength,
+  stickyCookie: 64,
+  endpoint: rules.endpoint.maxLength,
+  aclName: 63,
+}
+
+
+export function fail(field: string, message: string): never {
+  throw new ValidationFailedError(`${field}: ${message}`)
+}
+
+export function checkString(field: string, rule: Exclude<RuleName, 'port'>, value: string): string {
+  const max = maxLengths[rule]
+  if (max !== undefined && value.length > max) {
+    const text = rules[rule].text
+    fail(field, `is ${value.length} characters long; ${text}${text.includes(`at most ${max} characters`) ? '' : `, at most ${max} characters`}`)
+  }
+  if (!patterns[rule].test(value)) fail(field, `${showValue(value)} ${rules[rule].text}`)
+  return value
+}
+
+export function checkList(field: string, rule: Exclude<RuleName, 'port'>, values: readonly string[], maxItems: number): string[] {
+  if (values.length > maxItems) fail(field, `has ${values.length} entries; at most ${maxItems} are allowed`)
+  return values.map((v) => checkString(field, rule, v))
+}
+
+/**
+ * Splits a comma-separated query value; empty entries (",," or a trailing ",") are dropped.
+ * Entries are not trimmed: '/a\n' must be refused, not quietly turned into '/a'.
+ */
+export function splitList(value: string | undefined): string[] {
+  if (value === undefined) return []
+  return value.split(',').filter((s) => s.length > 0)
+}
+
+/** Parses a port given as text (DFP parameters are all strings). */
+export function parsePort(field: string, value: string | number | undefined): number {
+  if (value === undefined) fail(field, `is required; it ${rules.port.text}`)
+  const n = typeof value === 'number' ? value : /^[0-9]{1,5}$/.test(value) ? Number(value) : NaN
+  if (!Number.isInteger(n) || n < 1 || n > 65535) fail(field, `${showValue(value)} ${rules.port.text}`)
+  return n
+}
+
+const checkRoute = Compile(RouteSchema)
+
+/** Last line of defence: the built route must satisfy the contract every proxy relies on. */
+export function finish(route: Route): Route {
+  if (!checkRoute.Check(route)) {
+    const first = [...checkRoute.Errors(route)][0]
+    throw new ValidationFailedError(first === undefined ? 'route: invalid' : describeSchemaError(first, route))
+  }
+  return route
+}
