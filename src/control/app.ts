@@ -17,7 +17,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify'
 import { createAuthenticator, type AuthLevel, type AuthOptions } from './auth.ts'
 import { UnauthorizedError } from './errors.ts'
+import { createCertificateService, type CertificateService } from './certificates.ts'
 import { createMetrics, type ControlMetrics } from './metrics.ts'
+import { createEphemeralSecretBox, type SecretBox } from './secret-box.ts'
 import { createConfigFeed, type ConfigFeed } from './plugins/config-feed.ts'
 import { installErrorHandlers } from './plugins/error-handler.ts'
 import { createFleet, type Fleet } from './plugins/fleet.ts'
@@ -46,6 +48,11 @@ export interface BuildAppOptions {
   discovery?: DiscoveryView | undefined
   /** Link to each proxy's HAProxy stats page on the dashboard (/ui): `{node}`, `{id}` replaced. Default: no link. */
   statsUrl?: string | undefined
+  /**
+   * Seals certificate keys in the store (TETHER_SECRET_KEY_FILE). null: certificates cannot be
+   * stored (503 SECRET_KEY_MISSING). Default: a random key for this process (fits the in-memory store only).
+   */
+  secretBox?: SecretBox | null | undefined
 }
 
 /** What the API reads from Swarm discovery (a SwarmDiscovery fits). */
@@ -65,6 +72,7 @@ declare module 'fastify' {
     discovery: DiscoveryView | null
     metrics: ControlMetrics
     longPollMaxSeconds: number
+    certificates: CertificateService
   }
   interface FastifyRequest {
     /** Name of the token that authorised the request ('anonymous' with auth off). */
@@ -110,6 +118,9 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
   app.decorate('discovery', options.discovery ?? null)
   app.decorate('metrics', metrics)
   app.decorate('longPollMaxSeconds', longPollMaxSeconds)
+  const secretBox = options.secretBox === undefined ? createEphemeralSecretBox() : options.secretBox
+  app.decorate('certificates', createCertificateService({ store: options.store, box: secretBox }))
+  if (secretBox === null) app.log.warn('no TETHER_SECRET_KEY_FILE: certificates cannot be stored (keys are never kept in clear in a shared store)')
   app.decorateRequest('actor', '')
   metrics.setSources({
     table: async () => {

@@ -12,8 +12,11 @@ export interface AuthOptions {
   proxyToken?: string | undefined
 }
 
-/** Who may call a route: 'api' (API tokens), 'proxy' (API tokens or the proxy token), 'none'. */
-export type AuthLevel = 'api' | 'proxy' | 'none'
+/**
+ * Who may call a route: 'api' (API tokens), 'proxy' (API tokens or the proxy token),
+ * 'proxy-only' (the proxy token alone: certificate keys), 'none'.
+ */
+export type AuthLevel = 'api' | 'proxy' | 'proxy-only' | 'none'
 
 /** Actor name used when auth is off. */
 export const ANONYMOUS = 'anonymous'
@@ -42,8 +45,8 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
       if (m === null || m[1] === undefined) return null
       const presented = digest(m[1])
       let actor: string | null = null
-      for (const t of api) if (timingSafeEqual(t.hash, presented) && actor === null) actor = t.name
-      if (level === 'proxy' && proxy !== null && timingSafeEqual(proxy, presented) && actor === null) actor = PROXY_ACTOR
+      for (const t of api) if (timingSafeEqual(t.hash, presented) && actor === null && level !== 'proxy-only') actor = t.name
+      if ((level === 'proxy' || level === 'proxy-only') && proxy !== null && timingSafeEqual(proxy, presented) && actor === null) actor = PROXY_ACTOR
       return actor
     },
   }

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
+import { parseSecretKey } from './secret-box.ts'
 
 const TokenPattern = '^[A-Za-z0-9._~+/=-]{16,512}$'
 const TokenNamePattern = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
@@ -23,6 +24,9 @@ export const ControlEnvSchema = Type.Object(
     TETHER_PROXY_TOKEN: Type.Optional(Type.String({ pattern: TokenPattern, description: 'Token of the proxy replicas (GET /v1/config, PUT /v1/proxies/{id}).' })),
     TETHER_PROXY_TOKEN_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding TETHER_PROXY_TOKEN, e.g. a Docker secret.' })),
     TETHER_AUTH: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on', description: "'off' disables every token check (logged as a warning)." }),
+    TETHER_SECRET_KEY_FILE: Type.Optional(
+      Type.String({ minLength: 1, description: 'File holding the 32-byte key (raw, 64 hex characters or base64) that encrypts certificate keys in the store, e.g. a Docker secret. The same on every control replica.' }),
+    ),
     LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
     TETHER_PROXY_TTL_SECONDS: Type.Integer({ default: 15, minimum: 1, maximum: 3600, description: 'A proxy is live while its last heartbeat is younger than this (3 heartbeat intervals).' }),
     TETHER_LONG_POLL_MAX_SECONDS: Type.Integer({ default: 60, minimum: 1, maximum: 60, description: 'Longest wait a GET /v1/config long poll may ask for.' }),
@@ -49,6 +53,8 @@ export interface ControlConfig {
   longPollMaxSeconds: number
   /** TETHER_STATS_URL: the dashboard's link template to each proxy's stats page. */
   statsUrl: string | undefined
+  /** The 32-byte key of TETHER_SECRET_KEY_FILE; undefined when not configured. */
+  secretKey: Buffer | undefined
 }
 
 export class ConfigError extends Error {
@@ -128,7 +134,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig 
     }
     if (apiTokens.has(proxyToken)) throw new ConfigError('TETHER_PROXY_TOKEN: must differ from every API token')
   }
+  let secretKey: Buffer | undefined
+  if (e.TETHER_SECRET_KEY_FILE !== undefined) {
+    let content: Buffer
+    try {
+      content = readFileSync(e.TETHER_SECRET_KEY_FILE)
+    } catch (err) {
+      throw new ConfigError(`TETHER_SECRET_KEY_FILE: cannot read ${JSON.stringify(e.TETHER_SECRET_KEY_FILE)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+    }
+    try {
+      secretKey = parseSecretKey(content)
+    } catch (err) {
+      throw new ConfigError(`TETHER_SECRET_KEY_FILE: ${(err as Error).message}`)
+    }
+  }
   return {
+    secretKey,
     host: e.HOST,
     port: e.PORT,
     redisUrl: e.REDIS_URL,

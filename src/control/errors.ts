@@ -8,6 +8,11 @@ export const ValidationFailedError = createError<[string]>('VALIDATION_FAILED', 
 export const UnknownParameterError = createError<[string]>('UNKNOWN_PARAMETER', '%s', 400)
 export const UnauthorizedError = createError('UNAUTHORIZED', 'Missing or invalid bearer token', 401)
 export const RouteNotFoundError = createError<[string]>('ROUTE_NOT_FOUND', "No route for service '%s'", 404)
+export const CertificateInvalidError = createError<[string]>('CERTIFICATE_INVALID', '%s', 400)
+export const CertificateNotFoundError = createError<[string]>('CERTIFICATE_NOT_FOUND', "No certificate named '%s'", 404)
+/** Certificates need TETHER_SECRET_KEY_FILE with a shared store: keys are never stored in clear. */
+export const SecretKeyMissingError = createError<[string]>('SECRET_KEY_MISSING', '%s', 503)
+export const NotImplementedError = createError<[string]>('NOT_IMPLEMENTED', '%s', 400)
 export const VersionNotFoundError = createError<[string]>('VERSION_NOT_FOUND', '%s', 404)
 export const StoreUnavailableError = createError<[string]>('STORE_UNAVAILABLE', 'The route store is unavailable: %s. Nothing was changed; retry later.', 503)
 export const ConvergenceTimeoutError = createError<[string]>('CONVERGENCE_TIMEOUT', '%s', 504)

@@ -7,6 +7,7 @@ import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
 import { buildApp } from './app.ts'
 import { ConfigError, loadConfig, type ControlConfig } from './config.ts'
+import { createEphemeralSecretBox, createSecretBox } from './secret-box.ts'
 import { createRouteStore } from './store/create-route-store.ts'
 import { loadDiscoveryConfig, type DiscoveryConfig } from './discovery/discovery-config.ts'
 import { createDockerSwarmClient, startSwarmDiscovery } from './discovery/index.ts'
@@ -41,6 +42,9 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     longPollMaxSeconds: config.longPollMaxSeconds,
     discovery,
     statsUrl: config.statsUrl,
+    // Keys are sealed with TETHER_SECRET_KEY_FILE; the embedded store (one process, gone on
+    // restart) may use a random key; a shared store without a key stores no certificate.
+    secretBox: config.secretKey !== undefined ? createSecretBox(config.secretKey) : config.redisUrl === undefined ? createEphemeralSecretBox() : null,
   })
 
   closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {

@@ -69,7 +69,7 @@ export function errorBodyOf(error: FastifyError, request: FastifyRequest): Error
   if (safe !== undefined) return body(status, code, safe)
   if (status >= 500) {
     // Only our own coded 5xx errors have messages written for clients.
-    if (code === 'CONVERGENCE_TIMEOUT') return body(status, code, error.message)
+    if (code === 'CONVERGENCE_TIMEOUT' || code === 'SECRET_KEY_MISSING') return body(status, code, error.message)
     return body(status, status === 500 ? 'INTERNAL_ERROR' : code.startsWith('FST_') ? 'INTERNAL_ERROR' : code, 'Internal server error')
   }
   if (code.startsWith('FST_')) return body(status, code.replace(/^FST_ERR_/, ''), error.message)

@@ -27,6 +27,7 @@ import {
   type RouteWrite,
   type WriteResult,
 } from './route-store.ts'
+import { checkChallenge, type CertificateChange, type CertificateMeta, type StoredCertificate } from './certificate-store.ts'
 
 export interface MemoryRouteStoreOptions {
   /** Change-log entries kept. Default DEFAULT_CHANGE_LOG_LIMIT. */
@@ -47,6 +48,25 @@ export function createMemoryRouteStore(options: MemoryRouteStoreOptions = {}): R
   /** Binding key → services holding it (the conflict index; see route-planner.ts). */
   const holders = new Map<string, Set<string>>()
   let version = 0
+  const certificates = new Map<string, StoredCertificate>()
+  const certificateLog: CertificateChange[] = []
+  const challenges = new Map<string, string>()
+  const acme = new Map<string, string>()
+
+  /** A new version for a certificate or challenge change. Synchronous, hence atomic with the change. */
+  function bump(): number {
+    version += 1
+    const published = version
+    queueMicrotask(() => events.emit('version', published))
+    return version
+  }
+
+  function logCertificate(operation: 'put' | 'remove', name: string, fingerprint: string | null, previousFingerprint: string | null, meta: CertificateMeta): void {
+    certificateLog.push({ version, time: new Date(now()).toISOString(), operation, name, fingerprint, previousFingerprint, actor: meta.actor, source: meta.source })
+    if (certificateLog.length > changeLogLimit) certificateLog.splice(0, certificateLog.length - changeLogLimit)
+  }
+
+  const byKey = <T>(entries: Iterable<[string, T]>): Array<[string, T]> => [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 
   function index(serviceName: string, before: Route | null, after: Route | null): void {
     for (const key of keysOf(before)) {
@@ -111,7 +131,10 @@ export function createMemoryRouteStore(options: MemoryRouteStoreOptions = {}): R
 
   return {
     async snapshot(): Promise<ConfigSnapshot> {
-      return { version, routes: sortedRecords().map((r) => r.route) }
+      const snap: ConfigSnapshot = { version, routes: sortedRecords().map((r) => r.route) }
+      if (certificates.size > 0) snap.certificates = byKey(certificates).map(([name, c]) => ({ name, fingerprint: c.info.fingerprint }))
+      if (challenges.size > 0) snap.challenges = byKey(challenges).map(([token, keyAuthorization]) => ({ token, keyAuthorization }))
+      return snap
     },
     async version() {
       return version
@@ -165,6 +188,53 @@ export function createMemoryRouteStore(options: MemoryRouteStoreOptions = {}): R
     },
     async releaseLease(name, holder) {
       if (leases.get(name)?.holder === holder) leases.delete(name)
+    },
+    async putCertificate(cert, meta) {
+      const before = certificates.get(cert.facts.name)
+      if (before !== undefined && before.chainPem === cert.chainPem) return { info: before.info, version, changed: false }
+      bump()
+      const info = { ...cert.facts, version, updatedAt: new Date(now()).toISOString(), actor: meta.actor, source: meta.source }
+      certificates.set(info.name, { info, chainPem: cert.chainPem, keyBox: cert.keyBox })
+      logCertificate('put', info.name, info.fingerprint, before?.info.fingerprint ?? null, meta)
+      return { info, version, changed: true }
+    },
+    async getCertificate(name) {
+      return certificates.get(name) ?? null
+    },
+    async listCertificates() {
+      return byKey(certificates).map(([, c]) => c)
+    },
+    async removeCertificate(name, meta) {
+      const before = certificates.get(name)
+      if (before === undefined) return null
+      certificates.delete(name)
+      bump()
+      logCertificate('remove', name, null, before.info.fingerprint, meta)
+      return { version, removed: before.info }
+    },
+    async certificateChanges(since, limit) {
+      return certificateLog.filter((c) => c.version > since).slice(0, limit)
+    },
+    async putChallenge(token, keyAuthorization) {
+      checkChallenge(token, keyAuthorization)
+      if (challenges.get(token) === keyAuthorization) return version
+      challenges.set(token, keyAuthorization)
+      return bump()
+    },
+    async removeChallenge(token) {
+      checkChallenge(token)
+      if (!challenges.delete(token)) return version
+      return bump()
+    },
+    async getAcmeValue(field) {
+      return acme.get(field) ?? null
+    },
+    async setAcmeValue(field, value) {
+      if (value === null) acme.delete(field)
+      else acme.set(field, value)
+    },
+    async acmeValues() {
+      return Object.fromEntries(acme)
     },
     async close() {
       events.removeAllListeners()

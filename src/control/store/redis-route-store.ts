@@ -34,6 +34,7 @@ import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import type { ProxyStatus } from '../../contracts/proxy-status.ts'
 import type { Route } from '../../contracts/route.ts'
 import { routeConflict, StoreUnavailableError } from '../errors.ts'
+import { checkChallenge, type CertificateChange, type CertificateFacts, type CertificateMeta, type StoredCertificate } from './certificate-store.ts'
 import {
   checkRollbackTarget,
   DEFAULT_CHANGE_LOG_LIMIT,
@@ -253,8 +254,65 @@ if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then redis.call('DEL', KEYS[
 return 0
 `
 
+/**
+ * Stores, replaces or removes one certificate as a new version, atomically (certificates keep
+ * their own keys, so this never touches the routes).
+ * KEYS: version, certificates, certificate-meta, certificate-changes
+ * ARGV: op ('put' | 'remove'), name, record JSON (put), chainPem (put), time, actor, source,
+ *       channel, changeLogLimit, fingerprint (put)
+ * A put whose chain equals the stored one, or a remove of an absent name, changes nothing.
+ * Returns {version, changed, before record JSON or ''}.
+ */
+const CERTIFICATE_SCRIPT = `
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local before = redis.call('HGET', KEYS[2], ARGV[2])
+local beforeFp = cjson.null
+if before then beforeFp = cjson.decode(before).info.fingerprint end
+if ARGV[1] == 'put' then
+  if before and cjson.decode(before).chainPem == ARGV[4] then return {current, 0, before} end
+elseif not before then
+  return {current, 0, ''}
+end
+local v = redis.call('INCR', KEYS[1])
+local fp = cjson.null
+if ARGV[1] == 'put' then
+  fp = ARGV[10]
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  redis.call('HSET', KEYS[3], ARGV[2], cjson.encode({version = v, updatedAt = ARGV[5], actor = ARGV[6], source = ARGV[7], fingerprint = ARGV[10]}))
+else
+  redis.call('HDEL', KEYS[2], ARGV[2])
+  redis.call('HDEL', KEYS[3], ARGV[2])
+end
+redis.call('ZADD', KEYS[4], v, cjson.encode({version = v, time = ARGV[5], operation = ARGV[1], name = ARGV[2], fingerprint = fp, previousFingerprint = beforeFp, actor = ARGV[6], source = ARGV[7]}))
+local excess = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[9])
+if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, excess - 1) end
+redis.call('PUBLISH', ARGV[8], v)
+return {v, 1, before or ''}
+`
+
+/**
+ * Publishes or withdraws an ACME HTTP-01 answer as a new version.
+ * KEYS: version, challenges. ARGV: token, keyAuthorization ('' = withdraw), channel.
+ * Returns the version (unchanged when nothing changed).
+ */
+const CHALLENGE_SCRIPT = `
+local before = redis.call('HGET', KEYS[2], ARGV[1])
+if ARGV[2] == '' then
+  if not before then return tonumber(redis.call('GET', KEYS[1]) or '0') end
+  redis.call('HDEL', KEYS[2], ARGV[1])
+else
+  if before == ARGV[2] then return tonumber(redis.call('GET', KEYS[1]) or '0') end
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+local v = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[3], v)
+return v
+`
+
 interface Scripts {
   tetherIndex(...args: Array<string | number>): Promise<number>
+  tetherCertificate(...args: Array<string | number>): Promise<[number, number, string]>
+  tetherChallenge(...args: Array<string | number>): Promise<number>
   tetherApply(...args: Array<string | number>): Promise<Array<number | string>>
   tetherListProxies(...args: Array<string | number>): Promise<Array<string | null>>
   tetherAcquireLease(...args: Array<string | number>): Promise<number>
@@ -272,6 +330,21 @@ interface StoredMeta {
   updatedAt: string
   actor: string
   source: RouteRecord['source']
+}
+
+/** A certificate record as kept in the certificates hash. */
+function stored(record: { facts: CertificateFacts; chainPem: string; keyBox: string }, version: number, updatedAt: string, meta: CertificateMeta): StoredCertificate {
+  return { info: { ...record.facts, version, updatedAt, actor: meta.actor, source: meta.source }, chainPem: record.chainPem, keyBox: record.keyBox }
+}
+
+/** The record with version/updatedAt/actor/source from the meta hash (written by the script, always right). */
+function withMeta(json: string, metaJson: string | null | undefined): StoredCertificate {
+  const record = JSON.parse(json) as StoredCertificate
+  if (metaJson) {
+    const m = JSON.parse(metaJson) as { version: number; updatedAt: string; actor: string; source: CertificateMeta['source'] }
+    record.info = { ...record.info, version: m.version, updatedAt: m.updatedAt, actor: m.actor, source: m.source }
+  }
+  return record
 }
 
 export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteStore {
@@ -295,6 +368,11 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
     proxies: `${prefix}proxies`,
     proxyExpiry: `${prefix}proxy-expiry`,
     lease: (name: string) => `${prefix}lease:${name}`,
+    certificates: `${prefix}certificates`,
+    certificateMeta: `${prefix}certificate-meta`,
+    certificateChanges: `${prefix}certificate-changes`,
+    challenges: `${prefix}acme-challenges`,
+    acme: `${prefix}acme`,
   }
   const channel = `${prefix}version`
 
@@ -321,6 +399,8 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   client.defineCommand('tetherListProxies', { numberOfKeys: 2, lua: LIST_PROXIES_SCRIPT })
   client.defineCommand('tetherAcquireLease', { numberOfKeys: 1, lua: ACQUIRE_LEASE_SCRIPT })
   client.defineCommand('tetherReleaseLease', { numberOfKeys: 1, lua: RELEASE_LEASE_SCRIPT })
+  client.defineCommand('tetherCertificate', { numberOfKeys: 4, lua: CERTIFICATE_SCRIPT })
+  client.defineCommand('tetherChallenge', { numberOfKeys: 2, lua: CHALLENGE_SCRIPT })
   const scripts = client as unknown as Scripts
 
   const where = `${client.options.host ?? '?'}:${client.options.port ?? '?'}`
@@ -558,9 +638,19 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
 
   return {
     async snapshot(): Promise<ConfigSnapshot> {
-      const [version, routes] = (await atomically((m) => m.get(keys.version).hgetall(keys.routes))) as [string | null, Record<string, string>]
+      const [version, routes, certMeta, challenges] = (await atomically((m) => m.get(keys.version).hgetall(keys.routes).hgetall(keys.certificateMeta).hgetall(keys.challenges))) as [
+        string | null,
+        Record<string, string>,
+        Record<string, string>,
+        Record<string, string>,
+      ]
       const names = Object.keys(routes).sort(byName)
-      return { version: seen(Number(version ?? 0)), routes: names.map((n) => parseRoute(routes[n] as string)) }
+      const snap: ConfigSnapshot = { version: seen(Number(version ?? 0)), routes: names.map((n) => parseRoute(routes[n] as string)) }
+      const certNames = Object.keys(certMeta).sort(byName)
+      if (certNames.length > 0) snap.certificates = certNames.map((name) => ({ name, fingerprint: (JSON.parse(certMeta[name] as string) as { fingerprint: string }).fingerprint }))
+      const tokens = Object.keys(challenges).sort(byName)
+      if (tokens.length > 0) snap.challenges = tokens.map((token) => ({ token, keyAuthorization: challenges[token] as string }))
+      return snap
     },
 
     async version() {
@@ -662,6 +752,72 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
 
     async releaseLease(name, holder) {
       await run(() => scripts.tetherReleaseLease(keys.lease(name), holder))
+    },
+
+    async putCertificate(cert, meta) {
+      const time = new Date(now()).toISOString()
+      const record = { facts: cert.facts, chainPem: cert.chainPem, keyBox: cert.keyBox }
+      const [v, changed, before] = await run(() =>
+        scripts.tetherCertificate(
+          keys.version, keys.certificates, keys.certificateMeta, keys.certificateChanges,
+          'put', cert.facts.name, JSON.stringify(stored(record, 0, time, meta)), cert.chainPem, time, meta.actor, meta.source, channel, changeLogLimit, cert.facts.fingerprint,
+        ),
+      )
+      const version = seen(Number(v))
+      if (Number(changed) === 0) return { info: (JSON.parse(before) as StoredCertificate).info, version, changed: false }
+      // The record is stored with version 0: the script picks the version and keeps it in the
+      // meta hash, which every read applies (withMeta).
+      return { info: stored(record, version, time, meta).info, version, changed: true }
+    },
+
+    async getCertificate(name) {
+      const [json, metaJson] = (await atomically((m) => m.hget(keys.certificates, name).hget(keys.certificateMeta, name))) as [string | null, string | null]
+      return json === null ? null : withMeta(json, metaJson)
+    },
+
+    async listCertificates() {
+      const [all, metas] = (await atomically((m) => m.hgetall(keys.certificates).hgetall(keys.certificateMeta))) as [Record<string, string>, Record<string, string>]
+      return Object.keys(all)
+        .sort(byName)
+        .map((name) => withMeta(all[name] as string, metas[name]))
+    },
+
+    async removeCertificate(name, meta) {
+      const time = new Date(now()).toISOString()
+      const [v, changed, before] = await run(() =>
+        scripts.tetherCertificate(keys.version, keys.certificates, keys.certificateMeta, keys.certificateChanges, 'remove', name, '', '', time, meta.actor, meta.source, channel, changeLogLimit, ''),
+      )
+      if (Number(changed) === 0) return null
+      return { version: seen(Number(v)), removed: (JSON.parse(before) as StoredCertificate).info }
+    },
+
+    async certificateChanges(since, limit) {
+      const count = Math.max(0, Math.min(Math.floor(limit), changeLogLimit))
+      if (count === 0) return []
+      const entries = await run(() => client.zrangebyscore(keys.certificateChanges, `(${since}`, '+inf', 'LIMIT', 0, count))
+      return entries.map((e) => JSON.parse(e) as CertificateChange)
+    },
+
+    async putChallenge(token, keyAuthorization) {
+      checkChallenge(token, keyAuthorization)
+      return seen(Number(await run(() => scripts.tetherChallenge(keys.version, keys.challenges, token, keyAuthorization, channel))))
+    },
+
+    async removeChallenge(token) {
+      checkChallenge(token)
+      return seen(Number(await run(() => scripts.tetherChallenge(keys.version, keys.challenges, token, '', channel))))
+    },
+
+    async getAcmeValue(field) {
+      return run(() => client.hget(keys.acme, field))
+    },
+
+    async setAcmeValue(field, value) {
+      await run(() => (value === null ? client.hdel(keys.acme, field) : client.hset(keys.acme, field, value)))
+    },
+
+    async acmeValues() {
+      return run(() => client.hgetall(keys.acme))
     },
 
     async close() {

@@ -18,6 +18,7 @@ import type { ProxyStatus } from '../../contracts/proxy-status.ts'
 import type { Route } from '../../contracts/route.ts'
 import { bindingKeys, parseBindingKey } from '../../contracts/route-planner.ts'
 import { routeConflict, VersionNotFoundError } from '../errors.ts'
+import type { CertificateStore } from './certificate-store.ts'
 
 /** A stored route with who wrote it last. */
 export interface RouteRecord {
@@ -100,7 +101,7 @@ export interface RollbackResult {
   changed: number
 }
 
-export interface RouteStore {
+export interface RouteStore extends CertificateStore {
   snapshot(): Promise<ConfigSnapshot>
   version(): Promise<number>
   get(serviceName: string): Promise<RouteRecord | null>

@@ -1,5 +1,6 @@
 /** Everything under /v1. */
 import type { FastifyPluginAsync } from 'fastify'
+import certificateRoutes from './certificates.ts'
 import configRoutes from './config.ts'
 import dfpRoutes from './docker-flow-proxy.ts'
 import fleetRoutes from './fleet.ts'
@@ -14,6 +15,7 @@ const v1: FastifyPluginAsync = async (app) => {
   await app.register(configRoutes)
   await app.register(fleetRoutes)
   await app.register(versionRoutes)
+  await app.register(certificateRoutes)
 }
 
 export default v1
