@@ -15,6 +15,7 @@ export const tags = [
   { name: 'docker-flow-proxy', description: "Docker Flow Proxy's reconfigure/remove, for existing pipelines." },
   { name: 'config', description: 'The versioned routing table the proxies pull, its change log and rollback.' },
   { name: 'fleet', description: 'Proxy heartbeats and convergence.' },
+  { name: 'certificates', description: 'TLS certificates every proxy serves by SNI: upload, inspect (never the key), remove, change log.' },
   { name: 'health', description: 'Liveness, readiness, metrics.' },
 ]
 
