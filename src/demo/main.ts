@@ -11,10 +11,9 @@
  *   TETHER_DEMO_ADMIN_PORT    HAProxy stats/metrics/health, default 8404
  * TETHER_HAPROXY_BIN picks the HAProxy binary (default `haproxy` from PATH).
  */
+import { freePort } from '../shared/free-port.ts'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import closeWithGrace from 'close-with-grace'
@@ -45,19 +44,9 @@ function portFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): numbe
   return port
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer()
-  server.listen(0, HOST)
-  await once(server, 'listening')
-  const address = server.address()
-  server.close()
-  await once(server, 'close')
-  if (address === null || typeof address === 'string') throw new Error('no free port')
-  return address.port
-}
 
 async function portOrFree(port: number): Promise<number> {
-  return port === 0 ? freePort() : port
+  return port === 0 ? freePort(HOST) : port
 }
 
 export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {

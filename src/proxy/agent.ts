@@ -24,9 +24,10 @@
  * with the first successful apply, from disk or from the control plane.
  */
 import type { Logger } from 'pino'
+import { stableStringify } from '../shared/stable-json.ts'
 import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
 import type { ProxyHeartbeat, RefusedRoute } from '../contracts/proxy-status.ts'
-import { backoffDelay, DEFAULT_BACKOFF, systemClock, type BackoffPolicy, type Clock } from './clock.ts'
+import { backoffDelay, DEFAULT_BACKOFF, systemClock, type BackoffPolicy, type Clock } from '../shared/clock.ts'
 import type { ConfigPollResult, ControlClient } from './control-client.ts'
 import type { BackendHealth, Engine } from './engine.ts'
 import type { StateStore } from './state-store.ts'
@@ -87,11 +88,7 @@ export interface Agent {
 
 /** Stable serialisation of a snapshot: the same routes give the same text, whatever the key order. */
 function snapshotKey(snapshot: ConfigSnapshot): string {
-  return JSON.stringify(snapshot, (_key, value: unknown) =>
-    value !== null && typeof value === 'object' && !Array.isArray(value)
-      ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : value,
-  )
+  return stableStringify(snapshot)
 }
 
 /** A snapshot with its serialisation computed only when needed (10,000 routes cost milliseconds). */

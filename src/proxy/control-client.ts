@@ -17,7 +17,7 @@ import { Agent, type Dispatcher, request } from 'undici'
 import { Compile } from 'typebox/compile'
 import { ConfigSnapshotSchema, type ConfigSnapshot } from '../contracts/config-snapshot.ts'
 import type { ProxyHeartbeat } from '../contracts/proxy-status.ts'
-import { systemClock, type Clock } from './clock.ts'
+import { systemClock, type Clock } from '../shared/clock.ts'
 
 const checkSnapshot = Compile(ConfigSnapshotSchema)
 

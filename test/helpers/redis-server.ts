@@ -3,9 +3,9 @@
  * persistence, so each server starts empty. `stop()` then `start()` again on the same port
  * simulates an outage and recovery.
  */
+import { freePort } from '../../src/shared/free-port.ts'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 export interface RedisServer {
@@ -15,16 +15,6 @@ export interface RedisServer {
   stop(): Promise<void>
 }
 
-export async function freePort(): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const address = server.address()
-  server.close()
-  await once(server, 'close')
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
 
 export async function startRedisServer(): Promise<RedisServer> {
   const port = await freePort()
@@ -60,3 +50,5 @@ export async function startRedisServer(): Promise<RedisServer> {
   await start()
   return { url: `redis://127.0.0.1:${port}`, port, start, stop }
 }
+
+export { freePort }

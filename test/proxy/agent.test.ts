@@ -13,10 +13,10 @@ import type { ConfigSnapshot } from '../../src/contracts/config-snapshot.ts'
 import { normalizeRoute } from '../../src/contracts/route.ts'
 import { createMemoryRouteStore } from '../../src/control/store/memory-route-store.ts'
 import { createAgent, type AgentOptions } from '../../src/proxy/agent.ts'
-import { backoffDelay } from '../../src/proxy/clock.ts'
+import { backoffDelay } from '../../src/shared/clock.ts'
 import { createRecordingEngine, type RecordingEngineOptions } from '../../src/proxy/recording-engine.ts'
 import { createStateStore } from '../../src/proxy/state-store.ts'
-import { createFakeClock, until } from './fake-clock.ts'
+import { createFakeClock, until } from '../helpers/fake-clock.ts'
 import { createMemoryControlClient } from './memory-control-client.ts'
 
 const log = pino({ level: 'silent' })

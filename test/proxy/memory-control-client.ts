@@ -9,7 +9,7 @@
  */
 import type { ProxyHeartbeat } from '../../src/contracts/proxy-status.ts'
 import type { RouteStore } from '../../src/control/store/route-store.ts'
-import type { Clock } from '../../src/proxy/clock.ts'
+import type { Clock } from '../../src/shared/clock.ts'
 import { ControlUnavailableError, type ConfigPollResult, type ControlClient } from '../../src/proxy/control-client.ts'
 
 export interface MemoryControlClient extends ControlClient {

@@ -12,10 +12,10 @@
  *   TETHER_SWARM_SOURCE=head   build the image from the last commit instead of the work tree
  *   TETHER_SWARM_BASE_IMAGE    use this base image instead of making one (a machine that can pull)
  */
+import { freePort } from '../../src/shared/free-port.ts'
 import { execFile, spawn } from 'node:child_process'
 import { constants, existsSync } from 'node:fs'
 import { access, cp, mkdir, mkdtemp, open, readdir, readFile, rm, rmdir, unlink, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -76,17 +76,6 @@ export function whyNotRunnable(): string | null {
   return null
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolvePromise(port))
-    })
-  })
-}
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -398,3 +387,5 @@ async function removeLabDir(dir: string): Promise<void> {
     log(`removed ${dir}`)
   }
 }
+
+export { freePort }

@@ -7,11 +7,11 @@
  * /var/run/docker.sock — dockerode's own defaults.
  */
 import Docker from 'dockerode'
-import type { DiscoveryLogger } from './swarm-discovery.ts'
+import type { Logger } from '../../shared/logger.ts'
 import type { SwarmClient, SwarmEvent, SwarmService, SwarmTask } from './swarm-client.ts'
 
 export interface DockerSwarmClientOptions {
-  logger: DiscoveryLogger
+  logger: Logger
   /** Default: a dockerode client built from DOCKER_HOST, else /var/run/docker.sock. */
   docker?: Docker
   /** Per-call timeout for list calls. Default 10 000 ms. */

@@ -22,23 +22,16 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { ChangeMeta } from '../../contracts/change.ts'
 import type { RouteStore, RouteWrite } from '../store/route-store.ts'
-import { sleep, systemClock, type Clock } from './clock.ts'
+import { backoffDelay, sleepUnlessAborted, systemClock, type Clock } from '../../shared/clock.ts'
+import type { Logger } from '../../shared/logger.ts'
 import type { SwarmClient } from './swarm-client.ts'
 import { routesFromServices, type DiscoveryProblem } from './swarm-labels.ts'
 import { createTaskInventory, type TaskInventory } from './task-inventory.ts'
 
-/** The logging discovery needs; a pino logger fits. */
-export interface DiscoveryLogger {
-  debug(obj: object, msg?: string): void
-  info(obj: object, msg?: string): void
-  warn(obj: object, msg?: string): void
-  error(obj: object, msg?: string): void
-}
-
 export interface SwarmDiscoveryOptions {
   store: RouteStore
   client: SwarmClient
-  logger: DiscoveryLogger
+  logger: Logger
   /** Default: the system clock. */
   clock?: Clock
   /** Full reconcile period. Default 30 000 ms. */
@@ -51,8 +44,10 @@ export interface SwarmDiscoveryOptions {
   holder?: string
   /** Server slots a proxy renders per service; more running tasks than this are flagged. Default 16. */
   proxySlots?: number
-  /** Event stream reconnect backoff: first delay, doubled on each failure up to maxMs. Default 500 / 15 000 ms. */
+  /** Event stream reconnect backoff: first delay, doubled on each failure up to maxMs, with equal jitter. Default 500 / 15 000 ms. */
   backoff?: { initialMs?: number; maxMs?: number }
+  /** Jitter source, [0, 1). Default Math.random. */
+  random?: () => number
 }
 
 export interface SwarmDiscovery {
@@ -72,6 +67,7 @@ const META: ChangeMeta = { actor: 'discovery', source: 'discovery' }
 export function startSwarmDiscovery(options: SwarmDiscoveryOptions): SwarmDiscovery {
   const { store, client, logger } = options
   const clock = options.clock ?? systemClock
+  const random = options.random ?? Math.random
   const intervalMs = options.intervalMs ?? 30_000
   const taskIntervalMs = options.taskIntervalMs ?? 3_000
   const leaseTtlMs = options.leaseTtlMs ?? 6_000
@@ -167,7 +163,7 @@ export function startSwarmDiscovery(options: SwarmDiscoveryOptions): SwarmDiscov
           } catch (error) {
             logger.warn({ err: error, loop: name }, 'discovery: loop step failed')
           }
-          await sleep(clock, periodMs, signal)
+          await sleepUnlessAborted(clock, periodMs, signal)
         }
       })(),
     )
@@ -197,26 +193,27 @@ export function startSwarmDiscovery(options: SwarmDiscoveryOptions): SwarmDiscov
 
   loops.push(
     (async () => {
-      let delay = initialBackoff
+      const policy = { baseMs: initialBackoff, maxMs: maxBackoff }
+      let attempt = 0
       while (!signal.aborted) {
         let received = 0
         const openedAt = clock.now()
         try {
           for await (const event of client.events(signal)) {
             received += 1
-            delay = initialBackoff
+            attempt = 0
             logger.debug({ action: event.action, serviceId: event.serviceId, serviceName: event.serviceName }, 'discovery: service event')
             void reconcileNow()
           }
           if (!signal.aborted) logger.warn({ received }, 'discovery: event stream ended; reconnecting')
         } catch (error) {
-          if (!signal.aborted) logger.warn({ err: error, received, retryInMs: delay }, 'discovery: event stream failed; reconnecting')
+          if (!signal.aborted) logger.warn({ err: error, received, attempt: attempt + 1 }, 'discovery: event stream failed; reconnecting')
         }
         if (signal.aborted) break
         // A stream that stayed up for a while was a working connection: start over from the first delay.
-        if (clock.now() - openedAt >= maxBackoff) delay = initialBackoff
-        await sleep(clock, delay, signal)
-        delay = Math.min(delay * 2, maxBackoff)
+        if (clock.now() - openedAt >= maxBackoff) attempt = 0
+        attempt += 1
+        await sleepUnlessAborted(clock, backoffDelay(attempt, policy, random), signal)
         // Whatever happened while the stream was down is only seen by a full re-list.
         void reconcileNow()
       }

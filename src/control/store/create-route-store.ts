@@ -4,7 +4,8 @@
  * restart, one replica only). Logging which one is used is the caller's job.
  */
 import { createMemoryRouteStore } from './memory-route-store.ts'
-import { createRedisRouteStore, type StoreLogger } from './redis-route-store.ts'
+import type { Logger } from '../../shared/logger.ts'
+import { createRedisRouteStore } from './redis-route-store.ts'
 import type { RouteStore } from './route-store.ts'
 
 export interface RouteStoreOptions {
@@ -16,7 +17,7 @@ export interface RouteStoreOptions {
   changeLogLimit?: number | undefined
   /** Injected for tests. Default Date.now. */
   now?: (() => number) | undefined
-  logger?: StoreLogger | undefined
+  logger?: Logger | undefined
 }
 
 export function createRouteStore(options: RouteStoreOptions = {}): RouteStore {

@@ -52,12 +52,8 @@ import {
   keysOf,
 } from './route-store.ts'
 import { parseBindingKey } from '../../contracts/route-planner.ts'
+import type { Logger } from '../../shared/logger.ts'
 
-/** The few logger methods the store uses; a pino logger fits. */
-export interface StoreLogger {
-  info(obj: object, msg: string): void
-  warn(obj: object, msg: string): void
-}
 
 export interface RedisRouteStoreOptions {
   /** redis:// or rediss:// URL. Required. */
@@ -68,7 +64,7 @@ export interface RedisRouteStoreOptions {
   changeLogLimit?: number
   /** Injected for tests. Default Date.now. */
   now?: () => number
-  logger?: StoreLogger
+  logger?: Logger
   /** How long one command may take before it fails with StoreUnavailableError. Default 1000 ms. */
   commandTimeoutMs?: number
   /** TCP connect timeout; also how long the first commands wait for the first connection. Default 1000 ms. */

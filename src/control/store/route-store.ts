@@ -17,6 +17,7 @@ import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import type { ProxyStatus } from '../../contracts/proxy-status.ts'
 import type { Route } from '../../contracts/route.ts'
 import { bindingKeys, parseBindingKey } from '../../contracts/route-planner.ts'
+import { stableStringify } from '../../shared/stable-json.ts'
 import { routeConflict, VersionNotFoundError } from '../errors.ts'
 import type { CertificateStore } from './certificate-store.ts'
 
@@ -151,11 +152,7 @@ export const DEFAULT_CHANGE_LOG_LIMIT = 10_000
 
 /** Stable serialisation, whatever the key order: two equal routes give the same string. */
 export function routeKey(route: Route): string {
-  return JSON.stringify(route, (_key, value: unknown) =>
-    value !== null && typeof value === 'object' && !Array.isArray(value)
-      ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : value,
-  )
+  return stableStringify(route)
 }
 
 /** One route's change in a batch: `after: null` removes it. */

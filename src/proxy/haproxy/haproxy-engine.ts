@@ -23,7 +23,7 @@ import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import { describeShadowed } from '../../contracts/route-planner.ts'
 import type { DescriptorReport, RefusedRoute } from '../../contracts/proxy-status.ts'
 import type { Route } from '../../contracts/route.ts'
-import { systemClock } from '../clock.ts'
+import { systemClock } from '../../shared/clock.ts'
 import type { ApplyResult, BackendHealth, Engine } from '../engine.ts'
 import { planDescriptors, parseNofileLimit, type DescriptorPlan } from './descriptors.ts'
 import { HaproxyConfigError, HaproxyRuntimeError } from './errors.ts'
@@ -35,7 +35,7 @@ import { resolveSettings, type HaproxyEngineSettings, type ResolvedSettings } fr
 import { createTaskResolver, createTaskWatcher, type TaskResolver } from './task-discovery.ts'
 import { checkConfigFile, type CheckResult, type ConfigError } from './validate.ts'
 
-export type { HaproxyEngineSettings, EngineLogger } from './settings.ts'
+export type { HaproxyEngineSettings } from './settings.ts'
 
 /** Where an apply spent its time (logged with 'configuration applied'; start or reload in reloadMs). */
 interface Timings {

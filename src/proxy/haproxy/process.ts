@@ -9,7 +9,7 @@ import { readFile, writeFile, rename } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { HaproxyNotInstalledError, HaproxyReloadError, HaproxyStartError } from './errors.ts'
 import { requestReload, showProc, showServersState, type ProcInfo } from './runtime.ts'
-import type { EngineLogger } from './settings.ts'
+import type { Logger } from '../../shared/logger.ts'
 
 export const INSTALL_HINT = 'install HAProxy 2.6 or newer (Debian/Ubuntu: apt-get install -y haproxy; Alpine: apk add haproxy) or set the path to the haproxy binary'
 
@@ -37,7 +37,7 @@ export interface ProcessOptions {
   pidFile: string
   serverStateFile: string
   restartBackoffMs: { min: number; max: number }
-  logger: EngineLogger
+  logger: Logger
   /** Called when HAProxy died unexpectedly (before the restart is attempted). */
   onExit?: (code: number | null, signal: string | null) => void
 }

@@ -3,13 +3,7 @@
  * configuration depends on is here, so `renderConfig(snapshot, settings)` stays pure.
  */
 
-/** A pino-compatible logger (pino's `Logger` satisfies it). */
-export interface EngineLogger {
-  debug(obj: object, msg?: string): void
-  info(obj: object, msg?: string): void
-  warn(obj: object, msg?: string): void
-  error(obj: object, msg?: string): void
-}
+import { silentLogger, type Logger } from '../../shared/logger.ts'
 
 export interface HaproxyEngineSettings {
   /** HAProxy executable. Default 'haproxy' (from PATH). */
@@ -52,19 +46,18 @@ export interface HaproxyEngineSettings {
   maxReloads?: number
   /** Supervision: restart delay after HAProxy dies, doubled each time up to max. Default 200 / 10000 ms. */
   restartBackoffMs?: { min: number; max: number }
-  logger?: EngineLogger
+  logger?: Logger
 }
 
 export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' | 'logger' | 'descriptorLimit'>> & {
   nbthread: number | undefined
-  logger: EngineLogger
+  logger: Logger
   /** Whether maxconn was set (then never lowered). */
   maxconnFixed: boolean
   /** Set only when given: rendered as fd-hard-limit. */
   descriptorLimit: number | undefined
 }
 
-const silent: EngineLogger = { debug() {}, info() {}, warn() {}, error() {} }
 
 const listenPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(?:[1-9][0-9]{0,4})$/
 const hostPortPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?:[1-9][0-9]{0,4})$/
@@ -88,7 +81,7 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     hardStopAfterMs: settings.hardStopAfterMs ?? 30_000,
     maxReloads: settings.maxReloads ?? 50,
     restartBackoffMs: settings.restartBackoffMs ?? { min: 200, max: 10_000 },
-    logger: settings.logger ?? silent,
+    logger: settings.logger ?? silentLogger,
   }
   const fail = (name: string, rule: string): never => {
     throw new TypeError(`haproxy engine setting ${name} ${rule}`)

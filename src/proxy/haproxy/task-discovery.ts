@@ -12,7 +12,7 @@
  *   empties a backend (HAProxy's health checks still take dead tasks out of rotation).
  */
 import { Resolver } from 'node:dns/promises'
-import type { Clock } from '../clock.ts'
+import type { Clock } from '../../shared/clock.ts'
 import type { Task } from './servers.ts'
 
 export interface TaskResolver {

@@ -3,7 +3,7 @@ import { afterEach, describe, it } from 'node:test'
 import { buildApp } from '../../../src/control/app.ts'
 import { startSwarmDiscovery, type SwarmDiscovery } from '../../../src/control/discovery/swarm-discovery.ts'
 import { createMemoryRouteStore } from '../../../src/control/store/memory-route-store.ts'
-import { FakeSwarm, labelled, ManualClock, memoryLogger, task } from './fakes.ts'
+import { FakeSwarm, labelled, manualClock, memoryLogger, task } from './fakes.ts'
 
 const stops: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -11,7 +11,7 @@ afterEach(async () => {
 })
 
 async function setup() {
-  const clock = new ManualClock()
+  const clock = manualClock()
   const store = createMemoryRouteStore({ now: () => clock.now() })
   const swarm = new FakeSwarm()
   swarm.services = [labelled('web', '/web'), labelled('broken', '/b', 8080, { 'com.df.port': 'http' })]

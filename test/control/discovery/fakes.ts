@@ -2,7 +2,7 @@
  * Test doubles for the watcher's unit tests: a manual clock and a SwarmClient fed by the test.
  * The dockerode implementation itself is exercised against a real dockerd by test/swarm/.
  */
-import type { Clock } from '../../../src/control/discovery/clock.ts'
+import { createFakeClock, type FakeClock } from '../../helpers/fake-clock.ts'
 import type { SwarmClient, SwarmEvent, SwarmService, SwarmTask } from '../../../src/control/discovery/swarm-client.ts'
 
 /** Lets every promise chain that is ready run to its next real wait. */
@@ -10,40 +10,9 @@ export async function settle(rounds = 20): Promise<void> {
   for (let i = 0; i < rounds; i += 1) await new Promise<void>((resolve) => setImmediate(resolve))
 }
 
-export class ManualClock implements Clock {
-  private time = 1_700_000_000_000
-  private seq = 0
-  private timers: Array<{ at: number; seq: number; fn: () => void }> = []
-
-  now(): number {
-    return this.time
-  }
-
-  setTimeout(fn: () => void, ms: number): () => void {
-    const timer = { at: this.time + ms, seq: (this.seq += 1), fn }
-    this.timers.push(timer)
-    return () => {
-      this.timers = this.timers.filter((t) => t !== timer)
-    }
-  }
-
-  /** Moves time forward by `ms`, firing each due timer in order and letting its work settle. */
-  async advance(ms: number): Promise<void> {
-    const target = this.time + ms
-    await settle()
-    for (;;) {
-      this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq)
-      const next = this.timers[0]
-      if (next === undefined || next.at > target) break
-      this.timers.shift()
-      this.time = next.at
-      next.fn()
-      await settle()
-    }
-    this.time = target
-    await settle()
-  }
-}
+/** Discovery's tests use the shared fake clock (test/helpers/fake-clock.ts). */
+export type ManualClock = FakeClock
+export const manualClock = (): FakeClock => createFakeClock()
 
 /** A swarm the test edits by hand; `emit` sends a service event, `dropEvents` breaks the stream. */
 export class FakeSwarm implements SwarmClient {

@@ -4,7 +4,7 @@ import { normalizeRoute } from '../../../src/contracts/route.ts'
 import { startSwarmDiscovery, type SwarmDiscovery } from '../../../src/control/discovery/swarm-discovery.ts'
 import { createMemoryRouteStore } from '../../../src/control/store/memory-route-store.ts'
 import type { RouteStore } from '../../../src/control/store/route-store.ts'
-import { FakeSwarm, labelled, ManualClock, memoryLogger, settle, task } from './fakes.ts'
+import { FakeSwarm, labelled, manualClock, type ManualClock, memoryLogger, settle, task } from './fakes.ts'
 
 const running: SwarmDiscovery[] = []
 afterEach(async () => {
@@ -12,7 +12,7 @@ afterEach(async () => {
 })
 
 function setup(options: { store?: RouteStore; clock?: ManualClock; swarm?: FakeSwarm; holder?: string; proxySlots?: number; backoff?: { initialMs: number; maxMs: number } } = {}) {
-  const clock = options.clock ?? new ManualClock()
+  const clock = options.clock ?? manualClock()
   const store = options.store ?? createMemoryRouteStore({ now: () => clock.now() })
   const swarm = options.swarm ?? new FakeSwarm()
   const logger = memoryLogger()
@@ -28,6 +28,8 @@ function setup(options: { store?: RouteStore; clock?: ManualClock; swarm?: FakeS
       holder: options.holder ?? 'replica-1',
       proxySlots: options.proxySlots ?? 4,
       backoff: options.backoff ?? { initialMs: 500, maxMs: 4_000 },
+      // The top of the jitter range, so the delays are the plain doubling: 0.5, 1, 2, 4, 4 s.
+      random: () => 0.9999999,
     })
     running.push(d)
     return d
@@ -207,7 +209,7 @@ describe('Swarm discovery (watcher against the memory store)', () => {
   })
 
   it('lets one replica lead; when the leader stops renewing, another takes over within the lease time', async () => {
-    const clock = new ManualClock()
+    const clock = manualClock()
     const store = createMemoryRouteStore({ now: () => clock.now() })
     const swarm = new FakeSwarm()
     swarm.services = [labelled('web', '/web')]
@@ -232,7 +234,7 @@ describe('Swarm discovery (watcher against the memory store)', () => {
   })
 
   it('a stopped leader releases its lease, so the next replica leads at its next renewal', async () => {
-    const clock = new ManualClock()
+    const clock = manualClock()
     const store = createMemoryRouteStore({ now: () => clock.now() })
     const swarm = new FakeSwarm()
     const a = setup({ clock, store, swarm, holder: 'replica-a' }).start()

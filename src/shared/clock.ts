@@ -1,6 +1,6 @@
 /**
- * Time and randomness, injected so that backoff, jitter and heartbeats are tested without
- * waiting (STYLE.md §7).
+ * Time and randomness, injected so that backoff, jitter, heartbeats, intervals and leases are
+ * tested without waiting (STYLE.md §7). One Clock for both planes.
  */
 import { setTimeout as sleepTimer } from 'node:timers/promises'
 
@@ -37,4 +37,13 @@ export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () 
   const exponent = Math.min(Math.max(attempt - 1, 0), 30)
   const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** exponent)
   return Math.round(ceiling / 2 + random() * (ceiling / 2))
+}
+
+/** Sleeps on `clock`, resolving (never rejecting) when `signal` aborts: for loops that check the signal themselves. */
+export async function sleepUnlessAborted(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+  try {
+    await clock.sleep(ms, signal)
+  } catch (err) {
+    if (!(err instanceof Error && err.name === 'AbortError')) throw err
+  }
 }

@@ -3,7 +3,7 @@
  * under test asks for is recorded, so backoff and heartbeats are checked without waiting.
  */
 import { setImmediate as tick } from 'node:timers/promises'
-import type { Clock } from '../../src/proxy/clock.ts'
+import type { Clock } from '../../src/shared/clock.ts'
 
 export interface FakeClock extends Clock {
   /** Every duration passed to sleep(), in call order. */
