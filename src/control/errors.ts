@@ -15,6 +15,16 @@ export const SecretKeyMissingError = createError<[string]>('SECRET_KEY_MISSING',
 export const NotImplementedError = createError<[string]>('NOT_IMPLEMENTED', '%s', 400)
 export const VersionNotFoundError = createError<[string]>('VERSION_NOT_FOUND', '%s', 404)
 export const StoreUnavailableError = createError<[string]>('STORE_UNAVAILABLE', 'The route store is unavailable: %s. Nothing was changed; retry later.', 503)
+/**
+ * A write was sent to the store but its reply was lost (timeout, dropped connection) and could
+ * not be read back in time: it may or may not have been applied. Writes are idempotent, so
+ * repeating the request is safe.
+ */
+export const WriteOutcomeUnknownError = createError<[string]>(
+  'WRITE_OUTCOME_UNKNOWN',
+  'The route store did not confirm this write: %s. It may or may not have been applied; repeating the same request is safe.',
+  503,
+)
 export const ConvergenceTimeoutError = createError<[string]>('CONVERGENCE_TIMEOUT', '%s', 504)
 
 /**

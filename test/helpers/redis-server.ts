@@ -13,6 +13,10 @@ export interface RedisServer {
   port: number
   start(): Promise<void>
   stop(): Promise<void>
+  /** kill -STOP: Redis keeps its connections but answers nothing until resume(). */
+  pause(): void
+  /** kill -CONT after pause(). */
+  resume(): void
 }
 
 
@@ -47,8 +51,13 @@ export async function startRedisServer(): Promise<RedisServer> {
     await exited
   }
 
+  function signal(name: NodeJS.Signals): void {
+    if (child === undefined || child.exitCode !== null) throw new Error('redis-server is not running')
+    child.kill(name)
+  }
+
   await start()
-  return { url: `redis://127.0.0.1:${port}`, port, start, stop }
+  return { url: `redis://127.0.0.1:${port}`, port, start, stop, pause: () => signal('SIGSTOP'), resume: () => signal('SIGCONT') }
 }
 
 export { freePort }

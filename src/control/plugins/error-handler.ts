@@ -25,6 +25,10 @@ const fastifyCodes: Record<string, string> = {
 const safeMessages: Record<string, string> = {
   BODY_TOO_LARGE: 'The request body is larger than 1 MiB',
   STORE_UNAVAILABLE: 'The route store is unavailable. Nothing was changed; retry later.',
+  WRITE_OUTCOME_UNKNOWN:
+    'The route store did not confirm this write in time, so it may or may not have been applied. ' +
+    'Writes are idempotent: repeating the same request is safe (it answers changed: false, or 404 for a remove, when the first one was applied); ' +
+    'GET /v1/routes/{serviceName} shows what is stored.',
 }
 
 const partOf = (context: string | undefined): string => (context === 'querystring' ? 'query' : (context ?? 'request'))
@@ -84,7 +88,7 @@ export interface ErrorHandlerHooks {
 export function installErrorHandlers(app: FastifyInstance, hooks: ErrorHandlerHooks = {}): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const answer = errorBodyOf(error, request)
-    if (answer.code === 'STORE_UNAVAILABLE') {
+    if (answer.code === 'STORE_UNAVAILABLE' || answer.code === 'WRITE_OUTCOME_UNKNOWN') {
       hooks.onStoreError?.(request)
       request.log.warn({ err: error }, 'route store unavailable')
     } else if (answer.statusCode >= 500) {

@@ -312,7 +312,11 @@ export const errors = {
   404: { ...ErrorRef, description: 'Not found.' },
   409: { ...ErrorRef, description: "ROUTE_CONFLICT: another service holds one of this route's paths (for the same host); the message names the field, the value and the holder. Nothing was stored; takeover=true moves them." },
   413: { ...ErrorRef, description: 'Body larger than 1 MiB (BODY_TOO_LARGE).' },
-  503: { ...ErrorRef, description: 'The route store is unavailable (STORE_UNAVAILABLE); nothing changed.' },
+  503: {
+    ...ErrorRef,
+    description:
+      'STORE_UNAVAILABLE: the route store is unavailable; nothing changed. WRITE_OUTCOME_UNKNOWN (writes only): the write reached the store but was not confirmed in time, so it may or may not have been applied; writes are idempotent, so repeating the request is safe.',
+  },
   504: { ...ErrorRef, description: 'wait=converged: some live proxy did not apply the new version in time (CONVERGENCE_TIMEOUT, naming them); the change is stored.' },
 } as const
 

@@ -24,7 +24,10 @@
  * Lease keys also get a Redis PEXPIRE of their TTL so an abandoned lease is collected.
  *
  * Unreachable Redis: commands fail fast (no offline queue, no resend of in-flight commands,
- * a per-command timeout) with StoreUnavailableError; the client reconnects by itself with a
+ * a per-command timeout) with StoreUnavailableError, which means "nothing was written". A
+ * write whose reply is lost after it was sent is not such a failure: it may have run. Its
+ * outcome is read back (see applyOnce), and when that is impossible too, the write fails with
+ * WriteOutcomeUnknownError instead. The client reconnects by itself with a
  * capped backoff, and after a reconnect the subscriber re-reads the version so a publish lost
  * during the outage still wakes listeners.
  */
@@ -33,7 +36,9 @@ import type { Change, ChangeMeta } from '../../contracts/change.ts'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import type { ProxyStatus } from '../../contracts/proxy-status.ts'
 import type { Route } from '../../contracts/route.ts'
-import { routeConflict, StoreUnavailableError } from '../errors.ts'
+import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { routeConflict, StoreUnavailableError, WriteOutcomeUnknownError } from '../errors.ts'
 import { checkChallenge, type CertificateChange, type CertificateFacts, type CertificateMeta, type StoredCertificate } from './certificate-store.ts'
 import {
   checkRollbackTarget,
@@ -71,16 +76,26 @@ export interface RedisRouteStoreOptions {
   connectTimeoutMs?: number
   /** Upper bound of the reconnect backoff. Default 1000 ms. */
   maxReconnectDelayMs?: number
+  /**
+   * How long a write whose reply was lost (command timeout, connection dropped after it was
+   * sent) is read back before the store gives up with WriteOutcomeUnknownError. Default 3000 ms.
+   */
+  outcomeTimeoutMs?: number
 }
+
+/** How long the outcome of an apply call can be read back (far longer than any read-back takes). */
+const OUTCOME_TTL_MS = 10 * 60_000
+/** How long a lost call stays cancelled: it must outlive any chance of it still reaching Redis. */
+const CANCELLED_TTL_MS = 60 * 60_000
 
 /** Attempts of an optimistic rollback before it gives up (only under heavy write contention). */
 const ROLLBACK_ATTEMPTS = 5
 
 /**
  * Applies a batch of route changes as one new version, atomically.
- * KEYS: version, routes, route-meta, changes, bindings, route-keys, bindings-ready
+ * KEYS: version, routes, route-meta, changes, bindings, route-keys, bindings-ready, outcome
  * ARGV: expectedVersion ('' = any), time, actor, source, rollbackTo ('' = none), changeLogLimit,
- *       channel, onlyIfSource ('' = any), note ('' = none), then 5-tuples: serviceName,
+ *       channel, onlyIfSource ('' = any), note ('' = none), outcome TTL (ms), then 5-tuples: serviceName,
  *       canonical route JSON ('' to remove), claim ('x' exclusive, 's' shared), the route's
  *       binding keys (space-separated), expect ('*' = any, '' = absent, else the route JSON).
  * A write that changes nothing (same JSON, or removing an absent route), or whose stored route
@@ -94,6 +109,9 @@ const ROLLBACK_ATTEMPTS = 5
  * built for the stored routes yet, else {version, changedCount, flags, before1, before2, ...}
  * where flags has a '1' for each write applied and a '0' for each skipped, and '' stands for
  * an absent before.
+ * The outcome key (unique to this call) receives the reply as JSON, so a caller whose reply
+ * was lost (timeout, dropped connection) can read what happened; when the key already exists
+ * (RESOLVE_SCRIPT marked the call 'cancelled'), the script does nothing and returns {-5}.
  */
 const APPLY_SCRIPT = `
 local function split(s)
@@ -101,17 +119,23 @@ local function split(s)
   if s then for w in string.gmatch(s, '%S+') do t[#t + 1] = w end end
   return t
 end
-if redis.call('EXISTS', KEYS[7]) == 0 and redis.call('HLEN', KEYS[2]) > 0 then return {-4} end
+-- The outcome key: written with this call's reply, or 'cancelled' by a read-back that gave up on it.
+if redis.call('EXISTS', KEYS[8]) == 1 then return {-5} end
+local function done(out)
+  redis.call('SET', KEYS[8], cjson.encode(out), 'PX', ARGV[10])
+  return out
+end
+if redis.call('EXISTS', KEYS[7]) == 0 and redis.call('HLEN', KEYS[2]) > 0 then return done({-4}) end
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then return {-1, current} end
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then return done({-1, current}) end
 local befores = {}
 local pending = {}
 local flags = ''
-for i = 10, #ARGV, 5 do
+for i = 11, #ARGV, 5 do
   local name, after, claim, keys, expect = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local before = redis.call('HGET', KEYS[2], name)
   befores[#befores + 1] = before or ''
-  if expect ~= '*' and (before or '') ~= expect then return {-3, name} end
+  if expect ~= '*' and (before or '') ~= expect then return done({-3, name}) end
   local owned = true
   if ARGV[8] ~= '' and before then
     local m = redis.call('HGET', KEYS[3], name)
@@ -127,7 +151,7 @@ end
 if #pending == 0 then
   local out = {current, 0, flags}
   for _, b in ipairs(befores) do out[#out + 1] = b end
-  return out
+  return done(out)
 end
 local inBatch = {}
 for _, p in ipairs(pending) do inBatch[p[1]] = true end
@@ -135,11 +159,11 @@ for _, p in ipairs(pending) do
   if p[4] == 'x' then
     for _, k in ipairs(p[5]) do
       for _, h in ipairs(split(redis.call('HGET', KEYS[5], k))) do
-        if h ~= p[1] and not inBatch[h] then return {-2, p[1], k, h} end
+        if h ~= p[1] and not inBatch[h] then return done({-2, p[1], k, h}) end
       end
       for _, q in ipairs(pending) do
         if q[1] ~= p[1] then
-          for _, k2 in ipairs(q[5]) do if k2 == k then return {-2, p[1], k, q[1]} end end
+          for _, k2 in ipairs(q[5]) do if k2 == k then return done({-2, p[1], k, q[1]}) end end
         end
       end
     end
@@ -200,7 +224,20 @@ end
 redis.call('PUBLISH', ARGV[7], v)
 local out = {v, #pending, flags}
 for _, b in ipairs(befores) do out[#out + 1] = b end
-return out
+return done(out)
+`
+
+/**
+ * Settles the outcome of an apply call whose reply was lost. KEYS: outcome. ARGV: TTL (ms) of
+ * the 'cancelled' mark. Returns the call's reply (JSON) when it ran; otherwise marks it
+ * 'cancelled', so that it can never run later (it checks the key first), and returns that.
+ * Either answer is final: Redis runs scripts one at a time.
+ */
+const RESOLVE_SCRIPT = `
+local r = redis.call('GET', KEYS[1])
+if r then return r end
+redis.call('SET', KEYS[1], 'cancelled', 'PX', ARGV[1])
+return 'cancelled'
 `
 
 /**
@@ -310,6 +347,7 @@ interface Scripts {
   tetherCertificate(...args: Array<string | number>): Promise<[number, number, string]>
   tetherChallenge(...args: Array<string | number>): Promise<number>
   tetherApply(...args: Array<string | number>): Promise<Array<number | string>>
+  tetherResolve(...args: Array<string | number>): Promise<string>
   tetherListProxies(...args: Array<string | number>): Promise<Array<string | null>>
   tetherAcquireLease(...args: Array<string | number>): Promise<number>
   tetherReleaseLease(...args: Array<string | number>): Promise<number>
@@ -352,6 +390,7 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   const commandTimeout = options.commandTimeoutMs ?? 1000
   const connectTimeout = options.connectTimeoutMs ?? 1000
   const maxReconnectDelay = options.maxReconnectDelayMs ?? 1000
+  const outcomeTimeout = options.outcomeTimeoutMs ?? 3000
 
   const keys = {
     version: `${prefix}version`,
@@ -369,6 +408,7 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
     certificateChanges: `${prefix}certificate-changes`,
     challenges: `${prefix}acme-challenges`,
     acme: `${prefix}acme`,
+    outcome: (id: string) => `${prefix}write:${id}`,
   }
   const channel = `${prefix}version`
 
@@ -390,7 +430,8 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   // The subscriber only sends SUBSCRIBE, which must survive reconnects: queue and resubscribe.
   const subscriber = new Redis(options.url, { ...connection, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true })
 
-  client.defineCommand('tetherApply', { numberOfKeys: 7, lua: APPLY_SCRIPT })
+  client.defineCommand('tetherApply', { numberOfKeys: 8, lua: APPLY_SCRIPT })
+  client.defineCommand('tetherResolve', { numberOfKeys: 1, lua: RESOLVE_SCRIPT })
   client.defineCommand('tetherIndex', { numberOfKeys: 4, lua: INDEX_SCRIPT })
   client.defineCommand('tetherListProxies', { numberOfKeys: 2, lua: LIST_PROXIES_SCRIPT })
   client.defineCommand('tetherAcquireLease', { numberOfKeys: 1, lua: ACQUIRE_LEASE_SCRIPT })
@@ -518,7 +559,7 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
       args.push(w.serviceName, w.after === null ? '' : routeKey(w.after), w.claim === 'exclusive' ? 'x' : 's', keysOf(w.after).join(' '), expect)
     }
     for (let attempt = 0; ; attempt++) {
-      const reply = await run(() => scripts.tetherApply(...args))
+      const reply = await applyOnce(args)
       const [code, ...rest] = reply
       if (code === -1) return null
       if (code === -2) throw routeConflict({ serviceName: String(rest[0]), ...parseBindingKey(String(rest[1])), holder: String(rest[2]) })
@@ -528,6 +569,7 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
         continue
       }
       if (code === -4) throw new StoreUnavailableError('the route index could not be built (the table kept changing)')
+      if (code === -5) throw new StoreUnavailableError('the write was cancelled before it ran')
       const [changed, flags, ...befores] = rest
       return {
         version: seen(Number(code)),
@@ -536,6 +578,45 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
         befores: befores.map((b) => (b === '' ? null : parseRoute(String(b)))),
       }
     }
+  }
+
+  /**
+   * One call of the apply script, with a definite outcome. A call refused before it was sent
+   * (not connected) or refused by Redis (a reply error) changed nothing: StoreUnavailableError.
+   * A call whose reply was lost after it was sent (command timeout, connection dropped) may
+   * have run or may still run: its outcome key is read back, for at most outcomeTimeoutMs,
+   * and that read-back either returns the call's reply or cancels the call for good. Only
+   * when Redis cannot be reached for that long does the write end in WriteOutcomeUnknownError.
+   */
+  async function applyOnce(baseArgs: ReadonlyArray<string | number>): Promise<Array<number | string>> {
+    const outcomeKey = keys.outcome(randomUUID())
+    const args = [...baseArgs.slice(0, 7), outcomeKey, ...baseArgs.slice(7, 16), OUTCOME_TTL_MS, ...baseArgs.slice(16)]
+    await ensureReady()
+    let lost: unknown
+    try {
+      return await scripts.tetherApply(...args)
+    } catch (err) {
+      if (err instanceof ReplyError || (err instanceof Error && /enableOfflineQueue/.test(err.message))) {
+        // Redis refused the script (or it was never sent): nothing ran. run() words it.
+        return run(() => Promise.reject(err))
+      }
+      lost = err
+    }
+    const reason = lost instanceof Error ? lost.message : String(lost)
+    logger?.warn({ redis: where, err: reason }, 'route store: the reply to a write was lost; reading its outcome back')
+    const deadline = Date.now() + outcomeTimeout
+    for (let attempt = 0; attempt < 1000 && Date.now() < deadline; attempt++) {
+      let outcome: string | undefined
+      try {
+        outcome = await run(() => scripts.tetherResolve(outcomeKey, CANCELLED_TTL_MS))
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError)) throw err
+      }
+      if (outcome === 'cancelled') throw new StoreUnavailableError(`Redis at ${where} did not answer in time (${reason}); the write did not run, and never will`)
+      if (outcome !== undefined) return JSON.parse(outcome) as Array<number | string>
+      await sleep(Math.max(0, Math.min(100, deadline - Date.now())))
+    }
+    throw new WriteOutcomeUnknownError(`Redis at ${where} did not answer (${reason}), and the write's outcome could not be read back within ${outcomeTimeout} ms`)
   }
 
   /** Indexes the binding keys of routes stored before the index existed (upgrade from an older Tether). */
