@@ -12,6 +12,8 @@
  * cannot drift apart.
  */
 import { randomUUID } from 'node:crypto'
+import { STATUS_CODES, type ServerOptions } from 'node:http'
+import type { Socket } from 'node:net'
 import ajvCompiler from '@fastify/ajv-compiler'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify'
@@ -22,6 +24,7 @@ import { createMetrics, type ControlMetrics } from './metrics.ts'
 import { createEphemeralSecretBox, type SecretBox } from './secret-box.ts'
 import { createConfigFeed, type ConfigFeed } from './plugins/config-feed.ts'
 import { installErrorHandlers } from './plugins/error-handler.ts'
+import { installJsonBodyParser } from './plugins/json-body.ts'
 import { createFleet, type Fleet } from './plugins/fleet.ts'
 import type { DiscoveryProblem, TaskInventory } from './discovery/index.ts'
 import { registerSwagger } from './plugins/swagger.ts'
@@ -44,6 +47,12 @@ export interface BuildAppOptions {
   longPollMaxSeconds?: number
   /** Re-check interval while waiting for convergence (heartbeats on other replicas). Default 100 ms. */
   convergencePollMs?: number
+  /**
+   * How long a client may take to send a whole request, headers and body; a slower one (a
+   * trickled body) gets 408 REQUEST_TIMEOUT and its connection closed. Long polls and
+   * wait=converged are not affected: they wait after the request was received. Default 30,000 ms.
+   */
+  requestTimeoutMs?: number
   /** Swarm discovery, when on: its task inventory and problems are shown by GET /v1/routes/{serviceName} and /v1/status. */
   discovery?: DiscoveryView | undefined
   /** Link to each proxy's HAProxy stats page on the dashboard (/ui): `{node}`, `{id}` replaced. Default: no link. */
@@ -92,9 +101,19 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
   const proxyTtlMs = options.proxyTtlMs ?? 15_000
   if (!(proxyTtlMs > 0)) throw new Error('buildApp: proxyTtlMs must be positive')
 
+  const requestTimeoutMs = options.requestTimeoutMs ?? 30_000
+  if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 100) throw new Error('buildApp: requestTimeoutMs must be an integer of at least 100')
+
   const logger = options.logger
-  const fastifyOptions: FastifyServerOptions = {
+  const fastifyOptions: FastifyServerOptions & { http: ServerOptions } = {
     bodyLimit: MiB,
+    // Slow clients: the whole request within requestTimeoutMs (headers within 10 s of it), an
+    // idle keep-alive connection closed after 65 s (longer than the 60 s idle timeout of common
+    // load balancers, so they close first). Node checks these every connectionsCheckingInterval.
+    requestTimeout: requestTimeoutMs,
+    keepAliveTimeout: 65_000,
+    http: { headersTimeout: Math.min(10_000, requestTimeoutMs), connectionsCheckingInterval: Math.min(1000, Math.ceil(requestTimeoutMs / 4)) },
+    clientErrorHandler,
     genReqId: () => randomUUID(),
     // Query strings are coerced ('8080' → 8080, 'true' → true); JSON bodies are taken as sent.
     schemaController: {
@@ -141,6 +160,7 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
     },
   })
 
+  installJsonBodyParser(app)
   installErrorHandlers(app, { onStoreError: (request) => metrics.storeErrors.inc({ operation: `${request.method} ${request.routeOptions.url ?? 'unknown'}` }) })
 
   const authenticator = createAuthenticator(options.auth)
@@ -166,6 +186,27 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
   await app.register(v1Routes, { prefix: '/v1' })
   await app.register(uiRoutes, { statsUrl: options.statsUrl, proxyTtlMs, authEnabled: authenticator.enabled })
   return app
+}
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them (raw spaces or control bytes in
+ * the URL, oversized headers, a request not received within requestTimeoutMs): answered in the
+ * one error shape, with a code, and the connection closed.
+ */
+function clientErrorHandler(this: FastifyInstance, err: Error & { code?: string; reason?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [statusCode, code, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'REQUEST_TIMEOUT', 'The request (headers and body) was not received in time; the connection is closed']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'HEADERS_TOO_LARGE', 'The request headers are larger than 16 KiB']
+        : [400, 'MALFORMED_REQUEST', `The HTTP request could not be parsed${typeof err.reason === 'string' ? ` (${err.reason.replace(/[^\x20-\x7e]/g, '?').slice(0, 100)})` : ''}: raw spaces and control characters must be percent-encoded`]
+  this.log.info({ code, err: err.code }, 'client error')
+  if (socket.writable) {
+    const body = JSON.stringify({ statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message })
+    socket.write(`HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+  }
+  socket.destroy()
 }
 
 /**

@@ -87,7 +87,14 @@ export interface ErrorHandlerHooks {
 
 export function installErrorHandlers(app: FastifyInstance, hooks: ErrorHandlerHooks = {}): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    const answer = errorBodyOf(error, request)
+    let answer: ErrorBody
+    try {
+      answer = errorBodyOf(error, request)
+    } catch (describeError) {
+      // Describing the error failed (it should not): still one shape, with a code.
+      request.log.error({ err: describeError, cause: error }, 'describing an error failed')
+      answer = body(500, 'INTERNAL_ERROR', 'Internal server error')
+    }
     if (answer.code === 'STORE_UNAVAILABLE' || answer.code === 'WRITE_OUTCOME_UNKNOWN') {
       hooks.onStoreError?.(request)
       request.log.warn({ err: error }, 'route store unavailable')
