@@ -32,9 +32,12 @@ export const rules = {
     text: "must be an RFC 6265 cookie name (token characters: letters, digits and ! & * + - . ^ _ ` | ~), at most 64 characters",
   },
   endpoint: {
-    // host:port where host is an IPv4 address, an RFC 1123 host name or a bracketed IPv6 address.
-    pattern: '^(?:\\[[0-9A-Fa-f:.]{2,45}\\]|(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?):(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$',
-    text: 'must be host:port, where host is an IPv4 address, a host name or a [bracketed] IPv6 address and port is 1-65535',
+    // host:port. host: a dotted-quad IPv4 address (0-255, no leading zeros: '0127.0.0.1' means
+    // octal to libc), a [bracketed] IPv6 address (also checked with net.isIPv6 by the input
+    // parsers), or an RFC 1123 host name whose last label is not all digits (nor 0x...), so that
+    // '1.27.0.0.1' or '80' cannot be read as an address by a resolver.
+    pattern: '^(?:\\[[0-9A-Fa-f:.]{2,45}\\]|(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}|(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*(?![0-9]+:|0[Xx][0-9A-Fa-f]*:)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?):(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$',
+    text: "must be host:port, where host is an IPv4 address (four numbers 0-255, no leading zeros), a host name (whose last label is not all digits) or a [bracketed] IPv6 address, and port is 1-65535",
     maxLength: 300,
   },
   port: { text: 'must be an integer from 1 to 65535' },

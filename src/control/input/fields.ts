@@ -5,6 +5,7 @@
  * client used (`servicePath`, `servicePath.1`, `destinations[0].servicePath[1]`). Thrown
  * before anything is stored.
  */
+import { isIPv6 } from 'node:net'
 import { Compile } from 'typebox/compile'
 import { rules, RouteSchema, type Route } from '../../contracts/route.ts'
 import { ValidationFailedError } from '../errors.ts'
@@ -41,8 +42,15 @@ export function checkString(field: string, rule: Exclude<RuleName, 'port'>, valu
     const text = rules[rule].text
     fail(field, `is ${value.length} characters long; ${text}${text.includes(`at most ${max} characters`) ? '' : `, at most ${max} characters`}`)
   }
-  if (!patterns[rule].test(value)) fail(field, `${showValue(value)} ${rules[rule].text}`)
+  if (!patterns[rule].test(value) || (rule === 'endpoint' && !bracketedIPv6Valid(value))) fail(field, `${showValue(value)} ${rules[rule].text}`)
   return value
+}
+
+/** An endpoint's [bracketed] host, if any, is an IPv6 address ('[1:2:3]' fits the pattern but is not). */
+function bracketedIPv6Valid(endpoint: string): boolean {
+  if (!endpoint.startsWith('[')) return true
+  const host = endpoint.slice(1, endpoint.lastIndexOf(']'))
+  return isIPv6(host)
 }
 
 export function checkList(field: string, rule: Exclude<RuleName, 'port'>, values: readonly string[], maxItems: number): string[] {
@@ -62,6 +70,7 @@ export function splitList(value: string | undefined): string[] {
 /** Parses a port given as text (DFP parameters are all strings). */
 export function parsePort(field: string, value: string | number | undefined): number {
   if (value === undefined) fail(field, `is required; it ${rules.port.text}`)
+  // Only canonical decimal digits: no '0x50', '8e1', ' 80', '+80' or '8.0' (which Number() takes).
   const n = typeof value === 'number' ? value : /^[0-9]{1,5}$/.test(value) ? Number(value) : NaN
   if (!Number.isInteger(n) || n < 1 || n > 65535) fail(field, `${showValue(value)} ${rules.port.text}`)
   return n
@@ -75,5 +84,7 @@ export function finish(route: Route): Route {
     const first = [...checkRoute.Errors(route)][0]
     throw new ValidationFailedError(first === undefined ? 'route: invalid' : describeSchemaError(first, route))
   }
+  // What a pattern cannot say (the JSON form's endpoints were only matched against it).
+  route.endpoints.forEach((e, i) => checkString(`endpoints[${i}]`, 'endpoint', e))
   return route
 }

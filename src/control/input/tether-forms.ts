@@ -9,7 +9,7 @@ import { checkList, checkString, fail, finish, parsePort, showValue, splitList }
 export interface RouteQuery {
   serviceName: string
   servicePath?: string | undefined
-  port?: number | undefined
+  port?: string | number | undefined
   serviceDomain?: string | undefined
   sticky?: boolean | undefined
   stickyCookie?: string | undefined

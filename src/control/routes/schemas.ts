@@ -63,7 +63,9 @@ export const ReconfigureQuerySchema = Type.Object(
       description: `Comma-separated path prefixes (at most ${limits.maxPaths}); each ${rules.servicePath.text}.`,
       examples: ['/demo,/api/demo'],
     }),
-    port: PortSchema,
+    // Text, not an integer: coercion would take '0x50', '8e1', ' 80' or '+80' for 80. The
+    // input parser reads the digits the way every other form does.
+    port: Type.String({ pattern: '^[0-9]{1,5}$', description: `Port the service listens on inside the overlay network (decimal digits); ${rules.port.text}.`, examples: ['8080'] }),
     serviceDomain: Type.Optional(
       Type.String({ maxLength: listMax(rules.serviceDomain.maxLength, limits.maxDomains), description: `Comma-separated host names; each ${rules.serviceDomain.text}.`, examples: ['app.example.com,*.example.org'] }),
     ),
