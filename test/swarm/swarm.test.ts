@@ -192,6 +192,11 @@ describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? 
 
   it('follows docker service scale: a new task gets traffic within 2 s of running; scaling down moves its sessions to live tasks', async () => {
     const before = new Set(await runningInstances(sticky))
+    // A session pinned before the scale-up stays on its task through it (servers are added over
+    // the runtime API) and through a reload (a route of another service registered).
+    const early = new CookieJar()
+    const earlyTask = demoReply(await request(proxyUrl('/sticky/'), { jar: early }))?.instance
+    assert.ok(earlyTask !== undefined)
     await the().docker(['service', 'scale', '--detach', `${sticky}=3`])
     // Probe without cookies while Docker starts the task; note when its first answer arrives.
     const stop = new AbortController()
@@ -225,6 +230,12 @@ describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? 
       await probing
     }
     measure('scale up: failed probe requests', `${probeFailures} of ${probes}`)
+    const afterScale = demoReply(await request(proxyUrl('/sticky/'), { jar: early }))
+    assert.deepEqual([afterScale?.instance, afterScale?.count], [earlyTask, 2], 'the pinned session stayed on its task through the scale-up')
+    const reload = await request(controlUrl(`/v1/reconfigure?serviceName=${manual}&servicePath=/manual-before-scale-down&port=8000&wait=converged`), { method: 'PUT', token: the().apiToken, timeoutMs: 40_000 })
+    assert.equal(reload.status, 200, reload.text)
+    const afterReload = demoReply(await request(proxyUrl('/sticky/'), { jar: early }))
+    assert.deepEqual([afterReload?.instance, afterReload?.count], [earlyTask, 3], 'the pinned session stayed on its task through a reload')
 
     // Pin a session to the new task, scale back down to 2, and see where the session goes.
     let pinned: CookieJar | undefined
