@@ -43,7 +43,7 @@ export const DescriptorReportSchema = Type.Object(
     checkedServers: Type.Integer({ minimum: 0, description: 'Servers with a health check; fewer than servers only when the limit cannot hold them.' }),
     problem: Type.Union([Type.String({ maxLength: 1024 }), Type.Null()], { description: 'What the proxy had to give up, or why HAProxy will refuse, and what to do; null when everything fits.' }),
   },
-  { $id: 'DescriptorReport', additionalProperties: false },
+  { additionalProperties: false, description: "File descriptors of the proxy's HAProxy: what the table needs and the limit it runs under." },
 )
 export type DescriptorReport = Static<typeof DescriptorReportSchema>
 

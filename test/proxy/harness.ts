@@ -16,6 +16,7 @@ import { createAgent, type Agent, type AgentOptions } from '../../src/proxy/agen
 import { createControlClient, type ControlClientOptions } from '../../src/proxy/control-client.ts'
 import type { Engine } from '../../src/proxy/engine.ts'
 import { createRecordingEngine } from '../../src/proxy/recording-engine.ts'
+import type { HaproxyEngineSettings } from '../../src/proxy/haproxy/haproxy-engine.ts'
 import { createStateStore } from '../../src/proxy/state-store.ts'
 import { closeBackends, startBackends, type Backend } from '../helpers/backends.ts'
 import { createTestProxy, type TestProxy } from '../helpers/haproxy.ts'
@@ -111,6 +112,8 @@ export async function startAgent(
     stateDir?: string
     client?: Partial<ControlClientOptions>
     agent?: Partial<AgentOptions>
+    /** HAProxy engine settings besides the test defaults. */
+    proxy?: Partial<HaproxyEngineSettings>
     /** Await start() (the disk snapshot applied). Default true. */
   },
 ): Promise<TestAgent> {
@@ -119,7 +122,7 @@ export async function startAgent(
   let engine: Engine
   if (options.engine === 'recording') engine = createRecordingEngine()
   else {
-    proxy = await createTestProxy(t)
+    proxy = await createTestProxy(t, options.proxy)
     engine = proxy.engine
   }
   const client = createControlClient({ urls: options.controlUrls, token: PROXY_TOKEN, ...options.client })

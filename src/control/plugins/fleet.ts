@@ -28,9 +28,18 @@ export interface RefusedRouteReport {
   proxies: string[]
 }
 
+export interface RouteHealthReport {
+  serviceName: string
+  up: number
+  down: number
+  proxies: number
+  servers: string[]
+}
+
 export interface FleetStatus extends Convergence {
-  proxies: Array<Pick<ProxyStatus, 'id' | 'version' | 'status' | 'node' | 'receivedAt' | 'lastError'>>
+  proxies: Array<Pick<ProxyStatus, 'id' | 'version' | 'status' | 'node' | 'receivedAt' | 'lastError' | 'applyFailure' | 'descriptors'>>
   refusedRoutes: RefusedRouteReport[]
+  routeHealth: RouteHealthReport[]
 }
 
 export interface Fleet {
@@ -72,6 +81,34 @@ export function refusedRoutesOf(proxies: readonly ProxyStatus[]): RefusedRouteRe
   return [...byRoute.values()].sort((a, b) => (a.serviceName < b.serviceName ? -1 : a.serviceName > b.serviceName ? 1 : 0))
 }
 
+/** Per route: the fewest servers up and the most down on any live proxy, and the servers' names. */
+export function routeHealthOf(proxies: readonly ProxyStatus[]): RouteHealthReport[] {
+  const byRoute = new Map<string, RouteHealthReport & { names: Set<string> }>()
+  for (const p of proxies) {
+    const perRoute = new Map<string, { up: number; down: number; names: string[] }>()
+    for (const b of p.backends) {
+      const entry = perRoute.get(b.serviceName) ?? { up: 0, down: 0, names: [] }
+      entry.up += b.up
+      entry.down += b.down
+      for (const server of b.servers ?? []) entry.names.push(server.name)
+      perRoute.set(b.serviceName, entry)
+    }
+    for (const [serviceName, h] of perRoute) {
+      const report = byRoute.get(serviceName)
+      if (report === undefined) byRoute.set(serviceName, { serviceName, up: h.up, down: h.down, proxies: 1, servers: [], names: new Set(h.names) })
+      else {
+        report.up = Math.min(report.up, h.up)
+        report.down = Math.max(report.down, h.down)
+        report.proxies++
+        for (const n of h.names) report.names.add(n)
+      }
+    }
+  }
+  return [...byRoute.values()]
+    .map(({ names, ...r }) => ({ ...r, servers: [...names].sort().slice(0, 64) }))
+    .sort((a, b) => (a.serviceName < b.serviceName ? -1 : a.serviceName > b.serviceName ? 1 : 0))
+}
+
 export function createFleet(store: RouteStore, options: FleetOptions): Fleet {
   const pollMs = options.pollMs ?? 100
   const now = options.now ?? Date.now
@@ -88,8 +125,18 @@ export function createFleet(store: RouteStore, options: FleetOptions): Fleet {
       const [version, proxies] = await Promise.all([store.version(), store.listProxies()])
       return {
         ...convergenceOf(proxies, version),
-        proxies: proxies.map((p) => ({ id: p.id, version: p.version, status: p.status, node: p.node, receivedAt: p.receivedAt, lastError: p.lastError })),
+        proxies: proxies.map((p) => ({
+          id: p.id,
+          version: p.version,
+          status: p.status,
+          node: p.node,
+          receivedAt: p.receivedAt,
+          lastError: p.lastError,
+          ...(p.applyFailure === undefined ? {} : { applyFailure: p.applyFailure }),
+          ...(p.descriptors === undefined ? {} : { descriptors: p.descriptors }),
+        })),
         refusedRoutes: refusedRoutesOf(proxies),
+        routeHealth: routeHealthOf(proxies),
       }
     },
     async waitForConvergence(version, timeoutMs, signal) {

@@ -8,7 +8,7 @@ import { Type, type Static, type TSchema } from 'typebox'
 import { ChangeSchema } from '../../contracts/change.ts'
 import { ConfigSnapshotSchema } from '../../contracts/config-snapshot.ts'
 import { ErrorSchema } from '../../contracts/errors.ts'
-import { ProxyHeartbeatSchema, ProxyStatusSchema } from '../../contracts/proxy-status.ts'
+import { ApplyFailureSchema, DescriptorReportSchema, ProxyHeartbeatSchema, ProxyStatusSchema } from '../../contracts/proxy-status.ts'
 import {
   DestinationSchema,
   EndpointSchema,
@@ -257,9 +257,31 @@ export const FleetStatusSchema = Type.Object(
     laggards: Type.Array(LaggardSchema),
     proxies: Type.Array(
       Type.Object(
-        { id: Type.String(), version: Type.Integer(), status: Type.String(), node: Type.String(), receivedAt: Type.String({ format: 'date-time' }), lastError: Type.Union([Type.String(), Type.Null()]) },
+        {
+          id: Type.String(),
+          version: Type.Integer(),
+          status: Type.String(),
+          node: Type.String(),
+          receivedAt: Type.String({ format: 'date-time' }),
+          lastError: Type.Union([Type.String(), Type.Null()]),
+          applyFailure: Type.Optional(ApplyFailureSchema),
+          descriptors: Type.Optional(DescriptorReportSchema),
+        },
         { additionalProperties: false },
       ),
+    ),
+    routeHealth: Type.Array(
+      Type.Object(
+        {
+          serviceName: Type.String(),
+          up: Type.Integer({ description: 'Servers up on the proxy that has the fewest up.' }),
+          down: Type.Integer({ description: 'Servers down (failing their health check) on the proxy that has the most down.' }),
+          proxies: Type.Integer({ description: 'Live proxies reporting this route.' }),
+          servers: Type.Array(Type.String(), { maxItems: 64, description: "Names of the route's servers (tasks) as the proxies report them, up to 64." }),
+        },
+        { additionalProperties: false },
+      ),
+      { description: 'Health of every route as the live proxies report it (health checks on every server: a task on a wrong port shows down).' },
     ),
     refusedRoutes: Type.Array(
       Type.Object({ serviceName: Type.String(), error: Type.String(), proxies: Type.Array(Type.String()) }, { additionalProperties: false }),

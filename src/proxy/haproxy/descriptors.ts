@@ -15,8 +15,12 @@
  * message is reported.
  */
 
-/** Listeners, admin and master sockets, per-thread pollers and pipes, with margin. */
-export const FIXED_OVERHEAD = 64
+/**
+ * Listeners, admin and master sockets, with margin; plus per thread (poller, wake-up pipe)
+ * THREAD_OVERHEAD. Measured: 17 beyond maxconn and checks with 2 threads and 3 listeners.
+ */
+export const FIXED_OVERHEAD = 16
+export const THREAD_OVERHEAD = 3
 /** The lowest connection limit the proxy picks by itself before leaving checks off. */
 export const MIN_AUTO_MAXCONN = 1024
 
@@ -29,6 +33,8 @@ export interface DescriptorInput {
   servers: number
   /** The hard nofile limit HAProxy runs under. */
   limit: number
+  /** HAProxy's threads (its default: one per CPU). */
+  threads: number
 }
 
 export interface DescriptorPlan {
@@ -43,13 +49,14 @@ export interface DescriptorPlan {
   problem: string | null
 }
 
-export function needFor(maxconn: number, checkedServers: number): number {
-  return 2 * maxconn + checkedServers + FIXED_OVERHEAD
+export function needFor(maxconn: number, checkedServers: number, threads: number): number {
+  return 2 * maxconn + checkedServers + FIXED_OVERHEAD + THREAD_OVERHEAD * threads
 }
 
 export function planDescriptors(input: DescriptorInput): DescriptorPlan {
   const { limit, servers } = input
-  const needed = needFor(input.maxconn, servers)
+  const overhead = FIXED_OVERHEAD + THREAD_OVERHEAD * input.threads
+  const needed = needFor(input.maxconn, servers, input.threads)
   const base = { needed, limit }
   if (needed <= limit) return { ...base, maxconn: input.maxconn, checkBudget: servers, problem: null }
   const advice = `raise the proxy's nofile limit to at least ${needed} (docker service update --ulimit nofile=${needed}:${needed}, or ulimits: nofile in the stack file)`
@@ -58,10 +65,10 @@ export function planDescriptors(input: DescriptorInput): DescriptorPlan {
       ...base,
       maxconn: input.maxconn,
       checkBudget: servers,
-      problem: `HAProxy needs ${needed} file descriptors (maxconn ${input.maxconn} × 2 + ${servers} checked servers + ${FIXED_OVERHEAD}) but the limit is ${limit}: ${advice}, or lower TETHER_MAXCONN`,
+      problem: `HAProxy needs ${needed} file descriptors (maxconn ${input.maxconn} × 2 + ${servers} checked servers + ${overhead}) but the limit is ${limit}: ${advice}, or lower TETHER_MAXCONN`,
     }
   }
-  const fitting = Math.floor((limit - servers - FIXED_OVERHEAD) / 2)
+  const fitting = Math.floor((limit - servers - overhead) / 2)
   if (fitting >= MIN_AUTO_MAXCONN) {
     return {
       ...base,
@@ -71,7 +78,7 @@ export function planDescriptors(input: DescriptorInput): DescriptorPlan {
     }
   }
   const maxconn = Math.min(input.maxconn, MIN_AUTO_MAXCONN)
-  const checkBudget = Math.max(0, limit - 2 * maxconn - FIXED_OVERHEAD)
+  const checkBudget = Math.max(0, limit - 2 * maxconn - overhead)
   return {
     ...base,
     maxconn,

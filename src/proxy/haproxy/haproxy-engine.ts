@@ -18,6 +18,7 @@
  * A runtime change HAProxy refuses falls back to a reload of the same state.
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
 import { basename, join } from 'node:path'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import { describeShadowed } from '../../contracts/route-planner.ts'
@@ -167,7 +168,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const tasks = (serviceName: string) => watcher.get(serviceName)
     let rendered = render(snapshot, s, { tasks })
     const servers = rendered.backends.reduce((n, b) => n + b.servers.length, 0)
-    const plan = planDescriptors({ maxconn: s.maxconn, maxconnFixed: s.maxconnFixed, servers, limit: descriptorLimit })
+    const plan = planDescriptors({ maxconn: s.maxconn, maxconnFixed: s.maxconnFixed, servers, limit: descriptorLimit, threads: s.nbthread ?? availableParallelism() })
     if (plan.maxconn !== s.maxconn || plan.checkBudget < servers) rendered = render(snapshot, { ...s, maxconn: plan.maxconn }, { tasks, checkBudget: plan.checkBudget })
     return { rendered, plan }
   }
