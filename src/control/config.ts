@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { Type, type Static } from 'typebox'
-import { Value } from 'typebox/value'
+import { EnvError, loadEnv, LogLevelEnv, logLevelOf } from '../shared/env.ts'
 import { parseSecretKey } from './secret-box.ts'
 
 const TokenPattern = '^[A-Za-z0-9._~+/=-]{16,512}$'
@@ -27,7 +27,7 @@ export const ControlEnvSchema = Type.Object(
     TETHER_SECRET_KEY_FILE: Type.Optional(
       Type.String({ minLength: 1, description: 'File holding the 32-byte key (raw, 64 hex characters or base64) that encrypts certificate keys in the store, e.g. a Docker secret. The same on every control replica.' }),
     ),
-    LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+    ...LogLevelEnv,
     TETHER_PROXY_TTL_SECONDS: Type.Integer({ default: 15, minimum: 1, maximum: 3600, description: 'A proxy is live while its last heartbeat is younger than this (3 heartbeat intervals).' }),
     TETHER_LONG_POLL_MAX_SECONDS: Type.Integer({ default: 60, minimum: 1, maximum: 60, description: 'Longest wait a GET /v1/config long poll may ask for.' }),
     TETHER_STATS_URL: Type.Optional(
@@ -49,6 +49,8 @@ export interface ControlConfig {
   /** Tokens generated at start because none was configured; printed once by server.ts. */
   generated: { apiToken?: string; proxyToken?: string }
   logLevel: string
+  /** Warnings about deprecated settings, logged at start. */
+  deprecations: string[]
   proxyTtlMs: number
   longPollMaxSeconds: number
   /** TETHER_STATS_URL: the dashboard's link template to each proxy's stats page. */
@@ -57,9 +59,8 @@ export interface ControlConfig {
   secretKey: Buffer | undefined
 }
 
-export class ConfigError extends Error {
-  override name = 'ConfigError'
-}
+/** A wrong variable: the one coded error of every role's environment (shared/env.ts). */
+export { EnvError }
 
 /** Parses `name=token,name=token` (newlines also separate entries, for files). */
 export function parseApiTokens(text: string, variable: string): Map<string, string> {
@@ -70,14 +71,14 @@ export function parseApiTokens(text: string, variable: string): Map<string, stri
     const eq = entry.indexOf('=')
     const name = eq < 0 ? '' : entry.slice(0, eq).trim()
     const token = eq < 0 ? '' : entry.slice(eq + 1).trim()
-    if (!new RegExp(TokenNamePattern).test(name)) throw new ConfigError(`${variable}: each entry must be name=token with a name of letters, digits, '_', '.', '-' (entry ${i + 1} is not)`)
-    if (!new RegExp(TokenPattern).test(token)) throw new ConfigError(`${variable}: the token of '${name}' must be 16-512 characters of letters, digits and . _ ~ + / = -`)
-    if (names.has(name)) throw new ConfigError(`${variable}: the name '${name}' appears twice`)
-    if (tokens.has(token)) throw new ConfigError(`${variable}: two names share one token`)
+    if (!new RegExp(TokenNamePattern).test(name)) throw new EnvError(variable, `each entry must be name=token with a name of letters, digits, '_', '.', '-' (entry ${i + 1} is not)`)
+    if (!new RegExp(TokenPattern).test(token)) throw new EnvError(variable, `the token of '${name}' must be 16-512 characters of letters, digits and . _ ~ + / = -`)
+    if (names.has(name)) throw new EnvError(variable, `the name '${name}' appears twice`)
+    if (tokens.has(token)) throw new EnvError(variable, `two names share one token`)
     names.add(name)
     tokens.set(token, name)
   }
-  if (tokens.size === 0) throw new ConfigError(`${variable}: no name=token entry`)
+  if (tokens.size === 0) throw new EnvError(variable, `no name=token entry`)
   return tokens
 }
 
@@ -85,33 +86,21 @@ function readSecretFile(path: string, variable: string): string {
   try {
     return readFileSync(path, 'utf8').trim()
   } catch (err) {
-    throw new ConfigError(`${variable}: cannot read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+    throw new EnvError(variable, `cannot read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
   }
 }
 
 const generateToken = (): string => randomBytes(24).toString('base64url')
 
 /**
- * Reads and checks the environment. Throws ConfigError naming the first wrong variable.
+ * Reads and checks the environment. Throws EnvError naming the first wrong variable.
  * With auth on and no API token configured, generates one (and a proxy token when none is
  * configured) so the embedded default works out of the box; `generated` holds them.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig {
-  const raw: Record<string, unknown> = {}
-  for (const key of Object.keys(ControlEnvSchema.properties)) {
-    const value = env[key]
-    if (value !== undefined && value !== '') raw[key] = value
-  }
-  const converted = Value.Convert(ControlEnvSchema, Value.Default(ControlEnvSchema, raw))
-  const first = [...Value.Errors(ControlEnvSchema, converted)][0]
-  if (first !== undefined) {
-    const variable = first.instancePath.split('/')[1] ?? String((first.params as Record<string, unknown>).missingProperty ?? 'environment')
-    const shown = variable === 'TETHER_API_TOKENS' || variable === 'TETHER_PROXY_TOKEN' ? '' : ` (got ${JSON.stringify(env[variable])})`
-    throw new ConfigError(`${variable}: ${first.message}${shown}`)
-  }
-  const e = converted as ControlEnv
-  if (e.TETHER_API_TOKENS !== undefined && e.TETHER_API_TOKENS_FILE !== undefined) throw new ConfigError('TETHER_API_TOKENS_FILE: set either TETHER_API_TOKENS or TETHER_API_TOKENS_FILE, not both')
-  if (e.TETHER_PROXY_TOKEN !== undefined && e.TETHER_PROXY_TOKEN_FILE !== undefined) throw new ConfigError('TETHER_PROXY_TOKEN_FILE: set either TETHER_PROXY_TOKEN or TETHER_PROXY_TOKEN_FILE, not both')
+  const e = loadEnv(ControlEnvSchema, env, { secret: ['TETHER_API_TOKENS', 'TETHER_PROXY_TOKEN'] })
+  if (e.TETHER_API_TOKENS !== undefined && e.TETHER_API_TOKENS_FILE !== undefined) throw new EnvError('TETHER_API_TOKENS_FILE', 'set either TETHER_API_TOKENS or TETHER_API_TOKENS_FILE, not both')
+  if (e.TETHER_PROXY_TOKEN !== undefined && e.TETHER_PROXY_TOKEN_FILE !== undefined) throw new EnvError('TETHER_PROXY_TOKEN_FILE', 'set either TETHER_PROXY_TOKEN or TETHER_PROXY_TOKEN_FILE, not both')
 
   const generated: ControlConfig['generated'] = {}
   let apiTokens: ControlConfig['apiTokens'] = 'off'
@@ -126,13 +115,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig 
     proxyToken = e.TETHER_PROXY_TOKEN
     if (e.TETHER_PROXY_TOKEN_FILE !== undefined) {
       proxyToken = readSecretFile(e.TETHER_PROXY_TOKEN_FILE, 'TETHER_PROXY_TOKEN_FILE')
-      if (!new RegExp(TokenPattern).test(proxyToken)) throw new ConfigError('TETHER_PROXY_TOKEN_FILE: the token must be 16-512 characters of letters, digits and . _ ~ + / = -')
+      if (!new RegExp(TokenPattern).test(proxyToken)) throw new EnvError('TETHER_PROXY_TOKEN_FILE', 'the token must be 16-512 characters of letters, digits and . _ ~ + / = -')
     }
     if (proxyToken === undefined) {
       generated.proxyToken = generateToken()
       proxyToken = generated.proxyToken
     }
-    if (apiTokens.has(proxyToken)) throw new ConfigError('TETHER_PROXY_TOKEN: must differ from every API token')
+    if (apiTokens.has(proxyToken)) throw new EnvError('TETHER_PROXY_TOKEN', 'must differ from every API token')
   }
   let secretKey: Buffer | undefined
   if (e.TETHER_SECRET_KEY_FILE !== undefined) {
@@ -140,14 +129,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig 
     try {
       content = readFileSync(e.TETHER_SECRET_KEY_FILE)
     } catch (err) {
-      throw new ConfigError(`TETHER_SECRET_KEY_FILE: cannot read ${JSON.stringify(e.TETHER_SECRET_KEY_FILE)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+      throw new EnvError('TETHER_SECRET_KEY_FILE', `cannot read ${JSON.stringify(e.TETHER_SECRET_KEY_FILE)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
     }
     try {
       secretKey = parseSecretKey(content)
     } catch (err) {
-      throw new ConfigError(`TETHER_SECRET_KEY_FILE: ${(err as Error).message}`)
+      throw new EnvError('TETHER_SECRET_KEY_FILE', `${(err as Error).message}`)
     }
   }
+  const logLevel = logLevelOf(e)
   return {
     secretKey,
     host: e.HOST,
@@ -157,7 +147,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig 
     apiTokens,
     proxyToken,
     generated,
-    logLevel: e.LOG_LEVEL,
+    logLevel: logLevel.level,
+    deprecations: logLevel.deprecations,
     proxyTtlMs: e.TETHER_PROXY_TTL_SECONDS * 1000,
     longPollMaxSeconds: e.TETHER_LONG_POLL_MAX_SECONDS,
     statsUrl: e.TETHER_STATS_URL,

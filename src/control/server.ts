@@ -6,7 +6,8 @@
 import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
 import { buildApp } from './app.ts'
-import { ConfigError, loadConfig, type ControlConfig } from './config.ts'
+import { loadConfig, type ControlConfig } from './config.ts'
+import { EnvError } from '../shared/env.ts'
 import { createEphemeralSecretBox, createSecretBox } from './secret-box.ts'
 import { createRouteStore } from './store/create-route-store.ts'
 import { loadDiscoveryConfig, type DiscoveryConfig } from './discovery/discovery-config.ts'
@@ -19,13 +20,14 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     config = loadConfig(env)
     discoveryConfig = loadDiscoveryConfig(env)
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof EnvError) {
       process.stderr.write(`tether control: bad configuration: ${err.message}\n`)
       process.exit(78)
     }
     throw err
   }
   const logger = pino({ level: config.logLevel, base: { role: 'control' } })
+  for (const deprecation of config.deprecations) logger.warn(deprecation)
   // Redis when REDIS_URL is set, else the embedded in-memory store.
   const store = createRouteStore({ url: config.redisUrl, prefix: config.redisPrefix, logger })
   // Swarm label discovery (TETHER_DISCOVERY=on): labelled services → routes; see discovery/.

@@ -11,6 +11,8 @@
  *   TETHER_DEMO_ADMIN_PORT    HAProxy stats/metrics/health, default 8404
  * TETHER_HAPROXY_BIN picks the HAProxy binary (default `haproxy` from PATH).
  */
+import { Type, type Static } from 'typebox'
+import { EnvError, loadEnv, LogLevelEnv, logLevelOf } from '../shared/env.ts'
 import { freePort } from '../shared/free-port.ts'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -36,26 +38,31 @@ function fail(code: number, text: string): never {
   process.exit(code)
 }
 
-function portFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name]
-  if (raw === undefined || raw === '') return fallback
-  const port = Number(raw)
-  if (!/^[0-9]{1,5}$/.test(raw) || port > 65535) fail(78, `${name}: must be a port from 0 to 65535 (0 = any free port), got '${raw}'`)
-  return port
-}
-
+/** The demo's environment: its three ports (0 = any free port), the log level and HAProxy. */
+const DemoEnvSchema = Type.Object({
+  TETHER_DEMO_CONTROL_PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535, description: 'Control plane port (0: any free port).' }),
+  TETHER_DEMO_PROXY_PORT: Type.Integer({ default: 8000, minimum: 0, maximum: 65535, description: 'Proxy port (0: any free port).' }),
+  TETHER_DEMO_ADMIN_PORT: Type.Integer({ default: 8404, minimum: 0, maximum: 65535, description: "The proxy's admin port (0: any free port)." }),
+  TETHER_HAPROXY_BIN: Type.String({ default: 'haproxy', minLength: 1, description: 'HAProxy executable.' }),
+  ...LogLevelEnv,
+})
 
 async function portOrFree(port: number): Promise<number> {
   return port === 0 ? freePort(HOST) : port
 }
 
 export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  const wanted = {
-    control: portFrom(env, 'TETHER_DEMO_CONTROL_PORT', 8080),
-    proxy: portFrom(env, 'TETHER_DEMO_PROXY_PORT', 8000),
-    admin: portFrom(env, 'TETHER_DEMO_ADMIN_PORT', 8404),
+  let demoEnv: Static<typeof DemoEnvSchema>
+  try {
+    demoEnv = loadEnv(DemoEnvSchema, env)
+  } catch (err) {
+    if (err instanceof EnvError) return fail(78, err.message)
+    throw err
   }
-  const log = pino({ name: 'tether-demo', level: env.TETHER_LOG_LEVEL ?? 'warn' }, pino.destination(2))
+  const wanted = { control: demoEnv.TETHER_DEMO_CONTROL_PORT, proxy: demoEnv.TETHER_DEMO_PROXY_PORT, admin: demoEnv.TETHER_DEMO_ADMIN_PORT }
+  const logLevel = logLevelOf(demoEnv, 'warn')
+  const log = pino({ name: 'tether-demo', level: logLevel.level }, pino.destination(2))
+  for (const deprecation of logLevel.deprecations) log.warn(deprecation)
   const dir = await mkdtemp(join(tmpdir(), 'tether-demo-'))
   const cleanups: Array<() => Promise<unknown>> = [() => rm(dir, { recursive: true, force: true })]
   const cleanup = async (): Promise<void> => {
@@ -69,7 +76,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
 
   const proxyPort = await portOrFree(wanted.proxy)
   const adminPort = await portOrFree(wanted.admin)
-  const haproxyBin = env.TETHER_HAPROXY_BIN ?? 'haproxy'
+  const haproxyBin = demoEnv.TETHER_HAPROXY_BIN
   let engine: Engine
   try {
     engine = await createHaproxyEngine({

@@ -5,8 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { Type, type Static } from 'typebox'
-import { Compile } from 'typebox/compile'
-import { Value } from 'typebox/value'
+import { EnvError, loadEnv, LogLevelEnv, logLevelOf, type LogLevel } from '../shared/env.ts'
 import { ProxyIdSchema } from '../contracts/proxy-status.ts'
 
 /** `[host]:port`: `:80` listens on every address, `127.0.0.1:8080` on one. */
@@ -39,13 +38,9 @@ export const ProxyEnvSchema = Type.Object({
   TETHER_NODE: Type.Optional(Type.String({ minLength: 1, maxLength: 253, description: 'Node name shown in the fleet status. Default: the host name.' })),
   TETHER_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Heartbeat interval. Default 5000 ms.' }),
   TETHER_HAPROXY_BIN: Type.String({ minLength: 1, default: 'haproxy', description: "HAProxy executable. Default 'haproxy' from PATH." }),
-  TETHER_LOG_LEVEL: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], {
-    default: 'info',
-  }),
+  ...LogLevelEnv,
 })
 export type ProxyEnv = Static<typeof ProxyEnvSchema>
-
-const checkEnv = Compile(ProxyEnvSchema)
 
 export interface Listen {
   /** undefined: every address. */
@@ -71,19 +66,9 @@ export interface ProxyConfig {
   node: string
   heartbeatMs: number
   haproxyBin: string
-  logLevel: ProxyEnv['TETHER_LOG_LEVEL']
+  logLevel: LogLevel
 }
 
-export class ProxyConfigError extends Error {
-  readonly code = 'PROXY_CONFIG_INVALID'
-  /** The environment variable at fault. */
-  readonly variable: string
-  constructor(variable: string, message: string) {
-    super(`${variable}: ${message}`)
-    this.name = 'ProxyConfigError'
-    this.variable = variable
-  }
-}
 
 /** Parses `:80`, `127.0.0.1:8080`, `[::1]:8080`, `*:80`. Caller checked the pattern. */
 export function parseListen(text: string): Listen {
@@ -102,15 +87,15 @@ export function formatListen(listen: Listen): string {
 function readSecret(env: Record<string, string | undefined>, name: string, fileName: string, readFile: (path: string) => string): string | undefined {
   const direct = env[name]
   const file = env[fileName]
-  if (direct !== undefined && file !== undefined) throw new ProxyConfigError(name, `set either ${name} or ${fileName}, not both`)
+  if (direct !== undefined && file !== undefined) throw new EnvError(name, `set either ${name} or ${fileName}, not both`)
   if (file === undefined) return direct
   try {
     const text = readFile(file).trim()
-    if (text === '') throw new ProxyConfigError(fileName, `file '${file}' is empty`)
+    if (text === '') throw new EnvError(fileName, `file '${file}' is empty`)
     return text
   } catch (error) {
-    if (error instanceof ProxyConfigError) throw error
-    throw new ProxyConfigError(fileName, `cannot read '${file}': ${(error as Error).message}`)
+    if (error instanceof EnvError) throw error
+    throw new EnvError(fileName, `cannot read '${file}': ${(error as Error).message}`)
   }
 }
 
@@ -122,40 +107,29 @@ export interface LoadOptions {
 }
 
 /**
- * Validates the environment and returns the agent's configuration. Throws `ProxyConfigError`
+ * Validates the environment and returns the agent's configuration. Throws `EnvError`
  * naming the first variable at fault. Unrelated variables are ignored.
  */
 export function loadProxyConfig(env: Record<string, string | undefined>, options: LoadOptions = {}): ProxyConfig {
   const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'))
   const host = (options.hostname ?? hostname)()
-  const known: Record<string, unknown> = {}
-  for (const key of Object.keys(ProxyEnvSchema.properties)) {
-    const value = env[key]
-    if (value !== undefined && value !== '') known[key] = value
-  }
-  const value = Value.Convert(ProxyEnvSchema, Value.Default(ProxyEnvSchema, known))
-  if (!checkEnv.Check(value)) {
-    const [first] = [...checkEnv.Errors(value)]
-    const variable = first === undefined ? 'environment' : first.instancePath.replace(/^\//, '') || requiredName(first.params)
-    const schema = (ProxyEnvSchema.properties as Record<string, { description?: string }>)[variable]
-    const shown = typeof known[variable] === 'string' ? ` (got '${String(known[variable])}')` : ''
-    throw new ProxyConfigError(variable, `${first?.message ?? 'invalid'}${shown}${schema?.description !== undefined ? `. ${schema.description}` : ''}`)
-  }
-  const proxyToken = readSecret(known as Record<string, string | undefined>, 'TETHER_PROXY_TOKEN', 'TETHER_PROXY_TOKEN_FILE', readFile)
-  if (proxyToken === undefined) throw new ProxyConfigError('TETHER_PROXY_TOKEN', 'required (or TETHER_PROXY_TOKEN_FILE): the bearer token the control plane expects from proxies')
-  const cookieKey = readSecret(known as Record<string, string | undefined>, 'TETHER_COOKIE_KEY', 'TETHER_COOKIE_KEY_FILE', readFile)
+  const value = loadEnv(ProxyEnvSchema, env, { secret: ['TETHER_PROXY_TOKEN', 'TETHER_COOKIE_KEY'] })
+  const known = env
+  const proxyToken = readSecret(known, 'TETHER_PROXY_TOKEN', 'TETHER_PROXY_TOKEN_FILE', readFile)
+  if (proxyToken === undefined) throw new EnvError('TETHER_PROXY_TOKEN', 'required (or TETHER_PROXY_TOKEN_FILE): the bearer token the control plane expects from proxies')
+  const cookieKey = readSecret(known, 'TETHER_COOKIE_KEY', 'TETHER_COOKIE_KEY_FILE', readFile)
   if (cookieKey === undefined) {
-    throw new ProxyConfigError('TETHER_COOKIE_KEY', 'required (or TETHER_COOKIE_KEY_FILE): the dynamic cookie key, the same on every proxy replica so that any replica honours a cookie issued by another')
+    throw new EnvError('TETHER_COOKIE_KEY', 'required (or TETHER_COOKIE_KEY_FILE): the dynamic cookie key, the same on every proxy replica so that any replica honours a cookie issued by another')
   }
-  if (cookieKey.length < 8) throw new ProxyConfigError('TETHER_COOKIE_KEY', 'must be at least 8 characters')
-  if (/[\s"'\\#]/.test(cookieKey)) throw new ProxyConfigError('TETHER_COOKIE_KEY', 'must not contain spaces, quotes, backslashes or #')
+  if (cookieKey.length < 8) throw new EnvError('TETHER_COOKIE_KEY', 'must be at least 8 characters')
+  if (/[\s"'\\#]/.test(cookieKey)) throw new EnvError('TETHER_COOKIE_KEY', 'must not contain spaces, quotes, backslashes or #')
 
   const controlUrls = value.TETHER_CONTROL_URL.split(',').map((u) => u.trim())
   for (const url of controlUrls) {
     try {
       new URL(url)
     } catch {
-      throw new ProxyConfigError('TETHER_CONTROL_URL', `'${url}' is not a URL`)
+      throw new EnvError('TETHER_CONTROL_URL', `'${url}' is not a URL`)
     }
   }
   // Swarm sets neither variable by itself; a service template such as
@@ -163,9 +137,10 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
   const taskId = env.TETHER_TASK_ID ?? env.TASK_ID
   const proxyId = value.TETHER_PROXY_ID ?? (taskId !== undefined && taskId !== '' ? taskId : host)
   if (!new RegExp((ProxyIdSchema as { pattern?: string }).pattern ?? '').test(proxyId)) {
-    throw new ProxyConfigError('TETHER_PROXY_ID', `the default id '${proxyId}' (task id or host name) is not a valid proxy id; set TETHER_PROXY_ID`)
+    throw new EnvError('TETHER_PROXY_ID', `the default id '${proxyId}' (task id or host name) is not a valid proxy id; set TETHER_PROXY_ID`)
   }
   const dnsListen = parseListen(value.TETHER_DNS)
+  const logLevel = logLevelOf(value)
   return {
     controlUrls,
     proxyToken,
@@ -177,18 +152,17 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     maxconn: value.TETHER_MAXCONN,
     cookieKey,
     stateDir: value.TETHER_STATE_DIR,
-    deprecations:
-      value.TETHER_SLOTS === undefined
+    deprecations: [
+      ...logLevel.deprecations,
+      ...(value.TETHER_SLOTS === undefined
         ? []
-        : ['TETHER_SLOTS is deprecated and ignored: each proxy now holds exactly the running tasks of a service, found through DNS, with no slot limit. Remove it.'],
+        : ['TETHER_SLOTS is deprecated and ignored: each proxy now holds exactly the running tasks of a service, found through DNS, with no slot limit. Remove it.']),
+    ],
     node: value.TETHER_NODE ?? host,
     heartbeatMs: value.TETHER_HEARTBEAT_MS,
     haproxyBin: value.TETHER_HAPROXY_BIN,
-    logLevel: value.TETHER_LOG_LEVEL,
+    logLevel: logLevel.level,
   }
 }
 
-function requiredName(params: unknown): string {
-  const p = params as { requiredProperties?: string[]; requiredProperty?: string } | undefined
-  return p?.requiredProperties?.[0] ?? p?.requiredProperty ?? 'environment'
-}
+export { EnvError }

@@ -15,7 +15,8 @@ import { join } from 'node:path'
 import closeWithGrace from 'close-with-grace'
 import pino from 'pino'
 import { createAgent } from './agent.ts'
-import { loadProxyConfig, formatListen, ProxyConfigError, type ProxyConfig } from './config.ts'
+import { loadProxyConfig, formatListen, type ProxyConfig } from './config.ts'
+import { EnvError } from '../shared/env.ts'
 import { createControlClient } from './control-client.ts'
 import type { Engine } from './engine.ts'
 import { createHaproxyEngine } from './haproxy/haproxy-engine.ts'
@@ -33,7 +34,7 @@ export async function main(): Promise<void> {
   try {
     config = loadProxyConfig(process.env)
   } catch (error) {
-    if (error instanceof ProxyConfigError) fail(78, `invalid configuration: ${error.message}`)
+    if (error instanceof EnvError) fail(78, `invalid configuration: ${error.message}`)
     throw error
   }
   const log = pino({ name: 'tether-proxy', level: config.logLevel }).child({ proxyId: config.proxyId })

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { ConfigError, loadConfig } from '../../src/control/config.ts'
+import { EnvError, loadConfig } from '../../src/control/config.ts'
 
 const TOKEN = 'abcdefghijklmnop0123'
 
@@ -45,7 +45,19 @@ describe('control-plane configuration (environment)', () => {
     assert.deepEqual(c.generated, {})
   })
 
+  it('reads TETHER_LOG_LEVEL, the spelling every role shares; LOG_LEVEL still works, with a deprecation warning', () => {
+    assert.deepEqual([loadConfig({ TETHER_LOG_LEVEL: 'debug' }).logLevel, loadConfig({ TETHER_LOG_LEVEL: 'debug' }).deprecations], ['debug', []])
+    const old = loadConfig({ LOG_LEVEL: 'warn' })
+    assert.equal(old.logLevel, 'warn')
+    assert.deepEqual(old.deprecations, ['LOG_LEVEL is deprecated: use TETHER_LOG_LEVEL (the same for every role).'])
+    const both = loadConfig({ LOG_LEVEL: 'warn', TETHER_LOG_LEVEL: 'error' })
+    assert.equal(both.logLevel, 'error')
+    assert.match(both.deprecations[0]!, /LOG_LEVEL is deprecated and ignored because TETHER_LOG_LEVEL is set/)
+    assert.equal(loadConfig({}).logLevel, 'info')
+  })
+
   const wrong: Array<[string, Record<string, string>]> = [
+    ['TETHER_LOG_LEVEL', { TETHER_LOG_LEVEL: 'chatty' }],
     ['PORT', { PORT: 'eighty' }],
     ['PORT', { PORT: '70000' }],
     ['REDIS_URL', { REDIS_URL: 'http://redis:6379' }],
@@ -64,7 +76,7 @@ describe('control-plane configuration (environment)', () => {
     it(`fails at start naming ${variable} for ${JSON.stringify(Object.values(env).at(-1))}`, () => {
       assert.throws(
         () => loadConfig(env),
-        (err: unknown) => err instanceof ConfigError && err.message.startsWith(`${variable}:`),
+        (err: unknown) => err instanceof EnvError && err.message.startsWith(`${variable}:`),
       )
     })
   }

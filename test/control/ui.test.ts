@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { ConfigError, loadConfig } from '../../src/control/config.ts'
+import { EnvError, loadConfig } from '../../src/control/config.ts'
 import { api, startControl } from './harness.ts'
 
 describe('GET /ui (the dashboard) and /', () => {
@@ -36,7 +36,7 @@ describe('GET /ui (the dashboard) and /', () => {
   it('TETHER_STATS_URL must be an http(s) URL', () => {
     assert.equal(loadConfig({ TETHER_STATS_URL: 'http://{node}:8404/stats' }).statsUrl, 'http://{node}:8404/stats')
     assert.equal(loadConfig({}).statsUrl, undefined)
-    assert.throws(() => loadConfig({ TETHER_STATS_URL: 'javascript:alert(1)' }), (e: unknown) => e instanceof ConfigError && /^TETHER_STATS_URL/.test(e.message))
+    assert.throws(() => loadConfig({ TETHER_STATS_URL: 'javascript:alert(1)' }), (e: unknown) => e instanceof EnvError && /^TETHER_STATS_URL/.test(e.message))
   })
 })
 

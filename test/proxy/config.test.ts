@@ -1,15 +1,15 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { loadProxyConfig, ProxyConfigError } from '../../src/proxy/config.ts'
+import { loadProxyConfig, EnvError } from '../../src/proxy/config.ts'
 
 const base = { TETHER_CONTROL_URL: 'http://tasks.control:8080', TETHER_PROXY_TOKEN: 'proxy-secret', TETHER_COOKIE_KEY: 'cookie-key-123' }
 const opts = { hostname: () => 'node-7', readFile: (path: string) => (path === '/run/secrets/key' ? 'from-a-file\n' : (() => { throw new Error('ENOENT: no such file') })()) }
 
-function refusal(env: Record<string, string>): ProxyConfigError {
+function refusal(env: Record<string, string>): EnvError {
   try {
     loadProxyConfig(env, opts)
   } catch (error) {
-    assert.ok(error instanceof ProxyConfigError, String(error))
+    assert.ok(error instanceof EnvError, String(error))
     return error
   }
   assert.fail('the configuration was accepted')
@@ -57,19 +57,19 @@ describe('tether proxy configuration (environment)', () => {
   })
 
   for (const [name, env, variable, pattern] of [
-    ['no control URL', { ...base, TETHER_CONTROL_URL: '' }, 'TETHER_CONTROL_URL', /required|must/],
-    ['a control URL without scheme', { ...base, TETHER_CONTROL_URL: 'control:8080' }, 'TETHER_CONTROL_URL', /pattern/],
-    ['a listener without port', { ...base, TETHER_PROXY_LISTEN: '80' }, 'TETHER_PROXY_LISTEN', /got '80'/],
-    ['a port out of range', { ...base, TETHER_ADMIN_LISTEN: ':70000' }, 'TETHER_ADMIN_LISTEN', /pattern/],
+    ['no control URL', { ...base, TETHER_CONTROL_URL: '' }, 'TETHER_CONTROL_URL', /^TETHER_CONTROL_URL: is required\. Control plane URL/],
+    ['a control URL without scheme', { ...base, TETHER_CONTROL_URL: 'control:8080' }, 'TETHER_CONTROL_URL', /is not in the expected form \(got /],
+    ['a listener without port', { ...base, TETHER_PROXY_LISTEN: '80' }, 'TETHER_PROXY_LISTEN', /is not in the expected form \(got "80"\). HTTP listener/],
+    ['a port out of range', { ...base, TETHER_ADMIN_LISTEN: ':70000' }, 'TETHER_ADMIN_LISTEN', /is not in the expected form \(got /],
     ['a discovery interval that is not a number', { ...base, TETHER_DNS_INTERVAL_MS: 'often' }, 'TETHER_DNS_INTERVAL_MS', /integer/],
     ['a discovery interval above a minute', { ...base, TETHER_DNS_INTERVAL_MS: '120000' }, 'TETHER_DNS_INTERVAL_MS', /60000/],
     ['a maxconn of 0', { ...base, TETHER_MAXCONN: '0' }, 'TETHER_MAXCONN', /1/],
-    ['a DNS server given by name', { ...base, TETHER_DNS: 'dns.local:53' }, 'TETHER_DNS', /pattern/],
+    ['a DNS server given by name', { ...base, TETHER_DNS: 'dns.local:53' }, 'TETHER_DNS', /is not in the expected form \(got /],
     ['no cookie key', { TETHER_CONTROL_URL: base.TETHER_CONTROL_URL, TETHER_PROXY_TOKEN: 'x' }, 'TETHER_COOKIE_KEY', /same on every proxy replica/],
     ['a cookie key file that cannot be read', { TETHER_CONTROL_URL: base.TETHER_CONTROL_URL, TETHER_PROXY_TOKEN: 'x', TETHER_COOKIE_KEY_FILE: '/nope' }, 'TETHER_COOKIE_KEY_FILE', /cannot read '\/nope'/],
     ['a cookie key with a quote', { ...base, TETHER_COOKIE_KEY: 'abc"defgh' }, 'TETHER_COOKIE_KEY', /quotes/],
     ['no proxy token', { TETHER_CONTROL_URL: base.TETHER_CONTROL_URL, TETHER_COOKIE_KEY: base.TETHER_COOKIE_KEY }, 'TETHER_PROXY_TOKEN', /required/],
-    ['a proxy id with a slash', { ...base, TETHER_PROXY_ID: 'a/b' }, 'TETHER_PROXY_ID', /pattern/],
+    ['a proxy id with a slash', { ...base, TETHER_PROXY_ID: 'a/b' }, 'TETHER_PROXY_ID', /is not in the expected form \(got /],
   ] as const) {
     it(`refuses ${name}, naming ${variable}`, () => {
       const error = refusal(env as Record<string, string>)

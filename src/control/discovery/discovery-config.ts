@@ -10,7 +10,16 @@
  *   TETHER_SLOTS                       server slots per service on the proxies, as the proxies
  *                                      read it (default 32); more tasks than this are flagged
  */
-import { ConfigError } from '../config.ts'
+import { Type } from 'typebox'
+import { loadEnv } from '../../shared/env.ts'
+
+export const DiscoveryEnvSchema = Type.Object({
+  TETHER_DISCOVERY: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'off', description: "Swarm label discovery: 'on' or 'off'." }),
+  TETHER_DISCOVERY_INTERVAL_MS: Type.Integer({ default: 30_000, minimum: 1_000, maximum: 3_600_000, description: 'Full reconcile period.' }),
+  TETHER_DISCOVERY_TASKS_MS: Type.Integer({ default: 3_000, minimum: 500, maximum: 600_000, description: 'Task inventory period.' }),
+  TETHER_DISCOVERY_LEASE_MS: Type.Integer({ default: 6_000, minimum: 1_000, maximum: 600_000, description: 'Leader lease time to live.' }),
+  TETHER_SLOTS: Type.Integer({ default: 32, minimum: 1, maximum: 1024, description: 'Server slots per service on the proxies, as the proxies read it.' }),
+})
 
 export interface DiscoveryConfig {
   enabled: boolean
@@ -20,22 +29,13 @@ export interface DiscoveryConfig {
   proxySlots: number
 }
 
-function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name]
-  if (raw === undefined || raw === '') return fallback
-  const value = /^[0-9]+$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN
-  if (!(value >= min && value <= max)) throw new ConfigError(`${name}: must be an integer from ${min} to ${max} (got ${JSON.stringify(raw)})`)
-  return value
-}
-
 export function loadDiscoveryConfig(env: NodeJS.ProcessEnv = process.env): DiscoveryConfig {
-  const flag = (env.TETHER_DISCOVERY ?? 'off').trim().toLowerCase()
-  if (flag !== 'on' && flag !== 'off') throw new ConfigError(`TETHER_DISCOVERY: must be 'on' or 'off' (got ${JSON.stringify(env.TETHER_DISCOVERY)})`)
+  const e = loadEnv(DiscoveryEnvSchema, env)
   return {
-    enabled: flag === 'on',
-    intervalMs: integer(env, 'TETHER_DISCOVERY_INTERVAL_MS', 30_000, 1_000, 3_600_000),
-    taskIntervalMs: integer(env, 'TETHER_DISCOVERY_TASKS_MS', 3_000, 500, 600_000),
-    leaseTtlMs: integer(env, 'TETHER_DISCOVERY_LEASE_MS', 6_000, 1_000, 600_000),
-    proxySlots: integer(env, 'TETHER_SLOTS', 32, 1, 1024),
+    enabled: e.TETHER_DISCOVERY === 'on',
+    intervalMs: e.TETHER_DISCOVERY_INTERVAL_MS,
+    taskIntervalMs: e.TETHER_DISCOVERY_TASKS_MS,
+    leaseTtlMs: e.TETHER_DISCOVERY_LEASE_MS,
+    proxySlots: e.TETHER_SLOTS,
   }
 }

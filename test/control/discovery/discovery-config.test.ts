@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { ConfigError } from '../../../src/control/config.ts'
+import { EnvError } from '../../../src/control/config.ts'
 import { loadDiscoveryConfig } from '../../../src/control/discovery/discovery-config.ts'
 
 describe('tether control: discovery settings from the environment', () => {
@@ -10,7 +10,7 @@ describe('tether control: discovery settings from the environment', () => {
     assert.equal(loadDiscoveryConfig({ TETHER_SLOTS: '8' }).proxySlots, 8)
   })
   it('fails at start naming the wrong variable', () => {
-    assert.throws(() => loadDiscoveryConfig({ TETHER_DISCOVERY: 'yes' }), (e: unknown) => e instanceof ConfigError && /^TETHER_DISCOVERY: must be 'on' or 'off'/.test(e.message))
-    assert.throws(() => loadDiscoveryConfig({ TETHER_DISCOVERY_TASKS_MS: '10' }), (e: unknown) => e instanceof ConfigError && /^TETHER_DISCOVERY_TASKS_MS: must be an integer from 500/.test(e.message))
+    assert.throws(() => loadDiscoveryConfig({ TETHER_DISCOVERY: 'yes' }), (e: unknown) => e instanceof EnvError && /^TETHER_DISCOVERY: must be one of 'on', 'off' \(got "yes"\)/.test(e.message))
+    assert.throws(() => loadDiscoveryConfig({ TETHER_DISCOVERY_TASKS_MS: '10' }), (e: unknown) => e instanceof EnvError && /^TETHER_DISCOVERY_TASKS_MS: must be an integer from 500/.test(e.message))
   })
 })
