@@ -41,9 +41,10 @@ COPY --from=build /src/dist ./dist
 COPY scripts/swarm/healthcheck.mjs scripts/swarm/demo-backend.mjs ./bin/
 ENV NODE_ENV=production \
     TETHER_STATE_DIR=/var/lib/tether \
-    TETHER_PROXY_LISTEN=:8080
+    TETHER_PROXY_LISTEN=:8080 \
+    TETHER_PROXY_LISTEN_TLS=:8443
 USER node
-EXPOSE 8080 8404
+EXPOSE 8080 8443 8404
 HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 CMD ["node", "/app/bin/healthcheck.mjs"]
 ENTRYPOINT ["tini", "-s", "--", "node", "/app/dist/cli.js"]
 CMD ["control"]

@@ -188,3 +188,9 @@ export function certificateWarnings(c: Pick<CertificateInfo, 'notAfter' | 'chain
   if (c.chainLength === 1 && c.subject !== c.issuer) warnings.push('the chain holds only the leaf: clients that lack the intermediate certificate will not trust it')
   return warnings
 }
+
+/** Same certificates (names and fingerprints), whatever the order? */
+export function sameCertificateRefs(a: readonly CertificateRef[] | undefined, b: readonly CertificateRef[] | undefined): boolean {
+  const key = (refs: readonly CertificateRef[] | undefined) => JSON.stringify([...(refs ?? [])].map((r) => `${r.name} ${r.fingerprint}`).sort())
+  return key(a) === key(b)
+}

@@ -25,6 +25,7 @@
  */
 import type { Logger } from 'pino'
 import { stableStringify } from '../shared/stable-json.ts'
+import { sameCertificateRefs } from '../contracts/certificate.ts'
 import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
 import type { ProxyHeartbeat, RefusedRoute } from '../contracts/proxy-status.ts'
 import { backoffDelay, DEFAULT_BACKOFF, systemClock, type BackoffPolicy, type Clock } from '../shared/clock.ts'
@@ -168,6 +169,7 @@ export function createAgent(options: AgentOptions): Agent {
       pending = null
       const from = job.fromDisk ? 'disk' : 'control plane'
       try {
+        await syncCertificates(job)
         const result = await engine.apply(job.snapshot)
         served = job
         refused = result.refused
@@ -213,6 +215,21 @@ export function createAgent(options: AgentOptions): Agent {
         pending ??= job
       }
     }
+  }
+
+  /**
+   * Before a snapshot is applied: when it names other certificates than the engine holds, fetch
+   * their chains and keys (proxy token) and hand them over. A snapshot from disk is applied with
+   * the certificates the engine kept on disk (the control plane may be down).
+   */
+  async function syncCertificates(job: Held & { fromDisk: boolean }): Promise<void> {
+    const tls = engine.certificates
+    if (tls === undefined || job.fromDisk || sameCertificateRefs(tls.refs(), job.snapshot.certificates)) return
+    if (client.fetchCertificates === undefined) throw new Error('this control client cannot fetch certificates')
+    const bundle = await client.fetchCertificates(stopping.signal)
+    for (const p of bundle.problems) log.error({ certificate: p.name }, `certificate not served: ${p.error}`)
+    await tls.set(bundle.certificates)
+    log.info({ certificates: bundle.certificates.map((c) => ({ name: c.name, fingerprint: c.fingerprint })) }, 'certificates received')
   }
 
   async function pollLoop(): Promise<void> {

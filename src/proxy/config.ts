@@ -25,6 +25,11 @@ export const ProxyEnvSchema = Type.Object({
   TETHER_PROXY_TOKEN_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding the proxy token (Docker secret).' })),
   TETHER_PROXY_ID: Type.Optional({ ...ProxyIdSchema, description: 'This replica\'s id in the fleet status. Default: the Swarm task id (TASK_ID / TETHER_TASK_ID) or the host name.' }),
   TETHER_PROXY_LISTEN: Type.String({ pattern: LISTEN_PATTERN, default: ':80', description: 'HTTP listener for the routed traffic. Default :80.' }),
+  TETHER_PROXY_LISTEN_TLS: Type.String({
+    pattern: `^(?:${LISTEN_PATTERN.slice(1, -1)}|off)$`,
+    default: ':443',
+    description: "HTTPS listener for the routed traffic (certificates by SNI; a self-signed default until one covers a name), or 'off'. Default :443.",
+  }),
   TETHER_ADMIN_LISTEN: Type.String({ pattern: LISTEN_PATTERN, default: ':8404', description: 'Admin listener: stats, /metrics, /healthz. Default :8404.' }),
   TETHER_DNS: Type.String({ pattern: DNS_PATTERN, default: '127.0.0.11:53', description: "DNS server the proxy asks for tasks.<service> and task names. Default Docker's embedded DNS 127.0.0.11:53." }),
   TETHER_DNS_INTERVAL_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000, description: 'Pause between two rounds of task discovery over every routed service. Default 1000 ms.' }),
@@ -54,6 +59,8 @@ export interface ProxyConfig {
   proxyToken: string
   proxyId: string
   proxyListen: Listen
+  /** null: no HTTPS listener (TETHER_PROXY_LISTEN_TLS=off). */
+  tlsListen: Listen | null
   adminListen: Listen
   dns: { host: string; port: number }
   dnsIntervalMs: number
@@ -146,6 +153,7 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     proxyToken,
     proxyId,
     proxyListen: parseListen(value.TETHER_PROXY_LISTEN),
+    tlsListen: value.TETHER_PROXY_LISTEN_TLS === 'off' ? null : parseListen(value.TETHER_PROXY_LISTEN_TLS),
     adminListen: parseListen(value.TETHER_ADMIN_LISTEN),
     dns: { host: dnsListen.host ?? '127.0.0.11', port: dnsListen.port },
     dnsIntervalMs: value.TETHER_DNS_INTERVAL_MS,

@@ -14,12 +14,21 @@
 import { lookup as dnsLookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import { Agent, type Dispatcher, request } from 'undici'
+import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
+import { CertificateMaterialSchema } from '../contracts/certificate.ts'
 import { ConfigSnapshotSchema, type ConfigSnapshot } from '../contracts/config-snapshot.ts'
 import type { ProxyHeartbeat } from '../contracts/proxy-status.ts'
 import { systemClock, type Clock } from '../shared/clock.ts'
 
 const checkSnapshot = Compile(ConfigSnapshotSchema)
+
+export const CertificateBundleSchema = Type.Object({
+  certificates: Type.Array(CertificateMaterialSchema),
+  problems: Type.Array(Type.Object({ name: Type.String(), error: Type.String() })),
+})
+export type CertificateBundle = Static<typeof CertificateBundleSchema>
+const checkBundle = Compile(CertificateBundleSchema)
 
 export type ConfigPollResult =
   /** A snapshot to consider (newer, or — after a store restore — older than `since`). */
@@ -38,6 +47,11 @@ export interface ControlClient {
    * replica answered, `ControlRejectedError` on a 4xx, an AbortError when `signal` aborts.
    */
   fetchConfig(options: { since: number | null; waitSeconds: number; ifNoneMatch?: number; signal?: AbortSignal }): Promise<ConfigPollResult>
+  /**
+   * GET /v1/proxy/certificates: chains and keys of every certificate (proxy token only).
+   * Same errors as fetchConfig.
+   */
+  fetchCertificates?(signal?: AbortSignal): Promise<CertificateBundle>
   /** PUT /v1/proxies/{id}. Same errors as fetchConfig. */
   heartbeat(id: string, heartbeat: ProxyHeartbeat, signal?: AbortSignal): Promise<void>
   /** Where the last successful request went, for logs and status ("http://tasks.control:8080 via 10.0.1.7"). */
@@ -279,6 +293,13 @@ export function createControlClient(options: ControlClientOptions): ControlClien
           throw new Error(`GET /v1/config: answer is not a config snapshot (${first?.instancePath ?? ''} ${first?.message ?? ''})`)
         }
         return { changed: true, snapshot: value }
+      })
+    },
+    async fetchCertificates(signal) {
+      return send('/v1/proxy/certificates', { method: 'GET', timeoutMs: requestTimeoutMs, ...(signal === undefined ? {} : { signal }) }, async (_statusCode, _headers, body) => {
+        const value = (await body.json()) as unknown
+        if (!checkBundle.Check(value)) throw new Error('GET /v1/proxy/certificates: answer is not a certificate bundle')
+        return value
       })
     },
     async heartbeat(id, heartbeat, signal) {

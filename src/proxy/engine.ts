@@ -3,6 +3,7 @@
  * the propagation benchmark uses an engine that only records the version, to run 100 agents
  * on one machine.
  */
+import type { CertificateMaterial, CertificateRef } from '../contracts/certificate.ts'
 import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
 import type { BackendHealthSchema, DescriptorReport, RefusedRoute } from '../contracts/proxy-status.ts'
 import type { Static } from 'typebox'
@@ -28,6 +29,14 @@ export interface Engine {
   health(): Promise<BackendHealth[]>
   /** File descriptors needed and available for what is served; null before the first apply or when the engine has no limit. */
   descriptors?(): DescriptorReport | null
+  /**
+   * TLS certificates, when the engine terminates HTTPS: the ones in force (name, fingerprint)
+   * and how to replace them (chains and keys); served from the next apply on.
+   */
+  certificates?: {
+    refs(): CertificateRef[]
+    set(certificates: readonly CertificateMaterial[]): Promise<void>
+  }
   /** Stops the engine and everything it started. Idempotent. */
   stop(): Promise<void>
 }

@@ -35,7 +35,7 @@ describe('tether proxy (process)', () => {
     t.after(() => closeBackends(backends))
     const dir = await mkdtemp(join(tmpdir(), 'tether-main-'))
     t.after(() => rm(dir, { recursive: true, force: true }))
-    const [port, admin] = [await freePort(), await freePort()]
+    const [port, admin, tls] = [await freePort(), await freePort(), await freePort()]
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'proxy'], {
       env: {
         PATH: process.env.PATH ?? '',
@@ -45,6 +45,7 @@ describe('tether proxy (process)', () => {
         TETHER_PROXY_ID: 'main-test',
         TETHER_PROXY_LISTEN: `127.0.0.1:${port}`,
         TETHER_ADMIN_LISTEN: `127.0.0.1:${admin}`,
+        TETHER_PROXY_LISTEN_TLS: `127.0.0.1:${tls}`,
         TETHER_STATE_DIR: dir,
         TETHER_DNS: '127.0.0.1:1',
         TETHER_LOG_LEVEL: 'warn',

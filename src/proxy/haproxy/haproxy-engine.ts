@@ -20,6 +20,7 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { basename, join } from 'node:path'
+import type { CertificateMaterial } from '../../contracts/certificate.ts'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import { describeShadowed } from '../../contracts/route-planner.ts'
 import type { DescriptorReport, RefusedRoute } from '../../contracts/proxy-status.ts'
@@ -34,6 +35,7 @@ import { runCommands, showStat } from './runtime.ts'
 import { addressText, CHECK_OPTIONS, diffServers, isIpAddress, type Endpoint } from './servers.ts'
 import { resolveSettings, type HaproxyEngineSettings, type ResolvedSettings } from './settings.ts'
 import { createTaskResolver, createTaskWatcher, type TaskResolver } from './task-discovery.ts'
+import { createCertificateKeeper, ensureDefaultCertificate } from './tls.ts'
 import { checkConfigFile, type CheckResult, type ConfigError } from './validate.ts'
 
 export type { HaproxyEngineSettings } from './settings.ts'
@@ -121,6 +123,10 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   const descriptorLimit =
     s.descriptorLimit ?? (await readFile('/proc/self/limits', 'utf8').then(parseNofileLimit, () => undefined)) ?? DEFAULT_DESCRIPTOR_LIMIT
 
+  // HTTPS: a default certificate from the first start on, and the certificates in force kept on disk.
+  const keeper = s.tlsListen === undefined ? undefined : await createCertificateKeeper(paths.certificates)
+  if (s.tlsListen !== undefined && (await ensureDefaultCertificate(paths.defaultCertificate))) logger.info({ path: paths.defaultCertificate }, 'generated the self-signed default certificate')
+
   let proc: HaproxyProcess | undefined
   let served: Served | undefined
   let queue: Promise<unknown> = Promise.resolve()
@@ -155,7 +161,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     for (const file of rendered.files) {
       // Content-addressed names: an existing file already holds exactly this text.
       const tmp = `${file.path}.tmp`
-      await writeFile(tmp, file.text)
+      await writeFile(tmp, file.text, { mode: file.mode ?? 0o644 })
       await rename(tmp, file.path)
     }
     const tmp = `${target}.tmp`
@@ -166,10 +172,11 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   /** Renders `routes` with the current tasks, within the descriptor limit. */
   function renderWithin(snapshot: ConfigSnapshot): { rendered: RenderedConfig; plan: DescriptorPlan } {
     const tasks = (serviceName: string) => watcher.get(serviceName)
-    let rendered = render(snapshot, s, { tasks })
+    const certificates = keeper?.current()
+    let rendered = render(snapshot, s, { tasks, certificates })
     const servers = rendered.backends.reduce((n, b) => n + b.servers.length, 0)
     const plan = planDescriptors({ maxconn: s.maxconn, maxconnFixed: s.maxconnFixed, servers, limit: descriptorLimit, threads: s.nbthread ?? availableParallelism() })
-    if (plan.maxconn !== s.maxconn || plan.checkBudget < servers) rendered = render(snapshot, { ...s, maxconn: plan.maxconn }, { tasks, checkBudget: plan.checkBudget })
+    if (plan.maxconn !== s.maxconn || plan.checkBudget < servers) rendered = render(snapshot, { ...s, maxconn: plan.maxconn }, { tasks, checkBudget: plan.checkBudget, certificates })
     return { rendered, plan }
   }
 
@@ -180,7 +187,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     let last: CheckResult | undefined
     for (let round = 0; round < MAX_ISOLATION_ROUNDS; round++) {
       let t = performance.now()
-      const { rendered, plan } = renderWithin({ version: snapshot.version, routes })
+      const { rendered, plan } = renderWithin({ ...snapshot, routes })
       await writeFiles(rendered, paths.candidate)
       timings.renderMs += performance.now() - t
       t = performance.now()
@@ -372,7 +379,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     counters.reloads++
     timings.reloadMs = performance.now() - t
     const accepted = new Set(refused.map((r) => r.serviceName))
-    const next: Served = { snapshot: { version: snapshot.version, routes: snapshot.routes.filter((r) => !accepted.has(r.serviceName)) }, rendered, plan, refused }
+    const next: Served = { snapshot: { ...snapshot, routes: snapshot.routes.filter((r) => !accepted.has(r.serviceName)) }, rendered, plan, refused }
     served = next
     live = liveOf(rendered)
     removing = new Map()
@@ -394,12 +401,12 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       const stillRefused = served.refused.filter((r) => snapshot.routes.some((route) => route.serviceName === r.serviceName && routeKey(route) === r.key))
       const skip = new Set(stillRefused.map((r) => r.serviceName))
       const routes = snapshot.routes.filter((r) => !skip.has(r.serviceName))
-      const { rendered, plan } = renderWithin({ version: snapshot.version, routes })
+      const { rendered, plan } = renderWithin({ ...snapshot, routes })
       if (runtimeReachable(rendered)) {
         try {
           const t = performance.now()
           const changes = await syncServers(rendered)
-          served = { snapshot: { version: snapshot.version, routes }, rendered, plan, refused: stillRefused }
+          served = { snapshot: { ...snapshot, routes }, rendered, plan, refused: stillRefused }
           await writeFiles(rendered, paths.config)
           if (changes > 0) counters.runtimeChanges++
           logger.info({ version: snapshot.version, routes: routes.length, servers: changes, runtimeMs: Math.round(performance.now() - t) }, 'configuration applied without a reload')
@@ -459,6 +466,15 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     },
     health,
     descriptors,
+    ...(keeper === undefined
+      ? {}
+      : {
+          certificates: {
+            refs: () => keeper.refs(),
+            // Served from the next apply on (the agent applies the snapshot that named them).
+            set: (certificates: readonly CertificateMaterial[]) => enqueue(() => keeper.set(certificates)),
+          },
+        }),
     async stop() {
       stopped = true
       if (reaper !== undefined) clearInterval(reaper)

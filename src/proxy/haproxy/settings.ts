@@ -38,6 +38,12 @@ export interface HaproxyEngineSettings {
    * it). Set lower, it is also written as HAProxy's `fd-hard-limit`.
    */
   descriptorLimit?: number
+  /**
+   * HTTPS listener, `[host]:port`, on the same routing frontend (every route answers on both).
+   * Undefined: no HTTPS. Certificates come with `certificates.set()`; until one covers a name,
+   * a self-signed default certificate answers.
+   */
+  tlsListen?: string
   /** nbthread; default: HAProxy's own (one per CPU). */
   nbthread?: number
   /** hard-stop-after in ms: how long an old worker may drain after a reload. Default 30000. */
@@ -49,13 +55,14 @@ export interface HaproxyEngineSettings {
   logger?: Logger
 }
 
-export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' | 'logger' | 'descriptorLimit'>> & {
+export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' | 'logger' | 'descriptorLimit' | 'tlsListen'>> & {
   nbthread: number | undefined
   logger: Logger
   /** Whether maxconn was set (then never lowered). */
   maxconnFixed: boolean
   /** Set only when given: rendered as fd-hard-limit. */
   descriptorLimit: number | undefined
+  tlsListen: string | undefined
 }
 
 
@@ -77,6 +84,7 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     maxconn: settings.maxconn ?? 4096,
     maxconnFixed: settings.maxconn !== undefined,
     descriptorLimit: settings.descriptorLimit,
+    tlsListen: settings.tlsListen,
     nbthread: settings.nbthread,
     hardStopAfterMs: settings.hardStopAfterMs ?? 30_000,
     maxReloads: settings.maxReloads ?? 50,
@@ -90,6 +98,7 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     fail('stateDir', 'must be a directory path without spaces, quotes, #, $ or backslashes')
   }
   if (!listenPattern.test(resolved.listen)) fail('listen', `must be [host]:port, got '${resolved.listen}'`)
+  if (resolved.tlsListen !== undefined && !listenPattern.test(resolved.tlsListen)) fail('tlsListen', `must be [host]:port, got '${resolved.tlsListen}'`)
   if (!listenPattern.test(resolved.adminListen)) fail('adminListen', `must be [host]:port, got '${resolved.adminListen}'`)
   if (resolved.resolvers.length === 0 || !resolved.resolvers.every((r) => hostPortPattern.test(r))) {
     fail('resolvers', 'must be a non-empty list of host:port')
