@@ -27,10 +27,15 @@ RUN npm run build && npm prune --omit=dev --no-audit --no-fund --ignore-scripts 
  && test -f dist/cli.js
 
 FROM ${BASE_IMAGE}
-# HAProxy and tini come from the base when it has them (the locally made base does), otherwise
-# from Debian (the official Node images are Debian based).
-RUN if ! command -v haproxy >/dev/null || ! command -v tini >/dev/null; then \
-      apt-get update && apt-get install -y --no-install-recommends haproxy tini \
+# HAProxy, tini and a static busybox (the health check's shell and wget) come from the base when
+# it has them (the locally made base does), otherwise from Debian (the official Node images are
+# Debian based).
+RUN missing=""; \
+    command -v haproxy >/dev/null || missing="$missing haproxy"; \
+    command -v tini >/dev/null || missing="$missing tini"; \
+    command -v busybox >/dev/null || missing="$missing busybox-static"; \
+    if [ -n "$missing" ]; then \
+      apt-get update && apt-get install -y --no-install-recommends $missing \
       && rm -rf /var/lib/apt/lists/*; \
     fi \
  && mkdir -p /var/lib/tether && chown node:node /var/lib/tether
@@ -38,13 +43,16 @@ WORKDIR /app
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
-COPY scripts/swarm/healthcheck.mjs scripts/swarm/demo-backend.mjs ./bin/
+COPY scripts/swarm/healthcheck.sh scripts/swarm/demo-backend.mjs ./bin/
 ENV NODE_ENV=production \
     TETHER_STATE_DIR=/var/lib/tether \
     TETHER_PROXY_LISTEN=:8080 \
     TETHER_PROXY_LISTEN_TLS=:8443
 USER node
 EXPOSE 8080 8443 8404
-HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 CMD ["node", "/app/bin/healthcheck.mjs"]
+# Cheap (busybox, no Node process per check) and patient: a task is replaced only after 6
+# consecutive failed checks (30 s at least; each may take 10 s), so a busy node keeps its healthy
+# tasks; a proxy's check asks HAProxy itself, never the control plane.
+HEALTHCHECK --interval=5s --timeout=10s --start-period=60s --retries=6 CMD ["busybox", "sh", "/app/bin/healthcheck.sh"]
 ENTRYPOINT ["tini", "-s", "--", "node", "/app/dist/cli.js"]
 CMD ["control"]
