@@ -1,0 +1,174 @@
+/**
+ * The Redis store's two connections and how they fail. Commands fail fast when Redis is not
+ * there (no offline queue, no resend of in-flight commands, a per-command timeout) with
+ * StoreUnavailableError; the client reconnects by itself with a capped backoff. The subscriber
+ * queues its SUBSCRIBE and resubscribes after a reconnect.
+ */
+import { Redis, ReplyError as IoredisReplyError, type RedisOptions } from 'ioredis'
+import type { Logger } from '../../shared/logger.ts'
+import { StoreUnavailableError } from '../errors.ts'
+
+/** ioredis types ReplyError as `any`; it is redis-errors' ReplyError class (an Error). */
+export const ReplyError = IoredisReplyError as new (...args: never[]) => Error
+
+/** Reply errors that mean "Redis cannot serve right now", not "this request is wrong". */
+const UNAVAILABLE_REPLIES = /^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS|MISCONF)\b/
+
+export interface RedisConnectionOptions {
+  url: string
+  /** TCP connect timeout; also how long the first commands wait for the first connection. */
+  connectTimeoutMs: number
+  /** How long one command may take before it fails with StoreUnavailableError. */
+  commandTimeoutMs: number
+  /** Upper bound of the reconnect backoff. */
+  maxReconnectDelayMs: number
+  logger?: Logger | undefined
+}
+
+export interface RedisConnection {
+  /** Commands: never queued while disconnected, never re-sent. */
+  client: Redis
+  /** Pub/sub only. */
+  subscriber: Redis
+  /** host:port, for messages. */
+  where: string
+  /** Waits for the first connection (bounded); then never waits: StoreUnavailableError when not connected. */
+  ensureReady(): Promise<void>
+  /** Runs Redis commands, turning connection failures into StoreUnavailableError. */
+  run<T>(fn: () => Promise<T>): Promise<T>
+  /** MULTI/EXEC: the replies of every command, read at one instant. */
+  atomically(build: (m: ReturnType<Redis['multi']>) => void): Promise<unknown[]>
+  isClosed(): boolean
+  close(): Promise<void>
+}
+
+export function openRedisConnection(options: RedisConnectionOptions): RedisConnection {
+  const { logger } = options
+  const connectTimeout = options.connectTimeoutMs
+  const commandTimeout = options.commandTimeoutMs
+  const maxReconnectDelay = options.maxReconnectDelayMs
+  const connection: RedisOptions = {
+    connectTimeout,
+    // Exponential, capped: reconnects by itself for as long as it takes.
+    retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 10), maxReconnectDelay),
+    lazyConnect: false,
+  }
+  // Commands never wait for a connection that is not there, and a write in flight when the
+  // connection drops is failed at once, never silently re-sent later.
+  const client = new Redis(options.url, {
+    ...connection,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout,
+  })
+  // The subscriber only sends SUBSCRIBE, which must survive reconnects: queue and resubscribe.
+  const subscriber = new Redis(options.url, { ...connection, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true })
+
+  const where = `${client.options.host ?? '?'}:${client.options.port ?? '?'}`
+  let lastError = 'not connected yet'
+  let closed = false
+  let everReady = false
+  let down = false
+  /** The first connection attempt failed: from then on, no command waits for a connection. */
+  let firstConnectFailed = false
+
+  client.on('error', (err: Error) => {
+    lastError = err.message
+  })
+  client.on('ready', () => {
+    everReady = true
+    lastError = 'connection closed'
+    if (down) logger?.info({ redis: where }, 'redis route store reconnected')
+    down = false
+  })
+  client.on('close', () => {
+    if (!everReady) firstConnectFailed = true
+    if (closed || down || !everReady) return
+    down = true
+    logger?.warn({ redis: where, err: lastError }, 'redis route store lost its connection; reconnecting')
+  })
+
+  /** Settles when the first connection attempt is decided: 'ready' or 'close'. One listener pair however many callers wait. */
+  const firstAttempt = new Promise<void>((resolve) => {
+    client.once('ready', () => resolve())
+    client.once('close', () => resolve())
+  })
+
+  /**
+   * Waits for the first connection attempt (at most connectTimeout), so a store used right
+   * after it was created works; once connected or once that attempt failed, never waits.
+   */
+  async function ensureReady(): Promise<void> {
+    if (closed) throw new StoreUnavailableError('the store is closed')
+    if (client.status === 'ready') return
+    if (everReady || firstConnectFailed) throw new StoreUnavailableError(`Redis at ${where} is not connected (${lastError}); reconnecting`)
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new StoreUnavailableError(`Redis at ${where} is not reachable (${lastError})`)), connectTimeout)
+    })
+    try {
+      await Promise.race([firstAttempt, timedOut])
+    } finally {
+      clearTimeout(timer)
+    }
+    if ((client.status as string) !== 'ready') throw new StoreUnavailableError(`Redis at ${where} is not reachable (${lastError})`)
+  }
+
+  /** Runs Redis commands, turning connection failures into StoreUnavailableError. */
+  async function run<T>(fn: () => Promise<T>): Promise<T> {
+    await ensureReady()
+    try {
+      return await fn()
+    } catch (err) {
+      if (err instanceof ReplyError && !UNAVAILABLE_REPLIES.test(err.message)) throw err
+      const message = err instanceof Error ? err.message : String(err)
+      // ioredis' words for "the connection just dropped" say more about its options than about Redis.
+      const reason = client.status === 'ready' && !/enableOfflineQueue/.test(message) ? message : `connection lost: ${lastError}`
+      throw new StoreUnavailableError(`Redis at ${where} did not answer (${reason})`)
+    }
+  }
+
+  /** MULTI/EXEC: the replies of every command, read at one instant. */
+  async function atomically(build: (m: ReturnType<Redis['multi']>) => void): Promise<unknown[]> {
+    return run(async () => {
+      const m = client.multi()
+      build(m)
+      const replies = await m.exec()
+      if (replies === null) throw new StoreUnavailableError(`Redis at ${where} aborted a transaction`)
+      return replies.map(([err, value]) => {
+        if (err) throw err
+        return value
+      })
+    })
+  }
+
+
+  async function quit(redis: Redis): Promise<void> {
+    if (redis.status === 'end') return
+    if (redis.status !== 'ready') {
+      redis.disconnect()
+      return
+    }
+    try {
+      await redis.quit()
+    } catch {
+      redis.disconnect()
+    }
+  }
+
+  return {
+    client,
+    subscriber,
+    where,
+    ensureReady,
+    run,
+    atomically,
+    isClosed: () => closed,
+    async close() {
+      if (closed) return
+      closed = true
+      await Promise.all([quit(client), quit(subscriber)])
+    },
+  }
+}
