@@ -137,6 +137,8 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   /** Servers in maintenance waiting for deletion, per backend: name → since (ms). */
   let removing = new Map<string, Map<string, number>>()
   let reaper: NodeJS.Timeout | undefined
+  /** Map files as HAProxy loaded them at the last reload, by kind: the names the runtime API knows them by. */
+  let loadedMaps = new Map<string, string>()
   let lastProblem: string | null = null
 
   const watcher = createTaskWatcher({
@@ -230,19 +232,54 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
 
   /**
    * Whether `next` can be reached from what is served with the runtime API alone: the same
-   * skeleton and map files (so only servers differ), and every server to add has an IP address
-   * (`add server` does not resolve host names).
+   * skeleton but for the names of the map files (so only servers and map entries differ), map
+   * keys the runtime API can carry, and every server to add has an IP address (`add server` does
+   * not resolve host names).
    */
   function runtimeReachable(next: RenderedConfig): boolean {
     const current = served?.rendered
     if (current === undefined || proc === undefined) return false
-    if (next.skeleton !== current.skeleton) return false
-    if (next.files.length !== current.files.length || next.files.some((f, i) => f.path !== current.files[i]?.path)) return false
+    if (mapAgnostic(next.skeleton) !== mapAgnostic(current.skeleton)) return false
+    if (next.files.length !== current.files.length || next.files.some((f, i) => mapKind(f.path) !== mapKind(current.files[i]?.path ?? ''))) return false
+    // Map keys and values travel in a `;`-separated command line.
+    for (const f of next.files) if (f.path.endsWith('.map') && f.text.includes(';')) return false
     for (const b of next.backends) {
       const have = live.get(b.name)
       for (const e of b.servers) if (have?.get(e.name) === undefined && !isIpAddress(e.address)) return false
     }
     return true
+  }
+
+  /**
+   * Brings HAProxy's maps to those of `next` over the runtime API (`del map`, `add map`, `set
+   * map` on the map as HAProxy loaded it, by the path it had at the last reload); one log line
+   * per path changed. Returns the number of entries changed.
+   */
+  async function syncMaps(next: RenderedConfig): Promise<number> {
+    const current = served?.rendered
+    if (current === undefined) return 0
+    let changes = 0
+    for (const file of next.files) {
+      const kind = mapKind(file.path)
+      const before = current.files.find((f) => mapKind(f.path) === kind)
+      const target = loadedMaps.get(kind)
+      if (before === undefined || target === undefined || before.text === file.text) continue
+      const was = mapEntries(before.text)
+      const now = mapEntries(file.text)
+      const commands: string[] = []
+      for (const [key, value] of was) {
+        if (!now.has(key)) commands.push(`del map ${target} ${key}`)
+        else if (now.get(key) !== value) commands.push(`set map ${target} ${key} ${now.get(key)}`)
+      }
+      for (const [key, value] of now) if (!was.has(key)) commands.push(`add map ${target} ${key} ${value}`)
+      await runCommands(paths.adminSocket, commands)
+      if (kind === 'routes') {
+        for (const [key, value] of was) if (!now.has(key)) logger.info({ path: key, backend: value }, `path ${key} removed`)
+        for (const [key, value] of now) if (was.get(key) !== value) logger.info({ path: key, backend: value }, `path ${key} → ${value}`)
+      }
+      changes += commands.length
+    }
+    return changes
   }
 
   /** Brings HAProxy's servers to those of `next` over the runtime API; one log line per server changed. */
@@ -382,6 +419,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const next: Served = { snapshot: { ...snapshot, routes: snapshot.routes.filter((r) => !accepted.has(r.serviceName)) }, rendered, plan, refused }
     served = next
     live = liveOf(rendered)
+    loadedMaps = new Map(rendered.files.map((f) => [mapKind(f.path), f.path]))
     removing = new Map()
     await removeStaleFiles(rendered)
     for (const s of rendered.shadowed) logger.warn(s, describeShadowed(s))
@@ -405,11 +443,11 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       if (runtimeReachable(rendered)) {
         try {
           const t = performance.now()
-          const changes = await syncServers(rendered)
+          const changes = (await syncMaps(rendered)) + (await syncServers(rendered))
           served = { snapshot: { ...snapshot, routes }, rendered, plan, refused: stillRefused }
           await writeFiles(rendered, paths.config)
           if (changes > 0) counters.runtimeChanges++
-          logger.info({ version: snapshot.version, routes: routes.length, servers: changes, runtimeMs: Math.round(performance.now() - t) }, 'configuration applied without a reload')
+          logger.info({ version: snapshot.version, routes: routes.length, changes, runtimeMs: Math.round(performance.now() - t) }, 'configuration applied without a reload')
           return { refused: stillRefused.map(({ serviceName, error }) => ({ serviceName, error })) }
         } catch (error) {
           logger.warn({ err: error }, 'HAProxy refused a runtime change: reloading instead')
@@ -483,6 +521,26 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       await proc?.stop()
     },
   }
+}
+
+/** `routes` for `.../maps/routes-<hash>.map`. */
+function mapKind(path: string): string {
+  return basename(path).replace(/-[0-9a-f]+\.map$/, '')
+}
+
+/** A skeleton with map file names reduced to their kind: maps differ only in entries, which the runtime API changes. */
+function mapAgnostic(skeleton: string): string {
+  return skeleton.replace(/\/maps\/([a-z]+)-[0-9a-f]+\.map/g, '/maps/$1.map')
+}
+
+/** `key value` lines → key → value. */
+function mapEntries(text: string): Map<string, string> {
+  const out = new Map<string, string>()
+  for (const line of text.split('\n')) {
+    const space = line.indexOf(' ')
+    if (space > 0) out.set(line.slice(0, space), line.slice(space + 1))
+  }
+  return out
 }
 
 /** HAProxy's server status (`UP`, `UP 1/2`, `DOWN`, `NOLB`, `MAINT`, `no check`, ...) → up, down or maint. */

@@ -120,14 +120,21 @@ describe('discovering tasks.<service> through DNS', () => {
   it('carries the tasks across a reload, even while DNS does not answer', async (t) => {
     const { port, dns } = await swarm(t, 2)
     const proxy = await proxyFor(t, dns)
-    const snapshot = (version: number, paths: string[]) => ({ version, routes: [route({ serviceName: 'web', paths, port })] })
-    await proxy.engine.apply(snapshot(1, ['/']))
+    // A second service makes version 2 a structural change: a reload.
+    const snapshot = (version: number, more: boolean) => ({
+      version,
+      routes: [route({ serviceName: 'web', paths: ['/'], port }), ...(more ? [route({ serviceName: 'more', paths: ['/more'], endpoints: [`${hosts[0]}:${port}`] })] : [])],
+    })
+    await proxy.engine.apply(snapshot(1, false))
     dns.pause() // Docker's DNS stops answering from here on
-    await proxy.engine.apply(snapshot(2, ['/', '/more']))
+    await proxy.engine.apply(snapshot(2, true))
     assert.equal(proxy.engine.counters.reloads, 2)
     const health = await proxy.engine.health()
-    assert.deepEqual(health.map((h) => [h.up, h.down, h.servers?.map((x) => x.name)]), [[2, 0, [taskName(0), taskName(1)]]])
-    assert.deepEqual(await instances(proxy, '/more'), ['task-1', 'task-2'])
+    assert.deepEqual(health.map((h) => [h.serviceName, h.up, h.down, h.servers?.map((x) => x.name)]), [
+      ['more', 1, 0, [`${hosts[0]}:${port}`]],
+      ['web', 2, 0, [taskName(0), taskName(1)]],
+    ])
+    assert.deepEqual(await instances(proxy, '/'), ['task-1', 'task-2'])
   })
 
   it('ends up in the same state after runtime changes as a fresh start from the same table and tasks', async (t) => {
@@ -173,8 +180,12 @@ describe('stickiness with discovered tasks', () => {
   it('keeps a client on its task across scale-up, scale-down of other tasks, a reload and another replica', async (t) => {
     const { port, dns } = await swarm(t, 2)
     const a = await proxyFor(t, dns)
-    const snapshot = (version: number, paths: string[]) => ({ version, routes: [route({ serviceName: 'web', paths, port, sticky: true })] })
-    await a.engine.apply(snapshot(1, ['/']))
+    // Version 2 adds a service: a structural change, so a reload.
+    const snapshot = (version: number) => ({
+      version,
+      routes: [route({ serviceName: 'web', paths: ['/'], port, sticky: true }), ...(version > 1 ? [route({ serviceName: 'x', paths: ['/x'], endpoints: [`${hosts[3]}:${port}`] })] : [])],
+    })
+    await a.engine.apply(snapshot(1))
     const client = createClient()
     t.after(() => client.close())
     const first = await client.get(`${a.url}/`)
@@ -192,7 +203,7 @@ describe('stickiness with discovered tasks', () => {
     dns.set('tasks.web', hosts) // runtime: two servers added
     await until(a, ['task-1', 'task-2', 'task-3', 'task-4'])
     await stays(a, 'after a scale-up')
-    await a.engine.apply(snapshot(2, ['/', '/x'])) // a reload
+    await a.engine.apply(snapshot(2)) // a reload
     assert.equal(a.engine.counters.reloads, 2)
     await stays(a, 'after a reload')
     const other = pinned === 'task-1' ? hosts[1]! : hosts[0]!
@@ -202,7 +213,7 @@ describe('stickiness with discovered tasks', () => {
 
     // Another replica started now, holding the same tasks from its configuration.
     const b = await proxyFor(t, dns)
-    await b.engine.apply(snapshot(2, ['/', '/x']))
+    await b.engine.apply(snapshot(2))
     await stays(b, 'on another replica')
   })
 

@@ -54,7 +54,9 @@ describe('the HAProxy process', () => {
     const { socket, head } = await upgrade(proxy.port, '/ws/chat')
     t.after(() => socket.destroy())
     assert.match(head, /^HTTP\/1\.1 101 /)
-    await proxy.engine.apply({ version: 2, routes: [route({ serviceName: 'ws', paths: ['/ws', '/other'], endpoints: [backends[0]!.address] })] })
+    // A new service: a structural change, so a reload (a path alone is added without one).
+    await proxy.engine.apply({ version: 2, routes: [route({ serviceName: 'ws', paths: ['/ws'], endpoints: [backends[0]!.address] }), route({ serviceName: 'other', paths: ['/other'], endpoints: [backends[0]!.address] })] })
+    assert.equal(proxy.engine.counters.reloads, 2)
     socket.write('ping after reload')
     const [echo] = (await once(socket, 'data')) as [Buffer]
     assert.equal(echo.toString(), 'ping after reload')
@@ -68,7 +70,7 @@ describe('the HAProxy process', () => {
     // An open upgraded connection keeps the old worker draining after the reload.
     const { socket } = await upgrade(proxy.port, '/')
     t.after(() => socket.destroy())
-    await proxy.engine.apply({ version: 2, routes: [route({ serviceName: 'ws', paths: ['/', '/x'], endpoints: [backends[0]!.address] })] })
+    await proxy.engine.apply({ version: 2, routes: [route({ serviceName: 'ws', paths: ['/'], endpoints: [backends[0]!.address] }), route({ serviceName: 'x', paths: ['/x'], endpoints: [backends[0]!.address] })] })
     const info = await proxy.engine.process!.proc()
     assert.equal(info.oldWorkers.length, 1, 'an old worker is draining')
     const pids = [info.master.pid, ...info.workers.map((w) => w.pid), ...info.oldWorkers.map((w) => w.pid)]
