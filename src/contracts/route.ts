@@ -100,6 +100,23 @@ export const AclNameSchema = Type.String({
   examples: ['00-go-demo'],
 })
 
+/** How a route treats HTTP and HTTPS (all optional; stored only when set). */
+export const HttpsRedirectCodeSchema = Type.Union([Type.Literal(301), Type.Literal(302), Type.Literal(307), Type.Literal(308)], {
+  description: "Status of the redirect to HTTPS (Docker Flow Proxy's httpsRedirectCode). Default 302; 307/308 keep the method and body.",
+})
+export const routeHttpsProperties = {
+  httpsOnly: Type.Optional(Type.Boolean({ description: 'Redirect plain HTTP requests to HTTPS, keeping host, path and query.' })),
+  redirectWhenHttpProto: Type.Optional(
+    Type.Boolean({ description: "Behind another TLS-terminating balancer: redirect to HTTPS when the request's X-Forwarded-Proto is http." }),
+  ),
+  httpsRedirectCode: Type.Optional(HttpsRedirectCodeSchema),
+  denyHttp: Type.Optional(Type.Boolean({ description: 'Refuse plain HTTP requests (403) instead of redirecting them.' })),
+  hstsMaxAge: Type.Optional(
+    Type.Integer({ minimum: 0, maximum: 63_072_000, description: 'Send Strict-Transport-Security: max-age=N on HTTPS answers (opt-in; 0 tells browsers to forget it).' }),
+  ),
+}
+export type RouteHttps = { [K in keyof typeof routeHttpsProperties]?: Static<(typeof routeHttpsProperties)[K]> }
+
 export const DestinationSchema = Type.Object(
   {
     servicePath: Type.Array(ServicePathSchema, { minItems: 1, maxItems: limits.maxPaths }),
@@ -122,6 +139,7 @@ export const RouteSchema = Type.Object(
     stickyCookie: Type.Optional(StickyCookieSchema),
     endpoints: Type.Array(EndpointSchema, { maxItems: limits.maxEndpoints }),
     aclName: Type.Optional(AclNameSchema),
+    ...routeHttpsProperties,
   },
   { $id: 'Route', additionalProperties: false },
 )
@@ -153,7 +171,7 @@ export function normalizeRoute(input: {
   stickyCookie?: string | undefined
   endpoints?: readonly string[] | undefined
   aclName?: string | undefined
-}): Route {
+} & RouteHttps): Route {
   const route: Route = {
     serviceName: input.serviceName,
     destinations: input.destinations.map((d) => ({ servicePath: unique(d.servicePath.map(normalizePath)), port: d.port })),
@@ -163,5 +181,11 @@ export function normalizeRoute(input: {
   }
   if (input.stickyCookie !== undefined) route.stickyCookie = input.stickyCookie
   if (input.aclName !== undefined) route.aclName = input.aclName
+  // HTTPS behaviour: only what is on is stored, so routes without it serialise as before.
+  if (input.httpsOnly === true) route.httpsOnly = true
+  if (input.redirectWhenHttpProto === true) route.redirectWhenHttpProto = true
+  if (input.httpsRedirectCode !== undefined && (input.httpsOnly === true || input.redirectWhenHttpProto === true)) route.httpsRedirectCode = input.httpsRedirectCode
+  if (input.denyHttp === true) route.denyHttp = true
+  if (input.hstsMaxAge !== undefined) route.hstsMaxAge = input.hstsMaxAge
   return route
 }

@@ -32,11 +32,11 @@ describe('GET /v1/docker-flow-proxy/reconfigure', () => {
 
   it('lists every parameter it does not implement in warnings, and still stores the route', async (t) => {
     const { app, store } = await startControl(t)
-    const res = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&reqPathSearch=/a/&reqPathReplace=/&httpsOnly=true&srcPort.1=443&madeUp=1', headers: api })
+    const res = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&reqPathSearch=/a/&reqPathReplace=/&compressionAlgo=gzip&srcPort.1=443&madeUp=1', headers: api })
     assert.equal(res.statusCode, 200, res.body)
     const warnings: string[] = res.json().warnings
     assert.equal(warnings.length, 5)
-    for (const name of ['reqPathSearch', 'reqPathReplace', 'httpsOnly', 'srcPort.1', 'madeUp']) assert.ok(warnings.some((w) => w.startsWith(`${name}:`)), `${name} not warned about: ${warnings.join(' | ')}`)
+    for (const name of ['reqPathSearch', 'reqPathReplace', 'compressionAlgo', 'srcPort.1', 'madeUp']) assert.ok(warnings.some((w) => w.startsWith(`${name}:`)), `${name} not warned about: ${warnings.join(' | ')}`)
     assert.ok(warnings.find((w) => w.startsWith('madeUp:'))?.includes('not a parameter Tether knows'))
     assert.notEqual(await store.get('a'), null)
   })

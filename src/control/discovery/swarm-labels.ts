@@ -9,7 +9,7 @@
  * the label, its value and the same rule sentence the API shows; it never throws.
  */
 import type { Route } from '../../contracts/route.ts'
-import { ValidationFailedError } from '../errors.ts'
+import { NotImplementedError, ValidationFailedError } from '../errors.ts'
 import { routeFromDfpQuery } from '../input/dfp-form.ts'
 import type { SwarmService } from './swarm-client.ts'
 
@@ -59,7 +59,7 @@ export function routeFromLabels(serviceName: string, labels: Readonly<Record<str
   try {
     return routeFromDfpQuery(params)
   } catch (err) {
-    if (!(err instanceof ValidationFailedError)) throw err
+    if (!(err instanceof ValidationFailedError) && !(err instanceof NotImplementedError)) throw err
     const message = err.message
     return { problems: [message.startsWith('serviceName:') ? `service name${message.slice('serviceName:'.length)}` : `${PREFIX}${message}`] }
   }

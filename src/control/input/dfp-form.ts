@@ -5,20 +5,20 @@
  */
 import { limits, normalizeRoute, rules, type Route } from '../../contracts/route.ts'
 import { checkList, checkString, fail, finish, parsePort, showValue, splitList } from './fields.ts'
+import { HTTPS_FIELDS, httpsFields } from './https-fields.ts'
 
 /**
  * Docker Flow Proxy parameters Tether understands; every other parameter is reported in
  * `warnings`. `distribute` and `replicas` are accepted without a warning: every Tether proxy
  * replica always receives every change, which is what they asked DFP for.
  */
-const dfpHandled = new Set(['serviceName', 'servicePath', 'port', 'serviceDomain', 'sessionType', 'distribute', 'replicas', 'sticky', 'stickyCookie', 'endpoints', 'aclName', 'wait', 'timeout'])
+const dfpHandled = new Set(['serviceName', 'servicePath', 'port', 'serviceDomain', 'sessionType', 'distribute', 'replicas', 'sticky', 'stickyCookie', 'endpoints', 'aclName', 'wait', 'timeout', ...HTTPS_FIELDS])
 
 /** DFP parameters we know of but do not implement, with why (shown in the warning). */
 const dfpKnownUnimplemented: Record<string, string> = {
   reqMode: 'Tether routes HTTP only',
   srcPort: 'Tether proxies listen on one port',
-  httpsPort: 'TLS is not implemented yet',
-  httpsOnly: 'TLS is not implemented yet',
+  httpsPort: 'every Tether proxy listens for HTTPS on TETHER_PROXY_LISTEN_TLS; the backend port is the route port',
   redirectFromDomain: 'redirects are not implemented',
   reqPathSearch: 'path rewriting is not implemented',
   reqPathReplace: 'path rewriting is not implemented',
@@ -29,7 +29,6 @@ const dfpKnownUnimplemented: Record<string, string> = {
   pathType: 'Tether matches path prefixes on whole segments',
   timeoutServer: 'per-route timeouts are not implemented',
   timeoutTunnel: 'per-route timeouts are not implemented',
-  sslVerifyNone: 'TLS to backends is not implemented',
   serviceDomainAlgo: 'host matching is exact or *.wildcard',
   addReqHeader: 'header rewriting is not implemented',
   addResHeader: 'header rewriting is not implemented',
@@ -48,7 +47,6 @@ const dfpKnownUnimplemented: Record<string, string> = {
   compressionAlgo: 'compression is not implemented',
   compressionType: 'compression is not implemented',
   connectionMode: 'not implemented',
-  httpsRedirectCode: 'TLS is not implemented yet',
   xForwardedProto: 'Tether always sets X-Forwarded-Proto',
 }
 
@@ -116,6 +114,7 @@ export function routeFromDfpQuery(query: DfpQuery): DfpResult {
       stickyCookie: query.stickyCookie === undefined ? undefined : checkString('stickyCookie', 'stickyCookie', query.stickyCookie),
       endpoints: checkList('endpoints', 'endpoint', splitList(query.endpoints), limits.maxEndpoints),
       aclName: query.aclName === undefined ? undefined : checkString('aclName', 'aclName', query.aclName),
+      ...httpsFields(query),
     }),
   )
   const warnings = dfpWarnings(query, (name) => dfpHandled.has(name) || /^(?:servicePath|port)\.[0-9]{1,3}$/.test(name))

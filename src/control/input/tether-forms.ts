@@ -4,6 +4,7 @@
  */
 import { limits, normalizeRoute, rules, type Route } from '../../contracts/route.ts'
 import { checkList, checkString, fail, finish, parsePort, showValue, splitList } from './fields.ts'
+import { httpsFields } from './https-fields.ts'
 
 /** Tether's query-string form of a route (GET|PUT /v1/reconfigure). Lists are comma-separated. */
 export interface RouteQuery {
@@ -14,6 +15,11 @@ export interface RouteQuery {
   sticky?: boolean | undefined
   stickyCookie?: string | undefined
   endpoints?: string | undefined
+  httpsOnly?: string | boolean | undefined
+  redirectWhenHttpProto?: string | boolean | undefined
+  httpsRedirectCode?: string | number | undefined
+  denyHttp?: string | boolean | undefined
+  hstsMaxAge?: string | number | undefined
 }
 
 export function routeFromQuery(query: RouteQuery): Route {
@@ -30,6 +36,7 @@ export function routeFromQuery(query: RouteQuery): Route {
       sticky: query.sticky,
       stickyCookie: query.stickyCookie === undefined ? undefined : checkString('stickyCookie', 'stickyCookie', query.stickyCookie),
       endpoints: checkList('endpoints', 'endpoint', splitList(query.endpoints), limits.maxEndpoints),
+      ...httpsFields({ ...query }),
     }),
   )
 }
@@ -48,6 +55,11 @@ export interface RouteBody {
   sticky?: boolean | undefined
   stickyCookie?: string | undefined
   endpoints?: string[] | undefined
+  httpsOnly?: boolean | undefined
+  redirectWhenHttpProto?: boolean | undefined
+  httpsRedirectCode?: number | undefined
+  denyHttp?: boolean | undefined
+  hstsMaxAge?: number | undefined
 }
 
 export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Route {
@@ -79,6 +91,7 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Ro
       sticky: body.sticky,
       stickyCookie: body.stickyCookie,
       endpoints: body.endpoints,
+      ...httpsFields({ ...body }),
     }),
   )
 }

@@ -19,6 +19,7 @@ import {
   ServiceDomainSchema,
   ServiceNameSchema,
   ServicePathSchema,
+  routeHttpsProperties,
   StickyCookieSchema,
 } from '../../contracts/route.ts'
 
@@ -74,6 +75,7 @@ export const ReconfigureQuerySchema = Type.Object(
     endpoints: Type.Optional(
       Type.String({ maxLength: listMax(rules.endpoint.maxLength, limits.maxEndpoints), description: `Comma-separated host:port backends instead of tasks.<serviceName> DNS; each ${rules.endpoint.text}.`, examples: ['127.0.0.1:3001,127.0.0.1:3002'] }),
     ),
+    ...routeHttpsProperties,
     ...waitProperties,
     ...takeoverProperty,
   },
@@ -89,6 +91,7 @@ const routeBodyProperties = {
   sticky: Type.Optional(Type.Boolean({ description: 'Pin each client to one task with an opaque cookie. Default false.' })),
   stickyCookie: Type.Optional(StickyCookieSchema),
   endpoints: Type.Optional(Type.Array(EndpointSchema, { maxItems: limits.maxEndpoints })),
+  ...routeHttpsProperties,
 }
 
 export const ReconfigureBodySchema = Type.Object(

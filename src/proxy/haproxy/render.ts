@@ -30,7 +30,7 @@ import { cookieNameOf, type Route } from '../../contracts/route.ts'
 import { hostKind, planRoutes, type ShadowedBinding } from '../../contracts/route-planner.ts'
 import { endpointsOf, serverLine, type Endpoint, type Task } from './servers.ts'
 import type { ResolvedSettings } from './settings.ts'
-import { acmeChallengeLines, challengeMap, forwardedProtoLines, tlsBindLine, tlsFiles, tlsGlobalLines } from './tls.ts'
+import { acmeChallengeLines, challengeMap, INCOMING_PROTO_LINE, routeHttpsLines, forwardedProtoLines, tlsBindLine, tlsFiles, tlsGlobalLines } from './tls.ts'
 
 /** The settings the configuration depends on (a subset of ResolvedSettings). */
 export type RenderSettings = Pick<
@@ -251,6 +251,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   blank()
   out.push('frontend http')
   out.push(`    bind ${bind(settings.listen)}`)
+  if (routes.some((r) => r.redirectWhenHttpProto === true)) out.push(INCOMING_PROTO_LINE)
   if (tls !== undefined) {
     out.push(tlsBindLine(tls.listen, paths.defaultCertificate, tls.crtList.path))
     // Plain HTTP is https only behind a TLS-terminating balancer (secureCookie).
@@ -302,6 +303,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     blank()
     out.push(`backend ${b.name}`, own)
     out.push('    balance roundrobin', own)
+    for (const line of routeHttpsLines(route)) out.push(line, own)
     if (route.sticky) {
       const secure = settings.secureCookie ? ' secure' : ''
       out.push(`    cookie ${cookieNameOf(route)} insert indirect nocache dynamic httponly${secure} attr "SameSite=Lax"`, own)

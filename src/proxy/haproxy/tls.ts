@@ -18,6 +18,7 @@ import { dirname } from 'node:path'
 import * as x509 from '@peculiar/x509'
 import type { CertificateMaterial, CertificateRef } from '../../contracts/certificate.ts'
 import type { AcmeChallenge } from '../../contracts/config-snapshot.ts'
+import type { Route } from '../../contracts/route.ts'
 
 /** Mozilla intermediate (TLS 1.2 ciphers; TLS 1.3 suites are OpenSSL's defaults, listed for clarity). */
 export const INTERMEDIATE_CIPHERS =
@@ -153,4 +154,22 @@ export async function createCertificateKeeper(file: string): Promise<Certificate
       certificates = [...next]
     },
   }
+}
+
+/** The request's own X-Forwarded-Proto, kept before the frontend replaces it (for redirectWhenHttpProto). */
+export const INCOMING_PROTO_LINE = '    http-request set-var(txn.incoming_proto) req.hdr(X-Forwarded-Proto),lower'
+
+/**
+ * A route's HTTP/HTTPS behaviour, in its backend (after the routing chose it, so it composes
+ * with any routing): deny or redirect plain HTTP (HAProxy's `redirect scheme` keeps host, path
+ * and query), redirect when a balancer in front says http, HSTS on HTTPS answers.
+ */
+export function routeHttpsLines(route: Pick<Route, 'httpsOnly' | 'redirectWhenHttpProto' | 'httpsRedirectCode' | 'denyHttp' | 'hstsMaxAge'>): string[] {
+  const out: string[] = []
+  const code = route.httpsRedirectCode ?? 302
+  if (route.denyHttp === true) out.push('    http-request deny deny_status 403 if !{ ssl_fc }')
+  if (route.httpsOnly === true) out.push(`    http-request redirect scheme https code ${code} if !{ ssl_fc }`)
+  if (route.redirectWhenHttpProto === true) out.push(`    http-request redirect scheme https code ${code} if !{ ssl_fc } { var(txn.incoming_proto) -m str http }`)
+  if (route.hstsMaxAge !== undefined) out.push(`    http-response set-header Strict-Transport-Security "max-age=${route.hstsMaxAge}" if { ssl_fc }`)
+  return out
 }

@@ -139,3 +139,70 @@ describe('HTTPS termination in HAProxy', () => {
     }
   })
 })
+
+describe('per-route HTTPS behaviour in HAProxy', () => {
+  let backends: Backend[]
+  let proxy: TestProxy
+  let tlsPort: number
+  before(async () => {
+    backends = await startBackends(1)
+    tlsPort = await freePort()
+    proxy = await createTestProxy(undefined, { tlsListen: `127.0.0.1:${tlsPort}` })
+    const at = [backends[0]!.address]
+    await proxy.engine.apply({
+      version: 1,
+      routes: [
+        { ...route({ serviceName: 'secure', paths: ['/secure', '/'], endpoints: at }), httpsOnly: true, hstsMaxAge: 31536000 },
+        { ...route({ serviceName: 'moved', paths: ['/moved'], endpoints: at }), httpsOnly: true, httpsRedirectCode: 308 },
+        { ...route({ serviceName: 'closed', paths: ['/closed'], endpoints: at }), denyHttp: true },
+        { ...route({ serviceName: 'behind', paths: ['/behind'], endpoints: at }), redirectWhenHttpProto: true, httpsRedirectCode: 301 },
+        route({ serviceName: 'open', paths: ['/open'], endpoints: at }),
+      ],
+      challenges: [{ token: 'tok_0123456789abcdefABCDEF', keyAuthorization: 'tok_0123456789abcdefABCDEF.thumbprint0123456789abcdef' }],
+    })
+    await waitFor('backend up', async () => ((await proxy.engine.health()).every((h) => h.up === 1) ? true : undefined))
+  })
+  after(async () => {
+    await proxy?.stop()
+    await closeBackends(backends ?? [])
+  })
+
+  it('redirects plain HTTP to HTTPS keeping host, path and query (302 by default, or the code asked), and serves HTTPS with HSTS', async () => {
+    const client = createClient({ reuse: false })
+    const redirected = await client.get(`${proxy.url}/secure/a/b?x=1&y=%20z`, { host: 'shop.example.com' })
+    assert.equal(redirected.status, 302)
+    assert.equal(redirected.headers.location, 'https://shop.example.com/secure/a/b?x=1&y=%20z')
+    assert.equal(redirected.headers['strict-transport-security'], undefined, 'no HSTS over plain HTTP')
+    const moved = await client.get(`${proxy.url}/moved/x?q=2`, { host: 'shop.example.com' })
+    assert.equal(moved.status, 308)
+    assert.equal(moved.headers.location, 'https://shop.example.com/moved/x?q=2')
+    const served = await httpsGet({ port: tlsPort, host: 'shop.example.com', path: '/secure/a/b?x=1' })
+    assert.equal(served.status, 200)
+    assert.equal((served.body as BackendReply).path, '/secure/a/b?x=1')
+    assert.equal(served.headers['strict-transport-security'], 'max-age=31536000')
+    const open = await client.get(`${proxy.url}/open`, { host: 'shop.example.com' })
+    assert.equal(open.status, 200, 'a route without httpsOnly still serves plain HTTP')
+  })
+
+  it('refuses plain HTTP with 403 on a denyHttp route and serves it over HTTPS', async () => {
+    const denied = await createClient({ reuse: false }).get(`${proxy.url}/closed`)
+    assert.equal(denied.status, 403)
+    const served = await httpsGet({ port: tlsPort, host: 'shop.example.com', path: '/closed' })
+    assert.equal(served.status, 200)
+  })
+
+  it('redirects when a balancer in front says X-Forwarded-Proto: http, and not when it says https', async () => {
+    const client = createClient({ reuse: false })
+    const viaHttp = await client.get(`${proxy.url}/behind/p?q=1`, { host: 'shop.example.com', headers: { 'x-forwarded-proto': 'http' } })
+    assert.equal(viaHttp.status, 301)
+    assert.equal(viaHttp.headers.location, 'https://shop.example.com/behind/p?q=1')
+    const viaHttps = await client.get(`${proxy.url}/behind/p`, { host: 'shop.example.com', headers: { 'x-forwarded-proto': 'https' } })
+    assert.equal(viaHttps.status, 200)
+  })
+
+  it('answers an ACME challenge over plain HTTP even under an httpsOnly catch-all', async () => {
+    const answer = await createClient({ reuse: false }).get(`${proxy.url}/.well-known/acme-challenge/tok_0123456789abcdefABCDEF`, { host: 'shop.example.com' })
+    assert.equal(answer.status, 200)
+    assert.equal(answer.body, 'tok_0123456789abcdefABCDEF.thumbprint0123456789abcdef')
+  })
+})

@@ -1,0 +1,48 @@
+/**
+ * The per-route HTTPS fields, from every form: Tether's query string and JSON body, Docker Flow
+ * Proxy's parameters and com.df.* labels (same names: httpsOnly, redirectWhenHttpProto,
+ * httpsRedirectCode, denyHttp; Tether's hstsMaxAge). TLS to backends (DFP's sslVerifyNone) is
+ * refused with NOT_IMPLEMENTED rather than ignored: the traffic would silently stay plain.
+ */
+import type { RouteHttps } from '../../contracts/route.ts'
+import { NotImplementedError } from '../errors.ts'
+import { fail, showValue } from './fields.ts'
+
+export const HTTPS_FIELDS = ['httpsOnly', 'redirectWhenHttpProto', 'httpsRedirectCode', 'denyHttp', 'hstsMaxAge'] as const
+
+const REDIRECT_CODES = [301, 302, 307, 308] as const
+
+function bool(field: string, value: string | boolean | undefined): boolean | undefined {
+  if (value === undefined || typeof value === 'boolean') return value
+  if (value === 'true') return true
+  if (value === 'false') return false
+  return fail(field, `${showValue(value)} must be true or false`)
+}
+
+/** The HTTPS fields of a query (all values text) or a JSON body (typed values), checked. */
+export function httpsFields(input: Record<string, unknown>): RouteHttps {
+  if (input.sslVerifyNone !== undefined) {
+    throw new NotImplementedError('sslVerifyNone: TLS from the proxy to backends is not implemented; the request would silently stay plain HTTP. Nothing was stored')
+  }
+  const out: RouteHttps = {}
+  const httpsOnly = bool('httpsOnly', input.httpsOnly as string | boolean | undefined)
+  const redirectWhenHttpProto = bool('redirectWhenHttpProto', input.redirectWhenHttpProto as string | boolean | undefined)
+  const denyHttp = bool('denyHttp', input.denyHttp as string | boolean | undefined)
+  if (httpsOnly !== undefined) out.httpsOnly = httpsOnly
+  if (redirectWhenHttpProto !== undefined) out.redirectWhenHttpProto = redirectWhenHttpProto
+  if (denyHttp !== undefined) out.denyHttp = denyHttp
+  if (denyHttp === true && httpsOnly === true) fail('denyHttp', 'and httpsOnly contradict each other (one refuses plain HTTP, the other redirects it): give one')
+  const code = input.httpsRedirectCode
+  if (code !== undefined) {
+    const n = typeof code === 'number' ? code : /^[0-9]{3}$/.test(String(code)) ? Number(code) : NaN
+    if (!(REDIRECT_CODES as readonly number[]).includes(n)) fail('httpsRedirectCode', `${showValue(code)} must be 301, 302, 307 or 308`)
+    out.httpsRedirectCode = n as (typeof REDIRECT_CODES)[number]
+  }
+  const hsts = input.hstsMaxAge
+  if (hsts !== undefined) {
+    const n = typeof hsts === 'number' ? hsts : /^[0-9]{1,9}$/.test(String(hsts)) ? Number(hsts) : NaN
+    if (!Number.isInteger(n) || n < 0 || n > 63_072_000) fail('hstsMaxAge', `${showValue(hsts)} must be a number of seconds from 0 to 63072000 (two years)`)
+    out.hstsMaxAge = n
+  }
+  return out
+}
