@@ -1,5 +1,5 @@
 /**
- * Swarm discovery: keeps the routes of labelled services in the RouteStore.
+ * Swarm discovery: keeps the routes of labelled services in the route table.
  *
  * Traefik's way: list every service, build the whole route table with a pure function
  * (routesFromServices), then write the differences; on any Docker service event, re-list and
@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { ChangeMeta } from '../../contracts/change.ts'
-import type { RouteStore, RouteWrite } from '../store/route-store.ts'
+import type { LeaseStore, RouteTable, RouteWrite } from '../store/route-store.ts'
 import { backoffDelay, sleepUnlessAborted, systemClock, type Clock } from '../../shared/clock.ts'
 import type { Logger } from '../../shared/logger.ts'
 import type { SwarmClient } from './swarm-client.ts'
@@ -29,7 +29,8 @@ import { routesFromServices, type DiscoveryProblem } from './swarm-labels.ts'
 import { createTaskInventory, type TaskInventory } from './task-inventory.ts'
 
 export interface SwarmDiscoveryOptions {
-  store: RouteStore
+  /** Discovery reads the table, writes it in batches, and leads through a lease. */
+  store: Pick<RouteTable, 'list' | 'write'> & LeaseStore
   client: SwarmClient
   logger: Logger
   /** Default: the system clock. */

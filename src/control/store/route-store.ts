@@ -102,7 +102,8 @@ export interface RollbackResult {
   changed: number
 }
 
-export interface RouteStore extends CertificateStore {
+/** The versioned routing table: what the API, the config feed and rollback use. */
+export interface RouteTable {
   snapshot(): Promise<ConfigSnapshot>
   version(): Promise<number>
   get(serviceName: string): Promise<RouteRecord | null>
@@ -131,19 +132,28 @@ export interface RouteStore extends CertificateStore {
   subscribe(listener: (version: number) => void): () => void
   /** Rejects with `StoreUnavailableError` when the store cannot be reached. */
   ping(): Promise<void>
+}
 
+/** The fleet's heartbeats: what the fleet service uses. */
+export interface ProxyRegistry {
   /** Records a proxy heartbeat; it is forgotten `ttlMs` after it was received. */
   putProxy(status: ProxyStatus, ttlMs: number): Promise<void>
   /** Live proxies (heartbeat not expired), sorted by id. */
   listProxies(): Promise<ProxyStatus[]>
+}
 
+/** Leader leases between control replicas: what Swarm discovery and ACME ordering use. */
+export interface LeaseStore {
   /**
    * Takes or renews the lease `name` for `holder` for `ttlMs`. True when `holder` holds it
    * afterwards. Used so that only one control-plane replica runs Swarm discovery at a time.
    */
   acquireLease(name: string, holder: string, ttlMs: number): Promise<boolean>
   releaseLease(name: string, holder: string): Promise<void>
+}
 
+/** One store holds them all (Redis, or memory); services depend only on the part they use. */
+export interface RouteStore extends RouteTable, ProxyRegistry, LeaseStore, CertificateStore {
   close(): Promise<void>
 }
 

@@ -8,7 +8,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply } from 'fastify'
 import { ConfigSnapshotSchema } from '../../../contracts/config-snapshot.ts'
 import { ValidationFailedError } from '../../errors.ts'
-import type { SnapshotPayload } from '../../plugins/config-feed.ts'
+import type { SnapshotPayload } from '../../services/config-feed.ts'
 import { bearer, ChangesAnswerSchema, ChangesQuerySchema, ConfigQuerySchema, errors, ref, RollbackAnswerSchema, RollbackQuerySchema } from '../schemas.ts'
 import { clientGone, convergeIfAsked, seconds } from './helpers.ts'
 

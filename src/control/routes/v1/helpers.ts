@@ -5,9 +5,9 @@ import { describeShadowed, shadowingOf, type ShadowedBinding } from '../../../co
 import type { ClaimMode } from '../../store/route-store.ts'
 import type { Static } from 'typebox'
 import type { ReconfigureAnswerSchema } from '../schemas.ts'
-import { putExclusive } from '../../takeover.ts'
+import { putExclusive } from '../../services/takeover.ts'
 import { RouteNotFoundError } from '../../errors.ts'
-import type { Convergence } from '../../plugins/fleet.ts'
+import type { Convergence } from '../../services/fleet.ts'
 
 type ConvergenceQuery = { wait?: 'converged' | undefined; timeout?: string | undefined }
 

@@ -8,11 +8,11 @@
  * when nothing is left of it), atomically, with a change-log note on both entries. Switching
  * back is the same call for app-blue.
  */
-import type { ChangeMeta } from '../contracts/change.ts'
-import type { Route } from '../contracts/route.ts'
-import { bindingKey, bindingKeys } from '../contracts/route-planner.ts'
-import { RouteConflictError, StoreUnavailableError } from './errors.ts'
-import { ExpectationFailedError, type PutResult, type RouteStore, type RouteWrite } from './store/route-store.ts'
+import type { ChangeMeta } from '../../contracts/change.ts'
+import type { Route } from '../../contracts/route.ts'
+import { bindingKey, bindingKeys } from '../../contracts/route-planner.ts'
+import { RouteConflictError, StoreUnavailableError } from '../errors.ts'
+import { ExpectationFailedError, type PutResult, type RouteStore, type RouteWrite } from '../store/route-store.ts'
 
 /** What a takeover took from one service. */
 export interface TakenOver {

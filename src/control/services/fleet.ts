@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events'
 import type { ProxyHeartbeat, ProxyStatus } from '../../contracts/proxy-status.ts'
 import { ConvergenceTimeoutError } from '../errors.ts'
-import type { RouteStore } from '../store/route-store.ts'
+import type { ProxyRegistry, RouteTable } from '../store/route-store.ts'
 
 export interface Laggard {
   id: string
@@ -109,7 +109,7 @@ export function routeHealthOf(proxies: readonly ProxyStatus[]): RouteHealthRepor
     .sort((a, b) => (a.serviceName < b.serviceName ? -1 : a.serviceName > b.serviceName ? 1 : 0))
 }
 
-export function createFleet(store: RouteStore, options: FleetOptions): Fleet {
+export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, options: FleetOptions): Fleet {
   const pollMs = options.pollMs ?? 100
   const now = options.now ?? Date.now
   const heartbeats = new EventEmitter()

@@ -10,7 +10,7 @@
  *   between the check and the registration cannot be missed.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import type { RouteStore } from '../store/route-store.ts'
+import type { RouteTable } from '../store/route-store.ts'
 import type { Route } from '../../contracts/route.ts'
 import { planRoutes, type RoutePlan } from '../../contracts/route-planner.ts'
 
@@ -49,7 +49,7 @@ export interface ConfigFeed {
   close(): void
 }
 
-export function createConfigFeed(store: RouteStore, log: FastifyBaseLogger): ConfigFeed {
+export function createConfigFeed(store: Pick<RouteTable, 'snapshot' | 'version' | 'subscribe'>, log: FastifyBaseLogger): ConfigFeed {
   const waiters = new Set<Waiter>()
   let cache: SnapshotPayload | null = null
   let inflight: Promise<SnapshotPayload> | null = null
