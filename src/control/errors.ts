@@ -4,6 +4,24 @@
  */
 import createError from '@fastify/error'
 
+/**
+ * What a client sees of a 5xx is a property of the error, not of its code: an error class
+ * marked here answers with `publicMessage` (a fixed sentence written for clients, when the
+ * message itself holds internals such as a Redis address) or with its own message; every
+ * other 5xx answers "Internal server error" and its details go to the log only.
+ */
+export interface ClientFacing {
+  expose?: boolean
+  publicMessage?: string
+}
+
+function forClients<T extends abstract new (...args: never[]) => Error>(errorClass: T, publicMessage?: string): T {
+  const proto = errorClass.prototype as ClientFacing
+  proto.expose = true
+  if (publicMessage !== undefined) proto.publicMessage = publicMessage
+  return errorClass
+}
+
 export const ValidationFailedError = createError<[string]>('VALIDATION_FAILED', '%s', 400)
 export const UnknownParameterError = createError<[string]>('UNKNOWN_PARAMETER', '%s', 400)
 export const UnauthorizedError = createError('UNAUTHORIZED', 'Missing or invalid bearer token', 401)
@@ -11,21 +29,25 @@ export const RouteNotFoundError = createError<[string]>('ROUTE_NOT_FOUND', "No r
 export const CertificateInvalidError = createError<[string]>('CERTIFICATE_INVALID', '%s', 400)
 export const CertificateNotFoundError = createError<[string]>('CERTIFICATE_NOT_FOUND', "No certificate named '%s'", 404)
 /** Certificates need TETHER_SECRET_KEY_FILE with a shared store: keys are never stored in clear. */
-export const SecretKeyMissingError = createError<[string]>('SECRET_KEY_MISSING', '%s', 503)
+export const SecretKeyMissingError = forClients(createError<[string]>('SECRET_KEY_MISSING', '%s', 503))
 export const NotImplementedError = createError<[string]>('NOT_IMPLEMENTED', '%s', 400)
 export const VersionNotFoundError = createError<[string]>('VERSION_NOT_FOUND', '%s', 404)
-export const StoreUnavailableError = createError<[string]>('STORE_UNAVAILABLE', 'The route store is unavailable: %s. Nothing was changed; retry later.', 503)
+export const StoreUnavailableError = forClients(
+  createError<[string]>('STORE_UNAVAILABLE', 'The route store is unavailable: %s. Nothing was changed; retry later.', 503),
+  'The route store is unavailable. Nothing was changed; retry later.',
+)
 /**
  * A write was sent to the store but its reply was lost (timeout, dropped connection) and could
  * not be read back in time: it may or may not have been applied. Writes are idempotent, so
  * repeating the request is safe.
  */
-export const WriteOutcomeUnknownError = createError<[string]>(
-  'WRITE_OUTCOME_UNKNOWN',
-  'The route store did not confirm this write: %s. It may or may not have been applied; repeating the same request is safe.',
-  503,
+export const WriteOutcomeUnknownError = forClients(
+  createError<[string]>('WRITE_OUTCOME_UNKNOWN', 'The route store did not confirm this write: %s. It may or may not have been applied; repeating the same request is safe.', 503),
+  'The route store did not confirm this write in time, so it may or may not have been applied. ' +
+    'Writes are idempotent: repeating the same request is safe (it answers changed: false, or 404 for a remove, when the first one was applied); ' +
+    'GET /v1/routes/{serviceName} shows what is stored.',
 )
-export const ConvergenceTimeoutError = createError<[string]>('CONVERGENCE_TIMEOUT', '%s', 504)
+export const ConvergenceTimeoutError = forClients(createError<[string]>('CONVERGENCE_TIMEOUT', '%s', 504))
 
 /**
  * A write through Tether's own forms would take a (host, path) that another service holds.

@@ -2,13 +2,14 @@
  * The one error handler and the 404 handler: every error a client sees is
  * `{ statusCode, code, error, message }`. Schema-validation errors are rewritten to name the
  * field and the rule (from contracts/route.ts); unknown parameters become UNKNOWN_PARAMETER
- * naming all of them. A 5xx never carries internals: our own coded 5xx errors (store
- * unavailable, convergence timeout) have fixed, safe messages, anything else is "Internal
- * server error" and the details go to the log only.
+ * naming all of them. A 5xx never carries internals: errors marked for clients (errors.ts,
+ * ClientFacing) answer with their public message, anything else is "Internal server error"
+ * and the details go to the log only.
  */
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ErrorBody } from '../../contracts/errors.ts'
+import type { ClientFacing } from '../errors.ts'
 import { describeSchemaError, fieldOf, type SchemaError } from '../input/schema-errors.ts'
 
 /** Fastify's own client-error codes, renamed to Tether's vocabulary. */
@@ -22,13 +23,9 @@ const fastifyCodes: Record<string, string> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_BODY',
 }
 
-const safeMessages: Record<string, string> = {
+/** Fastify's own messages that Tether words differently. */
+const fastifyMessages: Record<string, string> = {
   BODY_TOO_LARGE: 'The request body is larger than 1 MiB',
-  STORE_UNAVAILABLE: 'The route store is unavailable. Nothing was changed; retry later.',
-  WRITE_OUTCOME_UNKNOWN:
-    'The route store did not confirm this write in time, so it may or may not have been applied. ' +
-    'Writes are idempotent: repeating the same request is safe (it answers changed: false, or 404 for a remove, when the first one was applied); ' +
-    'GET /v1/routes/{serviceName} shows what is stored.',
 }
 
 const partOf = (context: string | undefined): string => (context === 'querystring' ? 'query' : (context ?? 'request'))
@@ -69,11 +66,12 @@ export function errorBodyOf(error: FastifyError, request: FastifyRequest): Error
   if (error.validation !== undefined) return validationBody(error, request)
   const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
   const code = (error.code !== undefined ? (fastifyCodes[error.code] ?? error.code) : undefined) ?? (status < 500 ? 'BAD_REQUEST' : 'INTERNAL_ERROR')
-  const safe = safeMessages[code]
-  if (safe !== undefined) return body(status, code, safe)
+  const worded = fastifyMessages[code]
+  if (worded !== undefined) return body(status, code, worded)
   if (status >= 500) {
-    // Only our own coded 5xx errors have messages written for clients.
-    if (code === 'CONVERGENCE_TIMEOUT' || code === 'SECRET_KEY_MISSING') return body(status, code, error.message)
+    // Only errors marked for clients (control/errors.ts) show their message; see ClientFacing.
+    const facing = error as FastifyError & ClientFacing
+    if (facing.expose === true) return body(status, code, facing.publicMessage ?? error.message)
     return body(status, status === 500 ? 'INTERNAL_ERROR' : code.startsWith('FST_') ? 'INTERNAL_ERROR' : code, 'Internal server error')
   }
   if (code.startsWith('FST_')) return body(status, code.replace(/^FST_ERR_/, ''), error.message)
