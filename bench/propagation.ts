@@ -14,7 +14,11 @@
  * The control plane is a `tether control` process of its own (in-memory store), as in
  * production; `--control inline` runs it (buildApp) inside the bench process instead.
  *
- *   npx tsx bench/propagation.ts [--agents 100] [--rounds 100] [--real 10] [--real-rounds 20] [--control process|inline]
+ * `--change service` (default) adds a new service each round: a structural change, `haproxy -c`
+ * and a reload on every proxy. `--change path` adds a path to one service every proxy already
+ * routes: applied over HAProxy's runtime API (`add map`), no reload.
+ *
+ *   npx tsx bench/propagation.ts [--agents 100] [--rounds 100] [--real 10] [--real-rounds 20] [--control process|inline] [--change service|path]
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -41,6 +45,7 @@ const { values: args } = parseArgs({
     real: { type: 'string', default: '10' },
     'real-rounds': { type: 'string', default: '20' },
     control: { type: 'string', default: 'process' },
+    change: { type: 'string', default: 'service' },
   },
 })
 const AGENTS = Number(args.agents)
@@ -190,7 +195,10 @@ async function haproxyFleet(): Promise<void> {
     const requestErrors: string[] = []
     for (let round = 1; round <= REAL_ROUNDS + 2; round++) {
       const path = `/r${round}`
-      const version = await control.reconfigure(`serviceName=svc${round}&servicePath=${path}&port=80&endpoints=${backend!.address}`)
+      const version =
+        args.change === 'path'
+          ? await control.reconfigure(`serviceName=svc&servicePath=${Array.from({ length: round }, (_, i) => `/r${i + 1}`).join(',')}&port=80&endpoints=${backend!.address}`)
+          : await control.reconfigure(`serviceName=svc${round}&servicePath=${path}&port=80&endpoints=${backend!.address}`)
       const answeredAt = performance.now()
       const served = await Promise.all(
         proxies.map(async (url) => {
@@ -214,7 +222,7 @@ async function haproxyFleet(): Promise<void> {
       untilServed.push(Math.max(...served) - answeredAt)
       untilReported.push(Math.max(...reported.get(version)!.values()) - answeredAt)
     }
-    console.log(`\n## ${REAL} real proxies (agent + HAProxy each), ${REAL_ROUNDS} reconfigures, each adding a route`)
+    console.log(`\n## ${REAL} real proxies (agent + HAProxy each), ${REAL_ROUNDS} reconfigures, each adding ${args.change === 'path' ? 'a path to an existing service (runtime API, no reload)' : 'a service (reload)'}`)
     console.log('| from the reconfigure answer until | p50 ms | p99 ms | max ms |')
     console.log('|---|---|---|---|')
     console.log(`| a request through every proxy reaches the new route | ${ms(percentile(untilServed, 50))} | ${ms(percentile(untilServed, 99))} | ${ms(Math.max(...untilServed))} |`)

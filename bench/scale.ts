@@ -1,40 +1,43 @@
 /**
- * Scale benchmark for the HAProxy engine: N routes (default 1,000 and 10,000), each its own
- * service resolved through tasks.<service> (server-template, `--slots` each), all domain-less
- * (the map-file path). Measures render, `haproxy -c`, first start, a reload after a one-route
- * change, the agent process's memory and HAProxy's (master + worker RSS).
+ * Scale benchmark for the HAProxy engine at default settings: N routes (default 1,000 and
+ * 10,000), each its own service with 3 endpoints (IP addresses on loopback: the same servers,
+ * names and runtime-API path as tasks found through DNS, without 30,000 DNS answers a second
+ * from a test DNS server competing for the CPU), all domain-less. Measures:
+ *   - first apply (render, `haproxy -c`, start);
+ *   - one route added (a new service: structural, a reload);
+ *   - one endpoint added to an existing service (runtime API, no reload);
+ *   - one path added to an existing service (runtime API: add map);
+ *   - agent and HAProxy RSS, HAProxy's open descriptors, and the engine's descriptor report.
  *
- *   npx tsx bench/scale.ts [--routes 1000,10000] [--slots 32] [--maxconn 1000]
+ *   npx tsx bench/scale.ts [--routes 1000,10000]
  *
- * HAProxy reserves a file descriptor per health-checked server: routes × slots + 2 × maxconn
- * must stay under `ulimit -n` (20,000 on the benchmark machine).
- *
- * The resolvers point at a closed loopback port: no DNS traffic, servers stay in maintenance;
- * this measures configuration handling, not forwarding.
+ * The endpoints point at closed loopback ports: health checks fail fast (connection refused),
+ * which is what HAProxy would see for tasks that do not listen; this measures configuration
+ * handling, not forwarding (bench/endpoint-change.ts measures serving).
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { normalizeRoute, type Route } from '../src/contracts/route.ts'
 import { createHaproxyEngine } from '../src/proxy/haproxy/haproxy-engine.ts'
-import { render } from '../src/proxy/haproxy/render.ts'
-import { resolveSettings } from '../src/proxy/haproxy/settings.ts'
-import { freePort } from '../test/helpers/redis-server.ts'
+import { freePort } from '../src/shared/free-port.ts'
 
-const { values } = parseArgs({ options: { routes: { type: 'string', default: '1000,10000' }, slots: { type: 'string', default: '32' }, maxconn: { type: 'string', default: '1000' } } })
+const { values } = parseArgs({ options: { routes: { type: 'string', default: '1000,10000' } } })
 const sizes = values.routes.split(',').map(Number)
-const slots = Number(values.slots)
-const maxconn = Number(values.maxconn)
 
-function routes(n: number, salt = ''): Route[] {
-  return Array.from({ length: n }, (_, i) =>
-    normalizeRoute({
-      serviceName: `svc-${String(i).padStart(5, '0')}${salt}`,
-      destinations: [{ servicePath: [`/team-${i % 50}/app-${i}`], port: 8080 }],
-      sticky: i % 2 === 0,
-    }),
-  )
+/** Endpoint j of route i: 127.<i>.<j> spread over the 127/8 loopback net, port 9 (discard: closed). */
+function endpoints(i: number, count = 3): string[] {
+  return Array.from({ length: count }, (_, j) => `127.${1 + (i >> 8)}.${i & 255}.${1 + j}:9`)
+}
+
+function route(i: number, options: { endpoints?: number; paths?: string[]; salt?: string } = {}): Route {
+  return normalizeRoute({
+    serviceName: `svc-${String(i).padStart(5, '0')}${options.salt ?? ''}`,
+    destinations: [{ servicePath: options.paths ?? [`/team-${i % 50}/app-${i}`], port: 8080 }],
+    sticky: i % 2 === 0,
+    endpoints: endpoints(i, options.endpoints ?? 3),
+  })
 }
 
 async function rssKb(pid: number): Promise<number> {
@@ -42,14 +45,20 @@ async function rssKb(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0)
 }
 
+async function openFds(pid: number): Promise<number> {
+  return (await readdir(`/proc/${pid}/fd`).catch(() => [])).length
+}
+
 const ms = (start: bigint): number => Number(process.hrtime.bigint() - start) / 1e6
 const mb = (kb: number): string => (kb / 1024).toFixed(0)
+const f = (x: number): string => x.toFixed(0)
 
-type Applied = { renderMs: number; checkMs: number; reloadMs: number }
+type Applied = { renderMs?: number; checkMs?: number; reloadMs?: number; runtimeMs?: number }
 const rows: string[] = []
+const notes: string[] = []
 for (const n of sizes) {
   const stateDir = await mkdtemp(join(tmpdir(), 'tether-scale-'))
-  let last: Applied | undefined
+  let last: Applied = {}
   const quiet = (): void => {}
   const engine = await createHaproxyEngine({
     stateDir,
@@ -57,38 +66,49 @@ for (const n of sizes) {
     adminListen: `127.0.0.1:${await freePort()}`,
     resolvers: ['127.0.0.1:1'],
     cookieKey: 'bench-cookie-key',
-
-    maxconn,
     logger: {
       debug: quiet,
-      warn: quiet,
-      error: (obj, msg) => process.stderr.write(`${msg ?? ''} ${JSON.stringify(obj)}\n`),
+      warn: (_obj, msg) => {
+        if (msg !== 'haproxy') notes.push(`${n}: ${msg ?? ''}`)
+      },
+      error: quiet,
       info: (obj, msg) => {
-        if (msg === 'configuration applied') last = obj as Applied
+        if (msg === 'configuration applied' || msg === 'configuration applied without a reload') last = obj as Applied
       },
     },
   })
   try {
-    const snapshot = { version: 1, routes: routes(n) }
-    const size = render(snapshot, resolveSettings({ stateDir, cookieKey: 'bench-cookie-key', maxconn })).config.length
-
+    const base = Array.from({ length: n }, (_, i) => route(i))
     let t = process.hrtime.bigint()
-    await engine.apply(snapshot)
+    await engine.apply({ version: 1, routes: base })
     const startMs = ms(t)
-    const first = last!
+    const first = last
 
-    const changed = { version: 2, routes: [...snapshot.routes, ...routes(1, '-new')] }
+    const added = [...base, route(n, { salt: '-new' })]
     t = process.hrtime.bigint()
-    await engine.apply(changed)
-    const applyMs = ms(t)
-    const second = last!
+    await engine.apply({ version: 2, routes: added })
+    const routeMs = ms(t)
+    const second = last
+
+    const withEndpoint = added.map((r, i) => (i === 0 ? route(0, { endpoints: 4 }) : r))
+    t = process.hrtime.bigint()
+    await engine.apply({ version: 3, routes: withEndpoint })
+    const endpointMs = ms(t)
+    const third = last
+
+    const withPath = withEndpoint.map((r, i) => (i === 1 ? route(1, { paths: ['/team-1/app-1', '/team-1/app-1-extra'] }) : r))
+    t = process.hrtime.bigint()
+    await engine.apply({ version: 4, routes: withPath })
+    const pathMs = ms(t)
+    const fourth = last
 
     const info = await engine.process!.proc()
     const haproxyKb = (await rssKb(info.master.pid)) + (await Promise.all(info.workers.map((w) => rssKb(w.pid)))).reduce((a, b) => a + b, 0)
+    const fds = (await Promise.all(info.workers.map((w) => openFds(w.pid)))).reduce((a, b) => a + b, 0)
     const agentKb = process.memoryUsage().rss / 1024
-    const f = (x: number): string => x.toFixed(0)
+    const d = engine.descriptors?.()
     rows.push(
-      `| ${n.toLocaleString('en')} | ${slots} | ${f(size / 1024)} KB | ${f(first.renderMs)} / ${f(first.checkMs)} / ${f(first.reloadMs)} / **${f(startMs)}** | ${f(second.renderMs)} / ${f(second.checkMs)} / ${f(second.reloadMs)} / **${f(applyMs)}** | ${mb(agentKb)} | ${mb(haproxyKb)} |`,
+      `| ${n.toLocaleString('en')} × 3 | ${f(first.renderMs ?? 0)} / ${f(first.checkMs ?? 0)} / ${f(first.reloadMs ?? 0)} / **${f(startMs)}** | ${f(second.renderMs ?? 0)} / ${f(second.checkMs ?? 0)} / ${f(second.reloadMs ?? 0)} / **${f(routeMs)}** | ${f(third.runtimeMs ?? -1)} / **${f(endpointMs)}** | ${f(fourth.runtimeMs ?? -1)} / **${f(pathMs)}** | ${engine.counters.reloads} | ${mb(agentKb)} | ${mb(haproxyKb)} | ${fds} | ${d === null || d === undefined ? '' : `${d.needed} / ${d.limit}, maxconn ${d.maxconn}, ${d.checkedServers} of ${d.servers} checked`} |`,
     )
     process.stderr.write(`${rows.at(-1)}\n`)
   } finally {
@@ -97,6 +117,7 @@ for (const n of sizes) {
   }
 }
 
-console.log('| routes | slots | haproxy.cfg | first apply ms: render / haproxy -c / start / total | one route changed ms: render / haproxy -c / reload / total | agent RSS MB | HAProxy RSS MB (master + worker) |')
-console.log('|---|---|---|---|---|---|---|')
+console.log('| routes × endpoints | first apply ms: render / haproxy -c / start / total | one route added ms: render / haproxy -c / reload / total | one endpoint added ms: runtime API / total | one path added ms: runtime API / total | reloads (of 4 applies) | agent RSS MB | HAProxy RSS MB | HAProxy worker fds | descriptors needed / limit |')
+console.log('|---|---|---|---|---|---|---|---|---|---|')
 for (const row of rows) console.log(row)
+for (const note of [...new Set(notes)]) console.log(`\n- ${note}`)

@@ -28,17 +28,27 @@ describe('2,000 Swarm-style routes through the API, default settings', () => {
     const client = createClient({ reuse: false })
     t.after(() => client.close())
 
-    for (let i = 0; i < ROUTES; i++) {
-      const res = await control.api('PUT', `/v1/routes/svc-${i}`, { destinations: [{ servicePath: [`/svc/${i}`], port }] })
-      assert.equal(res.status, 200, JSON.stringify(res.body))
-    }
+    // 16 clients at a time, as several CI pipelines would; every write is its own version.
+    let next = 0
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < ROUTES) {
+          const i = next++
+          const res = await control.api('PUT', `/v1/routes/svc-${i}`, { destinations: [{ servicePath: [`/svc/${i}`], port }] })
+          assert.equal(res.status, 200, JSON.stringify(res.body))
+        }
+      }),
+    )
     dns.set('tasks.late', ['127.0.0.3'])
     const late = await control.api('PUT', '/v1/routes/late?wait=converged&timeout=120', { destinations: [{ servicePath: ['/late'], port }] })
     assert.equal(late.status, 200, JSON.stringify(late.body))
-    const reply = await client.get(`${proxyUrl(p)}/late/page`)
-    assert.equal(reply.status, 200)
+    // Routed at once; its task is there as soon as DNS answered (at once on an idle machine).
+    const reply = await waitFor('the late route served by its task', async () => {
+      const r = await client.get(`${proxyUrl(p)}/late/page`)
+      return r.status === 200 ? r : undefined
+    }, 30_000, 100)
     assert.equal((reply.body as BackendReply).instance, 'task-2')
-    assert.equal((await client.get(`${proxyUrl(p)}/svc/${ROUTES - 1}`)).status, 200)
+    await waitFor('the last of the 2,000 served', async () => ((await client.get(`${proxyUrl(p)}/svc/${ROUTES - 1}`)).status === 200 ? true : undefined), 30_000, 100)
 
     const status = await waitFor('the heartbeat of the last version', async () => {
       const s = (await control.api('GET', '/v1/status')).body
@@ -46,8 +56,10 @@ describe('2,000 Swarm-style routes through the API, default settings', () => {
     }, 20_000, 200)
     assert.equal(status.proxies[0].status, 'ok', status.proxies[0].lastError)
     assert.equal(status.proxies[0].applyFailure, undefined)
-    assert.equal(status.proxies[0].descriptors.servers, ROUTES + 1)
-    assert.equal(status.proxies[0].descriptors.checkedServers, ROUTES + 1)
-    assert.equal(status.proxies[0].descriptors.problem, null)
+    await waitFor('every task resolved', async () => ((await control.api('GET', '/v1/status')).body.proxies[0]?.descriptors?.servers === ROUTES + 1 ? true : undefined), 30_000, 500)
+    const final = (await control.api('GET', '/v1/status')).body
+    assert.equal(final.proxies[0].descriptors.servers, ROUTES + 1)
+    assert.equal(final.proxies[0].descriptors.checkedServers, ROUTES + 1)
+    assert.equal(final.proxies[0].descriptors.problem, null)
   })
 })
