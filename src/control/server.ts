@@ -27,7 +27,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     throw err
   }
   const logger = pino({ level: config.logLevel, base: { role: 'control' } })
-  for (const deprecation of config.deprecations) logger.warn(deprecation)
+  for (const deprecation of [...config.deprecations, ...discoveryConfig.deprecations]) logger.warn(deprecation)
   // Redis when REDIS_URL is set, else the embedded in-memory store.
   const store = createRouteStore({ url: config.redisUrl, prefix: config.redisPrefix, logger })
   // Swarm label discovery (TETHER_DISCOVERY=on): labelled services → routes; see discovery/.

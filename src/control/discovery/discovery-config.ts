@@ -7,8 +7,7 @@
  *   TETHER_DISCOVERY_INTERVAL_MS       full reconcile period (default 30000)
  *   TETHER_DISCOVERY_TASKS_MS          task inventory period (default 3000)
  *   TETHER_DISCOVERY_LEASE_MS          leader lease time to live (default 6000)
- *   TETHER_SLOTS                       server slots per service on the proxies, as the proxies
- *                                      read it (default 32); more tasks than this are flagged
+ *   TETHER_SLOTS                       deprecated and ignored (proxies hold every running task)
  */
 import { Type } from 'typebox'
 import { loadEnv } from '../../shared/env.ts'
@@ -18,7 +17,7 @@ export const DiscoveryEnvSchema = Type.Object({
   TETHER_DISCOVERY_INTERVAL_MS: Type.Integer({ default: 30_000, minimum: 1_000, maximum: 3_600_000, description: 'Full reconcile period.' }),
   TETHER_DISCOVERY_TASKS_MS: Type.Integer({ default: 3_000, minimum: 500, maximum: 600_000, description: 'Task inventory period.' }),
   TETHER_DISCOVERY_LEASE_MS: Type.Integer({ default: 6_000, minimum: 1_000, maximum: 600_000, description: 'Leader lease time to live.' }),
-  TETHER_SLOTS: Type.Integer({ default: 32, minimum: 1, maximum: 1024, description: 'Server slots per service on the proxies, as the proxies read it.' }),
+  TETHER_SLOTS: Type.Optional(Type.String({ description: 'Deprecated and ignored: proxies hold every running task, there are no slots.' })),
 })
 
 export interface DiscoveryConfig {
@@ -26,7 +25,8 @@ export interface DiscoveryConfig {
   intervalMs: number
   taskIntervalMs: number
   leaseTtlMs: number
-  proxySlots: number
+  /** Warnings about deprecated settings, logged at start. */
+  deprecations: string[]
 }
 
 export function loadDiscoveryConfig(env: NodeJS.ProcessEnv = process.env): DiscoveryConfig {
@@ -36,6 +36,6 @@ export function loadDiscoveryConfig(env: NodeJS.ProcessEnv = process.env): Disco
     intervalMs: e.TETHER_DISCOVERY_INTERVAL_MS,
     taskIntervalMs: e.TETHER_DISCOVERY_TASKS_MS,
     leaseTtlMs: e.TETHER_DISCOVERY_LEASE_MS,
-    proxySlots: e.TETHER_SLOTS,
+    deprecations: e.TETHER_SLOTS === undefined ? [] : ['TETHER_SLOTS is deprecated and ignored: proxies hold every running task of a service, with no slot limit. Remove it.'],
   }
 }

@@ -43,8 +43,6 @@ export interface SwarmDiscoveryOptions {
   leaseTtlMs?: number
   /** This replica's name in the lease. Default host name, pid and a random suffix. */
   holder?: string
-  /** Server slots a proxy renders per service; more running tasks than this are flagged. Default 16. */
-  proxySlots?: number
   /** Event stream reconnect backoff: first delay, doubled on each failure up to maxMs, with equal jitter. Default 500 / 15 000 ms. */
   backoff?: { initialMs?: number; maxMs?: number }
   /** Jitter source, [0, 1). Default Math.random. */
@@ -75,7 +73,7 @@ export function startSwarmDiscovery(options: SwarmDiscoveryOptions): SwarmDiscov
   const holder = options.holder ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
   const initialBackoff = options.backoff?.initialMs ?? 500
   const maxBackoff = options.backoff?.maxMs ?? 15_000
-  const inventory = createTaskInventory({ client, proxySlots: options.proxySlots ?? 16, now: () => clock.now() })
+  const inventory = createTaskInventory({ client, now: () => clock.now() })
 
   const abort = new AbortController()
   const { signal } = abort

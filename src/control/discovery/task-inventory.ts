@@ -21,9 +21,6 @@ export interface ServiceTasks {
   tasks: InventoryTask[]
   /** Every task's overlay addresses, sorted. */
   addresses: string[]
-  /** More running tasks than proxy slots: the extra tasks receive no traffic. */
-  overSlots: boolean
-  proxySlots: number
   /** ISO time of the last successful listing. */
   checkedAt: string
   /** Set while the last listing failed; the counts are then those of the last success. */
@@ -42,7 +39,7 @@ export interface MutableTaskInventory extends TaskInventory {
   refresh(serviceNames: readonly string[]): Promise<void>
 }
 
-export function createTaskInventory(options: { client: SwarmClient; proxySlots: number; now: () => number }): MutableTaskInventory {
+export function createTaskInventory(options: { client: SwarmClient; now: () => number }): MutableTaskInventory {
   const byService = new Map<string, ServiceTasks>()
   return {
     tasksOf: (serviceName) => byService.get(serviceName) ?? null,
@@ -50,12 +47,6 @@ export function createTaskInventory(options: { client: SwarmClient; proxySlots: 
     problems() {
       const problems: DiscoveryProblem[] = []
       for (const s of byService.values()) {
-        if (s.overSlots) {
-          problems.push({
-            serviceName: s.serviceName,
-            message: `${s.running} running tasks but each proxy has ${s.proxySlots} server slots per service: ${s.running - s.proxySlots} tasks get no traffic`,
-          })
-        }
         if (s.error !== undefined) problems.push({ serviceName: s.serviceName, message: `listing its tasks failed: ${s.error}` })
       }
       return problems.sort((a, b) => (a.serviceName < b.serviceName ? -1 : 1))
@@ -75,15 +66,13 @@ export function createTaskInventory(options: { client: SwarmClient; proxySlots: 
               running: tasks.length,
               tasks,
               addresses: tasks.flatMap((t) => t.addresses).sort(),
-              overSlots: tasks.length > options.proxySlots,
-              proxySlots: options.proxySlots,
               checkedAt: new Date(options.now()).toISOString(),
             })
           } catch (error) {
             const message = error instanceof Error ? error.message : String(error)
             const last = byService.get(serviceName)
             byService.set(serviceName, {
-              ...(last ?? { serviceName, running: 0, tasks: [], addresses: [], overSlots: false, proxySlots: options.proxySlots, checkedAt: new Date(options.now()).toISOString() }),
+              ...(last ?? { serviceName, running: 0, tasks: [], addresses: [], checkedAt: new Date(options.now()).toISOString() }),
               error: message,
             })
           }

@@ -161,8 +161,6 @@ export const ServiceTasksSchema = Type.Object(
       Type.Object({ id: Type.String(), slot: Type.Union([Type.Integer(), Type.Null()]), nodeId: Type.String(), addresses: Type.Array(Type.String()) }, { additionalProperties: false }),
     ),
     addresses: Type.Array(Type.String(), { description: "Every running task's overlay address." }),
-    overSlots: Type.Boolean({ description: 'More running tasks than proxy server slots: the extra tasks get no traffic.' }),
-    proxySlots: Type.Integer(),
     checkedAt: Type.String({ format: 'date-time', description: 'Last successful listing (Docker sends no task events: listed every few seconds).' }),
     error: Type.Optional(Type.String({ description: 'Set while listing fails; the counts are those of the last success.' })),
   },
@@ -299,7 +297,7 @@ export const FleetStatusSchema = Type.Object(
           leader: Type.Boolean({ description: 'This replica holds the discovery lease (only the leader writes routes).' }),
           services: Type.Array(ServiceTasksSchema, { description: 'Task inventory of every routed service.' }),
           problems: Type.Array(Type.Object({ serviceName: Type.String(), message: Type.String() }, { additionalProperties: false }), {
-            description: 'Labels that cannot become a route, labelled services whose route the API owns, services with more tasks than proxy slots.',
+            description: 'Labels that cannot become a route, labelled services whose route the API owns, services whose tasks cannot be listed.',
           }),
         },
         { additionalProperties: false, description: 'Swarm discovery (only with TETHER_DISCOVERY=on).' },

@@ -104,7 +104,7 @@ function tasksOf(record) {
   if (record.tasks !== undefined) {
     const t = record.tasks
     const title = t.error !== undefined ? `listing fails: ${t.error}` : `${t.addresses.join(', ')} (checked ${ago(t.checkedAt)})`
-    return h('span', { class: t.error !== undefined || t.overSlots ? 'warn' : '', title }, `${t.running} running${t.overSlots ? ' (more than slots)' : ''}`)
+    return h('span', { class: t.error !== undefined ? 'warn' : '', title }, `${t.running} running`)
   }
   if (r.endpoints.length > 0) return h('span', { title: r.endpoints.join(', ') }, `${r.endpoints.length} endpoint${r.endpoints.length === 1 ? '' : 's'}`)
   return h('span', { class: 'muted' }, `tasks.${r.serviceName}`)

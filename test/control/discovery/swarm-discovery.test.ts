@@ -11,7 +11,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((d) => d.stop()))
 })
 
-function setup(options: { store?: RouteStore; clock?: ManualClock; swarm?: FakeSwarm; holder?: string; proxySlots?: number; backoff?: { initialMs: number; maxMs: number } } = {}) {
+function setup(options: { store?: RouteStore; clock?: ManualClock; swarm?: FakeSwarm; holder?: string; backoff?: { initialMs: number; maxMs: number } } = {}) {
   const clock = options.clock ?? manualClock()
   const store = options.store ?? createMemoryRouteStore({ now: () => clock.now() })
   const swarm = options.swarm ?? new FakeSwarm()
@@ -26,7 +26,6 @@ function setup(options: { store?: RouteStore; clock?: ManualClock; swarm?: FakeS
       taskIntervalMs: 3_000,
       leaseTtlMs: 6_000,
       holder: options.holder ?? 'replica-1',
-      proxySlots: options.proxySlots ?? 4,
       backoff: options.backoff ?? { initialMs: 500, maxMs: 4_000 },
       // The top of the jitter range, so the delays are the plain doubling: 0.5, 1, 2, 4, 4 s.
       random: () => 0.9999999,
@@ -246,8 +245,8 @@ describe('Swarm discovery (watcher against the memory store)', () => {
     assert.equal(b.isLeader(), true)
   })
 
-  it('keeps a task inventory of every routed service and flags more tasks than proxy slots', async () => {
-    const { clock, store, swarm, start } = setup({ proxySlots: 2 })
+  it('keeps a task inventory of every routed service, any number of tasks', async () => {
+    const { clock, store, swarm, start } = setup()
     swarm.services = [labelled('web', '/web')]
     swarm.tasks.set('web', [task('web', 1, '10.0.1.5'), task('web', 2, '10.0.1.6'), { ...task('web', 3, '10.0.1.9'), state: 'shutdown' }])
     swarm.tasks.set('legacy', [task('legacy', 1, '10.0.1.7')])
@@ -255,10 +254,10 @@ describe('Swarm discovery (watcher against the memory store)', () => {
     const d = start()
     await clock.advance(3_000)
     assert.deepEqual(
-      d.inventory.all().map((s) => [s.serviceName, s.running, s.addresses, s.overSlots]),
+      d.inventory.all().map((s) => [s.serviceName, s.running, s.addresses]),
       [
-        ['legacy', 1, ['10.0.1.7'], false],
-        ['web', 2, ['10.0.1.5', '10.0.1.6'], false],
+        ['legacy', 1, ['10.0.1.7']],
+        ['web', 2, ['10.0.1.5', '10.0.1.6']],
       ],
     )
 
@@ -266,8 +265,7 @@ describe('Swarm discovery (watcher against the memory store)', () => {
     swarm.tasks.set('web', [1, 2, 3].map((slot) => task('web', slot, `10.0.1.${20 + slot}`)))
     await clock.advance(3_000)
     assert.equal(d.inventory.tasksOf('web')?.running, 3)
-    assert.equal(d.inventory.tasksOf('web')?.overSlots, true)
-    assert.deepEqual(d.problems(), [{ serviceName: 'web', message: '3 running tasks but each proxy has 2 server slots per service: 1 tasks get no traffic' }])
+    assert.deepEqual(d.problems(), [], 'no slot limit: three tasks are no problem')
 
     // Route removed → forgotten.
     await store.remove('legacy', { actor: 'ci', source: 'api' })
