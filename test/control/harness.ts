@@ -2,7 +2,7 @@
  * Builds a control plane for a test, the way every caller does (buildApp), with known tokens,
  * and closes it after the test.
  */
-import type { TestContext } from 'node:test'
+import { after, before, type TestContext } from 'node:test'
 import { buildApp, type BuildAppOptions, type ControlApp } from '../../src/control/app.ts'
 import { createMemoryRouteStore } from '../../src/control/store/memory-route-store.ts'
 import type { RouteStore } from '../../src/control/store/route-store.ts'
@@ -18,7 +18,7 @@ export interface TestControl {
   store: RouteStore
 }
 
-export async function startControl(t: TestContext, options: Partial<BuildAppOptions> = {}): Promise<TestControl> {
+async function build(options: Partial<BuildAppOptions>): Promise<TestControl> {
   const store = options.store ?? createMemoryRouteStore()
   const app = await buildApp({
     store,
@@ -31,11 +31,36 @@ export async function startControl(t: TestContext, options: Partial<BuildAppOpti
     },
     ...options,
   })
-  t.after(async () => {
-    await app.close()
-    if (options.store === undefined) await store.close()
-  })
   return { app, store }
+}
+
+export async function startControl(t: TestContext, options: Partial<BuildAppOptions> = {}): Promise<TestControl> {
+  const control = await build(options)
+  t.after(async () => {
+    await control.app.close()
+    if (options.store === undefined) await control.store.close()
+  })
+  return control
+}
+
+/**
+ * One control plane for a whole describe block (a table of cases): built before its first
+ * test, closed after its last. Call it inside `describe`; the returned function gives it to
+ * each test.
+ */
+export function sharedControl(options: Partial<BuildAppOptions> = {}): () => TestControl {
+  let control: TestControl | undefined
+  before(async () => {
+    control = await build(options)
+  })
+  after(async () => {
+    await control?.app.close()
+    if (options.store === undefined) await control?.store.close()
+  })
+  return () => {
+    if (control === undefined) throw new Error('sharedControl(): use it inside the describe block that created it')
+    return control
+  }
 }
 
 /** A heartbeat body as a proxy agent sends it. */

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { rules } from '../../src/contracts/route.ts'
-import { api, startControl } from './harness.ts'
+import { api, sharedControl } from './harness.ts'
 
 const base = { serviceName: 'go-demo', servicePath: '/demo', port: '8080' }
 
@@ -61,9 +61,11 @@ const refused: Array<{ name: string; params: Record<string, string>; field: stri
 ]
 
 describe('PUT /v1/reconfigure validation', () => {
+  // One app per table: a refused case stores nothing, so the version stays 0 for all of them.
+  const control = sharedControl()
   for (const c of refused) {
-    it(`refuses ${c.name}, naming the field and the rule, and stores nothing`, async (t) => {
-      const { app, store } = await startControl(t)
+    it(`refuses ${c.name}, naming the field and the rule, and stores nothing`, async () => {
+      const { app, store } = control()
       const res = await app.inject({ method: 'PUT', url: url(c.params), headers: api })
       assert.equal(res.statusCode, 400, res.body)
       const body = res.json()
@@ -88,11 +90,15 @@ describe('PUT /v1/reconfigure validation', () => {
     { name: 'RFC 6265 token characters in a cookie name', params: { sticky: 'true', stickyCookie: "A!&*+-.^_`|~z" } },
     { name: 'a convergence timeout given as 30s', params: { wait: 'converged', timeout: '30s' } },
   ]
-  for (const c of accepted) {
-    it(`accepts ${c.name}`, async (t) => {
-      const { app } = await startControl(t)
-      const res = await app.inject({ method: 'PUT', url: url(c.params), headers: api })
+  const acceptor = sharedControl()
+  for (const [i, c] of accepted.entries()) {
+    it(`accepts ${c.name}`, async () => {
+      const { app, store } = acceptor()
+      // A path of its own per case: on one app, another service on the same path would be a 409.
+      const res = await app.inject({ method: 'PUT', url: url({ servicePath: `/case-${i}`, ...c.params }), headers: api })
       assert.equal(res.statusCode, 200, res.body)
+      const serviceName = c.params.serviceName ?? base.serviceName
+      assert.deepEqual((await store.get(serviceName))?.route, res.json().route, 'the answer is what is stored')
     })
   }
 })
@@ -107,9 +113,10 @@ describe('POST /v1/reconfigure validation', () => {
     { name: 'an empty servicePath list', body: { servicePath: [] }, field: 'servicePath', rule: 'at least 1' },
     { name: 'a missing serviceName', body: { serviceName: undefined }, field: 'serviceName', rule: 'is required' },
   ]
+  const control = sharedControl()
   for (const c of cases) {
-    it(`refuses ${c.name}, naming ${c.field}`, async (t) => {
-      const { app, store } = await startControl(t)
+    it(`refuses ${c.name}, naming ${c.field}`, async () => {
+      const { app, store } = control()
       const body = Object.fromEntries(Object.entries({ serviceName: 'go-demo', servicePath: ['/demo'], port: 8080, ...c.body }).filter(([, v]) => v !== undefined))
       const res = await app.inject({ method: 'POST', url: '/v1/reconfigure', headers: api, payload: body })
       assert.equal(res.statusCode, 400, res.body)
