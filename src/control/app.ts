@@ -25,6 +25,7 @@ import { createEphemeralSecretBox, type SecretBox } from './secret-box.ts'
 import { createConfigFeed, type ConfigFeed } from './services/config-feed.ts'
 import { installErrorHandlers } from './plugins/error-handler.ts'
 import { installJsonBodyParser } from './plugins/json-body.ts'
+import { RequestLogController } from './plugins/request-log.ts'
 import { createFleet, type Fleet } from './services/fleet.ts'
 import type { DiscoveryProblem, TaskInventory } from './discovery/index.ts'
 import { registerSwagger } from './plugins/swagger.ts'
@@ -115,6 +116,8 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
     http: { headersTimeout: Math.min(10_000, requestTimeoutMs), connectionsCheckingInterval: Math.min(1000, Math.ceil(requestTimeoutMs / 4)) },
     clientErrorHandler,
     genReqId: () => randomUUID(),
+    // One line per request; reads and heartbeats at debug (plugins/request-log.ts).
+    logController: new RequestLogController(),
     // Query strings are coerced ('8080' → 8080, 'true' → true); JSON bodies are taken as sent.
     schemaController: {
       compilersFactory: {
@@ -165,7 +168,9 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
 
   const authenticator = createAuthenticator(options.auth)
   if (!authenticator.enabled) app.log.warn('authentication is OFF (TETHER_AUTH=off): anyone who can reach this port can change every route')
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
+    // The id of the request's log lines: a client quoting it (e.g. with a 503) finds the cause.
+    void reply.header('x-request-id', request.id)
     const level = request.routeOptions.config.auth ?? 'none'
     if (level === 'none') return
     const actor = authenticator.check(request.headers.authorization, level)

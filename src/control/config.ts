@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { Type, type Static } from 'typebox'
 import { EnvError, loadEnv, LogLevelEnv, logLevelOf } from '../shared/env.ts'
 import { parseSecretKey } from './secret-box.ts'
+import { LogFormatEnv, logFormatOf, type LogFormat } from '../shared/create-logger.ts'
 
 const TokenPattern = '^[A-Za-z0-9._~+/=-]{16,512}$'
 const TokenNamePattern = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
@@ -28,6 +29,7 @@ export const ControlEnvSchema = Type.Object(
       Type.String({ minLength: 1, description: 'File holding the 32-byte key (raw, 64 hex characters or base64) that encrypts certificate keys in the store, e.g. a Docker secret. The same on every control replica.' }),
     ),
     ...LogLevelEnv,
+    ...LogFormatEnv,
     TETHER_PROXY_TTL_SECONDS: Type.Integer({ default: 15, minimum: 1, maximum: 3600, description: 'A proxy is live while its last heartbeat is younger than this (3 heartbeat intervals).' }),
     TETHER_LONG_POLL_MAX_SECONDS: Type.Integer({ default: 60, minimum: 1, maximum: 60, description: 'Longest wait a GET /v1/config long poll may ask for.' }),
     TETHER_STATS_URL: Type.Optional(
@@ -51,6 +53,7 @@ export interface ControlConfig {
   logLevel: string
   /** Warnings about deprecated settings, logged at start. */
   deprecations: string[]
+  logFormat: LogFormat
   proxyTtlMs: number
   longPollMaxSeconds: number
   /** TETHER_STATS_URL: the dashboard's link template to each proxy's stats page. */
@@ -149,6 +152,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig 
     generated,
     logLevel: logLevel.level,
     deprecations: logLevel.deprecations,
+    logFormat: logFormatOf(e),
     proxyTtlMs: e.TETHER_PROXY_TTL_SECONDS * 1000,
     longPollMaxSeconds: e.TETHER_LONG_POLL_MAX_SECONDS,
     statsUrl: e.TETHER_STATS_URL,

@@ -4,7 +4,7 @@
  * requests finished, store closed).
  */
 import closeWithGrace from 'close-with-grace'
-import { pino } from 'pino'
+import { createLogger } from '../shared/create-logger.ts'
 import { buildApp } from './app.ts'
 import { loadConfig, type ControlConfig } from './config.ts'
 import { EnvError } from '../shared/env.ts'
@@ -26,7 +26,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     }
     throw err
   }
-  const logger = pino({ level: config.logLevel, base: { role: 'control' } })
+  const logger = createLogger({ level: config.logLevel, base: { role: 'control' } }, config.logFormat)
   for (const deprecation of [...config.deprecations, ...discoveryConfig.deprecations]) logger.warn(deprecation)
   // Redis when REDIS_URL is set, else the embedded in-memory store.
   const store = createRouteStore({ url: config.redisUrl, prefix: config.redisPrefix, logger })

@@ -19,7 +19,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import closeWithGrace from 'close-with-grace'
-import pino from 'pino'
+import { createLogger, LogFormatEnv, logFormatOf } from '../shared/create-logger.ts'
 import { request } from 'undici'
 import { buildApp, type ControlApp } from '../control/app.ts'
 import { createMemoryRouteStore } from '../control/store/memory-route-store.ts'
@@ -45,6 +45,7 @@ const DemoEnvSchema = Type.Object({
   TETHER_DEMO_ADMIN_PORT: Type.Integer({ default: 8404, minimum: 0, maximum: 65535, description: "The proxy's admin port (0: any free port)." }),
   TETHER_HAPROXY_BIN: Type.String({ default: 'haproxy', minLength: 1, description: 'HAProxy executable.' }),
   ...LogLevelEnv,
+  ...LogFormatEnv,
 })
 
 async function portOrFree(port: number): Promise<number> {
@@ -61,8 +62,13 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   }
   const wanted = { control: demoEnv.TETHER_DEMO_CONTROL_PORT, proxy: demoEnv.TETHER_DEMO_PROXY_PORT, admin: demoEnv.TETHER_DEMO_ADMIN_PORT }
   const logLevel = logLevelOf(demoEnv, 'warn')
-  const log = pino({ name: 'tether-demo', level: logLevel.level }, pino.destination(2))
+  const log = createLogger({ name: 'tether-demo', level: logLevel.level }, logFormatOf(demoEnv), 2)
   for (const deprecation of logLevel.deprecations) log.warn(deprecation)
+  // Progress while it starts (~1-10 s), on stderr: stdout holds only the instructions.
+  const started = Date.now()
+  const progress = (text: string): void => {
+    process.stderr.write(`tether demo: ${text} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
+  }
   const dir = await mkdtemp(join(tmpdir(), 'tether-demo-'))
   const cleanups: Array<() => Promise<unknown>> = [() => rm(dir, { recursive: true, force: true })]
   const cleanup = async (): Promise<void> => {
@@ -77,6 +83,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   const proxyPort = await portOrFree(wanted.proxy)
   const adminPort = await portOrFree(wanted.admin)
   const haproxyBin = demoEnv.TETHER_HAPROXY_BIN
+  progress(`checking HAProxy (${haproxyBin})`)
   let engine: Engine
   try {
     engine = await createHaproxyEngine({
@@ -96,13 +103,14 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     return abort(69, `the demo needs HAProxy (${haproxyBin}): ${text}${/install/i.test(text) ? '' : `\n${INSTALL_HAPROXY}`}`)
   }
 
+  progress(`${engine.version} found; starting the control plane`)
   // Control plane, in this process, with an in-memory store.
   const apiToken = `demo-${randomBytes(12).toString('hex')}`
   const proxyToken = randomBytes(24).toString('hex')
   const store = createMemoryRouteStore()
   let app: ControlApp
   try {
-    app = await buildApp({ store, auth: { apiTokens: new Map([[apiToken, 'demo']]), proxyToken } })
+    app = await buildApp({ store, auth: { apiTokens: new Map([[apiToken, 'demo']]), proxyToken }, statsUrl: `http://${HOST}:${adminPort}/stats` })
     await app.listen({ host: HOST, port: wanted.control })
   } catch (error) {
     await engine.stop()
@@ -113,10 +121,12 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   const controlPort = address !== null && typeof address === 'object' ? address.port : wanted.control
   const controlUrl = `http://${HOST}:${controlPort}`
   cleanups.push(() => app.close())
+  progress(`control plane listening on ${controlUrl}`)
 
   const backends: DemoBackend[] = []
   for (const name of ['demo-1', 'demo-2', 'demo-3']) backends.push(await startDemoBackend(name, HOST))
   cleanups.push(() => Promise.all(backends.map((b) => b.close())))
+  progress(`three demo backends listening on ${backends.map((b) => b.address).join(', ')}`)
 
   // The proxy: the same agent `tether proxy` runs, long-polling the control plane over HTTP.
   const agent: Agent = createAgent({
@@ -135,6 +145,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     process.stdout.write('tether demo: stopped.\n')
   })
   await agent.start()
+  progress('proxy agent started; HAProxy starts with its first configuration')
 
   // Register the routes as a CI pipeline would: one request each, answered once the proxy serves them.
   const endpoints = backends.map((b) => b.address).join(',')
@@ -146,6 +157,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   for (const r of routes) {
     const query = `serviceName=${r.serviceName}&servicePath=${r.servicePath}&port=80&endpoints=${endpoints}${r.sticky ? '&sticky=true' : ''}`
     registrations.push(`curl -X PUT -H "Authorization: Bearer ${apiToken}" "${controlUrl}/v1/reconfigure?${query}&wait=converged"`)
+    progress(`registering ${r.servicePath} (${r.sticky ? 'sticky' : 'round robin'}) and waiting until the proxy serves it`)
     const res = await request(`${controlUrl}/v1/reconfigure?${query}&wait=converged&timeout=15`, { method: 'PUT', headers: { authorization: `Bearer ${apiToken}` } })
     const body = await res.body.text()
     if (res.statusCode !== 200) {
@@ -154,6 +166,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     }
   }
 
+  progress('the proxy serves both routes')
   const proxyUrl = `http://${HOST}:${proxyPort}`
   const jar = join(dir, 'cookies.txt')
   const text = [
@@ -161,6 +174,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     'Tether demo is running. Ctrl-C stops it.',
     '',
     `  control plane  ${controlUrl}   Swagger UI ${controlUrl}/docs   API token ${apiToken}`,
+    `  dashboard      ${controlUrl}/ui/`,
     `  proxy          ${proxyUrl}   (${engine.version}, driven by the Tether agent)`,
     `  proxy admin    http://${HOST}:${adminPort}/stats`,
     `  backends       ${backends.map((b) => `${b.name} ${b.address}`).join(', ')}`,

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { Type, type Static } from 'typebox'
 import { EnvError, loadEnv, LogLevelEnv, logLevelOf, type LogLevel } from '../shared/env.ts'
+import { LogFormatEnv, logFormatOf, type LogFormat } from '../shared/create-logger.ts'
 import { ProxyIdSchema } from '../contracts/proxy-status.ts'
 
 /** `[host]:port`: `:80` listens on every address, `127.0.0.1:8080` on one. */
@@ -44,6 +45,7 @@ export const ProxyEnvSchema = Type.Object({
   TETHER_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Heartbeat interval. Default 5000 ms.' }),
   TETHER_HAPROXY_BIN: Type.String({ minLength: 1, default: 'haproxy', description: "HAProxy executable. Default 'haproxy' from PATH." }),
   ...LogLevelEnv,
+  ...LogFormatEnv,
 })
 export type ProxyEnv = Static<typeof ProxyEnvSchema>
 
@@ -74,6 +76,7 @@ export interface ProxyConfig {
   heartbeatMs: number
   haproxyBin: string
   logLevel: LogLevel
+  logFormat: LogFormat
 }
 
 
@@ -170,6 +173,7 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     heartbeatMs: value.TETHER_HEARTBEAT_MS,
     haproxyBin: value.TETHER_HAPROXY_BIN,
     logLevel: logLevel.level,
+    logFormat: logFormatOf(value),
   }
 }
 

@@ -13,7 +13,7 @@
  */
 import { join } from 'node:path'
 import closeWithGrace from 'close-with-grace'
-import pino from 'pino'
+import { createLogger } from '../shared/create-logger.ts'
 import { createAgent } from './agent.ts'
 import { loadProxyConfig, formatListen, type ProxyConfig } from './config.ts'
 import { EnvError } from '../shared/env.ts'
@@ -37,7 +37,7 @@ export async function main(): Promise<void> {
     if (error instanceof EnvError) fail(78, `invalid configuration: ${error.message}`)
     throw error
   }
-  const log = pino({ name: 'tether-proxy', level: config.logLevel }).child({ proxyId: config.proxyId })
+  const log = createLogger({ name: 'tether-proxy', level: config.logLevel }, config.logFormat).child({ proxyId: config.proxyId })
 
   let state: StateStore
   try {

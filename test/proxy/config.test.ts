@@ -55,6 +55,12 @@ describe('tether proxy configuration (environment)', () => {
     assert.deepEqual({ ...config, deprecations: [] }, loadProxyConfig(base, opts))
   })
 
+  it("takes LOG_FORMAT 'json' (default) or 'pretty', and refuses anything else naming it", () => {
+    assert.equal(loadProxyConfig(base, opts).logFormat, 'json')
+    assert.equal(loadProxyConfig({ ...base, LOG_FORMAT: 'pretty' }, opts).logFormat, 'pretty')
+    assert.match(refusal({ ...base, LOG_FORMAT: 'yaml' }).message, /LOG_FORMAT/)
+  })
+
   it('reads the cookie key from a file (Docker secret)', () => {
     const { TETHER_COOKIE_KEY: _, ...rest } = base
     assert.equal(loadProxyConfig({ ...rest, TETHER_COOKIE_KEY_FILE: '/run/secrets/key' }, opts).cookieKey, 'from-a-file')
