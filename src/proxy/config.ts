@@ -8,6 +8,7 @@ import { Type, type Static } from 'typebox'
 import { EnvError, loadEnv, LogLevelEnv, logLevelOf, type LogLevel } from '../shared/env.ts'
 import { LogFormatEnv, logFormatOf, type LogFormat } from '../shared/create-logger.ts'
 import { ProxyIdSchema } from '../contracts/proxy-status.ts'
+import { statsAuthPattern } from './haproxy/settings.ts'
 
 /** `[host]:port`: `:80` listens on every address, `127.0.0.1:8080` on one. */
 const LISTEN_PATTERN = '^(?:(?:[0-9]{1,3}(?:\\.[0-9]{1,3}){3})|\\[[0-9A-Fa-f:.]{2,45}\\]|\\*)?:(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$'
@@ -39,6 +40,8 @@ export const ProxyEnvSchema = Type.Object({
   ),
   TETHER_COOKIE_KEY: Type.Optional(Type.String({ minLength: 8, description: 'dynamic-cookie-key; every replica must share it. Required (or _FILE).' })),
   TETHER_COOKIE_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding the cookie key (Docker secret).' })),
+  TETHER_STATS_AUTH: Type.Optional(Type.String({ description: "user:password HAProxy's stats page (/stats on the admin listener) asks for. Unset: the page is open." })),
+  TETHER_STATS_AUTH_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding TETHER_STATS_AUTH (Docker secret).' })),
   TETHER_STATE_DIR: Type.String({ minLength: 1, default: '/var/lib/tether', description: 'Where the last known good snapshot and HAProxy files live. Mount a volume here. Default /var/lib/tether.' }),
   TETHER_SLOTS: Type.Optional(Type.String({ description: 'Deprecated and ignored: servers follow the real tasks, there are no slots.' })),
   TETHER_NODE: Type.Optional(Type.String({ minLength: 1, maxLength: 253, description: 'Node name shown in the fleet status. Default: the host name.' })),
@@ -69,6 +72,8 @@ export interface ProxyConfig {
   /** undefined: the default, which the proxy may lower to fit the descriptor limit. */
   maxconn: number | undefined
   cookieKey: string
+  /** TETHER_STATS_AUTH(_FILE): user:password for the stats page; undefined: open. */
+  statsAuth: string | undefined
   stateDir: string
   /** Warnings about deprecated settings, logged at start. */
   deprecations: string[]
@@ -123,7 +128,7 @@ export interface LoadOptions {
 export function loadProxyConfig(env: Record<string, string | undefined>, options: LoadOptions = {}): ProxyConfig {
   const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'))
   const host = (options.hostname ?? hostname)()
-  const value = loadEnv(ProxyEnvSchema, env, { secret: ['TETHER_PROXY_TOKEN', 'TETHER_COOKIE_KEY'] })
+  const value = loadEnv(ProxyEnvSchema, env, { secret: ['TETHER_PROXY_TOKEN', 'TETHER_COOKIE_KEY', 'TETHER_STATS_AUTH'] })
   const known = env
   const proxyToken = readSecret(known, 'TETHER_PROXY_TOKEN', 'TETHER_PROXY_TOKEN_FILE', readFile)
   if (proxyToken === undefined) throw new EnvError('TETHER_PROXY_TOKEN', 'required (or TETHER_PROXY_TOKEN_FILE): the bearer token the control plane expects from proxies')
@@ -133,6 +138,11 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
   }
   if (cookieKey.length < 8) throw new EnvError('TETHER_COOKIE_KEY', 'must be at least 8 characters')
   if (/[\s"'\\#]/.test(cookieKey)) throw new EnvError('TETHER_COOKIE_KEY', 'must not contain spaces, quotes, backslashes or #')
+  const statsAuth = readSecret(known, 'TETHER_STATS_AUTH', 'TETHER_STATS_AUTH_FILE', readFile)
+  // A password that cannot be used is refused, never dropped: the stats page would be open.
+  if (statsAuth !== undefined && !statsAuthPattern.test(statsAuth)) {
+    throw new EnvError(known.TETHER_STATS_AUTH_FILE === undefined ? 'TETHER_STATS_AUTH' : 'TETHER_STATS_AUTH_FILE', 'must be user:password, the user of letters, digits and . _ ~ - (at most 64), the password 12-256 letters, digits and . _ ~ + / = - (e.g. printf \'stats:%s\' "$(openssl rand -hex 24)")')
+  }
 
   const controlUrls = value.TETHER_CONTROL_URL.split(',').map((u) => u.trim())
   for (const url of controlUrls) {
@@ -162,6 +172,7 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     dnsIntervalMs: value.TETHER_DNS_INTERVAL_MS,
     maxconn: value.TETHER_MAXCONN,
     cookieKey,
+    statsAuth,
     stateDir: value.TETHER_STATE_DIR,
     deprecations: [
       ...logLevel.deprecations,

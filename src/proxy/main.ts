@@ -58,6 +58,7 @@ export async function main(): Promise<void> {
       dnsIntervalMs: config.dnsIntervalMs,
       ...(config.maxconn === undefined ? {} : { maxconn: config.maxconn }),
       cookieKey: config.cookieKey,
+      ...(config.statsAuth === undefined ? {} : { statsAuth: config.statsAuth }),
       logger: log.child({ component: 'haproxy' }),
     })
   } catch (error) {
@@ -75,6 +76,6 @@ export async function main(): Promise<void> {
   })
 
   for (const warning of config.deprecations) log.warn(warning)
-  log.info({ control: config.controlUrls, listen: formatListen(config.proxyListen), admin: formatListen(config.adminListen), haproxy: engine.version }, 'tether proxy starting')
+  log.info({ control: config.controlUrls, listen: formatListen(config.proxyListen), admin: formatListen(config.adminListen), stats: config.statsAuth === undefined ? 'open (no TETHER_STATS_AUTH)' : 'password', haproxy: engine.version }, 'tether proxy starting')
   await agent.start()
 }

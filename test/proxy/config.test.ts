@@ -61,6 +61,16 @@ describe('tether proxy configuration (environment)', () => {
     assert.match(refusal({ ...base, LOG_FORMAT: 'yaml' }).message, /LOG_FORMAT/)
   })
 
+  it('takes the stats password from TETHER_STATS_AUTH or its _FILE, and refuses one HAProxy would misread without echoing it', () => {
+    assert.equal(loadProxyConfig(base, opts).statsAuth, undefined)
+    assert.equal(loadProxyConfig({ ...base, TETHER_STATS_AUTH: 'stats:0123456789abcdef' }, opts).statsAuth, 'stats:0123456789abcdef')
+    const fromFile = { ...opts, readFile: (path: string) => (path === '/run/secrets/stats' ? 'ops:0123456789abcdef\n' : opts.readFile(path)) }
+    assert.equal(loadProxyConfig({ ...base, TETHER_STATS_AUTH_FILE: '/run/secrets/stats' }, fromFile).statsAuth, 'ops:0123456789abcdef')
+    const bad = refusal({ ...base, TETHER_STATS_AUTH: 'stats:pass word#secret' })
+    assert.match(bad.message, /TETHER_STATS_AUTH.*must be user:password/)
+    assert.doesNotMatch(bad.message, /pass word/)
+  })
+
   it('reads the cookie key from a file (Docker secret)', () => {
     const { TETHER_COOKIE_KEY: _, ...rest } = base
     assert.equal(loadProxyConfig({ ...rest, TETHER_COOKIE_KEY_FILE: '/run/secrets/key' }, opts).cookieKey, 'from-a-file')

@@ -37,7 +37,7 @@ export type RenderSettings = Pick<
   ResolvedSettings,
   'stateDir' | 'listen' | 'adminListen' | 'cookieKey' | 'secureCookie' | 'maxconn' | 'nbthread' | 'hardStopAfterMs' | 'maxReloads'
 > &
-  Partial<Pick<ResolvedSettings, 'descriptorLimit' | 'tlsListen'>>
+  Partial<Pick<ResolvedSettings, 'descriptorLimit' | 'tlsListen' | 'statsAuth'>>
 
 /** What the servers of each backend are, besides the snapshot. */
 export interface ServerInput {
@@ -288,6 +288,11 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   out.push('    stats enable')
   out.push('    stats uri /stats')
   out.push('    stats refresh 10s')
+  if (settings.statsAuth !== undefined) {
+    // Only the stats page asks for it: monitor-uri and the http-request rules above answer first.
+    out.push('    stats realm Tether')
+    out.push(`    stats auth ${settings.statsAuth}`)
+  }
   out.push(`    default_backend ${NOT_FOUND_BACKEND}`)
   blank()
   out.push(`backend ${NOT_FOUND_BACKEND}`)

@@ -26,6 +26,12 @@ export interface HaproxyEngineSettings {
    * honoured by all. Printable ASCII without quotes, backslash or spaces, 8-256 characters.
    */
   cookieKey: string
+  /**
+   * `user:password` that HAProxy's stats page (/stats on the admin listener) asks for (basic
+   * auth). Unset: the page is open, so the admin port must not be reachable from outside.
+   * /healthz, /readyz and /metrics never ask for it (health checks, Prometheus).
+   */
+  statsAuth?: string
   /** Add `secure` to affinity cookies (set when HAProxy sits behind TLS). Default false. */
   secureCookie?: boolean
   /**
@@ -55,7 +61,8 @@ export interface HaproxyEngineSettings {
   logger?: Logger
 }
 
-export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' | 'logger' | 'descriptorLimit' | 'tlsListen'>> & {
+export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' | 'logger' | 'descriptorLimit' | 'tlsListen' | 'statsAuth'>> & {
+  statsAuth: string | undefined
   nbthread: number | undefined
   logger: Logger
   /** Whether maxconn was set (then never lowered). */
@@ -69,6 +76,8 @@ export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' |
 const listenPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(?:[1-9][0-9]{0,4})$/
 const hostPortPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?:[1-9][0-9]{0,4})$/
 const cookieKeyPattern = /^[\x21-\x7e]{8,256}$/
+/** user:password, both plain tokens: nothing HAProxy's config parser would read as a quote, escape, comment or separator. */
+export const statsAuthPattern = /^[A-Za-z0-9._~-]{1,64}:[A-Za-z0-9._~+/=-]{12,256}$/
 
 /** Fills defaults and checks every setting; throws a TypeError naming the bad one (at boot). */
 export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettings {
@@ -81,6 +90,7 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     cookieKey: settings.cookieKey,
     dnsIntervalMs: settings.dnsIntervalMs ?? 1000,
     secureCookie: settings.secureCookie ?? false,
+    statsAuth: settings.statsAuth,
     maxconn: settings.maxconn ?? 4096,
     maxconnFixed: settings.maxconn !== undefined,
     descriptorLimit: settings.descriptorLimit,
@@ -105,6 +115,9 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
   }
   if (typeof resolved.cookieKey !== 'string' || !cookieKeyPattern.test(resolved.cookieKey) || /['"\\]/.test(resolved.cookieKey)) {
     fail('cookieKey', 'must be 8-256 printable ASCII characters without spaces, quotes or backslashes')
+  }
+  if (resolved.statsAuth !== undefined && !statsAuthPattern.test(resolved.statsAuth)) {
+    fail('statsAuth', "must be user:password, the user of letters, digits and . _ ~ -, the password 12-256 of letters, digits and . _ ~ + / = -")
   }
   const positive = (name: string, v: number | undefined, max: number): void => {
     if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > max)) fail(name, `must be an integer from 1 to ${max}`)
