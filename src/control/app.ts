@@ -70,6 +70,8 @@ export interface DiscoveryView {
   isLeader(): boolean
   problems(): DiscoveryProblem[]
   inventory: TaskInventory
+  /** A warning when Docker says nobody can serve the service (see SwarmDiscovery). */
+  serviceWarning?(serviceName: string): Promise<string | null>
 }
 
 export type ControlApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>

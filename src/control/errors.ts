@@ -47,6 +47,11 @@ export const WriteOutcomeUnknownError = forClients(
     'Writes are idempotent: repeating the same request is safe (it answers changed: false, or 404 for a remove, when the first one was applied); ' +
     'GET /v1/routes/{serviceName} shows what is stored.',
 )
+/**
+ * wait=converged after a stored write: the fleet's status could not be read (the store went
+ * away after the write), so convergence is unknown. The change is stored.
+ */
+export const ConvergenceUnknownError = forClients(createError<[string]>('CONVERGENCE_UNKNOWN', '%s', 503))
 export const ConvergenceTimeoutError = forClients(createError<[string]>('CONVERGENCE_TIMEOUT', '%s', 504))
 
 /**

@@ -63,11 +63,28 @@ describe('GET /v1/status', () => {
 })
 
 describe('reconfigure … &wait=converged', () => {
-  it('answers at once when no proxy is live', async (t) => {
-    const { app } = await startControl(t)
-    const res = await app.inject(put('a', '&wait=converged&timeout=5'))
+  it('does not call zero live proxies converged: 504 after the timeout saying no proxy is live, the change stored', async (t) => {
+    const { app, store } = await startControl(t)
+    const res = await app.inject(put('a', '&wait=converged&timeout=1'))
+    assert.equal(res.statusCode, 504, res.body)
+    assert.equal(res.json().code, 'CONVERGENCE_TIMEOUT')
+    assert.match(res.json().message, /^no live proxy applied version 1 within 1s: no proxy has sent a heartbeat/)
+    assert.match(res.json().message, /The change itself is stored \(version 1\)/)
+    assert.equal((await store.get('a'))?.version, 1)
+  })
+
+  it('with no live proxy, answers converged once a proxy comes up and applies the version', async (t) => {
+    const { app } = await startControl(t, { convergencePollMs: 10_000 })
+    let answered = false
+    const waiting = app.inject(put('a', '&wait=converged&timeout=30')).then((r) => ((answered = true), r))
+    await waitFor(async () => (await app.store.version()) === 1)
+    await app.inject(beat('p1', 0))
+    await new Promise((r) => setTimeout(r, 50))
+    assert.equal(answered, false, 'a proxy at the old version is not converged')
+    await app.inject(beat('p1', 1))
+    const res = await waiting
     assert.equal(res.statusCode, 200)
-    assert.deepEqual(res.json().convergence, { version: 1, live: 0, converged: 0, laggards: [] })
+    assert.deepEqual(res.json().convergence, { version: 1, live: 1, converged: 1, laggards: [] })
   })
 
   it('answers once every live proxy reports the new version', async (t) => {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { rules } from '../../src/contracts/route.ts'
-import { api, sharedControl } from './harness.ts'
+import { api, heartbeat, proxy, sharedControl, startControl } from './harness.ts'
 
 const base = { serviceName: 'go-demo', servicePath: '/demo', port: '8080' }
 
@@ -88,7 +88,6 @@ describe('PUT /v1/reconfigure validation', () => {
     { name: 'port 1 and port 65535', params: { port: '1' } },
     { name: 'a wildcard domain and an IDN-style punycode domain', params: { serviceDomain: '*.example.com,xn--bcher-kva.example' } },
     { name: 'RFC 6265 token characters in a cookie name', params: { sticky: 'true', stickyCookie: "A!&*+-.^_`|~z" } },
-    { name: 'a convergence timeout given as 30s', params: { wait: 'converged', timeout: '30s' } },
   ]
   const acceptor = sharedControl()
   for (const [i, c] of accepted.entries()) {
@@ -101,6 +100,15 @@ describe('PUT /v1/reconfigure validation', () => {
       assert.deepEqual((await store.get(serviceName))?.route, res.json().route, 'the answer is what is stored')
     })
   }
+
+  it('accepts a convergence timeout given as 30s (with a live proxy that converges)', async (t) => {
+    const { app } = await startControl(t)
+    const beat = await app.inject({ method: 'PUT', url: '/v1/proxies/p1', headers: proxy, payload: heartbeat(1) })
+    assert.equal(beat.statusCode, 204, beat.body)
+    const res = await app.inject({ method: 'PUT', url: url({ wait: 'converged', timeout: '30s' }), headers: api })
+    assert.equal(res.statusCode, 200, res.body)
+    assert.deepEqual(res.json().convergence, { version: 1, live: 1, converged: 1, laggards: [] })
+  })
 })
 
 describe('POST /v1/reconfigure validation', () => {

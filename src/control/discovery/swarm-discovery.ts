@@ -58,6 +58,12 @@ export interface SwarmDiscovery {
   isLeader(): boolean
   /** Runs a full reconcile now (coalesced with one in flight); resolves when it is done. */
   reconcileNow(): Promise<void>
+  /**
+   * A sentence when Docker says nobody can serve `serviceName` (no service of that name, or no
+   * running task); null when it has running tasks, or when Docker did not answer within 1 s
+   * (then nothing is claimed).
+   */
+  serviceWarning(serviceName: string): Promise<string | null>
 }
 
 export const DISCOVERY_LEASE = 'discovery'
@@ -219,9 +225,29 @@ export function startSwarmDiscovery(options: SwarmDiscoveryOptions): SwarmDiscov
     })(),
   )
 
+  async function serviceWarning(serviceName: string): Promise<string | null> {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), 1000)
+    })
+    const asked = Promise.all([client.listServices(), client.listTasks(serviceName)]).then(([services, tasks]) => {
+      if (!services.some((s) => s.name === serviceName)) {
+        return `no Swarm service is named "${serviceName}": the proxies find no task at tasks.${serviceName}, so its requests get 503 until such a service runs`
+      }
+      if (!tasks.some((t) => t.state === 'running')) return `service "${serviceName}" has no running task: its requests get 503 until one runs`
+      return null
+    })
+    try {
+      return await Promise.race([asked.catch(() => null), late])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
   let stopped: Promise<void> | null = null
   return {
     inventory,
+    serviceWarning,
     isLeader: () => leader,
     reconcileNow,
     problems: () =>

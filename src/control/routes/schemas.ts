@@ -120,7 +120,8 @@ export const ConvergenceSchema = Type.Object(
 
 const warnings = Type.Optional(
   Type.Array(Type.String(), {
-    description: 'Docker Flow Proxy form: parameters accepted but ignored, and paths this route shares with another (who serves them, who is shadowed), one sentence each.',
+    description:
+      'One sentence each: Docker Flow Proxy form: parameters accepted but ignored, and paths this route shares with another (who serves them, who is shadowed); with Swarm discovery on: no Swarm service of that name, or no running task (its requests get 503).',
   }),
 )
 
@@ -301,6 +302,12 @@ export const FleetStatusSchema = Type.Object(
           }),
         },
         { additionalProperties: false, description: 'Swarm discovery (only with TETHER_DISCOVERY=on).' },
+      ),
+    ),
+    stale: Type.Optional(
+      Type.Object(
+        { asOf: Type.String({ format: 'date-time', description: 'When this replica read this status.' }), reason: Type.String() },
+        { additionalProperties: false, description: 'Only while the route store is unavailable: this is the last status read, not the current one (also x-tether-stale: true).' },
       ),
     ),
   },

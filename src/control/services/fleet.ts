@@ -47,8 +47,9 @@ export interface Fleet {
   list(): Promise<ProxyStatus[]>
   status(): Promise<FleetStatus>
   /**
-   * Resolves when every live proxy reports a version ≥ `version` (at once when there is no
-   * live proxy). Rejects with ConvergenceTimeoutError naming the laggards after `timeoutMs`.
+   * Resolves when there is at least one live proxy and every live proxy reports a version ≥
+   * `version`. Rejects with ConvergenceTimeoutError after `timeoutMs`, naming the laggards, or
+   * saying that no proxy is live.
    * Checks on each heartbeat this replica receives, and every `pollMs` for heartbeats that
    * land on other replicas.
    */
@@ -142,8 +143,16 @@ export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, 
     async waitForConvergence(version, timeoutMs, signal) {
       const deadline = now() + timeoutMs
       let last = convergenceOf(await store.listProxies(), version)
-      while (last.laggards.length > 0) {
+      // No live proxy serves anything: that is not convergence. Wait for one (a proxy may be
+      // starting) like for a laggard, and say so if none comes.
+      while (last.laggards.length > 0 || last.live === 0) {
         const left = deadline - now()
+        if ((left <= 0 || signal?.aborted === true) && last.live === 0) {
+          throw new ConvergenceTimeoutError(
+            `no live proxy applied version ${version} within ${Math.round(timeoutMs / 1000)}s: no proxy has sent a heartbeat within its TTL (${Math.round(options.ttlMs / 1000)}s), so nothing serves this change yet. ` +
+              `The change itself is stored (version ${version}); proxies apply it when they start.`,
+          )
+        }
         if (left <= 0 || signal?.aborted === true) {
           const names = last.laggards.map((l) => `${l.id} (at version ${l.version}${l.node === '' ? '' : `, node ${l.node}`})`).join(', ')
           throw new ConvergenceTimeoutError(

@@ -21,7 +21,7 @@ async function setup() {
   const app = await buildApp({ store, auth: { apiTokens: 'off' }, discovery })
   stops.push(() => app.close())
   await clock.advance(3_000)
-  return { app }
+  return { app, swarm }
 }
 
 describe('Swarm discovery in the API', () => {
@@ -52,6 +52,26 @@ describe('Swarm discovery in the API', () => {
     assert.deepEqual(body.discovery.problems, [
       { serviceName: 'broken', message: `com.df.port: "http" must be an integer from 1 to 65535` },
     ])
+  })
+
+  it('warns when a route is written for a service nobody can serve: unknown name, or no running task; not for a running one', async () => {
+    const { app, swarm } = await setup()
+    swarm.services.push({ id: 'idle-id', name: 'idle', labels: {}, mode: 'replicated', replicas: 0 })
+    const put = (name: string, extra = '') => app.inject({ method: 'PUT', url: `/v1/reconfigure?serviceName=${name}&servicePath=/${name}&port=80${extra}` })
+    const ghost = await put('ghost')
+    assert.equal(ghost.statusCode, 200, ghost.body)
+    assert.equal(ghost.json().changed, true)
+    assert.deepEqual(ghost.json().warnings, ['no Swarm service is named "ghost": the proxies find no task at tasks.ghost, so its requests get 503 until such a service runs'])
+    const idle = await put('idle')
+    assert.deepEqual(idle.json().warnings, ['service "idle" has no running task: its requests get 503 until one runs'])
+    const dfp = await app.inject({ method: 'PUT', url: '/v1/docker-flow-proxy/reconfigure?serviceName=idle&servicePath=/idle&port=80' })
+    assert.ok((dfp.json().warnings as string[]).includes('service "idle" has no running task: its requests get 503 until one runs'), dfp.body)
+    const web = await app.inject({ method: 'PUT', url: '/v1/reconfigure?serviceName=web&servicePath=/web&port=8080' })
+    assert.equal(web.statusCode, 200, web.body)
+    assert.equal(web.json().warnings, undefined, 'web has three running tasks')
+    const fixed = await put('static', '&endpoints=127.0.0.1:9000')
+    assert.equal(fixed.statusCode, 200, fixed.body)
+    assert.equal(fixed.json().warnings, undefined, 'fixed endpoints do not need Swarm tasks')
   })
 
   it('without discovery, the answers carry no discovery fields', async () => {

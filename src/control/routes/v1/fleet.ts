@@ -5,11 +5,15 @@
  *   GET /v1/status         current version, live/converged counts, laggards, refused routes
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { Static } from 'typebox'
 import { shadowedReport } from './helpers.ts'
 import { ProxyHeartbeatSchema } from '../../../contracts/proxy-status.ts'
 import { bearer, errors, FleetStatusSchema, ProxiesAnswerSchema, ProxyIdParamsSchema, ref } from '../schemas.ts'
 
 const fleet: FastifyPluginAsyncTypebox = async (app) => {
+  /** The last status read from the store, served (stale) while the store is down. */
+  let lastStatus: { status: Omit<Static<typeof FleetStatusSchema>, 'discovery' | 'stale'>; asOf: string } | null = null
+
   app.put(
     '/proxies/:id',
     {
@@ -51,14 +55,27 @@ const fleet: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['fleet'],
         operationId: 'getStatus',
         summary: 'Convergence summary: current version, live and converged proxies, laggards, refused routes',
+        description:
+          'While the route store is unavailable, answers the last status this replica read, with `x-tether-stale: true` and a `stale` field saying when it was read (503 only when it has read none).',
         response: { 200: ref(FleetStatusSchema), 503: errors[503] },
       },
     },
-    async () => {
-      const [status, plan] = await Promise.all([app.fleet.status(), app.feed.plan()])
+    async (request, reply) => {
       const d = app.discovery
-      const withShadowed = { ...status, shadowed: plan.shadowed.map(shadowedReport) }
-      return d === null ? withShadowed : { ...withShadowed, discovery: { leader: d.isLeader(), services: d.inventory.all(), problems: d.problems() } }
+      const discovery = () => (d === null ? {} : { discovery: { leader: d.isLeader(), services: d.inventory.all(), problems: d.problems() } })
+      try {
+        const [status, plan] = await Promise.all([app.fleet.status(), app.feed.plan()])
+        const fresh = { ...status, shadowed: plan.shadowed.map(shadowedReport) }
+        lastStatus = { status: fresh, asOf: new Date().toISOString() }
+        return { ...fresh, ...discovery() }
+      } catch (error) {
+        // The store is down: the fleet view is needed most now. Answer the last status this
+        // replica read, marked stale (header and body), like GET /v1/config.
+        if (lastStatus === null || (error as { code?: string }).code !== 'STORE_UNAVAILABLE') throw error
+        request.log.warn('route store unavailable: answering GET /v1/status with the last status seen (stale)')
+        reply.header('x-tether-stale', 'true')
+        return { ...lastStatus.status, ...discovery(), stale: { asOf: lastStatus.asOf, reason: 'The route store is unavailable: this is the last status this replica read; proxies and versions may have changed since.' } }
+      }
     },
   )
 }

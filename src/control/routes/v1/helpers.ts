@@ -6,7 +6,7 @@ import type { ClaimMode } from '../../store/route-store.ts'
 import type { Static } from 'typebox'
 import type { ReconfigureAnswerSchema } from '../schemas.ts'
 import { putExclusive } from '../../services/takeover.ts'
-import { RouteNotFoundError } from '../../errors.ts'
+import { ConvergenceUnknownError, RouteNotFoundError } from '../../errors.ts'
 import type { Convergence } from '../../services/fleet.ts'
 
 type ConvergenceQuery = { wait?: 'converged' | undefined; timeout?: string | undefined }
@@ -30,7 +30,10 @@ export function clientGone(reply: FastifyReply): AbortSignal {
   return controller.signal
 }
 
-/** With `wait=converged`, waits until every live proxy applied `version` (504 otherwise). */
+/**
+ * With `wait=converged`, waits until there is a live proxy and every live proxy applied `version`
+ * (504 CONVERGENCE_TIMEOUT otherwise, naming the laggards or saying no proxy is live).
+ */
 export async function convergeIfAsked(
   app: FastifyInstance,
   reply: FastifyReply,
@@ -39,7 +42,15 @@ export async function convergeIfAsked(
 ): Promise<{ convergence?: Convergence }> {
   if (query.wait !== 'converged') return {}
   const timeoutMs = seconds(query.timeout ?? DEFAULT_CONVERGENCE_TIMEOUT) * 1000
-  return { convergence: await app.fleet.waitForConvergence(version, timeoutMs, clientGone(reply)) }
+  try {
+    return { convergence: await app.fleet.waitForConvergence(version, timeoutMs, clientGone(reply)) }
+  } catch (err) {
+    // The write is stored: never let a store failure here answer "nothing was changed".
+    if ((err as { code?: string }).code !== 'STORE_UNAVAILABLE') throw err
+    throw new ConvergenceUnknownError(
+      `The change is stored (version ${version}), but the proxies' status could not be read while waiting for convergence (the route store became unavailable); GET /v1/status shows it once the store is back.`,
+    )
+  }
 }
 
 /**
@@ -59,11 +70,29 @@ export async function putRoute(
   if (claim === 'exclusive') {
     const result = await putExclusive(app.store, route, meta, query.takeover === true)
     const { takenOver } = result
-    return { route: result.route, version: result.version, changed: result.changed, ...(takenOver === undefined ? {} : { takenOver }), ...(await convergeIfAsked(app, reply, query, result.version)) }
+    const warnings = await serviceWarnings(app, route)
+    return {
+      route: result.route,
+      version: result.version,
+      changed: result.changed,
+      ...(takenOver === undefined ? {} : { takenOver }),
+      ...(warnings.length === 0 ? {} : { warnings }),
+      ...(await convergeIfAsked(app, reply, query, result.version)),
+    }
   }
   const result = await app.store.put(route, meta, { claim: 'shared' })
-  const warnings = await shadowingWarnings(app, route.serviceName)
+  const warnings = [...(await shadowingWarnings(app, route.serviceName)), ...(await serviceWarnings(app, route))]
   return { route: result.route, version: result.version, changed: result.changed, ...(warnings.length === 0 ? {} : { warnings }), ...(await convergeIfAsked(app, reply, query, result.version)) }
+}
+
+/**
+ * With Swarm discovery on, a warning when Docker says nobody can serve the route's service (no
+ * such service, or no running task). Routes with fixed `endpoints` do not use tasks: none.
+ */
+async function serviceWarnings(app: FastifyInstance, route: Route): Promise<string[]> {
+  if (route.endpoints.length > 0 || app.discovery?.serviceWarning === undefined) return []
+  const warning = await app.discovery.serviceWarning(route.serviceName)
+  return warning === null ? [] : [warning]
 }
 
 /** A shadowed binding as answers show it: the fields and the sentence. */
@@ -73,7 +102,14 @@ export function shadowedReport(s: ShadowedBinding) {
 
 /** One sentence per binding of `serviceName` that another route shadows, and per binding it shadows. */
 export async function shadowingWarnings(app: FastifyInstance, serviceName: string): Promise<string[]> {
-  const { shadowed, shadows } = shadowingOf(await app.feed.plan(), serviceName)
+  let plan
+  try {
+    plan = await app.feed.plan()
+  } catch {
+    // Called after a stored write: the answer must still say it was stored.
+    return ['the route store could not be read after this write, so whether a path of this route shares a path with another was not checked (GET /v1/status shows it)']
+  }
+  const { shadowed, shadows } = shadowingOf(plan, serviceName)
   return [...shadowed, ...shadows].map(describeShadowed)
 }
 
