@@ -36,7 +36,7 @@ import { addressText, CHECK_OPTIONS, diffServers, isIpAddress, type Endpoint } f
 import { resolveSettings, type HaproxyEngineSettings, type ResolvedSettings } from './settings.ts'
 import { createTaskResolver, createTaskWatcher, type TaskResolver } from './task-discovery.ts'
 import { createCertificateKeeper, ensureDefaultCertificate } from './tls.ts'
-import { checkConfigFile, type CheckResult, type ConfigError } from './validate.ts'
+import { checkConfigFile, type CheckResult, type CheckFinding } from './validate.ts'
 
 export type { HaproxyEngineSettings } from './settings.ts'
 
@@ -67,7 +67,7 @@ export interface HaproxyEngine extends Engine {
  * Which routes a `haproxy -c` error points at: by the line it names (in the configuration or
  * the map file), else by a backend name quoted in the message.
  */
-export function blame(errors: readonly ConfigError[], rendered: RenderedConfig, candidatePath: string): Map<string, string> {
+export function blame(errors: readonly CheckFinding[], rendered: RenderedConfig, candidatePath: string): Map<string, string> {
   const blamed = new Map<string, string>()
   const add = (services: readonly string[] | undefined, message: string): boolean => {
     if (services === undefined || services.length === 0) return false

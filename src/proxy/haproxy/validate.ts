@@ -7,7 +7,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-export interface ConfigError {
+/** One error `haproxy -c` reported (HAProxy's configuration check; not the environment, not the config snapshot). */
+export interface CheckFinding {
   /** File HAProxy named, as it named it (the path given with -f, or a map file). */
   file: string | null
   /** 1-based line in `file`, when HAProxy gave one. */
@@ -18,7 +19,7 @@ export interface ConfigError {
 
 export interface CheckResult {
   ok: boolean
-  errors: ConfigError[]
+  errors: CheckFinding[]
   /** HAProxy's whole output (stdout + stderr), for logs. */
   output: string
 }
@@ -27,8 +28,8 @@ const alertPattern = /^\[ALERT\]\s*\(\d+\)\s*:\s*(?:config\s*:\s*)?(.*)$/
 const locationPattern = /\[([^\]]+?):(\d+)\]/
 
 /** Parses `haproxy -c` output into errors (ALERT lines; the final "fatal errors" summary lines are dropped). */
-export function parseCheckOutput(output: string): ConfigError[] {
-  const errors: ConfigError[] = []
+export function parseCheckOutput(output: string): CheckFinding[] {
+  const errors: CheckFinding[] = []
   for (const raw of output.split('\n')) {
     const m = alertPattern.exec(raw.trim())
     if (m === null) continue
