@@ -115,6 +115,9 @@ describe('GET /metrics', () => {
     const one = await startControl(t)
     const two = await startControl(t)
     await one.app.inject({ url: '/healthz' })
-    assert.doesNotMatch((await two.app.inject({ url: '/metrics' })).body, /route="\/healthz"/)
+    await two.app.inject({ url: '/readyz' })
+    const metrics = (await two.app.inject({ url: '/metrics' })).body
+    assert.match(metrics, /route="\/readyz"/, 'the second app counts its own requests')
+    assert.doesNotMatch(metrics, /route="\/healthz"/, "and none of the first app's")
   })
 })

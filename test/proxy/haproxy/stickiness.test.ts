@@ -146,6 +146,7 @@ describe('sticky sessions through HAProxy', () => {
   it('never reveals a backend address or port in the cookie', async () => {
     for (let i = 0; i < 6; i++) {
       const { cookie } = await pin(proxy)
+      assert.match(cookie, /^[0-9a-f]{16}$/i, 'a sticky answer carries an opaque cookie')
       for (const b of backends) {
         const hexIp = b.host.split('.').map((x) => Number(x).toString(16).padStart(2, '0')).join('')
         for (const leak of [b.host, String(b.port), b.port.toString(16), hexIp]) {
