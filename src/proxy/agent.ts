@@ -131,6 +131,9 @@ export function createAgent(options: AgentOptions): Agent {
   let saveError: string | null = null
   let controlError: string | null = null
   let controlReachable = false
+  /** When the control plane was lost (the first failed request after a success), for the "back" line. */
+  let lostAt: number | null = null
+  let everReached = false
   let applier: Promise<void> | null = null
   let loops: Promise<unknown>[] = []
   let heartbeatInFlight: Promise<void> | null = null
@@ -247,7 +250,13 @@ export function createAgent(options: AgentOptions): Agent {
           mode === 'poll'
             ? await client.fetchConfig({ since: known, waitSeconds, signal: stopping.signal })
             : await client.fetchConfig({ since: null, waitSeconds, signal: stopping.signal, ...(mode === 'check' ? { ifNoneMatch: known } : {}) })
-        if (!controlReachable || failures > 0) log.info({ control: client.lastTarget }, 'control plane reachable')
+        // One line when it is back (or first reached), one when it is lost: not one per retry.
+        if (lostAt !== null) {
+          const awayMs = clock.now() - lostAt
+          log.info({ control: client.lastTarget, awayMs, attempts: failures }, `control plane reachable again after ${Math.round(awayMs / 1000)} s (${failures} failed attempt${failures === 1 ? '' : 's'})`)
+        } else if (!everReached) log.info({ control: client.lastTarget }, 'control plane reachable')
+        lostAt = null
+        everReached = true
         failures = 0
         controlReachable = true
         controlError = null
@@ -273,7 +282,10 @@ export function createAgent(options: AgentOptions): Agent {
         controlReachable = false
         controlError = message(error)
         const delay = backoffDelay(failures, backoff, random)
-        if (failures === 1 || failures % 10 === 0) log.warn({ err: message(error), failures, retryInMs: delay }, 'cannot reach the control plane; serving the current configuration meanwhile')
+        if (lostAt === null) {
+          lostAt = clock.now()
+          log.warn({ err: message(error), retryInMs: delay }, `lost the control plane (${message(error)}); serving version ${served?.snapshot.version ?? 'none'} meanwhile, retrying`)
+        } else log.debug({ err: message(error), failures, retryInMs: delay }, 'control plane still unreachable')
         try {
           await clock.sleep(delay, stopping.signal)
         } catch {
