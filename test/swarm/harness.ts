@@ -152,7 +152,8 @@ export function cleanupStack(): { cleanups: Cleanup[]; teardown: () => Promise<v
   return { cleanups, teardown }
 }
 
-export async function startSwarmLab(): Promise<SwarmLab> {
+/** `build: false`: no base image and no Tether image (the caller builds them, e.g. with the README's commands). */
+export async function startSwarmLab(options: { build?: boolean } = {}): Promise<SwarmLab> {
   const { cleanups, teardown } = cleanupStack()
   try {
     const lock = await takeLock()
@@ -216,14 +217,15 @@ export async function startSwarmLab(): Promise<SwarmLab> {
 
     // --- images ---
     let base = process.env.TETHER_SWARM_BASE_IMAGE
-    if (base === undefined || base === '') {
+    const build = options.build !== false
+    if (build && (base === undefined || base === '')) {
       base = 'tether-swarm-base:test'
       await run(join(REPO_ROOT, 'scripts/swarm/make-base-image.sh'), [base], { env, timeoutMs: 120_000 })
     }
     const image = 'tether:swarm-test'
     const context = join(dir, 'context')
-    await makeBuildContext(context)
-    await run('docker', ['build', '--quiet', '--network', 'host', '--build-arg', `BASE_IMAGE=${base}`, '-t', image, context], { env, timeoutMs: 480_000 })
+    if (build) await makeBuildContext(context)
+    if (build) await run('docker', ['build', '--quiet', '--network', 'host', '--build-arg', `BASE_IMAGE=${base}`, '-t', image, context], { env, timeoutMs: 480_000 })
 
     // --- secrets, ports ---
     const secrets = join(dir, 'secrets')
@@ -256,7 +258,7 @@ export async function startSwarmLab(): Promise<SwarmLab> {
         )
       },
     })
-    return { dir, dockerHost, env, image, baseImage: base, httpPort, controlPort, apiToken, docker, deploy, teardown }
+    return { dir, dockerHost, env, image, baseImage: base ?? '', httpPort, controlPort, apiToken, docker, deploy, teardown }
   } catch (error) {
     await teardown()
     throw error

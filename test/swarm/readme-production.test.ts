@@ -1,0 +1,137 @@
+/**
+ * The README's production commands, run as written, on a fresh Swarm with no registry: the
+ * block between `<!-- production:begin` and `<!-- production:end -->` is taken from README.md
+ * and run by bash in a copy of the repository, so the text and this test cannot drift. The
+ * lab has a swarm but no images at all: the block's own `scripts/build-image.sh` makes the
+ * base image (nothing can be pulled) and builds Tether's. The test sets only what the README
+ * says to set on such a machine (REDIS_IMAGE=tether-base:local, free ports, the lab's Docker
+ * socket, TETHER_BUILD_PULL=never to skip the pull attempt), then checks what the README
+ * promises: secrets made and git-ignored, the control plane ready, a labelled service routed
+ * and sticky, the HAProxy stats page behind the password from secrets/stats_auth, and the
+ * dashboard linking it.
+ */
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { freePort } from '../../src/shared/free-port.ts'
+import { LabUnavailableError, log, REPO_ROOT, run, startSwarmLab, waitFor, whyNotRunnable, type SwarmLab } from './harness.ts'
+import { CookieJar, demoReply, request } from './http.ts'
+
+const CI = process.env.CI === 'true'
+
+/** The shell block of the README's production section. */
+export function productionBlock(readme: string): string {
+  const m = /<!-- production:begin[^\n]*-->\n```sh\n([\s\S]*?)```\n<!-- production:end -->/.exec(readme)
+  if (m?.[1] === undefined) throw new Error('README.md has no production block between <!-- production:begin --> and <!-- production:end -->')
+  return m[1]
+}
+
+let lab: SwarmLab | undefined
+let unavailable = whyNotRunnable()
+let setupError: Error | undefined
+if (unavailable === null) {
+  try {
+    lab = await startSwarmLab({ build: false })
+  } catch (error) {
+    if (error instanceof LabUnavailableError) unavailable = error.message
+    else setupError = error as Error
+  }
+}
+if (unavailable !== null) log(`README production test cannot run on this machine: ${unavailable}${CI ? '' : ' (skipped; with CI=true it fails)'}`)
+
+const work = await mkdtemp(join(tmpdir(), 'tether-readme-'))
+after(async () => {
+  await lab?.teardown()
+  await rm(work, { recursive: true, force: true })
+}, { timeout: 180_000 })
+
+describe("README: the production commands, pasted on a swarm without a registry", { skip: unavailable !== null && !CI ? unavailable : false }, () => {
+  it('build the image, make the secrets, deploy, and serve: a labelled service routed and sticky, stats behind the password, the dashboard linking them', { timeout: 900_000 }, async () => {
+    if (lab === undefined) throw setupError ?? new Error(`the Swarm lab is not running: ${unavailable ?? 'unknown reason'}`)
+    // fetch's timeouts are unref'd timers: while one waits on a port that holds the connection,
+    // nothing else would keep the event loop (and so this test) alive.
+    const keepAlive = setInterval(() => {}, 1000)
+    try {
+      await readmeSteps(lab)
+    } finally {
+      clearInterval(keepAlive)
+    }
+  })
+})
+
+/** The README block, run as written, then what the README promises. */
+async function readmeSteps(lab: SwarmLab): Promise<void> {
+  const block = productionBlock(await readFile(join(REPO_ROOT, 'README.md'), 'utf8'))
+  // A checkout: what the block and the build use (the work tree as it is, like the Swarm suite).
+  for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src', 'scripts', 'Dockerfile', '.dockerignore', 'docker-stack.yml']) {
+    await cp(join(REPO_ROOT, entry), join(work, entry), { recursive: true })
+  }
+  const statsPort = await freePort()
+  const env = {
+    ...lab.env,
+    TETHER_BUILD_PULL: 'never',
+    REDIS_IMAGE: 'tether-base:local',
+    DOCKER_SOCKET: join(lab.dir, 'docker.sock'),
+    TETHER_HTTP_PORT: String(lab.httpPort),
+    TETHER_CONTROL_PORT: String(lab.controlPort),
+    TETHER_STATS_PORT: String(statsPort),
+  }
+  log('running the README production block')
+  const output = await new Promise<string>((resolve, reject) => {
+    execFile('bash', ['-euo', 'pipefail', '-c', block], { cwd: work, env, timeout: 840_000, maxBuffer: 16 * 1024 * 1024, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
+      for (const line of `${stderr}${stdout}`.trim().split('\n')) log(`  | ${line}`)
+      if (error !== null) reject(new Error(`the README block failed: ${error.message.split('\n')[0]}`))
+      else resolve(stdout)
+    })
+  })
+
+  // Step 4 waited for readiness; step 5 read the status with the token after "ci=".
+  assert.match(output, /\{"status":"ready"\}/)
+  assert.match(output, /"version":\d+,"live":\d+/)
+  assert.match(output, new RegExp(`dashboard: http://\\S+:${lab.controlPort}/ui/`))
+
+  // Secrets: made by the steps, readable by their owner only, git-ignored (as is extra-ca.pem).
+  const tokens = await readFile(join(work, 'secrets/api_tokens'), 'utf8')
+  assert.match(tokens, /^ci=[0-9a-f]{48}\n$/)
+  for (const name of ['api_tokens', 'proxy_token', 'cookie_key', 'stats_auth']) assert.equal((await stat(join(work, 'secrets', name))).mode & 0o777, 0o600, name)
+  for (const path of ['secrets/api_tokens', 'extra-ca.pem']) await run('git', ['-C', REPO_ROOT, 'check-ignore', '-q', path])
+  const token = tokens.trim().slice('ci='.length)
+  const statsAuth = (await readFile(join(work, 'secrets/stats_auth'), 'utf8')).trim()
+
+  // A service with the README's labels is routed with no API call, and sticky.
+  await lab.docker([
+    'service', 'create', '--detach', '--name', 'shop', '--network', 'tether_tether', '--endpoint-mode', 'dnsrr', '--replicas', '2', '--init',
+    '--hostname', '{{.Task.Name}}', '--env', 'PORT=8000',
+    '--label', 'com.df.notify=true', '--label', 'com.df.servicePath=/shop', '--label', 'com.df.port=8000', '--label', 'com.df.sessionType=sticky-server',
+    '--entrypoint', 'node', 'tether:1.0', '/app/bin/demo-backend.mjs',
+  ])
+  const shop = `http://127.0.0.1:${lab.httpPort}/shop/`
+  await waitFor('the labelled service to be routed', 120_000, async () => (demoReply(await request(shop).catch(() => ({ status: 0, json: null, text: '', setCookies: [] }))) === null ? undefined : true), 1_000)
+  const jar = new CookieJar()
+  const first = demoReply(await request(shop, { jar }))
+  const second = demoReply(await request(shop, { jar }))
+  assert.ok(first !== null && second !== null)
+  assert.equal(second.instance, first.instance, 'the cookie keeps the session on one task')
+  assert.equal(second.count, first.count + 1)
+
+  // The route is visible with the token-less API and changeable with the README's token.
+  const routes = await request(`http://127.0.0.1:${lab.controlPort}/v1/routes/shop`)
+  assert.equal(routes.status, 200)
+  assert.equal((await request(`http://127.0.0.1:${lab.controlPort}/v1/remove?serviceName=nothing`, { method: 'DELETE', token })).status, 404, 'the token is accepted (404: no such route, not 401)')
+
+  // HAProxy stats on every node's TETHER_STATS_PORT: the password from secrets/stats_auth.
+  const stats = `http://127.0.0.1:${statsPort}/stats`
+  assert.equal((await fetch(stats)).status, 401)
+  const withPassword = await fetch(stats, { headers: { authorization: `Basic ${Buffer.from(statsAuth).toString('base64')}` } })
+  assert.equal(withPassword.status, 200)
+  assert.match(await withPassword.text(), /Statistics Report/)
+  assert.equal((await fetch(`http://127.0.0.1:${statsPort}/metrics`)).status, 200, 'Prometheus needs no password')
+
+  // The dashboard links each proxy's stats page on that port.
+  const settings = await request(`http://127.0.0.1:${lab.controlPort}/ui/settings.json`)
+  assert.equal(settings.json?.statsUrl, `http://{node}:${statsPort}/stats`)
+  assert.equal((await request(`http://127.0.0.1:${lab.controlPort}/ui/`)).status, 200)
+}
