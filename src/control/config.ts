@@ -19,6 +19,13 @@ export const ControlEnvSchema = Type.Object(
     HOST: Type.String({ default: '0.0.0.0', minLength: 1, description: 'Address to listen on.' }),
     PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535, description: 'Port to listen on.' }),
     REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis URL (redis:// or rediss://). Unset: the embedded in-memory store.' })),
+    REDIS_SENTINELS: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9.:\\[\\]-]+:[0-9]{1,5}(,[A-Za-z0-9.:\\[\\]-]+:[0-9]{1,5})*$',
+        description: "Redis Sentinel: comma-separated host:port of the sentinels; the store then follows the primary they name (REDIS_URL optional, its password and database still used).",
+      }),
+    ),
+    REDIS_SENTINEL_NAME: Type.String({ default: 'mymaster', pattern: '^[A-Za-z0-9._-]{1,64}$', description: 'Redis Sentinel: the monitored primary\'s name.' }),
     TETHER_REDIS_PREFIX: Type.String({ default: 'tether:', pattern: '^[A-Za-z0-9:_.-]{1,64}$', description: 'Prefix of every Redis key and channel.' }),
     TETHER_API_TOKENS: Type.Optional(Type.String({ description: "API tokens as 'name=token,name=token'; the name is the actor in the change log." })),
     TETHER_API_TOKENS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding TETHER_API_TOKENS (one name=token a line or comma-separated), e.g. a Docker secret.' })),
@@ -45,6 +52,9 @@ export interface ControlConfig {
   port: number
   redisUrl: string | undefined
   redisPrefix: string
+  /** REDIS_SENTINELS parsed; undefined without Sentinel. */
+  redisSentinels: Array<{ host: string; port: number }> | undefined
+  redisSentinelName: string
   /** token → name; 'off' when TETHER_AUTH=off. */
   apiTokens: Map<string, string> | 'off'
   proxyToken: string | undefined
@@ -145,8 +155,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig 
     secretKey,
     host: e.HOST,
     port: e.PORT,
-    redisUrl: e.REDIS_URL,
+    redisUrl: e.REDIS_URL ?? (e.REDIS_SENTINELS !== undefined ? 'redis://sentinel' : undefined),
     redisPrefix: e.TETHER_REDIS_PREFIX,
+    redisSentinels: e.REDIS_SENTINELS?.split(',').map((hp) => {
+      const i = hp.lastIndexOf(':')
+      return { host: hp.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(hp.slice(i + 1)) }
+    }),
+    redisSentinelName: e.REDIS_SENTINEL_NAME,
     apiTokens,
     proxyToken,
     generated,

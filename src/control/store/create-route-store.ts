@@ -18,13 +18,18 @@ export interface RouteStoreOptions {
   /** Injected for tests. Default Date.now. */
   now?: (() => number) | undefined
   logger?: Logger | undefined
+  /** REDIS_SENTINELS / REDIS_SENTINEL_NAME: follow the primary the sentinels name. */
+  sentinels?: ReadonlyArray<{ host: string; port: number }> | undefined
+  sentinelName?: string | undefined
 }
 
 export function createRouteStore(options: RouteStoreOptions = {}): RouteStore {
-  const { url, prefix, changeLogLimit, now, logger } = options
+  const { url, prefix, changeLogLimit, now, logger, sentinels, sentinelName } = options
   if (url !== undefined && url !== '') {
     return createRedisRouteStore({
       url,
+      sentinels,
+      sentinelName,
       ...(prefix !== undefined ? { prefix } : {}),
       ...(changeLogLimit !== undefined ? { changeLogLimit } : {}),
       ...(now !== undefined ? { now } : {}),

@@ -22,6 +22,13 @@ export interface RedisConnectionOptions {
   commandTimeoutMs: number
   /** Upper bound of the reconnect backoff. */
   maxReconnectDelayMs: number
+  /**
+   * Redis Sentinel: the sentinels to ask for the current primary of `sentinelName`. When given,
+   * the URL's host and port are not used (its password and database are); after a failover
+   * both connections reconnect to the new primary by themselves.
+   */
+  sentinels?: ReadonlyArray<{ host: string; port: number }> | undefined
+  sentinelName?: string | undefined
   logger?: Logger | undefined
 }
 
@@ -52,6 +59,14 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
     // Exponential, capped: reconnects by itself for as long as it takes.
     retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 10), maxReconnectDelay),
     lazyConnect: false,
+    ...(options.sentinels !== undefined && options.sentinels.length > 0
+      ? {
+          sentinels: options.sentinels.map((x) => ({ host: x.host, port: x.port })),
+          name: options.sentinelName ?? 'mymaster',
+          // A primary demoted by a failover answers READONLY: reconnect, asking the sentinels again.
+          reconnectOnError: (err: Error) => /^READONLY\b/.test(err.message),
+        }
+      : {}),
   }
   // Commands never wait for a connection that is not there, and a write in flight when the
   // connection drops is failed at once, never silently re-sent later.
@@ -65,7 +80,7 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
   // The subscriber only sends SUBSCRIBE, which must survive reconnects: queue and resubscribe.
   const subscriber = new Redis(options.url, { ...connection, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true })
 
-  const where = `${client.options.host ?? '?'}:${client.options.port ?? '?'}`
+  const where = options.sentinels !== undefined && options.sentinels.length > 0 ? `primary "${options.sentinelName ?? 'mymaster'}" (Sentinel)` : `${client.options.host ?? '?'}:${client.options.port ?? '?'}`
   let lastError = 'not connected yet'
   let closed = false
   let everReady = false

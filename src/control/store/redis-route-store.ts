@@ -65,8 +65,11 @@ import { defineScripts } from './redis-scripts.ts'
 
 
 export interface RedisRouteStoreOptions {
-  /** redis:// or rediss:// URL. Required. */
+  /** redis:// or rediss:// URL. Required (with sentinels, only its password and database are used). */
   url: string
+  /** Redis Sentinel: the sentinels and the monitored primary's name (default 'mymaster'). */
+  sentinels?: ReadonlyArray<{ host: string; port: number }> | undefined
+  sentinelName?: string | undefined
   /** Prefix of every key and of the pub/sub channel. Default 'tether:'. */
   prefix?: string
   /** Change-log entries kept. Default DEFAULT_CHANGE_LOG_LIMIT. */
@@ -148,7 +151,7 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   }
   const channel = `${prefix}version`
 
-  const connection = openRedisConnection({ url: options.url, connectTimeoutMs: connectTimeout, commandTimeoutMs: commandTimeout, maxReconnectDelayMs: maxReconnectDelay, logger })
+  const connection = openRedisConnection({ url: options.url, sentinels: options.sentinels, sentinelName: options.sentinelName, connectTimeoutMs: connectTimeout, commandTimeoutMs: commandTimeout, maxReconnectDelayMs: maxReconnectDelay, logger })
   const { client, subscriber, where, ensureReady, run, atomically } = connection
   const scripts = defineScripts(client)
 
