@@ -175,10 +175,18 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   function renderWithin(snapshot: ConfigSnapshot): { rendered: RenderedConfig; plan: DescriptorPlan } {
     const tasks = (serviceName: string) => watcher.get(serviceName)
     const certificates = keeper?.current()
-    let rendered = render(snapshot, s, { tasks, certificates })
+    // Rendered with the plan served (the same, unless the number of servers moved across the
+    // limit); rendered again only when the plan for this table differs.
+    const guess = served?.plan
+    /** A plan that held every server checks every server, whatever their number now. */
+    const budgetOf = (p: DescriptorPlan | undefined): number => (p === undefined || p.problem === null ? Number.POSITIVE_INFINITY : p.checkBudget)
+    const renderAs = (p: DescriptorPlan | undefined): RenderedConfig =>
+      p === undefined ? render(snapshot, s, { tasks, certificates }) : render(snapshot, { ...s, maxconn: p.maxconn }, { tasks, certificates, checkBudget: budgetOf(p) })
+    let rendered = renderAs(guess)
     const servers = rendered.backends.reduce((n, b) => n + b.servers.length, 0)
     const plan = planDescriptors({ maxconn: s.maxconn, maxconnFixed: s.maxconnFixed, servers, limit: descriptorLimit, threads: s.nbthread ?? availableParallelism() })
-    if (plan.maxconn !== s.maxconn || plan.checkBudget < servers) rendered = render(snapshot, { ...s, maxconn: plan.maxconn }, { tasks, checkBudget: plan.checkBudget, certificates })
+    const effective = (p: DescriptorPlan | undefined): number => Math.min(budgetOf(p), servers)
+    if (plan.maxconn !== (guess?.maxconn ?? s.maxconn) || effective(plan) !== effective(guess)) rendered = renderAs(plan)
     return { rendered, plan }
   }
 
