@@ -17,8 +17,29 @@
  *    name) ascending, then the service name. The first one serves, the others are *shadowed*,
  *    and the plan says so.
  * Within one route, a path given for two ports is served by the first destination.
+ *
+ * Docker Flow Proxy's per-destination discriminators are part of a binding:
+ * - `serviceDomain` of a destination (its `serviceDomain.N`) replaces the route's hosts for it;
+ * - `userAgent` and `serviceHeader` narrow a binding to the requests that carry them. They are
+ *   part of the binding key (`http|host|path|match`), so two destinations on one (host, path)
+ *   with different discriminators both serve: at equal prefix and host, a binding with
+ *   discriminators is tried before the one without (DFP's "last destination without userAgent
+ *   is the catch-all").
+ * - `servicePathExclude` takes requests out of a binding (they fall through to the next one);
+ *   it does not change the key.
+ * Besides (host, path) bindings the plan holds the host redirects (`redirectFromDomain`: one
+ * service per source host, DFP order) and the default backend (`isDefaultBackend`: the first
+ * such route in DFP order serves requests nothing else matches).
  */
-import type { Route } from './route.ts'
+import { hostsOf, type Destination, type Route } from './route.ts'
+
+/** Request properties a binding requires besides host and path (Docker Flow Proxy's discriminators). */
+export interface BindingMatch {
+  /** User-Agent contains one of these, case-insensitively. */
+  userAgent?: string[]
+  /** Every one of these headers has exactly this value. */
+  serviceHeader?: Array<{ name: string; value: string }>
+}
 
 /** One (host, path) a service serves. `host` is '' for "any host", else a host name or `*.suffix`. */
 export interface HttpBinding {
@@ -26,6 +47,19 @@ export interface HttpBinding {
   path: string
   serviceName: string
   port: number
+  /** Index of the destination in its route (its backend and per-destination rules). */
+  destination: number
+  /** Discriminators, when the destination has some. */
+  match?: BindingMatch
+  /** Prefixes taken out of this binding (the destination's servicePathExclude). */
+  exclude?: string[]
+}
+
+/** A host whose requests are redirected to a service's host (redirectFromDomain). */
+export interface HostRedirect {
+  from: string
+  to: string
+  serviceName: string
 }
 
 /** A binding that lost to another route holding the same (host, path). */
@@ -44,42 +78,86 @@ export interface RoutePlan {
    */
   http: HttpBinding[]
   shadowed: ShadowedBinding[]
+  /** Host redirects, sorted by source host; one per source host. */
+  redirects: HostRedirect[]
+  /** The destination that serves what no binding matches (isDefaultBackend), if any. */
+  defaultBackend?: { serviceName: string; port: number; destination: number }
+  /** Routes that asked to be the default backend or to redirect a host, and lost to another (DFP order). */
+  shadowedExtras: Array<{ serviceName: string; what: string; shadowedBy: string }>
 }
 
-/** The key a binding is held under: two routes holding the same key contend for it. */
-export function bindingKey(host: string, path: string): string {
-  return `http|${host}|${path}`
+/** The canonical text of a match, for keys: '' when there is none. */
+export function matchKey(match: BindingMatch | undefined): string {
+  if (match === undefined) return ''
+  const parts: string[] = []
+  if (match.userAgent !== undefined) parts.push(`ua=${match.userAgent.map(encodeURIComponent).join(',')}`)
+  if (match.serviceHeader !== undefined) parts.push(`hdr=${match.serviceHeader.map((h) => `${encodeURIComponent(h.name.toLowerCase())}:${encodeURIComponent(h.value)}`).join(',')}`)
+  return parts.join(';')
+}
+
+/** The discriminators of a destination, or undefined. */
+export function matchOf(destination: Destination): BindingMatch | undefined {
+  if (destination.userAgent === undefined && destination.serviceHeader === undefined) return undefined
+  const match: BindingMatch = {}
+  if (destination.userAgent !== undefined) match.userAgent = destination.userAgent
+  if (destination.serviceHeader !== undefined) match.serviceHeader = destination.serviceHeader
+  return match
+}
+
+/** A binding served by a map lookup: any host, no discriminator, no exclusion. */
+export function isPlain(b: HttpBinding): boolean {
+  return b.host === '' && b.match === undefined && b.exclude === undefined
+}
+
+/**
+ * The key a binding is held under: two routes holding the same key contend for it. Paths and
+ * hosts never hold '|'; the match text is URI-encoded.
+ */
+export function bindingKey(host: string, path: string, match = ''): string {
+  return match === '' ? `http|${host}|${path}` : `http|${host}|${path}|${match}`
 }
 
 /** Parses a key made by bindingKey. */
-export function parseBindingKey(key: string): { host: string; path: string } {
-  const [, host = '', ...rest] = key.split('|')
-  return { host, path: rest.join('|') }
+export function parseBindingKey(key: string): { host: string; path: string; match: string } {
+  const [, host = '', path = '', match = ''] = key.split('|')
+  return { host, path, match }
 }
 
-/** Every binding a route asks for, in the route's order (first destination first), without repeats. */
-export function routeBindings(route: Route): HttpBinding[] {
-  const hosts = route.serviceDomain.length > 0 ? route.serviceDomain : ['']
-  const seen = new Set<string>()
+/** Every binding of one destination, in its order (hosts within each path). */
+function destinationBindings(route: Route, destination: Destination, index: number): HttpBinding[] {
+  const match = matchOf(destination)
   const out: HttpBinding[] = []
-  for (const destination of route.destinations) {
-    for (const path of destination.servicePath) {
-      for (const host of hosts) {
-        const key = bindingKey(host, path)
-        if (seen.has(key)) continue
-        seen.add(key)
-        out.push({ host, path, serviceName: route.serviceName, port: destination.port })
-      }
+  for (const path of destination.servicePath) {
+    for (const host of hostsOf(route, destination)) {
+      const b: HttpBinding = { host, path, serviceName: route.serviceName, port: destination.port, destination: index }
+      if (match !== undefined) b.match = match
+      if (destination.servicePathExclude !== undefined) b.exclude = destination.servicePathExclude
+      out.push(b)
     }
   }
   return out
 }
 
+const keyOf = (b: HttpBinding): string => bindingKey(b.host, b.path, matchKey(b.match))
+
+/** Every binding a route asks for, in the route's order (first destination first), without repeats. */
+export function routeBindings(route: Route): HttpBinding[] {
+  const seen = new Set<string>()
+  const out: HttpBinding[] = []
+  route.destinations.forEach((destination, index) => {
+    for (const b of destinationBindings(route, destination, index)) {
+      const key = keyOf(b)
+      if (seen.has(key)) continue
+      seen.add(key)
+      out.push(b)
+    }
+  })
+  return out
+}
+
 /** The binding keys a route holds, sorted (what the store's conflict index records). */
 export function bindingKeys(route: Route): string[] {
-  return routeBindings(route)
-    .map((b) => bindingKey(b.host, b.path))
-    .sort()
+  return routeBindings(route).map(keyOf).sort()
 }
 
 const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
@@ -94,13 +172,31 @@ export function hostKind(host: string): 0 | 1 | 2 {
   return host === '' ? 2 : host.startsWith('*.') ? 1 : 0
 }
 
-/** Matching order of bindings (see RoutePlan.http). */
+/**
+ * Matching order of bindings (see RoutePlan.http): the bindings that need a rule (a host, a
+ * discriminator or an exclusion) first, longest path, then exact host, wildcard, any host,
+ * then with discriminators before without; then the plain ones by path.
+ */
 function matchOrder(a: HttpBinding, b: HttpBinding): number {
+  const pa = isPlain(a)
+  const pb = isPlain(b)
+  if (pa !== pb) return pa ? 1 : -1
+  if (pa) return byString(a.path, b.path) || byString(a.serviceName, b.serviceName)
   const ka = hostKind(a.host)
   const kb = hostKind(b.host)
-  if ((ka === 2) !== (kb === 2)) return ka === 2 ? 1 : -1
-  if (ka === 2) return byString(a.path, b.path) || byString(a.serviceName, b.serviceName)
-  return b.path.length - a.path.length || ka - kb || b.host.length - a.host.length || byString(a.host, b.host) || byString(a.path, b.path) || byString(a.serviceName, b.serviceName)
+  const ma = a.match === undefined ? 1 : 0
+  const mb = b.match === undefined ? 1 : 0
+  return (
+    b.path.length - a.path.length ||
+    ka - kb ||
+    ma - mb ||
+    b.host.length - a.host.length ||
+    byString(a.host, b.host) ||
+    byString(a.path, b.path) ||
+    byString(matchKey(a.match), matchKey(b.match)) ||
+    byString(a.serviceName, b.serviceName) ||
+    a.destination - b.destination
+  )
 }
 
 /** Plans the whole table. The input order does not matter. */
@@ -108,26 +204,45 @@ export function planRoutes(routes: readonly Route[]): RoutePlan {
   const ordered = [...routes].sort(precedenceOrder)
   const winners = new Map<string, HttpBinding>()
   const shadowed: ShadowedBinding[] = []
+  const redirects = new Map<string, HostRedirect>()
+  const shadowedExtras: RoutePlan['shadowedExtras'] = []
+  let defaultBackend: RoutePlan['defaultBackend']
   for (const route of ordered) {
     const own = new Set<string>()
-    for (const destination of route.destinations) {
-      for (const path of destination.servicePath) {
-        for (const host of route.serviceDomain.length > 0 ? route.serviceDomain : ['']) {
-          const key = bindingKey(host, path)
-          const binding = { host, path, serviceName: route.serviceName, port: destination.port }
-          const winner = winners.get(key)
-          if (winner === undefined) {
-            winners.set(key, binding)
-            own.add(key)
-          } else if (!own.has(key) || winner.port !== destination.port) {
-            shadowed.push({ ...binding, shadowedBy: winner.serviceName })
-          }
+    route.destinations.forEach((destination, index) => {
+      for (const binding of destinationBindings(route, destination, index)) {
+        const key = keyOf(binding)
+        const winner = winners.get(key)
+        if (winner === undefined) {
+          winners.set(key, binding)
+          own.add(key)
+        } else if (!own.has(key) || winner.port !== destination.port) {
+          shadowed.push({ ...binding, shadowedBy: winner.serviceName })
         }
       }
+      const to = hostsOf(route, destination).find((h) => h !== '' && !h.startsWith('*.'))
+      for (const from of destination.redirectFromDomain ?? []) {
+        if (to === undefined) continue
+        const holder = redirects.get(from)
+        if (holder === undefined) redirects.set(from, { from, to, serviceName: route.serviceName })
+        else if (holder.serviceName !== route.serviceName) shadowedExtras.push({ serviceName: route.serviceName, what: `the redirect from ${from}`, shadowedBy: holder.serviceName })
+      }
+    })
+    if (route.isDefaultBackend === true) {
+      const first = route.destinations[0]
+      if (defaultBackend === undefined && first !== undefined) defaultBackend = { serviceName: route.serviceName, port: first.port, destination: 0 }
+      else if (defaultBackend !== undefined) shadowedExtras.push({ serviceName: route.serviceName, what: 'the default backend (isDefaultBackend)', shadowedBy: defaultBackend.serviceName })
     }
   }
   shadowed.sort((a, b) => byString(a.serviceName, b.serviceName) || byString(a.host, b.host) || byString(a.path, b.path) || a.port - b.port)
-  return { http: [...winners.values()].sort(matchOrder), shadowed }
+  const plan: RoutePlan = {
+    http: [...winners.values()].sort(matchOrder),
+    shadowed,
+    redirects: [...redirects.values()].sort((a, b) => byString(a.from, b.from)),
+    shadowedExtras,
+  }
+  if (defaultBackend !== undefined) plan.defaultBackend = defaultBackend
+  return plan
 }
 
 /** What the plan says about one service: the bindings it lost, and the services it shadows. */
@@ -140,7 +255,8 @@ export function shadowingOf(plan: RoutePlan, serviceName: string): { shadowed: S
 
 /** One sentence per shadowed binding, e.g. `app.example.com/demo (port 8080) is served by "alpha"`. */
 export function describeShadowed(s: ShadowedBinding): string {
-  const where = `${s.host === '' ? '' : s.host}${s.path}`
+  const m = matchKey(s.match)
+  const where = `${s.host === '' ? '' : s.host}${s.path}${m === '' ? '' : ` [${decodeURIComponent(m)}]`}`
   return s.shadowedBy === s.serviceName
     ? `${where} (port ${s.port}) of "${s.serviceName}" is served by an earlier destination of the same route`
     : `${where} (port ${s.port}) of "${s.serviceName}" is shadowed: "${s.shadowedBy}" serves it (Docker Flow Proxy order: aclName, else service name)`

@@ -21,9 +21,10 @@ export const rules = {
     maxLength: 256,
   },
   serviceDomain: {
-    // RFC 1123 host name, optionally a leading '*.' wildcard label.
-    pattern: '^(?:\\*\\.)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$',
-    text: "must be an RFC 1123 host name (labels of letters, digits and '-', at most 63 characters each), optionally starting with '*.'",
+    // RFC 1123 host name; optionally '*.' (any subdomain) or Docker Flow Proxy's '*' (the name
+    // itself and any subdomain) in front, and a trailing '.' (the root; ignored).
+    pattern: '^(?:\\*\\.?)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.?$',
+    text: "must be an RFC 1123 host name (labels of letters, digits and '-', at most 63 characters each), optionally starting with '*.' (any subdomain) or '*' (the name and any subdomain, Docker Flow Proxy's form)",
     maxLength: 253,
   },
   stickyCookie: {
@@ -45,7 +46,64 @@ export const rules = {
     pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$',
     text: "must be letters, digits, '_', '.', '-', starting with a letter or digit, at most 63 characters (Docker Flow Proxy's ACL name: routes sharing a path are ordered by it)",
   },
+  headerName: {
+    pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$',
+    text: "must be an HTTP header name: letters, digits, '-' and '_', starting with a letter or digit, at most 64 characters",
+  },
+  headerValue: {
+    // Printable ASCII. '%[...]' is HAProxy's sample-expression syntax: only the expressions in
+    // `sampleExpressions` are allowed (checked by checkHeaderValue); any other '%' is literal.
+    pattern: '^[\\x20-\\x7e]{0,1024}$',
+    text: 'must be printable ASCII (no control characters), at most 1024 characters',
+  },
+  userAgent: {
+    pattern: '^[\\x20-\\x7e]{1,128}$',
+    text: 'must be 1 to 128 printable ASCII characters (matched case-insensitively as a substring of User-Agent)',
+  },
+  pathRegex: {
+    // Placed inside a quoted argument of HAProxy's regsub(): no quote characters, no '%', no spaces.
+    pattern: "^[\\x21\\x23\\x24\\x26\\x28-\\x7e]{1,256}$",
+    text: "must be 1 to 256 printable ASCII characters without spaces, quotes or '%' (a PCRE regular expression for the search, a replacement that may use \\1..\\9)",
+  },
+  method: {
+    pattern: '^[A-Z][A-Z0-9_-]{0,31}$',
+    text: "must be an HTTP method name in capitals (GET, POST, ...): letters, digits, '_' and '-', at most 32 characters",
+  },
+  userName: {
+    pattern: '^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$',
+    text: "must be a user name of letters, digits and _ . @ + -, starting with a letter or digit, at most 64 characters",
+  },
+  passwordHash: {
+    pattern: '^\\$(?:1|2[abxy]|5|6|y|gy|7)\\$[./0-9A-Za-z$=,]{8,250}$',
+    text: "must be a crypt(3) hash ('$6$...' from mkpasswd -m sha-512, '$5$', '$y$', '$2b$', '$1$')",
+  },
+  realm: {
+    pattern: '^[A-Za-z0-9 _.,:;@()/+-]{1,64}$',
+    text: "must be 1 to 64 letters, digits, spaces and _ . , : ; @ ( ) / + -",
+  },
+  secretName: {
+    pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$',
+    text: "must be the suffix of a Docker secret name (dfp_users_<suffix>): letters, digits, '_', '.', '-', at most 63 characters",
+  },
+  timeout: { text: 'must be a whole number of seconds from 1 to 86400' },
 } as const
+
+/**
+ * The HAProxy sample expressions a header value may contain (and nothing else after '%['):
+ * they read the connection, never a secret or the proxy's environment beyond its host name.
+ */
+export const sampleExpressions = ['%[src]', '%[src_port]', '%[dst]', '%[dst_port]', '%[ssl_fc]', '%[env(HOSTNAME)]'] as const
+
+/** Why a header value is refused, or null: a '%[' must open one of `sampleExpressions`; no HAProxy condition. */
+export function headerValueProblem(value: string): string | null {
+  for (let i = value.indexOf('%['); i >= 0; i = value.indexOf('%[', i + 1)) {
+    if (!sampleExpressions.some((e) => value.startsWith(e, i))) {
+      return `holds a sample expression other than ${sampleExpressions.join(', ')} (other '%[...]' expressions are refused; a lone '%' is literal)`
+    }
+  }
+  if (/(?:^|\s)(?:if|unless)\s/.test(value)) return "holds an HAProxy condition ('if'/'unless'); conditions are not supported, the header is always applied"
+  return null
+}
 
 export const limits = {
   /** servicePath entries in one destination. */
@@ -117,13 +175,91 @@ export const routeHttpsProperties = {
 }
 export type RouteHttps = { [K in keyof typeof routeHttpsProperties]?: Static<(typeof routeHttpsProperties)[K]> }
 
+export const HeaderSchema = Type.Object(
+  {
+    name: Type.String({ pattern: rules.headerName.pattern, maxLength: 64, description: 'Header name.', examples: ['X-Forwarded-Port'] }),
+    value: Type.String({
+      pattern: rules.headerValue.pattern,
+      maxLength: 1024,
+      description: `Header value, literal text; the only HAProxy sample expressions allowed are ${sampleExpressions.join(', ')}.`,
+      examples: ['%[dst_port]'],
+    }),
+  },
+  { additionalProperties: false },
+)
+
+export const HeaderNameSchema = Type.String({ pattern: rules.headerName.pattern, maxLength: 64, examples: ['X-Powered-By'] })
+const TimeoutSchema = Type.Integer({ minimum: 1, maximum: 86400 })
+const MethodListSchema = Type.Array(Type.String({ pattern: rules.method.pattern, maxLength: 32 }), { minItems: 1, maxItems: 32 })
+
+export const PathRewriteSchema = Type.Object(
+  {
+    search: Type.String({ pattern: rules.pathRegex.pattern, maxLength: 256, description: 'PCRE regular expression matched against the path.', examples: ['^/api/v1/(.*)'] }),
+    replace: Type.String({ pattern: `^(?:${rules.pathRegex.pattern.slice(1, -1)})?$`, maxLength: 256, description: 'Replacement; \\1..\\9 are the groups.', examples: ['/v1/\\1'] }),
+  },
+  { additionalProperties: false },
+)
+
+export const ServiceHeaderSchema = Type.Object(
+  {
+    name: Type.String({ pattern: rules.headerName.pattern, maxLength: 64 }),
+    value: Type.String({ pattern: '^[\\x20-\\x7e]{1,256}$', maxLength: 256 }),
+  },
+  { additionalProperties: false, description: 'A request header the destination requires, with this exact value.' },
+)
+
+/**
+ * Per-destination fields are Docker Flow Proxy's indexed parameters (`serviceDomain.N`,
+ * `userAgent.N`, ...). Routing discriminators (serviceDomain, userAgent, serviceHeader) are
+ * part of the destination's bindings (see route-planner.ts); the others shape the requests the
+ * destination's backend receives. Absent means "not set" (stored routes omit them).
+ */
 export const DestinationSchema = Type.Object(
   {
     servicePath: Type.Array(ServicePathSchema, { minItems: 1, maxItems: limits.maxPaths }),
     port: PortSchema,
+    serviceDomain: Type.Optional(Type.Array(ServiceDomainSchema, { minItems: 1, maxItems: limits.maxDomains, description: "This destination's host names, instead of the route's serviceDomain." })),
+    userAgent: Type.Optional(
+      Type.Array(Type.String({ pattern: rules.userAgent.pattern, maxLength: 128 }), {
+        minItems: 1,
+        maxItems: 16,
+        description: 'Only requests whose User-Agent contains one of these (case-insensitive) take this destination.',
+        examples: [['iphone', 'android']],
+      }),
+    ),
+    serviceHeader: Type.Optional(Type.Array(ServiceHeaderSchema, { minItems: 1, maxItems: 8, description: 'Only requests carrying all these headers with these values take this destination.' })),
+    servicePathExclude: Type.Optional(Type.Array(ServicePathSchema, { minItems: 1, maxItems: limits.maxPaths, description: 'Prefixes (whole segments) this destination does not serve.' })),
+    pathRewrite: Type.Optional(Type.Array(PathRewriteSchema, { minItems: 1, maxItems: 8, description: "Regular-expression rewrites of the path, applied in order before the request is sent (Docker Flow Proxy's reqPathSearchReplace)." })),
+    stripPrefix: Type.Optional(Type.Boolean({ description: 'Remove the matched servicePath prefix before sending the request (/demo/x reaches the service as /x).' })),
+    allowedMethods: Type.Optional(MethodListSchema),
+    deniedMethods: Type.Optional(MethodListSchema),
+    ignoreAuthorization: Type.Optional(Type.Boolean({ description: "This destination does not ask for the route's basic-auth users." })),
+    timeoutServer: Type.Optional(TimeoutSchema),
+    timeoutTunnel: Type.Optional(TimeoutSchema),
+    redirectFromDomain: Type.Optional(Type.Array(ServiceDomainSchema, { minItems: 1, maxItems: limits.maxDomains, description: "Requests to these hosts are redirected (301) to this destination's first host." })),
   },
-  { $id: 'Destination', additionalProperties: false, description: 'Path prefixes served by one port of the service.' },
+  { $id: 'Destination', additionalProperties: false, description: 'Path prefixes served by one port of the service, and how.' },
 )
+
+export const UserSchema = Type.Object(
+  {
+    name: Type.String({ pattern: rules.userName.pattern, maxLength: 64 }),
+    passwordHash: Type.String({ pattern: rules.passwordHash.pattern, maxLength: 260, description: 'crypt(3) hash; Tether never stores a password.' }),
+  },
+  { additionalProperties: false },
+)
+
+export const AuthSchema = Type.Object(
+  {
+    users: Type.Array(UserSchema, { maxItems: 64 }),
+    usersSecret: Type.Optional(Type.String({ pattern: rules.secretName.pattern, maxLength: 63, description: 'More users from the proxies\' Docker secret dfp_users_<usersSecret>.' })),
+    realm: Type.Optional(Type.String({ pattern: rules.realm.pattern, maxLength: 64 })),
+  },
+  { additionalProperties: false, description: 'HTTP basic authentication in front of every destination (but those with ignoreAuthorization).' },
+)
+
+const HeaderListSchema = Type.Array(HeaderSchema, { minItems: 1, maxItems: 32 })
+const HeaderNameListSchema = Type.Array(HeaderNameSchema, { minItems: 1, maxItems: 32 })
 
 /**
  * A stored route, normalised: defaults filled in, paths without trailing '/', domains
@@ -140,6 +276,14 @@ export const RouteSchema = Type.Object(
     endpoints: Type.Array(EndpointSchema, { maxItems: limits.maxEndpoints }),
     aclName: Type.Optional(AclNameSchema),
     ...routeHttpsProperties,
+    addReqHeader: Type.Optional(HeaderListSchema),
+    setReqHeader: Type.Optional(HeaderListSchema),
+    delReqHeader: Type.Optional(HeaderNameListSchema),
+    addResHeader: Type.Optional(HeaderListSchema),
+    setResHeader: Type.Optional(HeaderListSchema),
+    delResHeader: Type.Optional(HeaderNameListSchema),
+    auth: Type.Optional(AuthSchema),
+    isDefaultBackend: Type.Optional(Type.Boolean({ description: 'Requests no route matches go to this service (its first destination) instead of a 404.' })),
   },
   { $id: 'Route', additionalProperties: false },
 )
@@ -159,23 +303,72 @@ export function normalizePath(path: string): string {
 }
 
 /**
- * The canonical form of a route that already passed validation: defaults filled in, trailing
- * slashes removed, domains lower-cased, lists de-duplicated, destinations in the order given
- * (the first one is the primary). Idempotent.
+ * Host names in canonical form: lower case, without the trailing root '.', Docker Flow Proxy's
+ * `*example.com` (no dot after '*': the name itself and its subdomains) as the two entries
+ * `example.com` and `*.example.com`; de-duplicated and sorted.
  */
-export function normalizeRoute(input: {
+export function normalizeDomains(domains: readonly string[]): string[] {
+  const out: string[] = []
+  for (const raw of domains) {
+    const d = (raw.endsWith('.') ? raw.slice(0, -1) : raw).toLowerCase()
+    if (d.startsWith('*') && !d.startsWith('*.')) out.push(d.slice(1), `*.${d.slice(1)}`)
+    else out.push(d)
+  }
+  return unique(out).sort()
+}
+
+/** What normalizeRoute takes: a route as parsed, before defaults. */
+export interface RouteInput extends RouteHttps {
   serviceName: string
-  destinations: ReadonlyArray<{ servicePath: readonly string[]; port: number }>
+  destinations: ReadonlyArray<Partial<Omit<Destination, 'servicePath' | 'port'>> & { servicePath: readonly string[]; port: number }>
   serviceDomain?: readonly string[] | undefined
   sticky?: boolean | undefined
   stickyCookie?: string | undefined
   endpoints?: readonly string[] | undefined
   aclName?: string | undefined
-} & RouteHttps): Route {
+  addReqHeader?: Header[] | undefined
+  setReqHeader?: Header[] | undefined
+  delReqHeader?: string[] | undefined
+  addResHeader?: Header[] | undefined
+  setResHeader?: Header[] | undefined
+  delResHeader?: string[] | undefined
+  auth?: Auth | undefined
+  isDefaultBackend?: boolean | undefined
+}
+
+export type Header = Static<typeof HeaderSchema>
+export type Auth = Static<typeof AuthSchema>
+
+const nonEmpty = <T>(xs: readonly T[] | undefined): xs is readonly T[] => xs !== undefined && xs.length > 0
+
+function normalizeDestination(d: RouteInput['destinations'][number]): Destination {
+  const out: Destination = { servicePath: unique(d.servicePath.map(normalizePath)), port: d.port }
+  if (nonEmpty(d.serviceDomain)) out.serviceDomain = normalizeDomains(d.serviceDomain)
+  if (nonEmpty(d.userAgent)) out.userAgent = unique(d.userAgent).sort()
+  if (nonEmpty(d.serviceHeader)) out.serviceHeader = [...d.serviceHeader].sort((a, b) => (a.name.toLowerCase() < b.name.toLowerCase() ? -1 : a.name.toLowerCase() > b.name.toLowerCase() ? 1 : 0))
+  if (nonEmpty(d.servicePathExclude)) out.servicePathExclude = unique(d.servicePathExclude.map(normalizePath)).sort()
+  if (nonEmpty(d.pathRewrite)) out.pathRewrite = d.pathRewrite.map((r) => ({ search: r.search, replace: r.replace }))
+  if (d.stripPrefix === true) out.stripPrefix = true
+  if (nonEmpty(d.allowedMethods)) out.allowedMethods = unique(d.allowedMethods.map((m) => m.toUpperCase())).sort()
+  if (nonEmpty(d.deniedMethods)) out.deniedMethods = unique(d.deniedMethods.map((m) => m.toUpperCase())).sort()
+  if (d.ignoreAuthorization === true) out.ignoreAuthorization = true
+  if (d.timeoutServer !== undefined) out.timeoutServer = d.timeoutServer
+  if (d.timeoutTunnel !== undefined) out.timeoutTunnel = d.timeoutTunnel
+  if (nonEmpty(d.redirectFromDomain)) out.redirectFromDomain = normalizeDomains(d.redirectFromDomain)
+  return out
+}
+
+/**
+ * The canonical form of a route that already passed validation: defaults filled in, trailing
+ * slashes removed, domains lower-cased, lists de-duplicated, destinations in the order given
+ * (the first one is the primary), optional fields left out when empty or false (so a route
+ * stored before they existed stays byte-identical). Idempotent.
+ */
+export function normalizeRoute(input: RouteInput): Route {
   const route: Route = {
     serviceName: input.serviceName,
-    destinations: input.destinations.map((d) => ({ servicePath: unique(d.servicePath.map(normalizePath)), port: d.port })),
-    serviceDomain: unique((input.serviceDomain ?? []).map((d) => d.toLowerCase())).sort(),
+    destinations: input.destinations.map(normalizeDestination),
+    serviceDomain: normalizeDomains(input.serviceDomain ?? []),
     sticky: input.sticky ?? false,
     endpoints: unique(input.endpoints ?? []),
   }
@@ -187,5 +380,26 @@ export function normalizeRoute(input: {
   if (input.httpsRedirectCode !== undefined && (input.httpsOnly === true || input.redirectWhenHttpProto === true)) route.httpsRedirectCode = input.httpsRedirectCode
   if (input.denyHttp === true) route.denyHttp = true
   if (input.hstsMaxAge !== undefined) route.hstsMaxAge = input.hstsMaxAge
+  for (const key of ['addReqHeader', 'setReqHeader', 'addResHeader', 'setResHeader'] as const) {
+    const list = input[key]
+    if (nonEmpty(list)) route[key] = list.map((h) => ({ name: h.name, value: h.value }))
+  }
+  for (const key of ['delReqHeader', 'delResHeader'] as const) {
+    const list = input[key]
+    if (nonEmpty(list)) route[key] = unique(list)
+  }
+  if (input.auth !== undefined && (input.auth.users.length > 0 || input.auth.usersSecret !== undefined)) {
+    const auth: Auth = { users: [...input.auth.users].map((u) => ({ name: u.name, passwordHash: u.passwordHash })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) }
+    if (input.auth.usersSecret !== undefined) auth.usersSecret = input.auth.usersSecret
+    if (input.auth.realm !== undefined) auth.realm = input.auth.realm
+    route.auth = auth
+  }
+  if (input.isDefaultBackend === true) route.isDefaultBackend = true
   return route
+}
+
+/** The hosts a destination answers to: its own serviceDomain, else the route's ('' = any host). */
+export function hostsOf(route: Pick<Route, 'serviceDomain'>, destination: Pick<Destination, 'serviceDomain'>): string[] {
+  const hosts = destination.serviceDomain ?? route.serviceDomain
+  return hosts.length > 0 ? hosts : ['']
 }

@@ -179,6 +179,12 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
     if (actor === null) throw new UnauthorizedError()
     request.actor = actor
   })
+  // Basic-auth password hashes go to proxies and to API-token holders, not to public readers
+  // (GET /v1/routes, the change log, the dashboard): a crypt(3) hash can be cracked offline.
+  app.addHook('preSerialization', async (request, _reply, payload) => {
+    const level = request.routeOptions.config.auth ?? 'none'
+    return level === 'none' ? hidePasswordHashes(payload) : payload
+  })
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched'
     metrics.httpRequests.inc({ method: request.method, route, status_code: String(reply.statusCode) })
@@ -230,4 +236,30 @@ function bodyStrictValidator() {
     const strict = factory(externalSchemas as never, { customOptions: { ...custom, coerceTypes: false }, plugins } as never)
     return (route: { httpPart?: string; schema: unknown; method: string; url: string }) => (route.httpPart === 'body' ? strict(route as never) : coercing(route as never))
   }
+}
+
+/** The text public answers show instead of a password hash. */
+export const HIDDEN_HASH = '(hidden)'
+
+/** A copy of `value` with every `passwordHash` replaced by HIDDEN_HASH (the value itself when it has none). */
+export function hidePasswordHashes<T>(value: T, depth = 0): T {
+  if (depth > 64 || value === null || typeof value !== 'object') return value
+  if (Array.isArray(value)) {
+    let changed = false
+    const out = value.map((v) => {
+      const h = hidePasswordHashes(v, depth + 1)
+      if (h !== v) changed = true
+      return h
+    })
+    return (changed ? out : value) as T
+  }
+  let copy: Record<string, unknown> | undefined
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    const h = k === 'passwordHash' && typeof v === 'string' ? HIDDEN_HASH : hidePasswordHashes(v, depth + 1)
+    if (h !== v) {
+      copy ??= { ...(value as Record<string, unknown>) }
+      copy[k] = h
+    }
+  }
+  return (copy ?? value) as T
 }

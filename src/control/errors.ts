@@ -24,12 +24,23 @@ function forClients<T extends abstract new (...args: never[]) => Error>(errorCla
 
 export const ValidationFailedError = createError<[string]>('VALIDATION_FAILED', '%s', 400)
 export const UnknownParameterError = createError<[string]>('UNKNOWN_PARAMETER', '%s', 400)
-export const UnauthorizedError = createError('UNAUTHORIZED', 'Missing or invalid bearer token', 401)
+/**
+ * A Docker Flow Proxy create that gives nothing to route (no servicePath, no serviceDomain):
+ * DFP answers 409 and so does Tether, which Docker Flow Swarm Listener counts as done (a
+ * service with only monitoring labels). Nothing was stored.
+ */
+export const NothingToRouteError = createError<[string]>('NOTHING_TO_ROUTE', '%s', 409)
+export const UnauthorizedError = createError('UNAUTHORIZED', 'Missing or invalid API token (Authorization: Bearer <token>, or Basic with the token as the password and its name as the user name)', 401)
 export const RouteNotFoundError = createError<[string]>('ROUTE_NOT_FOUND', "No route for service '%s'", 404)
 export const CertificateInvalidError = createError<[string]>('CERTIFICATE_INVALID', '%s', 400)
 export const CertificateNotFoundError = createError<[string]>('CERTIFICATE_NOT_FOUND', "No certificate named '%s'", 404)
 /** Certificates need TETHER_SECRET_KEY_FILE with a shared store: keys are never stored in clear. */
 export const SecretKeyMissingError = forClients(createError<[string]>('SECRET_KEY_MISSING', '%s', 503))
+/**
+ * Not implemented, and refused rather than ignored: e.g. a Docker Flow Proxy parameter that
+ * restricts access or changes security (the service would be open while its owner believes it
+ * is protected). Nothing was stored.
+ */
 export const NotImplementedError = createError<[string]>('NOT_IMPLEMENTED', '%s', 400)
 export const VersionNotFoundError = createError<[string]>('VERSION_NOT_FOUND', '%s', 404)
 export const StoreUnavailableError = forClients(

@@ -67,7 +67,7 @@ describe('authentication', () => {
     for (const authorization of [undefined, 'Bearer wrong', `Bearer ${'x'.repeat(5000)}`, `Basic ${Buffer.from('ci:x').toString('base64')}`, 'Bearer', `Token ${api.authorization.slice(7)}`]) {
       const res = await app.inject({ method: 'PUT', url, headers: authorization === undefined ? {} : { authorization } })
       assert.equal(res.statusCode, 401, String(authorization))
-      assert.deepEqual(res.json(), { statusCode: 401, code: 'UNAUTHORIZED', error: 'Unauthorized', message: 'Missing or invalid bearer token' })
+      assert.deepEqual(res.json(), { statusCode: 401, code: 'UNAUTHORIZED', error: 'Unauthorized', message: 'Missing or invalid API token (Authorization: Bearer <token>, or Basic with the token as the password and its name as the user name)' })
     }
     assert.equal(await store.version(), 0)
   })

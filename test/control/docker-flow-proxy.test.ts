@@ -30,15 +30,178 @@ describe('GET /v1/docker-flow-proxy/reconfigure', () => {
     assert.equal(res.json().warnings, undefined)
   })
 
-  it('lists every parameter it does not implement in warnings, and still stores the route', async (t) => {
+  it('lists the tuning parameters it does not implement and the names DFP does not have in warnings, and still stores the route', async (t) => {
     const { app, store } = await startControl(t)
-    const res = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&reqPathSearch=/a/&reqPathReplace=/&compressionAlgo=gzip&srcPort.1=443&madeUp=1', headers: api })
+    const res = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&compressionAlgo=gzip&serviceDomainAlgo=hdr_dom(host)&madeUp=1&constructor=x&toString=y', headers: api })
     assert.equal(res.statusCode, 200, res.body)
     const warnings: string[] = res.json().warnings
-    assert.equal(warnings.length, 5)
-    for (const name of ['reqPathSearch', 'reqPathReplace', 'compressionAlgo', 'srcPort.1', 'madeUp']) assert.ok(warnings.some((w) => w.startsWith(`${name}:`)), `${name} not warned about: ${warnings.join(' | ')}`)
-    assert.ok(warnings.find((w) => w.startsWith('madeUp:'))?.includes('not a parameter Tether knows'))
+    assert.deepEqual(
+      warnings.map((w) => w.split(':')[0]),
+      ['compressionAlgo', 'constructor', 'madeUp', 'serviceDomainAlgo', 'toString'],
+    )
+    assert.match(warnings[0]!, /^compressionAlgo: Docker Flow Proxy parameter not implemented by Tether \(compression is not implemented\); ignored$/)
+    assert.equal(warnings[1], 'constructor: not a Docker Flow Proxy parameter; ignored')
     assert.notEqual(await store.get('a'), null)
+  })
+
+  it('refuses a parameter that restricts access and is not implemented (400 NOT_IMPLEMENTED naming it), and stores nothing', async (t) => {
+    const { app, store } = await startControl(t)
+    for (const q of ['usersSecret=admins', 'verifyClientSsl=true', 'verifyClientSsl.1=true&servicePath.1=/b&port.1=81', 'redirectUnlessHttpsProto=true', 'sslVerifyNone=true', 'serviceCert=PEM', 'backendExtra=http-request%20allow', 'templateFePath=/t.tmpl', 'srcPort=443', 'reqMode=tcp', 'pathType=path_reg', 'outboundHostname=x.example']) {
+      const res = await app.inject({ url: `/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&${q}`, headers: api })
+      assert.equal(res.statusCode, 400, `${q}: ${res.body}`)
+      assert.equal(res.json().code, 'NOT_IMPLEMENTED', q)
+      const name = q.split('=')[0]!
+      assert.ok(res.json().message.startsWith(`${name}: the Docker Flow Proxy parameter`), `${q}: ${res.json().message}`)
+    }
+    assert.equal(await store.version(), 0)
+    // A security switch set to false asks for nothing: accepted without a warning.
+    const off = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&verifyClientSsl=false&sslVerifyNone=false&reqMode=http', headers: api })
+    assert.equal(off.statusCode, 200, off.body)
+    assert.equal(off.json().warnings, undefined)
+  })
+
+  it("accepts Docker Flow Swarm Listener's and Docker Flow Monitor's bookkeeping without a warning", async (t) => {
+    const { app } = await startControl(t)
+    const res = await app.inject({
+      url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&notify=true&distribute=true&replicas=3&reschedule=true&scrapePort=9100&alertName=mem&alertIf=%40service_mem_limit%3A0.8&alertFor=5m&alertName.1=cpu&shortName=true&userDef=x',
+      headers: api,
+    })
+    assert.equal(res.statusCode, 200, res.body)
+    assert.equal(res.json().warnings, undefined)
+  })
+
+  it('answers 409 NOTHING_TO_ROUTE for a create with no servicePath and no serviceDomain (as DFP; DFSL counts it as done), and stores nothing', async (t) => {
+    const { app, store } = await startControl(t)
+    const res = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=monitored&port=9100&scrapePort=9100&alertName=mem', headers: api })
+    assert.equal(res.statusCode, 409, res.body)
+    assert.equal(res.json().code, 'NOTHING_TO_ROUTE')
+    assert.match(res.json().message, /servicePath or serviceDomain/)
+    assert.equal(await store.version(), 0)
+  })
+
+  it('parses every implemented DFP parameter into the stored route', async (t) => {
+    const { app } = await startControl(t)
+    const q = new URLSearchParams({
+      serviceName: 'shop',
+      serviceDomain: 'Shop.Example.com.',
+      port: '80',
+      'servicePath.1': '/api',
+      'port.1': '8080',
+      'userAgent.1': 'iPhone,Android',
+      'servicePath.2': '/api',
+      'port.2': '8081',
+      'serviceHeader.2': 'X-Version:3',
+      'serviceDomain.3': '*dfp.example',
+      'port.3': '8082',
+      'redirectFromDomain.3': 'old.dfp.example',
+      reqPathSearchReplace: '^/api/v1/,/:/old,/new',
+      allowedMethods: 'get,POST',
+      'deniedMethods.2': 'DELETE',
+      'ignoreAuthorization.1': 'true',
+      servicePathExclude: '/api/metrics',
+      timeoutServer: '30',
+      'timeoutTunnel.2': '3600',
+      addReqHeader: 'X-Forwarded-Port %[dst_port],X-Static on',
+      setResHeader: 'X-Via %[env(HOSTNAME)]',
+      delReqHeader: 'X-Secret',
+      delResHeader: 'Server',
+      users: 'admin:s3cret, ops:$6$tethersalt$igDKEU2kQB0/sdrV3JlyBanTfVltpwmxDdT780GrialRN11kHhMXKN0Sp1sPnRq95/CzpK0fl8.FOSqDXQgNN.',
+      isDefaultBackend: 'true',
+    })
+    // A plain and a hashed password in one list is not DFP's form: without usersPassEncrypted both are passwords.
+    const res = await app.inject({ url: `/v1/docker-flow-proxy/reconfigure?${q}`, headers: api })
+    assert.equal(res.statusCode, 200, res.body)
+    const route = res.json().route
+    assert.deepEqual(route.serviceDomain, ['shop.example.com'])
+    assert.deepEqual(route.destinations.map((d: { servicePath: string[]; port: number }) => [d.servicePath, d.port]), [
+      [['/api'], 8080],
+      [['/api'], 8081],
+      [['/'], 8082],
+    ])
+    const [d1, d2, d3] = route.destinations
+    assert.deepEqual(d1.userAgent, ['Android', 'iPhone'])
+    assert.equal(d1.ignoreAuthorization, true)
+    assert.deepEqual(d1.pathRewrite, [
+      { search: '^/api/v1/', replace: '/' },
+      { search: '/old', replace: '/new' },
+    ])
+    assert.deepEqual(d1.allowedMethods, ['GET', 'POST'])
+    assert.deepEqual(d1.servicePathExclude, ['/api/metrics'])
+    assert.equal(d1.timeoutServer, 30)
+    assert.deepEqual(d2.serviceHeader, [{ name: 'X-Version', value: '3' }])
+    assert.deepEqual(d2.deniedMethods, ['DELETE'])
+    assert.equal(d2.timeoutTunnel, 3600)
+    assert.deepEqual(d3.serviceDomain, ['*.dfp.example', 'dfp.example'])
+    assert.deepEqual(d3.redirectFromDomain, ['old.dfp.example'])
+    assert.deepEqual(route.addReqHeader, [
+      { name: 'X-Forwarded-Port', value: '%[dst_port]' },
+      { name: 'X-Static', value: 'on' },
+    ])
+    assert.deepEqual(route.setResHeader, [{ name: 'X-Via', value: '%[env(HOSTNAME)]' }])
+    assert.deepEqual(route.delReqHeader, ['X-Secret'])
+    assert.deepEqual(route.delResHeader, ['Server'])
+    assert.equal(route.isDefaultBackend, true)
+    assert.deepEqual(route.auth.users.map((u: { name: string }) => u.name), ['admin', 'ops'])
+    assert.match(route.auth.users[0].passwordHash, /^\$6\$[A-Za-z0-9]{16}\$/, 'the plain password is stored only as a SHA-512 crypt hash')
+    assert.ok(!res.body.includes('s3cret'), 'the password is nowhere in the answer')
+    // The same request again changes nothing: the hash is the same (salt per service and user).
+    const again = await app.inject({ url: `/v1/docker-flow-proxy/reconfigure?${q}`, headers: api })
+    assert.equal(again.json().changed, false)
+  })
+
+  it('refuses header values that could inject HAProxy syntax, naming the parameter and the rule', async (t) => {
+    const { app, store } = await startControl(t)
+    for (const [q, message] of [
+      ['addReqHeader=X-A%20%25[req.hdr(cookie)]', /sample expression other than/],
+      ['setReqHeader=X-Forwarded-Ssl%20on%20if%20{%20ssl_fc%20}', /condition/],
+      ['addResHeader=X-A%20a%0Ab', /printable ASCII/],
+      ['addReqHeader=X-A:b%20c', /HTTP header name/],
+      ['addReqHeader=X-Only-Name', /'Name value'/],
+      ['delReqHeader=X-A%20B', /HTTP header name/],
+      ['reqPathSearchReplace=%5E/a%20b,/', /without spaces, quotes/],
+      ["reqPathSearchReplace=%5E/a',/", /without spaces, quotes/],
+      ['reqPathSearchReplace=(,/', /not a valid regular expression/],
+      ['users=admin', /has no password/],
+      ['users=admin:notahash&usersPassEncrypted=true', /crypt\(3\) hash/],
+      ['allowedMethods=GET%20POST', /HTTP method/],
+      ['timeoutServer=0', /whole number of seconds/],
+      ['userAgent=%0A', /printable ASCII/],
+    ] as const) {
+      const res = await app.inject({ url: `/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&${q}`, headers: api })
+      assert.equal(res.statusCode, 400, `${q}: ${res.body}`)
+      assert.equal(res.json().code, 'VALIDATION_FAILED', q)
+      const field = q.split('=')[0]!
+      assert.ok(res.json().message.startsWith(`${field}:`), `${q}: ${res.json().message}`)
+      assert.match(res.json().message, message, q)
+    }
+    assert.equal(await store.version(), 0)
+  })
+
+  it('serves a domain-only route on / (serviceDomain without servicePath, also indexed)', async (t) => {
+    const { app } = await startControl(t)
+    const res = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=demo&serviceDomain=demo.org&port=80', headers: api })
+    assert.equal(res.statusCode, 200, res.body)
+    assert.deepEqual(res.json().route.destinations, [{ servicePath: ['/'], port: 80 }])
+    assert.deepEqual(res.json().route.serviceDomain, ['demo.org'])
+    // Indexed: each destination its own domain; a path-less unindexed part only gives defaults (DFP's rule).
+    const indexed = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=demo&port.1=80&serviceDomain.1=a.example&port.2=81&serviceDomain.2=b.example&servicePath.2=/b', headers: api })
+    assert.equal(indexed.statusCode, 200, indexed.body)
+    assert.deepEqual(indexed.json().route.destinations, [
+      { servicePath: ['/'], port: 80, serviceDomain: ['a.example'] },
+      { servicePath: ['/b'], port: 81, serviceDomain: ['b.example'] },
+    ])
+  })
+
+  it('answers with password hashes only to token holders: public reads hide them', async (t) => {
+    const { app } = await startControl(t)
+    await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&users=admin:s3cret', headers: api })
+    const pub = await app.inject({ url: '/v1/routes/a' })
+    assert.equal(pub.statusCode, 200, pub.body)
+    assert.deepEqual(pub.json().route?.auth?.users ?? pub.json().auth?.users, [{ name: 'admin', passwordHash: '(hidden)' }])
+    assert.ok(!pub.body.includes('$6$'))
+    const config = await app.inject({ url: '/v1/docker-flow-proxy/config' })
+    assert.equal(config.statusCode, 200)
+    assert.deepEqual(config.json().routes[0].auth.users, [{ name: 'admin', passwordHash: '(hidden)' }])
   })
 
   it('judges values as strictly as Tether’s own endpoint', async (t) => {
@@ -67,21 +230,43 @@ describe('GET /v1/docker-flow-proxy/reconfigure', () => {
 })
 
 describe('GET /v1/docker-flow-proxy/remove', () => {
-  it('removes the route, warning about ignored parameters', async (t) => {
+  it("removes the route; DFP's parameters (DFSL sends every label) pass silently, unknown names are warned about", async (t) => {
     const { app, store } = await startControl(t)
     await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80', headers: api })
-    const res = await app.inject({ url: '/v1/docker-flow-proxy/remove?serviceName=a&distribute=true&aclName=x', headers: api })
+    const res = await app.inject({ url: '/v1/docker-flow-proxy/remove?serviceName=a&distribute=true&aclName=x&servicePath=/a&port=80&madeUp=1', headers: api })
     assert.equal(res.statusCode, 200, res.body)
     assert.equal(res.json().version, 2)
-    assert.deepEqual(res.json().warnings.length, 1)
-    assert.match(res.json().warnings[0], /^aclName:/)
+    assert.equal(res.json().removed.serviceName, 'a')
+    assert.deepEqual(res.json().warnings, ['madeUp: not a Docker Flow Proxy parameter; ignored'])
     assert.equal(await store.get('a'), null)
   })
 
-  it('answers 404 for an unknown service', async (t) => {
-    const { app } = await startControl(t)
+  it('answers 200 removed:false for a service it has no route for (DFSL retries anything else), changing nothing', async (t) => {
+    const { app, store } = await startControl(t)
+    await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80', headers: api })
     const res = await app.inject({ method: 'DELETE', url: '/v1/docker-flow-proxy/remove?serviceName=nope', headers: api })
-    assert.equal(res.statusCode, 404)
-    assert.equal(res.json().code, 'ROUTE_NOT_FOUND')
+    assert.equal(res.statusCode, 200, res.body)
+    assert.deepEqual(res.json(), { version: 1, removed: false })
+    assert.equal(await store.version(), 1)
+  })
+})
+
+describe("Docker Flow Proxy's other endpoints", () => {
+  it('GET /v1/docker-flow-proxy/config answers the routing table as JSON', async (t) => {
+    const { app } = await startControl(t)
+    await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80', headers: api })
+    const res = await app.inject({ url: '/v1/docker-flow-proxy/config?type=json' })
+    assert.equal(res.statusCode, 200)
+    assert.equal(res.json().version, 1)
+    assert.deepEqual(res.json().routes.map((r: { serviceName: string }) => r.serviceName), ['a'])
+  })
+
+  it('GET /v1/docker-flow-proxy/reload answers 200 and changes nothing', async (t) => {
+    const { app, store } = await startControl(t)
+    const res = await app.inject({ url: '/v1/docker-flow-proxy/reload?recreate=true' })
+    assert.equal(res.statusCode, 200)
+    assert.equal(res.json().status, 'OK')
+    assert.match(res.json().message, /reload themselves/)
+    assert.equal(await store.version(), 0)
   })
 })

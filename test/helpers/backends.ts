@@ -5,7 +5,7 @@
  * starts over at 1 (that instance has never seen its session).
  *
  *   GET <any path> → 200 application/json
- *     { instance, session, count, path, host, forwardedFor, forwardedProto }
+ *     { instance, session, count, path, host, forwardedFor, forwardedProto, method, headers }
  *   and `Set-Cookie: <sessionCookie>=<id>` when the request carried no session this instance knows.
  *
  * A WebSocket-style upgrade (`Connection: Upgrade`) is answered with 101 and the socket then
@@ -24,6 +24,9 @@ export interface BackendReply {
   host: string | null
   forwardedFor: string | null
   forwardedProto: string | null
+  method: string
+  /** Every request header as received (lower-case names; repeated ones joined with ', '). */
+  headers: Record<string, string>
 }
 
 export interface Backend {
@@ -86,6 +89,8 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       host: header('host'),
       forwardedFor: header('x-forwarded-for'),
       forwardedProto: header('x-forwarded-proto'),
+      method: req.method ?? '',
+      headers: Object.fromEntries(Object.keys(req.headers).map((h) => [h, header(h) ?? ''])),
     }
     const text = JSON.stringify(body)
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })

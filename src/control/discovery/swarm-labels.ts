@@ -9,7 +9,7 @@
  * the label, its value and the same rule sentence the API shows; it never throws.
  */
 import type { Route } from '../../contracts/route.ts'
-import { NotImplementedError, ValidationFailedError } from '../errors.ts'
+import { NothingToRouteError, NotImplementedError, ValidationFailedError } from '../errors.ts'
 import { routeFromDfpQuery } from '../input/dfp-form.ts'
 import type { SwarmService } from './swarm-client.ts'
 
@@ -59,6 +59,8 @@ export function routeFromLabels(serviceName: string, labels: Readonly<Record<str
   try {
     return routeFromDfpQuery(params)
   } catch (err) {
+    // Only monitoring labels (no path, no domain): nothing to route, and nothing wrong.
+    if (err instanceof NothingToRouteError) return { problems: [] }
     if (!(err instanceof ValidationFailedError) && !(err instanceof NotImplementedError)) throw err
     const message = err.message
     return { problems: [message.startsWith('serviceName:') ? `service name${message.slice('serviceName:'.length)}` : `${PREFIX}${message}`] }

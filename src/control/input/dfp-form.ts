@@ -1,129 +1,380 @@
 /**
  * Docker Flow Proxy's form of a route (/v1/docker-flow-proxy/reconfigure and com.df.* labels,
  * which Docker Flow Swarm Listener sends as the same parameters): DFP's parameter names, the
- * tables of what Tether implements, ignores with a warning or refuses, and the parser.
+ * table of what Tether implements, accepts as bookkeeping, ignores with a warning or refuses,
+ * and the parser.
+ *
+ * Destinations: `servicePath`/`port` (with the other per-destination parameters) are the first
+ * destination; each index N of the indexed forms (`servicePath.N`, `port.N`, `serviceDomain.N`,
+ * ...) adds one, in index order. A per-destination parameter without `.N` applies to every
+ * destination that does not give its own `.N` value (DFP's fallback). A destination with a
+ * domain and no path serves '/' (DFP's default).
+ *
+ * The safety rule: a parameter that restricts access or changes security and that Tether does
+ * not implement is refused (400 NOT_IMPLEMENTED), never accepted with a warning. Parameters
+ * that only tune are accepted with a warning; DFSL's and DFP's bookkeeping without one.
+ * Parameter names are looked up as plain strings (`constructor`, `__proto__` and `toString`
+ * are just unknown names).
  */
-import { limits, normalizeRoute, rules, type Route } from '../../contracts/route.ts'
+import { encrypt } from 'unixcrypt'
+import { createHash } from 'node:crypto'
+import { headerValueProblem, limits, normalizeRoute, rules, type Header, type Route, type RouteInput } from '../../contracts/route.ts'
+import { NothingToRouteError, NotImplementedError } from '../errors.ts'
 import { checkList, checkString, fail, finish, parsePort, showValue, splitList } from './fields.ts'
 import { HTTPS_FIELDS, httpsFields } from './https-fields.ts'
 
-/**
- * Docker Flow Proxy parameters Tether understands; every other parameter is reported in
- * `warnings`. `distribute` and `replicas` are accepted without a warning: every Tether proxy
- * replica always receives every change, which is what they asked DFP for.
- */
-const dfpHandled = new Set(['serviceName', 'servicePath', 'port', 'serviceDomain', 'sessionType', 'distribute', 'replicas', 'sticky', 'stickyCookie', 'endpoints', 'aclName', 'wait', 'timeout', ...HTTPS_FIELDS])
+type Kind = 'route' | 'destination' | 'bookkeeping' | 'tuning' | 'security' | 'unsupported'
 
-/** DFP parameters we know of but do not implement, with why (shown in the warning). */
-const dfpKnownUnimplemented: Record<string, string> = {
-  reqMode: 'Tether routes HTTP only',
-  srcPort: 'Tether proxies listen on one port',
-  httpsPort: 'every Tether proxy listens for HTTPS on TETHER_PROXY_LISTEN_TLS; the backend port is the route port',
-  redirectFromDomain: 'redirects are not implemented',
-  reqPathSearch: 'path rewriting is not implemented',
-  reqPathReplace: 'path rewriting is not implemented',
-  reqPathSearchReplace: 'path rewriting is not implemented',
-  users: 'basic authentication is not implemented',
-  usersSecret: 'basic authentication is not implemented',
-  usersPassEncrypted: 'basic authentication is not implemented',
-  pathType: 'Tether matches path prefixes on whole segments',
-  timeoutServer: 'per-route timeouts are not implemented',
-  timeoutTunnel: 'per-route timeouts are not implemented',
-  serviceDomainAlgo: 'host matching is exact or *.wildcard',
-  addReqHeader: 'header rewriting is not implemented',
-  addResHeader: 'header rewriting is not implemented',
-  setReqHeader: 'header rewriting is not implemented',
-  setResHeader: 'header rewriting is not implemented',
-  delReqHeader: 'header rewriting is not implemented',
-  delResHeader: 'header rewriting is not implemented',
-  templateFePath: 'custom HAProxy templates are not supported',
-  templateBePath: 'custom HAProxy templates are not supported',
-  backendExtra: 'custom HAProxy configuration is not supported',
-  checkResolvers: 'Tether proxies always resolve tasks.<service> through Docker DNS',
-  balanceGroup: 'Tether balances round-robin, or by cookie when sticky',
-  outboundHostname: 'not implemented',
-  isDefaultBackend: 'requests with no route get a 404',
-  ignoreAuthorization: 'basic authentication is not implemented',
-  compressionAlgo: 'compression is not implemented',
-  compressionType: 'compression is not implemented',
-  connectionMode: 'not implemented',
-  xForwardedProto: 'Tether always sets X-Forwarded-Proto',
+interface Parameter {
+  kind: Kind
+  /** For 'tuning', 'security' and 'unsupported': why Tether does not do it. */
+  why?: string
+  /** For 'security' and 'unsupported' booleans: only a true value is refused. */
+  boolean?: boolean
 }
 
-export interface DfpResult {
-  route: Route
-  warnings: string[]
+const p = (kind: Kind, why?: string, boolean?: boolean): Parameter => ({ kind, ...(why === undefined ? {} : { why }), ...(boolean === undefined ? {} : { boolean }) })
+const TCP = 'Tether routes HTTP on one port; TCP and SNI routing are not implemented yet'
+
+/** Every Docker Flow Proxy (and Tether extension) parameter of the DFP form, by name. */
+export const dfpParameters: ReadonlyMap<string, Parameter> = new Map<string, Parameter>([
+  // Implemented, once per route.
+  ...[...HTTPS_FIELDS, 'serviceName', 'aclName', 'sessionType', 'sticky', 'stickyCookie', 'endpoints', 'addReqHeader', 'addHeader', 'setReqHeader', 'setHeader', 'delReqHeader', 'addResHeader', 'setResHeader', 'delResHeader', 'users', 'usersPassEncrypted', 'realm', 'isDefaultBackend', 'reqPathSearch', 'reqPathReplace', 'wait', 'timeout'].map(
+    (n) => [n, p('route')] as const,
+  ),
+  // Implemented, per destination (also as name.N).
+  ...['servicePath', 'port', 'serviceDomain', 'userAgent', 'serviceHeader', 'servicePathExclude', 'reqPathSearchReplace', 'stripPrefix', 'allowedMethods', 'deniedMethods', 'ignoreAuthorization', 'timeoutServer', 'timeoutTunnel', 'redirectFromDomain'].map(
+    (n) => [n, p('destination')] as const,
+  ),
+  // Docker Flow Swarm Listener's and DFP's bookkeeping, and other Docker Flow tools' labels: nothing to do.
+  ...['notify', 'distribute', 'replicas', 'reschedule', 'nodeInfo', 'shortName', 'scrapePort', 'scrapeNetwork', 'scrapeType', 'userDef', 'discoveryType'].map((n) => [n, p('bookkeeping')] as const),
+  // Restrict access or change security: refused until implemented.
+  ['usersSecret', p('security', 'users from a Docker secret are not implemented yet; give users (plain or crypt(3) hashes with usersPassEncrypted=true)')],
+  ['verifyClientSsl', p('security', 'client certificates are not verified by Tether', true)],
+  ['redirectUnlessHttpsProto', p('security', 'use redirectWhenHttpProto (redirects when X-Forwarded-Proto is http)', true)],
+  ['sslVerifyNone', p('security', 'TLS from the proxy to backends is not implemented; the request would silently stay plain HTTP', true)],
+  ['serviceCert', p('security', 'give certificates through PUT /v1/certificates/{name} or PUT /v1/docker-flow-proxy/cert')],
+  ['templateFePath', p('security', 'custom HAProxy templates are not supported (they could hold any rule)')],
+  ['templateBePath', p('security', 'custom HAProxy templates are not supported (they could hold any rule)')],
+  ['backendExtra', p('security', 'custom HAProxy configuration is not supported (it could hold any rule)')],
+  // Change where requests go in ways Tether cannot honour: refused rather than routed wrongly.
+  ['srcPort', p('unsupported', TCP)],
+  ['reqMode', p('unsupported', TCP)],
+  ['outboundHostname', p('unsupported', 'Tether sends requests to the tasks of the service (or its endpoints), not to another host')],
+  ['pathType', p('unsupported', "Tether matches path prefixes on whole segments (path_beg is accepted)")],
+  // Tuning: accepted, warned about.
+  ['serviceDomainAlgo', p('tuning', "Tether matches the host exactly, '*.example.com' any subdomain, '*example.com' the name and any subdomain")],
+  ['serviceDomainMatchAll', p('tuning', "Tether matches the host exactly; use '*example.com' for the name and any subdomain")],
+  ['checkResolvers', p('tuning', 'Tether proxies always resolve tasks.<service> through Docker DNS')],
+  ['balanceGroup', p('tuning', 'Tether balances round-robin, or by cookie when sticky')],
+  ['serviceGroup', p('tuning', TCP)],
+  ['connectionMode', p('tuning', 'Tether keeps connections alive')],
+  ['compressionAlgo', p('tuning', 'compression is not implemented')],
+  ['compressionType', p('tuning', 'compression is not implemented')],
+  ['timeoutClient', p('tuning', 'the client timeout is the proxy-wide 60 s')],
+  ['clitcpka', p('tuning', TCP)],
+  ['checkTcp', p('tuning', TCP)],
+  ['xForwardedProto', p('tuning', 'Tether always sets X-Forwarded-Proto')],
+  ['httpsPort', p('tuning', 'every Tether proxy listens for HTTPS on TETHER_PROXY_LISTEN_TLS; the backend port is the route port')],
+  ['srcHttpsPort', p('tuning', 'every Tether proxy listens for HTTPS on TETHER_PROXY_LISTEN_TLS')],
+  ['proxyInstanceName', p('tuning', 'every Tether proxy serves every route')],
+])
+
+/** Monitoring labels of Docker Flow Monitor (alertName, alertIf.1, ...): bookkeeping. */
+const isMonitoring = (base: string): boolean => /^alert[A-Z]/.test(base)
+
+/** The entry for a parameter name (`name` or `name.N`), or undefined for a name DFP does not have. */
+export function dfpParameterOf(name: string): { base: string; index: number | undefined; parameter: Parameter | undefined } {
+  const m = /^(.+)\.([0-9]{1,3})$/.exec(name)
+  const base = m?.[1] ?? name
+  const index = m?.[2] === undefined ? undefined : Number(m[2])
+  const parameter = dfpParameters.get(base) ?? (isMonitoring(base) ? p('bookkeeping') : undefined)
+  return { base, index, parameter }
 }
 
 type DfpQuery = Record<string, string | undefined>
 
-/** Warnings for the parameters of a DFP request that Tether ignores, in a stable order. */
-export function dfpWarnings(query: DfpQuery, handled: (name: string) => boolean): string[] {
+/** Go's strconv.ParseBool, as DFP reads booleans; anything else is refused. */
+function parseBool(field: string, value: string): boolean {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false
+  fail(field, `${showValue(value)} must be true or false`)
+}
+
+const own = (query: DfpQuery, key: string): string | undefined => (Object.prototype.hasOwnProperty.call(query, key) ? query[key] : undefined)
+
+/**
+ * What to do with each parameter that is not implemented: a NOT_IMPLEMENTED error for the
+ * first one that restricts access (or cannot be honoured), and warnings for the rest.
+ */
+export function dfpUnimplemented(query: DfpQuery): string[] {
   const warnings: string[] = []
   for (const name of Object.keys(query).sort()) {
-    if (handled(name)) continue
-    const base = name.replace(/\.[0-9]+$/, '')
-    const why = dfpKnownUnimplemented[base]
-    warnings.push(
-      why !== undefined
-        ? `${name}: Docker Flow Proxy parameter not implemented by Tether (${why}); ignored`
-        : `${name}: not a parameter Tether knows; ignored`,
-    )
+    const value = own(query, name) ?? ''
+    const { base, parameter } = dfpParameterOf(name)
+    if (parameter === undefined) {
+      warnings.push(`${name}: not a Docker Flow Proxy parameter; ignored`)
+      continue
+    }
+    if (parameter.kind === 'security' || parameter.kind === 'unsupported') {
+      if (parameter.boolean === true && !parseBool(name, value)) continue
+      if (base === 'reqMode' && value === 'http') continue
+      if (base === 'pathType' && value === 'path_beg') {
+        warnings.push(`${name}: Docker Flow Proxy parameter accepted; Tether matches path prefixes on whole segments (/demo serves /demo and /demo/x, not /demonstration)`)
+        continue
+      }
+      if (value === '') continue
+      throw new NotImplementedError(
+        `${name}: the Docker Flow Proxy parameter ${showValue(`${name}=${value}`)} is not implemented by Tether (${parameter.why ?? 'not implemented'})` +
+          (parameter.kind === 'security' ? '; it restricts access or changes security, so the route is refused rather than served without it' : '; the route is refused rather than routed differently') +
+          '. Nothing was stored',
+      )
+    }
+    if (parameter.kind === 'tuning') warnings.push(`${name}: Docker Flow Proxy parameter not implemented by Tether (${parameter.why ?? 'not implemented'}); ignored`)
   }
   return warnings
 }
 
+/** DFP's header list: entries split at ','; each 'Name value' (split at the first space). */
+function headers(field: string, value: string | undefined): Header[] | undefined {
+  if (value === undefined || value === '') return undefined
+  return splitList(value).map((entry) => {
+    const text = entry.trim()
+    const space = text.search(/\s/)
+    if (space < 0) fail(field, `${showValue(entry)} must be 'Name value' (the header name, a space, the value)`)
+    const name = checkString(field, 'headerName', text.slice(0, space))
+    const v = text.slice(space + 1).trim()
+    checkString(field, 'headerValue', v)
+    const problem = headerValueProblem(v)
+    if (problem !== null) fail(field, `${showValue(v)} ${problem}`)
+    return { name, value: v }
+  })
+}
+
+function headerNames(field: string, value: string | undefined): string[] | undefined {
+  if (value === undefined || value === '') return undefined
+  return splitList(value).map((n) => checkString(field, 'headerName', n.trim()))
+}
+
+/** A deterministic salt per (service, user): the same password gives the same hash, so a repeated notification changes nothing. */
+function saltOf(serviceName: string, user: string): string {
+  return createHash('sha256').update(`tether-basic-auth|${serviceName}|${user}`).digest('base64').replace(/[^A-Za-z0-9]/g, '').slice(0, 16)
+}
+
 /**
- * `/v1/docker-flow-proxy/reconfigure`: DFP's names. `servicePath`/`port` are the first
- * destination; the indexed forms `servicePath.N`/`port.N` (N ≥ 1) add one destination each,
- * in index order. `sessionType=sticky-server` means sticky.
+ * DFP's `users`: 'name:password' entries, comma-separated; plain passwords are hashed here
+ * (SHA-512 crypt) and never stored, hashes are taken as they are with usersPassEncrypted=true.
  */
-export function routeFromDfpQuery(query: DfpQuery): DfpResult {
-  if (query.serviceName === undefined) fail('serviceName', `is required; it ${rules.serviceName.text}`)
-  const serviceName = checkString('serviceName', 'serviceName', query.serviceName)
-  const indexed = new Set<number>()
+export function usersFrom(serviceName: string, value: string, encrypted: boolean): Array<{ name: string; passwordHash: string }> {
+  const users = value
+    .split(/[,\n]/)
+    .map((u) => u.trim())
+    .filter((u) => u.length > 0)
+  if (users.length > 64) fail('users', `has ${users.length} entries; at most 64 are allowed`)
+  return users.map((entry) => {
+    const colon = entry.indexOf(':')
+    const name = (colon < 0 ? entry : entry.slice(0, colon)).trim()
+    const password = colon < 0 ? '' : entry.slice(colon + 1).trim()
+    checkString('users', 'userName', name)
+    if (password === '') fail('users', `user ${showValue(name)} has no password ('name:password'; a password from usersSecret or USERS is not implemented)`)
+    if (encrypted) {
+      if (!new RegExp(rules.passwordHash.pattern).test(password)) fail('users', `the password of ${showValue(name)} ${rules.passwordHash.text} (usersPassEncrypted=true)`)
+      return { name, passwordHash: password }
+    }
+    if (/[\x00-\x1f\x7f]/.test(password)) fail('users', `the password of ${showValue(name)} holds a control character`)
+    return { name, passwordHash: encrypt(password, `$6$${saltOf(serviceName, name)}`) }
+  })
+}
+
+/** DFP's reqPathSearchReplace: 'search,replace' pairs separated by ':'. */
+function rewrites(field: string, value: string): Array<{ search: string; replace: string }> {
+  return value
+    .split(':')
+    .filter((pair) => pair.length > 0)
+    .map((pair) => {
+      const comma = pair.indexOf(',')
+      if (comma < 0) fail(field, `${showValue(pair)} must be 'search,replace' (pairs separated by ':')`)
+      return rewrite(field, pair.slice(0, comma), pair.slice(comma + 1))
+    })
+}
+
+function rewrite(field: string, search: string, replace: string): { search: string; replace: string } {
+  checkString(field, 'pathRegex', search)
+  if (replace !== '') checkString(field, 'pathRegex', replace)
+  try {
+    new RegExp(search)
+  } catch (err) {
+    fail(field, `${showValue(search)} is not a valid regular expression (${(err as Error).message})`)
+  }
+  return { search, replace }
+}
+
+function seconds(field: string, value: string): number {
+  if (!/^[0-9]{1,5}$/.test(value) || Number(value) < 1 || Number(value) > 86400) fail(field, `${showValue(value)} ${rules.timeout.text}`)
+  return Number(value)
+}
+
+/**
+ * `/v1/docker-flow-proxy/reconfigure` and com.df.* labels → a route, and the warnings for what
+ * is ignored. Throws ValidationFailedError (400), NotImplementedError (400) or
+ * NothingToRouteError (409, nothing to route).
+ */
+export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: string[] } {
+  const get = (key: string): string | undefined => own(query, key)
+  const serviceNameValue = get('serviceName')
+  if (serviceNameValue === undefined) fail('serviceName', `is required; it ${rules.serviceName.text}`)
+  const serviceName = checkString('serviceName', 'serviceName', serviceNameValue)
+  const warnings = dfpUnimplemented(query)
+
+  // Destination indexes: the unindexed one first, then every N given for servicePath.N, port.N
+  // or serviceDomain.N (DFP's rule for a destination to exist).
+  const indexes = new Set<number>()
+  const strays = new Set<number>()
   for (const key of Object.keys(query)) {
-    const m = /^(?:servicePath|port)\.([0-9]{1,3})$/.exec(key)
-    if (m !== null) indexed.add(Number(m[1]))
+    const { base, index, parameter } = dfpParameterOf(key)
+    if (index === undefined || parameter?.kind !== 'destination') continue
+    if (base === 'servicePath' || base === 'port' || base === 'serviceDomain') indexes.add(index)
+    else strays.add(index)
   }
-  const destinations: Array<{ servicePath: string[]; port: number }> = []
-  const destination = (pathKey: string, portKey: string): void => {
-    const paths = checkList(pathKey, 'servicePath', splitList(query[pathKey]), limits.maxPaths)
-    if (paths.length === 0) fail(pathKey, `is required; it ${rules.servicePath.text}`)
-    destinations.push({ servicePath: paths, port: parsePort(portKey, query[portKey]) })
+  for (const i of strays) if (!indexes.has(i)) warnings.push(`.${i}: per-destination parameters without servicePath.${i}, port.${i} or serviceDomain.${i} belong to no destination; ignored`)
+  /** Value of a per-destination parameter for index i (its own, else the unindexed one), with the field name to blame. */
+  const at = (name: string, i: number | undefined): [string | undefined, string] => {
+    if (i !== undefined) {
+      const v = get(`${name}.${i}`)
+      if (v !== undefined && v !== '') return [v, `${name}.${i}`]
+    }
+    const v = get(name)
+    return [v === '' ? undefined : v, name]
   }
-  if (query.servicePath !== undefined || query.port !== undefined || indexed.size === 0) destination('servicePath', 'port')
-  for (const i of [...indexed].sort((a, b) => a - b)) destination(`servicePath.${i}`, `port.${i}`)
+  const ownAt = (name: string, i: number | undefined): string | undefined => {
+    const v = get(i === undefined ? name : `${name}.${i}`)
+    return v === '' ? undefined : v
+  }
+
+  const routeRewrite = (() => {
+    const search = get('reqPathSearch')
+    const replace = get('reqPathReplace')
+    if (search === undefined || search === '') return []
+    return [rewrite('reqPathSearch', search, replace ?? '')]
+  })()
+
+  const destinations: RouteInput['destinations'][number][] = []
+  const destination = (i: number | undefined): void => {
+    const suffix = i === undefined ? '' : `.${i}`
+    // Paths and ports are the destination's own (no fallback): the unindexed ones are the first destination.
+    let paths = checkList(`servicePath${suffix}`, 'servicePath', splitList(ownAt('servicePath', i)), limits.maxPaths)
+    const ownDomains = i === undefined ? undefined : ownAt('serviceDomain', i)
+    const anyDomain = ownDomains ?? ownAt('serviceDomain', undefined)
+    if (paths.length === 0) {
+      if (i === undefined) {
+        if (indexes.size > 0) return // only indexed destinations
+        if (anyDomain === undefined) {
+          throw new NothingToRouteError(
+            'nothing to route: give servicePath or serviceDomain (Docker Flow Proxy answers 409 too, which Docker Flow Swarm Listener counts as done: a service with only monitoring labels is not routed). Nothing was stored',
+          )
+        }
+      } else if (anyDomain === undefined) {
+        fail(`servicePath${suffix}`, `is required (or serviceDomain${suffix}); it ${rules.servicePath.text}`)
+      }
+      paths = ['/'] // DFP: a domain without a path serves every path
+    }
+    const d: RouteInput['destinations'][number] = { servicePath: paths, port: parsePort(`port${suffix}`, ownAt('port', i)) }
+    if (ownDomains !== undefined) d.serviceDomain = checkList(`serviceDomain${suffix}`, 'serviceDomain', splitList(ownDomains), limits.maxDomains)
+    const [ua, uaField] = at('userAgent', i)
+    if (ua !== undefined) d.userAgent = checkList(uaField, 'userAgent', splitList(ua), 16)
+    const [hdr, hdrField] = at('serviceHeader', i)
+    if (hdr !== undefined) {
+      d.serviceHeader = splitList(hdr).map((entry) => {
+        const parts = entry.split(':')
+        if (parts.length !== 2) fail(hdrField, `${showValue(entry)} must be 'Name:value'`)
+        const value = (parts[1] ?? '').trim()
+        if (!/^[\x20-\x7e]{1,256}$/.test(value)) fail(hdrField, `${showValue(value)} must be 1 to 256 printable ASCII characters`)
+        return { name: checkString(hdrField, 'headerName', (parts[0] ?? '').trim()), value }
+      })
+    }
+    const [ex, exField] = at('servicePathExclude', i)
+    if (ex !== undefined) d.servicePathExclude = checkList(exField, 'servicePath', splitList(ex), limits.maxPaths)
+    const [rw, rwField] = at('reqPathSearchReplace', i)
+    const pathRewrite = [...routeRewrite, ...(rw === undefined ? [] : rewrites(rwField, rw))]
+    if (pathRewrite.length > 8) fail(rwField, `gives ${pathRewrite.length} rewrites; at most 8 are allowed`)
+    if (pathRewrite.length > 0) d.pathRewrite = pathRewrite
+    const [strip, stripField] = at('stripPrefix', i)
+    if (strip !== undefined && parseBool(stripField, strip)) d.stripPrefix = true
+    for (const name of ['allowedMethods', 'deniedMethods'] as const) {
+      const [m, mField] = at(name, i)
+      if (m !== undefined) d[name] = checkList(mField, 'method', splitList(m).map((x) => x.trim().toUpperCase()), 32)
+    }
+    const [ign, ignField] = at('ignoreAuthorization', i)
+    if (ign !== undefined && parseBool(ignField, ign)) d.ignoreAuthorization = true
+    for (const name of ['timeoutServer', 'timeoutTunnel'] as const) {
+      const [t, tField] = at(name, i)
+      if (t !== undefined) d[name] = seconds(tField, t)
+    }
+    const [rd, rdField] = at('redirectFromDomain', i)
+    if (rd !== undefined) {
+      d.redirectFromDomain = checkList(rdField, 'serviceDomain', splitList(rd), limits.maxDomains)
+      const hosts = d.serviceDomain ?? splitList(get('serviceDomain'))
+      if (!hosts.some((h) => !h.startsWith('*.'))) fail(rdField, `redirects to the destination's first host name: give serviceDomain${suffix} (not only a wildcard)`)
+    }
+    destinations.push(d)
+  }
+  destination(undefined)
+  for (const i of [...indexes].sort((a, b) => a - b)) destination(i)
+  if (destinations.length === 0) throw new NothingToRouteError('nothing to route: give servicePath or serviceDomain (Docker Flow Proxy answers 409 too). Nothing was stored')
   if (destinations.length > limits.maxDestinations) fail('servicePath', `gives ${destinations.length} destinations; at most ${limits.maxDestinations} are allowed`)
 
   let sticky: boolean | undefined
-  if (query.sessionType !== undefined) {
-    if (query.sessionType !== 'sticky-server') fail('sessionType', `${showValue(query.sessionType)} must be 'sticky-server' (the only session type Docker Flow Proxy defines)`)
+  const sessionType = get('sessionType')
+  if (sessionType !== undefined && sessionType !== '') {
+    if (sessionType !== 'sticky-server') fail('sessionType', `${showValue(sessionType)} must be 'sticky-server' (the only session type Docker Flow Proxy defines)`)
     sticky = true
   }
-  if (query.sticky !== undefined) {
-    if (query.sticky !== 'true' && query.sticky !== 'false') fail('sticky', `${showValue(query.sticky)} must be true or false`)
-    sticky = sticky === true || query.sticky === 'true'
+  const stickyValue = get('sticky')
+  if (stickyValue !== undefined) sticky = sticky === true || parseBool('sticky', stickyValue)
+  const stickyCookie = get('stickyCookie')
+  const aclName = get('aclName')
+  const users = get('users')
+  const realm = get('realm')
+  const isDefault = get('isDefaultBackend')
+  const input: RouteInput = {
+    serviceName,
+    destinations,
+    serviceDomain: checkList('serviceDomain', 'serviceDomain', splitList(get('serviceDomain')), limits.maxDomains),
+    sticky,
+    stickyCookie: stickyCookie === undefined ? undefined : checkString('stickyCookie', 'stickyCookie', stickyCookie),
+    endpoints: checkList('endpoints', 'endpoint', splitList(get('endpoints')), limits.maxEndpoints),
+    aclName: aclName === undefined ? undefined : checkString('aclName', 'aclName', aclName),
+    addReqHeader: headers(get('addReqHeader') !== undefined ? 'addReqHeader' : 'addHeader', get('addReqHeader') ?? get('addHeader')),
+    setReqHeader: headers(get('setReqHeader') !== undefined ? 'setReqHeader' : 'setHeader', get('setReqHeader') ?? get('setHeader')),
+    delReqHeader: headerNames('delReqHeader', get('delReqHeader')),
+    addResHeader: headers('addResHeader', get('addResHeader')),
+    setResHeader: headers('setResHeader', get('setResHeader')),
+    delResHeader: headerNames('delResHeader', get('delResHeader')),
+    isDefaultBackend: isDefault === undefined ? undefined : parseBool('isDefaultBackend', isDefault),
+    ...httpsFields(Object.fromEntries(HTTPS_FIELDS.flatMap((f) => (get(f) === undefined ? [] : [[f, get(f)]])))),
   }
-  const route = finish(
-    normalizeRoute({
-      serviceName,
-      destinations,
-      serviceDomain: checkList('serviceDomain', 'serviceDomain', splitList(query.serviceDomain), limits.maxDomains),
-      sticky,
-      stickyCookie: query.stickyCookie === undefined ? undefined : checkString('stickyCookie', 'stickyCookie', query.stickyCookie),
-      endpoints: checkList('endpoints', 'endpoint', splitList(query.endpoints), limits.maxEndpoints),
-      aclName: query.aclName === undefined ? undefined : checkString('aclName', 'aclName', query.aclName),
-      ...httpsFields(query),
-    }),
-  )
-  const warnings = dfpWarnings(query, (name) => dfpHandled.has(name) || /^(?:servicePath|port)\.[0-9]{1,3}$/.test(name))
-  return { route, warnings }
+  if (users !== undefined && users.trim() !== '') {
+    const encrypted = get('usersPassEncrypted')
+    input.auth = { users: usersFrom(serviceName, users, encrypted !== undefined && parseBool('usersPassEncrypted', encrypted)) }
+    if (realm !== undefined) input.auth.realm = checkString('realm', 'realm', realm)
+  } else if (realm !== undefined) {
+    fail('realm', 'needs users (the realm of basic authentication)')
+  }
+  if (destinations.some((d) => d.ignoreAuthorization === true) && input.auth === undefined) {
+    // Harmless (nothing to ignore), but say so rather than pretend.
+    warnings.push('ignoreAuthorization: the route has no users, so there is no authorization to ignore')
+  }
+  return { route: finish(normalizeRoute(input)), warnings }
 }
 
-/** `/v1/docker-flow-proxy/remove`: the service name, and warnings for everything else. */
+/** `/v1/docker-flow-proxy/remove`: the service name; DFP's other parameters mean nothing here, unknown ones are warned about. */
 export function serviceNameFromDfpRemove(query: DfpQuery): { serviceName: string; warnings: string[] } {
-  if (query.serviceName === undefined) fail('serviceName', `is required; it ${rules.serviceName.text}`)
-  const serviceName = checkString('serviceName', 'serviceName', query.serviceName)
-  return { serviceName, warnings: dfpWarnings(query, (name) => name === 'serviceName' || name === 'distribute' || name === 'wait' || name === 'timeout') }
+  const value = own(query, 'serviceName')
+  if (value === undefined) fail('serviceName', `is required; it ${rules.serviceName.text}`)
+  const serviceName = checkString('serviceName', 'serviceName', value)
+  const warnings = Object.keys(query)
+    .sort()
+    .filter((name) => dfpParameterOf(name).parameter === undefined)
+    .map((name) => `${name}: not a Docker Flow Proxy parameter; ignored`)
+  return { serviceName, warnings }
 }

@@ -13,14 +13,11 @@ import { describeSchemaError, showValue, type RuleName } from './schema-errors.t
 
 export { showValue }
 
-export const patterns = {
-  serviceName: new RegExp(rules.serviceName.pattern),
-  servicePath: new RegExp(rules.servicePath.pattern),
-  serviceDomain: new RegExp(rules.serviceDomain.pattern),
-  stickyCookie: new RegExp(rules.stickyCookie.pattern),
-  endpoint: new RegExp(rules.endpoint.pattern),
-  aclName: new RegExp(rules.aclName.pattern),
-}
+export type PatternRule = { [K in RuleName]: (typeof rules)[K] extends { pattern: string } ? K : never }[RuleName]
+
+export const patterns = Object.fromEntries(
+  Object.entries(rules).flatMap(([name, rule]) => ('pattern' in rule ? [[name, new RegExp(rule.pattern)]] : [])),
+) as Record<PatternRule, RegExp>
 
 export const maxLengths: Partial<Record<RuleName, number>> = {
   serviceName: 63,
@@ -29,6 +26,9 @@ export const maxLengths: Partial<Record<RuleName, number>> = {
   stickyCookie: 64,
   endpoint: rules.endpoint.maxLength,
   aclName: 63,
+  headerName: 64,
+  userName: 64,
+  secretName: 63,
 }
 
 
@@ -36,7 +36,7 @@ export function fail(field: string, message: string): never {
   throw new ValidationFailedError(`${field}: ${message}`)
 }
 
-export function checkString(field: string, rule: Exclude<RuleName, 'port'>, value: string): string {
+export function checkString(field: string, rule: PatternRule, value: string): string {
   const max = maxLengths[rule]
   if (max !== undefined && value.length > max) {
     const text = rules[rule].text
@@ -53,7 +53,7 @@ function bracketedIPv6Valid(endpoint: string): boolean {
   return isIPv6(host)
 }
 
-export function checkList(field: string, rule: Exclude<RuleName, 'port'>, values: readonly string[], maxItems: number): string[] {
+export function checkList(field: string, rule: PatternRule, values: readonly string[], maxItems: number): string[] {
   if (values.length > maxItems) fail(field, `has ${values.length} entries; at most ${maxItems} are allowed`)
   return values.map((v) => checkString(field, rule, v))
 }

@@ -41,6 +41,7 @@ export const requestBodyExamples: Readonly<Record<string, JsonObject>> = {
 const prefilledOptional: Readonly<Record<string, readonly string[]>> = {
   getDockerFlowProxyReconfigure: ['servicePath', 'port'],
   putDockerFlowProxyReconfigure: ['servicePath', 'port'],
+  postDockerFlowProxyReconfigure: ['servicePath', 'port'],
 }
 
 /** What the API says for each error code (the sample of a 401 is a 401's message). */

@@ -340,7 +340,7 @@ const ErrorRef = ref(ErrorSchema)
 /** Error responses, documented per route. */
 export const errors = {
   400: { ...ErrorRef, description: 'Invalid or unknown parameter (VALIDATION_FAILED, UNKNOWN_PARAMETER); nothing changed.' },
-  401: { ...ErrorRef, description: 'Missing or invalid bearer token (UNAUTHORIZED).' },
+  401: { ...ErrorRef, description: 'Missing or invalid API token: Bearer, or Basic with the token as password and its name as user (UNAUTHORIZED).' },
   404: { ...ErrorRef, description: 'Not found.' },
   409: { ...ErrorRef, description: "ROUTE_CONFLICT: another service holds one of this route's paths (for the same host); the message names the field, the value and the holder. Nothing was stored; takeover=true moves them." },
   413: { ...ErrorRef, description: 'Body larger than 1 MiB (BODY_TOO_LARGE).' },

@@ -9,8 +9,8 @@
  * back is the same call for app-blue.
  */
 import type { ChangeMeta } from '../../contracts/change.ts'
-import type { Route } from '../../contracts/route.ts'
-import { bindingKey, bindingKeys } from '../../contracts/route-planner.ts'
+import { hostsOf, type Route } from '../../contracts/route.ts'
+import { bindingKey, bindingKeys, matchKey, matchOf } from '../../contracts/route-planner.ts'
 import { RouteConflictError, StoreUnavailableError } from '../errors.ts'
 import { ExpectationFailedError, type PutResult, type RouteStore, type RouteWrite } from '../store/route-store.ts'
 
@@ -34,13 +34,14 @@ const TAKEOVER_ATTEMPTS = 5
  */
 export function withoutClaims(holder: Route, route: Route): { after: Route | null; moved: string[] } {
   const claimed = new Set(bindingKeys(route))
-  const hosts = holder.serviceDomain.length > 0 ? holder.serviceDomain : ['']
   const moved = new Set<string>()
   const destinations = holder.destinations
     .map((d) => ({
       ...d,
       servicePath: d.servicePath.filter((path) => {
-        const taken = hosts.filter((h) => claimed.has(bindingKey(h, path)))
+        const hosts = hostsOf(holder, d)
+        const match = matchKey(matchOf(d))
+        const taken = hosts.filter((h) => claimed.has(bindingKey(h, path, match)))
         if (taken.length === 0) return true
         if (taken.length < hosts.length) {
           throw new RouteConflictError(

@@ -26,8 +26,8 @@
 import { createHash } from 'node:crypto'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import type { CertificateMaterial } from '../../contracts/certificate.ts'
-import { cookieNameOf, type Route } from '../../contracts/route.ts'
-import { hostKind, planRoutes, type ShadowedBinding } from '../../contracts/route-planner.ts'
+import { cookieNameOf, sampleExpressions, type Destination, type Header, type Route } from '../../contracts/route.ts'
+import { hostKind, isPlain, planRoutes, type HttpBinding, type ShadowedBinding } from '../../contracts/route-planner.ts'
 import { endpointsOf, serverLine, type Endpoint, type Task } from './servers.ts'
 import type { ResolvedSettings } from './settings.ts'
 import { acmeChallengeLines, challengeMap, INCOMING_PROTO_LINE, routeHttpsLines, forwardedProtoLines, tlsBindLine, tlsFiles, tlsGlobalLines } from './tls.ts'
@@ -100,6 +100,97 @@ export function backendName(serviceName: string, port: number): string {
   return `svc_${serviceName}_${port}`
 }
 
+/** What a destination's backend does to requests besides choosing a server (equal texts share a backend). */
+function backendRulesKey(route: Route, d: Destination): string {
+  return JSON.stringify([d.pathRewrite, d.stripPrefix === true ? d.servicePath : null, d.allowedMethods, d.deniedMethods, route.auth !== undefined && d.ignoreAuthorization !== true, d.timeoutServer, d.timeoutTunnel])
+}
+
+/**
+ * The backend a destination of a route uses: one per (service, port), `svc_<serviceName>_<port>`,
+ * except that a destination whose per-destination rules (rewrites, methods, auth, timeouts)
+ * differ from those of the first destination on that port gets its own, `..._<port>-d<index>`
+ * (no plain backend name ends in '-d<digits>': it always ends in '_<port>').
+ */
+export function destinationBackend(route: Route, index: number): string {
+  const d = route.destinations[index]
+  if (d === undefined) throw new Error(`destinationBackend: ${route.serviceName} has no destination ${index}`)
+  const key = backendRulesKey(route, d)
+  const first = route.destinations.findIndex((o) => o.port === d.port)
+  const same = route.destinations.findIndex((o) => o.port === d.port && backendRulesKey(route, o) === key)
+  return same === first ? backendName(route.serviceName, d.port) : `${backendName(route.serviceName, d.port)}-d${same}`
+}
+
+/** The userlist of a route with basic authentication. */
+export function userlistName(serviceName: string): string {
+  return `tether_users_${serviceName}`
+}
+
+/** A header value as an HAProxy log-format string: the allowed sample expressions kept, every other '%' literal. */
+export function headerValue(value: string): string {
+  let out = ''
+  let i = 0
+  while (i < value.length) {
+    const expr = value[i] === '%' ? sampleExpressions.find((e) => value.startsWith(e, i)) : undefined
+    if (expr !== undefined) {
+      out += expr
+      i += expr.length
+    } else {
+      out += value[i] === '%' ? '%%' : value[i]
+      i++
+    }
+  }
+  return quote(out)
+}
+
+/** A quoted argument of a sample converter (inside a single-quoted configuration word). */
+function converterArg(text: string): string {
+  return `"${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`
+}
+
+/** A path as a PCRE literal. */
+function regexLiteral(path: string): string {
+  return path.replace(/[^A-Za-z0-9/_-]/g, (c) => `\\${c}`)
+}
+
+/** The per-request lines of one destination's backend, in the order HAProxy runs them. */
+function destinationRules(route: Route, d: Destination): string[] {
+  const out: string[] = []
+  if (d.timeoutServer !== undefined) out.push(`timeout server ${d.timeoutServer}s`)
+  if (d.timeoutTunnel !== undefined) out.push(`timeout tunnel ${d.timeoutTunnel}s`)
+  // Docker Flow Proxy answers a refused method with 403 (http-request deny); so does Tether.
+  if (d.allowedMethods !== undefined) out.push(`http-request deny unless { method ${d.allowedMethods.join(' ')} }`)
+  if (d.deniedMethods !== undefined) out.push(`http-request deny if { method ${d.deniedMethods.join(' ')} }`)
+  if (route.auth !== undefined && d.ignoreAuthorization !== true) {
+    out.push(`http-request auth realm ${quote(route.auth.realm ?? `${route.serviceName}Realm`)} unless { http_auth(${userlistName(route.serviceName)}) }`)
+    // The credentials are the proxy's business, not the service's (as in Docker Flow Proxy).
+    out.push('http-request del-header Authorization')
+  }
+  const headers = (verb: string, list: Header[] | undefined): void => {
+    for (const h of list ?? []) out.push(`${verb} ${h.name} ${headerValue(h.value)}`)
+  }
+  for (const name of route.delReqHeader ?? []) out.push(`http-request del-header ${name}`)
+  headers('http-request set-header', route.setReqHeader)
+  headers('http-request add-header', route.addReqHeader)
+  if (d.stripPrefix === true) {
+    const prefixes = d.servicePath.filter((p) => p !== '/').sort((a, b) => b.length - a.length || (a < b ? -1 : 1))
+    if (prefixes.length > 0) out.push(`http-request set-path '%[path,regsub(${converterArg(`^(?:${prefixes.map(regexLiteral).join('|')})(/|$)`)},"/")]'`)
+  }
+  for (const r of d.pathRewrite ?? []) out.push(`http-request set-path '%[path,regsub(${converterArg(r.search)},${converterArg(r.replace)})]'`)
+  for (const name of route.delResHeader ?? []) out.push(`http-response del-header ${name}`)
+  headers('http-response set-header', route.setResHeader)
+  headers('http-response add-header', route.addResHeader)
+  return out
+}
+
+/** The ACL conditions of a binding's discriminators and exclusions (after host and path). */
+function matchConditions(b: HttpBinding): string {
+  let out = ''
+  if (b.match?.userAgent !== undefined) out += ` { req.hdr(user-agent) -m sub -i ${b.match.userAgent.map(quote).join(' ')} }`
+  for (const h of b.match?.serviceHeader ?? []) out += ` { req.hdr(${h.name}) -m str ${quote(h.value)} }`
+  if (b.exclude !== undefined) out += ` !{ var(txn.path) -m beg ${b.exclude.map((e) => (e === '/' ? '/' : `${e}/`)).join(' ')} }`
+  return out
+}
+
 /** Files the engine keeps in stateDir. */
 export function statePaths(stateDir: string) {
   const dir = stateDir.endsWith('/') ? stateDir.slice(0, -1) : stateDir
@@ -162,12 +253,17 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   // The planner decides who serves what; this only prints its plan.
   const plan = planRoutes(routes)
   const backends: RenderedConfig['backends'] = []
-  const byBackend = new Map<string, { route: Route }>()
+  const byBackend = new Map<string, { route: Route; destination: Destination }>()
+  const routeOf = new Map(routes.map((r) => [r.serviceName, r]))
+  const backendOf = (serviceName: string, destination: number): string => {
+    const r = routeOf.get(serviceName)
+    return r === undefined ? NOT_FOUND_BACKEND : destinationBackend(r, destination)
+  }
   for (const route of routes) {
-    for (const destination of route.destinations) {
-      const backend = backendName(route.serviceName, destination.port)
+    for (const [index, destination] of route.destinations.entries()) {
+      const backend = destinationBackend(route, index)
       if (byBackend.has(backend)) continue
-      byBackend.set(backend, { route })
+      byBackend.set(backend, { route, destination })
       const dns = route.endpoints.length === 0
       backends.push({
         name: backend,
@@ -181,10 +277,10 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     }
   }
 
-  // Host-less bindings → the map (sorted by key: deterministic, and easy to read).
+  // Plain bindings (any host, no discriminator) → the map (sorted by key: deterministic, and easy to read).
   const mapEntries = plan.http
-    .filter((b) => hostKind(b.host) === 2)
-    .map((b) => ({ key: b.path === '/' ? '/' : `${b.path}/`, backend: backendName(b.serviceName, b.port), length: b.path.length, owner: b.serviceName }))
+    .filter(isPlain)
+    .map((b) => ({ key: b.path === '/' ? '/' : `${b.path}/`, backend: backendOf(b.serviceName, b.destination), length: b.path.length, owner: b.serviceName }))
     .sort((a, b) => byString(a.key, b.key))
   const mapFile = (kind: string, value: (e: (typeof mapEntries)[number]) => string): RenderedFile => {
     const text = mapEntries.map((e) => `${e.key} ${value(e)}\n`).join('')
@@ -195,18 +291,20 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   /** Prefix length per key, consulted only by rules with a domain (present only when there are some). */
   const lengthsMap = mapFile('lengths', (e) => String(e.length))
 
-  // Host bindings → use_backend lines in the plan's order; consecutive bindings of one
-  // (service, port, path, host kind) share a line.
-  const hostRules: Array<{ serviceName: string; backend: string; path: string; kind: 0 | 1; hosts: string[] }> = []
+  // The other bindings (a host, a discriminator or an exclusion) → use_backend lines in the
+  // plan's order; consecutive bindings of one (backend, path, host kind, conditions) share a line.
+  const hostRules: Array<{ serviceName: string; backend: string; path: string; kind: 0 | 1 | 2; hosts: string[]; conditions: string }> = []
   for (const b of plan.http) {
+    if (isPlain(b)) continue
     const kind = hostKind(b.host)
-    if (kind === 2) continue
     const host = kind === 1 ? b.host.slice(1) : b.host
-    const backend = backendName(b.serviceName, b.port)
+    const backend = backendOf(b.serviceName, b.destination)
+    const conditions = matchConditions(b)
     const last = hostRules[hostRules.length - 1]
-    if (last !== undefined && last.backend === backend && last.path === b.path && last.kind === kind) last.hosts.push(host)
-    else hostRules.push({ serviceName: b.serviceName, backend, path: b.path, kind, hosts: [host] })
+    if (last !== undefined && last.backend === backend && last.path === b.path && last.kind === kind && last.conditions === conditions && kind !== 2) last.hosts.push(host)
+    else hostRules.push({ serviceName: b.serviceName, backend, path: b.path, kind, hosts: [host], conditions })
   }
+  const defaultBackend = plan.defaultBackend === undefined ? NOT_FOUND_BACKEND : backendOf(plan.defaultBackend.serviceName, plan.defaultBackend.destination)
 
   // TLS listener (settings.tlsListen) with its certificate files; ACME answers whenever there are some.
   const tls = settings.tlsListen === undefined ? undefined : { listen: settings.tlsListen, ...tlsFiles(paths.mapDir, serverInput.certificates ?? []) }
@@ -262,22 +360,27 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   }
   if (acmeMap !== undefined) for (const line of acmeChallengeLines(acmeMap.path)) out.push(line)
   const mapOwners = [...new Set(mapEntries.map((e) => e.owner))]
-  if (hostRules.length === 0) {
+  const defaultOwners = plan.defaultBackend === undefined ? [] : [plan.defaultBackend.serviceName]
+  if (hostRules.length === 0 && plan.redirects.length === 0) {
     // The common case, one map lookup per request: '<path>/' against '<prefix>/' keys.
-    out.push(`    use_backend %[path,concat(/),map_beg(${routesMap.path},${NOT_FOUND_BACKEND})]`, mapOwners)
+    out.push(`    use_backend %[path,concat(/),map_beg(${routesMap.path},${defaultBackend})]`, [...mapOwners, ...defaultOwners])
   } else {
-    out.push('    http-request set-var(txn.host) req.hdr(host),field(1,:),lower')
+    // Host: case-insensitive, without the port and without the trailing root '.' (example.com.).
+    out.push(`    http-request set-var(txn.host) 'req.hdr(host),field(1,:),lower,regsub("\\.$","")'`)
     out.push("    # '<path>/' against '<prefix>/' keys: whole-segment prefix match")
     out.push('    http-request set-var(txn.path) path,concat(/)')
-    for (const r of hostRules) {
-      const hostAcl = r.kind === 0 ? `{ var(txn.host) -m str ${r.hosts.join(' ')} }` : `{ var(txn.host) -m end ${r.hosts.join(' ')} }`
-      const pathAcl = r.path === '/' ? '' : ` { var(txn.path) -m beg ${r.path}/ }`
-      // ...and no domain-less route has a longer prefix for this path.
-      out.push(`    use_backend ${r.backend} if ${hostAcl}${pathAcl} { var(txn.path),map_beg(${lengthsMap.path},0) -m int le ${r.path.length} }`, [r.serviceName])
+    for (const r of plan.redirects) {
+      out.push(`    http-request redirect code 301 location '%[req.hdr(x-forwarded-proto)]://${r.to}%[capture.req.uri]' if { var(txn.host) -m str ${r.from} }`, [r.serviceName])
     }
-    out.push(`    use_backend %[var(txn.path),map_beg(${routesMap.path},${NOT_FOUND_BACKEND})]`, mapOwners)
+    for (const r of hostRules) {
+      const hostAcl = r.kind === 0 ? `{ var(txn.host) -m str ${r.hosts.join(' ')} } ` : r.kind === 1 ? `{ var(txn.host) -m end ${r.hosts.join(' ')} } ` : ''
+      const pathAcl = r.path === '/' ? '' : `{ var(txn.path) -m beg ${r.path}/ } `
+      // ...and no plain route has a longer prefix for this path.
+      out.push(`    use_backend ${r.backend} if ${hostAcl}${pathAcl}{ var(txn.path),map_beg(${lengthsMap.path},0) -m int le ${r.path.length} }${r.conditions}`, [r.serviceName])
+    }
+    out.push(`    use_backend %[var(txn.path),map_beg(${routesMap.path},${defaultBackend})]`, [...mapOwners, ...defaultOwners])
   }
-  out.push(`    default_backend ${NOT_FOUND_BACKEND}`)
+  out.push(`    default_backend ${defaultBackend}`, defaultOwners)
   blank()
   out.push('frontend admin')
   out.push(`    bind ${bind(settings.adminListen)}`)
@@ -298,17 +401,28 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   out.push(`backend ${NOT_FOUND_BACKEND}`)
   out.push(`    http-request return status 404 content-type application/json string ${quote(NOT_FOUND_BODY)}`)
 
+  for (const route of routes) {
+    if (route.auth === undefined) continue
+    blank()
+    const own = [route.serviceName]
+    // Hashes only (crypt(3)); single-quoted, so '$' is never read as an environment variable.
+    // No user (a usersSecret the proxy lacks) means nobody gets in.
+    out.push(`userlist ${userlistName(route.serviceName)}`, own)
+    for (const u of route.auth.users) out.push(`    user ${u.name} password '${u.passwordHash}'`, own)
+  }
+
   let checks = serverInput.checkBudget ?? Number.POSITIVE_INFINITY
   const serverLines = new Set<number>()
   for (const b of backends) {
     const entry = byBackend.get(b.name)
     if (entry === undefined) continue
-    const { route } = entry
+    const { route, destination } = entry
     const own = [route.serviceName]
     blank()
     out.push(`backend ${b.name}`, own)
     out.push('    balance roundrobin', own)
     for (const line of routeHttpsLines(route)) out.push(line, own)
+    for (const line of destinationRules(route, destination)) out.push(`    ${line}`, own)
     if (route.sticky) {
       const secure = settings.secureCookie ? ' secure' : ''
       out.push(`    cookie ${cookieNameOf(route)} insert indirect nocache dynamic httponly${secure} attr "SameSite=Lax"`, own)
@@ -330,7 +444,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     config: `${out.text.join('\n')}\n`,
     skeleton: out.text.filter((_, i) => i > 0 && !serverLines.has(i)).join('\n'),
     owners: out.owners,
-    files: [...(hostRules.length === 0 ? [routesMap] : [routesMap, lengthsMap]), ...(tls?.files ?? []), ...(acmeMap === undefined ? [] : [acmeMap])],
+    files: [...(hostRules.length === 0 && plan.redirects.length === 0 ? [routesMap] : [routesMap, lengthsMap]), ...(tls?.files ?? []), ...(acmeMap === undefined ? [] : [acmeMap])],
     backends: backends.sort((a, b) => byString(a.name, b.name)),
     shadowed: plan.shadowed,
   }

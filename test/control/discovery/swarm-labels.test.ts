@@ -77,6 +77,8 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
     { name: 'no com.df.notify', labels: { 'com.df.servicePath': '/x', 'com.df.port': '80' } },
     { name: 'com.df.notify=false', labels: { 'com.df.notify': 'false', 'com.df.servicePath': '/x', 'com.df.port': '80' } },
     { name: 'no labels at all', labels: {} },
+    // Docker Flow Monitor's labels share com.df.notify: nothing to route is no problem (DFP answers 409, which DFSL counts as done).
+    { name: 'only monitoring labels (com.df.notify, a port, alerts; no path, no domain)', labels: { 'com.df.notify': 'true', 'com.df.port': '80', 'com.df.scrapePort': '9100', 'com.df.alertName': 'mem' } },
   ]
   for (const c of ignored) {
     it(`ignores a service with ${c.name}, and reports nothing`, () => {
@@ -86,7 +88,6 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
 
   const notify = { 'com.df.notify': 'true' }
   const refused: Array<{ name: string; labels: Record<string, string>; messages: string[]; serviceName?: string }> = [
-    { name: 'no servicePath', labels: { ...notify, 'com.df.port': '80' }, messages: [`com.df.servicePath: is required; it ${rules.servicePath.text}`] },
     { name: 'no port', labels: { ...notify, 'com.df.servicePath': '/x' }, messages: [`com.df.port: is required; it ${rules.port.text}`] },
     // The same rule as the API's DFP form (one parser): no fallback to com.df.port, no trimming.
     {
@@ -112,7 +113,7 @@ describe('Swarm labels → routes (Docker Flow Swarm Listener labels)', () => {
     {
       name: 'an indexed port without its path',
       labels: { ...notify, 'com.df.servicePath': '/x', 'com.df.port': '80', 'com.df.port.1': '81' },
-      messages: [`com.df.servicePath.1: is required; it ${rules.servicePath.text}`],
+      messages: [`com.df.servicePath.1: is required (or serviceDomain.1); it ${rules.servicePath.text}`],
     },
     {
       name: 'a bad domain',

@@ -125,7 +125,7 @@ describe('renderConfig', () => {
 
   it('reports a path claimed by two services and keeps it for the first by name', () => {
     const out = render(cases.find((x) => x.name === 'conflict')!.snapshot, settings)
-    assert.deepEqual(out.shadowed, [{ host: '', path: '/shared', serviceName: 'b-second', port: 80, shadowedBy: 'a-first' }])
+    assert.deepEqual(out.shadowed, [{ host: '', path: '/shared', serviceName: 'b-second', port: 80, destination: 0, shadowedBy: 'a-first' }])
     assert.match(out.files[0]!.text, /^\/shared\/ svc_a-first_80$/m)
   })
 
