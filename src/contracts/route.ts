@@ -169,6 +169,13 @@ export const routeHttpsProperties = {
   ),
   httpsRedirectCode: Type.Optional(HttpsRedirectCodeSchema),
   denyHttp: Type.Optional(Type.Boolean({ description: 'Refuse plain HTTP requests (403) instead of redirecting them.' })),
+  acmeDomains: Type.Optional(
+    Type.Array(ServiceDomainSchema, {
+      minItems: 1,
+      maxItems: 100,
+      description: "Names to get a certificate for by ACME (HTTP-01), stored as certificate 'acme-<serviceName>'. Tether's form: acme=true (the route's serviceDomain); DFP: letsencrypt.host.",
+    }),
+  ),
   hstsMaxAge: Type.Optional(
     Type.Integer({ minimum: 0, maximum: 63_072_000, description: 'Send Strict-Transport-Security: max-age=N on HTTPS answers (opt-in; 0 tells browsers to forget it).' }),
   ),
@@ -395,6 +402,7 @@ export function normalizeRoute(input: RouteInput): Route {
     route.auth = auth
   }
   if (input.isDefaultBackend === true) route.isDefaultBackend = true
+  if (input.acmeDomains !== undefined && input.acmeDomains.length > 0) route.acmeDomains = unique(input.acmeDomains.map((d) => d.toLowerCase())).sort()
   return route
 }
 

@@ -32,6 +32,9 @@ export const ControlEnvSchema = Type.Object(
     TETHER_PROXY_TOKEN: Type.Optional(Type.String({ pattern: TokenPattern, description: 'Token of the proxy replicas (GET /v1/config, PUT /v1/proxies/{id}).' })),
     TETHER_PROXY_TOKEN_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding TETHER_PROXY_TOKEN, e.g. a Docker secret.' })),
     TETHER_AUTH: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on', description: "'off' disables every token check (logged as a warning)." }),
+    TETHER_ACME_DIRECTORY: Type.String({ default: 'https://acme-staging-v02.api.letsencrypt.org/directory', pattern: '^https://', description: "ACME directory URL (default: Let's Encrypt staging; production: https://acme-v02.api.letsencrypt.org/directory)." }),
+    TETHER_ACME_EMAIL: Type.Optional(Type.String({ pattern: '^[^\\s@,]+@[^\\s@,]+$', description: 'ACME account contact.' })),
+    TETHER_ACME_CA_FILE: Type.Optional(Type.String({ minLength: 1, description: "PEM of the CA that signs the ACME server's own HTTPS certificate (private ACME servers)." })),
     TETHER_SECRET_KEY_FILE: Type.Optional(
       Type.String({ minLength: 1, description: 'File holding the 32-byte key (raw, 64 hex characters or base64) that encrypts certificate keys in the store, e.g. a Docker secret. The same on every control replica.' }),
     ),
@@ -70,6 +73,7 @@ export interface ControlConfig {
   statsUrl: string | undefined
   /** The 32-byte key of TETHER_SECRET_KEY_FILE; undefined when not configured. */
   secretKey: Buffer | undefined
+  acme: { directoryUrl: string; email: string | undefined; caPem: string | undefined }
 }
 
 /** A wrong variable: the one coded error of every role's environment (shared/env.ts). */
@@ -152,6 +156,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig 
   }
   const logLevel = logLevelOf(e)
   return {
+    acme: {
+      directoryUrl: e.TETHER_ACME_DIRECTORY,
+      email: e.TETHER_ACME_EMAIL,
+      caPem: e.TETHER_ACME_CA_FILE === undefined ? undefined : readSecretFile(e.TETHER_ACME_CA_FILE, 'TETHER_ACME_CA_FILE'),
+    },
     secretKey,
     host: e.HOST,
     port: e.PORT,

@@ -3,8 +3,10 @@
  * HOST:PORT, and closes gracefully on SIGINT/SIGTERM (long polls answered 304, in-flight
  * requests finished, store closed).
  */
+import { hostname } from 'node:os'
 import closeWithGrace from 'close-with-grace'
 import { createLogger } from '../shared/create-logger.ts'
+import { startAcme } from './acme.ts'
 import { buildApp } from './app.ts'
 import { loadConfig, type ControlConfig } from './config.ts'
 import { EnvError } from '../shared/env.ts'
@@ -36,6 +38,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     ? startSwarmDiscovery({ store, client: createDockerSwarmClient({ logger: discoveryLogger }), logger: discoveryLogger, ...discoveryConfig })
     : undefined
 
+  const secretBox = config.secretKey !== undefined ? createSecretBox(config.secretKey) : config.redisUrl === undefined ? createEphemeralSecretBox() : null
   const app = await buildApp({
     store,
     auth: { apiTokens: config.apiTokens, proxyToken: config.proxyToken },
@@ -46,13 +49,29 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     statsUrl: config.statsUrl,
     // Keys are sealed with TETHER_SECRET_KEY_FILE; the embedded store (one process, gone on
     // restart) may use a random key; a shared store without a key stores no certificate.
-    secretBox: config.secretKey !== undefined ? createSecretBox(config.secretKey) : config.redisUrl === undefined ? createEphemeralSecretBox() : null,
+    secretBox,
   })
+  // ACME: every replica runs the orderer; the store lease lets one order at a time.
+  const acme =
+    secretBox === null
+      ? undefined
+      : startAcme({
+          store,
+          certificates: app.certificates,
+          box: secretBox,
+          directoryUrl: config.acme.directoryUrl,
+          email: config.acme.email,
+          caPem: config.acme.caPem,
+          holder: `${hostname()}-${process.pid}`,
+          log: logger.child({ component: 'acme' }),
+          waitForProxies: async (version) => void (await app.fleet.waitForConvergence(version, 60_000)),
+        })
 
   closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'closing after an error')
     else logger.info({ signal }, 'closing')
     await discovery?.stop()
+    await acme?.stop()
     await app.close()
     await store.close()
   })

@@ -24,13 +24,15 @@ export interface HttpsOptions {
   ca?: string
   headers?: Record<string, string>
   method?: string
+  /** Address to connect to. Default 127.0.0.1. */
+  address?: string
 }
 
 export function httpsGet(options: HttpsOptions): Promise<HttpsReply> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
-        host: '127.0.0.1',
+        host: options.address ?? '127.0.0.1',
         port: options.port,
         path: options.path ?? '/',
         method: options.method ?? 'GET',

@@ -351,7 +351,7 @@ export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: st
     setResHeader: headers('setResHeader', get('setResHeader')),
     delResHeader: headerNames('delResHeader', get('delResHeader')),
     isDefaultBackend: isDefault === undefined ? undefined : parseBool('isDefaultBackend', isDefault),
-    ...httpsFields(Object.fromEntries(HTTPS_FIELDS.flatMap((f) => (get(f) === undefined ? [] : [[f, get(f)]])))),
+    ...httpsFields(Object.fromEntries(HTTPS_FIELDS.flatMap((f) => (get(f) === undefined ? [] : [[f, get(f)]]))), splitList(get('serviceDomain'))),
   }
   if (users !== undefined && users.trim() !== '') {
     const encrypted = get('usersPassEncrypted')

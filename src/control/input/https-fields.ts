@@ -6,9 +6,9 @@
  */
 import type { RouteHttps } from '../../contracts/route.ts'
 import { NotImplementedError } from '../errors.ts'
-import { fail, showValue } from './fields.ts'
+import { checkString, fail, showValue, splitList } from './fields.ts'
 
-export const HTTPS_FIELDS = ['httpsOnly', 'redirectWhenHttpProto', 'httpsRedirectCode', 'denyHttp', 'hstsMaxAge'] as const
+export const HTTPS_FIELDS = ['httpsOnly', 'redirectWhenHttpProto', 'httpsRedirectCode', 'denyHttp', 'hstsMaxAge', 'acme', 'acmeDomains', 'letsencrypt.host', 'letsencrypt.email'] as const
 
 const REDIRECT_CODES = [301, 302, 307, 308] as const
 
@@ -20,7 +20,7 @@ function bool(field: string, value: string | boolean | undefined): boolean | und
 }
 
 /** The HTTPS fields of a query (all values text) or a JSON body (typed values), checked. */
-export function httpsFields(input: Record<string, unknown>): RouteHttps {
+export function httpsFields(input: Record<string, unknown>, serviceDomain: readonly string[] = []): RouteHttps {
   if (input.sslVerifyNone !== undefined) {
     throw new NotImplementedError('sslVerifyNone: TLS from the proxy to backends is not implemented; the request would silently stay plain HTTP. Nothing was stored')
   }
@@ -44,5 +44,19 @@ export function httpsFields(input: Record<string, unknown>): RouteHttps {
     if (!Number.isInteger(n) || n < 0 || n > 63_072_000) fail('hstsMaxAge', `${showValue(hsts)} must be a number of seconds from 0 to 63072000 (two years)`)
     out.hstsMaxAge = n
   }
+  // ACME: Tether's acme=true asks for the route's own names; DFP's letsencrypt.host names them.
+  const acme = bool('acme', input.acme as string | boolean | undefined)
+  const listed = input.acmeDomains ?? input['letsencrypt.host']
+  const hosts = listed === undefined ? undefined : Array.isArray(listed) ? listed.map(String) : splitList(String(listed))
+  if (acme === true || hosts !== undefined) {
+    const field = input.acmeDomains !== undefined ? 'acmeDomains' : hosts !== undefined ? 'letsencrypt.host' : 'acme'
+    const names = hosts ?? [...serviceDomain]
+    if (names.length === 0) fail(field, hosts !== undefined ? 'is empty; give the host names to get a certificate for' : 'needs serviceDomain: the names to get a certificate for')
+    names.forEach((n) => checkString(field, 'serviceDomain', n))
+    const wildcard = names.find((n) => n.startsWith('*.'))
+    if (wildcard !== undefined) fail(field, `${showValue(wildcard)}: a wildcard name cannot be validated over HTTP-01; upload a certificate for it instead`)
+    out.acmeDomains = names
+  }
+  if (input['letsencrypt.email'] !== undefined && !/^[^\s@,]+@[^\s@,]+$/.test(String(input['letsencrypt.email']))) fail('letsencrypt.email', `${showValue(input['letsencrypt.email'])} must be an email address`)
   return out
 }

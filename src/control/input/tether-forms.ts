@@ -20,6 +20,7 @@ export interface RouteQuery {
   httpsRedirectCode?: string | number | undefined
   denyHttp?: string | boolean | undefined
   hstsMaxAge?: string | number | undefined
+  acme?: string | boolean | undefined
 }
 
 export function routeFromQuery(query: RouteQuery): Route {
@@ -36,7 +37,7 @@ export function routeFromQuery(query: RouteQuery): Route {
       sticky: query.sticky,
       stickyCookie: query.stickyCookie === undefined ? undefined : checkString('stickyCookie', 'stickyCookie', query.stickyCookie),
       endpoints: checkList('endpoints', 'endpoint', splitList(query.endpoints), limits.maxEndpoints),
-      ...httpsFields({ ...query }),
+      ...httpsFields({ ...query }, splitList(query.serviceDomain)),
     }),
   )
 }
@@ -60,6 +61,7 @@ export interface RouteBody {
   httpsRedirectCode?: number | undefined
   denyHttp?: boolean | undefined
   hstsMaxAge?: number | undefined
+  acme?: boolean | undefined
 }
 
 export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Route {
@@ -91,7 +93,7 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Ro
       sticky: body.sticky,
       stickyCookie: body.stickyCookie,
       endpoints: body.endpoints,
-      ...httpsFields({ ...body }),
+      ...httpsFields({ ...body }, body.serviceDomain ?? []),
     }),
   )
 }

@@ -54,6 +54,9 @@ export const takeoverProperty = {
 }
 export const WriteQuerySchema = Type.Object({ ...waitProperties, ...takeoverProperty }, { additionalProperties: false })
 
+/** The HTTPS fields in the query form (acmeDomains is the JSON form's list; the query says acme=true). */
+const { acmeDomains: _acmeDomains, ...routeHttpsQueryProperties } = routeHttpsProperties
+
 const listMax = (entry: number, count: number): number => (entry + 1) * count
 
 export const ReconfigureQuerySchema = Type.Object(
@@ -75,7 +78,8 @@ export const ReconfigureQuerySchema = Type.Object(
     endpoints: Type.Optional(
       Type.String({ maxLength: listMax(rules.endpoint.maxLength, limits.maxEndpoints), description: `Comma-separated host:port backends instead of tasks.<serviceName> DNS; each ${rules.endpoint.text}.`, examples: ['127.0.0.1:3001,127.0.0.1:3002'] }),
     ),
-    ...routeHttpsProperties,
+    ...routeHttpsQueryProperties,
+    acme: Type.Optional(Type.Boolean({ description: "Get a certificate for the route's serviceDomain by ACME (stored as acmeDomains)." })),
     ...waitProperties,
     ...takeoverProperty,
   },
@@ -92,6 +96,7 @@ const routeBodyProperties = {
   stickyCookie: Type.Optional(StickyCookieSchema),
   endpoints: Type.Optional(Type.Array(EndpointSchema, { maxItems: limits.maxEndpoints })),
   ...routeHttpsProperties,
+  acme: Type.Optional(Type.Boolean({ description: "Get a certificate for the route's serviceDomain by ACME (stored as acmeDomains)." })),
 }
 
 export const ReconfigureBodySchema = Type.Object(

@@ -1,0 +1,47 @@
+/** The pure parts of the ACME orderer and the route fields that ask for it. */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { renewalTime, retryDelay, wantedCertificates } from '../../../src/control/acme.ts'
+import { api, startControl } from '../harness.ts'
+
+describe('ACME, pure parts', () => {
+  it('renews at two thirds of the lifetime', () => {
+    assert.equal(new Date(renewalTime({ notBefore: '2026-01-01T00:00:00.000Z', notAfter: '2026-04-01T00:00:00.000Z' })).toISOString(), '2026-03-02T00:00:00.000Z')
+  })
+  it('backs off exponentially with ±25 % jitter, capped', () => {
+    for (const [failures, random, expected] of [
+      [1, 0.5, 60_000],
+      [2, 0.5, 120_000],
+      [3, 0, 180_000],
+      [3, 1, 300_000],
+      [30, 0.5, 86_400_000],
+    ] as const) assert.equal(retryDelay(failures, 60_000, 86_400_000, random), expected, `${failures} failures, random ${random}`)
+  })
+  it('wants one certificate per route that asks, named acme-<serviceName>', () => {
+    assert.deepEqual(wantedCertificates([{ serviceName: 'web', acmeDomains: ['b.test', 'a.test'] }, { serviceName: 'api' }]), [{ name: 'acme-web', domains: ['a.test', 'b.test'] }])
+  })
+})
+
+describe('routes asking for ACME', () => {
+  it('acme=true takes the serviceDomain; DFP letsencrypt.host names them; wildcards and missing names are refused', async (t) => {
+    const { app, store } = await startControl(t)
+    const own = await app.inject({ method: 'PUT', url: '/v1/reconfigure?serviceName=a&servicePath=/&port=80&serviceDomain=a.test,www.a.test&acme=true', headers: api })
+    assert.equal(own.statusCode, 200, own.body)
+    assert.deepEqual(own.json().route.acmeDomains, ['a.test', 'www.a.test'])
+    const dfp = await app.inject({ method: 'PUT', url: '/v1/docker-flow-proxy/reconfigure?serviceName=b&servicePath=/b&port=80&letsencrypt.host=b.test&letsencrypt.email=ops@b.test', headers: api })
+    assert.equal(dfp.statusCode, 200, dfp.body)
+    assert.deepEqual(dfp.json().route.acmeDomains, ['b.test'])
+    assert.equal(dfp.json().warnings, undefined)
+    const before = await store.version()
+    for (const [url, field] of [
+      ['/v1/reconfigure?serviceName=c&servicePath=/c&port=80&acme=true', 'acme'],
+      ['/v1/reconfigure?serviceName=c&servicePath=/c&port=80&serviceDomain=*.c.test&acme=true', 'acme'],
+      ['/v1/docker-flow-proxy/reconfigure?serviceName=c&servicePath=/c&port=80&letsencrypt.host=bad_name', 'letsencrypt.host'],
+    ] as const) {
+      const res = await app.inject({ method: 'PUT', url, headers: api })
+      assert.equal(res.statusCode, 400, `${url}: ${res.body}`)
+      assert.ok(res.json().message.startsWith(`${field}:`), res.json().message)
+    }
+    assert.equal(await store.version(), before)
+  })
+})
