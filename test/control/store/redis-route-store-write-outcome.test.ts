@@ -146,6 +146,9 @@ describe('PUT /v1/reconfigure when the reply from Redis is lost', () => {
     const s = store(redis.url, { commandTimeoutMs: 200, outcomeTimeoutMs: 500 })
     const { app } = await startControl(t, { store: s })
     const url = '/v1/reconfigure?serviceName=go-demo&servicePath=/demo&port=8080'
+    // Connected first: a Redis that hangs before the store ever connected gets no write sent
+    // at all, and that is answered STORE_UNAVAILABLE (nothing was changed), rightly.
+    await s.ping()
     redis.pause()
     let answer
     try {
