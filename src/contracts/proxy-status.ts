@@ -57,6 +57,32 @@ export const ApplyFailureSchema = Type.Object(
   { additionalProperties: false, description: 'Set while the proxy cannot apply the current table for a reason other than a refused route; it keeps serving the version it has.' },
 )
 
+export const ProxyTlsReportSchema = Type.Object(
+  {
+    certificates: Type.Integer({ minimum: 0, description: 'Certificates served by SNI: from the control plane and from files in the proxy (the default one not counted).' }),
+    defaultOnly: Type.Boolean({ description: 'True when there is none: HTTPS answers every name with the self-signed default certificate (clients see a certificate error).' }),
+    files: Type.Array(
+      Type.Object(
+        {
+          name: Type.String({ maxLength: 256 }),
+          file: Type.String({ maxLength: 1024, description: 'Where the proxy read it (a Docker secret under /run/secrets, or TETHER_PROXY_CERT_DIR).' }),
+          domains: Type.Array(Type.String({ maxLength: 253 }), { maxItems: 1000 }),
+          notAfter: Type.String({ format: 'date-time' }),
+          fingerprint: Type.String({ maxLength: 128 }),
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: 1000, description: "Certificates from the proxy's own files (Docker secrets), served beside the control plane's." },
+    ),
+    problems: Type.Array(
+      Type.Object({ file: Type.String({ maxLength: 1024 }), error: Type.String({ maxLength: 1024 }) }, { additionalProperties: false }),
+      { maxItems: 1000, description: 'Certificate files not served, and why (the others are).' },
+    ),
+  },
+  { additionalProperties: false, description: "The proxy's HTTPS listener: what it serves, and what it could not load." },
+)
+export type ProxyTlsReport = Static<typeof ProxyTlsReportSchema>
+
 /** What a proxy replica reports with each heartbeat (PUT /v1/proxies/{id}). */
 export const ProxyHeartbeatSchema = Type.Object(
   {
@@ -70,6 +96,7 @@ export const ProxyHeartbeatSchema = Type.Object(
     backends: Type.Array(BackendHealthSchema, { maxItems: 100000 }),
     descriptors: Type.Optional(DescriptorReportSchema),
     applyFailure: Type.Optional(ApplyFailureSchema),
+    tls: Type.Optional(ProxyTlsReportSchema),
   },
   { $id: 'ProxyHeartbeat', additionalProperties: false },
 )

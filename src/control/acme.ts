@@ -1,7 +1,10 @@
 /**
  * Automatic certificates (ACME, RFC 8555) with acme-client, for the whole fleet:
  * - what to issue: every route that asks (Tether's `acmeDomains`, DFP's com.df.letsencrypt.host),
- *   one certificate per route named `acme-<serviceName>`;
+ *   one certificate per route named `acme-<serviceName>`; with `everyDomain`
+ *   (TETHER_ACME_EVERY_DOMAIN=on) also every other route's serviceDomain names, except wildcards
+ *   (HTTP-01 cannot validate them), names that are not public DNS names, and names a certificate
+ *   from elsewhere (API, DFP) already covers: uploading one is how a name opts out;
  * - who orders: exactly one control replica, the holder of the store lease 'acme' (renewed
  *   during an order); another replica takes over when it stops renewing (killed mid-order: the
  *   order is started again, the CA's pending authorizations are reused);
@@ -29,6 +32,10 @@ export interface AcmeLogger {
 
 export interface AcmeOptions {
   store: RouteStore
+  /** TETHER_ACME_EVERY_DOMAIN: every route's serviceDomain, not only routes that ask. Default false. */
+  everyDomain?: boolean
+  /** Called after each order (Prometheus counter). */
+  onOrder?: (result: 'issued' | 'failed') => void
   certificates: CertificateService
   box: SecretBox
   directoryUrl: string
@@ -54,50 +61,165 @@ export interface AcmeOptions {
 
 export interface AcmeNameStatus {
   name: string
+  /** The route it is for. */
+  serviceName: string
   domains: string[]
+  /** Why: the route asked (acme / letsencrypt.host), or TETHER_ACME_EVERY_DOMAIN. */
+  reason: 'route' | 'every-domain'
   state: 'pending' | 'valid' | 'failing'
   notAfter?: string
+  /** When renewal starts (two thirds of the lifetime). */
   renewAt?: string
+  /** Failed orders in a row (0 after a success). */
   failures: number
   lastError?: string
+  lastFailureAt?: string
+  /** When the next order may start (backing off after a failure). */
   nextAttemptAt?: string
+}
+
+export interface AcmeSkipped {
+  serviceName: string
+  domain: string
+  reason: string
 }
 
 export interface AcmeStatus {
   directory: string
+  everyDomain: boolean
+  /** This replica holds the ordering lease (only meaningful on the replica that answers). */
   leader: boolean
   certificates: AcmeNameStatus[]
+  /** With everyDomain: names of routes no certificate is ordered for, and why. */
+  skipped: AcmeSkipped[]
 }
 
 export interface Acme {
   /** One round: take the lease, issue or renew what is due. Resolves when done (never rejects). */
   runOnce(): Promise<void>
   status(): Promise<AcmeStatus>
+  /** Whether this replica held the ordering lease at its last round. */
+  isLeader(): boolean
   /** Errors of orders since start (Prometheus counter source). */
   readonly errors: number
   stop(): Promise<void>
 }
 
-interface Wanted {
+export interface Wanted {
   name: string
+  serviceName: string
   domains: string[]
+  reason: 'route' | 'every-domain'
 }
 
 interface Failure {
   failures: number
   lastError: string
   nextAttemptAt: number
+  at?: number
+}
+
+/** The facts of a stored certificate the choice of what to order depends on. */
+export interface CoveringCertificate {
+  name: string
+  domains: readonly string[]
+  notAfter: string
+  source: string
 }
 
 const LEASE = 'acme'
 const ACCOUNT_KEY = 'account-key'
 const failureField = (name: string): string => `failure:${name}`
 
-/** Pure: the certificates the routes ask for. */
-export function wantedCertificates(routes: ReadonlyArray<{ serviceName: string; acmeDomains?: string[] | undefined }>): Wanted[] {
-  return routes
-    .filter((r) => r.acmeDomains !== undefined && r.acmeDomains.length > 0)
-    .map((r) => ({ name: `acme-${r.serviceName}`, domains: [...(r.acmeDomains as string[])].sort() }))
+/** Whether a certificate name (possibly `*.example.com`) covers `domain`. */
+export function covers(certDomain: string, domain: string): boolean {
+  const c = certDomain.toLowerCase()
+  if (c === domain) return true
+  if (!c.startsWith('*.')) return false
+  const rest = domain.slice(domain.indexOf('.') + 1)
+  return domain.includes('.') && rest === c.slice(2)
+}
+
+/** A name an ACME CA can validate over HTTP-01: a DNS name with a dot, not an IP address, no wildcard. */
+function acmeProblem(domain: string): string | null {
+  if (domain.startsWith('*')) return 'a wildcard name cannot be validated over HTTP-01; upload a certificate for it'
+  if (/^[0-9.]+$/.test(domain) || domain.includes(':')) return 'an IP address, not a DNS name'
+  if (!domain.includes('.')) return 'not a fully qualified DNS name'
+  return null
+}
+
+type RouteLike = { serviceName: string; acmeDomains?: string[] | undefined; serviceDomain?: readonly string[] | undefined; destinations?: ReadonlyArray<{ serviceDomain?: readonly string[] | undefined }> | undefined }
+
+/**
+ * Pure: the certificates to order. Routes that ask (acmeDomains) get theirs; with
+ * `everyDomain`, every other route gets one for its own names (route and per-destination
+ * serviceDomain), leaving out names ACME cannot validate and names a certificate not issued
+ * by ACME already covers (valid at `now`): those are listed in `skipped` with the reason.
+ */
+export function wantedCertificates(
+  routes: ReadonlyArray<RouteLike>,
+  options: { everyDomain?: boolean; certificates?: readonly CoveringCertificate[]; now?: number } = {},
+): { wanted: Wanted[]; skipped: AcmeSkipped[] } {
+  const wanted: Wanted[] = []
+  const skipped: AcmeSkipped[] = []
+  const now = options.now ?? Date.now()
+  const others = (options.certificates ?? []).filter((c) => c.source !== 'acme' && Date.parse(c.notAfter) > now)
+  for (const r of routes) {
+    if (r.acmeDomains !== undefined && r.acmeDomains.length > 0) {
+      wanted.push({ name: `acme-${r.serviceName}`, serviceName: r.serviceName, domains: [...r.acmeDomains].sort(), reason: 'route' })
+      continue
+    }
+    if (options.everyDomain !== true) continue
+    const names = new Set<string>([...(r.serviceDomain ?? []), ...(r.destinations ?? []).flatMap((d) => d.serviceDomain ?? [])].map((d) => d.toLowerCase()))
+    const domains: string[] = []
+    for (const domain of [...names].sort()) {
+      const problem = acmeProblem(domain)
+      const holder = problem === null ? others.find((c) => c.domains.some((d) => covers(d, domain))) : undefined
+      if (problem !== null) skipped.push({ serviceName: r.serviceName, domain, reason: problem })
+      else if (holder !== undefined) skipped.push({ serviceName: r.serviceName, domain, reason: `covered by certificate '${holder.name}' (${holder.source})` })
+      else domains.push(domain)
+    }
+    if (domains.length > 0) wanted.push({ name: `acme-${r.serviceName}`, serviceName: r.serviceName, domains, reason: 'every-domain' })
+  }
+  return { wanted, skipped }
+}
+
+/** Reads what is wanted and how each order stands, from the store (any replica can answer). */
+export async function readAcmeStatus(
+  store: RouteStore,
+  options: { directoryUrl: string; everyDomain?: boolean; leader?: boolean; now?: number },
+): Promise<AcmeStatus> {
+  const now = options.now ?? Date.now()
+  const [records, stored, values] = await Promise.all([store.list(), store.listCertificates(), store.acmeValues()])
+  const { wanted, skipped } = wantedCertificates(
+    records.map((r) => r.route),
+    { everyDomain: options.everyDomain ?? false, certificates: stored.map((c) => c.info), now },
+  )
+  const byName = new Map(stored.map((c) => [c.info.name, c]))
+  const certificates = wanted.map((w): AcmeNameStatus => {
+    const cert = byName.get(w.name)
+    const text = values[failureField(w.name)]
+    const failure = text === undefined ? null : (JSON.parse(text) as Failure)
+    const s: AcmeNameStatus = {
+      name: w.name,
+      serviceName: w.serviceName,
+      domains: w.domains,
+      reason: w.reason,
+      state: failure !== null ? 'failing' : cert === undefined ? 'pending' : 'valid',
+      failures: failure?.failures ?? 0,
+    }
+    if (cert !== undefined) {
+      s.notAfter = cert.info.notAfter
+      s.renewAt = new Date(renewalTime(cert.info)).toISOString()
+    }
+    if (failure !== null) {
+      s.lastError = failure.lastError
+      if (failure.at !== undefined) s.lastFailureAt = new Date(failure.at).toISOString()
+      s.nextAttemptAt = new Date(failure.nextAttemptAt).toISOString()
+    }
+    return s
+  })
+  return { directory: options.directoryUrl, everyDomain: options.everyDomain ?? false, leader: options.leader ?? false, certificates, skipped }
 }
 
 /** Pure: renew at two thirds of the lifetime; due at once when absent or for other domains. */
@@ -121,6 +243,7 @@ export function startAcme(options: AcmeOptions): Acme {
   const leaseTtlMs = options.leaseTtlMs ?? 30_000
   const backoffMs = options.backoffMs ?? 60_000
   const maxBackoffMs = options.maxBackoffMs ?? 86_400_000
+  const everyDomain = options.everyDomain ?? false
   let errors = 0
   let leader = false
   let stopped = false
@@ -152,8 +275,22 @@ export function startAcme(options: AcmeOptions): Acme {
   }
 
   async function order(w: Wanted): Promise<void> {
-    const client = new acme.Client({ directoryUrl: options.directoryUrl, accountKey: await accountKey() })
+    // The account URL is kept per directory: without it every order would register again, and
+    // a CA may refuse that second registration's empty update (pebble does, without an email).
+    const urlField = `account-url ${options.directoryUrl}`
+    const accountUrl = await store.getAcmeValue(urlField)
+    const client = new acme.Client({ directoryUrl: options.directoryUrl, accountKey: await accountKey(), ...(accountUrl === null ? {} : { accountUrl }) })
     const [key, csr] = await acme.crypto.createCsr({ commonName: w.domains[0] as string, altNames: w.domains }, await acme.crypto.createPrivateEcdsaKey('P-256'))
+    const saveAccountUrl = async (): Promise<void> => {
+      if (accountUrl !== null) return
+      let url: string
+      try {
+        url = client.getAccountUrl()
+      } catch {
+        return // not registered (the CA was not reached)
+      }
+      await store.setAcmeValue(urlField, url).catch(() => undefined)
+    }
     const chain = await client.auto({
       csr,
       ...(options.email === undefined ? {} : { email: options.email }),
@@ -169,7 +306,7 @@ export function startAcme(options: AcmeOptions): Acme {
       challengeRemoveFn: async (_authz, challenge) => {
         await store.removeChallenge(challenge.token)
       },
-    })
+    }).finally(saveAccountUrl)
     const result = await certificates.put(w.name, { certificate: chain, key: key.toString() }, { actor: 'acme', source: 'acme' })
     await store.setAcmeValue(failureField(w.name), null)
     log.info({ certificate: w.name, domains: w.domains, fingerprint: result.info.fingerprint, notAfter: result.info.notAfter, version: result.version }, 'certificate issued by ACME')
@@ -178,19 +315,24 @@ export function startAcme(options: AcmeOptions): Acme {
   async function round(): Promise<void> {
     leader = await store.acquireLease(LEASE, options.holder, leaseTtlMs).catch(() => false)
     if (!leader) return
-    const wanted = wantedCertificates((await store.list()).map((r) => r.route))
+    const { wanted } = wantedCertificates(
+      (await store.list()).map((r) => r.route),
+      { everyDomain, certificates: (await store.listCertificates()).map((c) => c.info), now: now() },
+    )
     for (const w of wanted) {
       if (stopped || !(await due(w))) continue
       // Keep the lease while ordering (an order takes seconds to minutes).
       keepAlive = setInterval(() => void store.acquireLease(LEASE, options.holder, leaseTtlMs).catch(() => undefined), Math.max(100, leaseTtlMs / 3))
       try {
         await order(w)
+        options.onOrder?.('issued')
       } catch (err) {
         errors += 1
+        options.onOrder?.('failed')
         const previous = await readFailure(w.name).catch(() => null)
         const failures = (previous?.failures ?? 0) + 1
         const message = err instanceof Error ? err.message : String(err)
-        const failure: Failure = { failures, lastError: message.slice(0, 500), nextAttemptAt: now() + retryDelay(failures, backoffMs, maxBackoffMs, random()) }
+        const failure: Failure = { failures, lastError: message.slice(0, 500), at: now(), nextAttemptAt: now() + retryDelay(failures, backoffMs, maxBackoffMs, random()) }
         await store.setAcmeValue(failureField(w.name), JSON.stringify(failure)).catch(() => undefined)
         log.warn({ certificate: w.name, domains: w.domains, failures, nextAttemptAt: new Date(failure.nextAttemptAt).toISOString(), err: message }, 'ACME order failed; will retry')
       } finally {
@@ -220,23 +362,9 @@ export function startAcme(options: AcmeOptions): Acme {
     get errors() {
       return errors
     },
-    async status() {
-      const wanted = wantedCertificates((await store.list()).map((r) => r.route))
-      const out: AcmeNameStatus[] = []
-      for (const w of wanted) {
-        const [stored, failure] = await Promise.all([store.getCertificate(w.name), readFailure(w.name)])
-        const s: AcmeNameStatus = { name: w.name, domains: w.domains, state: failure !== null ? 'failing' : stored === null ? 'pending' : 'valid', failures: failure?.failures ?? 0 }
-        if (stored !== null) {
-          s.notAfter = stored.info.notAfter
-          s.renewAt = new Date(renewalTime(stored.info)).toISOString()
-        }
-        if (failure !== null) {
-          s.lastError = failure.lastError
-          s.nextAttemptAt = new Date(failure.nextAttemptAt).toISOString()
-        }
-        out.push(s)
-      }
-      return { directory: options.directoryUrl, leader, certificates: out }
+    isLeader: () => leader,
+    status() {
+      return readAcmeStatus(store, { directoryUrl: options.directoryUrl, everyDomain, leader, now: now() })
     },
     async stop() {
       stopped = true

@@ -20,6 +20,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServ
 import { createAuthenticator, type AuthLevel, type AuthOptions } from './auth.ts'
 import { UnauthorizedError } from './errors.ts'
 import { createCertificateService, type CertificateService } from './certificates.ts'
+import { readAcmeStatus } from './acme.ts'
 import { createMetrics, type ControlMetrics } from './metrics.ts'
 import { createEphemeralSecretBox, type SecretBox } from './secret-box.ts'
 import { createConfigFeed, type ConfigFeed } from './services/config-feed.ts'
@@ -63,6 +64,18 @@ export interface BuildAppOptions {
    * stored (503 SECRET_KEY_MISSING). Default: a random key for this process (fits the in-memory store only).
    */
   secretBox?: SecretBox | null | undefined
+  /**
+   * ACME as GET /v1/status shows it (the orderer itself runs beside the app, see server.ts):
+   * the directory, TETHER_ACME_EVERY_DOMAIN, and whether this replica holds the ordering lease.
+   * Default: no ACME section.
+   */
+  acme?: AcmeView | undefined
+}
+
+export interface AcmeView {
+  directoryUrl: string
+  everyDomain: boolean
+  isLeader(): boolean
 }
 
 /** What the API reads from Swarm discovery (a SwarmDiscovery fits). */
@@ -85,6 +98,7 @@ declare module 'fastify' {
     metrics: ControlMetrics
     longPollMaxSeconds: number
     certificates: CertificateService
+    acme: AcmeView | null
   }
   interface FastifyRequest {
     /** Name of the token that authorised the request ('anonymous' with auth off). */
@@ -145,6 +159,7 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
   const secretBox = options.secretBox === undefined ? createEphemeralSecretBox() : options.secretBox
   app.decorate('certificates', createCertificateService({ store: options.store, box: secretBox }))
   if (secretBox === null) app.log.warn('no TETHER_SECRET_KEY_FILE: certificates cannot be stored (keys are never kept in clear in a shared store)')
+  app.decorate('acme', options.acme ?? null)
   app.decorateRequest('actor', '')
   metrics.setSources({
     table: async () => {
@@ -159,6 +174,23 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
     liveProxies: async () => {
       try {
         return (await options.store.listProxies()).length
+      } catch {
+        return null
+      }
+    },
+    certificates: async () => {
+      try {
+        return (await options.store.listCertificates()).map((c) => ({ name: c.info.name, source: c.info.source, notAfter: c.info.notAfter }))
+      } catch {
+        return null
+      }
+    },
+    acmeFailures: async () => {
+      const acme = options.acme
+      if (acme === undefined) return null
+      try {
+        const status = await readAcmeStatus(options.store, { directoryUrl: acme.directoryUrl, everyDomain: acme.everyDomain })
+        return status.certificates.map((c) => ({ name: c.name, failures: c.failures }))
       } catch {
         return null
       }

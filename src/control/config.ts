@@ -34,6 +34,11 @@ export const ControlEnvSchema = Type.Object(
     TETHER_AUTH: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on', description: "'off' disables every token check (logged as a warning)." }),
     TETHER_ACME_DIRECTORY: Type.String({ default: 'https://acme-staging-v02.api.letsencrypt.org/directory', pattern: '^https://', description: "ACME directory URL (default: Let's Encrypt staging; production: https://acme-v02.api.letsencrypt.org/directory)." }),
     TETHER_ACME_EMAIL: Type.Optional(Type.String({ pattern: '^[^\\s@,]+@[^\\s@,]+$', description: 'ACME account contact.' })),
+    TETHER_ACME_EVERY_DOMAIN: Type.Union([Type.Literal('on'), Type.Literal('off')], {
+      default: 'off',
+      description:
+        "'on': ACME certificates for every route's serviceDomain names without asking per route (wildcards, IPs and names an uploaded certificate covers are left out and listed in /v1/status). 'off': only routes with acme=true or letsencrypt.host.",
+    }),
     TETHER_ACME_CA_FILE: Type.Optional(Type.String({ minLength: 1, description: "PEM of the CA that signs the ACME server's own HTTPS certificate (private ACME servers)." })),
     TETHER_SECRET_KEY_FILE: Type.Optional(
       Type.String({ minLength: 1, description: 'File holding the 32-byte key (raw, 64 hex characters or base64) that encrypts certificate keys in the store, e.g. a Docker secret. The same on every control replica.' }),
@@ -73,7 +78,7 @@ export interface ControlConfig {
   statsUrl: string | undefined
   /** The 32-byte key of TETHER_SECRET_KEY_FILE; undefined when not configured. */
   secretKey: Buffer | undefined
-  acme: { directoryUrl: string; email: string | undefined; caPem: string | undefined }
+  acme: { directoryUrl: string; email: string | undefined; caPem: string | undefined; everyDomain: boolean }
 }
 
 /** A wrong variable: the one coded error of every role's environment (shared/env.ts). */
@@ -160,6 +165,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig 
       directoryUrl: e.TETHER_ACME_DIRECTORY,
       email: e.TETHER_ACME_EMAIL,
       caPem: e.TETHER_ACME_CA_FILE === undefined ? undefined : readSecretFile(e.TETHER_ACME_CA_FILE, 'TETHER_ACME_CA_FILE'),
+      everyDomain: e.TETHER_ACME_EVERY_DOMAIN === 'on',
     },
     secretKey,
     host: e.HOST,

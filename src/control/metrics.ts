@@ -9,6 +9,10 @@ export interface MetricsSources {
   table(): Promise<{ version: number; routes: number } | null>
   longPollWaiters(): number
   liveProxies(): Promise<number | null>
+  /** Stored certificates (name, source, notAfter), or null when the store cannot be read. */
+  certificates?(): Promise<Array<{ name: string; source: string; notAfter: string }> | null>
+  /** ACME orders failing in a row per certificate (from the store, so every replica tells the same), or null. */
+  acmeFailures?(): Promise<Array<{ name: string; failures: number }> | null>
 }
 
 export interface ControlMetrics {
@@ -16,6 +20,8 @@ export interface ControlMetrics {
   httpRequests: Counter<'method' | 'route' | 'status_code'>
   httpDuration: Histogram<'method' | 'route'>
   storeErrors: Counter<'operation'>
+  /** ACME orders this replica ran, by result (issued, failed). */
+  acmeOrders: Counter<'result'>
   /** Wires the gauges that are read at scrape time. */
   setSources(sources: MetricsSources): void
 }
@@ -41,6 +47,37 @@ export function createMetrics(): ControlMetrics {
     help: 'Requests that failed because the route store was unavailable.',
     labelNames: ['operation'] as const,
     registers: [registry],
+  })
+  const acmeOrders = new Counter({
+    name: 'tether_acme_orders_total',
+    help: 'ACME orders run by this control replica (the holder of the ordering lease), by result: issued or failed.',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  })
+  new Gauge({
+    name: 'tether_certificate_expiry_seconds',
+    help: 'Seconds until each stored certificate expires (negative once expired), by name and source (api, dfp, acme).',
+    labelNames: ['name', 'source'] as const,
+    registers: [registry],
+    async collect() {
+      const list = await sources?.certificates?.()
+      if (list == null) return
+      this.reset()
+      const now = Date.now()
+      for (const c of list) this.set({ name: c.name, source: c.source }, Math.floor((Date.parse(c.notAfter) - now) / 1000))
+    },
+  })
+  new Gauge({
+    name: 'tether_acme_failures',
+    help: 'ACME orders failed in a row for each wanted certificate (0 once issued or renewed); read from the store, the same on every replica.',
+    labelNames: ['name'] as const,
+    registers: [registry],
+    async collect() {
+      const list = await sources?.acmeFailures?.()
+      if (list == null) return
+      this.reset()
+      for (const a of list) this.set({ name: a.name }, a.failures)
+    },
   })
   new Gauge({
     name: 'tether_routes',
@@ -82,6 +119,7 @@ export function createMetrics(): ControlMetrics {
     httpRequests,
     httpDuration,
     storeErrors,
+    acmeOrders,
     setSources(s) {
       sources = s
     },

@@ -6,7 +6,7 @@
 import { hostname } from 'node:os'
 import closeWithGrace from 'close-with-grace'
 import { createLogger } from '../shared/create-logger.ts'
-import { startAcme } from './acme.ts'
+import { startAcme, type Acme } from './acme.ts'
 import { buildApp } from './app.ts'
 import { loadConfig, type ControlConfig } from './config.ts'
 import { EnvError } from '../shared/env.ts'
@@ -38,6 +38,8 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     ? startSwarmDiscovery({ store, client: createDockerSwarmClient({ logger: discoveryLogger }), logger: discoveryLogger, ...discoveryConfig })
     : undefined
 
+  // The orderer needs the app's certificate service; the app's status shows the orderer.
+  let orderer: Acme | undefined
   const secretBox = config.secretKey !== undefined ? createSecretBox(config.secretKey) : config.redisUrl === undefined ? createEphemeralSecretBox() : null
   const app = await buildApp({
     store,
@@ -50,6 +52,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     // Keys are sealed with TETHER_SECRET_KEY_FILE; the embedded store (one process, gone on
     // restart) may use a random key; a shared store without a key stores no certificate.
     secretBox,
+    acme: secretBox === null ? undefined : { directoryUrl: config.acme.directoryUrl, everyDomain: config.acme.everyDomain, isLeader: () => orderer?.isLeader() ?? false },
   })
   // ACME: every replica runs the orderer; the store lease lets one order at a time.
   const acme =
@@ -61,11 +64,14 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
           box: secretBox,
           directoryUrl: config.acme.directoryUrl,
           email: config.acme.email,
+          everyDomain: config.acme.everyDomain,
+          onOrder: (result) => app.metrics.acmeOrders.inc({ result }),
           caPem: config.acme.caPem,
           holder: `${hostname()}-${process.pid}`,
           log: logger.child({ component: 'acme' }),
           waitForProxies: async (version) => void (await app.fleet.waitForConvergence(version, 60_000)),
         })
+  orderer = acme
 
   closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'closing after an error')

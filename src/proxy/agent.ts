@@ -326,6 +326,7 @@ export function createAgent(options: AgentOptions): Agent {
           }
         }
         const descriptors = status.ready ? (engine.descriptors?.() ?? null) : null
+        const tls = status.ready ? (engine.tlsReport?.() ?? null) : null
         const body: ProxyHeartbeat = {
           version: status.version ?? 0,
           status: status.status,
@@ -337,6 +338,7 @@ export function createAgent(options: AgentOptions): Agent {
           backends: compactHealth(backends),
           ...(descriptors === null ? {} : { descriptors }),
           ...(status.applyFailure === null ? {} : { applyFailure: status.applyFailure }),
+          ...(tls === null ? {} : { tls }),
         }
         try {
           await client.heartbeat(options.id, body, stopping.signal)

@@ -5,7 +5,7 @@
  */
 import type { CertificateMaterial, CertificateRef } from '../contracts/certificate.ts'
 import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
-import type { BackendHealthSchema, DescriptorReport, RefusedRoute } from '../contracts/proxy-status.ts'
+import type { BackendHealthSchema, DescriptorReport, ProxyTlsReport, RefusedRoute } from '../contracts/proxy-status.ts'
 import type { Static } from 'typebox'
 
 export type BackendHealth = Static<typeof BackendHealthSchema>
@@ -37,6 +37,8 @@ export interface Engine {
     refs(): CertificateRef[]
     set(certificates: readonly CertificateMaterial[]): Promise<void>
   }
+  /** The HTTPS listener's certificates as served (heartbeats); null or absent without HTTPS. */
+  tlsReport?(): ProxyTlsReport | null
   /** Stops the engine and everything it started. Idempotent. */
   stop(): Promise<void>
 }

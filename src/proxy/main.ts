@@ -52,7 +52,7 @@ export async function main(): Promise<void> {
       haproxyBin: config.haproxyBin,
       stateDir: join(config.stateDir, 'haproxy'),
       listen: formatListen(config.proxyListen),
-      ...(config.tlsListen === null ? {} : { tlsListen: formatListen(config.tlsListen) }),
+      ...(config.tlsListen === null ? {} : { tlsListen: formatListen(config.tlsListen), certificateFiles: config.certificateFiles }),
       adminListen: formatListen(config.adminListen),
       resolvers: [`${config.dns.host}:${config.dns.port}`],
       dnsIntervalMs: config.dnsIntervalMs,

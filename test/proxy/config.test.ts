@@ -29,6 +29,7 @@ describe('tether proxy configuration (environment)', () => {
     assert.equal(config.maxconn, undefined, 'the default maxconn, which the proxy may lower to fit its descriptor limit')
     assert.deepEqual(config.deprecations, [])
     assert.equal(config.stateDir, '/var/lib/tether')
+    assert.deepEqual(config.certificateFiles, { secretsDir: '/run/secrets', dir: undefined }, "Docker secrets cert-* (DFP's convention), no directory")
   })
 
   it('accepts several control URLs, listeners with an address, numbers as text, and the Swarm task id', () => {

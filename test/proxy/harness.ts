@@ -10,7 +10,7 @@ import type { TestContext } from 'node:test'
 import pino from 'pino'
 import { Agent as UndiciAgent, request } from 'undici'
 import type { SecretBox } from '../../src/control/secret-box.ts'
-import { buildApp, type ControlApp } from '../../src/control/app.ts'
+import { buildApp, type AcmeView, type ControlApp } from '../../src/control/app.ts'
 import { createMemoryRouteStore } from '../../src/control/store/memory-route-store.ts'
 import type { RouteStore } from '../../src/control/store/route-store.ts'
 import { createAgent, type Agent, type AgentOptions } from '../../src/proxy/agent.ts'
@@ -40,7 +40,7 @@ export interface TestControl {
   api(method: 'GET' | 'PUT' | 'DELETE' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: any }>
 }
 
-export async function startControl(t: TestContext, options: { store?: RouteStore; proxyTtlMs?: number; port?: number; host?: string; statsUrl?: string; secretBox?: SecretBox } = {}): Promise<TestControl> {
+export async function startControl(t: TestContext, options: { store?: RouteStore; proxyTtlMs?: number; port?: number; host?: string; statsUrl?: string; secretBox?: SecretBox; acme?: AcmeView } = {}): Promise<TestControl> {
   const port = options.port ?? (await freePort())
   const host = options.host ?? '127.0.0.1'
   let store = options.store ?? createMemoryRouteStore()
@@ -60,7 +60,7 @@ export async function startControl(t: TestContext, options: { store?: RouteStore
     async start(next) {
       if (app !== null) throw new Error('control plane already running')
       if (next !== undefined) store = next
-      const built = await buildApp({ store, auth: { apiTokens: new Map([[API_TOKEN, 'tests']]), proxyToken: PROXY_TOKEN }, proxyTtlMs: options.proxyTtlMs ?? 15_000, statsUrl: options.statsUrl, ...(options.secretBox === undefined ? {} : { secretBox: options.secretBox }) })
+      const built = await buildApp({ store, auth: { apiTokens: new Map([[API_TOKEN, 'tests']]), proxyToken: PROXY_TOKEN }, proxyTtlMs: options.proxyTtlMs ?? 15_000, statsUrl: options.statsUrl, ...(options.secretBox === undefined ? {} : { secretBox: options.secretBox }), ...(options.acme === undefined ? {} : { acme: options.acme }) })
       await built.listen({ port, host })
       app = built
     },

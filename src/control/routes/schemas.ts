@@ -8,7 +8,8 @@ import { Type, type Static, type TSchema } from 'typebox'
 import { ChangeSchema } from '../../contracts/change.ts'
 import { ConfigSnapshotSchema } from '../../contracts/config-snapshot.ts'
 import { ErrorSchema } from '../../contracts/errors.ts'
-import { ApplyFailureSchema, DescriptorReportSchema, ProxyHeartbeatSchema, ProxyStatusSchema } from '../../contracts/proxy-status.ts'
+import { ApplyFailureSchema, DescriptorReportSchema, ProxyHeartbeatSchema, ProxyStatusSchema, ProxyTlsReportSchema } from '../../contracts/proxy-status.ts'
+import { TlsStatusSchema } from '../services/tls-status.ts'
 import {
   DestinationSchema,
   EndpointSchema,
@@ -273,6 +274,7 @@ export const FleetStatusSchema = Type.Object(
           lastError: Type.Union([Type.String(), Type.Null()]),
           applyFailure: Type.Optional(ApplyFailureSchema),
           descriptors: Type.Optional(DescriptorReportSchema),
+          tls: Type.Optional(ProxyTlsReportSchema),
         },
         { additionalProperties: false },
       ),
@@ -297,6 +299,7 @@ export const FleetStatusSchema = Type.Object(
     shadowed: Type.Array(ref(ShadowedBindingSchema), {
       description: 'Every binding of the table that another route serves instead (paths shared through the Docker Flow Proxy form or com.df.* labels; Tether\'s own forms refuse them).',
     }),
+    tls: TlsStatusSchema,
     discovery: Type.Optional(
       Type.Object(
         {

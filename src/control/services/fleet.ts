@@ -37,7 +37,7 @@ export interface RouteHealthReport {
 }
 
 export interface FleetStatus extends Convergence {
-  proxies: Array<Pick<ProxyStatus, 'id' | 'version' | 'status' | 'node' | 'receivedAt' | 'lastError' | 'applyFailure' | 'descriptors'>>
+  proxies: Array<Pick<ProxyStatus, 'id' | 'version' | 'status' | 'node' | 'receivedAt' | 'lastError' | 'applyFailure' | 'descriptors' | 'tls'>>
   refusedRoutes: RefusedRouteReport[]
   routeHealth: RouteHealthReport[]
 }
@@ -135,6 +135,7 @@ export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, 
           lastError: p.lastError,
           ...(p.applyFailure === undefined ? {} : { applyFailure: p.applyFailure }),
           ...(p.descriptors === undefined ? {} : { descriptors: p.descriptors }),
+          ...(p.tls === undefined ? {} : { tls: p.tls }),
         })),
         refusedRoutes: refusedRoutesOf(proxies),
         routeHealth: routeHealthOf(proxies),

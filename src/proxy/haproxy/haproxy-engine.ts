@@ -31,11 +31,13 @@ import { planDescriptors, parseNofileLimit, type DescriptorPlan } from './descri
 import { HaproxyConfigError, HaproxyRuntimeError } from './errors.ts'
 import { haproxyVersion, startHaproxy, type HaproxyProcess } from './process.ts'
 import { render, statePaths, type RenderedBackend, type RenderedConfig } from './render.ts'
-import { runCommands, showStat } from './runtime.ts'
+import { runCommands, showStat, sslCommand } from './runtime.ts'
+import { readCertificateFiles, type CertificateFileProblem, type FileCertificate } from './certificate-files.ts'
+import type { ProxyTlsReport } from '../../contracts/proxy-status.ts'
 import { addressText, CHECK_OPTIONS, diffServers, isIpAddress, type Endpoint } from './servers.ts'
 import { resolveSettings, type HaproxyEngineSettings, type ResolvedSettings } from './settings.ts'
 import { createTaskResolver, createTaskWatcher, type TaskResolver } from './task-discovery.ts'
-import { createCertificateKeeper, ensureDefaultCertificate } from './tls.ts'
+import { createCertificateKeeper, crtListPath, ensureDefaultCertificate, TLS_CERT_FILE } from './tls.ts'
 import { checkConfigFile, type CheckResult, type CheckFinding } from './validate.ts'
 
 export type { HaproxyEngineSettings } from './settings.ts'
@@ -59,8 +61,11 @@ export interface HaproxyEngine extends Engine {
   readonly paths: ReturnType<typeof statePaths>
   /** The running HAProxy, once started. */
   readonly process: HaproxyProcess | undefined
-  /** How many configuration changes went through a reload, and how many through the runtime API only. */
-  readonly counters: { reloads: number; runtimeChanges: number }
+  /**
+   * How many configuration changes went through a reload, and how many through the runtime API
+   * only; `certificateChanges`: certificates added, replaced or removed over the runtime API.
+   */
+  readonly counters: { reloads: number; runtimeChanges: number; certificateChanges: number }
 }
 
 /**
@@ -131,7 +136,25 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   let served: Served | undefined
   let queue: Promise<unknown> = Promise.resolve()
   let stopped = false
-  const counters = { reloads: 0, runtimeChanges: 0 }
+  const counters = { reloads: 0, runtimeChanges: 0, certificateChanges: 0 }
+  /** Certificates from the proxy's own files (Docker secrets, TETHER_CERT_DIR), re-read on every apply and every certificateFilesIntervalMs. */
+  let fileCertificates: FileCertificate[] = []
+  let fileProblems: CertificateFileProblem[] = []
+  let fileTimer: NodeJS.Timeout | undefined
+  const readFiles = async (): Promise<boolean> => {
+    if (s.tlsListen === undefined || (s.certificateFiles.secretsDir === undefined && s.certificateFiles.dir === undefined)) return false
+    const read = await readCertificateFiles(s.certificateFiles)
+    const key = (list: FileCertificate[], problems: CertificateFileProblem[]) => JSON.stringify([list.map((c) => [c.name, c.fingerprint, c.pem.length]), problems])
+    const changed = key(read.certificates, read.problems) !== key(fileCertificates, fileProblems)
+    if (changed) {
+      for (const p of read.problems) if (!fileProblems.some((q) => q.file === p.file && q.error === p.error)) logger.warn({ file: p.file, problem: p.error }, `certificate file not served: ${p.error}`)
+      for (const c of read.certificates) if (!fileCertificates.some((d) => d.name === c.name && d.fingerprint === c.fingerprint)) logger.info({ file: c.file, domains: c.domains, fingerprint: c.fingerprint, notAfter: c.notAfter }, 'certificate file loaded')
+    }
+    fileCertificates = read.certificates
+    fileProblems = read.problems
+    return changed
+  }
+  await readFiles()
   /** Servers HAProxy holds and serves with, per backend (what the runtime API was told). */
   let live = new Map<string, Map<string, Endpoint>>()
   /** Servers in maintenance waiting for deletion, per backend: name → since (ms). */
@@ -175,13 +198,14 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   function renderWithin(snapshot: ConfigSnapshot): { rendered: RenderedConfig; plan: DescriptorPlan } {
     const tasks = (serviceName: string) => watcher.get(serviceName)
     const certificates = keeper?.current()
+    const fromFiles = fileCertificates
     // Rendered with the plan served (the same, unless the number of servers moved across the
     // limit); rendered again only when the plan for this table differs.
     const guess = served?.plan
     /** A plan that held every server checks every server, whatever their number now. */
     const budgetOf = (p: DescriptorPlan | undefined): number => (p === undefined || p.problem === null ? Number.POSITIVE_INFINITY : p.checkBudget)
     const renderAs = (p: DescriptorPlan | undefined): RenderedConfig =>
-      p === undefined ? render(snapshot, s, { tasks, certificates }) : render(snapshot, { ...s, maxconn: p.maxconn }, { tasks, certificates, checkBudget: budgetOf(p) })
+      p === undefined ? render(snapshot, s, { tasks, certificates, fileCertificates: fromFiles }) : render(snapshot, { ...s, maxconn: p.maxconn }, { tasks, certificates, fileCertificates: fromFiles, checkBudget: budgetOf(p) })
     let rendered = renderAs(guess)
     const servers = rendered.backends.reduce((n, b) => n + b.servers.length, 0)
     const plan = planDescriptors({ maxconn: s.maxconn, maxconnFixed: s.maxconnFixed, servers, limit: descriptorLimit, threads: s.nbthread ?? availableParallelism() })
@@ -248,9 +272,13 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const current = served?.rendered
     if (current === undefined || proc === undefined) return false
     if (mapAgnostic(next.skeleton) !== mapAgnostic(current.skeleton)) return false
-    if (next.files.length !== current.files.length || next.files.some((f, i) => mapKind(f.path) !== mapKind(current.files[i]?.path ?? ''))) return false
+    const nextMaps = mapsOf(next)
+    const currentMaps = mapsOf(current)
+    if (nextMaps.length !== currentMaps.length || nextMaps.some((f, i) => mapKind(f.path) !== mapKind(currentMaps[i]?.path ?? ''))) return false
     // Map keys and values travel in a `;`-separated command line.
-    for (const f of next.files) if (f.path.endsWith('.map') && f.text.includes(';')) return false
+    for (const f of nextMaps) if (f.text.includes(';')) return false
+    // Certificates travel as payloads, which end at an empty line.
+    for (const f of next.files) if (TLS_CERT_FILE.test(f.path) && f.text.includes('\n\n')) return false
     for (const b of next.backends) {
       const have = live.get(b.name)
       for (const e of b.servers) if (have?.get(e.name) === undefined && !isIpAddress(e.address)) return false
@@ -267,9 +295,9 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const current = served?.rendered
     if (current === undefined) return 0
     let changes = 0
-    for (const file of next.files) {
+    for (const file of mapsOf(next)) {
       const kind = mapKind(file.path)
-      const before = current.files.find((f) => mapKind(f.path) === kind)
+      const before = mapsOf(current).find((f) => mapKind(f.path) === kind)
       const target = loadedMaps.get(kind)
       if (before === undefined || target === undefined || before.text === file.text) continue
       const was = mapEntries(before.text)
@@ -324,6 +352,47 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     return changes
   }
 
+  /**
+   * Brings HAProxy's certificates to those of `next` over the runtime API, without a reload
+   * (HAProxy 2.6): a new one `new ssl cert` + `set ssl cert` + `commit ssl cert` + `add ssl
+   * crt-list`; a replaced one `set` + `commit` (connections keep their session; new handshakes
+   * get the new certificate); a removed one `del ssl crt-list` + `del ssl cert`. A refusal
+   * aborts the open transaction and throws: the caller reloads instead. Returns the number of
+   * certificates changed.
+   */
+  async function syncTls(next: RenderedConfig): Promise<number> {
+    const current = served?.rendered
+    if (current === undefined || s.tlsListen === undefined) return 0
+    const was = certificateFilesOf(current)
+    const now = certificateFilesOf(next)
+    const list = crtListPath(paths.mapDir)
+    let changes = 0
+    for (const [path, text] of now) {
+      const before = was.get(path)
+      if (before === text) continue
+      try {
+        if (before === undefined) await sslCommand(paths.adminSocket, `new ssl cert ${path}`, /New empty certificate store/)
+        await sslCommand(paths.adminSocket, `set ssl cert ${path}`, /Transaction created/, text)
+        await sslCommand(paths.adminSocket, `commit ssl cert ${path}`, /Success!/)
+        if (before === undefined) await sslCommand(paths.adminSocket, `add ssl crt-list ${list} ${path}`, /Success!/)
+      } catch (error) {
+        await sslCommand(paths.adminSocket, `abort ssl cert ${path}`, /aborted|No ongoing/).catch(() => undefined)
+        throw error
+      }
+      logger.info({ file: basename(path) }, before === undefined ? 'certificate added without a reload' : 'certificate replaced without a reload')
+      changes++
+    }
+    for (const path of was.keys()) {
+      if (now.has(path)) continue
+      await sslCommand(paths.adminSocket, `del ssl crt-list ${list} ${path}`, /deleted/)
+      await sslCommand(paths.adminSocket, `del ssl cert ${path}`, /deleted/)
+      logger.info({ file: basename(path) }, 'certificate removed without a reload')
+      changes++
+    }
+    counters.certificateChanges += changes
+    return changes
+  }
+
   function addCommands(b: RenderedBackend, e: Endpoint): string[] {
     const check = !b.unchecked.includes(e.name)
     const commands = [`add server ${b.name}/${e.name} ${addressText(e)}${check ? ` ${CHECK_OPTIONS}` : ''}`]
@@ -356,6 +425,18 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     if (deleted > 0) await resync('servers deleted')
   }
 
+  /** Certificate files may change without a new version (a directory, not a Docker secret): checked every certificateFilesIntervalMs. */
+  function startFileWatch(): void {
+    if (fileTimer !== undefined || s.tlsListen === undefined || (s.certificateFiles.secretsDir === undefined && s.certificateFiles.dir === undefined)) return
+    fileTimer = setInterval(() => {
+      void enqueue(async () => {
+        if (stopped) return
+        if (await readFiles()) await resync('certificate files changed')
+      }).catch((error: unknown) => logger.warn({ err: error }, 'applying changed certificate files failed'))
+    }, s.certificateFilesIntervalMs)
+    fileTimer.unref()
+  }
+
   function startReaper(): void {
     if (reaper !== undefined) return
     reaper = setInterval(() => {
@@ -375,7 +456,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const { rendered, plan } = renderWithin(served.snapshot)
     if (runtimeReachable(rendered)) {
       try {
-        const changes = await syncServers(rendered)
+        const changes = (await syncTls(rendered)) + (await syncServers(rendered))
         served = { ...served, rendered, plan }
         await writeFiles(rendered, paths.config)
         if (changes > 0) counters.runtimeChanges++
@@ -427,7 +508,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const next: Served = { snapshot: { ...snapshot, routes: snapshot.routes.filter((r) => !accepted.has(r.serviceName)) }, rendered, plan, refused }
     served = next
     live = liveOf(rendered)
-    loadedMaps = new Map(rendered.files.map((f) => [mapKind(f.path), f.path]))
+    loadedMaps = new Map(mapsOf(rendered).map((f) => [mapKind(f.path), f.path]))
     removing = new Map()
     await removeStaleFiles(rendered)
     for (const s of rendered.shadowed) logger.warn(s, describeShadowed(s))
@@ -439,6 +520,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
 
   async function applyNow(snapshot: ConfigSnapshot): Promise<ApplyResult> {
     if (stopped) throw new HaproxyRuntimeError('the engine is stopped')
+    await readFiles()
     const services = dnsServices(snapshot.routes)
     watcher.watch(services)
     await watcher.prime(services)
@@ -451,7 +533,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       if (runtimeReachable(rendered)) {
         try {
           const t = performance.now()
-          const changes = (await syncMaps(rendered)) + (await syncServers(rendered))
+          const changes = (await syncTls(rendered)) + (await syncMaps(rendered)) + (await syncServers(rendered))
           served = { snapshot: { ...snapshot, routes }, rendered, plan, refused: stillRefused }
           await writeFiles(rendered, paths.config)
           if (changes > 0) counters.runtimeChanges++
@@ -464,6 +546,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     }
     const next = await reloadTo(snapshot, [])
     watcher.start()
+    startFileWatch()
     return { refused: next.refused.map(({ serviceName, error }) => ({ serviceName, error })) }
   }
 
@@ -512,6 +595,16 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     },
     health,
     descriptors,
+    tlsReport(): ProxyTlsReport | null {
+      if (keeper === undefined) return null
+      const count = keeper.current().length + fileCertificates.length
+      return {
+        certificates: count,
+        defaultOnly: count === 0,
+        files: fileCertificates.map((c) => ({ name: c.name, file: c.file, domains: c.domains, notAfter: c.notAfter, fingerprint: c.fingerprint })),
+        problems: fileProblems,
+      }
+    },
     ...(keeper === undefined
       ? {}
       : {
@@ -524,11 +617,22 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     async stop() {
       stopped = true
       if (reaper !== undefined) clearInterval(reaper)
+      if (fileTimer !== undefined) clearInterval(fileTimer)
       await watcher.stop()
       await queue
       await proc?.stop()
     },
   }
+}
+
+/** The map files of a configuration (the certificate files and the crt-list are not maps). */
+function mapsOf(rendered: RenderedConfig): RenderedConfig['files'] {
+  return rendered.files.filter((f) => f.path.endsWith('.map'))
+}
+
+/** Certificate file path → content (chain + key). */
+function certificateFilesOf(rendered: RenderedConfig): Map<string, string> {
+  return new Map(rendered.files.filter((f) => TLS_CERT_FILE.test(f.path)).map((f) => [f.path, f.text]))
 }
 
 /** `routes` for `.../maps/routes-<hash>.map`. */

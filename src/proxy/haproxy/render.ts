@@ -50,6 +50,8 @@ export interface ServerInput {
   checkBudget?: number
   /** TLS certificates (chain + key) served on the HTTPS listener, selected by SNI (settings.tlsListen). */
   certificates?: readonly CertificateMaterial[]
+  /** Certificates from the proxy's own files (Docker secrets), served beside them. */
+  fileCertificates?: ReadonlyArray<{ name: string; pem: string }>
 }
 
 export interface RenderedBackend {
@@ -307,7 +309,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   const defaultBackend = plan.defaultBackend === undefined ? NOT_FOUND_BACKEND : backendOf(plan.defaultBackend.serviceName, plan.defaultBackend.destination)
 
   // TLS listener (settings.tlsListen) with its certificate files; ACME answers whenever there are some.
-  const tls = settings.tlsListen === undefined ? undefined : { listen: settings.tlsListen, ...tlsFiles(paths.mapDir, serverInput.certificates ?? []) }
+  const tls = settings.tlsListen === undefined ? undefined : { listen: settings.tlsListen, ...tlsFiles(paths.mapDir, serverInput.certificates ?? [], serverInput.fileCertificates) }
   const acmeMap = snapshot.challenges !== undefined && snapshot.challenges.length > 0 ? challengeMap(paths.mapDir, snapshot.challenges) : undefined
 
   const out = lines()

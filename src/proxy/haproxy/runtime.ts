@@ -163,3 +163,22 @@ export async function serverConnections(adminSocket: string, backend: string): P
   }
   return out
 }
+
+/**
+ * One command of HAProxy 2.6's SSL certificate API (`new|set|commit|abort|del ssl cert`,
+ * `add|del ssl crt-list`), optionally with a payload (`set ssl cert <file> <<` + PEM). Resolves
+ * when the answer matches `expect`; rejects with HAProxy's words otherwise. The payload holds a
+ * private key: it is never part of an error message (only `line` is).
+ */
+export async function sslCommand(adminSocket: string, line: string, expect: RegExp, payload?: string, timeoutMs = 10_000): Promise<void> {
+  if (/[;\n]/.test(line)) throw new Error(`refusing to send a runtime command with ';' or a newline: ${line}`)
+  if (payload !== undefined && /\n\n/.test(payload)) throw new Error(`refusing a payload with an empty line (it would end it early) for '${line}'`)
+  let answer: string
+  try {
+    answer = await sendCommand(adminSocket, payload === undefined ? line : `${line} <<\n${payload.endsWith('\n') ? payload : `${payload}\n`}`, timeoutMs)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw new Error(`HAProxy socket ${adminSocket}: '${line}' failed (${code ?? 'no answer in time'})`)
+  }
+  if (!expect.test(answer)) throw new Error(`HAProxy refused '${line}': ${answer.trim().replace(/\s+/g, ' ').slice(0, 500)}`)
+}

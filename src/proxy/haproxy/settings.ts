@@ -50,6 +50,14 @@ export interface HaproxyEngineSettings {
    * a self-signed default certificate answers.
    */
   tlsListen?: string
+  /**
+   * Certificates from the proxy's own files, served beside the control plane's: Docker
+   * secrets named cert-* / cert_* in `secretsDir` (Docker Flow Proxy's convention) and every
+   * file of `dir`. Default: none. A bad file is reported and left out.
+   */
+  certificateFiles?: { secretsDir?: string | undefined; dir?: string | undefined }
+  /** How often those files are read again (a directory may change). Default 30000 ms. */
+  certificateFilesIntervalMs?: number
   /** nbthread; default: HAProxy's own (one per CPU). */
   nbthread?: number
   /** hard-stop-after in ms: how long an old worker may drain after a reload. Default 30000. */
@@ -61,7 +69,8 @@ export interface HaproxyEngineSettings {
   logger?: Logger
 }
 
-export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' | 'logger' | 'descriptorLimit' | 'tlsListen' | 'statsAuth'>> & {
+export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' | 'logger' | 'descriptorLimit' | 'tlsListen' | 'statsAuth' | 'certificateFiles'>> & {
+  certificateFiles: { secretsDir?: string | undefined; dir?: string | undefined }
   statsAuth: string | undefined
   nbthread: number | undefined
   logger: Logger
@@ -95,6 +104,8 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     maxconnFixed: settings.maxconn !== undefined,
     descriptorLimit: settings.descriptorLimit,
     tlsListen: settings.tlsListen,
+    certificateFiles: settings.certificateFiles ?? {},
+    certificateFilesIntervalMs: settings.certificateFilesIntervalMs ?? 30_000,
     nbthread: settings.nbthread,
     hardStopAfterMs: settings.hardStopAfterMs ?? 30_000,
     maxReloads: settings.maxReloads ?? 50,
@@ -128,5 +139,6 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
   positive('nbthread', resolved.nbthread, 64)
   positive('hardStopAfterMs', resolved.hardStopAfterMs, 86_400_000)
   positive('maxReloads', resolved.maxReloads, 100_000)
+  positive('certificateFilesIntervalMs', resolved.certificateFilesIntervalMs, 3_600_000)
   return resolved
 }

@@ -65,12 +65,22 @@ export interface TlsFile {
 
 const short = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 16)
 
-/** The certificate files and the crt-list, content-addressed under `dir`. */
-export function tlsFiles(dir: string, certificates: readonly CertificateMaterial[]): { crtList: TlsFile; files: TlsFile[] } {
-  const sorted = [...certificates].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-  const pems: TlsFile[] = sorted.map((c) => ({ path: `${dir}/cert-${c.name}-${short(c.pem)}.pem`, text: c.pem.endsWith('\n') ? c.pem : `${c.pem}\n`, mode: 0o600, owners: [] }))
+/** The crt-list's path: stable, so a change of certificates leaves the configuration as it is (runtime API). */
+export const crtListPath = (dir: string): string => `${dir}/crt-list.txt`
+/** Certificate files are named after their certificate (stable: the runtime API updates them in place). */
+export const TLS_CERT_FILE = /\/tls-[cf]-[A-Za-z0-9_.-]+\.pem$/
+
+/**
+ * The certificate files and the crt-list under `dir`: one file per certificate, `tls-c-<name>.pem`
+ * for the control plane's and `tls-f-<name>.pem` for the proxy's own files (Docker secrets), so
+ * a certificate replaced under the same name is the same file with new content.
+ */
+export function tlsFiles(dir: string, certificates: readonly CertificateMaterial[], fromFiles: ReadonlyArray<{ name: string; pem: string }> = []): { crtList: TlsFile; files: TlsFile[] } {
+  const byName = <T extends { name: string }>(list: readonly T[]): T[] => [...list].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  const file = (kind: 'c' | 'f', c: { name: string; pem: string }): TlsFile => ({ path: `${dir}/tls-${kind}-${c.name}.pem`, text: c.pem.endsWith('\n') ? c.pem : `${c.pem}\n`, mode: 0o600, owners: [] })
+  const pems: TlsFile[] = [...byName(certificates).map((c) => file('c', c)), ...byName(fromFiles).map((c) => file('f', c))]
   const listText = pems.map((p) => `${p.path}\n`).join('')
-  const crtList: TlsFile = { path: `${dir}/crt-list-${short(listText)}.txt`, text: listText, mode: 0o644, owners: [] }
+  const crtList: TlsFile = { path: crtListPath(dir), text: listText, mode: 0o644, owners: [] }
   return { crtList, files: [...pems, crtList] }
 }
 

@@ -17,8 +17,44 @@ describe('ACME, pure parts', () => {
       [30, 0.5, 86_400_000],
     ] as const) assert.equal(retryDelay(failures, 60_000, 86_400_000, random), expected, `${failures} failures, random ${random}`)
   })
-  it('wants one certificate per route that asks, named acme-<serviceName>', () => {
-    assert.deepEqual(wantedCertificates([{ serviceName: 'web', acmeDomains: ['b.test', 'a.test'] }, { serviceName: 'api' }]), [{ name: 'acme-web', domains: ['a.test', 'b.test'] }])
+  it('wants one certificate per route that asks, named acme-<serviceName>; without the every-domain switch, a route with only a serviceDomain gets none', () => {
+    assert.deepEqual(wantedCertificates([{ serviceName: 'web', acmeDomains: ['b.test', 'a.test'] }, { serviceName: 'api', serviceDomain: ['api.test'] }]), {
+      wanted: [{ name: 'acme-web', serviceName: 'web', domains: ['a.test', 'b.test'], reason: 'route' }],
+      skipped: [],
+    })
+  })
+  it('with every domain: each route gets one for its names (route and per-destination), minus wildcards, IPs, bare names and names a non-ACME certificate covers', () => {
+    const now = Date.parse('2026-06-01T00:00:00Z')
+    const certificates = [
+      { name: 'uploaded', domains: ['*.shop.test'], notAfter: '2027-01-01T00:00:00Z', source: 'api' },
+      { name: 'expired', domains: ['old.test'], notAfter: '2026-01-01T00:00:00Z', source: 'api' },
+      { name: 'acme-api', domains: ['api.test'], notAfter: '2027-01-01T00:00:00Z', source: 'acme' },
+    ]
+    const cases: Array<[string, Parameters<typeof wantedCertificates>[0][number], ReturnType<typeof wantedCertificates>]> = [
+      ['names of the route', { serviceName: 'api', serviceDomain: ['API.test', 'www.api.test'] }, { wanted: [{ name: 'acme-api', serviceName: 'api', domains: ['api.test', 'www.api.test'], reason: 'every-domain' }], skipped: [] }],
+      ['per-destination names too', { serviceName: 'm', serviceDomain: [], destinations: [{ serviceDomain: ['b.test'] }, {}] }, { wanted: [{ name: 'acme-m', serviceName: 'm', domains: ['b.test'], reason: 'every-domain' }], skipped: [] }],
+      ['no names: nothing', { serviceName: 'plain', serviceDomain: [] }, { wanted: [], skipped: [] }],
+      [
+        'covered by an uploaded wildcard: skipped, saying which',
+        { serviceName: 'shop', serviceDomain: ['a.shop.test', 'x.test'] },
+        { wanted: [{ name: 'acme-shop', serviceName: 'shop', domains: ['x.test'], reason: 'every-domain' }], skipped: [{ serviceName: 'shop', domain: 'a.shop.test', reason: "covered by certificate 'uploaded' (api)" }] },
+      ],
+      ['an expired upload does not cover', { serviceName: 'o', serviceDomain: ['old.test'] }, { wanted: [{ name: 'acme-o', serviceName: 'o', domains: ['old.test'], reason: 'every-domain' }], skipped: [] }],
+      [
+        'wildcards, IPs and bare names cannot be ordered',
+        { serviceName: 'w', serviceDomain: ['*.w.test', '10.0.0.1', 'intranet'] },
+        {
+          wanted: [],
+          skipped: [
+            { serviceName: 'w', domain: '*.w.test', reason: 'a wildcard name cannot be validated over HTTP-01; upload a certificate for it' },
+            { serviceName: 'w', domain: '10.0.0.1', reason: 'an IP address, not a DNS name' },
+            { serviceName: 'w', domain: 'intranet', reason: 'not a fully qualified DNS name' },
+          ],
+        },
+      ],
+      ['a route that asks keeps its own list', { serviceName: 'own', serviceDomain: ['a.test', 'b.test'], acmeDomains: ['a.test'] }, { wanted: [{ name: 'acme-own', serviceName: 'own', domains: ['a.test'], reason: 'route' }], skipped: [] }],
+    ]
+    for (const [what, route, expected] of cases) assert.deepEqual(wantedCertificates([route], { everyDomain: true, certificates, now }), expected, what)
   })
 })
 

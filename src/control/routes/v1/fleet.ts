@@ -7,6 +7,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from 'typebox'
 import { shadowedReport } from './helpers.ts'
+import { readAcmeStatus } from '../../acme.ts'
+import { tlsStatusOf } from '../../services/tls-status.ts'
 import { ProxyHeartbeatSchema } from '../../../contracts/proxy-status.ts'
 import { bearer, errors, FleetStatusSchema, ProxiesAnswerSchema, ProxyIdParamsSchema, ref } from '../schemas.ts'
 
@@ -54,7 +56,7 @@ const fleet: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['fleet'],
         operationId: 'getStatus',
-        summary: 'Convergence summary: current version, live and converged proxies, laggards, refused routes',
+        summary: 'Convergence summary: current version, live and converged proxies, laggards, refused routes, HTTPS (certificates, ACME)',
         description:
           'While the route store is unavailable, answers the last status this replica read, with `x-tether-stale: true` and a `stale` field saying when it was read (503 only when it has read none).',
         response: { 200: ref(FleetStatusSchema), 503: errors[503] },
@@ -64,8 +66,11 @@ const fleet: FastifyPluginAsyncTypebox = async (app) => {
       const d = app.discovery
       const discovery = () => (d === null ? {} : { discovery: { leader: d.isLeader(), services: d.inventory.all(), problems: d.problems() } })
       try {
-        const [status, plan] = await Promise.all([app.fleet.status(), app.feed.plan()])
-        const fresh = { ...status, shadowed: plan.shadowed.map(shadowedReport) }
+        const [status, plan, current, stored] = await Promise.all([app.fleet.status(), app.feed.plan(), app.feed.current(), app.store.listCertificates()])
+        const acme = app.acme === null ? null : await readAcmeStatus(app.store, { directoryUrl: app.acme.directoryUrl, everyDomain: app.acme.everyDomain, leader: app.acme.isLeader() })
+        const now = Date.now()
+        const tls = tlsStatusOf({ certificates: stored.map((c) => app.certificates.describe(c)), routes: current.table, proxies: status.proxies, acme, now })
+        const fresh = { ...status, shadowed: plan.shadowed.map(shadowedReport), tls }
         lastStatus = { status: fresh, asOf: new Date().toISOString() }
         return { ...fresh, ...discovery() }
       } catch (error) {

@@ -1,0 +1,110 @@
+/**
+ * The HTTPS part of GET /v1/status, from what the store holds (certificates, ACME state) and
+ * what the proxies report (certificates from their own files, files they could not load).
+ * Pure: the route reads, this decides what to say. Nothing here ever holds a key.
+ */
+import { Type, type Static } from 'typebox'
+import type { CertificateInfo } from '../../contracts/certificate.ts'
+import type { ProxyStatus } from '../../contracts/proxy-status.ts'
+import type { Route } from '../../contracts/route.ts'
+import { covers, type AcmeStatus } from '../acme.ts'
+
+export const AcmeNameStatusSchema = Type.Object(
+  {
+    name: Type.String({ description: "The certificate it stores ('acme-<serviceName>')." }),
+    serviceName: Type.String(),
+    domains: Type.Array(Type.String()),
+    reason: Type.Union([Type.Literal('route'), Type.Literal('every-domain')], { description: 'The route asked (acme, letsencrypt.host), or TETHER_ACME_EVERY_DOMAIN=on.' }),
+    state: Type.Union([Type.Literal('pending'), Type.Literal('valid'), Type.Literal('failing')], { description: 'pending: not issued yet; failing: the last order failed (the current certificate, if any, is still served).' }),
+    notAfter: Type.Optional(Type.String({ format: 'date-time' })),
+    renewAt: Type.Optional(Type.String({ format: 'date-time', description: 'Next renewal: two thirds of the lifetime.' })),
+    failures: Type.Integer({ minimum: 0, description: 'Failed orders in a row (0 after a success).' }),
+    lastError: Type.Optional(Type.String()),
+    lastFailureAt: Type.Optional(Type.String({ format: 'date-time' })),
+    nextAttemptAt: Type.Optional(Type.String({ format: 'date-time', description: 'When the next order may start (exponential backoff with jitter after a failure).' })),
+  },
+  { additionalProperties: false },
+)
+
+export const AcmeStatusSchema = Type.Object(
+  {
+    directory: Type.String({ description: 'TETHER_ACME_DIRECTORY.' }),
+    everyDomain: Type.Boolean({ description: "TETHER_ACME_EVERY_DOMAIN: every route's serviceDomain gets a certificate without asking." }),
+    leader: Type.Boolean({ description: 'The replica that answered holds the ordering lease.' }),
+    certificates: Type.Array(AcmeNameStatusSchema),
+    skipped: Type.Array(Type.Object({ serviceName: Type.String(), domain: Type.String(), reason: Type.String() }, { additionalProperties: false }), {
+      description: 'With everyDomain: route names no certificate is ordered for, and why (wildcard, not a DNS name, covered by an uploaded certificate).',
+    }),
+  },
+  { additionalProperties: false, description: 'Automatic certificates (ACME): what is ordered, how each order stands.' },
+)
+
+export const TlsStatusSchema = Type.Object(
+  {
+    certificates: Type.Array(
+      Type.Object(
+        {
+          name: Type.String(),
+          domains: Type.Array(Type.String()),
+          source: Type.String(),
+          notAfter: Type.String({ format: 'date-time' }),
+          expiresInSeconds: Type.Integer({ description: 'Negative once expired.' }),
+          warnings: Type.Array(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+      { description: 'Certificates in the store (API, DFP, ACME); the proxies also serve the ones in their own files (proxies[].tls.files).' },
+    ),
+    uncoveredDomains: Type.Array(Type.Object({ serviceName: Type.String(), domain: Type.String() }, { additionalProperties: false }), {
+      description: "Route names no certificate covers (store or proxies' files): HTTPS answers them with the self-signed default certificate.",
+    }),
+    warnings: Type.Array(Type.String(), { description: 'What needs attention: HTTPS with only the default certificate, files a proxy could not load, failing ACME orders, certificates expiring soon.' }),
+    acme: Type.Optional(AcmeStatusSchema),
+  },
+  { additionalProperties: false, description: 'HTTPS across the fleet.' },
+)
+export type TlsStatus = Static<typeof TlsStatusSchema>
+
+export function tlsStatusOf(input: {
+  certificates: readonly CertificateInfo[]
+  routes: readonly Pick<Route, 'serviceName' | 'serviceDomain' | 'destinations'>[]
+  proxies: readonly Pick<ProxyStatus, 'id' | 'tls'>[]
+  acme: AcmeStatus | null
+  now: number
+}): TlsStatus {
+  const { now } = input
+  const warnings: string[] = []
+  const certificates = input.certificates.map((c) => ({
+    name: c.name,
+    domains: c.domains,
+    source: c.source,
+    notAfter: c.notAfter,
+    expiresInSeconds: Math.floor((Date.parse(c.notAfter) - now) / 1000),
+    warnings: c.warnings,
+  }))
+  for (const c of certificates) for (const w of c.warnings) warnings.push(`certificate '${c.name}': ${w}`)
+
+  const fileDomains = input.proxies.flatMap((p) => p.tls?.files.map((f) => ({ name: f.name, domains: f.domains, notAfter: f.notAfter })) ?? [])
+  const valid = [...input.certificates.filter((c) => Date.parse(c.notAfter) > now), ...fileDomains.filter((f) => Date.parse(f.notAfter) > now)]
+  const uncoveredDomains: TlsStatus['uncoveredDomains'] = []
+  for (const r of input.routes) {
+    const names = new Set([...r.serviceDomain, ...r.destinations.flatMap((d) => d.serviceDomain ?? [])])
+    for (const domain of [...names].sort()) {
+      if (domain.startsWith('*')) continue
+      if (!valid.some((c) => c.domains.some((d) => covers(d, domain)))) uncoveredDomains.push({ serviceName: r.serviceName, domain })
+    }
+  }
+
+  const reporting = input.proxies.filter((p) => p.tls !== undefined)
+  const defaultOnly = reporting.filter((p) => p.tls?.defaultOnly === true).map((p) => p.id)
+  if (input.certificates.length === 0 && (reporting.length === 0 || defaultOnly.length === reporting.length)) {
+    warnings.push('no certificate: HTTPS answers every name with the self-signed default certificate (clients see a certificate error); upload one (PUT /v1/certificates/{name}), mount one as a Docker secret in the proxies, or let ACME issue one')
+  } else if (defaultOnly.length > 0) {
+    warnings.push(`proxies ${defaultOnly.join(', ')} have no certificate yet: HTTPS answers there with the self-signed default certificate`)
+  }
+  for (const p of input.proxies) for (const problem of p.tls?.problems ?? []) warnings.push(`proxy ${p.id}: certificate file ${problem.file} not served: ${problem.error}`)
+  for (const a of input.acme?.certificates ?? []) {
+    if (a.state === 'failing') warnings.push(`ACME order for ${a.domains.join(', ')} ('${a.name}') failing (${a.failures} in a row): ${a.lastError ?? 'unknown error'}; next attempt at ${a.nextAttemptAt ?? 'the next round'}`)
+  }
+  return { certificates, uncoveredDomains, warnings, ...(input.acme === null ? {} : { acme: input.acme }) }
+}
