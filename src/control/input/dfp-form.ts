@@ -22,6 +22,7 @@ import { headerValueProblem, limits, normalizeRoute, rules, type Header, type Ro
 import { NothingToRouteError, NotImplementedError } from '../errors.ts'
 import { checkList, checkString, fail, finish, parsePort, showValue, splitList } from './fields.ts'
 import { HTTPS_FIELDS, httpsFields } from './https-fields.ts'
+import { pcreProblem } from './pcre-regex.ts'
 
 type Kind = 'route' | 'destination' | 'bookkeeping' | 'tuning' | 'security' | 'unsupported'
 
@@ -201,11 +202,9 @@ function rewrites(field: string, value: string): Array<{ search: string; replace
 function rewrite(field: string, search: string, replace: string): { search: string; replace: string } {
   checkString(field, 'pathRegex', search)
   if (replace !== '') checkString(field, 'pathRegex', replace)
-  try {
-    new RegExp(search)
-  } catch (err) {
-    fail(field, `${showValue(search)} is not a valid regular expression (${(err as Error).message})`)
-  }
+  // HAProxy compiles it with PCRE2: refused here what would make every proxy leave the route out.
+  const problem = pcreProblem(search)
+  if (problem !== null) fail(field, `${showValue(search)} ${problem}`)
   return { search, replace }
 }
 

@@ -1,0 +1,64 @@
+/**
+ * The hostile-input fuzz at benchmark size: the property of test/proxy/haproxy/fuzz-oracle.test.ts
+ * (every form, HAProxy as the oracle) over --cases inputs (default 10,000) from --seed (default:
+ * random, printed). Then the whole table the run stored is served by a real HAProxy and the known
+ * good route is requested through it. Prints one Markdown row for bench/RESULTS.md.
+ *
+ *   npx tsx bench/fuzz.ts [--cases 10000] [--seed N]
+ *
+ * Exits 1 with fast-check's counterexample (and the seed to replay it) when the property fails.
+ */
+import { parseArgs } from 'node:util'
+import { createApiFuzz, KNOWN_GOOD } from '../test/helpers/api-fuzz.ts'
+import { closeBackends, startBackends, type BackendReply } from '../test/helpers/backends.ts'
+import { createClient, createTestProxy } from '../test/helpers/haproxy.ts'
+
+const { values } = parseArgs({ options: { cases: { type: 'string', default: '10000' }, seed: { type: 'string' } } })
+const cases = Number(values.cases)
+const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31)
+process.stderr.write(`fuzz: ${cases} cases, seed ${seed}\n`)
+
+const backends = await startBackends(1, { prefix: 'good' })
+const fuzz = await createApiFuzz(backends[0]!.address)
+const started = Date.now()
+let failure: unknown
+try {
+  await fuzz.run(cases, seed)
+} catch (err) {
+  failure = err
+}
+const seconds = (Date.now() - started) / 1000
+const { stats } = fuzz
+const accepted = Object.values(stats.accepted).reduce((a, b) => a + b, 0)
+
+let served = 'not checked (the property failed)'
+if (failure === undefined) {
+  const snapshot = await fuzz.store.snapshot()
+  const proxy = await createTestProxy(undefined)
+  const client = createClient({ reuse: false })
+  try {
+    const result = await proxy.engine.apply(snapshot)
+    const reply = await client.get(`${proxy.url}/${KNOWN_GOOD}/x`, { cookies: false })
+    const ok = reply.status === 200 && (reply.body as BackendReply).instance === 'good1'
+    served = `${snapshot.routes.length} routes stored, ${result.refused.length} refused by HAProxy; known good route ${ok ? 'served' : `NOT served (${reply.status})`}`
+    if (!ok || result.refused.length > 0) failure = new Error(served)
+  } finally {
+    await client.close()
+    await proxy.stop()
+  }
+}
+await fuzz.close()
+await closeBackends(backends)
+
+const byForm = (Object.keys(stats.accepted) as Array<keyof typeof stats.accepted>).map((f) => `${f} ${stats.accepted[f]}/${stats.accepted[f] + stats.refused[f]}`).join(', ')
+const codes = Object.entries(stats.codes)
+  .sort((a, b) => b[1] - a[1])
+  .map(([c, n]) => `${c} ${n}`)
+  .join(', ')
+process.stdout.write(
+  `| ${new Date().toISOString().slice(0, 10)} | ${stats.cases.toLocaleString('en')} | ${seed} | ${accepted.toLocaleString('en')} accepted (${byForm}) | ${(stats.cases - accepted).toLocaleString('en')} refused (${codes}) | ${stats.checks.toLocaleString('en')} | ${failure === undefined ? '**0**' : '**FAILED**'} | ${served} | ${seconds.toFixed(0)} s |\n`,
+)
+if (failure !== undefined) {
+  process.stderr.write(`${String((failure as Error).message ?? failure)}\n`)
+  process.exit(1)
+}

@@ -1,0 +1,145 @@
+/**
+ * The hostile-input property, shared by the bounded test (test/proxy/haproxy/fuzz-oracle.test.ts)
+ * and the 10^4-case benchmark (bench/fuzz.ts): each generated input goes through the real
+ * control plane (buildApp, app.inject; labels through the same parser and store write discovery
+ * uses), and
+ *   - refused: a 4xx in the one error shape with a code, and the store's version unchanged;
+ *   - accepted: the stored route, rendered with a known good route beside it, holds no line
+ *     outside Tether's template, passes `haproxy -c`, and every access restriction it asks for
+ *     (basic auth, method rules, deny/redirect of plain HTTP) is in its backend.
+ * Never a 5xx. Accepted routes stay in the store, so later inputs also meet conflicts.
+ */
+import assert from 'node:assert/strict'
+import fc from 'fast-check'
+import type { Route } from '../../src/contracts/route.ts'
+import { buildApp } from '../../src/control/app.ts'
+import { routeFromLabels } from '../../src/control/discovery/swarm-labels.ts'
+import { createMemoryRouteStore } from '../../src/control/store/memory-route-store.ts'
+import type { RouteStore } from '../../src/control/store/route-store.ts'
+import { userlistName } from '../../src/proxy/haproxy/render.ts'
+import { createOracle, type Oracle } from './haproxy-oracle.ts'
+import { fuzzInput, type FuzzInput } from './hostile-input.ts'
+
+const TOKEN = 'fuzz-api-token-0123456789'
+export const KNOWN_GOOD = 'known-good'
+
+export interface FuzzStats {
+  cases: number
+  accepted: Record<FuzzInput['form'], number>
+  refused: Record<FuzzInput['form'], number>
+  /** Refusals by code (VALIDATION_FAILED, ROUTE_CONFLICT, ...). */
+  codes: Record<string, number>
+  /** `haproxy -c` runs. */
+  checks: number
+}
+
+export interface ApiFuzz {
+  store: RouteStore
+  stats: FuzzStats
+  /** Runs `numRuns` cases from `seed`; throws (with fast-check's counterexample and seed) when the property fails. */
+  run(numRuns: number, seed: number): Promise<void>
+  close(): Promise<void>
+}
+
+/** `goodEndpoint`: host:port of a backend the known good route sends to. */
+export async function createApiFuzz(goodEndpoint: string): Promise<ApiFuzz> {
+  const store = createMemoryRouteStore()
+  const app = await buildApp({ store, auth: { apiTokens: new Map([[TOKEN, 'fuzz']]), proxyToken: 'fuzz-proxy-token-0123456789' }, logger: false })
+  const oracle: Oracle = await createOracle()
+  const headers = { authorization: `Bearer ${TOKEN}` }
+  const good = await app.inject({ method: 'PUT', url: `/v1/reconfigure?serviceName=${KNOWN_GOOD}&servicePath=/${KNOWN_GOOD}&port=80&endpoints=${goodEndpoint}`, headers })
+  assert.equal(good.statusCode, 200, good.body)
+  const goodRoute = (await store.get(KNOWN_GOOD))!.route
+  const forms = (): Record<FuzzInput['form'], number> => ({ query: 0, 'json-post': 0, 'json-put': 0, dfp: 0, labels: 0 })
+  const stats: FuzzStats = { cases: 0, accepted: forms(), refused: forms(), codes: {}, checks: 0 }
+
+  /** Sends one input; the stored route when accepted, else the refusal's code. */
+  async function send(input: FuzzInput): Promise<{ route: Route } | { code: string }> {
+    if (input.form === 'labels') {
+      const result = routeFromLabels(input.serviceName, input.labels)
+      if ('problems' in result) {
+        assert.ok(result.problems.length > 0 && result.problems.every((p) => typeof p === 'string' && p.length > 0))
+        return { code: 'LABEL_PROBLEM' }
+      }
+      try {
+        await store.write([{ serviceName: result.route.serviceName, after: result.route }], { actor: 'discovery', source: 'discovery' }, { onlyIfSource: 'discovery' })
+      } catch (err) {
+        const code = (err as { code?: string }).code
+        assert.ok(code === 'ROUTE_CONFLICT', `labels: the store refused with ${String(err)}`)
+        return { code }
+      }
+      const record = await store.get(result.route.serviceName)
+      // Another source owns the name: discovery left it alone.
+      if (record === null || record.source !== 'discovery') return { code: 'OWNED_BY_ANOTHER_SOURCE' }
+      return { route: record.route }
+    }
+    let res
+    if (input.form === 'query' || input.form === 'dfp') {
+      const path = input.form === 'query' ? '/v1/reconfigure' : '/v1/docker-flow-proxy/reconfigure'
+      res = await app.inject({ method: 'PUT', url: `${path}?${new URLSearchParams(Object.entries(input.params)).toString()}`, headers })
+    } else if (input.form === 'json-post') {
+      res = await app.inject({ method: 'POST', url: '/v1/reconfigure', headers, payload: input.body as object })
+    } else {
+      res = await app.inject({ method: 'PUT', url: `/v1/routes/${encodeURIComponent(input.serviceName)}`, headers, payload: input.body as object })
+    }
+    assert.ok(res.statusCode < 500, `answered ${res.statusCode}: ${res.body}`)
+    const body = res.json() as { route?: Route; statusCode?: number; code?: string; error?: string; message?: string }
+    if (res.statusCode >= 200 && res.statusCode < 300) {
+      assert.ok(body.route !== undefined, `a 2xx without the route: ${res.body}`)
+      const record = await store.get(body.route.serviceName)
+      assert.ok(record !== null, `answered ${res.statusCode} but nothing is stored for ${body.route.serviceName}`)
+      assert.deepEqual(record.route, body.route, 'the answer shows the stored route')
+      return { route: record.route }
+    }
+    assert.ok(res.statusCode >= 400, `answered ${res.statusCode}`)
+    assert.deepEqual(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'], `not the error shape: ${res.body}`)
+    assert.equal(body.statusCode, res.statusCode)
+    assert.match(body.code ?? '', /^[A-Z][A-Z_]+$/)
+    assert.ok((body.message ?? '').length > 0)
+    return { code: body.code! }
+  }
+
+  async function property(input: FuzzInput): Promise<void> {
+    const before = await store.version()
+    const outcome = await send(input)
+    stats.cases++
+    if ('code' in outcome) {
+      stats.refused[input.form]++
+      stats.codes[outcome.code] = (stats.codes[outcome.code] ?? 0) + 1
+      assert.equal(await store.version(), before, `refused (${outcome.code}) but the store changed`)
+      return
+    }
+    stats.accepted[input.form]++
+    const route = outcome.route
+    const routes = route.serviceName === KNOWN_GOOD ? [route] : [goodRoute, route]
+    const { rendered, findings, check } = await oracle.judge({ version: await store.version(), routes })
+    stats.checks++
+    assert.deepEqual(findings, [], `lines outside the template for ${JSON.stringify(route)}`)
+    assert.ok(check.ok, `haproxy -c refused the configuration of an accepted route ${JSON.stringify(route)}:\n${check.output}`)
+    // What restricts access is rendered, never dropped.
+    const config = rendered.config
+    if (route.auth !== undefined && route.destinations.some((d) => d.ignoreAuthorization !== true)) assert.ok(config.includes(`http_auth(${userlistName(route.serviceName)})`), 'basic auth rendered')
+    for (const d of route.destinations) {
+      if (d.allowedMethods !== undefined) assert.ok(config.includes(`http-request deny unless { method ${d.allowedMethods.join(' ')} }`), 'allowedMethods rendered')
+      if (d.deniedMethods !== undefined) assert.ok(config.includes(`http-request deny if { method ${d.deniedMethods.join(' ')} }`), 'deniedMethods rendered')
+    }
+    if (route.denyHttp === true) assert.ok(config.includes('http-request deny deny_status 403 if !{ ssl_fc }'), 'denyHttp rendered')
+    if (route.httpsOnly === true) assert.match(config, /http-request redirect scheme https code 30[1278] if !\{ ssl_fc \}/, 'httpsOnly rendered')
+  }
+
+  return {
+    store,
+    stats,
+    async run(numRuns, seed) {
+      await fc.assert(
+        fc.asyncProperty(fuzzInput, (input) => property(input)),
+        { numRuns, seed, endOnFailure: true, includeErrorInReport: true },
+      )
+    },
+    async close() {
+      await app.close()
+      await store.close()
+      await oracle.close()
+    },
+  }
+}

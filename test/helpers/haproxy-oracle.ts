@@ -1,0 +1,207 @@
+/**
+ * HAProxy as the oracle for hostile input: a configuration rendered from accepted routes must
+ * (1) hold only the directives Tether's template emits, each value staying one word of HAProxy's
+ * lexer (no newline, '#', quote, '$' or brace smuggled into a new directive, comment, argument
+ * or condition), and (2) pass `haproxy -c`.
+ *
+ * (1) is written from HAProxy's lexical rules, not from Tether's validation rules, so it judges
+ * the validators instead of repeating them: every line of the configuration must match one
+ * line template of its section, in which each place a route value lands is the widest class
+ * HAProxy reads as one word there (an unquoted word has no whitespace, '#', quote, backslash,
+ * '$' or brace; a double-quoted one no unescaped '"', '\' or '$'; a single-quoted one no "'";
+ * a log-format string no '%' but '%%' and the allowed sample expressions). Sections that do not
+ * depend on routes (global, defaults, the admin frontend, the 404 backend) must equal those of
+ * an empty table rendered with the same settings.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import type { ConfigSnapshot } from '../../src/contracts/config-snapshot.ts'
+import { render, type RenderedConfig, type RenderSettings } from '../../src/proxy/haproxy/render.ts'
+import { CHECK_OPTIONS } from '../../src/proxy/haproxy/servers.ts'
+import { checkConfigFile, type CheckResult } from '../../src/proxy/haproxy/validate.ts'
+
+/** An unquoted word: nothing HAProxy's lexer splits at or treats specially. */
+const WORD = String.raw`[^\s#"'\\\x24]+`
+/** An unquoted word inside an ACL `{ ... }` (a lone brace would end the condition). */
+const ACL_WORD = String.raw`[^\s#"'\\\x24{}]+`
+/** A double-quoted string: '"', '\' and '$' only escaped. */
+const DQ = String.raw`"(?:[^"\\\x24\x00-\x1f]|\\[\\"\x24])*"`
+/** A double-quoted log-format string: '%' only as '%%' or one of the allowed sample expressions. */
+const LF = String.raw`"(?:[^"\\\x24%\x00-\x1f]|\\[\\"\x24]|%%|%\[(?:src|src_port|dst|dst_port|ssl_fc|env\(HOSTNAME\))\])*"`
+/** A quoted converter argument inside a single-quoted word: no "'", '"' and '\' escaped. */
+const CONV = String.raw`"(?:[^"\\'\x00-\x1f]|\\[\\"])*"`
+const SVC = String.raw`[A-Za-z0-9_.-]+`
+const BACKEND = String.raw`(?:svc_${SVC}_[0-9]{1,5}(?:-d[0-9]+)?|tether\.notfound)`
+const MAP = String.raw`/[^\s#"'\\\x24,()]+\.map`
+const HDR = String.raw`[A-Za-z0-9_-]+`
+const METHOD = String.raw`[A-Z0-9_-]+`
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, (c) => `\\${c}`)
+}
+
+/** Lines a route can put in the routing frontend (besides the fixed ones of an empty table). */
+const frontendTemplates: RegExp[] = [
+  String.raw`    use_backend %\[path,concat\(/\),map_beg\(${MAP},${BACKEND}\)\]`,
+  String.raw`    use_backend %\[var\(txn\.path\),map_beg\(${MAP},${BACKEND}\)\]`,
+  String.raw`    default_backend ${BACKEND}`,
+  String.raw`    http-request set-var\(txn\.incoming_proto\) req\.hdr\(X-Forwarded-Proto\),lower`,
+  escape(`    http-request set-var(txn.host) 'req.hdr(host),field(1,:),lower,regsub("\\.$","")'`),
+  String.raw`    # '<path>/' against '<prefix>/' keys: whole-segment prefix match`,
+  String.raw`    http-request set-var\(txn\.path\) path,concat\(/\)`,
+  String.raw`    http-request redirect code 301 location '%\[req\.hdr\(x-forwarded-proto\)\]://[A-Za-z0-9.-]+%\[capture\.req\.uri\]' if \{ var\(txn\.host\) -m str ${ACL_WORD} \}`,
+  // The routing rule of a binding with a host, a discriminator or an exclusion.
+  String.raw`    use_backend ${BACKEND} if ` +
+    String.raw`(?:\{ var\(txn\.host\) -m (?:str|end)(?: ${ACL_WORD})+ \} )?` +
+    String.raw`(?:\{ var\(txn\.path\) -m beg ${ACL_WORD} \} )?` +
+    String.raw`\{ var\(txn\.path\),map_beg\(${MAP},0\) -m int le [0-9]+ \}` +
+    String.raw`(?: \{ req\.hdr\(user-agent\) -m sub -i(?: ${DQ})+ \})?` +
+    String.raw`(?: \{ req\.hdr\(${HDR}\) -m str ${DQ} \})*` +
+    String.raw`(?: !\{ var\(txn\.path\) -m beg(?: ${ACL_WORD})+ \})?`,
+].map((t) => new RegExp(`^${t}$`))
+
+/** Lines of a route's backend. */
+const backendTemplates: RegExp[] = [
+  '    balance roundrobin',
+  String.raw`    timeout (?:server|tunnel) [0-9]+s`,
+  String.raw`    http-request deny (?:unless|if) \{ method(?: ${METHOD})+ \}`,
+  String.raw`    http-request auth realm ${DQ} unless \{ http_auth\(tether_users_${SVC}\) \}`,
+  String.raw`    http-(?:request|response) del-header ${HDR}`,
+  String.raw`    http-(?:request|response) (?:set|add)-header ${HDR} ${LF}`,
+  String.raw`    http-request set-path '%\[path,regsub\(${CONV},${CONV}\)\]'`,
+  String.raw`    http-request deny deny_status 403 if !\{ ssl_fc \}`,
+  String.raw`    http-request redirect scheme https code 30[1278] if !\{ ssl_fc \}`,
+  String.raw`    http-request redirect scheme https code 30[1278] if !\{ ssl_fc \} \{ var\(txn\.incoming_proto\) -m str http \}`,
+  String.raw`    http-response set-header Strict-Transport-Security "max-age=[0-9]+" if \{ ssl_fc \}`,
+  String.raw`    cookie ${WORD} insert indirect nocache dynamic httponly(?: secure)? attr "SameSite=Lax"`,
+  String.raw`    http-after-response replace-header Set-Cookie '\^\([^'\s]+=\.\*\)\$' '\\1; Secure' if \{ ssl_fc \}`,
+  String.raw`    server [A-Za-z0-9._:-]+ (?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}(?: ${CHECK_OPTIONS})?`,
+].map((t) => new RegExp(`^${t}$`))
+
+const userlistTemplates: RegExp[] = [new RegExp(String.raw`^    user [A-Za-z0-9_.@+-]+ password '[^'\s]+'$`)]
+
+export interface OracleFinding {
+  line: number
+  text: string
+  why: string
+}
+
+/**
+ * Lines of `rendered` that are not in Tether's template (see the top of this file); `baseline`
+ * is the same settings' rendering of an empty table. Empty when nothing was injected.
+ */
+export function outsideTemplate(rendered: RenderedConfig, baseline: RenderedConfig): OracleFinding[] {
+  const findings: OracleFinding[] = []
+  const sections = (config: string) => {
+    const out = new Map<string, string[]>()
+    let current = '(top)'
+    for (const line of config.split('\n')) {
+      if (line !== '' && !line.startsWith(' ') && !line.startsWith('#')) {
+        current = line
+        out.set(current, [])
+      } else out.get(current)?.push(line)
+    }
+    return out
+  }
+  const fixed = sections(baseline.config)
+  const lines = rendered.config.split('\n')
+  if (rendered.config.includes('\r')) findings.push({ line: 0, text: '', why: 'carriage return in the configuration' })
+  let section = '(top)'
+  let fixedLines: string[] | undefined
+  let templates: RegExp[] = []
+  let seenInSection = 0
+  for (const [i, text] of lines.entries()) {
+    const at = i + 1
+    const finding = (why: string) => findings.push({ line: at, text, why })
+    if (/[\x00-\x08\x0b-\x1f\x7f]/.test(text)) finding('control character')
+    if (i === 0) {
+      if (!/^# Generated by Tether from config version [0-9]+\. Do not edit: the proxy agent rewrites it\.$/.test(text)) finding('not the header comment')
+      continue
+    }
+    if (text === '') continue
+    if (!text.startsWith(' ')) {
+      // A section header.
+      if (fixed.has(text) && text !== 'frontend http') {
+        section = text
+        fixedLines = fixed.get(text)!.filter((l) => l !== '')
+        templates = []
+      } else if (text === 'frontend http') {
+        section = text
+        fixedLines = undefined
+        templates = [...frontendTemplates, ...fixed.get(text)!.filter((l) => l !== '').map((l) => new RegExp(`^${escape(l)}$`))]
+      } else if (new RegExp(`^backend ${BACKEND}$`).test(text)) {
+        section = text
+        fixedLines = undefined
+        templates = backendTemplates
+      } else if (new RegExp(`^userlist tether_users_${SVC}$`).test(text)) {
+        section = text
+        fixedLines = undefined
+        templates = userlistTemplates
+      } else {
+        finding('not a section Tether renders')
+        section = '(unknown)'
+        fixedLines = undefined
+        templates = []
+      }
+      seenInSection = 0
+      continue
+    }
+    if (fixedLines !== undefined) {
+      if (fixedLines[seenInSection] !== text) finding(`differs from the ${section} section of an empty table (expected ${JSON.stringify(fixedLines[seenInSection] ?? '(end of section)')})`)
+      seenInSection++
+      continue
+    }
+    if (!templates.some((t) => t.test(text))) finding(`matches no line template of ${section.split(' ')[0]}`)
+  }
+  // Map files: '<key> <value>' per line, one word each.
+  for (const f of rendered.files) {
+    for (const [i, text] of f.text.split('\n').entries()) {
+      if (text === '') continue
+      if (!/^\/[^\s#]* (?:[0-9]+|[A-Za-z0-9_.-]+)$/.test(text)) findings.push({ line: i + 1, text, why: `map file ${f.path}: not '<path> <value>'` })
+    }
+  }
+  return findings
+}
+
+
+/** A scratch state directory and `haproxy -c` for rendered configurations. */
+export interface Oracle {
+  settings: RenderSettings
+  /** Renders `snapshot`, checks the template and runs `haproxy -c`. */
+  judge(snapshot: ConfigSnapshot): Promise<{ rendered: RenderedConfig; findings: OracleFinding[]; check: CheckResult }>
+  close(): Promise<void>
+}
+
+export async function createOracle(haproxyBin = 'haproxy'): Promise<Oracle> {
+  const stateDir = await mkdtemp(join(tmpdir(), 'tether-oracle-'))
+  const settings: RenderSettings = {
+    stateDir,
+    listen: '127.0.0.1:1',
+    adminListen: '127.0.0.1:2',
+    cookieKey: 'oracle-cookie-key',
+    secureCookie: false,
+    maxconn: 256,
+    nbthread: 1,
+    hardStopAfterMs: 1000,
+    maxReloads: 5,
+  }
+  const baseline = render({ version: 0, routes: [] }, settings)
+  return {
+    settings,
+    async judge(snapshot) {
+      const rendered = render(snapshot, settings)
+      const findings = outsideTemplate(rendered, baseline)
+      for (const f of rendered.files) {
+        await mkdir(dirname(f.path), { recursive: true })
+        await writeFile(f.path, f.text)
+      }
+      const path = join(stateDir, 'haproxy.cfg')
+      await writeFile(path, rendered.config)
+      const check = await checkConfigFile(path, haproxyBin)
+      await rm(join(stateDir, 'maps'), { recursive: true, force: true })
+      return { rendered, findings, check }
+    },
+    close: () => rm(stateDir, { recursive: true, force: true }),
+  }
+}

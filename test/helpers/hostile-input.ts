@@ -1,0 +1,236 @@
+/**
+ * fast-check generators of hostile route input, in every form a route reaches the control
+ * plane: Tether's query string (PUT /v1/reconfigure), its JSON bodies (POST /v1/reconfigure,
+ * PUT /v1/routes/{name}), Docker Flow Proxy's form (/v1/docker-flow-proxy/reconfigure) and
+ * com.df.* service labels. Each field is, by weight: a valid value of its kind (the tricky
+ * corners of each rule: regex metacharacters in paths, quotes and '%' in header values, ...),
+ * a valid value with a hostile fragment spliced in (newline, '#', quotes, '$', braces,
+ * ' if ', a whole directive...), or hostile text alone. Valid neighbours let a hostile value
+ * reach the check of its own field instead of being refused for another one.
+ */
+import fc from 'fast-check'
+
+/** Text that ends or starts something in HAProxy's configuration, a URL or JSON. */
+export const FRAGMENTS = [
+  '\n', '\r', '\r\n', '\t', ' ', '\x00', '\x0b', '\x7f', '#', '"', "'", '\\', '$', '${HOME}', '$HOME', '{', '}', ' { ', ' } ', '!{', '%', '%%', '%[', '%[src]',
+  '%[env(HAPROXY_CFGFILES)]', '%[req.hdr(cookie)]', ']', '[', '(', ')', ',', ':', ';', '=', '&', '?', '/', '//', '/..', '/.', '*', '..', ' if ', ' unless ', ' if TRUE',
+  '\n    http-request deny', '\n    use_backend svc_x_80', '\nbackend evil\n    server s 127.0.0.1:1', '" if { always_true }', "' if TRUE '", '\\n', '%0a', '%0d%0a',
+  '%00', '%23', '%22', '%27', '0x50', '+80', '8e1', '8.0', ' 80', '-1', '99999', '\u2028', '\u00e9', '\ud83d\ude00', 'é', '\uff0f', '<script>', '../../etc/passwd',
+  '__proto__', 'constructor', 'true', 'false', '', 'tether.notfound', 'svc_known-good_80',
+] as const
+
+const fragment = fc.constantFrom(...FRAGMENTS)
+const printable = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 24 })
+
+/** Hostile text alone: fragments and random characters (any code point). */
+export const hostile: fc.Arbitrary<string> = fc.oneof(
+  { weight: 3, arbitrary: fc.array(fc.oneof(fragment, printable), { minLength: 1, maxLength: 4 }).map((xs) => xs.join('')) },
+  { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 16 }) },
+  { weight: 1, arbitrary: fragment },
+)
+
+/** A valid value with a hostile fragment inserted somewhere. */
+function spliced(valid: fc.Arbitrary<string>): fc.Arbitrary<string> {
+  return fc.tuple(valid, fc.oneof(fragment, hostile), fc.nat()).map(([v, f, at]) => {
+    const i = at % (v.length + 1)
+    return v.slice(0, i) + f + v.slice(i)
+  })
+}
+
+/** How often a field is valid, spliced or hostile alone (mutable for diagnostics). */
+export const FIELD_WEIGHTS = { valid: 24, spliced: 2, hostile: 1 }
+
+/** Mostly valid, sometimes spliced, now and then hostile alone. */
+function field(valid: fc.Arbitrary<string>): fc.Arbitrary<string> {
+  return fc.oneof({ weight: FIELD_WEIGHTS.valid, arbitrary: valid }, { weight: FIELD_WEIGHTS.spliced, arbitrary: spliced(valid) }, { weight: FIELD_WEIGHTS.hostile, arbitrary: hostile })
+}
+
+const label = fc.stringMatching(/^[a-z0-9](?:[a-z0-9-]{0,8}[a-z0-9])?$/)
+const segment = fc.oneof(
+  fc.stringMatching(/^(?:[A-Za-z0-9\-._~!&()*+;=:@]|%[0-9A-Fa-f]{2}){1,10}$/),
+  fc.constantFrom('api', 'v1', '(.*)', 'a+b', '(x)', 'x*', '%2F', '%25', '%0a', '~user', 'a;b=c', '@', ':', '*', '!', '&', '=', '.well-known', '...'),
+).filter((s) => s !== '.' && s !== '..')
+
+export const valid = {
+  serviceName: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,15}$/),
+  path: fc.oneof(
+    { weight: 1, arbitrary: fc.constant('/') },
+    { weight: 6, arbitrary: fc.tuple(fc.array(segment, { minLength: 1, maxLength: 3 }), fc.boolean()).map(([s, slash]) => `/${s.join('/')}${slash ? '/' : ''}`) },
+  ),
+  domain: fc.tuple(fc.constantFrom('', '*.', '*'), fc.array(label, { minLength: 1, maxLength: 3 }), fc.constantFrom('', '.')).map(([w, ls, dot]) => `${w}${ls.join('.')}${dot}`),
+  port: fc.oneof(fc.integer({ min: 1, max: 65535 }).map(String), fc.constantFrom('80', '8080', '65535')),
+  endpoint: fc.oneof(
+    fc.tuple(fc.integer({ min: 1, max: 254 }), fc.integer({ min: 1, max: 65535 })).map(([o, p]) => `127.0.0.${o}:${p}`),
+    fc.integer({ min: 1, max: 65535 }).map((p) => `[::1]:${p}`),
+    fc.integer({ min: 1, max: 65535 }).map((p) => `localhost:${p}`),
+  ),
+  cookie: fc.stringMatching(/^[A-Za-z0-9!&*+\-.^_`|~]{1,16}$/),
+  headerName: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_-]{0,15}$/),
+  headerValue: fc.array(fc.oneof(printable, fc.constantFrom('%[src]', '%[dst_port]', '%[env(HOSTNAME)]', '100%', '%%', '"q"', "'s'", '\\', '$HOME', '#', '{', '}', 'a if b', ' unless ')), { minLength: 1, maxLength: 4 }).map((xs) => xs.join('').trim() || 'v'),
+  userAgent: fc.oneof(printable.filter((s) => s.length > 0), fc.constantFrom('iPhone', 'Mozilla/5.0 (X11)', 'a"b', "it's", '#hash', '\\x')),
+  regex: fc.array(fc.constantFrom('^', '/', 'api', '(', ')', '(.*)', '.*', '[a-z]', '[^/]', '\\d+', '\\/', '+', '?', '|', '{2}', '(?:x)', '(?<=a)', '(?<n>x)', '\\1', '$', '#', ']', '[', '&', '!', '~', '\\'), { minLength: 1, maxLength: 6 }).map((xs) => xs.join('')),
+  method: fc.oneof(fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'PATCH', 'get', 'OPTIONS'), fc.stringMatching(/^[A-Z][A-Z0-9_-]{0,8}$/)),
+  userName: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,10}$/),
+  password: fc.oneof(printable.filter((s) => s.length > 0), fc.constantFrom("p'ss", 'p"ss', 'p$ss', 'p#ss', 'p\\ss', 'p ss')),
+  passwordHash: fc.constantFrom('$6$tethersalt$igDKEU2kQB0/sdrV3JlyBanTfVltpwmxDdT780GrialRN11kHhMXKN0Sp1sPnRq95/CzpK0fl8.FOSqDXQgNN.', '$5$saltsalt$0123456789abcdef', "$6$x'y$abcdefgh", '$1$abc$defghijk'),
+  realm: fc.stringMatching(/^[A-Za-z0-9 _.,:;@()/+-]{1,20}$/),
+  boolean: fc.constantFrom('true', 'false', '1', '0', 't', 'F', 'TRUE', 'yes', 'on'),
+  seconds: fc.oneof(fc.integer({ min: 1, max: 86400 }).map(String), fc.constantFrom('0', '86401', '1e3', '0x10', '010')),
+  redirectCode: fc.constantFrom('301', '302', '307', '308', '303', '200'),
+  hsts: fc.oneof(fc.integer({ min: 0, max: 63_072_000 }).map(String), fc.constantFrom('-1', '1e9', '0x10')),
+}
+
+const list = (item: fc.Arbitrary<string>, max = 3): fc.Arbitrary<string> => fc.array(item, { minLength: 1, maxLength: max }).map((xs) => xs.join(','))
+
+/** Tether's query form: the parameters of PUT /v1/reconfigure (values unencoded; the caller encodes). */
+export const tetherQuery: fc.Arbitrary<Record<string, string>> = fc.record(
+  {
+    serviceName: field(valid.serviceName),
+    servicePath: field(list(valid.path)),
+    port: field(valid.port),
+    serviceDomain: field(list(valid.domain)),
+    sticky: fc.constantFrom('true', 'false'),
+    stickyCookie: field(valid.cookie),
+    endpoints: field(list(valid.endpoint)),
+    httpsOnly: field(fc.constantFrom('true', 'false')),
+    httpsRedirectCode: field(valid.redirectCode),
+    hstsMaxAge: field(valid.hsts),
+  },
+  { requiredKeys: ['serviceName', 'servicePath', 'port'] },
+)
+
+/** A JSON value that is not what the schema expects, or is. */
+const jsonish = (v: fc.Arbitrary<unknown>): fc.Arbitrary<unknown> =>
+  fc.oneof({ weight: 18, arbitrary: v }, { weight: 1, arbitrary: fc.constantFrom(null, 0, -1, 1.5, 1e309, true, [], {}, '80', [null], { $ref: '#' }) }, { weight: 1, arbitrary: hostile })
+
+/** Tether's JSON form (POST /v1/reconfigure, PUT /v1/routes/{serviceName}). */
+export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc.record(
+  {
+    serviceName: jsonish(field(valid.serviceName)),
+    servicePath: jsonish(fc.array(field(valid.path), { minLength: 1, maxLength: 3 })),
+    port: jsonish(fc.oneof({ weight: 12, arbitrary: fc.integer({ min: 1, max: 65535 }) }, { weight: 1, arbitrary: fc.constantFrom(0, 65536, 80.5, -80) })),
+    destinations: jsonish(fc.array(fc.record({ servicePath: fc.array(field(valid.path), { minLength: 1, maxLength: 2 }), port: fc.integer({ min: 1, max: 65535 }) }), { minLength: 1, maxLength: 3 })),
+    serviceDomain: jsonish(fc.array(field(valid.domain), { maxLength: 3 })),
+    sticky: jsonish(fc.boolean()),
+    stickyCookie: jsonish(field(valid.cookie)),
+    endpoints: jsonish(fc.array(field(valid.endpoint), { maxLength: 3 })),
+    httpsOnly: jsonish(fc.boolean()),
+    denyHttp: jsonish(fc.boolean()),
+    hstsMaxAge: jsonish(fc.integer({ min: -1, max: 63_072_001 })),
+  },
+  { requiredKeys: ['serviceName'] },
+).map((body) => {
+  // Mostly one form or the other (both at once is refused, and is tried now and then).
+  const shape = (String(body.serviceName).length + Object.keys(body).length) % 8
+  if (shape < 4) delete body.destinations
+  else if (shape < 7) {
+    delete body.servicePath
+    delete body.port
+  }
+  return body
+})
+
+/** Docker Flow Proxy's parameters, each with a value of its kind (the same parameters feed com.df.* labels). */
+const dfpValues: Record<string, fc.Arbitrary<string>> = {
+  servicePath: list(valid.path),
+  port: valid.port,
+  serviceDomain: list(valid.domain),
+  sticky: valid.boolean,
+  sessionType: fc.constantFrom('sticky-server', 'cookie', ''),
+  stickyCookie: valid.cookie,
+  endpoints: list(valid.endpoint),
+  aclName: valid.serviceName,
+  addReqHeader: list(fc.tuple(valid.headerName, valid.headerValue).map(([n, v]) => `${n} ${v.replace(/,/g, ';')}`)),
+  addHeader: list(fc.tuple(valid.headerName, valid.headerValue).map(([n, v]) => `${n} ${v.replace(/,/g, ';')}`)),
+  setReqHeader: list(fc.tuple(valid.headerName, valid.headerValue).map(([n, v]) => `${n} ${v.replace(/,/g, ';')}`)),
+  addResHeader: list(fc.tuple(valid.headerName, valid.headerValue).map(([n, v]) => `${n} ${v.replace(/,/g, ';')}`)),
+  setResHeader: list(fc.tuple(valid.headerName, valid.headerValue).map(([n, v]) => `${n} ${v.replace(/,/g, ';')}`)),
+  delReqHeader: list(valid.headerName),
+  delResHeader: list(valid.headerName),
+  users: list(fc.tuple(valid.userName, valid.password).map(([u, p]) => `${u}:${p.replace(/,/g, '')}`)),
+  usersPassEncrypted: valid.boolean,
+  realm: valid.realm,
+  isDefaultBackend: valid.boolean,
+  reqPathSearch: valid.regex,
+  reqPathReplace: valid.regex,
+  reqPathSearchReplace: fc.array(fc.tuple(valid.regex, valid.regex).map(([s, r]) => `${s.replace(/[,:]/g, '')},${r.replace(/[,:]/g, '')}`), { minLength: 1, maxLength: 2 }).map((xs) => xs.join(':')),
+  userAgent: list(valid.userAgent.map((s) => s.replace(/,/g, ''))),
+  serviceHeader: list(fc.tuple(valid.headerName, printable).map(([n, v]) => `${n}:${v.replace(/[,:]/g, '') || 'v'}`)),
+  servicePathExclude: list(valid.path),
+  stripPrefix: valid.boolean,
+  allowedMethods: list(valid.method),
+  deniedMethods: list(valid.method),
+  ignoreAuthorization: valid.boolean,
+  timeoutServer: valid.seconds,
+  timeoutTunnel: valid.seconds,
+  redirectFromDomain: list(valid.domain),
+  httpsOnly: valid.boolean,
+  redirectWhenHttpProto: valid.boolean,
+  httpsRedirectCode: valid.redirectCode,
+  denyHttp: valid.boolean,
+  hstsMaxAge: valid.hsts,
+}
+/** Refused (or warned about) DFP parameters: they must never slip through as something else. */
+const dfpRefusedValues: Record<string, fc.Arbitrary<string>> = {
+  backendExtra: fc.constantFrom('http-request deny', ''),
+  templateFePath: fc.constantFrom('/tmp/x.tmpl'),
+  sslVerifyNone: valid.boolean,
+  srcPort: valid.port,
+  reqMode: fc.constantFrom('http', 'tcp', 'sni'),
+  pathType: fc.constantFrom('path_beg', 'path_reg'),
+  verifyClientSsl: valid.boolean,
+  usersSecret: valid.serviceName,
+  balanceGroup: fc.constantFrom('x'),
+  timeoutClient: valid.seconds,
+  notify: valid.boolean,
+  distribute: valid.boolean,
+}
+const dfpNames = Object.keys(dfpValues)
+const dfpRefusedNames = Object.keys(dfpRefusedValues)
+const perDestination = ['servicePath', 'port', 'serviceDomain', 'userAgent', 'serviceHeader', 'servicePathExclude', 'reqPathSearchReplace', 'stripPrefix', 'allowedMethods', 'deniedMethods', 'timeoutServer', 'redirectFromDomain']
+
+/** The DFP form's parameters (without serviceName), indexed forms (`servicePath.1`) and unknown names included. */
+export const dfpParams: fc.Arbitrary<Record<string, string>> = fc
+  .tuple(
+    field(list(valid.path)),
+    field(valid.port),
+    fc.array(
+      fc.oneof(
+        { weight: 12, arbitrary: fc.constantFrom(...dfpNames).chain((name) => field(dfpValues[name]!).map((v) => [name, v] as const)) },
+        { weight: 1, arbitrary: fc.constantFrom(...dfpRefusedNames).chain((name) => field(dfpRefusedValues[name]!).map((v) => [name, v] as const)) },
+        { weight: 3, arbitrary: fc.tuple(fc.constantFrom(...perDestination), fc.integer({ min: 1, max: 3 })).chain(([name, i]) => field(dfpValues[name]!).map((v) => [`${name}.${i}`, v] as const)) },
+        { weight: 1, arbitrary: fc.tuple(field(fc.constantFrom('unknownParam', '__proto__', 'constructor', 'toString', 'servicePath.x', 'port.9999')), hostile) },
+      ),
+      { maxLength: 8 },
+    ),
+  )
+  .map(([servicePath, port, rest]) => {
+    const out: Record<string, string> = Object.create(null) as Record<string, string>
+    out.servicePath = servicePath
+    out.port = port
+    for (const [k, v] of rest) out[k] = v
+    return out
+  })
+
+/** One hostile request, in one of the forms. */
+export type FuzzInput =
+  | { form: 'query'; params: Record<string, string> }
+  | { form: 'json-post'; body: unknown }
+  | { form: 'json-put'; serviceName: string; body: unknown }
+  | { form: 'dfp'; params: Record<string, string> }
+  | { form: 'labels'; serviceName: string; labels: Record<string, string> }
+
+export const fuzzInput: fc.Arbitrary<FuzzInput> = fc.oneof(
+  tetherQuery.map((params) => ({ form: 'query' as const, params })),
+  tetherBody.map((body) => ({ form: 'json-post' as const, body })),
+  fc.tuple(field(valid.serviceName), tetherBody).map(([serviceName, body]) => {
+    const { serviceName: _, ...rest } = body
+    return { form: 'json-put' as const, serviceName, body: rest }
+  }),
+  fc.tuple(field(valid.serviceName), dfpParams).map(([serviceName, params]) => ({ form: 'dfp' as const, params: Object.assign(params, { serviceName }) })),
+  fc.tuple(valid.serviceName, dfpParams).map(([serviceName, params]) => ({
+    form: 'labels' as const,
+    serviceName,
+    labels: Object.fromEntries([['com.df.notify', 'true'], ...Object.entries(params).map(([k, v]) => [`com.df.${k}`, v])]),
+  })),
+)
