@@ -226,12 +226,22 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
    * when Redis cannot be reached for that long does the write end in WriteOutcomeUnknownError.
    */
   async function applyOnce(baseArgs: ReadonlyArray<string | number>): Promise<Array<number | string>> {
+    return settled((outcomeKey) => scripts.tetherApply(...baseArgs.slice(0, 7), outcomeKey, ...baseArgs.slice(7, 16), OUTCOME_TTL_MS, ...baseArgs.slice(16)))
+  }
+
+  /**
+   * Runs one write script that records its reply under a fresh outcome key (`call` passes the
+   * key to the script), with the same guarantee for every write (routes, certificates, ACME
+   * challenges): refused before it was sent or by Redis → StoreUnavailableError (nothing ran);
+   * reply lost → the outcome is read back (the reply, or the call cancelled for good →
+   * StoreUnavailableError); Redis unreachable for outcomeTimeoutMs → WriteOutcomeUnknownError.
+   */
+  async function settled<T>(call: (outcomeKey: string) => Promise<T>): Promise<T> {
     const outcomeKey = keys.outcome(randomUUID())
-    const args = [...baseArgs.slice(0, 7), outcomeKey, ...baseArgs.slice(7, 16), OUTCOME_TTL_MS, ...baseArgs.slice(16)]
     await ensureReady()
     let lost: unknown
     try {
-      return await scripts.tetherApply(...args)
+      return await call(outcomeKey)
     } catch (err) {
       if (err instanceof ReplyError || (err instanceof Error && /enableOfflineQueue/.test(err.message))) {
         // Redis refused the script (or it was never sent): nothing ran. run() words it.
@@ -250,10 +260,15 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
         if (!(err instanceof StoreUnavailableError)) throw err
       }
       if (outcome === 'cancelled') throw new StoreUnavailableError(`Redis at ${where} did not answer in time (${reason}); the write did not run, and never will`)
-      if (outcome !== undefined) return JSON.parse(outcome) as Array<number | string>
+      if (outcome !== undefined) return JSON.parse(outcome) as T
       await sleep(Math.max(0, Math.min(100, deadline - Date.now())))
     }
     throw new WriteOutcomeUnknownError(`Redis at ${where} did not answer (${reason}), and the write's outcome could not be read back within ${outcomeTimeout} ms`)
+  }
+
+  function challengeVersion([v]: [number]): number {
+    if (Number(v) === -5) throw new StoreUnavailableError('the write was cancelled before it ran')
+    return seen(Number(v))
   }
 
   /** Indexes the binding keys of routes stored before the index existed (upgrade from an older Tether). */
@@ -459,12 +474,13 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
     async putCertificate(cert, meta) {
       const time = new Date(now()).toISOString()
       const record = { facts: cert.facts, chainPem: cert.chainPem, keyBox: cert.keyBox }
-      const [v, changed, before] = await run(() =>
+      const [v, changed, before] = await settled((outcomeKey) =>
         scripts.tetherCertificate(
-          keys.version, keys.certificates, keys.certificateMeta, keys.certificateChanges,
-          'put', cert.facts.name, JSON.stringify(stored(record, 0, time, meta)), cert.chainPem, time, meta.actor, meta.source, channel, changeLogLimit, cert.facts.fingerprint,
+          keys.version, keys.certificates, keys.certificateMeta, keys.certificateChanges, outcomeKey,
+          'put', cert.facts.name, JSON.stringify(stored(record, 0, time, meta)), cert.chainPem, time, meta.actor, meta.source, channel, changeLogLimit, cert.facts.fingerprint, OUTCOME_TTL_MS,
         ),
       )
+      if (Number(v) === -5) throw new StoreUnavailableError('the write was cancelled before it ran')
       const version = seen(Number(v))
       if (Number(changed) === 0) return { info: (JSON.parse(before) as StoredCertificate).info, version, changed: false }
       // The record is stored with version 0: the script picks the version and keeps it in the
@@ -486,9 +502,10 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
 
     async removeCertificate(name, meta) {
       const time = new Date(now()).toISOString()
-      const [v, changed, before] = await run(() =>
-        scripts.tetherCertificate(keys.version, keys.certificates, keys.certificateMeta, keys.certificateChanges, 'remove', name, '', '', time, meta.actor, meta.source, channel, changeLogLimit, ''),
+      const [v, changed, before] = await settled((outcomeKey) =>
+        scripts.tetherCertificate(keys.version, keys.certificates, keys.certificateMeta, keys.certificateChanges, outcomeKey, 'remove', name, '', '', time, meta.actor, meta.source, channel, changeLogLimit, '', OUTCOME_TTL_MS),
       )
+      if (Number(v) === -5) throw new StoreUnavailableError('the write was cancelled before it ran')
       if (Number(changed) === 0) return null
       return { version: seen(Number(v)), removed: (JSON.parse(before) as StoredCertificate).info }
     },
@@ -502,12 +519,12 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
 
     async putChallenge(token, keyAuthorization) {
       checkChallenge(token, keyAuthorization)
-      return seen(Number(await run(() => scripts.tetherChallenge(keys.version, keys.challenges, token, keyAuthorization, channel))))
+      return challengeVersion(await settled((outcomeKey) => scripts.tetherChallenge(keys.version, keys.challenges, outcomeKey, token, keyAuthorization, channel, OUTCOME_TTL_MS)))
     },
 
     async removeChallenge(token) {
       checkChallenge(token)
-      return seen(Number(await run(() => scripts.tetherChallenge(keys.version, keys.challenges, token, '', channel))))
+      return challengeVersion(await settled((outcomeKey) => scripts.tetherChallenge(keys.version, keys.challenges, outcomeKey, token, '', channel, OUTCOME_TTL_MS)))
     },
 
     async getAcmeValue(field) {

@@ -204,21 +204,28 @@ return 0
 /**
  * Stores, replaces or removes one certificate as a new version, atomically (certificates keep
  * their own keys, so this never touches the routes).
- * KEYS: version, certificates, certificate-meta, certificate-changes
+ * KEYS: version, certificates, certificate-meta, certificate-changes, outcome
  * ARGV: op ('put' | 'remove'), name, record JSON (put), chainPem (put), time, actor, source,
- *       channel, changeLogLimit, fingerprint (put)
+ *       channel, changeLogLimit, fingerprint (put), outcome TTL (ms)
  * A put whose chain equals the stored one, or a remove of an absent name, changes nothing.
- * Returns {version, changed, before record JSON or ''}.
+ * Returns {version, changed, before record JSON or ''}, also written to the outcome key (see
+ * APPLY_SCRIPT); {-5, 0, ''} when a read-back cancelled the call before it ran.
  */
 export const CERTIFICATE_SCRIPT = `
+-- The outcome key: written with this call's reply, or 'cancelled' by a read-back that gave up on it.
+if redis.call('EXISTS', KEYS[5]) == 1 then return {-5, 0, ''} end
+local function done(out)
+  redis.call('SET', KEYS[5], cjson.encode(out), 'PX', ARGV[11])
+  return out
+end
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local before = redis.call('HGET', KEYS[2], ARGV[2])
 local beforeFp = cjson.null
 if before then beforeFp = cjson.decode(before).info.fingerprint end
 if ARGV[1] == 'put' then
-  if before and cjson.decode(before).chainPem == ARGV[4] then return {current, 0, before} end
+  if before and cjson.decode(before).chainPem == ARGV[4] then return done({current, 0, before}) end
 elseif not before then
-  return {current, 0, ''}
+  return done({current, 0, ''})
 end
 local v = redis.call('INCR', KEYS[1])
 local fp = cjson.null
@@ -234,32 +241,38 @@ redis.call('ZADD', KEYS[4], v, cjson.encode({version = v, time = ARGV[5], operat
 local excess = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[9])
 if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, excess - 1) end
 redis.call('PUBLISH', ARGV[8], v)
-return {v, 1, before or ''}
+return done({v, 1, before or ''})
 `
 
 /**
  * Publishes or withdraws an ACME HTTP-01 answer as a new version.
- * KEYS: version, challenges. ARGV: token, keyAuthorization ('' = withdraw), channel.
- * Returns the version (unchanged when nothing changed).
+ * KEYS: version, challenges, outcome. ARGV: token, keyAuthorization ('' = withdraw), channel, outcome TTL (ms).
+ * Returns {version} (unchanged when nothing changed), also written to the outcome key; {-5}
+ * when a read-back cancelled the call before it ran.
  */
 export const CHALLENGE_SCRIPT = `
+if redis.call('EXISTS', KEYS[3]) == 1 then return {-5} end
+local function done(out)
+  redis.call('SET', KEYS[3], cjson.encode(out), 'PX', ARGV[4])
+  return out
+end
 local before = redis.call('HGET', KEYS[2], ARGV[1])
 if ARGV[2] == '' then
-  if not before then return tonumber(redis.call('GET', KEYS[1]) or '0') end
+  if not before then return done({tonumber(redis.call('GET', KEYS[1]) or '0')}) end
   redis.call('HDEL', KEYS[2], ARGV[1])
 else
-  if before == ARGV[2] then return tonumber(redis.call('GET', KEYS[1]) or '0') end
+  if before == ARGV[2] then return done({tonumber(redis.call('GET', KEYS[1]) or '0')}) end
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 end
 local v = redis.call('INCR', KEYS[1])
 redis.call('PUBLISH', ARGV[3], v)
-return v
+return done({v})
 `
 
 export interface Scripts {
   tetherIndex(...args: Array<string | number>): Promise<number>
   tetherCertificate(...args: Array<string | number>): Promise<[number, number, string]>
-  tetherChallenge(...args: Array<string | number>): Promise<number>
+  tetherChallenge(...args: Array<string | number>): Promise<[number]>
   tetherApply(...args: Array<string | number>): Promise<Array<number | string>>
   tetherResolve(...args: Array<string | number>): Promise<string>
   tetherListProxies(...args: Array<string | number>): Promise<Array<string | null>>
@@ -275,7 +288,7 @@ export function defineScripts(redis: Redis): Scripts {
   redis.defineCommand('tetherListProxies', { numberOfKeys: 2, lua: LIST_PROXIES_SCRIPT })
   redis.defineCommand('tetherAcquireLease', { numberOfKeys: 1, lua: ACQUIRE_LEASE_SCRIPT })
   redis.defineCommand('tetherReleaseLease', { numberOfKeys: 1, lua: RELEASE_LEASE_SCRIPT })
-  redis.defineCommand('tetherCertificate', { numberOfKeys: 4, lua: CERTIFICATE_SCRIPT })
-  redis.defineCommand('tetherChallenge', { numberOfKeys: 2, lua: CHALLENGE_SCRIPT })
+  redis.defineCommand('tetherCertificate', { numberOfKeys: 5, lua: CERTIFICATE_SCRIPT })
+  redis.defineCommand('tetherChallenge', { numberOfKeys: 3, lua: CHALLENGE_SCRIPT })
   return redis as unknown as Scripts
 }

@@ -13,6 +13,8 @@ import { Redis } from 'ioredis'
 import { createRedisRouteStore, type RedisRouteStoreOptions } from '../../../src/control/store/redis-route-store.ts'
 import type { RouteStore } from '../../../src/control/store/route-store.ts'
 import { startRedisServer, type RedisServer } from '../../helpers/redis-server.ts'
+import { createSecretBox } from '../../../src/control/secret-box.ts'
+import { createCa, issue } from '../../helpers/pki.ts'
 import { api, startControl } from '../harness.ts'
 import { ci, route } from './route-store.contract.ts'
 
@@ -167,6 +169,114 @@ describe('PUT /v1/reconfigure when the reply from Redis is lost', () => {
     assert.equal(retry.statusCode, 200)
     assert.equal(retry.json().changed, false)
     assert.equal(retry.json().version, 1)
+  })
+})
+
+describe('Redis store: certificate and ACME challenge writes whose reply was lost (the same guarantee as routes)', () => {
+  const facts = (fingerprint: string) => ({
+    name: 'web',
+    domains: ['web.example.com'],
+    subject: 'CN=web.example.com',
+    issuer: 'CN=Test CA',
+    notBefore: '2026-01-01T00:00:00.000Z',
+    notAfter: '2027-01-01T00:00:00.000Z',
+    fingerprint,
+    chainLength: 2,
+    warnings: [],
+  })
+  const cert = (fingerprint: string) => ({ facts: facts(fingerprint), chainPem: `chain-of-${fingerprint}\n`, keyBox: `v1:00000000:sealed-${fingerprint}` })
+  const meta = { actor: 'ci', source: 'api' as const }
+  const TOKEN = 'tok_0123456789abcdefABCDEF'
+
+  it('answers a certificate write sent while Redis is paused 1.5 s with what happened: stored, at its version; a removal likewise', async () => {
+    const redis = await redisServer()
+    const s = store(redis.url)
+    await s.put(route('first'), ci)
+    const resumed = pauseFor(redis, 1500)
+    const put = await s.putCertificate(cert('AA:01'), meta)
+    await resumed
+    assert.deepEqual({ version: put.version, changed: put.changed, fingerprint: put.info.fingerprint }, { version: 2, changed: true, fingerprint: 'AA:01' })
+    assert.equal((await s.getCertificate('web'))?.info.version, 2)
+    const resumedAgain = pauseFor(redis, 1500)
+    const removed = await s.removeCertificate('web', meta)
+    await resumedAgain
+    assert.equal(removed?.version, 3)
+    assert.equal(removed?.removed.fingerprint, 'AA:01')
+    assert.deepEqual(
+      (await s.certificateChanges(0, 10)).map((c) => [c.version, c.operation, c.fingerprint]),
+      [
+        [2, 'put', 'AA:01'],
+        [3, 'remove', null],
+      ],
+    )
+  })
+
+  it('says WRITE_OUTCOME_UNKNOWN, not "nothing was changed", for a certificate or a challenge when Redis stays paused; each lands once Redis resumes and repeating is safe', async () => {
+    const redis = await redisServer()
+    const s = store(redis.url, { commandTimeoutMs: 200, outcomeTimeoutMs: 500 })
+    await s.put(route('first'), ci)
+    const unknown = (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'WRITE_OUTCOME_UNKNOWN', err.message)
+      assert.doesNotMatch(err.message, /Nothing was changed/i)
+      return true
+    }
+    redis.pause()
+    try {
+      await assert.rejects(s.putCertificate(cert('AA:01'), meta), unknown)
+      await assert.rejects(s.putChallenge(TOKEN, `${TOKEN}.thumbprint0123456789abcdef`), unknown)
+    } finally {
+      redis.resume()
+    }
+    for (let i = 0; i < 100 && (await s.getCertificate('web').catch(() => null)) === null; i++) await sleep(50)
+    assert.equal((await s.getCertificate('web'))?.info.fingerprint, 'AA:01')
+    assert.deepEqual((await s.snapshot()).challenges, [{ token: TOKEN, keyAuthorization: `${TOKEN}.thumbprint0123456789abcdef` }])
+    const again = await s.putCertificate(cert('AA:01'), meta)
+    assert.deepEqual({ changed: again.changed, version: again.version }, { changed: false, version: 3 })
+  })
+
+  it('cancels a certificate write that never ran (Redis killed while paused, restarted empty): STORE_UNAVAILABLE is then true', async () => {
+    const redis = await redisServer()
+    const s = store(redis.url, { commandTimeoutMs: 300, outcomeTimeoutMs: 5000 })
+    await s.put(route('first'), ci)
+    redis.pause()
+    const write = s.putCertificate(cert('AA:01'), meta)
+    await sleep(400)
+    await redis.stop()
+    await redis.start()
+    await assert.rejects(write, (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'STORE_UNAVAILABLE', err.message)
+      assert.match(err.message, /the write did not run, and never will/)
+      return true
+    })
+    assert.equal(await s.getCertificate('web'), null)
+    assert.deepEqual(await s.listCertificates(), [])
+  })
+})
+
+describe('PUT /v1/certificates/{name} when the reply from Redis is lost', () => {
+  it('answers 503 WRITE_OUTCOME_UNKNOWN (retrying is safe); the retry answers changed: false', async (t) => {
+    const redis = await redisServer()
+    const s = store(redis.url, { commandTimeoutMs: 200, outcomeTimeoutMs: 500 })
+    const { app } = await startControl(t, { store: s, secretBox: createSecretBox(Buffer.alloc(32, 3)) })
+    const ca = await createCa()
+    const leaf = await issue(ca, ['web.example.com'])
+    await s.ping()
+    redis.pause()
+    let answer
+    try {
+      answer = await app.inject({ method: 'PUT', url: '/v1/certificates/web', headers: { ...api, 'content-type': 'application/json' }, payload: { certificate: leaf.chain, key: leaf.key } })
+    } finally {
+      redis.resume()
+    }
+    assert.equal(answer.statusCode, 503, answer.body)
+    assert.equal(answer.json().code, 'WRITE_OUTCOME_UNKNOWN')
+    assert.match(answer.json().message, /repeating the same request is safe/)
+    assert.doesNotMatch(answer.body, /PRIVATE KEY/)
+    for (let i = 0; i < 100 && (await s.getCertificate('web').catch(() => null)) === null; i++) await sleep(50)
+    const retry = await app.inject({ method: 'PUT', url: '/v1/certificates/web', headers: { ...api, 'content-type': 'application/json' }, payload: { certificate: leaf.chain, key: leaf.key } })
+    assert.equal(retry.statusCode, 200, retry.body)
+    assert.equal(retry.json().changed, false)
+    assert.equal(retry.json().certificate.fingerprint, leaf.fingerprint)
   })
 })
 
