@@ -1,12 +1,17 @@
 /**
  * Starts a real redis-server on a free loopback port for a test, and stops it. No
- * persistence, so each server starts empty. `stop()` then `start()` again on the same port
- * simulates an outage and recovery.
+ * persistence by default, so each server starts empty. `stop()` (kill -9) then `start()` again
+ * on the same port simulates an outage and recovery; with `appendfsync` the server keeps an
+ * append-only file in its own directory and a restart reloads it (what survives a crash).
  */
 import { freePort } from '../../src/shared/free-port.ts'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { TestContext } from 'node:test'
 
 export interface RedisServer {
   url: string
@@ -17,15 +22,30 @@ export interface RedisServer {
   pause(): void
   /** kill -CONT after pause(). */
   resume(): void
+  /** Stops the server (resuming it first if paused) and removes its directory. */
+  dispose(): Promise<void>
 }
 
+export interface RedisServerOptions {
+  /** Persistence: an append-only file, fsynced on every write ('always') or once a second ('everysec'). Default none. */
+  appendfsync?: 'always' | 'everysec'
+}
 
-export async function startRedisServer(): Promise<RedisServer> {
+/** A Redis server stopped and removed when the test ends. */
+export async function startRedisFor(t: TestContext, options: RedisServerOptions = {}): Promise<RedisServer> {
+  const server = await startRedisServer(options)
+  t.after(() => server.dispose())
+  return server
+}
+
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const port = await freePort()
   let child: ChildProcess | undefined
+  const dir = options.appendfsync === undefined ? undefined : mkdtempSync(join(tmpdir(), 'tether-redis-'))
+  const persistence = dir === undefined ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', options.appendfsync!, '--dir', dir]
 
   async function start(): Promise<void> {
-    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], {
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--protected-mode', 'no'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     child = proc
@@ -56,8 +76,14 @@ export async function startRedisServer(): Promise<RedisServer> {
     child.kill(name)
   }
 
+  async function dispose(): Promise<void> {
+    if (child !== undefined && child.exitCode === null) child.kill('SIGCONT')
+    await stop()
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+  }
+
   await start()
-  return { url: `redis://127.0.0.1:${port}`, port, start, stop, pause: () => signal('SIGSTOP'), resume: () => signal('SIGCONT') }
+  return { url: `redis://127.0.0.1:${port}`, port, start, stop, pause: () => signal('SIGSTOP'), resume: () => signal('SIGCONT'), dispose }
 }
 
 export { freePort }
