@@ -10,6 +10,15 @@ export const RefusedRouteSchema = Type.Object(
 )
 export type RefusedRoute = Static<typeof RefusedRouteSchema>
 
+export const RouteProblemSchema = Type.Object(
+  {
+    serviceName: ServiceNameSchema,
+    problem: Type.String({ maxLength: 1024, description: "What this proxy could not honour for the route, and what it does instead (e.g. a usersSecret it does not have mounted: nobody can log in)." }),
+  },
+  { additionalProperties: false },
+)
+export type RouteProblem = Static<typeof RouteProblemSchema>
+
 export const ServerHealthSchema = Type.Object(
   {
     name: Type.String({ maxLength: 256, description: "HAProxy's server name: the task's name (from Docker's DNS), else its address; host:port for a fixed endpoint." }),
@@ -97,6 +106,7 @@ export const ProxyHeartbeatSchema = Type.Object(
     descriptors: Type.Optional(DescriptorReportSchema),
     applyFailure: Type.Optional(ApplyFailureSchema),
     tls: Type.Optional(ProxyTlsReportSchema),
+    routeProblems: Type.Optional(Type.Array(RouteProblemSchema, { maxItems: 10000, description: 'Routes this proxy serves with something missing (see each problem).' })),
   },
   { $id: 'ProxyHeartbeat', additionalProperties: false },
 )

@@ -259,7 +259,21 @@ export const UserSchema = Type.Object(
 export const AuthSchema = Type.Object(
   {
     users: Type.Array(UserSchema, { maxItems: 64 }),
-    usersSecret: Type.Optional(Type.String({ pattern: rules.secretName.pattern, maxLength: 63, description: 'More users from the proxies\' Docker secret dfp_users_<usersSecret>.' })),
+    usersSecret: Type.Optional(
+      Type.String({
+        pattern: rules.secretName.pattern,
+        maxLength: 63,
+        description: "Users from the Docker secret dfp_users_<usersSecret> mounted in the proxies ('name:password' entries, ',' or new-line separated), read by each proxy; a proxy without it lets nobody in and says so in its status.",
+      }),
+    ),
+    usersSecretEncrypted: Type.Optional(Type.Boolean({ description: "The secret's passwords are crypt(3) hashes (Docker Flow Proxy's usersPassEncrypted); else each proxy hashes them." })),
+    usersFromSecret: Type.Optional(
+      Type.Array(Type.String({ pattern: rules.userName.pattern, maxLength: 64 }), {
+        minItems: 1,
+        maxItems: 64,
+        description: 'Only these users of the secret get in (DFP: users listed without a password); absent: every user of the secret.',
+      }),
+    ),
     realm: Type.Optional(Type.String({ pattern: rules.realm.pattern, maxLength: 64 })),
   },
   { additionalProperties: false, description: 'HTTP basic authentication in front of every destination (but those with ignoreAuthorization).' },
@@ -397,7 +411,11 @@ export function normalizeRoute(input: RouteInput): Route {
   }
   if (input.auth !== undefined && (input.auth.users.length > 0 || input.auth.usersSecret !== undefined)) {
     const auth: Auth = { users: [...input.auth.users].map((u) => ({ name: u.name, passwordHash: u.passwordHash })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) }
-    if (input.auth.usersSecret !== undefined) auth.usersSecret = input.auth.usersSecret
+    if (input.auth.usersSecret !== undefined) {
+      auth.usersSecret = input.auth.usersSecret
+      if (input.auth.usersSecretEncrypted === true) auth.usersSecretEncrypted = true
+      if (nonEmpty(input.auth.usersFromSecret)) auth.usersFromSecret = unique(input.auth.usersFromSecret).sort()
+    }
     if (input.auth.realm !== undefined) auth.realm = input.auth.realm
     route.auth = auth
   }

@@ -27,7 +27,7 @@ import type { Logger } from 'pino'
 import { stableStringify } from '../shared/stable-json.ts'
 import { sameCertificateRefs } from '../contracts/certificate.ts'
 import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
-import type { ProxyHeartbeat, RefusedRoute } from '../contracts/proxy-status.ts'
+import type { ProxyHeartbeat, RefusedRoute, RouteProblem } from '../contracts/proxy-status.ts'
 import { backoffDelay, DEFAULT_BACKOFF, systemClock, type BackoffPolicy, type Clock } from '../shared/clock.ts'
 import type { ConfigPollResult, ControlClient } from './control-client.ts'
 import type { BackendHealth, Engine } from './engine.ts'
@@ -63,6 +63,8 @@ export interface AgentStatus {
   status: ProxyHeartbeat['status']
   lastError: string | null
   refusedRoutes: RefusedRoute[]
+  /** Routes served with something missing (engine's ApplyResult.problems). */
+  routeProblems: RouteProblem[]
   /** Whether the last request to the control plane succeeded. */
   controlReachable: boolean
   /** Set while the newest snapshot cannot be applied (the engine failed entirely). */
@@ -85,6 +87,13 @@ export interface Agent {
    * is applied after this call (coalescing may skip `version`). Rejects when stop() is called.
    */
   waitForVersion(version: number): Promise<void>
+}
+
+/** The first route problem, and how many more: the heartbeat's lastError. */
+function problemSummary(problems: readonly RouteProblem[]): string | null {
+  const first = problems[0]
+  if (first === undefined) return null
+  return `${first.serviceName}: ${first.problem}${problems.length > 1 ? ` (and ${problems.length - 1} more route problem${problems.length > 2 ? 's' : ''})` : ''}`
 }
 
 /** Stable serialisation of a snapshot: the same routes give the same text, whatever the key order. */
@@ -126,6 +135,7 @@ export function createAgent(options: AgentOptions): Agent {
   let served: Held | null = null
   let pending: (Held & { fromDisk: boolean }) | null = null
   let refused: RefusedRoute[] = []
+  let routeProblems: RouteProblem[] = []
   let applyError: string | null = null
   let applyFailure: AgentStatus['applyFailure'] = null
   let saveError: string | null = null
@@ -144,13 +154,13 @@ export function createAgent(options: AgentOptions): Agent {
 
   function currentStatus(): AgentStatus {
     const descriptorProblem = served === null ? null : (engine.descriptors?.()?.problem ?? null)
-    const lastError = applyError ?? saveError ?? (refused.length > 0 ? refusedSummary(refused) : null) ?? descriptorProblem ?? controlError
+    const lastError = applyError ?? saveError ?? (refused.length > 0 ? refusedSummary(refused) : null) ?? problemSummary(routeProblems) ?? descriptorProblem ?? controlError
     let status: ProxyHeartbeat['status']
     if (applyError !== null) status = 'error'
     else if (served === null) status = 'starting'
-    else if (refused.length > 0 || saveError !== null || descriptorProblem !== null) status = 'degraded'
+    else if (refused.length > 0 || routeProblems.length > 0 || saveError !== null || descriptorProblem !== null) status = 'degraded'
     else status = 'ok'
-    return { ready: served !== null, version: served?.snapshot.version ?? null, status, lastError, refusedRoutes: refused, controlReachable, applyFailure }
+    return { ready: served !== null, version: served?.snapshot.version ?? null, status, lastError, refusedRoutes: refused, routeProblems, controlReachable, applyFailure }
   }
 
   /** Hands a snapshot to the applier unless it is the one served or already queued. */
@@ -176,6 +186,10 @@ export function createAgent(options: AgentOptions): Agent {
         const result = await engine.apply(job.snapshot)
         served = job
         refused = result.refused
+        const problems = result.problems ?? []
+        // Logged when they change, not on every apply.
+        if (JSON.stringify(problems) !== JSON.stringify(routeProblems)) for (const p of problems) log.warn({ serviceName: p.serviceName }, p.problem)
+        routeProblems = problems
         if (applyError !== null) log.info({ version: job.snapshot.version }, 'applying again: the cause of the failure is gone')
         applyError = null
         applyFailure = null
@@ -339,6 +353,7 @@ export function createAgent(options: AgentOptions): Agent {
           ...(descriptors === null ? {} : { descriptors }),
           ...(status.applyFailure === null ? {} : { applyFailure: status.applyFailure }),
           ...(tls === null ? {} : { tls }),
+          ...(status.routeProblems.length === 0 ? {} : { routeProblems: status.routeProblems.map((p) => ({ serviceName: p.serviceName, problem: p.problem.slice(0, 1024) })) }),
         }
         try {
           await client.heartbeat(options.id, body, stopping.signal)

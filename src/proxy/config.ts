@@ -49,6 +49,11 @@ export const ProxyEnvSchema = Type.Object({
   TETHER_STATS_AUTH: Type.Optional(Type.String({ description: "user:password HAProxy's stats page (/stats on the admin listener) asks for. Unset: the page is open." })),
   TETHER_STATS_AUTH_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding TETHER_STATS_AUTH (Docker secret).' })),
   TETHER_STATE_DIR: Type.String({ minLength: 1, default: '/var/lib/tether', description: 'Where the last known good snapshot and HAProxy files live. Mount a volume here. Default /var/lib/tether.' }),
+  TETHER_SECRETS_DIR: Type.String({
+    minLength: 1,
+    default: '/run/secrets',
+    description: "Where the proxy's Docker secrets are mounted: basic-auth users of routes with usersSecret=S are read from dfp_users_S there. Default /run/secrets.",
+  }),
   TETHER_SLOTS: Type.Optional(Type.String({ description: 'Deprecated and ignored: servers follow the real tasks, there are no slots.' })),
   TETHER_NODE: Type.Optional(Type.String({ minLength: 1, maxLength: 253, description: 'Node name shown in the fleet status. Default: the host name.' })),
   TETHER_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Heartbeat interval. Default 5000 ms.' }),
@@ -83,6 +88,8 @@ export interface ProxyConfig {
   /** TETHER_STATS_AUTH(_FILE): user:password for the stats page; undefined: open. */
   statsAuth: string | undefined
   stateDir: string
+  /** TETHER_SECRETS_DIR: where dfp_users_* secrets are read. */
+  secretsDir: string
   /** Warnings about deprecated settings, logged at start. */
   deprecations: string[]
   node: string
@@ -183,6 +190,7 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     cookieKey,
     statsAuth,
     stateDir: value.TETHER_STATE_DIR,
+    secretsDir: value.TETHER_SECRETS_DIR,
     deprecations: [
       ...logLevel.deprecations,
       ...(value.TETHER_SLOTS === undefined

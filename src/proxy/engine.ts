@@ -5,7 +5,7 @@
  */
 import type { CertificateMaterial, CertificateRef } from '../contracts/certificate.ts'
 import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
-import type { BackendHealthSchema, DescriptorReport, ProxyTlsReport, RefusedRoute } from '../contracts/proxy-status.ts'
+import type { BackendHealthSchema, DescriptorReport, ProxyTlsReport, RefusedRoute, RouteProblem } from '../contracts/proxy-status.ts'
 import type { Static } from 'typebox'
 
 export type BackendHealth = Static<typeof BackendHealthSchema>
@@ -13,6 +13,8 @@ export type BackendHealth = Static<typeof BackendHealthSchema>
 export interface ApplyResult {
   /** Routes left out because the engine refused the configuration with them in it. */
   refused: RefusedRoute[]
+  /** Routes served with something missing (a secret the proxy does not have, ...). */
+  problems?: RouteProblem[]
 }
 
 export interface Engine {

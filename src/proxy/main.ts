@@ -20,6 +20,7 @@ import { EnvError } from '../shared/env.ts'
 import { createControlClient } from './control-client.ts'
 import type { Engine } from './engine.ts'
 import { createHaproxyEngine } from './haproxy/haproxy-engine.ts'
+import { createSecretUsers, withSecretUsers } from './secret-users.ts'
 import { createStateStore, type StateStore } from './state-store.ts'
 
 export const INSTALL_HAPROXY = 'Install HAProxy 2.6 or later: `apt-get install haproxy` (Debian/Ubuntu), `apk add haproxy` (Alpine), `brew install haproxy` (macOS); or point TETHER_HAPROXY_BIN at the binary.'
@@ -66,6 +67,7 @@ export async function main(): Promise<void> {
     fail(69, `cannot start HAProxy (${config.haproxyBin}): ${text}${/install/i.test(text) ? ' (TETHER_HAPROXY_BIN names the binary)' : `\n${INSTALL_HAPROXY}`}`)
   }
 
+  engine = withSecretUsers(engine, createSecretUsers({ dir: config.secretsDir }))
   const client = createControlClient({ urls: config.controlUrls, token: config.proxyToken })
   const agent = createAgent({ id: config.proxyId, node: config.node, engine, client, state, log, heartbeatMs: config.heartbeatMs })
 

@@ -75,11 +75,11 @@ describe('PUT /v1/reconfigure', () => {
 
   it('refuses unknown parameters with 400 UNKNOWN_PARAMETER naming all of them, and stores nothing', async (t) => {
     const { app, store } = await startControl(t)
-    const res = await app.inject({ method: 'PUT', url: `${demo}&colour=blue&reqPathSearch=x`, headers: api })
+    const res = await app.inject({ method: 'PUT', url: `${demo}&colour=blue&outboundHostname=x`, headers: api })
     assert.equal(res.statusCode, 400)
     assert.equal(res.json().code, 'UNKNOWN_PARAMETER')
     assert.match(res.json().message, /"colour"/)
-    assert.match(res.json().message, /"reqPathSearch"/)
+    assert.match(res.json().message, /"outboundHostname"/)
     assert.equal(await store.version(), 0)
   })
 

@@ -41,6 +41,24 @@ describe('isRoutine', () => {
 })
 
 describe('request logs', () => {
+  it('never write a basic-auth password given in the query (users=name:password, also percent-encoded names), at any level', async (t) => {
+    const { logger, lines } = capture('debug')
+    const { app } = await startControl(t, { logger })
+    const urls = [
+      '/v1/reconfigure?serviceName=a&servicePath=/a&port=80&users=admin:s3cretA',
+      '/v1/docker-flow-proxy/reconfigure?serviceName=b&servicePath=/b&port=80&us%65rs=admin:s3cretB&realm=Private',
+      '/v1/docker-flow-proxy/reconfigure?serviceName=c&users=admin:s3cretC', // refused (nothing to route): logged too
+    ]
+    for (const url of urls) await app.inject({ method: url.includes('docker-flow') ? 'GET' : 'PUT', url, headers: api })
+    const text = JSON.stringify(lines)
+    assert.doesNotMatch(text, /s3cret/)
+    const completed = lines.filter((l) => /^(GET|PUT) \/v1\//.test(l.msg)).map((l) => l.msg)
+    assert.equal(completed.length, 3, text)
+    assert.match(completed[0]!, /^PUT \/v1\/reconfigure\?serviceName=a&servicePath=\/a&port=80&users=\(redacted\) 200 /)
+    assert.match(completed[1]!, /&us%65rs=\(redacted\)&realm=Private 200 /)
+    assert.match(completed[2]!, /users=\(redacted\) 409 /)
+  })
+
   it('at info, an idle fleet (health checks, heartbeats, long polls, dashboard reads) writes nothing; a change writes one line', async (t) => {
     const { logger, lines } = capture('info')
     const { app } = await startControl(t, { logger })

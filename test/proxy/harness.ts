@@ -18,6 +18,7 @@ import { createControlClient, type ControlClientOptions } from '../../src/proxy/
 import type { Engine } from '../../src/proxy/engine.ts'
 import { createRecordingEngine } from '../../src/proxy/recording-engine.ts'
 import type { HaproxyEngineSettings } from '../../src/proxy/haproxy/haproxy-engine.ts'
+import { createSecretUsers, withSecretUsers } from '../../src/proxy/secret-users.ts'
 import { createStateStore } from '../../src/proxy/state-store.ts'
 import { closeBackends, startBackends, type Backend } from '../helpers/backends.ts'
 import { createTestProxy, type TestProxy } from '../helpers/haproxy.ts'
@@ -115,6 +116,8 @@ export async function startAgent(
     agent?: Partial<AgentOptions>
     /** HAProxy engine settings besides the test defaults. */
     proxy?: Partial<HaproxyEngineSettings>
+    /** Read dfp_users_* secrets from here (as `tether proxy` does from TETHER_SECRETS_DIR). */
+    secretsDir?: string
     /** Await start() (the disk snapshot applied). Default true. */
   },
 ): Promise<TestAgent> {
@@ -126,6 +129,7 @@ export async function startAgent(
     proxy = await createTestProxy(t, options.proxy)
     engine = proxy.engine
   }
+  if (options.secretsDir !== undefined) engine = withSecretUsers(engine, createSecretUsers({ dir: options.secretsDir }))
   const client = createControlClient({ urls: options.controlUrls, token: PROXY_TOKEN, ...options.client })
   const state = await createStateStore({ dir: stateDir })
   const agent = createAgent({

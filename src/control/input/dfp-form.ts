@@ -16,13 +16,11 @@
  * Parameter names are looked up as plain strings (`constructor`, `__proto__` and `toString`
  * are just unknown names).
  */
-import { encrypt } from 'unixcrypt'
-import { createHash } from 'node:crypto'
-import { headerValueProblem, limits, normalizeRoute, rules, type Header, type Route, type RouteInput } from '../../contracts/route.ts'
+import { limits, normalizeRoute, rules, type Route, type RouteInput } from '../../contracts/route.ts'
 import { NothingToRouteError, NotImplementedError } from '../errors.ts'
 import { checkList, checkString, fail, finish, parsePort, showValue, splitList } from './fields.ts'
 import { HTTPS_FIELDS, httpsFields } from './https-fields.ts'
-import { pcreProblem } from './pcre-regex.ts'
+import { DESTINATION_FEATURES, destinationFeatures, parseBool, ROUTE_FEATURES, routeFeatures, routeRewriteOf, type Read } from './route-features.ts'
 
 type Kind = 'route' | 'destination' | 'bookkeeping' | 'tuning' | 'security' | 'unsupported'
 
@@ -40,17 +38,12 @@ const TCP = 'Tether routes HTTP on one port; TCP and SNI routing are not impleme
 /** Every Docker Flow Proxy (and Tether extension) parameter of the DFP form, by name. */
 export const dfpParameters: ReadonlyMap<string, Parameter> = new Map<string, Parameter>([
   // Implemented, once per route.
-  ...[...HTTPS_FIELDS, 'serviceName', 'aclName', 'sessionType', 'sticky', 'stickyCookie', 'endpoints', 'addReqHeader', 'addHeader', 'setReqHeader', 'setHeader', 'delReqHeader', 'addResHeader', 'setResHeader', 'delResHeader', 'users', 'usersPassEncrypted', 'realm', 'isDefaultBackend', 'reqPathSearch', 'reqPathReplace', 'wait', 'timeout'].map(
-    (n) => [n, p('route')] as const,
-  ),
+  ...[...HTTPS_FIELDS, ...ROUTE_FEATURES, 'serviceName', 'aclName', 'sessionType', 'sticky', 'stickyCookie', 'endpoints', 'addHeader', 'setHeader', 'wait', 'timeout'].map((n) => [n, p('route')] as const),
   // Implemented, per destination (also as name.N).
-  ...['servicePath', 'port', 'serviceDomain', 'userAgent', 'serviceHeader', 'servicePathExclude', 'reqPathSearchReplace', 'stripPrefix', 'allowedMethods', 'deniedMethods', 'ignoreAuthorization', 'timeoutServer', 'timeoutTunnel', 'redirectFromDomain'].map(
-    (n) => [n, p('destination')] as const,
-  ),
+  ...['servicePath', 'port', 'serviceDomain', ...DESTINATION_FEATURES].map((n) => [n, p('destination')] as const),
   // Docker Flow Swarm Listener's and DFP's bookkeeping, and other Docker Flow tools' labels: nothing to do.
   ...['notify', 'distribute', 'replicas', 'reschedule', 'nodeInfo', 'shortName', 'scrapePort', 'scrapeNetwork', 'scrapeType', 'userDef', 'discoveryType'].map((n) => [n, p('bookkeeping')] as const),
   // Restrict access or change security: refused until implemented.
-  ['usersSecret', p('security', 'users from a Docker secret are not implemented yet; give users (plain or crypt(3) hashes with usersPassEncrypted=true)')],
   ['verifyClientSsl', p('security', 'client certificates are not verified by Tether', true)],
   ['redirectUnlessHttpsProto', p('security', 'use redirectWhenHttpProto (redirects when X-Forwarded-Proto is http)', true)],
   ['sslVerifyNone', p('security', 'TLS from the proxy to backends is not implemented; the request would silently stay plain HTTP', true)],
@@ -95,13 +88,6 @@ export function dfpParameterOf(name: string): { base: string; index: number | un
 
 type DfpQuery = Record<string, string | undefined>
 
-/** Go's strconv.ParseBool, as DFP reads booleans; anything else is refused. */
-function parseBool(field: string, value: string): boolean {
-  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true
-  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false
-  fail(field, `${showValue(value)} must be true or false`)
-}
-
 const own = (query: DfpQuery, key: string): string | undefined => (Object.prototype.hasOwnProperty.call(query, key) ? query[key] : undefined)
 
 /**
@@ -136,83 +122,6 @@ export function dfpUnimplemented(query: DfpQuery): string[] {
   return warnings
 }
 
-/** DFP's header list: entries split at ','; each 'Name value' (split at the first space). */
-function headers(field: string, value: string | undefined): Header[] | undefined {
-  if (value === undefined || value === '') return undefined
-  return splitList(value).map((entry) => {
-    const text = entry.trim()
-    const space = text.search(/\s/)
-    if (space < 0) fail(field, `${showValue(entry)} must be 'Name value' (the header name, a space, the value)`)
-    const name = checkString(field, 'headerName', text.slice(0, space))
-    const v = text.slice(space + 1).trim()
-    checkString(field, 'headerValue', v)
-    const problem = headerValueProblem(v)
-    if (problem !== null) fail(field, `${showValue(v)} ${problem}`)
-    return { name, value: v }
-  })
-}
-
-function headerNames(field: string, value: string | undefined): string[] | undefined {
-  if (value === undefined || value === '') return undefined
-  return splitList(value).map((n) => checkString(field, 'headerName', n.trim()))
-}
-
-/** A deterministic salt per (service, user): the same password gives the same hash, so a repeated notification changes nothing. */
-function saltOf(serviceName: string, user: string): string {
-  return createHash('sha256').update(`tether-basic-auth|${serviceName}|${user}`).digest('base64').replace(/[^A-Za-z0-9]/g, '').slice(0, 16)
-}
-
-/**
- * DFP's `users`: 'name:password' entries, comma-separated; plain passwords are hashed here
- * (SHA-512 crypt) and never stored, hashes are taken as they are with usersPassEncrypted=true.
- */
-export function usersFrom(serviceName: string, value: string, encrypted: boolean): Array<{ name: string; passwordHash: string }> {
-  const users = value
-    .split(/[,\n]/)
-    .map((u) => u.trim())
-    .filter((u) => u.length > 0)
-  if (users.length > 64) fail('users', `has ${users.length} entries; at most 64 are allowed`)
-  return users.map((entry) => {
-    const colon = entry.indexOf(':')
-    const name = (colon < 0 ? entry : entry.slice(0, colon)).trim()
-    const password = colon < 0 ? '' : entry.slice(colon + 1).trim()
-    checkString('users', 'userName', name)
-    if (password === '') fail('users', `user ${showValue(name)} has no password ('name:password'; a password from usersSecret or USERS is not implemented)`)
-    if (encrypted) {
-      if (!new RegExp(rules.passwordHash.pattern).test(password)) fail('users', `the password of ${showValue(name)} ${rules.passwordHash.text} (usersPassEncrypted=true)`)
-      return { name, passwordHash: password }
-    }
-    if (/[\x00-\x1f\x7f]/.test(password)) fail('users', `the password of ${showValue(name)} holds a control character`)
-    return { name, passwordHash: encrypt(password, `$6$${saltOf(serviceName, name)}`) }
-  })
-}
-
-/** DFP's reqPathSearchReplace: 'search,replace' pairs separated by ':'. */
-function rewrites(field: string, value: string): Array<{ search: string; replace: string }> {
-  return value
-    .split(':')
-    .filter((pair) => pair.length > 0)
-    .map((pair) => {
-      const comma = pair.indexOf(',')
-      if (comma < 0) fail(field, `${showValue(pair)} must be 'search,replace' (pairs separated by ':')`)
-      return rewrite(field, pair.slice(0, comma), pair.slice(comma + 1))
-    })
-}
-
-function rewrite(field: string, search: string, replace: string): { search: string; replace: string } {
-  checkString(field, 'pathRegex', search)
-  if (replace !== '') checkString(field, 'pathRegex', replace)
-  // HAProxy compiles it with PCRE2: refused here what would make every proxy leave the route out.
-  const problem = pcreProblem(search)
-  if (problem !== null) fail(field, `${showValue(search)} ${problem}`)
-  return { search, replace }
-}
-
-function seconds(field: string, value: string): number {
-  if (!/^[0-9]{1,5}$/.test(value) || Number(value) < 1 || Number(value) > 86400) fail(field, `${showValue(value)} ${rules.timeout.text}`)
-  return Number(value)
-}
-
 /**
  * `/v1/docker-flow-proxy/reconfigure` and com.df.* labels → a route, and the warnings for what
  * is ignored. Throws ValidationFailedError (400), NotImplementedError (400) or
@@ -236,26 +145,27 @@ export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: st
     else strays.add(index)
   }
   for (const i of strays) if (!indexes.has(i)) warnings.push(`.${i}: per-destination parameters without servicePath.${i}, port.${i} or serviceDomain.${i} belong to no destination; ignored`)
-  /** Value of a per-destination parameter for index i (its own, else the unindexed one), with the field name to blame. */
-  const at = (name: string, i: number | undefined): [string | undefined, string] => {
-    if (i !== undefined) {
-      const v = get(`${name}.${i}`)
-      if (v !== undefined && v !== '') return [v, `${name}.${i}`]
+  /** A per-destination parameter for index i: its own `.N` value, else the unindexed one (DFP's fallback). */
+  const at =
+    (i: number | undefined): Read =>
+    (name) => {
+      if (i !== undefined) {
+        const v = get(`${name}.${i}`)
+        if (v !== undefined && v !== '') return { value: v, field: `${name}.${i}` }
+      }
+      const v = get(name)
+      return v === undefined || v === '' ? undefined : { value: v, field: name }
     }
+  const routeRead: Read = (name) => {
     const v = get(name)
-    return [v === '' ? undefined : v, name]
+    return v === undefined || v === '' ? undefined : { value: v, field: name }
   }
   const ownAt = (name: string, i: number | undefined): string | undefined => {
     const v = get(i === undefined ? name : `${name}.${i}`)
     return v === '' ? undefined : v
   }
 
-  const routeRewrite = (() => {
-    const search = get('reqPathSearch')
-    const replace = get('reqPathReplace')
-    if (search === undefined || search === '') return []
-    return [rewrite('reqPathSearch', search, replace ?? '')]
-  })()
+  const routeRewrite = routeRewriteOf(routeRead)
 
   const destinations: RouteInput['destinations'][number][] = []
   const destination = (i: number | undefined): void => {
@@ -279,42 +189,8 @@ export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: st
     }
     const d: RouteInput['destinations'][number] = { servicePath: paths, port: parsePort(`port${suffix}`, ownAt('port', i)) }
     if (ownDomains !== undefined) d.serviceDomain = checkList(`serviceDomain${suffix}`, 'serviceDomain', splitList(ownDomains), limits.maxDomains)
-    const [ua, uaField] = at('userAgent', i)
-    if (ua !== undefined) d.userAgent = checkList(uaField, 'userAgent', splitList(ua), 16)
-    const [hdr, hdrField] = at('serviceHeader', i)
-    if (hdr !== undefined) {
-      d.serviceHeader = splitList(hdr).map((entry) => {
-        const parts = entry.split(':')
-        if (parts.length !== 2) fail(hdrField, `${showValue(entry)} must be 'Name:value'`)
-        const value = (parts[1] ?? '').trim()
-        if (!/^[\x20-\x7e]{1,256}$/.test(value)) fail(hdrField, `${showValue(value)} must be 1 to 256 printable ASCII characters`)
-        return { name: checkString(hdrField, 'headerName', (parts[0] ?? '').trim()), value }
-      })
-    }
-    const [ex, exField] = at('servicePathExclude', i)
-    if (ex !== undefined) d.servicePathExclude = checkList(exField, 'servicePath', splitList(ex), limits.maxPaths)
-    const [rw, rwField] = at('reqPathSearchReplace', i)
-    const pathRewrite = [...routeRewrite, ...(rw === undefined ? [] : rewrites(rwField, rw))]
-    if (pathRewrite.length > 8) fail(rwField, `gives ${pathRewrite.length} rewrites; at most 8 are allowed`)
-    if (pathRewrite.length > 0) d.pathRewrite = pathRewrite
-    const [strip, stripField] = at('stripPrefix', i)
-    if (strip !== undefined && parseBool(stripField, strip)) d.stripPrefix = true
-    for (const name of ['allowedMethods', 'deniedMethods'] as const) {
-      const [m, mField] = at(name, i)
-      if (m !== undefined) d[name] = checkList(mField, 'method', splitList(m).map((x) => x.trim().toUpperCase()), 32)
-    }
-    const [ign, ignField] = at('ignoreAuthorization', i)
-    if (ign !== undefined && parseBool(ignField, ign)) d.ignoreAuthorization = true
-    for (const name of ['timeoutServer', 'timeoutTunnel'] as const) {
-      const [t, tField] = at(name, i)
-      if (t !== undefined) d[name] = seconds(tField, t)
-    }
-    const [rd, rdField] = at('redirectFromDomain', i)
-    if (rd !== undefined) {
-      d.redirectFromDomain = checkList(rdField, 'serviceDomain', splitList(rd), limits.maxDomains)
-      const hosts = d.serviceDomain ?? splitList(get('serviceDomain'))
-      if (!hosts.some((h) => !h.startsWith('*.'))) fail(rdField, `redirects to the destination's first host name: give serviceDomain${suffix} (not only a wildcard)`)
-    }
+    const hosts = d.serviceDomain ?? splitList(get('serviceDomain'))
+    Object.assign(d, destinationFeatures(at(i), hosts, routeRewrite))
     destinations.push(d)
   }
   destination(undefined)
@@ -332,9 +208,11 @@ export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: st
   if (stickyValue !== undefined) sticky = sticky === true || parseBool('sticky', stickyValue)
   const stickyCookie = get('stickyCookie')
   const aclName = get('aclName')
-  const users = get('users')
-  const realm = get('realm')
-  const isDefault = get('isDefaultBackend')
+  // addHeader and setHeader: DFP's older names of addReqHeader and setReqHeader.
+  const aliases: Record<string, string> = { addReqHeader: 'addHeader', setReqHeader: 'setHeader' }
+  const featureRead: Read = (name) => routeRead(name) ?? (aliases[name] === undefined ? undefined : routeRead(aliases[name]))
+  const { features, warnings: featureWarnings } = routeFeatures(featureRead, serviceName)
+  warnings.push(...featureWarnings)
   const input: RouteInput = {
     serviceName,
     destinations,
@@ -343,21 +221,8 @@ export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: st
     stickyCookie: stickyCookie === undefined ? undefined : checkString('stickyCookie', 'stickyCookie', stickyCookie),
     endpoints: checkList('endpoints', 'endpoint', splitList(get('endpoints')), limits.maxEndpoints),
     aclName: aclName === undefined ? undefined : checkString('aclName', 'aclName', aclName),
-    addReqHeader: headers(get('addReqHeader') !== undefined ? 'addReqHeader' : 'addHeader', get('addReqHeader') ?? get('addHeader')),
-    setReqHeader: headers(get('setReqHeader') !== undefined ? 'setReqHeader' : 'setHeader', get('setReqHeader') ?? get('setHeader')),
-    delReqHeader: headerNames('delReqHeader', get('delReqHeader')),
-    addResHeader: headers('addResHeader', get('addResHeader')),
-    setResHeader: headers('setResHeader', get('setResHeader')),
-    delResHeader: headerNames('delResHeader', get('delResHeader')),
-    isDefaultBackend: isDefault === undefined ? undefined : parseBool('isDefaultBackend', isDefault),
+    ...features,
     ...httpsFields(Object.fromEntries(HTTPS_FIELDS.flatMap((f) => (get(f) === undefined ? [] : [[f, get(f)]]))), splitList(get('serviceDomain'))),
-  }
-  if (users !== undefined && users.trim() !== '') {
-    const encrypted = get('usersPassEncrypted')
-    input.auth = { users: usersFrom(serviceName, users, encrypted !== undefined && parseBool('usersPassEncrypted', encrypted)) }
-    if (realm !== undefined) input.auth.realm = checkString('realm', 'realm', realm)
-  } else if (realm !== undefined) {
-    fail('realm', 'needs users (the realm of basic authentication)')
   }
   if (destinations.some((d) => d.ignoreAuthorization === true) && input.auth === undefined) {
     // Harmless (nothing to ignore), but say so rather than pretend.

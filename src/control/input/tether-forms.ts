@@ -2,9 +2,11 @@
  * Tether's own forms of a route: the query string (GET|PUT /v1/reconfigure) and the JSON body
  * (POST /v1/reconfigure, PUT /v1/routes/{serviceName}) → a normalised, validated `Route`.
  */
-import { limits, normalizeRoute, rules, type Route } from '../../contracts/route.ts'
+import { headerValueProblem, limits, normalizeRoute, rules, type Auth, type Destination, type Header, type Route, type RouteInput } from '../../contracts/route.ts'
 import { checkList, checkString, fail, finish, parsePort, showValue, splitList } from './fields.ts'
 import { httpsFields } from './https-fields.ts'
+import { pcreProblem } from './pcre-regex.ts'
+import { destinationFeatures, passwordHashOf, routeFeatures, routeRewriteOf, type Read } from './route-features.ts'
 
 /** Tether's query-string form of a route (GET|PUT /v1/reconfigure). Lists are comma-separated. */
 export interface RouteQuery {
@@ -21,37 +23,66 @@ export interface RouteQuery {
   denyHttp?: string | boolean | undefined
   hstsMaxAge?: string | number | undefined
   acme?: string | boolean | undefined
+  /** The HTTP features, by Docker Flow Proxy's names (see route-features.ts). */
+  [feature: string]: string | number | boolean | undefined
 }
 
-export function routeFromQuery(query: RouteQuery): Route {
+/** A route and the warnings about what it asked for and does not get. */
+export interface ParsedRoute {
+  route: Route
+  warnings: string[]
+}
+
+export function routeFromQuery(query: RouteQuery): ParsedRoute {
   const serviceName = checkString('serviceName', 'serviceName', query.serviceName)
   if (query.servicePath === undefined) fail('servicePath', `is required; it ${rules.servicePath.text}`)
   const paths = checkList('servicePath', 'servicePath', splitList(query.servicePath), limits.maxPaths)
   if (paths.length === 0) fail('servicePath', `is empty; it ${rules.servicePath.text}`)
   const port = parsePort('port', query.port)
-  return finish(
+  const read: Read = (name) => {
+    const v = Object.prototype.hasOwnProperty.call(query, name) ? query[name] : undefined
+    return v === undefined || v === '' ? undefined : { value: String(v), field: name }
+  }
+  const serviceDomain = checkList('serviceDomain', 'serviceDomain', splitList(query.serviceDomain), limits.maxDomains)
+  const { features, warnings } = routeFeatures(read, serviceName)
+  const destination = { servicePath: paths, port, ...destinationFeatures(read, serviceDomain, routeRewriteOf(read)) }
+  const route = finish(
     normalizeRoute({
       serviceName,
-      destinations: [{ servicePath: paths, port }],
-      serviceDomain: checkList('serviceDomain', 'serviceDomain', splitList(query.serviceDomain), limits.maxDomains),
+      destinations: [destination],
+      serviceDomain,
       sticky: query.sticky,
       stickyCookie: query.stickyCookie === undefined ? undefined : checkString('stickyCookie', 'stickyCookie', query.stickyCookie),
       endpoints: checkList('endpoints', 'endpoint', splitList(query.endpoints), limits.maxEndpoints),
+      ...features,
       ...httpsFields({ ...query }, splitList(query.serviceDomain)),
     }),
   )
+  return { route, warnings: [...warnings, ...authWarnings(route)] }
 }
 
-/**
- * The JSON form (POST /v1/reconfigure, PUT /v1/routes/{serviceName}); the values were already
- * checked by the body schema. A route gives either `servicePath` + `port` (one destination)
- * or `destinations`, not both.
- */
-export interface RouteBody {
+/** A route whose paths all skip its users asks for nothing: say so rather than pretend. */
+function authWarnings(route: Route): string[] {
+  if (route.auth === undefined && route.destinations.some((d) => d.ignoreAuthorization === true)) return ['ignoreAuthorization: the route has no users, so there is no authorization to ignore']
+  return []
+}
+
+type DestinationFeatures = Partial<Omit<Destination, 'servicePath' | 'port' | 'serviceDomain'>>
+type DestinationBody = Partial<Destination> & { servicePath: string[]; port: number }
+
+export interface AuthBody {
+  users?: Array<{ name: string; password?: string | undefined; passwordHash?: string | undefined }> | undefined
+  usersSecret?: string | undefined
+  usersSecretEncrypted?: boolean | undefined
+  usersFromSecret?: string[] | undefined
+  realm?: string | undefined
+}
+
+export interface RouteBody extends DestinationFeatures {
   serviceName?: string | undefined
   servicePath?: string[] | undefined
   port?: number | undefined
-  destinations?: Array<{ servicePath: string[]; port: number }> | undefined
+  destinations?: DestinationBody[] | undefined
   serviceDomain?: string[] | undefined
   sticky?: boolean | undefined
   stickyCookie?: string | undefined
@@ -62,9 +93,66 @@ export interface RouteBody {
   denyHttp?: boolean | undefined
   hstsMaxAge?: number | undefined
   acme?: boolean | undefined
+  addReqHeader?: Header[] | undefined
+  setReqHeader?: Header[] | undefined
+  delReqHeader?: string[] | undefined
+  addResHeader?: Header[] | undefined
+  setResHeader?: Header[] | undefined
+  delResHeader?: string[] | undefined
+  auth?: AuthBody | undefined
+  isDefaultBackend?: boolean | undefined
 }
 
-export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Route {
+const DESTINATION_FEATURE_KEYS = [
+  'userAgent',
+  'serviceHeader',
+  'servicePathExclude',
+  'pathRewrite',
+  'stripPrefix',
+  'allowedMethods',
+  'deniedMethods',
+  'ignoreAuthorization',
+  'timeoutServer',
+  'timeoutTunnel',
+  'redirectFromDomain',
+] as const satisfies ReadonlyArray<keyof DestinationFeatures>
+
+/** What the body schema cannot say about a destination: regular expressions compile, a redirect has a host to go to. */
+function checkDestination(field: string, d: DestinationBody, routeDomains: readonly string[]): void {
+  d.pathRewrite?.forEach((r, i) => {
+    const problem = pcreProblem(r.search)
+    if (problem !== null) fail(`${field}pathRewrite[${i}].search`, `${showValue(r.search)} ${problem}`)
+  })
+  if (d.redirectFromDomain !== undefined && !(d.serviceDomain ?? routeDomains).some((h) => !h.startsWith('*.'))) {
+    fail(`${field}redirectFromDomain`, "redirects to the destination's first host name: give serviceDomain (not only a wildcard)")
+  }
+}
+
+/** The JSON form's basic auth: passwords hashed here (never stored plain), hashes as given. */
+function authFromBody(serviceName: string, auth: AuthBody): Auth {
+  const users = (auth.users ?? []).map((u, i) => {
+    if ((u.password === undefined) === (u.passwordHash === undefined)) fail(`auth.users[${i}]`, "give 'password' or 'passwordHash' (one of them)")
+    return { name: u.name, passwordHash: u.passwordHash ?? passwordHashOf(`auth.users[${i}].password`, serviceName, u.name, u.password as string, false) }
+  })
+  if (auth.usersSecret === undefined) {
+    if (auth.usersFromSecret !== undefined) fail('auth.usersFromSecret', 'needs usersSecret (the Docker secret the users come from)')
+    if (auth.usersSecretEncrypted !== undefined) fail('auth.usersSecretEncrypted', 'needs usersSecret (the Docker secret the users come from)')
+    if (users.length === 0) fail('auth.users', "is empty: give users, or usersSecret (leave 'auth' out for no authentication)")
+  }
+  const out: Auth = { users }
+  if (auth.usersSecret !== undefined) out.usersSecret = auth.usersSecret
+  if (auth.usersSecretEncrypted === true) out.usersSecretEncrypted = true
+  if (auth.usersFromSecret !== undefined) out.usersFromSecret = auth.usersFromSecret
+  if (auth.realm !== undefined) out.realm = auth.realm
+  return out
+}
+
+/**
+ * The JSON form (POST /v1/reconfigure, PUT /v1/routes/{serviceName}); the values were already
+ * checked by the body schema. A route gives either `servicePath` + `port` (one destination,
+ * with its features at the top level) or `destinations`, not both.
+ */
+export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): ParsedRoute {
   let serviceName = body.serviceName
   if (serviceNameFromPath !== undefined) {
     checkString('serviceName', 'serviceName', serviceNameFromPath)
@@ -77,23 +165,44 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Ro
   checkString('serviceName', 'serviceName', serviceName)
   const short = body.servicePath !== undefined || body.port !== undefined
   if (short && body.destinations !== undefined) fail('destinations', "give either 'servicePath' and 'port', or 'destinations', not both")
-  let destinations: Array<{ servicePath: string[]; port: number }>
+  let destinations: DestinationBody[]
+  const topLevel = DESTINATION_FEATURE_KEYS.filter((k) => body[k] !== undefined)
   if (body.destinations !== undefined) {
+    if (topLevel.length > 0) fail(topLevel[0] as string, "belongs in each destination when 'destinations' is given")
     destinations = body.destinations
   } else {
     if (body.servicePath === undefined || body.servicePath.length === 0) fail('servicePath', `is required (or give 'destinations'); it ${rules.servicePath.text}`)
-    destinations = [{ servicePath: body.servicePath, port: parsePort('port', body.port) }]
+    const d: DestinationBody = { servicePath: body.servicePath, port: parsePort('port', body.port) }
+    for (const k of topLevel) Object.assign(d, { [k]: body[k] })
+    destinations = [d]
   }
-  destinations.forEach((d, i) => d.servicePath.forEach((p, j) => checkString(`destinations[${i}].servicePath[${j}]`, 'servicePath', p)))
-  return finish(
-    normalizeRoute({
-      serviceName,
-      destinations,
-      serviceDomain: body.serviceDomain,
-      sticky: body.sticky,
-      stickyCookie: body.stickyCookie,
-      endpoints: body.endpoints,
-      ...httpsFields({ ...body }, body.serviceDomain ?? []),
-    }),
-  )
+  destinations.forEach((d, i) => {
+    d.servicePath.forEach((p, j) => checkString(`destinations[${i}].servicePath[${j}]`, 'servicePath', p))
+    checkDestination(body.destinations === undefined ? '' : `destinations[${i}].`, d, body.serviceDomain ?? [])
+  })
+  for (const key of ['addReqHeader', 'setReqHeader', 'addResHeader', 'setResHeader'] as const) {
+    body[key]?.forEach((h, i) => {
+      const problem = headerValueProblem(h.value)
+      if (problem !== null) fail(`${key}[${i}].value`, `${showValue(h.value)} ${problem}`)
+    })
+  }
+  const input: RouteInput = {
+    serviceName,
+    destinations,
+    serviceDomain: body.serviceDomain,
+    sticky: body.sticky,
+    stickyCookie: body.stickyCookie,
+    endpoints: body.endpoints,
+    addReqHeader: body.addReqHeader,
+    setReqHeader: body.setReqHeader,
+    delReqHeader: body.delReqHeader,
+    addResHeader: body.addResHeader,
+    setResHeader: body.setResHeader,
+    delResHeader: body.delResHeader,
+    auth: body.auth === undefined ? undefined : authFromBody(serviceName, body.auth),
+    isDefaultBackend: body.isDefaultBackend,
+    ...httpsFields({ ...body }, body.serviceDomain ?? []),
+  }
+  const route = finish(normalizeRoute(input))
+  return { route, warnings: authWarnings(route) }
 }

@@ -11,6 +11,7 @@ import { ErrorSchema } from '../../contracts/errors.ts'
 import { ApplyFailureSchema, DescriptorReportSchema, ProxyHeartbeatSchema, ProxyStatusSchema, ProxyTlsReportSchema } from '../../contracts/proxy-status.ts'
 import { TlsStatusSchema } from '../services/tls-status.ts'
 import {
+  AuthSchema,
   DestinationSchema,
   EndpointSchema,
   limits,
@@ -60,6 +61,39 @@ const { acmeDomains: _acmeDomains, ...routeHttpsQueryProperties } = routeHttpsPr
 
 const listMax = (entry: number, count: number): number => (entry + 1) * count
 
+/**
+ * The HTTP features in the query form: Docker Flow Proxy's parameter names and text forms
+ * (parsed by control/input/route-features.ts, the same rules as the DFP form).
+ */
+const text = (maxLength: number, description: string, example?: string) => Type.Optional(Type.String({ maxLength, description, ...(example === undefined ? {} : { examples: [example] }) }))
+const flag = (description: string) => Type.Optional(Type.Boolean({ description }))
+export const featureQueryProperties = {
+  userAgent: text(2048, 'Comma-separated: only requests whose User-Agent contains one of these (case-insensitive) take this route.', 'iphone,android'),
+  serviceHeader: text(2048, "Comma-separated 'Name:value': only requests carrying all these headers take this route.", 'X-Version:2'),
+  servicePathExclude: text(listMax(rules.servicePath.maxLength, limits.maxPaths), 'Comma-separated path prefixes (whole segments) this route does not serve.', '/demo/internal'),
+  reqPathSearchReplace: text(4096, "Path rewrites, 'search,replace' pairs separated by ':' (PCRE; \\1..\\9 are the groups), applied in order before the request is sent.", '^/api/v1/(.*),/v1/\\1'),
+  reqPathSearch: text(256, 'A path rewrite: the regular expression (with reqPathReplace).'),
+  reqPathReplace: text(256, 'A path rewrite: the replacement (with reqPathSearch).'),
+  stripPrefix: flag('Remove the matched servicePath prefix before sending the request (/demo/x reaches the service as /x).'),
+  allowedMethods: text(1024, 'Comma-separated methods; any other method answers 403.', 'GET,HEAD'),
+  deniedMethods: text(1024, 'Comma-separated methods that answer 403.', 'DELETE'),
+  ignoreAuthorization: flag("This route's paths do not ask for the users (with users on the same route only)."),
+  timeoutServer: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$', description: `Seconds to wait for the service's answer; ${rules.timeout.text}.`, examples: ['60'] })),
+  timeoutTunnel: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$', description: `Seconds a WebSocket (tunnel) may stay idle; ${rules.timeout.text}.`, examples: ['3600'] })),
+  redirectFromDomain: text(listMax(rules.serviceDomain.maxLength, limits.maxDomains), "Comma-separated host names redirected (301) to the route's first serviceDomain.", 'old.example.com'),
+  addReqHeader: text(8192, "Comma-separated 'Name value' headers added to the request.", 'X-Forwarded-Port %[dst_port]'),
+  setReqHeader: text(8192, "Comma-separated 'Name value' headers set on the request (replacing any).", 'X-Env prod'),
+  delReqHeader: text(2048, 'Comma-separated header names removed from the request.', 'X-Debug'),
+  addResHeader: text(8192, "Comma-separated 'Name value' headers added to the response.", 'X-Served-By tether'),
+  setResHeader: text(8192, "Comma-separated 'Name value' headers set on the response.", 'Cache-Control no-store'),
+  delResHeader: text(2048, 'Comma-separated header names removed from the response.', 'X-Powered-By'),
+  users: text(20000, "Basic auth: comma-separated 'name:password' (hashed with SHA-512 crypt before it is stored; never stored plain), or crypt(3) hashes with usersPassEncrypted=true. A name without a password is taken from usersSecret.", 'admin:s3cret'),
+  usersPassEncrypted: flag('The passwords in users (and in usersSecret) are crypt(3) hashes (mkpasswd -m sha-512).'),
+  usersSecret: Type.Optional(Type.String({ pattern: rules.secretName.pattern, maxLength: 63, description: 'Basic auth users from the Docker secret dfp_users_<usersSecret> mounted in the proxies (read by each proxy).', examples: ['admins'] })),
+  realm: Type.Optional(Type.String({ pattern: rules.realm.pattern, maxLength: 64, description: 'The basic-auth realm browsers show.' })),
+  isDefaultBackend: flag('Requests no route matches go to this service instead of a 404.'),
+}
+
 export const ReconfigureQuerySchema = Type.Object(
   {
     serviceName: ServiceNameSchema,
@@ -81,12 +115,36 @@ export const ReconfigureQuerySchema = Type.Object(
     ),
     ...routeHttpsQueryProperties,
     acme: Type.Optional(Type.Boolean({ description: "Get a certificate for the route's serviceDomain by ACME (stored as acmeDomains)." })),
+    ...featureQueryProperties,
     ...waitProperties,
     ...takeoverProperty,
   },
   { additionalProperties: false },
 )
 export type ReconfigureQuery = Static<typeof ReconfigureQuerySchema>
+
+/** The destination fields other than paths, port and hosts: at the top level of the JSON form with 'servicePath' + 'port'. */
+const { servicePath: _p, port: _port, serviceDomain: _d, ...destinationFeatureProperties } = DestinationSchema.properties
+
+export const UserInputSchema = Type.Object(
+  {
+    name: Type.String({ pattern: rules.userName.pattern, maxLength: 64 }),
+    password: Type.Optional(Type.String({ pattern: '^[\\x20-\\x7e]{1,256}$', maxLength: 256, description: 'Hashed (SHA-512 crypt) before it is stored; never stored or answered plain.' })),
+    passwordHash: Type.Optional(Type.String({ pattern: rules.passwordHash.pattern, maxLength: 260, description: 'A crypt(3) hash (mkpasswd -m sha-512), stored as given.' })),
+  },
+  { additionalProperties: false, description: "One user: 'password' or 'passwordHash'." },
+)
+
+export const AuthInputSchema = Type.Object(
+  {
+    users: Type.Optional(Type.Array(UserInputSchema, { maxItems: 64 })),
+    usersSecret: AuthSchema.properties.usersSecret,
+    usersSecretEncrypted: AuthSchema.properties.usersSecretEncrypted,
+    usersFromSecret: AuthSchema.properties.usersFromSecret,
+    realm: AuthSchema.properties.realm,
+  },
+  { additionalProperties: false, description: "HTTP basic authentication in front of the route: 'users', or 'usersSecret', or both." },
+)
 
 const routeBodyProperties = {
   servicePath: Type.Optional(Type.Array(ServicePathSchema, { minItems: 1, maxItems: limits.maxPaths, description: "Path prefixes of the one destination (with 'port'); or give 'destinations'." })),
@@ -98,6 +156,15 @@ const routeBodyProperties = {
   endpoints: Type.Optional(Type.Array(EndpointSchema, { maxItems: limits.maxEndpoints })),
   ...routeHttpsProperties,
   acme: Type.Optional(Type.Boolean({ description: "Get a certificate for the route's serviceDomain by ACME (stored as acmeDomains)." })),
+  ...destinationFeatureProperties,
+  addReqHeader: RouteSchema.properties.addReqHeader,
+  setReqHeader: RouteSchema.properties.setReqHeader,
+  delReqHeader: RouteSchema.properties.delReqHeader,
+  addResHeader: RouteSchema.properties.addResHeader,
+  setResHeader: RouteSchema.properties.setResHeader,
+  delResHeader: RouteSchema.properties.delResHeader,
+  auth: Type.Optional(AuthInputSchema),
+  isDefaultBackend: RouteSchema.properties.isDefaultBackend,
 }
 
 export const ReconfigureBodySchema = Type.Object(
@@ -295,6 +362,10 @@ export const FleetStatusSchema = Type.Object(
     refusedRoutes: Type.Array(
       Type.Object({ serviceName: Type.String(), error: Type.String(), proxies: Type.Array(Type.String()) }, { additionalProperties: false }),
       { description: 'Routes some proxy refused (HAProxy rejected the configuration with them), with the error and which proxies.' },
+    ),
+    routeProblems: Type.Array(
+      Type.Object({ serviceName: Type.String(), problem: Type.String(), proxies: Type.Array(Type.String()) }, { additionalProperties: false }),
+      { description: "Routes some proxy serves with something missing (e.g. a usersSecret not mounted in it: nobody can log in there), with the problem and which proxies." },
     ),
     shadowed: Type.Array(ref(ShadowedBindingSchema), {
       description: 'Every binding of the table that another route serves instead (paths shared through the Docker Flow Proxy form or com.df.* labels; Tether\'s own forms refuse them).',

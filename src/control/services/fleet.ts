@@ -28,6 +28,12 @@ export interface RefusedRouteReport {
   proxies: string[]
 }
 
+export interface RouteProblemReport {
+  serviceName: string
+  problem: string
+  proxies: string[]
+}
+
 export interface RouteHealthReport {
   serviceName: string
   up: number
@@ -39,6 +45,7 @@ export interface RouteHealthReport {
 export interface FleetStatus extends Convergence {
   proxies: Array<Pick<ProxyStatus, 'id' | 'version' | 'status' | 'node' | 'receivedAt' | 'lastError' | 'applyFailure' | 'descriptors' | 'tls'>>
   refusedRoutes: RefusedRouteReport[]
+  routeProblems: RouteProblemReport[]
   routeHealth: RouteHealthReport[]
 }
 
@@ -80,6 +87,20 @@ export function refusedRoutesOf(proxies: readonly ProxyStatus[]): RefusedRouteRe
     }
   }
   return [...byRoute.values()].sort((a, b) => (a.serviceName < b.serviceName ? -1 : a.serviceName > b.serviceName ? 1 : 0))
+}
+
+/** Every route problem any live proxy reports (a secret it lacks, ...), with the proxies that report it. */
+export function routeProblemsOf(proxies: readonly ProxyStatus[]): RouteProblemReport[] {
+  const byProblem = new Map<string, RouteProblemReport>()
+  for (const p of proxies) {
+    for (const r of p.routeProblems ?? []) {
+      const key = `${r.serviceName}\n${r.problem}`
+      const entry = byProblem.get(key) ?? { serviceName: r.serviceName, problem: r.problem, proxies: [] }
+      entry.proxies.push(p.id)
+      byProblem.set(key, entry)
+    }
+  }
+  return [...byProblem.values()].sort((a, b) => (a.serviceName < b.serviceName ? -1 : a.serviceName > b.serviceName ? 1 : 0))
 }
 
 /** Per route: the fewest servers up and the most down on any live proxy, and the servers' names. */
@@ -138,6 +159,7 @@ export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, 
           ...(p.tls === undefined ? {} : { tls: p.tls }),
         })),
         refusedRoutes: refusedRoutesOf(proxies),
+        routeProblems: routeProblemsOf(proxies),
         routeHealth: routeHealthOf(proxies),
       }
     },

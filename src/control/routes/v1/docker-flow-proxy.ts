@@ -20,7 +20,7 @@ import { routeFromDfpQuery, serviceNameFromDfpRemove } from '../../input/dfp-for
 import { RouteNotFoundError } from '../../errors.ts'
 import { bearer, errors, ReconfigureAnswerSchema, ref, RemoveAnswerSchema, waitProperties } from '../schemas.ts'
 import { ConfigSnapshotSchema } from '../../../contracts/config-snapshot.ts'
-import { putRoute, removeRoute } from './helpers.ts'
+import { putRoute, removeRoute, withWarnings } from './helpers.ts'
 
 const text = (description: string, examples?: string[]) => Type.Optional(Type.String({ maxLength: 8192, description, ...(examples === undefined ? {} : { examples }) }))
 
@@ -90,9 +90,7 @@ const dfp: FastifyPluginAsyncTypebox = async (app) => {
         const query = request.query as Record<string, string | undefined>
         const { route, warnings } = routeFromDfpQuery(query)
         if (warnings.length > 0) request.log.warn({ serviceName: route.serviceName, warnings }, 'Docker Flow Proxy parameters ignored')
-        const answer = await putRoute(app, reply, route, { actor: request.actor, source: 'dfp' }, request.query, 'shared')
-        const all = [...warnings, ...(answer.warnings ?? [])]
-        return all.length > 0 ? { ...answer, warnings: all } : answer
+        return withWarnings(await putRoute(app, reply, route, { actor: request.actor, source: 'dfp' }, request.query, 'shared'), warnings)
       },
     })
   }

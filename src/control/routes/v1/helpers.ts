@@ -113,6 +113,12 @@ export async function shadowingWarnings(app: FastifyInstance, serviceName: strin
   return [...shadowed, ...shadows].map(describeShadowed)
 }
 
+/** An answer with the parse's warnings first (what the request asked for and does not get). */
+export function withWarnings<T extends { warnings?: string[] | undefined }>(answer: T, warnings: readonly string[]): T {
+  const all = [...warnings, ...(answer.warnings ?? [])]
+  return all.length > 0 ? { ...answer, warnings: all } : answer
+}
+
 /** Removes a service's route and answers like every remove; 404 ROUTE_NOT_FOUND when there is none. */
 export async function removeRoute(app: FastifyInstance, reply: FastifyReply, serviceName: string, meta: ChangeMeta, query: ConvergenceQuery) {
   const result = await app.store.remove(serviceName, meta)

@@ -9,7 +9,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { routeFromBody, routeFromQuery } from '../../input/tether-forms.ts'
 import { bearer, errors, ReconfigureAnswerSchema, ReconfigureBodySchema, ReconfigureQuerySchema, ref, RemoveAnswerSchema, RemoveQuerySchema, WriteQuerySchema } from '../schemas.ts'
-import { putRoute, removeRoute } from './helpers.ts'
+import { putRoute, removeRoute, withWarnings } from './helpers.ts'
 
 const reconfigureResponses = { 200: ref(ReconfigureAnswerSchema), 400: errors[400], 401: errors[401], 409: errors[409], 503: errors[503], 504: errors[504] }
 
@@ -31,8 +31,8 @@ const reconfigure: FastifyPluginAsyncTypebox = async (app) => {
         response: reconfigureResponses,
       },
       handler: async (request, reply) => {
-        const route = routeFromQuery(request.query)
-        return putRoute(app, reply, route, { actor: request.actor, source: 'api' }, request.query)
+        const { route, warnings } = routeFromQuery(request.query)
+        return withWarnings(await putRoute(app, reply, route, { actor: request.actor, source: 'api' }, request.query), warnings)
       },
     })
   }
@@ -53,8 +53,8 @@ const reconfigure: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const route = routeFromBody(request.body)
-      return putRoute(app, reply, route, { actor: request.actor, source: 'api' }, request.query)
+      const { route, warnings } = routeFromBody(request.body)
+      return withWarnings(await putRoute(app, reply, route, { actor: request.actor, source: 'api' }, request.query), warnings)
     },
   )
 

@@ -6,7 +6,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { RouteNotFoundError } from '../../errors.ts'
 import { routeFromBody } from '../../input/tether-forms.ts'
 import { bearer, errors, ReconfigureAnswerSchema, ref, RemoveAnswerSchema, RouteBodySchema, RouteRecordSchema, RoutesAnswerSchema, ServiceNameParamsSchema, WaitQuerySchema, WriteQuerySchema } from '../schemas.ts'
-import { putRoute, removeRoute, shadowedReport } from './helpers.ts'
+import { putRoute, removeRoute, shadowedReport, withWarnings } from './helpers.ts'
 import { shadowingOf } from '../../../contracts/route-planner.ts'
 
 const notFound = { ...errors[404], description: 'No route for that service (ROUTE_NOT_FOUND).' }
@@ -66,8 +66,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const route = routeFromBody(request.body, request.params.serviceName)
-      return putRoute(app, reply, route, { actor: request.actor, source: 'api' }, request.query)
+      const { route, warnings } = routeFromBody(request.body, request.params.serviceName)
+      return withWarnings(await putRoute(app, reply, route, { actor: request.actor, source: 'api' }, request.query), warnings)
     },
   )
 

@@ -1,0 +1,157 @@
+/**
+ * Every HTTP feature Docker Flow Proxy users rely on, through each of Tether's forms: the query
+ * string (GET|PUT /v1/reconfigure, DFP's parameter names), the JSON body (POST /v1/reconfigure
+ * and PUT /v1/routes/{name}, typed fields) and the DFP form. The same request in each form
+ * stores the same route (what the proxies render: test/proxy/haproxy/dfp-features.test.ts);
+ * bad values are refused with 400 naming the field, and nothing is stored.
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import type { InjectOptions } from 'fastify'
+import { verify } from 'unixcrypt'
+import { api, sharedControl } from './harness.ts'
+
+interface Case {
+  name: string
+  /** The query string after serviceName=s&servicePath=/s&port=80 (DFP's names: Tether's query form and DFP's take the same). */
+  query: string
+  /** The JSON body's extra fields (with serviceName, servicePath ['/s'], port 80). */
+  body: Record<string, unknown>
+}
+
+const cases: Case[] = [
+  { name: 'stripPrefix', query: 'stripPrefix=true', body: { stripPrefix: true } },
+  { name: 'reqPathSearchReplace', query: `reqPathSearchReplace=${encodeURIComponent('^/s/v1/(.*),/api/\\1:^/s/old,/new')}`, body: { pathRewrite: [{ search: '^/s/v1/(.*)', replace: '/api/\\1' }, { search: '^/s/old', replace: '/new' }] } },
+  { name: 'reqPathSearch + reqPathReplace', query: `reqPathSearch=${encodeURIComponent('^/s/(.*)')}&reqPathReplace=${encodeURIComponent('/\\1')}`, body: { pathRewrite: [{ search: '^/s/(.*)', replace: '/\\1' }] } },
+  {
+    name: 'request and response headers',
+    query: `addReqHeader=${encodeURIComponent('X-Port %[dst_port],X-Env prod')}&setReqHeader=${encodeURIComponent('X-Set fixed')}&delReqHeader=X-Secret&addResHeader=${encodeURIComponent('X-Via tether')}&setResHeader=${encodeURIComponent('Cache-Control no-store')}&delResHeader=Server,X-Powered-By`,
+    body: {
+      addReqHeader: [
+        { name: 'X-Port', value: '%[dst_port]' },
+        { name: 'X-Env', value: 'prod' },
+      ],
+      setReqHeader: [{ name: 'X-Set', value: 'fixed' }],
+      delReqHeader: ['X-Secret'],
+      addResHeader: [{ name: 'X-Via', value: 'tether' }],
+      setResHeader: [{ name: 'Cache-Control', value: 'no-store' }],
+      delResHeader: ['Server', 'X-Powered-By'],
+    },
+  },
+  { name: 'methods', query: 'allowedMethods=get,HEAD&deniedMethods=DELETE', body: { allowedMethods: ['GET', 'HEAD'], deniedMethods: ['DELETE'] } },
+  { name: 'servicePathExclude', query: 'servicePathExclude=/s/metrics,/s/admin/', body: { servicePathExclude: ['/s/metrics', '/s/admin'] } },
+  { name: 'redirectFromDomain', query: 'serviceDomain=new.example&redirectFromDomain=old.example,OLD2.example', body: { serviceDomain: ['new.example'], redirectFromDomain: ['old.example', 'old2.example'] } },
+  { name: 'isDefaultBackend', query: 'isDefaultBackend=true', body: { isDefaultBackend: true } },
+  { name: 'timeouts', query: 'timeoutServer=120&timeoutTunnel=3600', body: { timeoutServer: 120, timeoutTunnel: 3600 } },
+  { name: 'userAgent', query: 'userAgent=iPhone,Android', body: { userAgent: ['Android', 'iPhone'] } },
+  { name: 'serviceHeader', query: `serviceHeader=${encodeURIComponent('X-Version:3,X-Beta:yes')}`, body: { serviceHeader: [{ name: 'X-Beta', value: 'yes' }, { name: 'X-Version', value: '3' }] } },
+  {
+    name: 'basic auth (plain password, hashed before it is stored)',
+    query: 'users=admin:s3cret&realm=Private',
+    body: { auth: { users: [{ name: 'admin', password: 's3cret' }], realm: 'Private' } },
+  },
+  {
+    name: 'basic auth (crypt(3) hash)',
+    query: `users=${encodeURIComponent('admin:$6$salt1234$abcdefghijklmnop')}&usersPassEncrypted=true`,
+    body: { auth: { users: [{ name: 'admin', passwordHash: '$6$salt1234$abcdefghijklmnop' }] } },
+  },
+  { name: 'usersSecret (every user of the secret)', query: 'usersSecret=admins', body: { auth: { usersSecret: 'admins' } } },
+  {
+    name: 'usersSecret (the users listed without a password, hashed secret)',
+    query: 'usersSecret=admins&users=alice,bob:pw&usersPassEncrypted=false',
+    body: { auth: { users: [{ name: 'bob', password: 'pw' }], usersSecret: 'admins', usersFromSecret: ['alice'] } },
+  },
+  {
+    name: 'ignoreAuthorization',
+    query: 'users=admin:s3cret&ignoreAuthorization=true',
+    body: { auth: { users: [{ name: 'admin', password: 's3cret' }] }, ignoreAuthorization: true },
+  },
+]
+
+describe('the HTTP features through every form store the same route', () => {
+  const control = sharedControl()
+  const base = 'servicePath=/s&port=80'
+
+  for (const c of cases) {
+    it(c.name, async () => {
+      const { app } = control()
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers as JSON
+      const stored: any[] = []
+      // One at a time (the same path for another service would be a conflict): each is removed after.
+      const write = async (serviceName: string, request: InjectOptions) => {
+        const res = await app.inject(request)
+        assert.equal(res.statusCode, 200, `${serviceName}: ${res.body}`)
+        stored.push(res.json().route)
+        const removed = await app.inject({ method: 'DELETE', url: `/v1/remove?serviceName=${serviceName}`, headers: api })
+        assert.equal(removed.statusCode, 200, removed.body)
+      }
+      await write('dfp', { method: 'GET', url: `/v1/docker-flow-proxy/reconfigure?serviceName=dfp&${base}&${c.query}`, headers: api })
+      await write('q', { method: 'PUT', url: `/v1/reconfigure?serviceName=q&${base}&${c.query}`, headers: api })
+      await write('j', { method: 'POST', url: '/v1/reconfigure', headers: api, payload: { serviceName: 'j', servicePath: ['/s'], port: 80, ...c.body } })
+      await write('r', { method: 'PUT', url: '/v1/routes/r', headers: api, payload: { servicePath: ['/s'], port: 80, ...c.body } })
+      // Plain passwords are hashed with a salt of their own service: each hash must verify the
+      // password given, then they compare equal.
+      const plain = new Map([...JSON.stringify(c.body).matchAll(/"name":"([^"]+)","password":"([^"]+)"/g)].map((m) => [m[1], m[2]]))
+      for (const route of stored) {
+        for (const user of route.auth?.users ?? []) {
+          const password = plain.get(user.name)
+          if (password === undefined) continue
+          assert.ok(verify(password, user.passwordHash), `${route.serviceName}: the hash of ${user.name} does not verify its password`)
+          user.passwordHash = '(verified)'
+        }
+      }
+      // The same route but for its name (and DFP's shared claim, which stores nothing more).
+      const [first, ...rest] = stored.map(({ serviceName: _n, ...route }) => route)
+      for (const route of rest) assert.deepEqual(route, first)
+      // And the feature is there: something beyond path and port was stored.
+      const { destinations, serviceDomain: _d, sticky: _s, endpoints: _e, ...routeLevel } = first
+      const destination = destinations[0]
+      assert.ok(Object.keys(routeLevel).length > 0 || Object.keys(destination).length > 2, `${c.name}: nothing stored beyond the path and port: ${JSON.stringify(first)}`)
+      // Plain passwords never stored: a crypt(3) hash instead.
+      if (plain.size > 0) assert.doesNotMatch(JSON.stringify(stored), /s3cret|"pw"/)
+    })
+  }
+})
+
+describe('the query and JSON forms refuse bad feature values with 400 naming the field, and store nothing', () => {
+  const control = sharedControl()
+
+  const bad: Array<[string, string | Record<string, unknown>, RegExp]> = [
+    ['addReqHeader', 'addReqHeader=X-A%20%25[req.hdr(cookie)]', /^addReqHeader: .*sample expression other than/],
+    ['setReqHeader condition', 'setReqHeader=X-Ssl%20on%20if%20{%20ssl_fc%20}', /^setReqHeader: .*condition/],
+    ['reqPathSearchReplace', 'reqPathSearchReplace=(,/', /^reqPathSearchReplace: .*not a valid regular expression/],
+    ['users without password', 'users=admin', /^users: user "admin" has no password/],
+    ['users hash', 'users=admin:nohash&usersPassEncrypted=true', /^users: .*crypt\(3\) hash/],
+    ['usersSecret name', 'usersSecret=../etc/passwd', /^usersSecret: /],
+    ['realm without users', 'realm=Private', /^realm: needs users or usersSecret/],
+    ['timeoutServer', 'timeoutServer=0', /^timeoutServer: .*whole number of seconds/],
+    ['redirectFromDomain without a host', 'redirectFromDomain=old.example', /^redirectFromDomain: .*give serviceDomain/],
+    ['JSON header value', { addResHeader: [{ name: 'X-A', value: '%[env(SECRET)]' }] }, /^addResHeader\[0\]\.value: .*sample expression other than/],
+    ['JSON rewrite', { pathRewrite: [{ search: '(', replace: '/' }] }, /^pathRewrite\[0\]\.search: .*not a valid regular expression/],
+    ['JSON user', { auth: { users: [{ name: 'admin' }] } }, /^auth\.users\[0\]: give 'password' or 'passwordHash'/],
+    ['JSON usersFromSecret', { auth: { users: [{ name: 'a', password: 'b' }], usersFromSecret: ['x'] } }, /^auth\.usersFromSecret: needs usersSecret/],
+    ['JSON feature beside destinations', { servicePath: undefined, port: undefined, destinations: [{ servicePath: ['/s'], port: 80 }], stripPrefix: true }, /^stripPrefix: belongs in each destination/],
+  ]
+  for (const [name, input, message] of bad) {
+    it(name, async () => {
+      const { app, store } = control()
+      const res =
+        typeof input === 'string'
+          ? await app.inject({ method: 'PUT', url: `/v1/reconfigure?serviceName=bad&servicePath=/s&port=80&${input}`, headers: api })
+          : await app.inject({ method: 'POST', url: '/v1/reconfigure', headers: api, payload: { serviceName: 'bad', servicePath: ['/s'], port: 80, ...input } })
+      assert.equal(res.statusCode, 400, res.body)
+      assert.equal(res.json().code, 'VALIDATION_FAILED', res.body)
+      assert.match(res.json().message, message)
+      assert.equal(await store.get('bad'), null)
+    })
+  }
+
+  it('warns, and stores no secret, when every user in users has a password (Docker Flow Proxy then does not read usersSecret)', async () => {
+    const { app } = control()
+    const res = await app.inject({ method: 'PUT', url: '/v1/reconfigure?serviceName=warned&servicePath=/w&port=80&users=a:b&usersSecret=admins', headers: api })
+    assert.equal(res.statusCode, 200, res.body)
+    assert.equal(res.json().route.auth.usersSecret, undefined)
+    assert.deepEqual(res.json().route.auth.users.map((u: { name: string }) => u.name), ['a'])
+    assert.match(res.json().warnings[0], /^usersSecret: not used, because every user in users has a password/)
+  })
+})
