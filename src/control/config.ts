@@ -26,6 +26,14 @@ export const ControlEnvSchema = Type.Object(
       }),
     ),
     REDIS_SENTINEL_NAME: Type.String({ default: 'mymaster', pattern: '^[A-Za-z0-9._-]{1,64}$', description: 'Redis Sentinel: the monitored primary\'s name.' }),
+    REDIS_WAIT_REPLICAS: Type.Integer({
+      default: 0,
+      minimum: 0,
+      maximum: 16,
+      description:
+        'Durability across a Redis failover (opt-in): acknowledge a route write only once this many replicas confirmed it (Redis WAIT); when fewer do in time the write answers 503 WRITE_NOT_REPLICATED (stored on the primary, not yet on the replicas; repeating it is safe). 0: acknowledged once the primary has it.',
+    }),
+    REDIS_WAIT_TIMEOUT_MS: Type.Integer({ default: 500, minimum: 1, maximum: 900, description: 'How long a write waits for REDIS_WAIT_REPLICAS replicas (below the 1 s command timeout).' }),
     TETHER_REDIS_PREFIX: Type.String({ default: 'tether:', pattern: '^[A-Za-z0-9:_.-]{1,64}$', description: 'Prefix of every Redis key and channel.' }),
     TETHER_API_TOKENS: Type.Optional(Type.String({ description: "API tokens as 'name=token,name=token'; the name is the actor in the change log." })),
     TETHER_API_TOKENS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding TETHER_API_TOKENS (one name=token a line or comma-separated), e.g. a Docker secret.' })),
@@ -63,6 +71,9 @@ export interface ControlConfig {
   /** REDIS_SENTINELS parsed; undefined without Sentinel. */
   redisSentinels: Array<{ host: string; port: number }> | undefined
   redisSentinelName: string
+  /** REDIS_WAIT_REPLICAS / REDIS_WAIT_TIMEOUT_MS: replicas a route write waits for (0: none). */
+  redisWaitReplicas: number
+  redisWaitTimeoutMs: number
   /** token → name; 'off' when TETHER_AUTH=off. */
   apiTokens: Map<string, string> | 'off'
   proxyToken: string | undefined
@@ -177,6 +188,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig 
       return { host: hp.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(hp.slice(i + 1)) }
     }),
     redisSentinelName: e.REDIS_SENTINEL_NAME,
+    redisWaitReplicas: e.REDIS_WAIT_REPLICAS,
+    redisWaitTimeoutMs: e.REDIS_WAIT_TIMEOUT_MS,
     apiTokens,
     proxyToken,
     generated,

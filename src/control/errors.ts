@@ -59,6 +59,14 @@ export const WriteOutcomeUnknownError = forClients(
     'GET /v1/routes/{serviceName} shows what is stored.',
 )
 /**
+ * REDIS_WAIT_REPLICAS: the write is stored on the Redis primary, but fewer replicas than asked
+ * confirmed it in time (WAIT), so a failover now could lose it. Said as it is: stored, not yet
+ * durable as promised. Writes are idempotent, so repeating the request is safe.
+ */
+export const WriteNotReplicatedError = forClients(
+  createError<[string]>('WRITE_NOT_REPLICATED', 'The change is stored on the Redis primary, but %s; a Redis failover now could lose it. Repeating the same request is safe.', 503),
+)
+/**
  * wait=converged after a stored write: the fleet's status could not be read (the store went
  * away after the write), so convergence is unknown. The change is stored.
  */

@@ -31,7 +31,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   const logger = createLogger({ level: config.logLevel, base: { role: 'control' } }, config.logFormat)
   for (const deprecation of [...config.deprecations, ...discoveryConfig.deprecations]) logger.warn(deprecation)
   // Redis when REDIS_URL is set, else the embedded in-memory store.
-  const store = createRouteStore({ url: config.redisUrl, prefix: config.redisPrefix, logger, sentinels: config.redisSentinels, sentinelName: config.redisSentinelName })
+  const store = createRouteStore({ url: config.redisUrl, prefix: config.redisPrefix, logger, sentinels: config.redisSentinels, sentinelName: config.redisSentinelName, waitReplicas: config.redisWaitReplicas, waitTimeoutMs: config.redisWaitTimeoutMs })
   // Swarm label discovery (TETHER_DISCOVERY=on): labelled services → routes; see discovery/.
   const discoveryLogger = logger.child({ component: 'discovery' })
   const discovery = discoveryConfig.enabled

@@ -29,6 +29,8 @@ export interface RedisServer {
 export interface RedisServerOptions {
   /** Persistence: an append-only file, fsynced on every write ('always') or once a second ('everysec'). Default none. */
   appendfsync?: 'always' | 'everysec'
+  /** More redis-server arguments, e.g. ['--replicaof', '127.0.0.1', '6379']. */
+  args?: string[]
 }
 
 /** A Redis server stopped and removed when the test ends. */
@@ -45,7 +47,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const persistence = dir === undefined ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', options.appendfsync!, '--dir', dir]
 
   async function start(): Promise<void> {
-    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--protected-mode', 'no'], {
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--protected-mode', 'no', ...(options.args ?? [])], {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     child = proc

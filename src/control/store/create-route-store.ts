@@ -21,10 +21,13 @@ export interface RouteStoreOptions {
   /** REDIS_SENTINELS / REDIS_SENTINEL_NAME: follow the primary the sentinels name. */
   sentinels?: ReadonlyArray<{ host: string; port: number }> | undefined
   sentinelName?: string | undefined
+  /** REDIS_WAIT_REPLICAS / REDIS_WAIT_TIMEOUT_MS: replicas a route write waits for (Redis only). */
+  waitReplicas?: number | undefined
+  waitTimeoutMs?: number | undefined
 }
 
 export function createRouteStore(options: RouteStoreOptions = {}): RouteStore {
-  const { url, prefix, changeLogLimit, now, logger, sentinels, sentinelName } = options
+  const { url, prefix, changeLogLimit, now, logger, sentinels, sentinelName, waitReplicas, waitTimeoutMs } = options
   if (url !== undefined && url !== '') {
     return createRedisRouteStore({
       url,
@@ -34,6 +37,8 @@ export function createRouteStore(options: RouteStoreOptions = {}): RouteStore {
       ...(changeLogLimit !== undefined ? { changeLogLimit } : {}),
       ...(now !== undefined ? { now } : {}),
       ...(logger !== undefined ? { logger } : {}),
+      ...(waitReplicas !== undefined ? { waitReplicas } : {}),
+      ...(waitTimeoutMs !== undefined ? { waitTimeoutMs } : {}),
     })
   }
   return createMemoryRouteStore({

@@ -40,7 +40,7 @@ import type { ProxyStatus } from '../../contracts/proxy-status.ts'
 import type { Route } from '../../contracts/route.ts'
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { routeConflict, StoreUnavailableError, WriteOutcomeUnknownError } from '../errors.ts'
+import { routeConflict, StoreUnavailableError, WriteNotReplicatedError, WriteOutcomeUnknownError } from '../errors.ts'
 import { checkChallenge, type CertificateChange, type CertificateFacts, type CertificateMeta, type StoredCertificate } from './certificate-store.ts'
 import {
   checkRollbackTarget,
@@ -88,6 +88,15 @@ export interface RedisRouteStoreOptions {
    * sent) is read back before the store gives up with WriteOutcomeUnknownError. Default 3000 ms.
    */
   outcomeTimeoutMs?: number
+  /**
+   * Durability across a failover (opt-in): a route write is acknowledged only once this many
+   * replicas confirmed it (Redis WAIT); when fewer do within `waitTimeoutMs`, the write fails
+   * with WriteNotReplicatedError (stored on the primary, not confirmed on the replicas).
+   * Default 0: answered once the primary has it.
+   */
+  waitReplicas?: number
+  /** How long WAIT waits for the replicas. Default 500 ms; must be below commandTimeoutMs. */
+  waitTimeoutMs?: number
 }
 
 /** How long the outcome of an apply call can be read back (far longer than any read-back takes). */
@@ -130,6 +139,12 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   const connectTimeout = options.connectTimeoutMs ?? 1000
   const maxReconnectDelay = options.maxReconnectDelayMs ?? 1000
   const outcomeTimeout = options.outcomeTimeoutMs ?? 3000
+  const waitReplicas = options.waitReplicas ?? 0
+  const waitTimeout = options.waitTimeoutMs ?? 500
+  if (!Number.isInteger(waitReplicas) || waitReplicas < 0) throw new TypeError(`waitReplicas must be a non-negative integer, got ${waitReplicas}`)
+  if (waitReplicas > 0 && !(Number.isInteger(waitTimeout) && waitTimeout >= 1 && waitTimeout < commandTimeout)) {
+    throw new TypeError(`waitTimeoutMs must be an integer from 1 to below the command timeout (${commandTimeout} ms), got ${waitTimeout}`)
+  }
 
   const keys = {
     version: `${prefix}version`,
@@ -208,12 +223,32 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
       if (code === -4) throw new StoreUnavailableError('the route index could not be built (the table kept changing)')
       if (code === -5) throw new StoreUnavailableError('the write was cancelled before it ran')
       const [changed, flags, ...befores] = rest
-      return {
+      const result = {
         version: seen(Number(code)),
         changed: Number(changed),
         applied: [...String(flags)].map((f) => f === '1'),
         befores: befores.map((b) => (b === '' ? null : parseRoute(String(b)))),
       }
+      await replicated(result.version)
+      return result
+    }
+  }
+
+  /**
+   * With waitReplicas: WAIT until that many replicas have every write this connection made (the
+   * write just applied, or, for a write that changed nothing, the last one this replica made),
+   * or fail with WriteNotReplicatedError saying how many did.
+   */
+  async function replicated(version: number): Promise<void> {
+    if (waitReplicas === 0) return
+    let acknowledged: number
+    try {
+      acknowledged = await run(() => client.wait(waitReplicas, waitTimeout))
+    } catch (err) {
+      throw new WriteNotReplicatedError(`whether its replicas have it is unknown (WAIT failed: ${err instanceof Error ? err.message : String(err)}) (version ${version})`)
+    }
+    if (acknowledged < waitReplicas) {
+      throw new WriteNotReplicatedError(`${acknowledged} of the ${waitReplicas} replica(s) asked for (REDIS_WAIT_REPLICAS) confirmed it within ${waitTimeout} ms (version ${version})`)
     }
   }
 
