@@ -13,6 +13,8 @@
  *   TETHER_SWARM_BASE_IMAGE    use this base image instead of making one (a machine that can pull)
  */
 import { freePort } from '../../src/shared/free-port.ts'
+import { randomBytes } from 'node:crypto'
+import { createCa, issue, type Issuer } from '../helpers/pki.ts'
 import { execFile, spawn } from 'node:child_process'
 import { constants, existsSync } from 'node:fs'
 import { access, cp, mkdir, mkdtemp, open, readdir, readFile, rm, rmdir, unlink, writeFile } from 'node:fs/promises'
@@ -122,8 +124,12 @@ export interface SwarmLab {
   env: NodeJS.ProcessEnv
   image: string
   httpPort: number
+  /** The proxies' HTTPS port (host mode). */
+  httpsPort: number
   controlPort: number
   apiToken: string
+  /** The CA (PEM) of the test certificates; the Docker secret cert-swarm names secret.swarm.test. */
+  tls: { caPem: string; secretFingerprint: string; ca: Issuer }
   /** `docker ...` against the lab's daemon. */
   docker(args: readonly string[], options?: { timeoutMs?: number; quiet?: boolean }): Promise<string>
   baseImage: string
@@ -234,7 +240,12 @@ export async function startSwarmLab(options: { build?: boolean } = {}): Promise<
     await writeFile(join(secrets, 'api_tokens'), `ci=${apiToken}\n`)
     await writeFile(join(secrets, 'proxy_token'), `proxy-token-${Math.random().toString(36).slice(2)}-0123456789\n`)
     await writeFile(join(secrets, 'cookie_key'), `cookie-key-${Math.random().toString(36).slice(2)}\n`)
+    await writeFile(join(secrets, 'secret_key'), `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 })
+    const ca = await createCa('Tether Swarm Test CA')
+    const secretCert = await issue(ca, ['secret.swarm.test'])
+    await writeFile(join(secrets, 'cert-swarm.pem'), secretCert.combined, { mode: 0o600 })
     const httpPort = await freePort()
+    const httpsPort = await freePort()
     const controlPort = await freePort()
     const stackEnv: NodeJS.ProcessEnv = {
       ...env,
@@ -242,6 +253,7 @@ export async function startSwarmLab(options: { build?: boolean } = {}): Promise<
       REDIS_IMAGE: base,
       DOCKER_SOCKET: socket,
       TETHER_HTTP_PORT: String(httpPort),
+      TETHER_HTTPS_PORT: String(httpsPort),
       TETHER_CONTROL_PORT: String(controlPort),
       TETHER_SECRETS_DIR: secrets,
     }
@@ -258,7 +270,7 @@ export async function startSwarmLab(options: { build?: boolean } = {}): Promise<
         )
       },
     })
-    return { dir, dockerHost, env, image, baseImage: base ?? '', httpPort, controlPort, apiToken, docker, deploy, teardown }
+    return { dir, dockerHost, env, image, baseImage: base ?? '', httpPort, httpsPort, controlPort, apiToken, tls: { caPem: ca.pem, secretFingerprint: secretCert.fingerprint, ca }, docker, deploy, teardown }
   } catch (error) {
     await teardown()
     throw error

@@ -54,12 +54,13 @@ export function requestFresh(url: string, options: { timeoutMs?: number } = {}):
   })
 }
 
-export async function request(url: string, options: { method?: string; jar?: CookieJar; token?: string; timeoutMs?: number } = {}): Promise<Reply> {
+export async function request(url: string, options: { method?: string; jar?: CookieJar; token?: string; timeoutMs?: number; json?: unknown } = {}): Promise<Reply> {
   const headers: Record<string, string> = {}
+  if (options.json !== undefined) headers['content-type'] = 'application/json'
   const cookie = options.jar?.header()
   if (cookie !== undefined) headers.cookie = cookie
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
-  const response = await fetch(url, { method: options.method ?? 'GET', headers, redirect: 'manual', signal: AbortSignal.timeout(options.timeoutMs ?? 5_000) })
+  const response = await fetch(url, { method: options.method ?? 'GET', headers, ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) }), redirect: 'manual', signal: AbortSignal.timeout(options.timeoutMs ?? 5_000) })
   const text = await response.text()
   const setCookies = response.headers.getSetCookie()
   options.jar?.store(setCookies)

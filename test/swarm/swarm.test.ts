@@ -10,7 +10,10 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it as nodeIt } from 'node:test'
+import { X509Certificate } from 'node:crypto'
 import { CookieJar, demoReply, loadLoop, request, requestFresh, type Sample } from './http.ts'
+import { httpsGet } from '../helpers/https.ts'
+import { issue } from '../helpers/pki.ts'
 import { join } from 'node:path'
 import { LabUnavailableError, log, sleep, STACK, startSwarmLab, waitFor, whyNotRunnable, type SwarmLab } from './harness.ts'
 import { startSwarmNodes, type SwarmNode, type SwarmNodes } from './nodes.ts'
@@ -323,6 +326,32 @@ describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? 
     const record = (await request(controlUrl(`/v1/routes/${manual}`))).json as { source: string; actor: string }
     assert.equal(record.source, 'api')
     assert.equal(record.actor, 'ci')
+  })
+
+  it('serves a labelled service over HTTPS: a certificate from the API and one from a Docker secret (cert-*), by SNI, sticky with a Secure cookie', async () => {
+    const { caPem, ca, secretFingerprint } = the().tls
+    const leaf = await issue(ca, ['sticky.swarm.test'])
+    const put = await request(controlUrl('/v1/certificates/sticky?wait=converged&timeout=30'), { method: 'PUT', token: the().apiToken, timeoutMs: 40_000, json: { certificate: leaf.chain, key: leaf.key } })
+    assert.equal(put.status, 200, put.text)
+    const https = (host: string, cookie?: string) =>
+      httpsGet({ port: the().httpsPort, host, path: '/sticky/', ...(host.endsWith('.swarm.test') && host !== 'unknown.swarm.test' ? { ca: caPem } : {}), ...(cookie === undefined ? {} : { headers: { cookie } }) })
+    const first = await https('sticky.swarm.test')
+    assert.equal(first.status, 200)
+    assert.equal(new X509Certificate(first.peer.raw).fingerprint256, leaf.fingerprint, 'the API certificate, verified against the test CA')
+    const reply = first.body as { instance: string; count: number }
+    assert.match(reply.instance, new RegExp(`^${sticky}\\.`))
+    const cookie = first.setCookies.find((c) => c.startsWith('TETHER_'))
+    assert.ok(cookie !== undefined && /;\s*Secure/i.test(cookie), `a Secure affinity cookie over HTTPS: ${first.setCookies.join(' | ')}`)
+    const again = await https('sticky.swarm.test', cookie.split(';')[0])
+    assert.equal((again.body as { instance: string }).instance, reply.instance, 'sticky over HTTPS')
+    const fromSecret = await https('secret.swarm.test')
+    assert.equal(fromSecret.status, 200)
+    assert.equal(new X509Certificate(fromSecret.peer.raw).fingerprint256, secretFingerprint, 'the Docker secret cert-swarm, read by the proxy itself')
+    assert.match(String((await https('unknown.swarm.test')).peer.subject.CN), /Tether default certificate/)
+    const status = (await request(controlUrl('/v1/status'))).json as { proxies: Array<{ tls?: { files: Array<{ name: string }>; problems: unknown[] } }>; tls: { warnings: string[] } }
+    assert.deepEqual(status.proxies[0]?.tls?.files.map((f) => f.name), ['cert-swarm'])
+    assert.deepEqual(status.proxies[0]?.tls?.problems, [])
+    assert.ok(!status.tls.warnings.some((w) => w.startsWith('no certificate')), status.tls.warnings.join('; '))
   })
 
   it('a removed service loses its route, and its path answers 404', async () => {

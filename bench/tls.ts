@@ -1,0 +1,233 @@
+/**
+ * HTTPS benchmark, one run, two proxies side by side (interleaved rounds, medians):
+ *   hand   — a hand-written HAProxy TLS configuration: one `bind ... ssl crt <pem> alpn
+ *            h2,http/1.1` with Mozilla's intermediate ciphers and TLS 1.2+ (what anyone pastes),
+ *            the same sticky routing as bench/data-plane.ts (path /app, cookie insert dynamic,
+ *            3 servers);
+ *   tether — the configuration Tether's engine renders for the same route, with the same
+ *            certificate handed over as the control plane would (crt-list, chosen by SNI, the
+ *            self-signed default first on the bind line).
+ * Two measures, both with wrk (it sends the URL's host as SNI: `localhost`, which the
+ * certificate names):
+ *   keep-alive   — requests/s over established HTTPS connections;
+ *   handshakes   — `Connection: close`: every request is a new TCP connection and a full TLS
+ *                  handshake (wrk offers no session to resume), so requests/s = handshakes/s.
+ * Backends: a separate HAProxy answering `http-request return` on 3 ports. Both proxies run
+ * nbthread 1; everything shares the machine's cores with wrk.
+ *
+ *   flock /tmp/heavy.lock npx tsx bench/tls.ts [--seconds 5] [--rounds 3] [--connections 32]
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { parseArgs, promisify } from 'node:util'
+import { request } from 'node:https'
+import { normalizeRoute } from '../src/contracts/route.ts'
+import { parseCertificate, splitCombinedPem } from '../src/contracts/certificate.ts'
+import { createHaproxyEngine } from '../src/proxy/haproxy/haproxy-engine.ts'
+import { tlsGlobalLines } from '../src/proxy/haproxy/tls.ts'
+import { freePort } from '../test/helpers/redis-server.ts'
+
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, connections: { type: 'string', default: '32' } },
+})
+const seconds = Number(values.seconds)
+const rounds = Number(values.rounds)
+const connections = Number(values.connections)
+const KEY = 'bench-cookie-key'
+const COOKIE = 'TETHER_app'
+const run = promisify(execFile)
+
+const dir = await mkdtemp(join(tmpdir(), 'tether-bench-tls-'))
+const children: ChildProcess[] = []
+const cleanup: Array<() => Promise<unknown>> = []
+
+async function haproxy(name: string, config: string): Promise<void> {
+  const path = join(dir, `${name}.cfg`)
+  await writeFile(path, config)
+  const child = spawn('haproxy', ['-db', '-f', path], { stdio: ['ignore', 'ignore', 'pipe'] })
+  children.push(child)
+  child.stderr?.on('data', (d: Buffer) => {
+    if (/ALERT/.test(d.toString())) process.stderr.write(`${name}: ${d.toString()}`)
+  })
+  await sleep(300)
+  if (child.exitCode !== null) throw new Error(`${name} haproxy exited`)
+}
+
+/** GET over HTTPS with SNI localhost; answers the affinity cookie and the certificate's fingerprint. */
+function get(port: number): Promise<{ status: number; cookie: string | undefined; fingerprint: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/app/x', servername: 'localhost', headers: { host: 'localhost' }, rejectUnauthorized: false, agent: false }, (res) => {
+      const peer = (res.socket as import('node:tls').TLSSocket).getPeerCertificate()
+      res.resume()
+      res.on('end', () => {
+        const raw = res.headers['set-cookie']
+        resolve({ status: res.statusCode ?? 0, cookie: raw?.[0]?.split(';')[0], fingerprint: peer.fingerprint256 })
+      })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+interface WrkResult {
+  rps: number
+  p50: number
+  p99: number
+  errors: number
+}
+
+const toMs = (v: string, unit: string): number => Number(v) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1)
+
+async function wrk(url: string, headers: string[]): Promise<WrkResult> {
+  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...headers.flatMap((h) => ['-H', h]), url]
+  const { stdout } = await run('wrk', args, { timeout: (seconds + 30) * 1000 })
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1])
+  const p = (q: string): number => {
+    const m = new RegExp(`^\\s+${q}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(stdout)
+    return m === null ? NaN : toMs(m[1]!, m[2]!)
+  }
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0)
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout)
+  const errors = non2xx + (sock === null ? 0 : sock.slice(1).reduce((a, b) => a + Number(b), 0))
+  return { rps, p50: p('50'), p99: p('99'), errors }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.floor(s.length / 2)]!
+}
+
+try {
+  // One ECDSA P-256 certificate for both (Tether's default certificate is P-256 too).
+  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'])
+  const combined = `${await readFile(join(dir, 'cert.pem'), 'utf8')}${await readFile(join(dir, 'key.pem'), 'utf8')}`
+  await writeFile(join(dir, 'bench.pem'), combined, { mode: 0o600 })
+  const parsed = parseCertificate(splitCombinedPem(combined))
+
+  const backendPorts = [await freePort(), await freePort(), await freePort()]
+  await haproxy(
+    'backends',
+    [
+      'global',
+      '    maxconn 4096',
+      '    nbthread 1',
+      'defaults',
+      '    mode http',
+      '    timeout client 60s',
+      ...backendPorts.flatMap((port, i) => [`frontend app-${i + 1}`, `    bind 127.0.0.1:${port}`, `    http-request return status 200 content-type text/plain string "app-${i + 1}"`]),
+      '',
+    ].join('\n'),
+  )
+  const endpoints = backendPorts.map((p) => `127.0.0.1:${p}`)
+
+  const handPort = await freePort()
+  await haproxy(
+    'hand',
+    [
+      'global',
+      '    maxconn 4096',
+      '    nbthread 1',
+      ...tlsGlobalLines(),
+      'defaults',
+      '    mode http',
+      '    option forwardfor',
+      '    option redispatch 1',
+      '    retries 3',
+      '    timeout connect 500ms',
+      '    timeout client 60s',
+      '    timeout server 60s',
+      'frontend https',
+      `    bind 127.0.0.1:${handPort} ssl crt ${join(dir, 'bench.pem')} alpn h2,http/1.1`,
+      '    http-request set-header X-Forwarded-Proto https',
+      '    use_backend app if { path /app } || { path_beg /app/ }',
+      '    default_backend notfound',
+      'backend notfound',
+      '    http-request return status 404',
+      'backend app',
+      '    balance roundrobin',
+      `    cookie ${COOKIE} insert indirect nocache dynamic httponly secure attr "SameSite=Lax"`,
+      `    dynamic-cookie-key ${KEY}`,
+      ...endpoints.map((e, i) => `    server a${i + 1} ${e} check`),
+      '',
+    ].join('\n'),
+  )
+
+  const tetherPort = await freePort()
+  const engine = await createHaproxyEngine({
+    stateDir: join(dir, 'tether'),
+    listen: `127.0.0.1:${await freePort()}`,
+    tlsListen: `127.0.0.1:${tetherPort}`,
+    adminListen: `127.0.0.1:${await freePort()}`,
+    resolvers: ['127.0.0.1:1'],
+    cookieKey: KEY,
+    nbthread: 1,
+  })
+  cleanup.push(() => engine.stop())
+  await engine.certificates!.set([{ name: 'bench', fingerprint: parsed.fingerprint, pem: `${parsed.chainPem}${parsed.keyPem}` }])
+  await engine.apply({
+    version: 1,
+    routes: [normalizeRoute({ serviceName: 'app', destinations: [{ servicePath: ['/app'], port: 80 }], sticky: true, endpoints })],
+  })
+
+  const targets = { hand: { port: handPort, cookie: '' }, tether: { port: tetherPort, cookie: '' } }
+  for (const name of ['hand', 'tether'] as const) {
+    let answer
+    for (let i = 0; i < 100; i++) {
+      answer = await get(targets[name].port).catch(() => undefined)
+      if (answer?.status === 200) break
+      await sleep(50)
+    }
+    if (answer?.status !== 200 || answer.cookie === undefined) throw new Error(`${name} never answered 200 with a cookie`)
+    if (answer.fingerprint !== parsed.fingerprint) throw new Error(`${name} does not serve the bench certificate for SNI localhost`)
+    targets[name].cookie = answer.cookie
+  }
+
+  const modes = { 'keep-alive': [] as string[], handshakes: ['Connection: close'] }
+  const results: Record<string, WrkResult[]> = {}
+  for (let r = 0; r < rounds; r++) {
+    for (const [mode, headers] of Object.entries(modes)) {
+      for (const name of ['hand', 'tether'] as const) {
+        const res = await wrk(`https://localhost:${targets[name].port}/app/x`, [...headers, `Cookie: ${targets[name].cookie}`])
+        ;(results[`${mode} ${name}`] ??= []).push(res)
+        process.stderr.write(`round ${r + 1} ${mode} ${name}: ${res.rps.toFixed(0)} req/s p50 ${res.p50.toFixed(3)} ms p99 ${res.p99.toFixed(3)} ms errors ${res.errors}\n`)
+      }
+    }
+  }
+  const summary = (key: string): WrkResult => {
+    const rs = results[key]!
+    return { rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)), errors: rs.reduce((a, x) => a + x.errors, 0) }
+  }
+  console.log(`wrk -t1 -c${connections} -d${seconds}s --latency over HTTPS (SNI localhost, ECDSA P-256), ${rounds} interleaved rounds, medians`)
+  console.log('| measure | target | req/s | p50 ms | p99 ms | errors |')
+  console.log('|---|---|---|---|---|---|')
+  for (const mode of Object.keys(modes)) for (const name of ['hand', 'tether']) {
+    const s = summary(`${mode} ${name}`)
+    console.log(`| ${mode} | ${name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(3)} | ${s.p99.toFixed(3)} | ${s.errors} |`)
+  }
+  for (const mode of Object.keys(modes)) console.log(`${mode}: tether / hand-written = ${(summary(`${mode} tether`).rps / summary(`${mode} hand`).rps).toFixed(3)}`)
+
+  // New certificate → served: the proxy's side of "issuance to every proxy serving it" (the
+  // agent hands the engine the certificate, the engine applies it over the runtime API); timed
+  // until a fresh TLS handshake presents it.
+  const reloadsBefore = engine.counters.reloads
+  const times: number[] = []
+  for (let i = 0; i < 10; i++) {
+    await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'key2.pem'), '-out', join(dir, 'cert2.pem'), '-days', '2', '-subj', `/CN=localhost-${i}`, '-addext', 'subjectAltName=DNS:localhost'])
+    const next = parseCertificate(splitCombinedPem(`${await readFile(join(dir, 'cert2.pem'), 'utf8')}${await readFile(join(dir, 'key2.pem'), 'utf8')}`))
+    const started = performance.now()
+    await engine.certificates!.set([{ name: 'bench', fingerprint: next.fingerprint, pem: `${next.chainPem}${next.keyPem}` }])
+    await engine.apply({ version: 2 + i, routes: [normalizeRoute({ serviceName: 'app', destinations: [{ servicePath: ['/app'], port: 80 }], sticky: true, endpoints })] })
+    for (let k = 0; k < 200 && (await get(tetherPort)).fingerprint !== next.fingerprint; k++) await sleep(5)
+    times.push(performance.now() - started)
+  }
+  console.log(`certificate replaced → served by a new handshake, 10 times: median ${median(times).toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms; reloads meanwhile: ${engine.counters.reloads - reloadsBefore}`)
+} finally {
+  for (const c of cleanup) await c().catch(() => undefined)
+  for (const child of children) child.kill('SIGTERM')
+  await sleep(200)
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  await rm(dir, { recursive: true, force: true })
+}
