@@ -32,11 +32,6 @@ export const ProxyEnvSchema = Type.Object({
     default: ':443',
     description: "HTTPS listener for the routed traffic (certificates by SNI; a self-signed default until one covers a name), or 'off'. Default :443.",
   }),
-  TETHER_CERT_SECRETS_DIR: Type.String({
-    minLength: 1,
-    default: '/run/secrets',
-    description: "Where Docker mounts secrets: files named cert-* or cert_* there are certificates (chain and key as one PEM, Docker Flow Proxy's convention), served beside the control plane's. Default /run/secrets.",
-  }),
   TETHER_CERT_DIR: Type.Optional(Type.String({ minLength: 1, description: 'A directory whose every file is a certificate (chain and key as one PEM), read again every 30 s. Default: none.' })),
   TETHER_ADMIN_LISTEN: Type.String({ pattern: LISTEN_PATTERN, default: ':8404', description: 'Admin listener: stats, /metrics, /healthz. Default :8404.' }),
   TETHER_DNS: Type.String({ pattern: DNS_PATTERN, default: '127.0.0.11:53', description: "DNS server the proxy asks for tasks.<service> and task names. Default Docker's embedded DNS 127.0.0.11:53." }),
@@ -52,7 +47,8 @@ export const ProxyEnvSchema = Type.Object({
   TETHER_SECRETS_DIR: Type.String({
     minLength: 1,
     default: '/run/secrets',
-    description: "Where the proxy's Docker secrets are mounted: basic-auth users of routes with usersSecret=S are read from dfp_users_S there. Default /run/secrets.",
+    description:
+      "Where the proxy's Docker secrets are mounted: basic-auth users of routes with usersSecret=S are read from dfp_users_S there, and files named cert-* or cert_* are certificates (chain and key as one PEM, Docker Flow Proxy's convention) served beside the control plane's. Default /run/secrets.",
   }),
   TETHER_SLOTS: Type.Optional(Type.String({ description: 'Deprecated and ignored: servers follow the real tasks, there are no slots.' })),
   TETHER_NODE: Type.Optional(Type.String({ minLength: 1, maxLength: 253, description: 'Node name shown in the fleet status. Default: the host name.' })),
@@ -77,7 +73,7 @@ export interface ProxyConfig {
   proxyListen: Listen
   /** null: no HTTPS listener (TETHER_PROXY_LISTEN_TLS=off). */
   tlsListen: Listen | null
-  /** Certificates from files: Docker secrets cert-* (TETHER_CERT_SECRETS_DIR) and TETHER_CERT_DIR. */
+  /** Certificates from files: Docker secrets cert-* (TETHER_SECRETS_DIR) and TETHER_CERT_DIR. */
   certificateFiles: { secretsDir: string; dir: string | undefined }
   adminListen: Listen
   dns: { host: string; port: number }
@@ -182,7 +178,7 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     proxyId,
     proxyListen: parseListen(value.TETHER_PROXY_LISTEN),
     tlsListen: value.TETHER_PROXY_LISTEN_TLS === 'off' ? null : parseListen(value.TETHER_PROXY_LISTEN_TLS),
-    certificateFiles: { secretsDir: value.TETHER_CERT_SECRETS_DIR, dir: value.TETHER_CERT_DIR },
+    certificateFiles: { secretsDir: value.TETHER_SECRETS_DIR, dir: value.TETHER_CERT_DIR },
     adminListen: parseListen(value.TETHER_ADMIN_LISTEN),
     dns: { host: dnsListen.host ?? '127.0.0.11', port: dnsListen.port },
     dnsIntervalMs: value.TETHER_DNS_INTERVAL_MS,
