@@ -58,7 +58,13 @@ export async function createApiFuzz(goodEndpoint: string): Promise<ApiFuzz> {
     if (input.form === 'labels') {
       const result = routeFromLabels(input.serviceName, input.labels)
       if ('problems' in result) {
-        assert.ok(result.problems.length > 0 && result.problems.every((p) => typeof p === 'string' && p.length > 0))
+        // No problem only when there is nothing to route (no path, no domain): what DFP answers 409 NOTHING_TO_ROUTE for.
+        if (result.problems.length === 0) {
+          const dfp = await app.inject({ method: 'PUT', url: `/v1/docker-flow-proxy/reconfigure?${new URLSearchParams([...Object.entries(input.labels).flatMap(([k, v]): Array<[string, string]> => (k.startsWith('com.df.') ? [[k.slice(7), v]] : [])), ['serviceName', input.serviceName]]).toString()}`, headers })
+          assert.equal(dfp.json().code, 'NOTHING_TO_ROUTE', `labels gave neither a route nor a problem, and the DFP form answers ${dfp.body}`)
+          return { code: 'NOTHING_TO_ROUTE' }
+        }
+        assert.ok(result.problems.every((p) => typeof p === 'string' && p.length > 0))
         return { code: 'LABEL_PROBLEM' }
       }
       try {
