@@ -117,10 +117,33 @@ export function bindingKey(host: string, path: string, match = ''): string {
   return match === '' ? `http|${host}|${path}` : `http|${host}|${path}|${match}`
 }
 
-/** Parses a key made by bindingKey. */
-export function parseBindingKey(key: string): { host: string; path: string; match: string } {
-  const [, host = '', path = '', match = ''] = key.split('|')
-  return { host, path, match }
+/** The key of the default backend (isDefaultBackend): one service holds it. */
+export const DEFAULT_BACKEND_KEY = 'default|'
+
+/** The key of a host redirect (redirectFromDomain): one service per source host. */
+export function redirectKey(from: string): string {
+  return `redirect|${from}`
+}
+
+/** What a key holds: a (host, path[, match]) binding, a redirected host, or the default backend. */
+export interface ParsedKey {
+  kind: 'http' | 'redirect' | 'default'
+  host: string
+  path: string
+  match: string
+}
+
+/** Parses a key made by bindingKey, redirectKey or DEFAULT_BACKEND_KEY. */
+export function parseBindingKey(key: string): ParsedKey {
+  const [kind = 'http', host = '', path = '', match = ''] = key.split('|')
+  if (kind === 'redirect') return { kind, host, path: '', match: '' }
+  if (kind === 'default') return { kind, host: '', path: '', match: '' }
+  return { kind: 'http', host, path, match }
+}
+
+/** The host a destination's redirects go to: its first host that is not a wildcard. */
+function redirectTarget(route: Route, destination: Destination): string | undefined {
+  return hostsOf(route, destination).find((h) => h !== '' && !h.startsWith('*.'))
 }
 
 /** Every binding of one destination, in its order (hosts within each path). */
@@ -155,9 +178,15 @@ export function routeBindings(route: Route): HttpBinding[] {
   return out
 }
 
-/** The binding keys a route holds, sorted (what the store's conflict index records). */
+/**
+ * The keys a route holds, sorted (what the store's conflict index records): its (host, path)
+ * bindings, the hosts it redirects, and the default backend when it asks for it.
+ */
 export function bindingKeys(route: Route): string[] {
-  return routeBindings(route).map(keyOf).sort()
+  const keys = new Set(routeBindings(route).map(keyOf))
+  for (const d of route.destinations) if (redirectTarget(route, d) !== undefined) for (const from of d.redirectFromDomain ?? []) keys.add(redirectKey(from))
+  if (route.isDefaultBackend === true) keys.add(DEFAULT_BACKEND_KEY)
+  return [...keys].sort()
 }
 
 const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
@@ -220,7 +249,7 @@ export function planRoutes(routes: readonly Route[]): RoutePlan {
           shadowed.push({ ...binding, shadowedBy: winner.serviceName })
         }
       }
-      const to = hostsOf(route, destination).find((h) => h !== '' && !h.startsWith('*.'))
+      const to = redirectTarget(route, destination)
       for (const from of destination.redirectFromDomain ?? []) {
         if (to === undefined) continue
         const holder = redirects.get(from)
@@ -245,12 +274,24 @@ export function planRoutes(routes: readonly Route[]): RoutePlan {
   return plan
 }
 
-/** What the plan says about one service: the bindings it lost, and the services it shadows. */
-export function shadowingOf(plan: RoutePlan, serviceName: string): { shadowed: ShadowedBinding[]; shadows: ShadowedBinding[] } {
+export type ShadowedExtra = RoutePlan['shadowedExtras'][number]
+
+/** What the plan says about one service: the bindings (and redirects, default backend) it lost, and what it shadows of others. */
+export function shadowingOf(
+  plan: RoutePlan,
+  serviceName: string,
+): { shadowed: ShadowedBinding[]; shadows: ShadowedBinding[]; shadowedExtras: ShadowedExtra[]; shadowsExtras: ShadowedExtra[] } {
   return {
     shadowed: plan.shadowed.filter((s) => s.serviceName === serviceName),
     shadows: plan.shadowed.filter((s) => s.shadowedBy === serviceName && s.serviceName !== serviceName),
+    shadowedExtras: plan.shadowedExtras.filter((s) => s.serviceName === serviceName),
+    shadowsExtras: plan.shadowedExtras.filter((s) => s.shadowedBy === serviceName),
   }
+}
+
+/** One sentence per lost redirect or default backend. */
+export function describeShadowedExtra(s: ShadowedExtra): string {
+  return `${s.what} asked by "${s.serviceName}" is shadowed: "${s.shadowedBy}" holds it (Docker Flow Proxy order: aclName, else service name)`
 }
 
 /** One sentence per shadowed binding, e.g. `app.example.com/demo (port 8080) is served by "alpha"`. */

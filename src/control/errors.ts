@@ -83,6 +83,8 @@ export const RouteConflictError = createError<[string]>('ROUTE_CONFLICT', '%s', 
 export interface BindingConflict {
   /** The service the write was for. */
   serviceName: string
+  /** What is held: a (host, path) binding (the default), a redirected host, the default backend. */
+  kind?: 'http' | 'redirect' | 'default'
   host: string
   path: string
   /** The service that holds (host, path). */
@@ -91,6 +93,13 @@ export interface BindingConflict {
 
 /** The 409's message: the field, the value, the holder, and how to take it over. */
 export function conflictMessage(c: BindingConflict): string {
+  const takeover = `repeat the request with takeover=true to move it to "${c.serviceName}"`
+  if (c.kind === 'redirect') {
+    return `redirectFromDomain: ${JSON.stringify(c.host)} is already redirected by service "${c.holder}"; nothing was stored. Remove it from "${c.holder}"'s route first, or ${takeover}`
+  }
+  if (c.kind === 'default') {
+    return `isDefaultBackend: service "${c.holder}" is already the default backend (requests no route matches); nothing was stored. Turn it off on "${c.holder}" first, or ${takeover}`
+  }
   const field = c.host === '' ? 'servicePath' : 'serviceDomain + servicePath'
   const value = c.host === '' ? JSON.stringify(c.path) : JSON.stringify(`${c.host}${c.path}`)
   const where = c.host === '' ? 'for any host' : `for host ${c.host}`

@@ -72,6 +72,87 @@ describe('route planner: precedence', () => {
   })
 })
 
+describe('route planner: Docker Flow Proxy discriminators, redirects and the default backend', () => {
+  const r = (input: Parameters<typeof normalizeRoute>[0]) => normalizeRoute(input)
+  const matchers = (routes: Route[]) =>
+    planRoutes(routes).http.map((b) => `${b.host}${b.path}${b.match === undefined ? '' : ` [${[...(b.match.userAgent ?? []).map((u) => `ua:${u}`), ...(b.match.serviceHeader ?? []).map((h) => `${h.name}=${h.value}`)].join(' ')}]`}${b.exclude === undefined ? '' : ` -${b.exclude.join(',')}`}→${b.serviceName}:${b.port}`)
+
+  const cases: Array<{ name: string; routes: Route[]; served: string[]; shadowed?: string[]; extras?: string[]; redirects?: string[]; defaultBackend?: string }> = [
+    {
+      name: 'on one path, destinations with userAgent or serviceHeader are tried before the one without (the catch-all)',
+      routes: [
+        r({
+          serviceName: 'app',
+          destinations: [
+            { servicePath: ['/app'], port: 82 },
+            { servicePath: ['/app'], port: 80, userAgent: ['iPhone'] },
+            { servicePath: ['/app'], port: 81, serviceHeader: [{ name: 'X-Version', value: '3' }] },
+          ],
+        }),
+      ],
+      served: ['/app [X-Version=3]→app:81', '/app [ua:iPhone]→app:80', '/app→app:82'],
+    },
+    {
+      name: 'the same discriminators on one path in two routes: one key, DFP order decides',
+      routes: [
+        r({ serviceName: 'b-mobile', destinations: [{ servicePath: ['/m'], port: 80, userAgent: ['Android'] }] }),
+        r({ serviceName: 'a-mobile', destinations: [{ servicePath: ['/m'], port: 80, userAgent: ['Android'] }] }),
+      ],
+      served: ['/m [ua:Android]→a-mobile:80'],
+      shadowed: ['/m b-mobile<a-mobile'],
+    },
+    {
+      name: 'different discriminators on one path in two routes both serve, and the plain route stays the fallback',
+      routes: [
+        r({ serviceName: 'ios', destinations: [{ servicePath: ['/m'], port: 80, userAgent: ['iPhone'] }] }),
+        r({ serviceName: 'droid', destinations: [{ servicePath: ['/m'], port: 80, userAgent: ['Android'] }] }),
+        r({ serviceName: 'web', destinations: [{ servicePath: ['/m'], port: 80 }] }),
+      ],
+      served: ['/m [ua:Android]→droid:80', '/m [ua:iPhone]→ios:80', '/m→web:80'],
+    },
+    {
+      name: 'a per-destination domain (serviceDomain.N) replaces the route domain for that destination only',
+      routes: [r({ serviceName: 'multi', serviceDomain: ['www.example.com'], destinations: [{ servicePath: ['/'], port: 80 }, { servicePath: ['/'], port: 81, serviceDomain: ['api.example.com'] }] })],
+      served: ['api.example.com/→multi:81', 'www.example.com/→multi:80'],
+    },
+    {
+      name: 'servicePathExclude keeps the key: the binding serves, minus the excluded prefixes',
+      routes: [r({ serviceName: 'ex', destinations: [{ servicePath: ['/ex'], port: 80, servicePathExclude: ['/ex/metrics'] }] }), r({ serviceName: 'metrics', destinations: [{ servicePath: ['/ex/metrics'], port: 80 }] })],
+      served: ['/ex -/ex/metrics→ex:80', '/ex/metrics→metrics:80'],
+    },
+    {
+      name: 'two routes redirecting one host, two asking to be the default backend: DFP order holds each, the other is reported',
+      routes: [
+        r({ serviceName: 'new-b', isDefaultBackend: true, destinations: [{ servicePath: ['/'], port: 80, serviceDomain: ['b.example'], redirectFromDomain: ['old.example'] }] }),
+        r({ serviceName: 'new-a', isDefaultBackend: true, destinations: [{ servicePath: ['/'], port: 80, serviceDomain: ['a.example'], redirectFromDomain: ['old.example', 'older.example'] }] }),
+      ],
+      served: ['a.example/→new-a:80', 'b.example/→new-b:80'],
+      redirects: ['old.example→a.example (new-a)', 'older.example→a.example (new-a)'],
+      defaultBackend: 'new-a',
+      extras: ['new-b: the default backend (isDefaultBackend) < new-a', 'new-b: the redirect from old.example < new-a'],
+    },
+  ]
+  for (const c of cases) {
+    it(c.name, () => {
+      for (const routes of [c.routes, [...c.routes].reverse()]) {
+        const plan = planRoutes(routes)
+        assert.deepEqual(matchers(routes), c.served)
+        assert.deepEqual(shadowed(routes), c.shadowed ?? [])
+        assert.deepEqual(plan.shadowedExtras.map((e) => `${e.serviceName}: ${e.what} < ${e.shadowedBy}`).sort(), c.extras ?? [])
+        assert.deepEqual(plan.redirects.map((x) => `${x.from}→${x.to} (${x.serviceName})`), c.redirects ?? [])
+        assert.equal(plan.defaultBackend?.serviceName, c.defaultBackend)
+      }
+    })
+  }
+
+  it('gives redirects and the default backend keys of their own, so the store refuses a second claim through Tether\'s forms', () => {
+    const keys = bindingKeys(r({ serviceName: 'x', isDefaultBackend: true, destinations: [{ servicePath: ['/'], port: 80, serviceDomain: ['new.example'], redirectFromDomain: ['old.example'] }] }))
+    assert.deepEqual(keys, ['default|', 'http|new.example|/', 'redirect|old.example'])
+    const discriminated = bindingKeys(r({ serviceName: 'y', destinations: [{ servicePath: ['/m'], port: 80, userAgent: ['iPhone'], serviceHeader: [{ name: 'X-V', value: '1 2' }] }] }))
+    assert.deepEqual(discriminated, ['http||/m|ua=iPhone;hdr=x-v:1%202'])
+  })
+})
+
 describe('route planner and renderer agree (property)', () => {
   const settings = resolveSettings({ stateDir: '/tmp/tether-plan-property', cookieKey: 'property-test-key' })
   const name = fc.constantFrom('alpha', 'beta', 'gamma', 'delta')

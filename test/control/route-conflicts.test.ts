@@ -153,3 +153,44 @@ describe('Docker Flow Proxy form: shared paths, reported', () => {
     assert.deepEqual(status.shadowed, [])
   })
 })
+
+describe('the default backend and host redirects are held by one service', () => {
+  it('refuses a second isDefaultBackend or a redirect of a held host through Tether forms (409 naming the field and the holder); takeover=true moves them', async (t) => {
+    const { app, store } = await startControl(t)
+    assert.equal((await app.inject(put('/v1/reconfigure?serviceName=blue&servicePath=/blue&port=80&isDefaultBackend=true&serviceDomain=new.example&redirectFromDomain=old.example'))).statusCode, 200)
+
+    const second = await app.inject(put('/v1/reconfigure?serviceName=green&servicePath=/green&port=80&isDefaultBackend=true'))
+    assert.equal(second.statusCode, 409, second.body)
+    assert.match(second.json().message, /^isDefaultBackend: service "blue" is already the default backend .*nothing was stored.*takeover=true/)
+    const redirect = await app.inject({ method: 'POST', url: '/v1/reconfigure', headers: api, payload: { serviceName: 'green', servicePath: ['/green'], port: 80, serviceDomain: ['green.example'], redirectFromDomain: ['old.example'] } })
+    assert.equal(redirect.statusCode, 409, redirect.body)
+    assert.match(redirect.json().message, /^redirectFromDomain: "old\.example" is already redirected by service "blue"; nothing was stored/)
+    assert.equal(await store.version(), 1)
+    assert.equal(await store.get('green'), null)
+
+    // The blue-green switch of the default backend and the redirect: one version, blue keeps its path.
+    const moved = await app.inject(put('/v1/reconfigure?serviceName=green&servicePath=/green&port=80&isDefaultBackend=true&serviceDomain=green.example&redirectFromDomain=old.example&takeover=true'))
+    assert.equal(moved.statusCode, 200, moved.body)
+    assert.deepEqual(moved.json().takenOver, [{ serviceName: 'blue', servicePath: [], removed: false, redirectFromDomain: ['old.example'], isDefaultBackend: true }])
+    assert.equal(moved.json().version, 2)
+    const blue = (await store.get('blue'))?.route
+    assert.equal(blue?.isDefaultBackend, undefined)
+    assert.deepEqual(blue?.destinations, [{ servicePath: ['/blue'], port: 80 }])
+    const log = await store.changes(0, 10)
+    assert.match(log.at(-1)?.note ?? '', /takeover by "green": the redirect from old\.example,the default backend from "blue"/)
+  })
+
+  it('through the DFP form both are stored; DFP order holds each, and the other is reported in warnings, GET /v1/routes/{serviceName} and /v1/status', async (t) => {
+    const { app } = await startControl(t)
+    const dfp = (q: string) => app.inject({ method: 'GET', url: `/v1/docker-flow-proxy/reconfigure?${q}`, headers: api })
+    assert.equal((await dfp('serviceName=zeta&servicePath=/z&port=80&isDefaultBackend=true')).statusCode, 200)
+    const second = await dfp('serviceName=alpha&servicePath=/a&port=80&isDefaultBackend=true')
+    assert.equal(second.statusCode, 200, second.body)
+    assert.deepEqual(second.json().warnings, ['the default backend (isDefaultBackend) asked by "zeta" is shadowed: "alpha" holds it (Docker Flow Proxy order: aclName, else service name)'])
+    const route = (await app.inject({ url: '/v1/routes/zeta' })).json()
+    assert.deepEqual(route.shadowedExtras, [{ serviceName: 'zeta', what: 'the default backend (isDefaultBackend)', shadowedBy: 'alpha', message: second.json().warnings[0] }])
+    const status = (await app.inject({ url: '/v1/status' })).json()
+    assert.deepEqual(status.shadowedExtras, route.shadowedExtras)
+    assert.deepEqual(status.shadowed, [])
+  })
+})

@@ -203,6 +203,8 @@ export const TakenOverSchema = Type.Object(
     serviceName: Type.String({ description: 'The service that held the paths.' }),
     servicePath: Type.Array(Type.String(), { description: 'The paths moved to this route.' }),
     removed: Type.Boolean({ description: 'Nothing was left of its route, so it was removed.' }),
+    redirectFromDomain: Type.Optional(Type.Array(Type.String(), { description: 'Host redirects moved to this route.' })),
+    isDefaultBackend: Type.Optional(Type.Literal(true, { description: 'The default backend moved to this route.' })),
   },
   { additionalProperties: false },
 )
@@ -254,6 +256,17 @@ export const ShadowedBindingSchema = Type.Object(
   { $id: 'ShadowedBinding', additionalProperties: false },
 )
 
+/** A host redirect or the default backend one route asked for and another holds (contracts/route-planner.ts). */
+export const ShadowedExtraSchema = Type.Object(
+  {
+    serviceName: Type.String({ description: 'The route that asked for it and does not get it.' }),
+    what: Type.String({ description: "'the redirect from <host>' or 'the default backend (isDefaultBackend)'." }),
+    shadowedBy: Type.String({ description: 'The route that holds it (Docker Flow Proxy order).' }),
+    message: Type.String({ description: 'The same, as a sentence.' }),
+  },
+  { $id: 'ShadowedExtra', additionalProperties: false },
+)
+
 export const RouteRecordSchema = Type.Object(
   {
     route: ref(RouteSchema),
@@ -265,6 +278,11 @@ export const RouteRecordSchema = Type.Object(
     shadowed: Type.Optional(
       Type.Array(ref(ShadowedBindingSchema), {
         description: "GET /v1/routes/{serviceName}: this route's bindings that another route serves, and the bindings of others this route shadows (paths shared through the Docker Flow Proxy form or labels).",
+      }),
+    ),
+    shadowedExtras: Type.Optional(
+      Type.Array(ref(ShadowedExtraSchema), {
+        description: 'GET /v1/routes/{serviceName}: host redirects and the default backend this route asked for and another holds, or holds against another (Docker Flow Proxy form or labels).',
       }),
     ),
   },
@@ -363,6 +381,11 @@ export const FleetStatusSchema = Type.Object(
       Type.Object({ serviceName: Type.String(), error: Type.String(), proxies: Type.Array(Type.String()) }, { additionalProperties: false }),
       { description: 'Routes some proxy refused (HAProxy rejected the configuration with them), with the error and which proxies.' },
     ),
+    shadowedExtras: Type.Optional(
+      Type.Array(ref(ShadowedExtraSchema), {
+        description: 'Host redirects (redirectFromDomain) and the default backend (isDefaultBackend) asked for by more than one route (Docker Flow Proxy form or labels): who holds each and who does not get it.',
+      }),
+    ),
     routeProblems: Type.Array(
       Type.Object({ serviceName: Type.String(), problem: Type.String(), proxies: Type.Array(Type.String()) }, { additionalProperties: false }),
       { description: "Routes some proxy serves with something missing (e.g. a usersSecret not mounted in it: nobody can log in there), with the problem and which proxies." },
@@ -406,6 +429,7 @@ export const sharedSchemas: TSchema[] = [
   ProxyStatusSchema,
   ConvergenceSchema,
   ShadowedBindingSchema,
+  ShadowedExtraSchema,
   ReconfigureBodySchema,
   RouteBodySchema,
   ReconfigureAnswerSchema,

@@ -10,7 +10,7 @@
  */
 import type { ChangeMeta } from '../../contracts/change.ts'
 import { hostsOf, type Route } from '../../contracts/route.ts'
-import { bindingKey, bindingKeys, matchKey, matchOf } from '../../contracts/route-planner.ts'
+import { bindingKey, bindingKeys, DEFAULT_BACKEND_KEY, matchKey, matchOf, redirectKey } from '../../contracts/route-planner.ts'
 import { RouteConflictError, StoreUnavailableError } from '../errors.ts'
 import { ExpectationFailedError, type PutResult, type RouteStore, type RouteWrite } from '../store/route-store.ts'
 
@@ -21,6 +21,10 @@ export interface TakenOver {
   servicePath: string[]
   /** True when nothing was left of the holder's route, so it was removed. */
   removed: boolean
+  /** Host redirects moved to the new route (redirectFromDomain). */
+  redirectFromDomain?: string[]
+  /** The default backend moved to the new route. */
+  isDefaultBackend?: true
 }
 
 /** Attempts of a takeover racing other writes to the same services before it gives up. */
@@ -32,9 +36,10 @@ const TAKEOVER_ATTEMPTS = 5
  * paths, so it cannot keep half); otherwise the takeover is refused with ROUTE_CONFLICT.
  * Returns null when nothing is left of the holder.
  */
-export function withoutClaims(holder: Route, route: Route): { after: Route | null; moved: string[] } {
+export function withoutClaims(holder: Route, route: Route): { after: Route | null; moved: string[]; redirects: string[]; defaultBackend: boolean } {
   const claimed = new Set(bindingKeys(route))
   const moved = new Set<string>()
+  const redirects = new Set<string>()
   const destinations = holder.destinations
     .map((d) => ({
       ...d,
@@ -54,8 +59,27 @@ export function withoutClaims(holder: Route, route: Route): { after: Route | nul
       }),
     }))
     .filter((d) => d.servicePath.length > 0)
-  const after = destinations.length === 0 ? null : { ...holder, destinations }
-  return { after, moved: [...moved].sort() }
+    .map((d) => {
+      const kept = d.redirectFromDomain?.filter((from) => !claimed.has(redirectKey(from)))
+      for (const from of d.redirectFromDomain ?? []) if (claimed.has(redirectKey(from))) redirects.add(from)
+      const { redirectFromDomain: _r, ...rest } = d
+      return kept === undefined || kept.length === 0 ? rest : { ...rest, redirectFromDomain: kept }
+    })
+  const defaultBackend = holder.isDefaultBackend === true && claimed.has(DEFAULT_BACKEND_KEY)
+  let after: Route | null = null
+  if (destinations.length > 0) {
+    after = { ...holder, destinations }
+    if (defaultBackend) delete after.isDefaultBackend
+  }
+  return { after, moved: [...moved].sort(), redirects: [...redirects].sort(), defaultBackend }
+}
+
+/** What a takeover moved from one holder, for the change log's note. */
+function describeTaken(t: TakenOver): string {
+  const parts = [...t.servicePath]
+  if (t.redirectFromDomain !== undefined) parts.push(`the redirect from ${t.redirectFromDomain.join(',')}`)
+  if (t.isDefaultBackend === true) parts.push('the default backend')
+  return parts.join(',')
 }
 
 /**
@@ -75,14 +99,20 @@ export async function putExclusive(
     const takenOver: TakenOver[] = []
     const writes: RouteWrite[] = [{ serviceName: route.serviceName, after: route, claim: 'exclusive' }]
     for (const holder of holders) {
-      const { after, moved } = withoutClaims(holder, route)
+      const { after, moved, redirects, defaultBackend } = withoutClaims(holder, route)
       writes.push({ serviceName: holder.serviceName, after, expect: holder })
-      takenOver.push({ serviceName: holder.serviceName, servicePath: moved, removed: after === null })
+      takenOver.push({
+        serviceName: holder.serviceName,
+        servicePath: moved,
+        removed: after === null,
+        ...(redirects.length === 0 ? {} : { redirectFromDomain: redirects }),
+        ...(defaultBackend ? { isDefaultBackend: true as const } : {}),
+      })
     }
     const note =
       takenOver.length === 0
         ? undefined
-        : `takeover by "${route.serviceName}": ${takenOver.map((t) => `${t.servicePath.join(',')} from "${t.serviceName}"${t.removed ? ' (route removed)' : ''}`).join('; ')}`
+        : `takeover by "${route.serviceName}": ${takenOver.map((t) => `${describeTaken(t)} from "${t.serviceName}"${t.removed ? ' (route removed)' : ''}`).join('; ')}`
     try {
       const result = await store.write(writes, note === undefined ? meta : { ...meta, note })
       const changed = result.changes.some((c) => c.serviceName === route.serviceName)

@@ -153,7 +153,9 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
     changes: `${prefix}changes`,
     bindings: `${prefix}bindings`,
     routeKeys: `${prefix}route-keys`,
-    bindingsReady: `${prefix}bindings-ready`,
+    // '-v2': the index holds redirect and default-backend keys too; a store written by an older
+    // Tether has only the first flag, so its index is rebuilt on the first write.
+    bindingsReady: `${prefix}bindings-ready-v2`,
     proxies: `${prefix}proxies`,
     proxyExpiry: `${prefix}proxy-expiry`,
     lease: (name: string) => `${prefix}lease:${name}`,

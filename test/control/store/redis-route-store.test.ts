@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { normalizeRoute } from '../../../src/contracts/route.ts'
 import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
 import { createRedisRouteStore } from '../../../src/control/store/redis-route-store.ts'
@@ -30,13 +31,33 @@ describe('redis route store: routes written by a Tether without the conflict ind
       await older.put(route('go-demo', 8080, { servicePath: ['/demo'] }), ci)
       // What an older version left: routes and version, no index.
       const raw = new Redis(redis.url)
-      await raw.del(`${prefix}bindings`, `${prefix}route-keys`, `${prefix}bindings-ready`)
+      await raw.del(`${prefix}bindings`, `${prefix}route-keys`, `${prefix}bindings-ready-v2`)
       await raw.quit()
       await assert.rejects(older.put(route('alpha', 80, { servicePath: ['/demo'] }), ci, { claim: 'exclusive' }), /already served by service "go-demo"/)
       const ok = await older.put(route('alpha', 80, { servicePath: ['/alpha'] }), ci, { claim: 'exclusive' })
       assert.deepEqual([ok.changed, ok.version], [true, 2])
     } finally {
       await older.close()
+    }
+  })
+
+  it('re-indexes a store indexed before default-backend and redirect keys existed (only the first ready flag), so a second isDefaultBackend conflicts', async () => {
+    const prefix = `upgrade-${++n}:`
+    const store = createRedisRouteStore({ url: redis.url, prefix })
+    try {
+      const blue = normalizeRoute({ serviceName: 'blue', destinations: [{ servicePath: ['/blue'], port: 80 }], isDefaultBackend: true })
+      await store.put(blue, ci)
+      // What the previous Tether left: an index of (host, path) keys only, flagged ready.
+      const raw = new Redis(redis.url)
+      await raw.del(`${prefix}bindings`, `${prefix}route-keys`, `${prefix}bindings-ready-v2`)
+      await raw.hset(`${prefix}bindings`, 'http||/blue', 'blue')
+      await raw.hset(`${prefix}route-keys`, 'blue', 'http||/blue')
+      await raw.set(`${prefix}bindings-ready`, '1')
+      await raw.quit()
+      const green = normalizeRoute({ serviceName: 'green', destinations: [{ servicePath: ['/green'], port: 80 }], isDefaultBackend: true })
+      await assert.rejects(store.put(green, ci, { claim: 'exclusive' }), /isDefaultBackend: service "blue" is already the default backend/)
+    } finally {
+      await store.close()
     }
   })
 })

@@ -431,6 +431,19 @@ export function describeRouteStoreContract(name: string, factory: ContractFactor
         assert.equal((await store.changes(0, 10)).length, 1)
       })
 
+      it('refuses an exclusive claim of the default backend or of a redirected host another service holds, naming it', async () => {
+        const { store, peer } = await open()
+        const withExtras = (name: string, extra: { isDefaultBackend?: boolean; redirectFromDomain?: string[] }) =>
+          normalizeRoute({ serviceName: name, serviceDomain: [`${name}.example`], destinations: [{ servicePath: [`/${name}`], port: 80, ...(extra.redirectFromDomain === undefined ? {} : { redirectFromDomain: extra.redirectFromDomain }) }], ...(extra.isDefaultBackend === undefined ? {} : { isDefaultBackend: extra.isDefaultBackend }) })
+        await store.put(withExtras('blue', { isDefaultBackend: true, redirectFromDomain: ['old.example'] }), ci, exclusive)
+        await assert.rejects(peer.put(withExtras('green', { isDefaultBackend: true }), ci, exclusive), /^.*isDefaultBackend: service "blue" is already the default backend/)
+        await assert.rejects(peer.put(withExtras('green', { redirectFromDomain: ['old.example'] }), ci, exclusive), /redirectFromDomain: "old\.example" is already redirected by service "blue"/)
+        assert.deepEqual((await store.snapshot()).routes.map((r) => r.serviceName), ['blue'])
+        // Freed by the holder: taken.
+        await store.put(withExtras('blue', {}), ci, exclusive)
+        assert.equal((await peer.put(withExtras('green', { isDefaultBackend: true, redirectFromDomain: ['old.example'] }), ci, exclusive)).changed, true)
+      })
+
       it('lets the holder change its own route, and another service take a path once it is freed', async () => {
         const { store, peer } = await open()
         await store.put(route('go-demo', 8080, { servicePath: ['/demo'] }), ci, exclusive)

@@ -6,7 +6,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from 'typebox'
-import { shadowedReport } from './helpers.ts'
+import { shadowedExtraReport, shadowedReport } from './helpers.ts'
 import { readAcmeStatus } from '../../acme.ts'
 import { tlsStatusOf } from '../../services/tls-status.ts'
 import { ProxyHeartbeatSchema } from '../../../contracts/proxy-status.ts'
@@ -70,7 +70,12 @@ const fleet: FastifyPluginAsyncTypebox = async (app) => {
         const acme = app.acme === null ? null : await readAcmeStatus(app.store, { directoryUrl: app.acme.directoryUrl, everyDomain: app.acme.everyDomain, leader: app.acme.isLeader() })
         const now = Date.now()
         const tls = tlsStatusOf({ certificates: stored.map((c) => app.certificates.describe(c)), routes: current.table, proxies: status.proxies, acme, now })
-        const fresh = { ...status, shadowed: plan.shadowed.map(shadowedReport), tls }
+        const fresh = {
+          ...status,
+          shadowed: plan.shadowed.map(shadowedReport),
+          ...(plan.shadowedExtras.length === 0 ? {} : { shadowedExtras: plan.shadowedExtras.map(shadowedExtraReport) }),
+          tls,
+        }
         lastStatus = { status: fresh, asOf: new Date().toISOString() }
         return { ...fresh, ...discovery() }
       } catch (error) {

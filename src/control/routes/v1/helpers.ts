@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { ChangeMeta } from '../../../contracts/change.ts'
 import type { Route } from '../../../contracts/route.ts'
-import { describeShadowed, shadowingOf, type ShadowedBinding } from '../../../contracts/route-planner.ts'
+import { describeShadowed, describeShadowedExtra, shadowingOf, type ShadowedBinding, type ShadowedExtra } from '../../../contracts/route-planner.ts'
 import type { ClaimMode } from '../../store/route-store.ts'
 import type { Static } from 'typebox'
 import type { ReconfigureAnswerSchema } from '../schemas.ts'
@@ -100,6 +100,11 @@ export function shadowedReport(s: ShadowedBinding) {
   return { serviceName: s.serviceName, host: s.host, path: s.path, port: s.port, shadowedBy: s.shadowedBy, message: describeShadowed(s) }
 }
 
+/** A lost redirect or default backend as answers show it. */
+export function shadowedExtraReport(s: ShadowedExtra) {
+  return { serviceName: s.serviceName, what: s.what, shadowedBy: s.shadowedBy, message: describeShadowedExtra(s) }
+}
+
 /** One sentence per binding of `serviceName` that another route shadows, and per binding it shadows. */
 export async function shadowingWarnings(app: FastifyInstance, serviceName: string): Promise<string[]> {
   let plan
@@ -109,8 +114,8 @@ export async function shadowingWarnings(app: FastifyInstance, serviceName: strin
     // Called after a stored write: the answer must still say it was stored.
     return ['the route store could not be read after this write, so whether a path of this route shares a path with another was not checked (GET /v1/status shows it)']
   }
-  const { shadowed, shadows } = shadowingOf(plan, serviceName)
-  return [...shadowed, ...shadows].map(describeShadowed)
+  const { shadowed, shadows, shadowedExtras, shadowsExtras } = shadowingOf(plan, serviceName)
+  return [...[...shadowed, ...shadows].map(describeShadowed), ...[...shadowedExtras, ...shadowsExtras].map(describeShadowedExtra)]
 }
 
 /** An answer with the parse's warnings first (what the request asked for and does not get). */

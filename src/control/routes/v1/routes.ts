@@ -6,7 +6,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { RouteNotFoundError } from '../../errors.ts'
 import { routeFromBody } from '../../input/tether-forms.ts'
 import { bearer, errors, ReconfigureAnswerSchema, ref, RemoveAnswerSchema, RouteBodySchema, RouteRecordSchema, RoutesAnswerSchema, ServiceNameParamsSchema, WaitQuerySchema, WriteQuerySchema } from '../schemas.ts'
-import { putRoute, removeRoute, shadowedReport, withWarnings } from './helpers.ts'
+import { putRoute, removeRoute, shadowedExtraReport, shadowedReport, withWarnings } from './helpers.ts'
 import { shadowingOf } from '../../../contracts/route-planner.ts'
 
 const notFound = { ...errors[404], description: 'No route for that service (ROUTE_NOT_FOUND).' }
@@ -43,9 +43,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const record = await app.store.get(request.params.serviceName)
       if (record === null) throw new RouteNotFoundError(request.params.serviceName)
       const tasks = app.discovery?.inventory.tasksOf(record.route.serviceName) ?? null
-      const { shadowed, shadows } = shadowingOf(await app.feed.plan(), record.route.serviceName)
+      const { shadowed, shadows, shadowedExtras, shadowsExtras } = shadowingOf(await app.feed.plan(), record.route.serviceName)
       const report = [...shadowed, ...shadows].map(shadowedReport)
-      return { ...record, ...(tasks === null ? {} : { tasks }), ...(report.length === 0 ? {} : { shadowed: report }) }
+      const extras = [...shadowedExtras, ...shadowsExtras].map(shadowedExtraReport)
+      return { ...record, ...(tasks === null ? {} : { tasks }), ...(report.length === 0 ? {} : { shadowed: report }), ...(extras.length === 0 ? {} : { shadowedExtras: extras }) }
     },
   )
 
