@@ -97,7 +97,8 @@ export function tlsStatusOf(input: {
 
   const reporting = input.proxies.filter((p) => p.tls !== undefined)
   const defaultOnly = reporting.filter((p) => p.tls?.defaultOnly === true).map((p) => p.id)
-  if (input.certificates.length === 0 && (reporting.length === 0 || defaultOnly.length === reporting.length)) {
+  // Only what the proxies report: a fleet with HTTPS off (or none live) gets no HTTPS warning.
+  if (reporting.length > 0 && defaultOnly.length === reporting.length) {
     warnings.push('no certificate: HTTPS answers every name with the self-signed default certificate (clients see a certificate error); upload one (PUT /v1/certificates/{name}), mount one as a Docker secret in the proxies, or let ACME issue one')
   } else if (defaultOnly.length > 0) {
     warnings.push(`proxies ${defaultOnly.join(', ')} have no certificate yet: HTTPS answers there with the self-signed default certificate`)
