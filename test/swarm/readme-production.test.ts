@@ -11,6 +11,9 @@
  * dashboard linking it.
  */
 import assert from 'node:assert/strict'
+import { X509Certificate } from 'node:crypto'
+import { httpsGet } from '../helpers/https.ts'
+import { issue } from '../helpers/pki.ts'
 import { execFile } from 'node:child_process'
 import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -76,6 +79,7 @@ async function readmeSteps(lab: SwarmLab): Promise<void> {
     REDIS_IMAGE: 'tether-base:local',
     DOCKER_SOCKET: join(lab.dir, 'docker.sock'),
     TETHER_HTTP_PORT: String(lab.httpPort),
+    TETHER_HTTPS_PORT: String(lab.httpsPort),
     TETHER_CONTROL_PORT: String(lab.controlPort),
     TETHER_STATS_PORT: String(statsPort),
   }
@@ -96,7 +100,7 @@ async function readmeSteps(lab: SwarmLab): Promise<void> {
   // Secrets: made by the steps, readable by their owner only, git-ignored (as is extra-ca.pem).
   const tokens = await readFile(join(work, 'secrets/api_tokens'), 'utf8')
   assert.match(tokens, /^ci=[0-9a-f]{48}\n$/)
-  for (const name of ['api_tokens', 'proxy_token', 'cookie_key', 'stats_auth']) assert.equal((await stat(join(work, 'secrets', name))).mode & 0o777, 0o600, name)
+  for (const name of ['api_tokens', 'proxy_token', 'cookie_key', 'stats_auth', 'secret_key']) assert.equal((await stat(join(work, 'secrets', name))).mode & 0o777, 0o600, name)
   for (const path of ['secrets/api_tokens', 'extra-ca.pem']) await run('git', ['-C', REPO_ROOT, 'check-ignore', '-q', path])
   const token = tokens.trim().slice('ci='.length)
   const statsAuth = (await readFile(join(work, 'secrets/stats_auth'), 'utf8')).trim()
@@ -121,6 +125,14 @@ async function readmeSteps(lab: SwarmLab): Promise<void> {
   const routes = await request(`http://127.0.0.1:${lab.controlPort}/v1/routes/shop`)
   assert.equal(routes.status, 200)
   assert.equal((await request(`http://127.0.0.1:${lab.controlPort}/v1/remove?serviceName=nothing`, { method: 'DELETE', token })).status, 404, 'the token is accepted (404: no such route, not 401)')
+
+  // HTTPS: a certificate uploaded with the README's token (its key sealed with secrets/secret_key) is served by SNI.
+  const leaf = await issue(lab.tls.ca, ['shop.example.com'])
+  const put = await request(`http://127.0.0.1:${lab.controlPort}/v1/certificates/shop?wait=converged&timeout=30`, { method: 'PUT', token, timeoutMs: 40_000, json: { certificate: leaf.chain, key: leaf.key } })
+  assert.equal(put.status, 200, put.text)
+  const secure = await httpsGet({ port: lab.httpsPort, host: 'shop.example.com', path: '/shop/', ca: lab.tls.caPem })
+  assert.equal(secure.status, 200)
+  assert.equal(new X509Certificate(secure.peer.raw).fingerprint256, leaf.fingerprint)
 
   // HAProxy stats on every node's TETHER_STATS_PORT: the password from secrets/stats_auth.
   const stats = `http://127.0.0.1:${statsPort}/stats`
