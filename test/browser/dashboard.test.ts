@@ -78,5 +78,10 @@ describe('dashboard at /ui', { skip }, () => {
     assert.match(await proxyRow.innerText(), /stale: no heartbeat/)
     assert.match(await page.locator('#summary').innerText(), /0 live proxies/)
     assert.equal(await page.locator('tr[data-service="shop"]').count(), 1, 'the routes are still shown')
+
+    // A path shared through the Docker Flow Proxy form: the shadowed route is a problem on the page.
+    const shared = await control.api('GET', `/v1/docker-flow-proxy/reconfigure?serviceName=shop-old&servicePath=/shop&port=80&endpoints=${shop[0]!.address}`)
+    assert.equal(shared.status, 200)
+    await page.locator('#problems li', { hasText: '/shop (port 80) of "shop-old" is shadowed: "shop" serves it' }).waitFor({ timeout: 15_000 })
   })
 })

@@ -181,6 +181,8 @@ function renderProblems() {
   const items = []
   const s = state.status
   for (const r of s?.refusedRoutes ?? []) items.push(h('li', { class: 'bad' }, `${r.serviceName}: refused by ${r.proxies.join(', ')} — ${r.error}`))
+  for (const r of s?.routeProblems ?? []) items.push(h('li', { class: 'bad' }, `${r.serviceName}: ${r.problem} (on ${r.proxies.join(', ')})`))
+  for (const x of [...(s?.shadowed ?? []), ...(s?.shadowedExtras ?? [])]) items.push(h('li', { class: 'warn' }, x.message))
   for (const p of s?.discovery?.problems ?? []) items.push(h('li', { class: 'warn' }, `${p.serviceName}: ${p.message}`))
   for (const p of state.proxies) if (p.lastError !== null) items.push(h('li', { class: 'bad' }, `proxy ${p.id}: ${p.lastError}`))
   if (s?.discovery !== undefined) items.push(h('li', { class: 'muted' }, `Swarm discovery on; this replica ${s.discovery.leader ? 'leads it' : 'does not lead it'}.`))
