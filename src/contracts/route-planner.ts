@@ -20,6 +20,8 @@
  *
  * Docker Flow Proxy's per-destination discriminators are part of a binding:
  * - `serviceDomain` of a destination (its `serviceDomain.N`) replaces the route's hosts for it;
+ * - `listener` (DFP's srcPort 80 or 443 of an HTTP destination) narrows a binding to the
+ *   requests that arrived over plain HTTP or over HTTPS, the same way;
  * - `userAgent` and `serviceHeader` narrow a binding to the requests that carry them. They are
  *   part of the binding key (`http|host|path|match`), so two destinations on one (host, path)
  *   with different discriminators both serve: at equal prefix and host, a binding with
@@ -39,6 +41,8 @@ export interface BindingMatch {
   userAgent?: string[]
   /** Every one of these headers has exactly this value. */
   serviceHeader?: Array<{ name: string; value: string }>
+  /** Arrived on this listener (DFP's srcPort 80 / 443 of an HTTP destination). */
+  listener?: 'http' | 'https'
 }
 
 /** One (host, path) a service serves. `host` is '' for "any host", else a host name or `*.suffix`. */
@@ -92,15 +96,17 @@ export function matchKey(match: BindingMatch | undefined): string {
   const parts: string[] = []
   if (match.userAgent !== undefined) parts.push(`ua=${match.userAgent.map(encodeURIComponent).join(',')}`)
   if (match.serviceHeader !== undefined) parts.push(`hdr=${match.serviceHeader.map((h) => `${encodeURIComponent(h.name.toLowerCase())}:${encodeURIComponent(h.value)}`).join(',')}`)
+  if (match.listener !== undefined) parts.push(`listener=${match.listener}`)
   return parts.join(';')
 }
 
 /** The discriminators of a destination, or undefined. */
 export function matchOf(destination: Destination): BindingMatch | undefined {
-  if (destination.userAgent === undefined && destination.serviceHeader === undefined) return undefined
+  if (destination.userAgent === undefined && destination.serviceHeader === undefined && destination.listener === undefined) return undefined
   const match: BindingMatch = {}
   if (destination.userAgent !== undefined) match.userAgent = destination.userAgent
   if (destination.serviceHeader !== undefined) match.serviceHeader = destination.serviceHeader
+  if (destination.listener !== undefined) match.listener = destination.listener
   return match
 }
 

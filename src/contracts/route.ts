@@ -235,6 +235,11 @@ export const DestinationSchema = Type.Object(
       }),
     ),
     serviceHeader: Type.Optional(Type.Array(ServiceHeaderSchema, { minItems: 1, maxItems: 8, description: 'Only requests carrying all these headers with these values take this destination.' })),
+    listener: Type.Optional(
+      Type.Union([Type.Literal('http'), Type.Literal('https')], {
+        description: "Only requests arriving on this listener of the proxies take this destination (Docker Flow Proxy's srcPort 80 or 443 of an HTTP destination); absent: both.",
+      }),
+    ),
     servicePathExclude: Type.Optional(Type.Array(ServicePathSchema, { minItems: 1, maxItems: limits.maxPaths, description: 'Prefixes (whole segments) this destination does not serve.' })),
     pathRewrite: Type.Optional(Type.Array(PathRewriteSchema, { minItems: 1, maxItems: 8, description: "Regular-expression rewrites of the path, applied in order before the request is sent (Docker Flow Proxy's reqPathSearchReplace)." })),
     stripPrefix: Type.Optional(Type.Boolean({ description: 'Remove the matched servicePath prefix before sending the request (/demo/x reaches the service as /x).' })),
@@ -367,6 +372,7 @@ function normalizeDestination(d: RouteInput['destinations'][number]): Destinatio
   if (nonEmpty(d.serviceDomain)) out.serviceDomain = normalizeDomains(d.serviceDomain)
   if (nonEmpty(d.userAgent)) out.userAgent = unique(d.userAgent).sort()
   if (nonEmpty(d.serviceHeader)) out.serviceHeader = [...d.serviceHeader].sort((a, b) => (a.name.toLowerCase() < b.name.toLowerCase() ? -1 : a.name.toLowerCase() > b.name.toLowerCase() ? 1 : 0))
+  if (d.listener !== undefined) out.listener = d.listener
   if (nonEmpty(d.servicePathExclude)) out.servicePathExclude = unique(d.servicePathExclude.map(normalizePath)).sort()
   if (nonEmpty(d.pathRewrite)) out.pathRewrite = d.pathRewrite.map((r) => ({ search: r.search, replace: r.replace }))
   if (d.stripPrefix === true) out.stripPrefix = true

@@ -75,7 +75,7 @@ describe('route planner: precedence', () => {
 describe('route planner: Docker Flow Proxy discriminators, redirects and the default backend', () => {
   const r = (input: Parameters<typeof normalizeRoute>[0]) => normalizeRoute(input)
   const matchers = (routes: Route[]) =>
-    planRoutes(routes).http.map((b) => `${b.host}${b.path}${b.match === undefined ? '' : ` [${[...(b.match.userAgent ?? []).map((u) => `ua:${u}`), ...(b.match.serviceHeader ?? []).map((h) => `${h.name}=${h.value}`)].join(' ')}]`}${b.exclude === undefined ? '' : ` -${b.exclude.join(',')}`}→${b.serviceName}:${b.port}`)
+    planRoutes(routes).http.map((b) => `${b.host}${b.path}${b.match === undefined ? '' : ` [${[...(b.match.userAgent ?? []).map((u) => `ua:${u}`), ...(b.match.serviceHeader ?? []).map((h) => `${h.name}=${h.value}`), ...(b.match.listener === undefined ? [] : [`listener=${b.match.listener}`])].join(' ')}]`}${b.exclude === undefined ? '' : ` -${b.exclude.join(',')}`}→${b.serviceName}:${b.port}`)
 
   const cases: Array<{ name: string; routes: Route[]; served: string[]; shadowed?: string[]; extras?: string[]; redirects?: string[]; defaultBackend?: string }> = [
     {
@@ -109,6 +109,19 @@ describe('route planner: Docker Flow Proxy discriminators, redirects and the def
         r({ serviceName: 'web', destinations: [{ servicePath: ['/m'], port: 80 }] }),
       ],
       served: ['/m [ua:Android]→droid:80', '/m [ua:iPhone]→ios:80', '/m→web:80'],
+    },
+    {
+      name: "one path for plain HTTP and another port for HTTPS (DFP's srcPort.1=80 / srcPort.2=443): two bindings, no shadowing",
+      routes: [
+        r({
+          serviceName: 'foo',
+          destinations: [
+            { servicePath: ['/'], port: 8080, listener: 'http' },
+            { servicePath: ['/'], port: 8081, listener: 'https' },
+          ],
+        }),
+      ],
+      served: ['/ [listener=http]→foo:8080', '/ [listener=https]→foo:8081'],
     },
     {
       name: 'a per-destination domain (serviceDomain.N) replaces the route domain for that destination only',

@@ -41,6 +41,7 @@ const cases: Case[] = [
   { name: 'methods', query: 'allowedMethods=get,HEAD&deniedMethods=DELETE', body: { allowedMethods: ['GET', 'HEAD'], deniedMethods: ['DELETE'] } },
   { name: 'servicePathExclude', query: 'servicePathExclude=/s/metrics,/s/admin/', body: { servicePathExclude: ['/s/metrics', '/s/admin'] } },
   { name: 'redirectFromDomain', query: 'serviceDomain=new.example&redirectFromDomain=old.example,OLD2.example', body: { serviceDomain: ['new.example'], redirectFromDomain: ['old.example', 'old2.example'] } },
+  { name: 'listener', query: 'listener=https', body: { listener: 'https' } },
   { name: 'isDefaultBackend', query: 'isDefaultBackend=true', body: { isDefaultBackend: true } },
   { name: 'timeouts', query: 'timeoutServer=120&timeoutTunnel=3600', body: { timeoutServer: 120, timeoutTunnel: 3600 } },
   { name: 'userAgent', query: 'userAgent=iPhone,Android', body: { userAgent: ['Android', 'iPhone'] } },

@@ -19,6 +19,7 @@ export type Read = (name: string) => { value: string; field: string } | undefine
 
 /** The per-destination parameters (also as `name.N` in the DFP form). */
 export const DESTINATION_FEATURES = [
+  'listener',
   'userAgent',
   'serviceHeader',
   'servicePathExclude',
@@ -111,6 +112,11 @@ type DestinationFeatures = Partial<Omit<Destination, 'servicePath' | 'port' | 's
  */
 export function destinationFeatures(read: Read, hosts: readonly string[], routeRewrite: ReadonlyArray<{ search: string; replace: string }> = []): DestinationFeatures {
   const d: DestinationFeatures = {}
+  const listener = read('listener')
+  if (listener !== undefined) {
+    if (listener.value !== 'http' && listener.value !== 'https') fail(listener.field, `${showValue(listener.value)} must be http or https (the proxies' listener the requests arrive on)`)
+    d.listener = listener.value
+  }
   const ua = read('userAgent')
   if (ua !== undefined) d.userAgent = checkList(ua.field, 'userAgent', splitList(ua.value), 16)
   const hdr = read('serviceHeader')

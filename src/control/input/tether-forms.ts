@@ -104,6 +104,7 @@ export interface RouteBody extends DestinationFeatures {
 }
 
 const DESTINATION_FEATURE_KEYS = [
+  'listener',
   'userAgent',
   'serviceHeader',
   'servicePathExclude',

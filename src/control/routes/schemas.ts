@@ -68,6 +68,7 @@ const listMax = (entry: number, count: number): number => (entry + 1) * count
 const text = (maxLength: number, description: string, example?: string) => Type.Optional(Type.String({ maxLength, description, ...(example === undefined ? {} : { examples: [example] }) }))
 const flag = (description: string) => Type.Optional(Type.Boolean({ description }))
 export const featureQueryProperties = {
+  listener: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('https')], { description: "Only requests arriving on this listener of the proxies (plain HTTP or HTTPS) take this route; absent: both." })),
   userAgent: text(2048, 'Comma-separated: only requests whose User-Agent contains one of these (case-insensitive) take this route.', 'iphone,android'),
   serviceHeader: text(2048, "Comma-separated 'Name:value': only requests carrying all these headers take this route.", 'X-Version:2'),
   servicePathExclude: text(listMax(rules.servicePath.maxLength, limits.maxPaths), 'Comma-separated path prefixes (whole segments) this route does not serve.', '/demo/internal'),

@@ -189,6 +189,7 @@ function matchConditions(b: HttpBinding): string {
   let out = ''
   if (b.match?.userAgent !== undefined) out += ` { req.hdr(user-agent) -m sub -i ${b.match.userAgent.map(quote).join(' ')} }`
   for (const h of b.match?.serviceHeader ?? []) out += ` { req.hdr(${h.name}) -m str ${quote(h.value)} }`
+  if (b.match?.listener !== undefined) out += b.match.listener === 'https' ? ' { ssl_fc }' : ' !{ ssl_fc }'
   if (b.exclude !== undefined) out += ` !{ var(txn.path) -m beg ${b.exclude.map((e) => (e === '/' ? '/' : `${e}/`)).join(' ')} }`
   return out
 }
