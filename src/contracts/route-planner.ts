@@ -29,6 +29,11 @@
  *   is the catch-all").
  * - `servicePathExclude` takes requests out of a binding (they fall through to the next one);
  *   it does not change the key.
+ * TCP and SNI passthrough (route.tcp, route.sni) have bindings of their own, in the same key space:
+ * - `tcp|<srcPort>`: one service per listen port;
+ * - `sni|<serverName>`: one service per TLS server name on the HTTPS port. Names match exact
+ *   first, then '*.suffix' (longer suffix first), then 'prefix*' (longer prefix first).
+ * Held twice (DFP form, labels), DFP order decides and the loser is in `shadowedExtras`.
  * Besides (host, path) bindings the plan holds the host redirects (`redirectFromDomain`: one
  * service per source host, DFP order) and the default backend (`isDefaultBackend`: the first
  * such route in DFP order serves requests nothing else matches).
@@ -72,7 +77,30 @@ export interface ShadowedBinding extends HttpBinding {
   shadowedBy: string
 }
 
+/** A TCP listen port and the service it forwards to. */
+export interface TcpBinding {
+  srcPort: number
+  serviceName: string
+  port: number
+  /** Index in route.tcp. */
+  destination: number
+}
+
+/** A TLS server name passed through (not terminated) to a service. */
+export interface SniBinding {
+  /** Exact name, '*.suffix' or 'prefix*'. */
+  serverName: string
+  serviceName: string
+  port: number
+  /** Index in route.sni. */
+  destination: number
+}
+
 export interface RoutePlan {
+  /** TCP listen ports, by port. */
+  tcp: TcpBinding[]
+  /** SNI passthrough names in matching order: exact, then '*.suffix', then 'prefix*' (longer first). */
+  sni: SniBinding[]
   /**
    * The bindings that serve, in matching order: every host binding first (longest path, then
    * exact host, then longer wildcard suffix, then path and service name), then the host-less
@@ -131,12 +159,26 @@ export function redirectKey(from: string): string {
   return `redirect|${from}`
 }
 
-/** What a key holds: a (host, path[, match]) binding, a redirected host, or the default backend. */
+/** The key of a TCP listen port. */
+export function tcpKey(srcPort: number): string {
+  return `tcp|${srcPort}`
+}
+
+/** The key of an SNI passthrough name. */
+export function sniKey(serverName: string): string {
+  return `sni|${serverName}`
+}
+
+/** What a key holds: a (host, path[, match]) binding, a redirected host, the default backend, a TCP listen port or an SNI name. */
 export interface ParsedKey {
-  kind: 'http' | 'redirect' | 'default'
+  kind: 'http' | 'redirect' | 'default' | 'tcp' | 'sni'
   host: string
   path: string
   match: string
+  /** kind 'tcp': the listen port. */
+  srcPort?: number
+  /** kind 'sni': the server name. */
+  serverName?: string
 }
 
 /** Parses a key made by bindingKey, redirectKey or DEFAULT_BACKEND_KEY. */
@@ -144,12 +186,33 @@ export function parseBindingKey(key: string): ParsedKey {
   const [kind = 'http', host = '', path = '', match = ''] = key.split('|')
   if (kind === 'redirect') return { kind, host, path: '', match: '' }
   if (kind === 'default') return { kind, host: '', path: '', match: '' }
+  if (kind === 'tcp') return { kind, host: '', path: '', match: '', srcPort: Number(host) }
+  if (kind === 'sni') return { kind, host: '', path: '', match: '', serverName: host }
   return { kind: 'http', host, path, match }
 }
 
 /** The host a destination's redirects go to: its first host that is not a wildcard. */
 function redirectTarget(route: Route, destination: Destination): string | undefined {
   return hostsOf(route, destination).find((h) => h !== '' && !h.startsWith('*.'))
+}
+
+/** 0: exact name, 1: '*.suffix', 2: 'prefix*'. */
+export function sniKind(name: string): 0 | 1 | 2 {
+  return name.startsWith('*.') ? 1 : name.endsWith('*') ? 2 : 0
+}
+
+function sniOrder(a: SniBinding, b: SniBinding): number {
+  return sniKind(a.serverName) - sniKind(b.serverName) || b.serverName.length - a.serverName.length || byString(a.serverName, b.serverName)
+}
+
+/** The TCP bindings of a route, in its order. */
+export function tcpBindings(route: Route): TcpBinding[] {
+  return (route.tcp ?? []).map((d, destination) => ({ srcPort: d.srcPort, serviceName: route.serviceName, port: d.port, destination }))
+}
+
+/** The SNI bindings of a route, in its order. */
+export function sniBindings(route: Route): SniBinding[] {
+  return (route.sni ?? []).flatMap((d, destination) => d.serverName.map((serverName) => ({ serverName, serviceName: route.serviceName, port: d.port, destination })))
 }
 
 /** Every binding of one destination, in its order (hosts within each path). */
@@ -192,6 +255,8 @@ export function bindingKeys(route: Route): string[] {
   const keys = new Set(routeBindings(route).map(keyOf))
   for (const d of route.destinations) if (redirectTarget(route, d) !== undefined) for (const from of d.redirectFromDomain ?? []) keys.add(redirectKey(from))
   if (route.isDefaultBackend === true) keys.add(DEFAULT_BACKEND_KEY)
+  for (const b of tcpBindings(route)) keys.add(tcpKey(b.srcPort))
+  for (const b of sniBindings(route)) keys.add(sniKey(b.serverName))
   return [...keys].sort()
 }
 
@@ -242,7 +307,19 @@ export function planRoutes(routes: readonly Route[]): RoutePlan {
   const redirects = new Map<string, HostRedirect>()
   const shadowedExtras: RoutePlan['shadowedExtras'] = []
   let defaultBackend: RoutePlan['defaultBackend']
+  const tcp = new Map<number, TcpBinding>()
+  const sni = new Map<string, SniBinding>()
   for (const route of ordered) {
+    for (const b of tcpBindings(route)) {
+      const holder = tcp.get(b.srcPort)
+      if (holder === undefined) tcp.set(b.srcPort, b)
+      else if (holder.serviceName !== b.serviceName) shadowedExtras.push({ serviceName: b.serviceName, what: `TCP port ${b.srcPort}`, shadowedBy: holder.serviceName })
+    }
+    for (const b of sniBindings(route)) {
+      const holder = sni.get(b.serverName)
+      if (holder === undefined) sni.set(b.serverName, b)
+      else if (holder.serviceName !== b.serviceName) shadowedExtras.push({ serviceName: b.serviceName, what: `TLS server name ${b.serverName} (SNI passthrough)`, shadowedBy: holder.serviceName })
+    }
     const own = new Set<string>()
     route.destinations.forEach((destination, index) => {
       for (const binding of destinationBindings(route, destination, index)) {
@@ -271,6 +348,8 @@ export function planRoutes(routes: readonly Route[]): RoutePlan {
   }
   shadowed.sort((a, b) => byString(a.serviceName, b.serviceName) || byString(a.host, b.host) || byString(a.path, b.path) || a.port - b.port)
   const plan: RoutePlan = {
+    tcp: [...tcp.values()].sort((a, b) => a.srcPort - b.srcPort),
+    sni: [...sni.values()].sort(sniOrder),
     http: [...winners.values()].sort(matchOrder),
     shadowed,
     redirects: [...redirects.values()].sort((a, b) => byString(a.from, b.from)),

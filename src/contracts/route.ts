@@ -86,7 +86,27 @@ export const rules = {
     text: "must be the suffix of a Docker secret name (dfp_users_<suffix>): letters, digits, '_', '.', '-', at most 63 characters",
   },
   timeout: { text: 'must be a whole number of seconds from 1 to 86400' },
+  serverName: {
+    // What a TLS client names in its ClientHello (SNI), matched case-insensitively (stored lower case): an exact host name, '*.' and a
+    // suffix (any subdomain), or a prefix followed by '*' (Docker Flow Proxy's `-m beg`: 'api.*'
+    // is any name starting with 'api.'). No regular expression ever reaches HAProxy.
+    pattern: '^(?:(?:\\*\\.)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?|[A-Za-z0-9][A-Za-z0-9.-]{0,251}\\*)$',
+    text: "must be a TLS server name: a host name (labels of letters, digits and '-'), '*.' and a suffix (any subdomain), or a prefix of letters, digits, '.' and '-' followed by '*' (any name starting with it)",
+    maxLength: 253,
+  },
+  srcPort: { text: 'must be an integer from 1 to 65535, a port the proxies listen on for this TCP route' },
 } as const
+
+/**
+ * Ports every proxy holds for itself by default (HTTP :80, HTTPS :443, admin :8404), refused as a
+ * TCP route's srcPort. The control plane does not know each proxy's settings: a proxy whose own
+ * listeners are elsewhere reports a TCP route on one of its ports in its status instead.
+ */
+export const reservedPorts: ReadonlyMap<number, string> = new Map([
+  [80, "the proxies' HTTP listener (TETHER_PROXY_LISTEN, default :80)"],
+  [443, "the proxies' HTTPS listener (TETHER_PROXY_LISTEN_TLS, default :443; SNI passthrough routes share it with reqMode=sni)"],
+  [8404, "the proxies' admin listener (TETHER_ADMIN_LISTEN, default :8404)"],
+])
 
 /**
  * The HAProxy sample expressions a header value may contain (and nothing else after '%['):
@@ -112,6 +132,10 @@ export const limits = {
   maxDestinations: 16,
   maxDomains: 32,
   maxEndpoints: 64,
+  /** TCP destinations (listen ports) and SNI destinations in one route. */
+  maxTcp: 16,
+  maxSni: 16,
+  maxServerNames: 32,
 } as const
 
 export const ServiceNameSchema = Type.String({
@@ -284,6 +308,49 @@ export const AuthSchema = Type.Object(
   { additionalProperties: false, description: 'HTTP basic authentication in front of every destination (but those with ignoreAuthorization).' },
 )
 
+export const ServerNameSchema = Type.String({
+  pattern: rules.serverName.pattern,
+  maxLength: rules.serverName.maxLength,
+  description: "TLS server name (SNI): exact 'db.example.com', '*.example.com' (any subdomain) or 'api.*' (any name starting with 'api.').",
+  examples: ['db.example.com'],
+})
+
+const proxyProtocol = Type.Optional(
+  Type.Boolean({ description: "Send a PROXY protocol v2 header to the service's tasks, so they see the client's address (the service must expect it). Default false." }),
+)
+
+/**
+ * A TCP destination: every proxy listens on `srcPort` and forwards the connections, unchanged,
+ * to the service's `port`. One service per srcPort across the table (a second claim is
+ * 409 ROUTE_CONFLICT). Health checks are TCP connects; `sticky` pins a client address to a task.
+ */
+export const TcpDestinationSchema = Type.Object(
+  {
+    srcPort: Type.Integer({ minimum: 1, maximum: 65535, description: 'Port every proxy listens on for this route (publish it in host mode). Not 80, 443 or 8404 (the proxies\' own).', examples: [6379] }),
+    port: PortSchema,
+    sendProxyProtocol: proxyProtocol,
+    timeoutClient: Type.Optional(Type.Integer({ minimum: 1, maximum: 86400, description: 'Seconds a client connection may stay idle (default 3600).' })),
+    timeoutServer: Type.Optional(Type.Integer({ minimum: 1, maximum: 86400, description: 'Seconds a server connection may stay idle (default 3600).' })),
+  },
+  { $id: 'TcpDestination', additionalProperties: false, description: "A TCP listen port on every proxy forwarding to the service's port (Docker Flow Proxy's reqMode=tcp)." },
+)
+export type TcpDestination = Static<typeof TcpDestinationSchema>
+
+/**
+ * An SNI passthrough destination: TLS connections on the proxies' HTTPS port whose ClientHello
+ * names one of `serverName` go, still encrypted, to the service's `port` (the service holds the
+ * certificate); the other names are terminated by the proxy as usual. One service per name.
+ */
+export const SniDestinationSchema = Type.Object(
+  {
+    serverName: Type.Array(ServerNameSchema, { minItems: 1, maxItems: limits.maxServerNames }),
+    port: PortSchema,
+    sendProxyProtocol: proxyProtocol,
+  },
+  { $id: 'SniDestination', additionalProperties: false, description: "TLS passthrough by server name on the proxies' HTTPS port (Docker Flow Proxy's reqMode=sni)." },
+)
+export type SniDestination = Static<typeof SniDestinationSchema>
+
 const HeaderListSchema = Type.Array(HeaderSchema, { minItems: 1, maxItems: 32 })
 const HeaderNameListSchema = Type.Array(HeaderNameSchema, { minItems: 1, maxItems: 32 })
 
@@ -295,9 +362,11 @@ const HeaderNameListSchema = Type.Array(HeaderNameSchema, { minItems: 1, maxItem
 export const RouteSchema = Type.Object(
   {
     serviceName: ServiceNameSchema,
-    destinations: Type.Array(DestinationSchema, { minItems: 1, maxItems: limits.maxDestinations }),
+    destinations: Type.Array(DestinationSchema, { maxItems: limits.maxDestinations, description: 'HTTP destinations (empty only when the route has tcp or sni destinations).' }),
+    tcp: Type.Optional(Type.Array(TcpDestinationSchema, { minItems: 1, maxItems: limits.maxTcp, description: 'TCP listen ports forwarded to the service (reqMode=tcp).' })),
+    sni: Type.Optional(Type.Array(SniDestinationSchema, { minItems: 1, maxItems: limits.maxSni, description: 'TLS server names passed through to the service (reqMode=sni).' })),
     serviceDomain: Type.Array(ServiceDomainSchema, { maxItems: limits.maxDomains }),
-    sticky: Type.Boolean({ description: 'Pin each client to one task with an opaque cookie.' }),
+    sticky: Type.Boolean({ description: 'Pin each client to one task: with an opaque cookie for HTTP, by client address (a stick table) for TCP and SNI.' }),
     stickyCookie: Type.Optional(StickyCookieSchema),
     endpoints: Type.Array(EndpointSchema, { maxItems: limits.maxEndpoints }),
     aclName: Type.Optional(AclNameSchema),
@@ -347,6 +416,8 @@ export function normalizeDomains(domains: readonly string[]): string[] {
 export interface RouteInput extends RouteHttps {
   serviceName: string
   destinations: ReadonlyArray<Partial<Omit<Destination, 'servicePath' | 'port'>> & { servicePath: readonly string[]; port: number }>
+  tcp?: readonly TcpDestination[] | undefined
+  sni?: ReadonlyArray<{ serverName: readonly string[]; port: number; sendProxyProtocol?: boolean | undefined }> | undefined
   serviceDomain?: readonly string[] | undefined
   sticky?: boolean | undefined
   stickyCookie?: string | undefined
@@ -385,6 +456,20 @@ function normalizeDestination(d: RouteInput['destinations'][number]): Destinatio
   return out
 }
 
+function normalizeTcp(d: TcpDestination): TcpDestination {
+  const out: TcpDestination = { srcPort: d.srcPort, port: d.port }
+  if (d.sendProxyProtocol === true) out.sendProxyProtocol = true
+  if (d.timeoutClient !== undefined) out.timeoutClient = d.timeoutClient
+  if (d.timeoutServer !== undefined) out.timeoutServer = d.timeoutServer
+  return out
+}
+
+function normalizeSni(d: NonNullable<RouteInput['sni']>[number]): SniDestination {
+  const out: SniDestination = { serverName: unique(d.serverName.map((n) => n.toLowerCase().replace(/\.$/, ''))).sort(), port: d.port }
+  if (d.sendProxyProtocol === true) out.sendProxyProtocol = true
+  return out
+}
+
 /**
  * The canonical form of a route that already passed validation: defaults filled in, trailing
  * slashes removed, domains lower-cased, lists de-duplicated, destinations in the order given
@@ -399,6 +484,8 @@ export function normalizeRoute(input: RouteInput): Route {
     sticky: input.sticky ?? false,
     endpoints: unique(input.endpoints ?? []),
   }
+  if (nonEmpty(input.tcp)) route.tcp = input.tcp.map(normalizeTcp)
+  if (nonEmpty(input.sni)) route.sni = input.sni.map(normalizeSni)
   if (input.stickyCookie !== undefined) route.stickyCookie = input.stickyCookie
   if (input.aclName !== undefined) route.aclName = input.aclName
   // HTTPS behaviour: only what is on is stored, so routes without it serialise as before.

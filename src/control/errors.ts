@@ -84,9 +84,13 @@ export interface BindingConflict {
   /** The service the write was for. */
   serviceName: string
   /** What is held: a (host, path) binding (the default), a redirected host, the default backend. */
-  kind?: 'http' | 'redirect' | 'default'
+  kind?: 'http' | 'redirect' | 'default' | 'tcp' | 'sni'
   host: string
   path: string
+  /** kind 'tcp': the listen port. */
+  srcPort?: number
+  /** kind 'sni': the server name. */
+  serverName?: string
   /** The service that holds (host, path). */
   holder: string
 }
@@ -97,6 +101,8 @@ export function conflictMessage(c: BindingConflict): string {
   if (c.kind === 'redirect') {
     return `redirectFromDomain: ${JSON.stringify(c.host)} is already redirected by service "${c.holder}"; nothing was stored. Remove it from "${c.holder}"'s route first, or ${takeover}`
   }
+  if (c.kind === 'tcp') return `srcPort: TCP port ${c.srcPort} is already served by service "${c.holder}" (one service per listen port); nothing was stored. Use another srcPort, remove it from "${c.holder}"'s route first, or ${takeover}`
+  if (c.kind === 'sni') return `serverName: TLS server name ${JSON.stringify(c.serverName)} is already passed through to service "${c.holder}"; nothing was stored. Use another name, remove it from "${c.holder}"'s route first, or ${takeover}`
   if (c.kind === 'default') {
     return `isDefaultBackend: service "${c.holder}" is already the default backend (requests no route matches); nothing was stored. Turn it off on "${c.holder}" first, or ${takeover}`
   }

@@ -16,9 +16,9 @@
  * Parameter names are looked up as plain strings (`constructor`, `__proto__` and `toString`
  * are just unknown names).
  */
-import { limits, normalizeRoute, rules, type Route, type RouteInput } from '../../contracts/route.ts'
+import { limits, normalizeRoute, rules, type Route, type RouteInput, type TcpDestination } from '../../contracts/route.ts'
 import { NothingToRouteError, NotImplementedError } from '../errors.ts'
-import { checkList, checkString, fail, finish, parsePort, showValue, splitList } from './fields.ts'
+import { checkList, checkServerName, checkStreamDestinations, checkString, fail, finish, parsePort, parseSrcPort, showValue, splitList } from './fields.ts'
 import { HTTPS_FIELDS, httpsFields } from './https-fields.ts'
 import { DESTINATION_FEATURES, destinationFeatures, parseBool, ROUTE_FEATURES, routeFeatures, routeRewriteOf, type Read } from './route-features.ts'
 
@@ -33,14 +33,16 @@ interface Parameter {
 }
 
 const p = (kind: Kind, why?: string, boolean?: boolean): Parameter => ({ kind, ...(why === undefined ? {} : { why }), ...(boolean === undefined ? {} : { boolean }) })
-const TCP = 'Tether routes HTTP on one port; TCP and SNI routing are not implemented yet'
+const TCP = 'Tether forwards each TCP port to one service, round-robin (or by client address when sticky)'
+/** Per-destination parameters of TCP and SNI destinations (timeoutServer is also an HTTP feature). */
+const STREAM_PARAMETERS = ['reqMode', 'srcPort', 'pathType', 'timeoutClient', 'sendProxyProtocol'] as const
 
 /** Every Docker Flow Proxy (and Tether extension) parameter of the DFP form, by name. */
 export const dfpParameters: ReadonlyMap<string, Parameter> = new Map<string, Parameter>([
   // Implemented, once per route.
   ...[...HTTPS_FIELDS, ...ROUTE_FEATURES, 'serviceName', 'aclName', 'sessionType', 'sticky', 'stickyCookie', 'endpoints', 'addHeader', 'setHeader', 'wait', 'timeout'].map((n) => [n, p('route')] as const),
   // Implemented, per destination (also as name.N).
-  ...['servicePath', 'port', 'serviceDomain', ...DESTINATION_FEATURES].map((n) => [n, p('destination')] as const),
+  ...['servicePath', 'port', 'serviceDomain', ...DESTINATION_FEATURES, ...STREAM_PARAMETERS].map((n) => [n, p('destination')] as const),
   // Docker Flow Swarm Listener's and DFP's bookkeeping, and other Docker Flow tools' labels: nothing to do.
   ...['notify', 'distribute', 'replicas', 'reschedule', 'nodeInfo', 'shortName', 'scrapePort', 'scrapeNetwork', 'scrapeType', 'userDef', 'discoveryType'].map((n) => [n, p('bookkeeping')] as const),
   // Restrict access or change security: refused until implemented.
@@ -52,10 +54,7 @@ export const dfpParameters: ReadonlyMap<string, Parameter> = new Map<string, Par
   ['templateBePath', p('security', 'custom HAProxy templates are not supported (they could hold any rule)')],
   ['backendExtra', p('security', 'custom HAProxy configuration is not supported (it could hold any rule)')],
   // Change where requests go in ways Tether cannot honour: refused rather than routed wrongly.
-  ['srcPort', p('unsupported', TCP)],
-  ['reqMode', p('unsupported', TCP)],
   ['outboundHostname', p('unsupported', 'Tether sends requests to the tasks of the service (or its endpoints), not to another host')],
-  ['pathType', p('unsupported', "Tether matches path prefixes on whole segments (path_beg is accepted)")],
   // Tuning: accepted, warned about.
   ['serviceDomainAlgo', p('tuning', "Tether matches the host exactly, '*.example.com' any subdomain, '*example.com' the name and any subdomain")],
   ['serviceDomainMatchAll', p('tuning', "Tether matches the host exactly; use '*example.com' for the name and any subdomain")],
@@ -65,9 +64,8 @@ export const dfpParameters: ReadonlyMap<string, Parameter> = new Map<string, Par
   ['connectionMode', p('tuning', 'Tether keeps connections alive')],
   ['compressionAlgo', p('tuning', 'compression is not implemented')],
   ['compressionType', p('tuning', 'compression is not implemented')],
-  ['timeoutClient', p('tuning', 'the client timeout is the proxy-wide 60 s')],
   ['clitcpka', p('tuning', TCP)],
-  ['checkTcp', p('tuning', TCP)],
+  ['checkTcp', p('tuning', 'Tether always checks the servers of TCP routes with a TCP connect')],
   ['xForwardedProto', p('tuning', 'Tether always sets X-Forwarded-Proto')],
   ['httpsPort', p('tuning', 'every Tether proxy listens for HTTPS on TETHER_PROXY_LISTEN_TLS; the backend port is the route port')],
   ['srcHttpsPort', p('tuning', 'every Tether proxy listens for HTTPS on TETHER_PROXY_LISTEN_TLS')],
@@ -98,18 +96,13 @@ export function dfpUnimplemented(query: DfpQuery): string[] {
   const warnings: string[] = []
   for (const name of Object.keys(query).sort()) {
     const value = own(query, name) ?? ''
-    const { base, parameter } = dfpParameterOf(name)
+    const { parameter } = dfpParameterOf(name)
     if (parameter === undefined) {
       warnings.push(`${name}: not a Docker Flow Proxy parameter; ignored`)
       continue
     }
     if (parameter.kind === 'security' || parameter.kind === 'unsupported') {
       if (parameter.boolean === true && !parseBool(name, value)) continue
-      if (base === 'reqMode' && value === 'http') continue
-      if (base === 'pathType' && value === 'path_beg') {
-        warnings.push(`${name}: Docker Flow Proxy parameter accepted; Tether matches path prefixes on whole segments (/demo serves /demo and /demo/x, not /demonstration)`)
-        continue
-      }
       if (value === '') continue
       throw new NotImplementedError(
         `${name}: the Docker Flow Proxy parameter ${showValue(`${name}=${value}`)} is not implemented by Tether (${parameter.why ?? 'not implemented'})` +
@@ -120,6 +113,62 @@ export function dfpUnimplemented(query: DfpQuery): string[] {
     if (parameter.kind === 'tuning') warnings.push(`${name}: Docker Flow Proxy parameter not implemented by Tether (${parameter.why ?? 'not implemented'}); ignored`)
   }
   return warnings
+}
+
+type SniMethod = 'str' | 'beg' | 'end' | 'reg'
+
+/**
+ * DFP's pathType for reqMode=sni: `req_ssl_sni` (or `req.ssl_sni`), optionally `-i`, and
+ * `-m str|beg|end|reg` (default str: exact names). Anything else is refused.
+ */
+export function sniMethod(field: string, pathType: string | undefined): SniMethod {
+  if (pathType === undefined) return 'str'
+  const tokens = pathType.trim().split(/\s+/)
+  const rule = "must be 'req_ssl_sni' optionally followed by -i and -m str|beg|end|reg (Docker Flow Proxy's form for reqMode=sni)"
+  if (tokens[0] !== 'req_ssl_sni' && tokens[0] !== 'req.ssl_sni') fail(field, `${showValue(pathType)} ${rule}`)
+  let method: SniMethod = 'str'
+  for (let k = 1; k < tokens.length; k++) {
+    const t = tokens[k]
+    if (t === '-i') continue // names are matched case-insensitively anyway
+    const next = tokens[k + 1]
+    if (t === '-m' && (next === 'str' || next === 'beg' || next === 'end' || next === 'reg')) {
+      method = next
+      k++
+      continue
+    }
+    fail(field, `${showValue(pathType)} ${rule}`)
+  }
+  return method
+}
+
+/**
+ * One SNI pattern of DFP's form as a Tether server name: str → the name ('*.x' allowed), beg →
+ * 'prefix*', end → '*.suffix' (the suffix must start with '.'), reg → only an anchored literal:
+ * '^api\.' or '^(api\.)' (a prefix) and '^db\.example\.com$' (one name). Tether never hands
+ * HAProxy a regular expression to run on ClientHellos: a literal is matched as a prefix or an
+ * exact name, and every other expression is refused with the rule.
+ */
+export function sniName(field: string, method: SniMethod, value: string): string {
+  if (method === 'str') return checkServerName(field, value)
+  if (method === 'beg') return checkServerName(field, `${value}*`)
+  if (method === 'end') {
+    if (!value.startsWith('.')) fail(field, `${showValue(value)}: with -m end give a suffix starting with '.' (.example.com: any subdomain); a bare suffix would match other domains' names too`)
+    return checkServerName(field, `*${value}`)
+  }
+  const m = /^\^(\()?((?:[A-Za-z0-9-]|\\\.)+)(\))?(\$)?$/.exec(value)
+  if (m === null || (m[1] === undefined) !== (m[3] === undefined)) {
+    fail(
+      field,
+      `${showValue(value)}: for reqMode=sni a regular expression (-m reg) must be an anchored literal: '^api\\.' or '^(api\\.)' (names starting with it) or '^db\\.example\\.com$' (that name). Tether turns it into a prefix or exact match and never runs a regular expression on TLS connections (an expression such as (a+)+ could cost CPU on every ClientHello); otherwise use -m beg, -m end or exact names`,
+    )
+  }
+  const literal = (m[2] ?? '').replace(/\\\./g, '.')
+  return checkServerName(field, m[4] === undefined ? `${literal}*` : literal)
+}
+
+function seconds(field: string, value: string): number {
+  if (!/^[0-9]{1,5}$/.test(value) || Number(value) < 1 || Number(value) > 86400) fail(field, `${showValue(value)} ${rules.timeout.text}`)
+  return Number(value)
 }
 
 /**
@@ -141,7 +190,7 @@ export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: st
   for (const key of Object.keys(query)) {
     const { base, index, parameter } = dfpParameterOf(key)
     if (index === undefined || parameter?.kind !== 'destination') continue
-    if (base === 'servicePath' || base === 'port' || base === 'serviceDomain') indexes.add(index)
+    if (base === 'servicePath' || base === 'port' || base === 'serviceDomain' || base === 'srcPort') indexes.add(index)
     else strays.add(index)
   }
   for (const i of strays) if (!indexes.has(i)) warnings.push(`.${i}: per-destination parameters without servicePath.${i}, port.${i} or serviceDomain.${i} belong to no destination; ignored`)
@@ -168,8 +217,86 @@ export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: st
   const routeRewrite = routeRewriteOf(routeRead)
 
   const destinations: RouteInput['destinations'][number][] = []
+  const tcp: Array<TcpDestination & { field: string }> = []
+  const sni: Array<{ serverName: string[]; port: number; sendProxyProtocol?: boolean; field: string }> = []
+  /** An own (indexed, or the only destination's) HTTP-only parameter on a TCP/SNI destination: refused, not ignored. */
+  const refuseHttpOnly = (i: number | undefined, mode: string): void => {
+    if (i === undefined && indexes.size > 0) return // the unindexed values are the other destinations' fallback
+    for (const name of DESTINATION_FEATURES) {
+      if (name === 'timeoutServer') continue
+      if (ownAt(name, i) !== undefined) fail(i === undefined ? name : `${name}.${i}`, `applies to HTTP destinations; this one is reqMode=${mode}. Leave it out`)
+    }
+  }
+  const streamCommon = (i: number | undefined, suffix: string, mode: string): { port: number; sendProxyProtocol?: boolean } => {
+    const portValue = ownAt('port', i)
+    if (portValue === undefined) fail(`port${suffix}`, `is required with reqMode=${mode} (Docker Flow Proxy's rule); it ${rules.port.text}`)
+    refuseHttpOnly(i, mode)
+    const spp = at(i)('sendProxyProtocol')
+    const out: { port: number; sendProxyProtocol?: boolean } = { port: parsePort(`port${suffix}`, portValue) }
+    if (spp !== undefined && parseBool(spp.field, spp.value)) out.sendProxyProtocol = true
+    return out
+  }
+  const tcpDestination = (i: number | undefined, suffix: string): void => {
+    if (i === undefined && indexes.size > 0 && ownAt('port', i) === undefined && ownAt('srcPort', i) === undefined) return // only indexed destinations
+    const src = ownAt('srcPort', i)
+    if (src === undefined) fail(`srcPort${suffix}`, `is required with reqMode=tcp (Docker Flow Proxy's rule: a TCP destination needs port and srcPort); it ${rules.srcPort.text}`)
+    const srcPort = parseSrcPort(`srcPort${suffix}`, src)
+    const common = streamCommon(i, suffix, 'tcp')
+    if (ownAt('servicePath', i) !== undefined) warnings.push(`servicePath${suffix}: ignored for reqMode=tcp (a TCP destination has no path)`)
+    if ((i === undefined ? get('serviceDomain') : ownAt('serviceDomain', i)) !== undefined && (i !== undefined || indexes.size === 0)) {
+      fail(`serviceDomain${suffix}`, 'cannot narrow a reqMode=tcp destination: a TCP listener sees no host name (pass TLS through by server name with reqMode=sni)')
+    }
+    const d: TcpDestination & { field: string } = { srcPort, ...common, field: `srcPort${suffix}` }
+    for (const name of ['timeoutClient', 'timeoutServer'] as const) {
+      const t = at(i)(name)
+      if (t !== undefined) d[name] = seconds(t.field, t.value)
+    }
+    tcp.push(d)
+  }
+  const sniDestination = (i: number | undefined, suffix: string): void => {
+    if (i === undefined && indexes.size > 0 && ownAt('port', i) === undefined && ownAt('servicePath', i) === undefined) return // only indexed destinations
+    const src = ownAt('srcPort', i)
+    if (src !== undefined && src !== '443') {
+      throw new NotImplementedError(
+        `srcPort${suffix}: the Docker Flow Proxy parameter ${showValue(`srcPort${suffix}=${src}`)} is not implemented for reqMode=sni: SNI passthrough is served on the proxies' HTTPS port (srcPort 443, TETHER_PROXY_LISTEN_TLS), shared with the routes the proxies terminate; another listen port for it is not implemented. Nothing was stored`,
+      )
+    }
+    const common = streamCommon(i, suffix, 'sni')
+    const pt = at(i)('pathType')
+    const method = sniMethod(pt?.field ?? 'pathType', pt?.value)
+    const names = splitList(ownAt('servicePath', i)).map((v) => sniName(`servicePath${suffix}`, method, v))
+    const domains = i === undefined ? (indexes.size === 0 ? get('serviceDomain') : undefined) : ownAt('serviceDomain', i)
+    for (const dmn of splitList(domains)) names.push(checkServerName(`serviceDomain${suffix}`, dmn))
+    if (names.length === 0) fail(`servicePath${suffix}`, `is required with reqMode=sni: the TLS server names to pass through (or serviceDomain${suffix}); each ${rules.serverName.text}`)
+    if (names.length > limits.maxServerNames) fail(`servicePath${suffix}`, `gives ${names.length} server names; at most ${limits.maxServerNames} are allowed`)
+    sni.push({ serverName: names, ...common, field: `servicePath${suffix}` })
+  }
   const destination = (i: number | undefined): void => {
     const suffix = i === undefined ? '' : `.${i}`
+    const modeRead = at(i)('reqMode')
+    const mode = modeRead?.value ?? 'http'
+    if (mode === 'tcp') return tcpDestination(i, suffix)
+    if (mode === 'sni') return sniDestination(i, suffix)
+    if (mode !== 'http') fail(modeRead?.field ?? 'reqMode', `${showValue(mode)} must be http, tcp or sni`)
+    const src = ownAt('srcPort', i)
+    if (src !== undefined && src !== '80') {
+      throw new NotImplementedError(
+        `srcPort${suffix}: the Docker Flow Proxy parameter ${showValue(`srcPort${suffix}=${src}`)} with reqMode=http (an extra HTTP listener) is not implemented by Tether: HTTP routes answer on the proxies' HTTP and HTTPS ports; the route is refused rather than routed differently. Nothing was stored`,
+      )
+    }
+    const pt = at(i)('pathType')
+    if (pt !== undefined && pt.value !== 'path_beg') {
+      throw new NotImplementedError(
+        `${pt.field}: the Docker Flow Proxy parameter ${showValue(`${pt.field}=${pt.value}`)} is not implemented by Tether for HTTP (Tether matches path prefixes on whole segments; path_beg is accepted; for reqMode=sni, req_ssl_sni is); the route is refused rather than routed differently. Nothing was stored`,
+      )
+    }
+    if (pt !== undefined && !warnings.some((w) => w.startsWith(`${pt.field}:`))) {
+      warnings.push(`${pt.field}: Docker Flow Proxy parameter accepted; Tether matches path prefixes on whole segments (/demo serves /demo and /demo/x, not /demonstration)`)
+    }
+    const spp = at(i)('sendProxyProtocol')
+    if (spp !== undefined && parseBool(spp.field, spp.value)) fail(spp.field, 'applies to reqMode=tcp and reqMode=sni destinations; HTTP destinations get X-Forwarded-For')
+    const tc = at(i)('timeoutClient')
+    if (tc !== undefined && !warnings.some((w) => w.startsWith(`${tc.field}:`))) warnings.push(`${tc.field}: Docker Flow Proxy parameter not implemented by Tether for HTTP destinations (the client timeout is the proxy-wide 60 s; TCP destinations take it); ignored`)
     // Paths and ports are the destination's own (no fallback): the unindexed ones are the first destination.
     let paths = checkList(`servicePath${suffix}`, 'servicePath', splitList(ownAt('servicePath', i)), limits.maxPaths)
     const ownDomains = i === undefined ? undefined : ownAt('serviceDomain', i)
@@ -195,7 +322,8 @@ export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: st
   }
   destination(undefined)
   for (const i of [...indexes].sort((a, b) => a - b)) destination(i)
-  if (destinations.length === 0) throw new NothingToRouteError('nothing to route: give servicePath or serviceDomain (Docker Flow Proxy answers 409 too). Nothing was stored')
+  checkStreamDestinations(tcp, sni)
+  if (destinations.length === 0 && tcp.length === 0 && sni.length === 0) throw new NothingToRouteError('nothing to route: give servicePath or serviceDomain (Docker Flow Proxy answers 409 too). Nothing was stored')
   if (destinations.length > limits.maxDestinations) fail('servicePath', `gives ${destinations.length} destinations; at most ${limits.maxDestinations} are allowed`)
 
   let sticky: boolean | undefined
@@ -213,9 +341,14 @@ export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: st
   const featureRead: Read = (name) => routeRead(name) ?? (aliases[name] === undefined ? undefined : routeRead(aliases[name]))
   const { features, warnings: featureWarnings } = routeFeatures(featureRead, serviceName)
   warnings.push(...featureWarnings)
+  if (features.auth !== undefined && (tcp.length > 0 || sni.length > 0)) {
+    fail(get('users') !== undefined ? 'users' : 'usersSecret', "basic authentication applies to HTTP destinations only: this route's reqMode=tcp/sni destinations would stay open. Give them a route (service) of their own, or leave users out")
+  }
   const input: RouteInput = {
     serviceName,
     destinations,
+    tcp: tcp.map(({ field: _field, ...d }) => d),
+    sni: sni.map(({ field: _field, ...d }) => d),
     serviceDomain: checkList('serviceDomain', 'serviceDomain', splitList(get('serviceDomain')), limits.maxDomains),
     sticky,
     stickyCookie: stickyCookie === undefined ? undefined : checkString('stickyCookie', 'stickyCookie', stickyCookie),

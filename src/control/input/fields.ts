@@ -7,7 +7,7 @@
  */
 import { isIPv6 } from 'node:net'
 import { Compile } from 'typebox/compile'
-import { rules, RouteSchema, type Route } from '../../contracts/route.ts'
+import { reservedPorts, rules, RouteSchema, type Route } from '../../contracts/route.ts'
 import { ValidationFailedError } from '../errors.ts'
 import { describeSchemaError, showValue, type RuleName } from './schema-errors.ts'
 
@@ -76,6 +76,42 @@ export function parsePort(field: string, value: string | number | undefined): nu
   return n
 }
 
+/** A TCP route's listen port: a port, and not one the proxies hold for themselves by default. */
+export function parseSrcPort(field: string, value: string | number | undefined): number {
+  const n = parsePort(field, value)
+  const own = reservedPorts.get(n)
+  if (own !== undefined) fail(field, `${n} is ${own}; a TCP route needs a port of its own`)
+  return n
+}
+
+/** A TLS server name (SNI), lower-cased. */
+export function checkServerName(field: string, value: string): string {
+  const name = value.toLowerCase().replace(/\.$/, '')
+  if (name.length > rules.serverName.maxLength || !patterns.serverName.test(name)) fail(field, `${showValue(value)} ${rules.serverName.text}`)
+  return name
+}
+
+/**
+ * Within one route: one TCP destination per srcPort and one SNI destination per server name
+ * (the field names are the form's own).
+ */
+export function checkStreamDestinations(tcp: ReadonlyArray<{ field: string; srcPort: number }>, sni: ReadonlyArray<{ field: string; serverName: readonly string[] }>): void {
+  const ports = new Map<number, string>()
+  for (const t of tcp) {
+    const first = ports.get(t.srcPort)
+    if (first !== undefined) fail(t.field, `${t.srcPort} is given twice in this route (also in ${first}); one TCP destination per listen port`)
+    ports.set(t.srcPort, t.field)
+  }
+  const names = new Map<string, string>()
+  for (const d of sni) {
+    for (const n of d.serverName) {
+      const first = names.get(n)
+      if (first !== undefined && first !== d.field) fail(d.field, `${showValue(n)} is given twice in this route (also in ${first}); one SNI destination per server name`)
+      names.set(n, d.field)
+    }
+  }
+}
+
 const checkRoute = Compile(RouteSchema)
 
 /** Last line of defence: the built route must satisfy the contract every proxy relies on. */
@@ -83,6 +119,9 @@ export function finish(route: Route): Route {
   if (!checkRoute.Check(route)) {
     const first = [...checkRoute.Errors(route)][0]
     throw new ValidationFailedError(first === undefined ? 'route: invalid' : describeSchemaError(first, route))
+  }
+  if (route.destinations.length === 0 && route.tcp === undefined && route.sni === undefined) {
+    throw new ValidationFailedError('destinations: a route needs at least one destination: HTTP (servicePath + port), TCP (reqMode=tcp: srcPort + port) or SNI (reqMode=sni: serverName + port)')
   }
   // What a pattern cannot say (the JSON form's endpoints were only matched against it).
   route.endpoints.forEach((e, i) => checkString(`endpoints[${i}]`, 'endpoint', e))

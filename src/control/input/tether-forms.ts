@@ -2,8 +2,8 @@
  * Tether's own forms of a route: the query string (GET|PUT /v1/reconfigure) and the JSON body
  * (POST /v1/reconfigure, PUT /v1/routes/{serviceName}) → a normalised, validated `Route`.
  */
-import { headerValueProblem, limits, normalizeRoute, rules, type Auth, type Destination, type Header, type Route, type RouteInput } from '../../contracts/route.ts'
-import { checkList, checkString, fail, finish, parsePort, showValue, splitList } from './fields.ts'
+import { headerValueProblem, limits, normalizeRoute, rules, type Auth, type Destination, type Header, type Route, type RouteInput, type SniDestination, type TcpDestination } from '../../contracts/route.ts'
+import { checkList, checkServerName, checkStreamDestinations, checkString, fail, finish, parsePort, parseSrcPort, showValue, splitList } from './fields.ts'
 import { httpsFields } from './https-fields.ts'
 import { pcreProblem } from './pcre-regex.ts'
 import { destinationFeatures, passwordHashOf, routeFeatures, routeRewriteOf, type Read } from './route-features.ts'
@@ -23,6 +23,11 @@ export interface RouteQuery {
   denyHttp?: string | boolean | undefined
   hstsMaxAge?: string | number | undefined
   acme?: string | boolean | undefined
+  /** http (default), tcp (srcPort → port) or sni (serverName → port, TLS passed through). */
+  reqMode?: string | undefined
+  srcPort?: string | number | undefined
+  serverName?: string | undefined
+  sendProxyProtocol?: string | boolean | undefined
   /** The HTTP features, by Docker Flow Proxy's names (see route-features.ts). */
   [feature: string]: string | number | boolean | undefined
 }
@@ -33,8 +38,47 @@ export interface ParsedRoute {
   warnings: string[]
 }
 
+function bool(field: string, value: string | number | boolean | undefined): boolean | undefined {
+  if (value === undefined || typeof value === 'boolean') return value
+  if (value === 'true') return true
+  if (value === 'false') return false
+  return fail(field, `${showValue(String(value))} must be true or false`)
+}
+
+/** What a reqMode=tcp|sni query may hold; anything else is an HTTP route's and is refused rather than ignored. */
+const STREAM_QUERY_FIELDS = new Set(['serviceName', 'reqMode', 'port', 'srcPort', 'serverName', 'sendProxyProtocol', 'sticky', 'endpoints', 'wait', 'timeout', 'takeover'])
+
+/** reqMode=tcp|sni in the query form: one TCP or SNI destination. */
+function streamRouteFromQuery(serviceName: string, mode: 'tcp' | 'sni', query: RouteQuery): Route {
+  for (const f of Object.keys(query).sort()) {
+    if (query[f] === undefined || STREAM_QUERY_FIELDS.has(f)) continue
+    fail(f, `applies to HTTP routes; a reqMode=${mode} route has no ${f === 'servicePath' ? 'path' : f === 'serviceDomain' ? 'host header (for TLS server names use reqMode=sni with serverName)' : 'such behaviour'}. Leave it out`)
+  }
+  const port = parsePort('port', query.port)
+  const sendProxyProtocol = bool('sendProxyProtocol', query.sendProxyProtocol)
+  const common = { serviceName, destinations: [], sticky: query.sticky, endpoints: checkList('endpoints', 'endpoint', splitList(query.endpoints), limits.maxEndpoints) }
+  if (mode === 'tcp') {
+    if (query.serverName !== undefined) fail('serverName', 'belongs to reqMode=sni routes; a TCP route is chosen by its srcPort')
+    if (query.srcPort === undefined) fail('srcPort', `is required with reqMode=tcp (the port every proxy listens on for this route); it ${rules.srcPort.text}`)
+    const srcPort = parseSrcPort('srcPort', query.srcPort)
+    return finish(normalizeRoute({ ...common, tcp: [{ srcPort, port, ...(sendProxyProtocol === true ? { sendProxyProtocol } : {}) }] }))
+  }
+  if (query.srcPort !== undefined) fail('srcPort', "is for reqMode=tcp; SNI passthrough routes are served on the proxies' HTTPS port (TETHER_PROXY_LISTEN_TLS)")
+  if (query.serverName === undefined) fail('serverName', `is required with reqMode=sni (comma-separated); each ${rules.serverName.text}`)
+  const names = splitList(query.serverName).map((n) => checkServerName('serverName', n))
+  if (names.length === 0) fail('serverName', `is empty; each ${rules.serverName.text}`)
+  if (names.length > limits.maxServerNames) fail('serverName', `has ${names.length} entries; at most ${limits.maxServerNames} are allowed`)
+  return finish(normalizeRoute({ ...common, sni: [{ serverName: names, port, ...(sendProxyProtocol === true ? { sendProxyProtocol } : {}) }] }))
+}
+
 export function routeFromQuery(query: RouteQuery): ParsedRoute {
   const serviceName = checkString('serviceName', 'serviceName', query.serviceName)
+  const mode = query.reqMode ?? 'http'
+  if (mode === 'tcp' || mode === 'sni') return { route: streamRouteFromQuery(serviceName, mode, query), warnings: [] }
+  if (mode !== 'http') fail('reqMode', `${showValue(String(mode))} must be http, tcp or sni`)
+  for (const f of ['srcPort', 'serverName', 'sendProxyProtocol'] as const) {
+    if (query[f] !== undefined) fail(f, `belongs to reqMode=${f === 'serverName' ? 'sni' : f === 'srcPort' ? 'tcp' : 'tcp or reqMode=sni'} routes; this one is HTTP (reqMode=http)`)
+  }
   if (query.servicePath === undefined) fail('servicePath', `is required; it ${rules.servicePath.text}`)
   const paths = checkList('servicePath', 'servicePath', splitList(query.servicePath), limits.maxPaths)
   if (paths.length === 0) fail('servicePath', `is empty; it ${rules.servicePath.text}`)
@@ -83,6 +127,8 @@ export interface RouteBody extends DestinationFeatures {
   servicePath?: string[] | undefined
   port?: number | undefined
   destinations?: DestinationBody[] | undefined
+  tcp?: TcpDestination[] | undefined
+  sni?: SniDestination[] | undefined
   serviceDomain?: string[] | undefined
   sticky?: boolean | undefined
   stickyCookie?: string | undefined
@@ -168,9 +214,13 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Pa
   if (short && body.destinations !== undefined) fail('destinations', "give either 'servicePath' and 'port', or 'destinations', not both")
   let destinations: DestinationBody[]
   const topLevel = DESTINATION_FEATURE_KEYS.filter((k) => body[k] !== undefined)
+  const streams = body.tcp !== undefined || body.sni !== undefined
   if (body.destinations !== undefined) {
     if (topLevel.length > 0) fail(topLevel[0] as string, "belongs in each destination when 'destinations' is given")
     destinations = body.destinations
+  } else if (!short && streams) {
+    if (topLevel.length > 0) fail(topLevel[0] as string, 'belongs to an HTTP destination (servicePath + port); this route has only tcp/sni destinations')
+    destinations = []
   } else {
     if (body.servicePath === undefined || body.servicePath.length === 0) fail('servicePath', `is required (or give 'destinations'); it ${rules.servicePath.text}`)
     const d: DestinationBody = { servicePath: body.servicePath, port: parsePort('port', body.port) }
@@ -187,9 +237,20 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Pa
       if (problem !== null) fail(`${key}[${i}].value`, `${showValue(h.value)} ${problem}`)
     })
   }
+  const tcp = body.tcp?.map((d, i) => ({ ...d, srcPort: parseSrcPort(`tcp[${i}].srcPort`, d.srcPort) }))
+  const sni = body.sni?.map((d, i) => ({ ...d, serverName: d.serverName.map((n, j) => checkServerName(`sni[${i}].serverName[${j}]`, n)) }))
+  checkStreamDestinations(
+    (tcp ?? []).map((d, i) => ({ field: `tcp[${i}].srcPort`, srcPort: d.srcPort })),
+    (sni ?? []).map((d, i) => ({ field: `sni[${i}].serverName`, serverName: d.serverName })),
+  )
+  if (body.auth !== undefined && streams) {
+    fail('auth', "basic authentication applies to HTTP destinations only: this route's tcp/sni destinations would stay open. Give them a route (service) of their own, or leave auth out")
+  }
   const input: RouteInput = {
     serviceName,
     destinations,
+    tcp,
+    sni,
     serviceDomain: body.serviceDomain,
     sticky: body.sticky,
     stickyCookie: body.stickyCookie,

@@ -42,6 +42,9 @@ const prefilledOptional: Readonly<Record<string, readonly string[]>> = {
   getDockerFlowProxyReconfigure: ['servicePath', 'port'],
   putDockerFlowProxyReconfigure: ['servicePath', 'port'],
   postDockerFlowProxyReconfigure: ['servicePath', 'port'],
+  // servicePath is optional only for reqMode=tcp|sni; "Try it out" starts from an HTTP route.
+  getReconfigure: ['servicePath'],
+  putReconfigure: ['servicePath'],
 }
 
 /** What the API says for each error code (the sample of a 401 is a 401's message). */

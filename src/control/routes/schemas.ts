@@ -19,6 +19,8 @@ import {
   rules,
   RouteSchema,
   ServiceDomainSchema,
+  SniDestinationSchema,
+  TcpDestinationSchema,
   ServiceNameSchema,
   ServicePathSchema,
   routeHttpsProperties,
@@ -98,11 +100,13 @@ export const featureQueryProperties = {
 export const ReconfigureQuerySchema = Type.Object(
   {
     serviceName: ServiceNameSchema,
-    servicePath: Type.String({
-      maxLength: listMax(rules.servicePath.maxLength, limits.maxPaths),
-      description: `Comma-separated path prefixes (at most ${limits.maxPaths}); each ${rules.servicePath.text}.`,
-      examples: ['/demo,/api/demo'],
-    }),
+    servicePath: Type.Optional(
+      Type.String({
+        maxLength: listMax(rules.servicePath.maxLength, limits.maxPaths),
+        description: `Comma-separated path prefixes (at most ${limits.maxPaths}); each ${rules.servicePath.text}. Required for reqMode=http (the default); not given for tcp and sni.`,
+        examples: ['/demo,/api/demo'],
+      }),
+    ),
     // Text, not an integer: coercion would take '0x50', '8e1', ' 80' or '+80' for 80. The
     // input parser reads the digits the way every other form does.
     port: Type.String({ pattern: '^[0-9]{1,5}$', description: `Port the service listens on inside the overlay network (decimal digits); ${rules.port.text}.`, examples: ['8080'] }),
@@ -117,6 +121,16 @@ export const ReconfigureQuerySchema = Type.Object(
     ...routeHttpsQueryProperties,
     acme: Type.Optional(Type.Boolean({ description: "Get a certificate for the route's serviceDomain by ACME (stored as acmeDomains)." })),
     ...featureQueryProperties,
+    reqMode: Type.Optional(
+      Type.Union([Type.Literal('http'), Type.Literal('tcp'), Type.Literal('sni')], {
+        description: "http (default): servicePath + port. tcp: every proxy listens on srcPort and forwards to port. sni: TLS connections on the proxies' HTTPS port naming serverName are passed through, unterminated, to port.",
+      }),
+    ),
+    srcPort: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$', description: `reqMode=tcp: the port every proxy listens on; ${rules.srcPort.text}; not 80, 443 or 8404 (the proxies' own listeners).`, examples: ['6379'] })),
+    serverName: Type.Optional(
+      Type.String({ maxLength: listMax(rules.serverName.maxLength, limits.maxServerNames), description: `reqMode=sni: comma-separated TLS server names; each ${rules.serverName.text}.`, examples: ['db.example.com,*.db.example.com'] }),
+    ),
+    sendProxyProtocol: Type.Optional(Type.Boolean({ description: 'reqMode=tcp|sni: send a PROXY protocol v2 header to the tasks (they must expect it). Default false.' })),
     ...waitProperties,
     ...takeoverProperty,
   },
@@ -151,6 +165,8 @@ const routeBodyProperties = {
   servicePath: Type.Optional(Type.Array(ServicePathSchema, { minItems: 1, maxItems: limits.maxPaths, description: "Path prefixes of the one destination (with 'port'); or give 'destinations'." })),
   port: Type.Optional(PortSchema),
   destinations: Type.Optional(Type.Array(ref(DestinationSchema), { minItems: 1, maxItems: limits.maxDestinations, description: "Several path/port destinations; instead of 'servicePath' and 'port'." })),
+  tcp: Type.Optional(Type.Array(ref(TcpDestinationSchema), { minItems: 1, maxItems: limits.maxTcp, description: 'TCP listen ports forwarded to the service (besides or instead of HTTP destinations).' })),
+  sni: Type.Optional(Type.Array(ref(SniDestinationSchema), { minItems: 1, maxItems: limits.maxSni, description: "TLS server names passed through, unterminated, on the proxies' HTTPS port." })),
   serviceDomain: Type.Optional(Type.Array(ServiceDomainSchema, { maxItems: limits.maxDomains })),
   sticky: Type.Optional(Type.Boolean({ description: 'Pin each client to one task with an opaque cookie. Default false.' })),
   stickyCookie: Type.Optional(StickyCookieSchema),
@@ -170,7 +186,7 @@ const routeBodyProperties = {
 
 export const ReconfigureBodySchema = Type.Object(
   { serviceName: ServiceNameSchema, ...routeBodyProperties },
-  { $id: 'ReconfigureRequest', additionalProperties: false, description: "A route: 'servicePath' + 'port', or 'destinations'." },
+  { $id: 'ReconfigureRequest', additionalProperties: false, description: "A route: 'servicePath' + 'port', or 'destinations'; and/or 'tcp' and 'sni' destinations." },
 )
 export type ReconfigureBody = Static<typeof ReconfigureBodySchema>
 
@@ -422,6 +438,8 @@ export const HealthAnswerSchema = Type.Object({ status: Type.String({ examples: 
 /** Registered with `app.addSchema`, dependencies first. */
 export const sharedSchemas: TSchema[] = [
   DestinationSchema,
+  TcpDestinationSchema,
+  SniDestinationSchema,
   RouteSchema,
   ConfigSnapshotSchema,
   ChangeEntrySchema,

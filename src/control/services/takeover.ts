@@ -10,7 +10,7 @@
  */
 import type { ChangeMeta } from '../../contracts/change.ts'
 import { hostsOf, type Route } from '../../contracts/route.ts'
-import { bindingKey, bindingKeys, DEFAULT_BACKEND_KEY, matchKey, matchOf, redirectKey } from '../../contracts/route-planner.ts'
+import { bindingKey, bindingKeys, DEFAULT_BACKEND_KEY, matchKey, matchOf, redirectKey, sniKey, tcpKey } from '../../contracts/route-planner.ts'
 import { RouteConflictError, StoreUnavailableError } from '../errors.ts'
 import { ExpectationFailedError, type PutResult, type RouteStore, type RouteWrite } from '../store/route-store.ts'
 
@@ -66,10 +66,30 @@ export function withoutClaims(holder: Route, route: Route): { after: Route | nul
       return kept === undefined || kept.length === 0 ? rest : { ...rest, redirectFromDomain: kept }
     })
   const defaultBackend = holder.isDefaultBackend === true && claimed.has(DEFAULT_BACKEND_KEY)
+  // TCP ports and SNI names move whole (one service each), listed as 'tcp:<port>' and 'sni:<name>'.
+  const tcp = (holder.tcp ?? []).filter((d) => {
+    if (!claimed.has(tcpKey(d.srcPort))) return true
+    moved.add(`tcp:${d.srcPort}`)
+    return false
+  })
+  const sni = (holder.sni ?? [])
+    .map((d) => ({
+      ...d,
+      serverName: d.serverName.filter((n) => {
+        if (!claimed.has(sniKey(n))) return true
+        moved.add(`sni:${n}`)
+        return false
+      }),
+    }))
+    .filter((d) => d.serverName.length > 0)
   let after: Route | null = null
-  if (destinations.length > 0) {
+  if (destinations.length > 0 || tcp.length > 0 || sni.length > 0) {
     after = { ...holder, destinations }
     if (defaultBackend) delete after.isDefaultBackend
+    if (tcp.length > 0) after.tcp = tcp
+    else delete after.tcp
+    if (sni.length > 0) after.sni = sni
+    else delete after.sni
   }
   return { after, moved: [...moved].sort(), redirects: [...redirects].sort(), defaultBackend }
 }
