@@ -30,6 +30,7 @@ import { RequestLogController } from './plugins/request-log.ts'
 import { createFleet, type Fleet } from './services/fleet.ts'
 import type { DiscoveryProblem, TaskInventory } from './discovery/index.ts'
 import { registerSwagger } from './plugins/swagger.ts'
+import { decimalQuery } from './plugins/decimal-query.ts'
 import healthRoutes from './routes/health.ts'
 import uiRoutes from './routes/ui.ts'
 import { sharedSchemas } from './routes/schemas.ts'
@@ -211,6 +212,7 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
     if (actor === null) throw new UnauthorizedError()
     request.actor = actor
   })
+  decimalQuery(app)
   // Basic-auth password hashes go to proxies and to API-token holders, not to public readers
   // (GET /v1/routes, the change log, the dashboard): a crypt(3) hash can be cracked offline.
   app.addHook('preSerialization', async (request, _reply, payload) => {

@@ -92,3 +92,34 @@ describe('port: decimal digits only, in every form', () => {
     }
   })
 })
+
+describe('numbers in query strings: decimal digits only (since, limit, to, hstsMaxAge, httpsRedirectCode; wait and timeout are patterns already)', () => {
+  const cases: Array<[string, string, string]> = [
+    ['GET', '/v1/config?since=0x10', 'since'],
+    ['GET', '/v1/changes?since=1e3', 'since'],
+    ['GET', '/v1/changes?limit=%2010', 'limit'],
+    ['GET', '/v1/changes?limit=+5', 'limit'],
+    ['POST', '/v1/config/rollback?to=0x1', 'to'],
+    ['POST', '/v1/config/rollback?to=', 'to'],
+    ['PUT', `/v1/reconfigure?${query({ serviceName: 'hsts-test', servicePath: '/hsts-test', hstsMaxAge: '0x10' })}`, 'hstsMaxAge'],
+    ['PUT', `/v1/reconfigure?${query({ serviceName: 'hsts-test', servicePath: '/hsts-test', httpsOnly: 'true', httpsRedirectCode: '3.01e2' })}`, 'httpsRedirectCode'],
+  ]
+  for (const [method, url, field] of cases) {
+    it(`${method} ${decodeURIComponent(url.replace(/serviceName=[^&]*&servicePath=[^&]*&port=[^&]*&?/, ''))}: 400 naming ${field}, nothing changed`, async () => {
+      const version = await store.version()
+      const res = await app.inject({ method: method as 'GET', url, headers: api })
+      assert.equal(res.statusCode, 400, res.body)
+      assert.equal(res.json().code, 'VALIDATION_FAILED')
+      assert.match(res.json().message, new RegExp(`^${field}: .* must be written in decimal digits`))
+      assert.equal(await store.version(), version)
+    })
+  }
+
+  it('takes the same numbers in decimal digits', async () => {
+    assert.equal((await app.inject({ method: 'GET', url: '/v1/changes?since=0&limit=10', headers: api })).statusCode, 200)
+    assert.equal((await app.inject({ method: 'GET', url: '/v1/config?since=16', headers: api })).statusCode !== 400, true)
+    const res = await app.inject({ method: 'PUT', url: `/v1/reconfigure?${query({ serviceName: 'hsts-test', servicePath: '/hsts-test', hstsMaxAge: '16', httpsOnly: 'true', httpsRedirectCode: '301' })}`, headers: api })
+    assert.equal(res.statusCode, 200, res.body)
+    assert.deepEqual([res.json().route.hstsMaxAge, res.json().route.httpsRedirectCode], [16, 301])
+  })
+})
