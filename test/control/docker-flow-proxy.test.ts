@@ -177,6 +177,23 @@ describe('GET /v1/docker-flow-proxy/reconfigure', () => {
     assert.equal(await store.version(), 0)
   })
 
+  it("reads srcPort 80 / 443 of HTTP destinations as DFP does (the port the request arrived on): DFP's documented multi-destination example; other ports are refused", async (t) => {
+    const { app, store } = await startControl(t)
+    // Verbatim from DFP's usage docs.
+    const res = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=foo&servicePath.1=/&port.1=8080&srcPort.1=80&servicePath.2=/&port.2=8081&srcPort.2=443', headers: api })
+    assert.equal(res.statusCode, 200, res.body)
+    assert.deepEqual(res.json().route.destinations, [
+      { servicePath: ['/'], port: 8080, listener: 'http' },
+      { servicePath: ['/'], port: 8081, listener: 'https' },
+    ])
+    assert.equal(res.json().warnings, undefined, 'nothing shadowed: one path, one destination per listener')
+    const other = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=bar&servicePath=/bar&port=8080&srcPort=8085', headers: api })
+    assert.equal(other.statusCode, 400, other.body)
+    assert.equal(other.json().code, 'NOT_IMPLEMENTED')
+    assert.match(other.json().message, /^srcPort: the Docker Flow Proxy parameter "srcPort=8085" with reqMode=http/)
+    assert.equal(await store.get('bar'), null)
+  })
+
   it('serves a domain-only route on / (serviceDomain without servicePath, also indexed)', async (t) => {
     const { app } = await startControl(t)
     const res = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=demo&serviceDomain=demo.org&port=80', headers: api })

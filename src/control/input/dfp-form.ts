@@ -278,12 +278,15 @@ export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: st
     if (mode === 'tcp') return tcpDestination(i, suffix)
     if (mode === 'sni') return sniDestination(i, suffix)
     if (mode !== 'http') fail(modeRead?.field ?? 'reqMode', `${showValue(mode)} must be http, tcp or sni`)
+    // DFP's srcPort of an HTTP destination is an ACL on the port the request arrived on: 80 is
+    // plain HTTP, 443 is HTTPS (the proxies' two listeners, whatever port they are published on).
     const src = ownAt('srcPort', i)
-    if (src !== undefined && src !== '80') {
+    if (src !== undefined && src !== '80' && src !== '443') {
       throw new NotImplementedError(
-        `srcPort${suffix}: the Docker Flow Proxy parameter ${showValue(`srcPort${suffix}=${src}`)} with reqMode=http (an extra HTTP listener) is not implemented by Tether: HTTP routes answer on the proxies' HTTP and HTTPS ports; the route is refused rather than routed differently. Nothing was stored`,
+        `srcPort${suffix}: the Docker Flow Proxy parameter ${showValue(`srcPort${suffix}=${src}`)} with reqMode=http (an extra HTTP listener) is not implemented by Tether: HTTP routes answer on the proxies' HTTP listener (srcPort 80) and HTTPS listener (srcPort 443); the route is refused rather than routed differently. Nothing was stored`,
       )
     }
+    const listener = src === '80' ? 'http' : src === '443' ? 'https' : undefined
     const pt = at(i)('pathType')
     if (pt !== undefined && pt.value !== 'path_beg') {
       throw new NotImplementedError(
@@ -318,6 +321,10 @@ export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: st
     if (ownDomains !== undefined) d.serviceDomain = checkList(`serviceDomain${suffix}`, 'serviceDomain', splitList(ownDomains), limits.maxDomains)
     const hosts = d.serviceDomain ?? splitList(get('serviceDomain'))
     Object.assign(d, destinationFeatures(at(i), hosts, routeRewrite))
+    if (listener !== undefined) {
+      if (d.listener !== undefined && d.listener !== listener) fail(`srcPort${suffix}`, `${src} and listener=${d.listener} contradict each other: give one`)
+      d.listener = listener
+    }
     destinations.push(d)
   }
   destination(undefined)
