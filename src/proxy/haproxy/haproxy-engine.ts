@@ -1,20 +1,25 @@
 /**
  * The production Engine: HAProxy in master-worker mode, driven from a rendered configuration.
  *
- * apply(snapshot):
+ * apply(snapshot), compared route by route with what is served (route-diff.ts):
+ * - only fixed endpoints changed: the servers of those services change over the runtime API,
+ *   nothing is rendered (the cost does not grow with the table);
  * - the tasks of every service routed through DNS are resolved by the proxy itself
  *   (task-discovery.ts) before rendering, so a new route starts with its servers;
- * - when the new configuration differs from the served one only in servers (same skeleton, same
- *   map files), the runtime API changes the servers and nothing is reloaded;
+ * - when the new configuration differs from the served one only in servers and map entries
+ *   (same skeleton), the runtime API changes them and nothing is reloaded;
  * - otherwise: render → write candidate → `haproxy -c` (isolating refused routes) → atomic
- *   replace → start or hitless reload (verified on the master CLI) → report.
+ *   replace → start or hitless reload (verified on the master CLI) → report. Once HAProxy runs,
+ *   `haproxy -c` checks only the backends that are new or changed (config-text.ts), and the
+ *   server state is saved while the configuration is rendered and checked.
  *
  * Between applies, a change in a service's tasks (DNS, checked every dnsIntervalMs) is applied
- * over the runtime API: `add server` (+ `enable dynamic-cookie backend`, or the new server gets
+ * over the runtime API to that service's backends only: `add server` (+ `enable dynamic-cookie backend`, or the new server gets
  * no affinity cookie in HAProxy 2.6), `enable health`, `set server state ready`; a task that is
  * gone is put in maintenance at once and deleted (`del server`) once it holds no connection
  * (HAProxy 2.6 has no `wait srv-removable`: deletion is retried every second). The configuration
- * file is rewritten with the current servers, so a reload or a restart of HAProxy keeps them.
+ * file is rewritten with the current servers (only those backends' lines replaced), so a reload
+ * or a restart of HAProxy keeps them.
  * A runtime change HAProxy refuses falls back to a reload of the same state.
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
@@ -30,11 +35,13 @@ import type { ApplyResult, BackendHealth, Engine } from '../engine.ts'
 import { planDescriptors, parseNofileLimit, type DescriptorPlan } from './descriptors.ts'
 import { HaproxyConfigError, HaproxyRuntimeError } from './errors.ts'
 import { haproxyVersion, startHaproxy, type HaproxyProcess } from './process.ts'
+import { checkConfigOf, configTextOf, parseConfigText, withServers, type ConfigText } from './config-text.ts'
 import { render, statePaths, type RenderedBackend, type RenderedConfig } from './render.ts'
+import { compareRoutes, sameJson } from './route-diff.ts'
 import { runCommands, showStat, sslCommand } from './runtime.ts'
 import { readCertificateFiles, type CertificateFileProblem, type FileCertificate } from './certificate-files.ts'
 import type { ProxyTlsReport } from '../../contracts/proxy-status.ts'
-import { addressText, CHECK_OPTIONS, diffServers, isIpAddress, type Endpoint } from './servers.ts'
+import { addressText, CHECK_OPTIONS, diffServers, endpointsOf, isIpAddress, serverLine, type Endpoint } from './servers.ts'
 import { resolveSettings, type HaproxyEngineSettings, type ResolvedSettings } from './settings.ts'
 import { createTaskResolver, createTaskWatcher, type TaskResolver } from './task-discovery.ts'
 import { createCertificateKeeper, crtListPath, ensureDefaultCertificate, TLS_CERT_FILE } from './tls.ts'
@@ -103,10 +110,19 @@ const routeKey = (r: Route): string => JSON.stringify(r)
 interface Served {
   /** Version and the routes served (refused ones left out). */
   snapshot: ConfigSnapshot
+  /** The same routes by serviceName. */
+  routes: Map<string, Route>
+  /** The last render; its backends' servers are kept current by runtime changes. */
   rendered: RenderedConfig
+  /** Backends by serviceName (the same objects as rendered.backends). */
+  backendsOf: Map<string, RenderedBackend[]>
+  /** The configuration file's text as sections, server lines kept current. */
+  text: ConfigText
   plan: DescriptorPlan
   /** Refused routes, with the exact route refused (a changed route is tried again). */
   refused: Array<RefusedRoute & { key: string }>
+  /** The certificates rendered (a new set needs a render). */
+  certificates: readonly CertificateMaterial[] | undefined
 }
 
 export interface CreateHaproxyEngineOptions {
@@ -123,6 +139,8 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   const s: ResolvedSettings = resolveSettings(settings)
   const { logger } = s
   const paths = statePaths(s.stateDir)
+  /** What `haproxy -c` reads when it checks only what changed. */
+  const partialCandidate = `${paths.candidate}.partial`
   const version = await haproxyVersion(s.haproxyBin)
   await mkdir(paths.mapDir, { recursive: true })
   const descriptorLimit =
@@ -163,6 +181,8 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   /** Map files as HAProxy loaded them at the last reload, by kind: the names the runtime API knows them by. */
   let loadedMaps = new Map<string, string>()
   let lastProblem: string | null = null
+  /** The configuration HAProxy accepted last (what a partial `haproxy -c` compares with); undefined = check everything. */
+  let accepted: ConfigText | undefined
 
   const watcher = createTaskWatcher({
     resolver: options.taskResolver ?? createTaskResolver({ servers: s.resolvers }),
@@ -170,7 +190,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     clock: systemClock,
     onChange: (changed) => {
       for (const [serviceName, tasks] of changed) logger.debug({ serviceName, tasks: tasks.length }, 'tasks changed')
-      return enqueue(() => resync('tasks changed')).catch((error: unknown) => logger.error({ err: error }, 'could not apply a change of tasks'))
+      return enqueue(() => resync('tasks changed', new Set(changed.keys()))).catch((error: unknown) => logger.error({ err: error }, 'could not apply a change of tasks'))
     },
     onError: (error) => logger.warn({ err: error }, 'task discovery round failed'),
   })
@@ -223,13 +243,17 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       let t = performance.now()
       const { rendered, plan } = renderWithin({ ...snapshot, routes })
       await writeFiles(rendered, paths.candidate)
+      // What HAProxy accepted before need not be checked again: only new and changed backends.
+      const partial = accepted === undefined || proc === undefined ? undefined : checkConfigOf(parseConfigText(rendered.config), rendered.owners, accepted)
+      if (partial !== undefined) await writeFile(partialCandidate, partial.config)
       timings.renderMs += performance.now() - t
       t = performance.now()
-      const result = await checkConfigFile(paths.candidate, s.haproxyBin)
+      const checked = partial === undefined ? paths.candidate : partialCandidate
+      const result = await checkConfigFile(checked, s.haproxyBin)
       timings.checkMs += performance.now() - t
       if (result.ok) return { rendered, plan, refused }
       last = result
-      const blamed = blame(result.errors, rendered, paths.candidate)
+      const blamed = blame(result.errors, partial === undefined ? rendered : { ...rendered, config: partial.config, owners: partial.owners }, checked)
       if (blamed.size === 0) break
       for (const [serviceName, error] of blamed) {
         const route = routes.find((r) => r.serviceName === serviceName)
@@ -318,27 +342,29 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     return changes
   }
 
-  /** Brings HAProxy's servers to those of `next` over the runtime API; one log line per server changed. */
-  async function syncServers(next: RenderedConfig): Promise<number> {
-    let changes = 0
-    for (const b of next.backends) {
-      const current = live.get(b.name) ?? new Map<string, Endpoint>()
-      const out = removing.get(b.name) ?? new Map<string, number>()
-      const diff = diffServers(current, new Set(out.keys()), b.servers)
-      if (diff.add.length + diff.remove.length + diff.restore.length === 0) continue
-      const commands: string[] = []
+  /**
+   * The server changes that bring `b` (its servers in HAProxy: `live`, `removing`) to `servers`:
+   * runtime commands, and the bookkeeping to do once HAProxy took them (commit). Servers named in
+   * `unchecked` are added without a health check (descriptor budget).
+   */
+  function serverChange(b: RenderedBackend, servers: readonly Endpoint[], unchecked: ReadonlySet<string>) {
+    const current = live.get(b.name) ?? new Map<string, Endpoint>()
+    const out = removing.get(b.name) ?? new Map<string, number>()
+    const diff = diffServers(current, new Set(out.keys()), servers)
+    const commands: string[] = []
+    for (const name of diff.restore) commands.push(`set server ${b.name}/${name} state ready`)
+    for (const name of diff.remove) commands.push(`set server ${b.name}/${name} state maint`)
+    for (const e of diff.add) commands.push(...addCommands(b, e, !unchecked.has(e.name)))
+    const count = diff.add.length + diff.remove.length + diff.restore.length
+    const commit = (): void => {
       for (const name of diff.restore) {
-        commands.push(`set server ${b.name}/${name} state ready`)
         out.delete(name)
         logger.info({ backend: b.name, server: name }, `server ${b.name}/${name} back in service`)
       }
       for (const name of diff.remove) {
-        commands.push(`set server ${b.name}/${name} state maint`)
         out.set(name, Date.now())
         logger.info({ backend: b.name, server: name, address: addressText(current.get(name)!) }, `server ${b.name}/${name} removed`)
       }
-      for (const e of diff.add) commands.push(...addCommands(b, e))
-      await runCommands(paths.adminSocket, commands)
       for (const e of diff.add) {
         current.set(e.name, e)
         logger.info({ backend: b.name, server: e.name, address: addressText(e) }, `server ${b.name}/${e.name} added`)
@@ -346,10 +372,33 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       live.set(b.name, current)
       if (out.size > 0) removing.set(b.name, out)
       else removing.delete(b.name)
-      changes += diff.add.length + diff.remove.length + diff.restore.length
     }
+    return { commands, count, adds: diff.add, commit }
+  }
+
+  /** Same servers (names, addresses, ports) in the same order? */
+  function sameServers(a: readonly Endpoint[], b: ReadonlyMap<string, Endpoint> | undefined): boolean {
+    if (b === undefined || a.length !== b.size) return false
+    for (const e of a) {
+      const have = b.get(e.name)
+      if (have === undefined || have.address !== e.address || have.port !== e.port) return false
+    }
+    return true
+  }
+
+  /** Brings HAProxy's servers to those of `next` over the runtime API (one connection); one log line per server changed. */
+  async function syncServers(next: RenderedConfig): Promise<number> {
+    const changes = []
+    for (const b of next.backends) {
+      // Most backends are untouched by a change: skip them without building a diff.
+      if (!removing.has(b.name) && sameServers(b.servers, live.get(b.name))) continue
+      const change = serverChange(b, b.servers, new Set(b.unchecked))
+      if (change.count > 0) changes.push(change)
+    }
+    await runCommands(paths.adminSocket, changes.flatMap((c) => c.commands))
+    for (const c of changes) c.commit()
     if (removing.size > 0) startReaper()
-    return changes
+    return changes.reduce((n, c) => n + c.count, 0)
   }
 
   /**
@@ -393,8 +442,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     return changes
   }
 
-  function addCommands(b: RenderedBackend, e: Endpoint): string[] {
-    const check = !b.unchecked.includes(e.name)
+  function addCommands(b: RenderedBackend, e: Endpoint, check: boolean): string[] {
     const commands = [`add server ${b.name}/${e.name} ${addressText(e)}${check ? ` ${CHECK_OPTIONS}` : ''}`]
     // HAProxy 2.6 gives a server added at runtime no dynamic cookie until this is run again.
     if (b.sticky) commands.push(`enable dynamic-cookie backend ${b.name}`)
@@ -403,10 +451,87 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     return commands
   }
 
+  /**
+   * Gives the backends of `services` the servers they should have now (their fixed endpoints,
+   * or the tasks DNS gave last) over the runtime API, and writes only their server lines back
+   * into the configuration file: no render of the table. Returns the number of servers changed,
+   * or null when that is not possible without a reload (the descriptor plan changes its maxconn,
+   * a new endpoint is a host name, HAProxy refused a command): the caller takes the full path.
+   */
+  async function patchServers(services: Iterable<string>): Promise<number | null> {
+    const current = served
+    if (current === undefined || proc === undefined) return null
+    const wanted: Array<[RenderedBackend, Endpoint[]]> = []
+    let total = 0
+    let checked = 0
+    for (const b of current.rendered.backends) {
+      total += b.servers.length
+      checked += b.servers.length - b.unchecked.length
+    }
+    for (const name of services) {
+      const route = current.routes.get(name)
+      if (route === undefined) continue
+      for (const b of current.backendsOf.get(name) ?? []) {
+        b.dns = route.endpoints.length === 0
+        const servers = endpointsOf(route, b.port, b.dns ? watcher.get(name) : undefined)
+        total += servers.length - b.servers.length
+        checked -= b.servers.length - b.unchecked.length
+        wanted.push([b, servers])
+      }
+    }
+    const plan = planDescriptors({ maxconn: s.maxconn, maxconnFixed: s.maxconnFixed, servers: total, limit: descriptorLimit, threads: s.nbthread ?? availableParallelism() })
+    if (plan.maxconn !== current.plan.maxconn) return null
+    const budget = plan.problem === null ? Number.POSITIVE_INFINITY : plan.checkBudget
+    const changes = []
+    const uncheckedOf = new Map<string, Set<string>>()
+    for (const [b, servers] of wanted) {
+      // Servers kept keep their check (or lack of one); new ones get one while the plan allows.
+      const was = new Set(b.unchecked)
+      const known = live.get(b.name)
+      const unchecked = new Set<string>()
+      for (const e of servers) {
+        const kept = known?.get(e.name) !== undefined
+        if (kept ? was.has(e.name) : checked >= budget) unchecked.add(e.name)
+        else checked++
+      }
+      uncheckedOf.set(b.name, unchecked)
+      const change = serverChange(b, servers, unchecked)
+      if (change.adds.some((e) => !isIpAddress(e.address))) return null
+      if (change.count > 0) changes.push(change)
+    }
+    try {
+      await runCommands(paths.adminSocket, changes.flatMap((c) => c.commands))
+    } catch (error) {
+      logger.warn({ err: error }, 'HAProxy refused a runtime change: reloading instead')
+      return null
+    }
+    for (const c of changes) c.commit()
+    for (const [b, servers] of wanted) {
+      const unchecked = uncheckedOf.get(b.name) ?? new Set<string>()
+      b.servers = servers
+      b.unchecked = servers.filter((e) => unchecked.has(e.name)).map((e) => e.name)
+      withServers(current.text, b.name, servers.map((e) => serverLine(e, !unchecked.has(e.name))))
+    }
+    current.plan = plan
+    reportPlan(plan)
+    if (removing.size > 0) startReaper()
+    await writeConfig(current)
+    const count = changes.reduce((n, c) => n + c.count, 0)
+    if (count > 0) counters.runtimeChanges++
+    return count
+  }
+
+  /** Writes the served configuration (with its current servers) as the configuration file, atomically. */
+  async function writeConfig(current: Served): Promise<void> {
+    const tmp = `${paths.config}.tmp`
+    await writeFile(tmp, configTextOf(current.text))
+    await rename(tmp, paths.config)
+  }
+
   /** Deletes servers taken out once HAProxy lets it (no connection left); bounded by REMOVE_GRACE_MS. */
   async function reap(): Promise<void> {
     if (proc === undefined) return
-    let deleted = 0
+    const touched = new Set<string>()
     for (const [backend, out] of removing) {
       for (const [name, since] of out) {
         const commands = Date.now() - since > REMOVE_GRACE_MS ? [`shutdown sessions server ${backend}/${name}`, `del server ${backend}/${name}`] : [`del server ${backend}/${name}`]
@@ -414,15 +539,18 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
           await runCommands(paths.adminSocket, commands)
           out.delete(name)
           live.get(backend)?.delete(name)
-          deleted++
+          touched.add(backend)
         } catch (error) {
           logger.debug({ backend, server: name, err: error instanceof Error ? error.message : String(error) }, 'server not deletable yet')
         }
       }
       if (out.size === 0) removing.delete(backend)
     }
-    // A name freed by a deletion may be wanted again (an address moved): bring the rest in line.
-    if (deleted > 0) await resync('servers deleted')
+    // A name freed by a deletion may be wanted again (an address moved): bring those services in line.
+    if (touched.size > 0) {
+      const services = served?.rendered.backends.filter((b) => touched.has(b.name)).map((b) => b.serviceName) ?? []
+      await resync('servers deleted', new Set(services))
+    }
   }
 
   /** Certificate files may change without a new version (a directory, not a Docker secret): checked every certificateFilesIntervalMs. */
@@ -450,14 +578,19 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     reaper.unref()
   }
 
-  /** Re-renders what is served with the current tasks and applies the difference (runtime API, else reload). */
-  async function resync(why: string): Promise<void> {
+  /**
+   * Brings the servers of `services` in line with their tasks over the runtime API; when that is
+   * not possible, re-renders what is served with the current tasks and applies the difference
+   * (runtime API, else reload).
+   */
+  async function resync(why: string, services?: ReadonlySet<string>): Promise<void> {
     if (served === undefined || proc === undefined || stopped) return
+    if (services !== undefined && (await patchServers(services)) !== null) return
     const { rendered, plan } = renderWithin(served.snapshot)
     if (runtimeReachable(rendered)) {
       try {
         const changes = (await syncTls(rendered)) + (await syncServers(rendered))
-        served = { ...served, rendered, plan }
+        served = servedOf(served.snapshot, rendered, plan, served.refused)
         await writeFiles(rendered, paths.config)
         if (changes > 0) counters.runtimeChanges++
         return
@@ -468,18 +601,46 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     await reloadTo({ ...served.snapshot }, served.refused, { rendered, plan })
   }
 
+  /** What is served after a render of `snapshot`'s routes (the refused ones left out by the caller). */
+  function servedOf(snapshot: ConfigSnapshot, rendered: RenderedConfig, plan: DescriptorPlan, refused: Served['refused']): Served {
+    const backendsOf = new Map<string, RenderedBackend[]>()
+    for (const b of rendered.backends) {
+      const list = backendsOf.get(b.serviceName) ?? []
+      list.push(b)
+      backendsOf.set(b.serviceName, list)
+    }
+    return {
+      snapshot,
+      routes: new Map(snapshot.routes.map((r) => [r.serviceName, r])),
+      rendered,
+      backendsOf,
+      text: parseConfigText(rendered.config),
+      plan,
+      refused,
+      certificates: keeper?.current(),
+    }
+  }
+
   /** Writes, checks and reloads to `snapshot` (or starts HAProxy). */
   async function reloadTo(snapshot: ConfigSnapshot, carried: Served['refused'], prepared?: { rendered: RenderedConfig; plan: DescriptorPlan }): Promise<Served> {
     const timings: Timings = { renderMs: 0, checkMs: 0, reloadMs: 0 }
+    // The server state is saved while the configuration is rendered and checked (each takes
+    // about a second at 10,000 routes); a health change in between is seen by the next check.
+    const running = proc
+    const stateSaved = running?.saveServerState()
     let result: { rendered: RenderedConfig; plan: DescriptorPlan; refused: Served['refused'] }
-    if (prepared !== undefined) {
-      // Same routes as served, only servers changed: checked already when those routes were.
-      await writeFiles(prepared.rendered, paths.candidate)
-      result = { ...prepared, refused: carried }
-    } else result = await validated(snapshot, timings)
+    try {
+      if (prepared !== undefined) {
+        // Same routes as served, only servers changed: checked already when those routes were.
+        await writeFiles(prepared.rendered, paths.candidate)
+        result = { ...prepared, refused: carried }
+      } else result = await validated(snapshot, timings)
+    } finally {
+      await stateSaved
+    }
     const { rendered, plan, refused } = result
     reportPlan(plan)
-    const previousText = served?.rendered.config
+    const previousText = served === undefined ? undefined : configTextOf(served.text)
     await rename(paths.candidate, paths.config)
     const t = performance.now()
     try {
@@ -495,18 +656,21 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
           logger,
         })
       } else {
-        await proc.reload()
+        await proc.reload(undefined, { stateSaved: proc === running })
       }
     } catch (err) {
-      // Put the last good configuration back so a restart serves it, not the failed one.
+      // Put the last good configuration back so a restart serves it, not the failed one; and
+      // check everything next time (the partial check passed what the reload refused).
       if (previousText !== undefined) await writeFile(paths.config, previousText)
+      accepted = undefined
       throw err
     }
     counters.reloads++
     timings.reloadMs = performance.now() - t
-    const accepted = new Set(refused.map((r) => r.serviceName))
-    const next: Served = { snapshot: { ...snapshot, routes: snapshot.routes.filter((r) => !accepted.has(r.serviceName)) }, rendered, plan, refused }
+    const out = new Set(refused.map((r) => r.serviceName))
+    const next = servedOf({ ...snapshot, routes: snapshot.routes.filter((r) => !out.has(r.serviceName)) }, rendered, plan, refused)
     served = next
+    accepted = next.text
     live = liveOf(rendered)
     loadedMaps = new Map(mapsOf(rendered).map((f) => [mapKind(f.path), f.path]))
     removing = new Map()
@@ -520,29 +684,55 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
 
   async function applyNow(snapshot: ConfigSnapshot): Promise<ApplyResult> {
     if (stopped) throw new HaproxyRuntimeError('the engine is stopped')
-    await readFiles()
-    const services = dnsServices(snapshot.routes)
-    watcher.watch(services)
-    await watcher.prime(services)
+    const filesChanged = await readFiles()
     if (served !== undefined && proc !== undefined) {
       // Routes refused before, unchanged, stay out without another `haproxy -c`.
       const stillRefused = served.refused.filter((r) => snapshot.routes.some((route) => route.serviceName === r.serviceName && routeKey(route) === r.key))
       const skip = new Set(stillRefused.map((r) => r.serviceName))
-      const routes = snapshot.routes.filter((r) => !skip.has(r.serviceName))
+      const routes = skip.size === 0 ? snapshot.routes : snapshot.routes.filter((r) => !skip.has(r.serviceName))
+      const t = performance.now()
+      const changes = compareRoutes(served.routes, routes)
+      const sameRest = !filesChanged && sameSnapshotExtras(served.snapshot, snapshot) && served.certificates === keeper?.current()
+      if (changes.endpointsOnly && sameRest) {
+        // Only fixed endpoints (or nothing) changed: the servers of those services, nothing rendered.
+        const before = served
+        const previousRoutes = changes.changed.map((r) => before.routes.get(r.serviceName)!)
+        for (const r of changes.changed) before.routes.set(r.serviceName, r)
+        const flipped = changes.changed.filter((r, i) => (r.endpoints.length === 0) !== (previousRoutes[i]!.endpoints.length === 0))
+        if (flipped.length > 0) {
+          watcher.watch(dnsServices(routes))
+          await watcher.prime(flipped.filter((r) => r.endpoints.length === 0).map((r) => r.serviceName))
+        }
+        const count = await patchServers(changes.changed.map((r) => r.serviceName))
+        if (count !== null) {
+          before.snapshot = { ...snapshot, routes }
+          before.refused = stillRefused
+          if (count > 0) logger.info({ version: snapshot.version, routes: routes.length, changes: count, runtimeMs: Math.round(performance.now() - t) }, 'configuration applied without a reload')
+          return { refused: stillRefused.map(({ serviceName, error }) => ({ serviceName, error })) }
+        }
+        // Not possible without a reload: back to what was served, then the full path.
+        previousRoutes.forEach((r) => before.routes.set(r.serviceName, r))
+      }
+      const services = dnsServices(snapshot.routes)
+      watcher.watch(services)
+      await watcher.prime(services)
       const { rendered, plan } = renderWithin({ ...snapshot, routes })
       if (runtimeReachable(rendered)) {
         try {
-          const t = performance.now()
-          const changes = (await syncTls(rendered)) + (await syncMaps(rendered)) + (await syncServers(rendered))
-          served = { snapshot: { ...snapshot, routes }, rendered, plan, refused: stillRefused }
+          const count = (await syncTls(rendered)) + (await syncMaps(rendered)) + (await syncServers(rendered))
+          served = servedOf({ ...snapshot, routes }, rendered, plan, stillRefused)
           await writeFiles(rendered, paths.config)
-          if (changes > 0) counters.runtimeChanges++
-          logger.info({ version: snapshot.version, routes: routes.length, changes, runtimeMs: Math.round(performance.now() - t) }, 'configuration applied without a reload')
+          if (count > 0) counters.runtimeChanges++
+          logger.info({ version: snapshot.version, routes: routes.length, changes: count, runtimeMs: Math.round(performance.now() - t) }, 'configuration applied without a reload')
           return { refused: stillRefused.map(({ serviceName, error }) => ({ serviceName, error })) }
         } catch (error) {
           logger.warn({ err: error }, 'HAProxy refused a runtime change: reloading instead')
         }
       }
+    } else {
+      const services = dnsServices(snapshot.routes)
+      watcher.watch(services)
+      await watcher.prime(services)
     }
     const next = await reloadTo(snapshot, [])
     watcher.start()
@@ -633,6 +823,11 @@ function mapsOf(rendered: RenderedConfig): RenderedConfig['files'] {
 /** Certificate file path → content (chain + key). */
 function certificateFilesOf(rendered: RenderedConfig): Map<string, string> {
   return new Map(rendered.files.filter((f) => TLS_CERT_FILE.test(f.path)).map((f) => [f.path, f.text]))
+}
+
+/** Whether two snapshots agree on everything but their version and routes (certificates, ACME answers). */
+function sameSnapshotExtras(a: ConfigSnapshot, b: ConfigSnapshot): boolean {
+  return sameJson({ ...a, version: 0, routes: [] }, { ...b, version: 0, routes: [] })
 }
 
 /** `routes` for `.../maps/routes-<hash>.map`. */

@@ -48,10 +48,13 @@ export interface HaproxyProcess {
   /** Number of times the supervisor restarted HAProxy after it died. */
   readonly restarts: number
   /**
-   * Saves server state, asks the master to reload the configuration file and waits until a
-   * new worker serves. Rejects (old worker keeps serving) when the new one did not come up.
+   * Saves server state (unless `stateSaved`: the caller did it with saveServerState() while it
+   * prepared the configuration), asks the master to reload the configuration file and waits
+   * until a new worker serves. Rejects (old worker keeps serving) when the new one did not come up.
    */
-  reload(timeoutMs?: number): Promise<ProcInfo>
+  reload(timeoutMs?: number, options?: { stateSaved?: boolean }): Promise<ProcInfo>
+  /** Writes the running worker's server state (health, maintenance) where the next worker loads it. Never rejects. */
+  saveServerState(): Promise<void>
   proc(): Promise<ProcInfo>
   /** Terminates master and every worker, old ones included. Idempotent. */
   stop(): Promise<void>
@@ -191,7 +194,7 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
     }
   }
 
-  async function reload(timeoutMs = 30_000): Promise<ProcInfo> {
+  async function reload(timeoutMs = 30_000, reloadOptions: { stateSaved?: boolean } = {}): Promise<ProcInfo> {
     if (child === undefined) throw new HaproxyReloadError('HAProxy is not running')
     const before = await showProc(options.masterSocket)
     remember(before)
@@ -205,7 +208,7 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
         .filter((l) => !/^(?:Failed to load|Fatal errors|Error\(s\) found|Reexecuting Master|Current worker)/i.test(l))
         .join('; ')
     }
-    await saveServerState()
+    if (reloadOptions.stateSaved !== true) await saveServerState()
     await requestReload(options.masterSocket)
     const deadline = Date.now() + timeoutMs
     for (;;) {
@@ -276,6 +279,7 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
       return restarts
     },
     reload,
+    saveServerState,
     proc: () => showProc(options.masterSocket),
     stop,
   }
