@@ -86,7 +86,8 @@ export function parseConfigText(config: string): ConfigText {
         if (serversFrom < 0) serversFrom = pos
         if (serversTo < 0 || serversTo === pos) serversTo = end
       }
-      if (end - pos > 1 && text.slice(pos, end).trim() !== '') lastFilled = end
+      // Blank lines are empty as render() writes them.
+      if (end - pos > 1) lastFilled = end
       pos = end
       lineNo++
     }

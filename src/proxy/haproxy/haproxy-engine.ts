@@ -235,7 +235,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   }
 
   /** Renders and checks, dropping blamed routes until HAProxy accepts the rest (bounded). */
-  async function validated(snapshot: ConfigSnapshot, timings: Timings): Promise<{ rendered: RenderedConfig; plan: DescriptorPlan; refused: Served['refused'] }> {
+  async function validated(snapshot: ConfigSnapshot, timings: Timings): Promise<{ rendered: RenderedConfig; plan: DescriptorPlan; refused: Served['refused']; text?: ConfigText }> {
     const refused: Served['refused'] = []
     let routes = snapshot.routes
     let last: CheckResult | undefined
@@ -244,14 +244,15 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       const { rendered, plan } = renderWithin({ ...snapshot, routes })
       await writeFiles(rendered, paths.candidate)
       // What HAProxy accepted before need not be checked again: only new and changed backends.
-      const partial = accepted === undefined || proc === undefined ? undefined : checkConfigOf(parseConfigText(rendered.config), rendered.owners, accepted)
+      const text = accepted === undefined || proc === undefined ? undefined : parseConfigText(rendered.config)
+      const partial = text === undefined || accepted === undefined ? undefined : checkConfigOf(text, rendered.owners, accepted)
       if (partial !== undefined) await writeFile(partialCandidate, partial.config)
       timings.renderMs += performance.now() - t
       t = performance.now()
       const checked = partial === undefined ? paths.candidate : partialCandidate
       const result = await checkConfigFile(checked, s.haproxyBin)
       timings.checkMs += performance.now() - t
-      if (result.ok) return { rendered, plan, refused }
+      if (result.ok) return { rendered, plan, refused, ...(text === undefined ? {} : { text }) }
       last = result
       const blamed = blame(result.errors, partial === undefined ? rendered : { ...rendered, config: partial.config, owners: partial.owners }, checked)
       if (blamed.size === 0) break
@@ -602,7 +603,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   }
 
   /** What is served after a render of `snapshot`'s routes (the refused ones left out by the caller). */
-  function servedOf(snapshot: ConfigSnapshot, rendered: RenderedConfig, plan: DescriptorPlan, refused: Served['refused']): Served {
+  function servedOf(snapshot: ConfigSnapshot, rendered: RenderedConfig, plan: DescriptorPlan, refused: Served['refused'], text?: ConfigText): Served {
     const backendsOf = new Map<string, RenderedBackend[]>()
     for (const b of rendered.backends) {
       const list = backendsOf.get(b.serviceName) ?? []
@@ -614,7 +615,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       routes: new Map(snapshot.routes.map((r) => [r.serviceName, r])),
       rendered,
       backendsOf,
-      text: parseConfigText(rendered.config),
+      text: text ?? parseConfigText(rendered.config),
       plan,
       refused,
       certificates: keeper?.current(),
@@ -628,7 +629,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     // about a second at 10,000 routes); a health change in between is seen by the next check.
     const running = proc
     const stateSaved = running?.saveServerState()
-    let result: { rendered: RenderedConfig; plan: DescriptorPlan; refused: Served['refused'] }
+    let result: { rendered: RenderedConfig; plan: DescriptorPlan; refused: Served['refused']; text?: ConfigText }
     try {
       if (prepared !== undefined) {
         // Same routes as served, only servers changed: checked already when those routes were.
@@ -668,7 +669,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     counters.reloads++
     timings.reloadMs = performance.now() - t
     const out = new Set(refused.map((r) => r.serviceName))
-    const next = servedOf({ ...snapshot, routes: snapshot.routes.filter((r) => !out.has(r.serviceName)) }, rendered, plan, refused)
+    const next = servedOf({ ...snapshot, routes: snapshot.routes.filter((r) => !out.has(r.serviceName)) }, rendered, plan, refused, result.text)
     served = next
     accepted = next.text
     live = liveOf(rendered)

@@ -194,9 +194,27 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
     }
   }
 
+  /**
+   * `show proc` on the master CLI. The master re-executes itself on every reload, and again
+   * into wait mode after a refused one: for that moment its socket refuses connections, so a
+   * refusal is retried for up to 2 s.
+   */
+  async function masterProc(): Promise<ProcInfo> {
+    const deadline = Date.now() + 2_000
+    for (;;) {
+      try {
+        return await showProc(options.masterSocket)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || Date.now() > deadline || child === undefined) throw err
+        await sleep(50)
+      }
+    }
+  }
+
   async function reload(timeoutMs = 30_000, reloadOptions: { stateSaved?: boolean } = {}): Promise<ProcInfo> {
     if (child === undefined) throw new HaproxyReloadError('HAProxy is not running')
-    const before = await showProc(options.masterSocket)
+    const before = await masterProc()
     remember(before)
     const oldWorkers = new Set(before.workers.map((w) => w.pid))
     const alertsBefore = alertCount
@@ -280,7 +298,7 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
     },
     reload,
     saveServerState,
-    proc: () => showProc(options.masterSocket),
+    proc: masterProc,
     stop,
   }
 }
