@@ -65,6 +65,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
           directoryUrl: config.acme.directoryUrl,
           email: config.acme.email,
           everyDomain: config.acme.everyDomain,
+          intervalMs: config.acme.intervalMs,
           onOrder: (result) => app.metrics.acmeOrders.inc({ result }),
           caPem: config.acme.caPem,
           holder: `${hostname()}-${process.pid}`,

@@ -29,6 +29,15 @@ describe('control-plane configuration (environment)', () => {
     assert.equal(c.proxyTtlMs, 30_000)
   })
 
+  it('ACME: Let\'s Encrypt staging, only routes that ask, a round a minute by default; TETHER_ACME_EVERY_DOMAIN and the interval read; a bad value names its variable', () => {
+    const d = loadConfig({}).acme
+    assert.deepEqual({ directoryUrl: d.directoryUrl, everyDomain: d.everyDomain, intervalMs: d.intervalMs }, { directoryUrl: 'https://acme-staging-v02.api.letsencrypt.org/directory', everyDomain: false, intervalMs: 60_000 })
+    const c = loadConfig({ TETHER_ACME_EVERY_DOMAIN: 'on', TETHER_ACME_INTERVAL_SECONDS: '5' }).acme
+    assert.deepEqual([c.everyDomain, c.intervalMs], [true, 5000])
+    assert.throws(() => loadConfig({ TETHER_ACME_EVERY_DOMAIN: 'yes' }), /TETHER_ACME_EVERY_DOMAIN/)
+    assert.throws(() => loadConfig({ TETHER_ACME_INTERVAL_SECONDS: '0' }), /TETHER_ACME_INTERVAL_SECONDS/)
+  })
+
   it('reads tokens from files (Docker secrets)', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'tether-config-'))
     t.after(() => rm(dir, { recursive: true, force: true }))

@@ -38,14 +38,20 @@ function get(url: string, ca: string): Promise<{ status: number; text: string }>
   })
 }
 
-export async function startPebble(options: { httpPort: number }): Promise<Pebble> {
+/**
+ * `address`: where pebble's directory and management API listen (default 127.0.0.1; the Swarm
+ * suite uses the lab's docker_gwbridge gateway so that containers reach it). Its own HTTPS
+ * certificate names that address.
+ */
+export async function startPebble(options: { httpPort: number; address?: string }): Promise<Pebble> {
+  const address = options.address ?? '127.0.0.1'
   const dir = await mkdtemp(join(tmpdir(), 'tether-pebble-'))
   const [listen, management, tlsPort, dnsPort, chall] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'])
+  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', `/CN=${address}`, '-addext', `subjectAltName=IP:${address}`])
   const caPem = await readFile(join(dir, 'cert.pem'), 'utf8')
   await writeFile(
     join(dir, 'pebble.json'),
-    JSON.stringify({ pebble: { listenAddress: `127.0.0.1:${listen}`, managementListenAddress: `127.0.0.1:${management}`, certificate: join(dir, 'cert.pem'), privateKey: join(dir, 'key.pem'), httpPort: options.httpPort, tlsPort, ocspResponderURL: '', externalAccountBindingRequired: false } }),
+    JSON.stringify({ pebble: { listenAddress: `${address}:${listen}`, managementListenAddress: `${address}:${management}`, certificate: join(dir, 'cert.pem'), privateKey: join(dir, 'key.pem'), httpPort: options.httpPort, tlsPort, ocspResponderURL: '', externalAccountBindingRequired: false } }),
   )
   const children: ChildProcess[] = []
   const output: string[] = []
@@ -62,7 +68,7 @@ export async function startPebble(options: { httpPort: number }): Promise<Pebble
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
     await rm(dir, { recursive: true, force: true })
   }
-  const directoryUrl = `https://127.0.0.1:${listen}/dir`
+  const directoryUrl = `https://${address}:${listen}/dir`
   const deadline = Date.now() + 20_000
   for (;;) {
     const ok = await get(directoryUrl, caPem).then((r) => r.status === 200, () => false)
@@ -78,7 +84,7 @@ export async function startPebble(options: { httpPort: number }): Promise<Pebble
     directoryUrl,
     caPem,
     async root() {
-      const r = await get(`https://127.0.0.1:${management}/roots/0`, caPem)
+      const r = await get(`https://${address}:${management}/roots/0`, caPem)
       return r.text
     },
     async addA(host, address) {

@@ -130,6 +130,10 @@ export interface SwarmLab {
   apiToken: string
   /** The CA (PEM) of the test certificates; the Docker secret cert-swarm names secret.swarm.test. */
   tls: { caPem: string; secretFingerprint: string; ca: Issuer }
+  /** The stack's variables (docker-compose.test.yml); a suite may add some before deploy(). */
+  stackEnv: NodeJS.ProcessEnv
+  /** Where the lab's secrets files are (the suite may replace acme_ca.pem before deploy()). */
+  secretsDir: string
   /** `docker ...` against the lab's daemon. */
   docker(args: readonly string[], options?: { timeoutMs?: number; quiet?: boolean }): Promise<string>
   baseImage: string
@@ -244,6 +248,8 @@ export async function startSwarmLab(options: { build?: boolean } = {}): Promise<
     const ca = await createCa('Tether Swarm Test CA')
     const secretCert = await issue(ca, ['secret.swarm.test'])
     await writeFile(join(secrets, 'cert-swarm.pem'), secretCert.combined, { mode: 0o600 })
+    // Replaced by a suite that runs an ACME server; any valid PEM until then.
+    await writeFile(join(secrets, 'acme_ca.pem'), ca.pem)
     const httpPort = await freePort()
     const httpsPort = await freePort()
     const controlPort = await freePort()
@@ -270,7 +276,7 @@ export async function startSwarmLab(options: { build?: boolean } = {}): Promise<
         )
       },
     })
-    return { dir, dockerHost, env, image, baseImage: base ?? '', httpPort, httpsPort, controlPort, apiToken, tls: { caPem: ca.pem, secretFingerprint: secretCert.fingerprint, ca }, docker, deploy, teardown }
+    return { dir, dockerHost, env, image, baseImage: base ?? '', httpPort, httpsPort, controlPort, apiToken, stackEnv, secretsDir: secrets, tls: { caPem: ca.pem, secretFingerprint: secretCert.fingerprint, ca }, docker, deploy, teardown }
   } catch (error) {
     await teardown()
     throw error

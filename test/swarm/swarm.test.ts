@@ -14,11 +14,23 @@ import { X509Certificate } from 'node:crypto'
 import { CookieJar, demoReply, loadLoop, request, requestFresh, type Sample } from './http.ts'
 import { httpsGet } from '../helpers/https.ts'
 import { issue } from '../helpers/pki.ts'
+import { startPebble, type Pebble } from '../helpers/pebble.ts'
+import { execFileSync } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { LabUnavailableError, log, sleep, STACK, startSwarmLab, waitFor, whyNotRunnable, type SwarmLab } from './harness.ts'
 import { startSwarmNodes, type SwarmNode, type SwarmNodes } from './nodes.ts'
 
 const CI = process.env.CI === 'true'
+const hasPebble = (() => {
+  try {
+    execFileSync('sh', ['-c', 'command -v pebble && command -v pebble-challtestsrv'])
+    return true
+  } catch {
+    return false
+  }
+})()
+let pebble: Pebble | undefined
 const measured: Record<string, string | number> = {}
 const measure = (name: string, value: string | number): void => {
   measured[name] = value
@@ -115,8 +127,27 @@ describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? 
     async () => {
       if (unavailable !== null) throw new Error(`CI=true: the Swarm suite must run, but ${unavailable}`)
       const started = Date.now()
+      // A real ACME server on the host, where the control plane's containers reach it (the
+      // lab's docker_gwbridge gateway); it validates through the proxies' published port.
+      if (hasPebble) {
+        const gateway = (await the().docker(['network', 'inspect', 'docker_gwbridge', '--format', '{{(index .IPAM.Config 0).Gateway}}'], { quiet: true })).trim()
+        pebble = await startPebble({ httpPort: the().httpPort, address: gateway })
+        await writeFile(join(the().secretsDir, 'acme_ca.pem'), pebble.caPem)
+        Object.assign(the().stackEnv, { TETHER_ACME_DIRECTORY: pebble.directoryUrl, TETHER_ACME_INTERVAL_SECONDS: '2' })
+      }
       await the().deploy()
-      await converged()
+      try {
+        await converged()
+      } catch (error) {
+        // What did not start, and why: for the CI log.
+        const lab = the()
+        await lab.docker(['service', 'ls'], { timeoutMs: 15_000 }).catch(() => '')
+        for (const service of ['control', 'proxy', 'redis']) {
+          await lab.docker(['service', 'ps', '--no-trunc', '--format', '{{.Name}} {{.CurrentState}} {{.Error}}', `${STACK}_${service}`], { timeoutMs: 15_000 }).catch(() => '')
+          await lab.docker(['service', 'logs', '--tail', '20', `${STACK}_${service}`], { timeoutMs: 15_000 }).then((out) => log(`last ${service} log lines:\n${out.trim().split('\n').map((l) => `#   ${l.slice(0, 300)}`).join('\n')}`), () => {})
+        }
+        throw error
+      }
       measure('stack deployed and converged (ms)', Date.now() - started)
     },
     { timeout: 420_000 },
@@ -135,6 +166,7 @@ describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? 
         }
         // Frees the machine for the multi-node part; the lab itself goes in the file's after().
         await lab.docker(['stack', 'rm', STACK], { timeoutMs: 60_000 }).catch(() => {})
+        await pebble?.stop()
       }
     },
     { timeout: 180_000 },
@@ -352,6 +384,35 @@ describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? 
     assert.deepEqual(status.proxies[0]?.tls?.files.map((f) => f.name), ['cert-swarm'])
     assert.deepEqual(status.proxies[0]?.tls?.problems, [])
     assert.ok(!status.tls.warnings.some((w) => w.startsWith('no certificate')), status.tls.warnings.join('; '))
+  })
+
+  it('issues a certificate with ACME (pebble) for a labelled service: com.df.letsencrypt.host added, the certificate ordered by the control plane and served over HTTPS by SNI', async () => {
+    if (pebble === undefined) {
+      assert.ok(!CI, 'CI installs pebble')
+      log('ACME test not run: pebble is not installed (apt-get install pebble)')
+      return
+    }
+    const started = Date.now()
+    await the().docker(['service', 'update', '--detach', '--label-add', 'com.df.letsencrypt.host=acme.swarm.test', sticky])
+    const name = `acme-${sticky}`
+    const issued = await waitFor('ACME to issue the certificate', 120_000, async () => {
+      const r = await request(controlUrl(`/v1/certificates/${name}`), { token: the().apiToken })
+      return r.status === 200 ? (r.json as { fingerprint: string; domains: string[]; source: string }) : undefined
+    }, 1_000)
+    measure('label com.df.letsencrypt.host added → certificate issued by pebble (ms)', Date.now() - started)
+    assert.deepEqual([issued.domains, issued.source], [['acme.swarm.test'], 'acme'])
+    const ca = `${await pebble.root()}\n${pebble.caPem}`
+    const reply = await waitFor('the proxy to serve it', 30_000, async () => {
+      const r = await httpsGet({ port: the().httpsPort, host: 'acme.swarm.test', path: '/sticky/', ca }).catch(() => undefined)
+      return r !== undefined && new X509Certificate(r.peer.raw).fingerprint256 === issued.fingerprint ? r : undefined
+    }, 500)
+    measure('certificate issued → served by the proxy (ms)', Date.now() - started)
+    assert.equal(reply.status, 200)
+    assert.match((reply.body as { instance: string }).instance, new RegExp(`^${sticky}\\.`))
+    const status = (await request(controlUrl('/v1/status'))).json as { tls: { acme?: { certificates: Array<{ name: string; state: string; renewAt?: string }> } } }
+    const entry = status.tls.acme?.certificates.find((c) => c.name === name)
+    assert.equal(entry?.state, 'valid', JSON.stringify(status.tls.acme))
+    assert.ok(entry?.renewAt !== undefined)
   })
 
   it('a removed service loses its route, and its path answers 404', async () => {
