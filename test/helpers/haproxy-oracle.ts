@@ -56,8 +56,9 @@ const frontendTemplates: RegExp[] = [
     String.raw`(?:\{ var\(txn\.host\) -m (?:str|end)(?: ${ACL_WORD})+ \} )?` +
     String.raw`(?:\{ var\(txn\.path\) -m beg ${ACL_WORD} \} )?` +
     String.raw`\{ var\(txn\.path\),map_beg\(${MAP},0\) -m int le [0-9]+ \}` +
-    String.raw`(?: \{ req\.hdr\(user-agent\) -m sub -i(?: ${DQ})+ \})?` +
-    String.raw`(?: \{ req\.hdr\(${HDR}\) -m str ${DQ} \})*` +
+    String.raw`(?: \{ req\.hdr\(user-agent\) -m sub -i --(?: ${DQ})+ \})?` +
+    String.raw`(?: \{ req\.hdr\(${HDR}\) -m str -- ${DQ} \})*` +
+    String.raw`(?: !?\{ ssl_fc \})?` +
     String.raw`(?: !\{ var\(txn\.path\) -m beg(?: ${ACL_WORD})+ \})?`,
 ].map((t) => new RegExp(`^${t}$`))
 

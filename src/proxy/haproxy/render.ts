@@ -189,8 +189,9 @@ function destinationRules(route: Route, d: Destination): string[] {
 /** The ACL conditions of a binding's discriminators and exclusions (after host and path). */
 function matchConditions(b: HttpBinding): string {
   let out = ''
-  if (b.match?.userAgent !== undefined) out += ` { req.hdr(user-agent) -m sub -i ${b.match.userAgent.map(quote).join(' ')} }`
-  for (const h of b.match?.serviceHeader ?? []) out += ` { req.hdr(${h.name}) -m str ${quote(h.value)} }`
+  // '--' ends the ACL options: a value may start with '-' (HAProxy would read it as an option).
+  if (b.match?.userAgent !== undefined) out += ` { req.hdr(user-agent) -m sub -i -- ${b.match.userAgent.map(quote).join(' ')} }`
+  for (const h of b.match?.serviceHeader ?? []) out += ` { req.hdr(${h.name}) -m str -- ${quote(h.value)} }`
   if (b.match?.listener !== undefined) out += b.match.listener === 'https' ? ' { ssl_fc }' : ' !{ ssl_fc }'
   if (b.exclude !== undefined) out += ` !{ var(txn.path) -m beg ${b.exclude.map((e) => (e === '/' ? '/' : `${e}/`)).join(' ')} }`
   return out

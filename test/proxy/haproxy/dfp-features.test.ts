@@ -106,6 +106,15 @@ describe('Docker Flow Proxy features through HAProxy', () => {
           endpoints: at(7),
         }),
         r({ serviceName: 'fallback', destinations: [{ servicePath: ['/fallback-only'], port: 80, serviceDomain: ['fb.example'] }], endpoints: at(8), isDefaultBackend: true }),
+        // Values starting with '-' (HAProxy would read an ACL option without '--'; found by the fuzz).
+        r({
+          serviceName: 'dashes',
+          destinations: [
+            { servicePath: ['/dash'], port: 80, serviceHeader: [{ name: 'X-Tag', value: '-v2' }], pathRewrite: [{ search: '^/dash', replace: '/by-dash-header' }] },
+            { servicePath: ['/dash'], port: 81, userAgent: ['-bot'], pathRewrite: [{ search: '^/dash', replace: '/by-dash-agent' }] },
+          ],
+          endpoints: at(9),
+        }),
         r({ serviceName: 'slow', destinations: [{ servicePath: ['/slow'], port: 80, timeoutServer: 1 }], endpoints: [`127.0.0.1:${silentPort}`] }),
       ],
     })
@@ -176,6 +185,13 @@ describe('Docker Flow Proxy features through HAProxy', () => {
     assert.equal(await path({ 'user-agent': 'curl/8', 'x-version': '3' }), '/by-header/x')
     assert.equal(await path({ 'user-agent': 'curl/8', 'x-version': '4' }), '/catch-all/x')
     assert.equal(await path({ 'user-agent': 'curl/8' }), '/catch-all/x')
+  })
+
+  it("matches header and User-Agent values that start with '-' (not read as ACL options)", async () => {
+    assert.equal((await reach('/dash', { headers: { 'x-tag': '-v2' } })).path, '/by-dash-header')
+    assert.equal((await reach('/dash', { headers: { 'user-agent': 'my -bot 1.0' } })).path, '/by-dash-agent')
+    // Neither: nothing matches, so the default backend (the 'fallback' route) answers.
+    assert.equal((await reach('/dash', { headers: { 'x-tag': 'v2' } })).instance, 'b9')
   })
 
   it('serves per-destination domains, ignores case, port and the trailing dot, and reads *dfp.example as the name and its subdomains', async () => {

@@ -86,7 +86,9 @@ describe('the HAProxy oracle', () => {
 describe('hostile input through every API form, HAProxy as the oracle', () => {
   it('accepts only what renders inside the template and passes haproxy -c; a known good route still serves', async (t) => {
     const runs = Number(process.env.FUZZ_RUNS ?? 300)
-    const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : Math.floor(Math.random() * 2 ** 31)
+    // In CI (CI=true, set by .ci/run) a fixed seed: the gate must not turn red on a case it has
+    // never seen; new ground is covered by local runs (a random seed) and bench/fuzz.ts.
+    const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : process.env.CI === 'true' ? 1367485925 : Math.floor(Math.random() * 2 ** 31)
     process.stdout.write(`# fuzz: ${runs} cases, seed ${seed} (replay with FUZZ_SEED=${seed})\n`)
     const backends = await startBackends(1, { prefix: 'good' })
     t.after(() => closeBackends(backends))
