@@ -86,6 +86,9 @@ export function startSwarmDiscovery(options: SwarmDiscoveryOptions): SwarmDiscov
   let leader = false
   let labelProblems: DiscoveryProblem[] = []
   let ownershipProblems: DiscoveryProblem[] = []
+  /** The message of the last reconcile failure (null after a pass that worked), and how many passes failed since. */
+  let lastFailure: string | null = null
+  let failedPasses = 0
 
   // --- reconcile, coalesced: at most one runs, and one more is queued behind it ---
   let running: Promise<void> | null = null
@@ -151,9 +154,20 @@ export function startSwarmDiscovery(options: SwarmDiscoveryOptions): SwarmDiscov
           logger.info({ serviceName: change.serviceName, version: result.version }, change.after === null ? 'discovery: route removed' : 'discovery: route stored')
         }
       }
+      for (const c of clashes) {
+        if (!ownershipProblems.some((q) => q.serviceName === c.serviceName && q.message === c.message)) logger.warn({ serviceName: c.serviceName, problem: c.message }, 'discovery: labels left alone')
+      }
       ownershipProblems = clashes
+      if (lastFailure !== null) logger.info({ failedPasses: failedPasses }, 'discovery: reconcile works again')
+      lastFailure = null
+      failedPasses = 0
     } catch (error) {
-      logger.warn({ err: error }, 'discovery: reconcile failed; retrying at the next event or interval')
+      // Once per distinct failure, not once per pass (every event and interval retries it).
+      const message = error instanceof Error ? error.message : String(error)
+      failedPasses++
+      if (message !== lastFailure) logger.warn({ err: error }, 'discovery: reconcile failed; retrying at the next event or interval (logged again only when the failure changes)')
+      else logger.debug({ err: error, failedPasses }, 'discovery: reconcile failed again')
+      lastFailure = message
     }
   }
 

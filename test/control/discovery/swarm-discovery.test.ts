@@ -171,6 +171,22 @@ describe('Swarm discovery (watcher against the memory store)', () => {
     assert.deepEqual(d.problems(), [])
   })
 
+  it('logs a label problem, a clash and a failing Docker once per change, not once per reconcile pass', async () => {
+    const { clock, store, swarm, logger, start } = setup()
+    await store.put(normalizeRoute({ serviceName: 'manual', destinations: [{ servicePath: ['/m'], port: 80 }] }), { actor: 'ci', source: 'api' })
+    swarm.services = [labelled('web', '/web with space'), labelled('manual', '/m2'), labelled('ok', '/ok')]
+    swarm.listServicesFailures = 3
+    start()
+    await clock.advance(0)
+    for (let i = 0; i < 5; i++) await clock.advance(30_000)
+    const warns = (what: (l: { obj: object; msg?: string }) => boolean) => logger.lines.filter((l) => l.level === 'warn' && what(l)).length
+    assert.equal(warns((l) => (l.msg ?? '').startsWith('discovery: reconcile failed')), 1, 'Docker unreachable for 3 passes: one warning')
+    assert.equal(logger.lines.filter((l) => l.level === 'info' && l.msg === 'discovery: reconcile works again').length, 1)
+    assert.equal(warns((l) => (l.obj as { serviceName?: string }).serviceName === 'web'), 1, 'the label problem: one warning over 3 good passes')
+    assert.equal(warns((l) => (l.obj as { serviceName?: string }).serviceName === 'manual'), 1, 'the clash with an API route: one warning')
+    assert.deepEqual(await names(store), ['manual', 'ok'])
+  })
+
   it('survives Docker being unreachable and catches up at the next interval', async () => {
     const { clock, store, swarm, start } = setup()
     swarm.services = [labelled('web', '/web')]
