@@ -197,10 +197,10 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
   /**
    * `show proc` on the master CLI. The master re-executes itself on every reload, and again
    * into wait mode after a refused one: for that moment its socket refuses connections, so a
-   * refusal is retried for up to 2 s.
+   * refusal is retried, for up to 10 s (a re-exec on a loaded node took more than 2 s).
    */
   async function masterProc(): Promise<ProcInfo> {
-    const deadline = Date.now() + 2_000
+    const deadline = Date.now() + 10_000
     for (;;) {
       try {
         return await showProc(options.masterSocket)
