@@ -23,12 +23,13 @@
  * A runtime change HAProxy refuses falls back to a reload of the same state.
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { basename, join } from 'node:path'
 import type { CertificateMaterial } from '../../contracts/certificate.ts'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
-import { describeShadowed } from '../../contracts/route-planner.ts'
-import type { DescriptorReport, RefusedRoute } from '../../contracts/proxy-status.ts'
+import { describeShadowed, planRoutes } from '../../contracts/route-planner.ts'
+import type { DescriptorReport, RefusedRoute, RouteProblem } from '../../contracts/proxy-status.ts'
 import type { Route } from '../../contracts/route.ts'
 import { systemClock } from '../../shared/clock.ts'
 import type { ApplyResult, BackendHealth, Engine } from '../engine.ts'
@@ -36,7 +37,7 @@ import { planDescriptors, parseNofileLimit, type DescriptorPlan } from './descri
 import { HaproxyConfigError, HaproxyRuntimeError } from './errors.ts'
 import { haproxyVersion, startHaproxy, type HaproxyProcess } from './process.ts'
 import { checkConfigOf, configTextOf, parseConfigText, withServers, type ConfigText } from './config-text.ts'
-import { render, statePaths, type RenderedBackend, type RenderedConfig } from './render.ts'
+import { bindHost, render, statePaths, type RenderedBackend, type RenderedConfig } from './render.ts'
 import { compareRoutes, sameJson } from './route-diff.ts'
 import { runCommands, showStat, sslCommand } from './runtime.ts'
 import { readCertificateFiles, type CertificateFileProblem, type FileCertificate } from './certificate-files.ts'
@@ -181,6 +182,8 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   /** Map files as HAProxy loaded them at the last reload, by kind: the names the runtime API knows them by. */
   let loadedMaps = new Map<string, string>()
   let lastProblem: string | null = null
+  /** TCP ports found unbindable at the last apply (port → why). */
+  let unbindable = new Map<number, string>()
   /** The configuration HAProxy accepted last (what a partial `haproxy -c` compares with); undefined = check everything. */
   let accepted: ConfigText | undefined
 
@@ -225,7 +228,9 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     /** A plan that held every server checks every server, whatever their number now. */
     const budgetOf = (p: DescriptorPlan | undefined): number => (p === undefined || p.problem === null ? Number.POSITIVE_INFINITY : p.checkBudget)
     const renderAs = (p: DescriptorPlan | undefined): RenderedConfig =>
-      p === undefined ? render(snapshot, s, { tasks, certificates, fileCertificates: fromFiles }) : render(snapshot, { ...s, maxconn: p.maxconn }, { tasks, certificates, fileCertificates: fromFiles, checkBudget: budgetOf(p) })
+      p === undefined
+        ? render(snapshot, s, { tasks, certificates, fileCertificates: fromFiles, unbindable })
+        : render(snapshot, { ...s, maxconn: p.maxconn }, { tasks, certificates, fileCertificates: fromFiles, checkBudget: budgetOf(p), unbindable })
     let rendered = renderAs(guess)
     const servers = rendered.backends.reduce((n, b) => n + b.servers.length, 0)
     const plan = planDescriptors({ maxconn: s.maxconn, maxconnFixed: s.maxconnFixed, servers, limit: descriptorLimit, threads: s.nbthread ?? availableParallelism() })
@@ -444,7 +449,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   }
 
   function addCommands(b: RenderedBackend, e: Endpoint, check: boolean): string[] {
-    const commands = [`add server ${b.name}/${e.name} ${addressText(e)}${check ? ` ${CHECK_OPTIONS}` : ''}`]
+    const commands = [`add server ${b.name}/${e.name} ${addressText(e)}${check ? ` ${CHECK_OPTIONS}` : ''}${b.serverOptions === undefined ? '' : ` ${b.serverOptions}`}`]
     // HAProxy 2.6 gives a server added at runtime no dynamic cookie until this is run again.
     if (b.sticky) commands.push(`enable dynamic-cookie backend ${b.name}`)
     if (check) commands.push(`enable health ${b.name}/${e.name}`)
@@ -511,7 +516,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       const unchecked = uncheckedOf.get(b.name) ?? new Set<string>()
       b.servers = servers
       b.unchecked = servers.filter((e) => unchecked.has(e.name)).map((e) => e.name)
-      withServers(current.text, b.name, servers.map((e) => serverLine(e, !unchecked.has(e.name))))
+      withServers(current.text, b.name, servers.map((e) => serverLine(e, !unchecked.has(e.name), b.serverOptions)))
     }
     current.plan = plan
     reportPlan(plan)
@@ -683,9 +688,30 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     return next
   }
 
+  /**
+   * TCP listen ports of the table that HAProxy does not hold yet are tried first (bound and closed
+   * at once): a port another process holds (or a privileged one) is left out of the configuration
+   * and reported, instead of making HAProxy refuse the whole reload. True when the set changed.
+   */
+  async function probePorts(snapshot: ConfigSnapshot): Promise<boolean> {
+    const held = new Set(served?.rendered.tcpPorts ?? [])
+    const next = new Map<number, string>()
+    const host = bindHost(s.listen)
+    for (const b of planRoutes(snapshot.routes).tcp) {
+      if (held.has(b.srcPort)) continue
+      const problem = await tryBind(host === '*' ? undefined : host, b.srcPort)
+      if (problem !== null) next.set(b.srcPort, problem)
+    }
+    const changed = JSON.stringify([...next]) !== JSON.stringify([...unbindable])
+    unbindable = next
+    return changed
+  }
+
   async function applyNow(snapshot: ConfigSnapshot): Promise<ApplyResult> {
     if (stopped) throw new HaproxyRuntimeError('the engine is stopped')
-    const filesChanged = await readFiles()
+    const certificateFilesChanged = await readFiles()
+    // A port that became bindable (or not) changes the configuration like a changed file.
+    const filesChanged = (await probePorts(snapshot)) || certificateFilesChanged
     if (served !== undefined && proc !== undefined) {
       // Routes refused before, unchanged, stay out without another `haproxy -c`.
       const stillRefused = served.refused.filter((r) => snapshot.routes.some((route) => route.serviceName === r.serviceName && routeKey(route) === r.key))
@@ -709,7 +735,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
           before.snapshot = { ...snapshot, routes }
           before.refused = stillRefused
           if (count > 0) logger.info({ version: snapshot.version, routes: routes.length, changes: count, runtimeMs: Math.round(performance.now() - t) }, 'configuration applied without a reload')
-          return { refused: stillRefused.map(({ serviceName, error }) => ({ serviceName, error })) }
+          return { refused: stillRefused.map(({ serviceName, error }) => ({ serviceName, error })), ...problemsOf(served.rendered) }
         }
         // Not possible without a reload: back to what was served, then the full path.
         previousRoutes.forEach((r) => before.routes.set(r.serviceName, r))
@@ -725,7 +751,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
           await writeFiles(rendered, paths.config)
           if (count > 0) counters.runtimeChanges++
           logger.info({ version: snapshot.version, routes: routes.length, changes: count, runtimeMs: Math.round(performance.now() - t) }, 'configuration applied without a reload')
-          return { refused: stillRefused.map(({ serviceName, error }) => ({ serviceName, error })) }
+          return { refused: stillRefused.map(({ serviceName, error }) => ({ serviceName, error })), ...problemsOf(served.rendered) }
         } catch (error) {
           logger.warn({ err: error }, 'HAProxy refused a runtime change: reloading instead')
         }
@@ -738,7 +764,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const next = await reloadTo(snapshot, [])
     watcher.start()
     startFileWatch()
-    return { refused: next.refused.map(({ serviceName, error }) => ({ serviceName, error })) }
+    return { refused: next.refused.map(({ serviceName, error }) => ({ serviceName, error })), ...problemsOf(next.rendered) }
   }
 
   async function health(): Promise<BackendHealth[]> {
@@ -829,6 +855,20 @@ function certificateFilesOf(rendered: RenderedConfig): Map<string, string> {
 /** Whether two snapshots agree on everything but their version and routes (certificates, ACME answers). */
 function sameSnapshotExtras(a: ConfigSnapshot, b: ConfigSnapshot): boolean {
   return sameJson({ ...a, version: 0, routes: [] }, { ...b, version: 0, routes: [] })
+}
+
+/** The listener problems of a rendered configuration, as ApplyResult.problems (left out when none). */
+function problemsOf(rendered: RenderedConfig | undefined): { problems?: RouteProblem[] } {
+  return rendered === undefined || rendered.problems.length === 0 ? {} : { problems: rendered.problems }
+}
+
+/** null when `port` can be bound on `host` (then released at once), else why not (e.g. 'EADDRINUSE: address already in use'). */
+function tryBind(host: string | undefined, port: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', (err: NodeJS.ErrnoException) => resolve(`${err.code ?? 'error'}: ${err.code === 'EADDRINUSE' ? 'address already in use by another process' : err.code === 'EACCES' ? 'permission denied (a port below 1024 needs CAP_NET_BIND_SERVICE)' : err.message}`))
+    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(null)))
+  })
 }
 
 /** `routes` for `.../maps/routes-<hash>.map`. */

@@ -27,7 +27,7 @@ import { createHash } from 'node:crypto'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import type { CertificateMaterial } from '../../contracts/certificate.ts'
 import { cookieNameOf, sampleExpressions, type Destination, type Header, type Route } from '../../contracts/route.ts'
-import { hostKind, isPlain, planRoutes, type HttpBinding, type ShadowedBinding } from '../../contracts/route-planner.ts'
+import { hostKind, isPlain, planRoutes, sniKind, type HttpBinding, type ShadowedBinding } from '../../contracts/route-planner.ts'
 import { endpointsOf, serverLine, type Endpoint, type Task } from './servers.ts'
 import type { ResolvedSettings } from './settings.ts'
 import { acmeChallengeLines, challengeMap, INCOMING_PROTO_LINE, routeHttpsLines, forwardedProtoLines, tlsBindLine, tlsFiles, tlsGlobalLines } from './tls.ts'
@@ -52,6 +52,8 @@ export interface ServerInput {
   certificates?: readonly CertificateMaterial[]
   /** Certificates from the proxy's own files (Docker secrets), served beside them. */
   fileCertificates?: ReadonlyArray<{ name: string; pem: string }>
+  /** TCP listen ports this proxy found it cannot bind (port → why): left out and reported. */
+  unbindable?: ReadonlyMap<number, string>
 }
 
 export interface RenderedBackend {
@@ -65,6 +67,8 @@ export interface RenderedBackend {
   servers: Endpoint[]
   /** Names of the servers rendered without a health check (descriptor budget exhausted). */
   unchecked: string[]
+  /** Server options besides the check (e.g. 'send-proxy-v2'), on every server line and `add server`. */
+  serverOptions?: string
 }
 
 export interface RenderedFile {
@@ -93,6 +97,10 @@ export interface RenderedConfig {
   skeleton: string
   /** Bindings that lost to another route holding the same host and path (from the planner). */
   shadowed: ShadowedBinding[]
+  /** TCP listen ports bound by this configuration. */
+  tcpPorts: number[]
+  /** TCP and SNI routes this proxy serves without a listener, and why (reported in its status). */
+  problems: Array<{ serviceName: string; problem: string }>
 }
 
 export const NOT_FOUND_BACKEND = 'tether.notfound'
@@ -210,6 +218,8 @@ export function statePaths(stateDir: string) {
     mapDir: `${dir}/maps`,
     /** Self-signed, generated once: HTTPS answers with it for names no certificate covers. */
     defaultCertificate: `${dir}/default-cert.pem`,
+    /** The terminating HTTPS frontend's socket when SNI passthrough routes share the HTTPS port. */
+    tlsSocket: `${dir}/tls-terminate.sock`,
     /** The certificates in force (chains and keys, 0600), so a restart serves them at once. */
     certificates: `${dir}/certificates.json`,
   }
@@ -285,6 +295,74 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     }
   }
 
+  // TCP listen ports and SNI passthrough names (the planner's winners) → mode tcp frontends and backends.
+  const problems: RenderedConfig['problems'] = []
+  const ownPorts = new Map<number, string>()
+  const portOf = (listen: string | undefined): number | undefined => (listen === undefined ? undefined : Number(listen.slice(listen.lastIndexOf(':') + 1)))
+  for (const [listen, what] of [
+    [settings.listen, 'HTTP listener (TETHER_PROXY_LISTEN)'],
+    [settings.tlsListen, 'HTTPS listener (TETHER_PROXY_LISTEN_TLS)'],
+    [settings.adminListen, 'admin listener (TETHER_ADMIN_LISTEN)'],
+  ] as const) {
+    const port = portOf(listen)
+    if (port !== undefined) ownPorts.set(port, what)
+  }
+  const streamBackends: Array<{ backend: RenderedBackend; route: Route; timeoutServer?: number }> = []
+  const streamBackend = (route: Route, name: string, port: number, sendProxyProtocol: boolean | undefined, timeoutServer?: number): string => {
+    const dns = route.endpoints.length === 0
+    const backend: RenderedBackend = {
+      name,
+      serviceName: route.serviceName,
+      port,
+      dns,
+      sticky: false, // no cookie: TCP affinity is a stick table on the client address
+      servers: endpointsOf(route, port, dns ? serverInput.tasks?.(route.serviceName) : undefined),
+      unchecked: [],
+    }
+    if (sendProxyProtocol === true) backend.serverOptions = 'send-proxy-v2'
+    streamBackends.push({ backend, route, ...(timeoutServer === undefined ? {} : { timeoutServer }) })
+    return name
+  }
+  const tcpFrontends: Array<{ srcPort: number; serviceName: string; backend: string; timeoutClient?: number }> = []
+  for (const b of plan.tcp) {
+    const route = routeOf.get(b.serviceName)
+    const d = route?.tcp?.[b.destination]
+    if (route === undefined || d === undefined) continue
+    const own = ownPorts.get(b.srcPort)
+    const unbindable = serverInput.unbindable?.get(b.srcPort)
+    if (own !== undefined || unbindable !== undefined) {
+      problems.push({ serviceName: b.serviceName, problem: `TCP port ${b.srcPort} is not served by this proxy: ${own !== undefined ? `it is this proxy's ${own}` : `it cannot be bound (${unbindable})`}; the proxy serves everything else` })
+      continue
+    }
+    const backend = streamBackend(route, `tcp_${route.serviceName}_${b.srcPort}`, d.port, d.sendProxyProtocol, d.timeoutServer)
+    tcpFrontends.push({ srcPort: b.srcPort, serviceName: b.serviceName, backend, ...(d.timeoutClient === undefined ? {} : { timeoutClient: d.timeoutClient }) })
+  }
+  const sniRules: Array<{ serviceName: string; backend: string; names: string[]; kind: 0 | 1 | 2 }> = []
+  if (plan.sni.length > 0 && settings.tlsListen === undefined) {
+    for (const name of [...new Set(plan.sni.map((b) => b.serviceName))]) problems.push({ serviceName: name, problem: 'its SNI passthrough names are not served by this proxy: it has no HTTPS listener (TETHER_PROXY_LISTEN_TLS=off)' })
+  } else {
+    const sniBackendOf = new Map<string, string>()
+    for (const b of plan.sni) {
+      const route = routeOf.get(b.serviceName)
+      const d = route?.sni?.[b.destination]
+      if (route === undefined || d === undefined) continue
+      const id = `${b.serviceName}/${b.destination}`
+      let backend = sniBackendOf.get(id)
+      if (backend === undefined) {
+        const first = (route.sni ?? []).findIndex((o) => o.port === d.port)
+        backend = streamBackend(route, `sni_${route.serviceName}_${d.port}${first === b.destination ? '' : `-d${b.destination}`}`, d.port, d.sendProxyProtocol)
+        sniBackendOf.set(id, backend)
+      }
+      const kind = sniKind(b.serverName)
+      const text = kind === 0 ? b.serverName : kind === 1 ? b.serverName.slice(1) : b.serverName.slice(0, -1)
+      const last = sniRules[sniRules.length - 1]
+      if (last !== undefined && last.backend === backend && last.kind === kind) last.names.push(text)
+      else sniRules.push({ serviceName: b.serviceName, backend, names: [text], kind })
+    }
+  }
+  const passthrough = sniRules.length > 0 && settings.tlsListen !== undefined
+  for (const { backend } of streamBackends) backends.push(backend)
+
   // Plain bindings (any host, no discriminator) → the map (sorted by key: deterministic, and easy to read).
   const mapEntries = plan.http
     .filter(isPlain)
@@ -359,7 +437,9 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   out.push(`    bind ${bind(settings.listen)}`)
   if (routes.some((r) => r.redirectWhenHttpProto === true)) out.push(INCOMING_PROTO_LINE)
   if (tls !== undefined) {
-    out.push(tlsBindLine(tls.listen, paths.defaultCertificate, tls.crtList.path))
+    // With SNI passthrough routes the HTTPS port belongs to the tls_passthrough frontend, which hands
+    // every other connection to this one over a local socket (PROXY protocol: client addresses kept).
+    out.push(passthrough ? tlsBindLine(`unix@${paths.tlsSocket}`, paths.defaultCertificate, tls.crtList.path).replace(' ssl ', ' accept-proxy ssl ') : tlsBindLine(tls.listen, paths.defaultCertificate, tls.crtList.path))
     // Plain HTTP is https only behind a TLS-terminating balancer (secureCookie).
     for (const line of forwardedProtoLines(settings.secureCookie)) out.push(line)
   } else {
@@ -448,6 +528,69 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     }
   }
 
+  if (tcpFrontends.length > 0 || passthrough) {
+    blank()
+    out.push('# TCP routes and TLS passthrough: connections forwarded unchanged.')
+    out.push('defaults')
+    out.push('    mode tcp')
+    out.push('    option redispatch 1')
+    out.push('    retries 3')
+    out.push('    load-server-state-from-file global')
+    out.push('    timeout connect 500ms')
+    out.push('    # Database and broker connections idle for long: an hour, and TCP keep-alives both ways.')
+    out.push('    timeout client 1h')
+    out.push('    timeout server 1h')
+    out.push('    timeout check 2s')
+    out.push('    timeout client-fin 10s')
+    out.push('    option clitcpka')
+    out.push('    option srvtcpka')
+    const host = bindHost(settings.listen)
+    for (const f of tcpFrontends) {
+      const own = [f.serviceName]
+      blank()
+      out.push(`frontend tcp_${f.srcPort}`, own)
+      out.push(`    bind ${host}:${f.srcPort}`, own)
+      if (f.timeoutClient !== undefined) out.push(`    timeout client ${f.timeoutClient}s`, own)
+      out.push(`    default_backend ${f.backend}`, own)
+    }
+    if (passthrough && tls !== undefined) {
+      const owners = [...new Set(sniRules.map((r) => r.serviceName))]
+      blank()
+      out.push('frontend tls_passthrough', owners)
+      out.push(`    bind ${bind(tls.listen)}`, owners)
+      out.push('    # Wait (at most 5 s) for the ClientHello, then route by the server name it carries.', owners)
+      out.push('    tcp-request inspect-delay 5s', owners)
+      out.push('    tcp-request content accept if { req.ssl_hello_type 1 }', owners)
+      for (const r of sniRules) {
+        const match = r.kind === 0 ? '' : r.kind === 1 ? '-m end ' : '-m beg '
+        out.push(`    use_backend ${r.backend} if { req.ssl_sni -i ${match}${r.names.join(' ')} }`, [r.serviceName])
+      }
+      out.push(`    default_backend ${TLS_TERMINATE_BACKEND}`, owners)
+      blank()
+      out.push(`backend ${TLS_TERMINATE_BACKEND}`, owners)
+      out.push(`    server terminate unix@${paths.tlsSocket} send-proxy-v2`, owners)
+    }
+    for (const { backend: b, route, timeoutServer } of streamBackends) {
+      const own = [route.serviceName]
+      blank()
+      out.push(`backend ${b.name}`, own)
+      out.push('    balance roundrobin', own)
+      if (route.sticky) {
+        // TCP has no cookie: a client address stays on its task for 30 minutes of inactivity.
+        out.push('    stick-table type ip size 1m expire 30m', own)
+        out.push('    stick on src', own)
+      }
+      if (timeoutServer !== undefined) out.push(`    timeout server ${timeoutServer}s`, own)
+      for (const server of b.servers) {
+        const check = checks > 0
+        if (check) checks--
+        else b.unchecked.push(server.name)
+        serverLines.add(out.text.length)
+        out.push(`    ${serverLine(server, check, b.serverOptions)}`, own)
+      }
+    }
+  }
+
   return {
     config: `${out.text.join('\n')}\n`,
     skeleton: out.text.filter((_, i) => i > 0 && !serverLines.has(i)).join('\n'),
@@ -455,7 +598,18 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     files: [...(hostRules.length === 0 && plan.redirects.length === 0 ? [routesMap] : [routesMap, lengthsMap]), ...(tls?.files ?? []), ...(acmeMap === undefined ? [] : [acmeMap])],
     backends: backends.sort((a, b) => byString(a.name, b.name)),
     shadowed: plan.shadowed,
+    tcpPorts: tcpFrontends.map((f) => f.srcPort),
+    problems,
   }
+}
+
+/** The backend that hands TLS connections no passthrough route claims to the terminating frontend. */
+export const TLS_TERMINATE_BACKEND = 'tether.tls-terminate'
+
+/** The host part of a listen address for a TCP route's bind ('*' for all addresses). */
+export function bindHost(listen: string): string {
+  const host = listen.slice(0, listen.lastIndexOf(':'))
+  return host === '' || host === '*' ? '*' : host
 }
 
 /** The configuration text alone (see render() for the files it refers to). */

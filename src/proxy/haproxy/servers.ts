@@ -89,8 +89,8 @@ export function endpointsOf(route: Pick<Route, 'endpoints'>, port: number, tasks
 export const CHECK_OPTIONS = 'check inter 2s fall 2 rise 1'
 
 /** A `server` line of the configuration (without indentation). */
-export function serverLine(e: Endpoint, check: boolean): string {
-  return `server ${e.name} ${addressText(e)}${check ? ` ${CHECK_OPTIONS}` : ''}`
+export function serverLine(e: Endpoint, check: boolean, options?: string): string {
+  return `server ${e.name} ${addressText(e)}${check ? ` ${CHECK_OPTIONS}` : ''}${options === undefined ? '' : ` ${options}`}`
 }
 
 export interface ServerDiff {
