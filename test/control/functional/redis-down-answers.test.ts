@@ -4,23 +4,17 @@
  * never answered as "nothing was changed".
  */
 import assert from 'node:assert/strict'
-import { afterEach, describe, it } from 'node:test'
-import { createRedisRouteStore } from '../../../src/control/store/redis-route-store.ts'
+import { describe, it } from 'node:test'
 import type { RouteStore } from '../../../src/control/store/route-store.ts'
-import { startRedisServer, type RedisServer } from '../../helpers/redis-server.ts'
+import { redisFixtures } from '../../helpers/redis-fixtures.ts'
+import type { RedisServer } from '../../helpers/redis-server.ts'
 import { api, heartbeat, proxy, startControl, waitFor } from '../harness.ts'
 
-let cleanups: Array<() => Promise<void>> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
+const fixtures = redisFixtures()
 
 async function redisStore(): Promise<{ redis: RedisServer; store: RouteStore }> {
-  const redis = await startRedisServer()
-  cleanups.push(() => redis.stop())
-  const store = createRedisRouteStore({ url: redis.url })
-  cleanups.push(() => store.close())
-  return { redis, store }
+  const redis = await fixtures.redisServer()
+  return { redis, store: fixtures.store(redis.url) }
 }
 
 describe('GET /v1/status while Redis is down', () => {

@@ -5,35 +5,16 @@
  */
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { afterEach, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { Redis } from 'ioredis'
 import { createRouteStore, routeStoreKind } from '../../../src/control/store/create-route-store.ts'
-import { createRedisRouteStore } from '../../../src/control/store/redis-route-store.ts'
-import type { RouteStore } from '../../../src/control/store/route-store.ts'
-import { startRedisServer, type RedisServer } from '../../helpers/redis-server.ts'
+import { redisFixtures } from '../../helpers/redis-fixtures.ts'
 import { ci, nextVersion, route } from './route-store.contract.ts'
 
 /** Generous bound on "fails fast": the store's own limits are 1 s; a hang would hit this. */
 const FAIL_FAST_BOUND_MS = 3000
 
-let cleanups: Array<() => Promise<void>> = []
-afterEach(async () => {
-  const pending = cleanups.reverse()
-  cleanups = []
-  for (const cleanup of pending) await cleanup()
-})
-
-async function redisServer(): Promise<RedisServer> {
-  const server = await startRedisServer()
-  cleanups.push(() => server.stop())
-  return server
-}
-
-function store(url: string): RouteStore {
-  const s = createRedisRouteStore({ url })
-  cleanups.push(() => s.close())
-  return s
-}
+const { redisServer, store, cleanup } = redisFixtures()
 
 /** Rejects with STORE_UNAVAILABLE (503), and does so without hanging. */
 async function assertUnavailable(promise: Promise<unknown>, what: string): Promise<void> {
@@ -133,7 +114,7 @@ describe('Redis route store when Redis goes away', () => {
     // Cut every subscriber connection and, in the same transaction (so before any reconnect),
     // move the version on without a publish: the announcement the replica missed.
     const raw = new Redis(redis.url, { lazyConnect: true })
-    cleanups.push(async () => void raw.disconnect())
+    cleanup(async () => void raw.disconnect())
     await raw.connect()
     const heard = nextVersion(replica, (v) => v === 42)
     await raw.multi().client('KILL', 'TYPE', 'pubsub').set('tether:version', '42').exec()
@@ -146,7 +127,7 @@ describe('createRouteStore', () => {
     assert.equal(routeStoreKind({}), 'memory')
     assert.equal(routeStoreKind({ url: '' }), 'memory')
     const s = createRouteStore({})
-    cleanups.push(() => s.close())
+    cleanup(() => s.close())
     await s.put(route('go-demo'), ci)
     assert.equal(await s.version(), 1)
   })
@@ -157,7 +138,7 @@ describe('createRouteStore', () => {
     const a = createRouteStore({ url: redis.url, prefix: 'team-a:' })
     const a2 = createRouteStore({ url: redis.url, prefix: 'team-a:' })
     const b = createRouteStore({ url: redis.url, prefix: 'team-b:' })
-    cleanups.push(async () => void (await Promise.all([a.close(), a2.close(), b.close()])))
+    cleanup(async () => void (await Promise.all([a.close(), a2.close(), b.close()])))
     await a.put(route('go-demo'), ci)
     assert.deepEqual((await a2.snapshot()).routes, [route('go-demo')], 'same prefix, same data')
     assert.deepEqual(await b.snapshot(), { version: 0, routes: [] }, 'another prefix is another store')

@@ -8,41 +8,16 @@
  */
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { afterEach, describe, it } from 'node:test'
-import { Redis } from 'ioredis'
-import { createRedisRouteStore, type RedisRouteStoreOptions } from '../../../src/control/store/redis-route-store.ts'
+import { describe, it } from 'node:test'
 import type { RouteStore } from '../../../src/control/store/route-store.ts'
-import { startRedisServer, type RedisServer } from '../../helpers/redis-server.ts'
+import { redisFixtures } from '../../helpers/redis-fixtures.ts'
+import type { RedisServer } from '../../helpers/redis-server.ts'
 import { createSecretBox } from '../../../src/control/secret-box.ts'
 import { createCa, issue } from '../../helpers/pki.ts'
 import { api, startControl } from '../harness.ts'
 import { ci, route } from './route-store.contract.ts'
 
-let cleanups: Array<() => Promise<void>> = []
-afterEach(async () => {
-  const pending = cleanups.reverse()
-  cleanups = []
-  for (const cleanup of pending) await cleanup()
-})
-
-async function redisServer(): Promise<RedisServer> {
-  const server = await startRedisServer()
-  cleanups.push(async () => {
-    try {
-      server.resume()
-    } catch {
-      // not running
-    }
-    await server.stop()
-  })
-  return server
-}
-
-function store(url: string, options: Partial<RedisRouteStoreOptions> = {}): RouteStore {
-  const s = createRedisRouteStore({ url, ...options })
-  cleanups.push(() => s.close())
-  return s
-}
+const { redisServer, store, raw } = redisFixtures()
 
 /** Pauses Redis now and resumes it after `ms` (a bound on the outage, not a measurement). */
 function pauseFor(redis: RedisServer, ms: number): Promise<void> {
@@ -50,13 +25,6 @@ function pauseFor(redis: RedisServer, ms: number): Promise<void> {
   return sleep(ms).then(() => redis.resume())
 }
 
-/** A raw client for what the store does not do (a slow script, reading keys). */
-async function raw(url: string): Promise<Redis> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 })
-  cleanups.push(async () => void r.disconnect())
-  await r.connect()
-  return r
-}
 
 /** Keeps Redis busy for `ms` with one script, the way a slow command or a loaded machine does. */
 const BUSY_SCRIPT = `
