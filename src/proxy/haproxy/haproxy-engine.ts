@@ -521,10 +521,27 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     current.plan = plan
     reportPlan(plan)
     if (removing.size > 0) startReaper()
-    await writeConfig(current)
     const count = changes.reduce((n, c) => n + c.count, 0)
-    if (count > 0) counters.runtimeChanges++
+    if (count > 0) {
+      scheduleConfigWrite()
+      counters.runtimeChanges++
+    }
     return count
+  }
+
+  let writeQueued = false
+  /**
+   * Writes the configuration file after a runtime change, as the next job: the change is served
+   * before the 2-3 MB of a 10,000-route file are joined and written, and a burst of changes
+   * writes it once. Every later job (a reload too) runs after it.
+   */
+  function scheduleConfigWrite(): void {
+    if (writeQueued) return
+    writeQueued = true
+    void enqueue(async () => {
+      writeQueued = false
+      if (served !== undefined) await writeConfig(served)
+    }).catch((error: unknown) => logger.warn({ err: error }, 'could not write the configuration file'))
   }
 
   /** Writes the served configuration (with its current servers) as the configuration file, atomically. */

@@ -74,11 +74,16 @@ describe('endpoint changes without a render or a reload', () => {
     assert.deepEqual(await master(proxy), before, 'the same worker serves: HAProxy was not reloaded')
     assert.equal(proxy.engine.counters.reloads, 1)
     assert.ok(proxy.engine.counters.runtimeChanges >= 3, String(proxy.engine.counters.runtimeChanges))
-    // The file HAProxy would reload from has the servers HAProxy holds now.
-    const file = await readFile(proxy.engine.paths.config, 'utf8')
-    const serverLines = (backend: string): string[] => (file.split(`backend ${backend}\n`)[1] ?? '').split('\n\n')[0]!.split('\n').filter((l) => l.startsWith('    server '))
-    assert.deepEqual(serverLines('svc_api_80'), [fixed[0]!.address, fixed[1]!.address].sort().map((a) => `    server ${a} ${a} check inter 2s fall 2 rise 1`))
-    assert.deepEqual(serverLines(`svc_web_${port}`), [hosts[0]!, hosts[2]!].map((h) => `    server ${h} ${h}:${port} check inter 2s fall 2 rise 1`))
+    // The file HAProxy would reload from has the servers HAProxy holds now (written right after the change).
+    const serverLines = (file: string, backend: string): string[] => (file.split(`backend ${backend}\n`)[1] ?? '').split('\n\n')[0]!.split('\n').filter((l) => l.startsWith('    server '))
+    const wantApi = [fixed[0]!.address, fixed[1]!.address].sort().map((a) => `    server ${a} ${a} check inter 2s fall 2 rise 1`)
+    const wantWeb = [hosts[0]!, hosts[2]!].map((h) => `    server ${h} ${h}:${port} check inter 2s fall 2 rise 1`)
+    const file = await waitFor('the configuration file with the new servers', async () => {
+      const text = await readFile(proxy.engine.paths.config, 'utf8')
+      return serverLines(text, `svc_web_${port}`).join() === wantWeb.join() ? text : undefined
+    }, 5_000)
+    assert.deepEqual(serverLines(file, 'svc_api_80'), wantApi)
+    assert.deepEqual(serverLines(file, `svc_web_${port}`), wantWeb)
     const health = await proxy.engine.health()
     assert.deepEqual(health.find((h) => h.serviceName === 'web')?.servers?.map((s) => s.name), [hosts[0], hosts[2]])
 
