@@ -125,11 +125,20 @@ describe('ACME issuance and renewal across the fleet', { skip }, () => {
     const dying = leader === a ? controlA : controlB
     const dyingStore = createRedisRouteStore({ url: redis.url, prefix: 'acme:' })
     let midOrder!: () => void
-    const reached = new Promise<void>((r) => (midOrder = r))
+    let isMidOrder = false
+    const reached = new Promise<void>((r) => (midOrder = () => ((isMidOrder = true), r())))
     const victim = orderer('replica-victim', { ...dying, store: dyingStore } as typeof dying, { waitForProxies: async () => (midOrder(), new Promise<void>(() => {})), leaseTtlMs: 1_000 })
     clock = Date.parse(renewed!.info.notBefore) + (lifetime * 2) / 3 + 60_000
-    void victim.runOnce()
-    await reached
+    // A round that ends without ordering (the lease still held on a slow machine) is repeated,
+    // a bounded number of times; a round that reaches the CA never ends (the process "dies").
+    const rounds = (async () => {
+      for (let i = 0; i < 40 && !isMidOrder; i++) {
+        await victim.runOnce()
+        if (!isMidOrder) await new Promise((r) => setTimeout(r, 250))
+      }
+      if (!isMidOrder) throw new Error(`the victim replica never reached the CA's validation in 40 rounds: ${JSON.stringify(await victim.status())}`)
+    })()
+    await Promise.race([reached, rounds])
     assert.ok(((await storeA.snapshot()).challenges?.length ?? 0) > 0, 'the victim published its challenge')
     await dyingStore.close() // the process is gone: its lease is no longer renewed
     const survivor = orderer('replica-survivor', other)
@@ -140,7 +149,8 @@ describe('ACME issuance and renewal across the fleet', { skip }, () => {
     }
     const finished = await storeA.getCertificate('acme-web')
     assert.notEqual(finished?.info.fingerprint, renewed?.info.fingerprint, 'the surviving replica issued it')
-    assert.equal((await survivor.status()).leader, true)
+    // (Only the survivor was running: the first leader is stopped and the victim hangs mid-order.
+    // Whether it still holds the lease right now depends on timing, so that is not asserted.)
     assert.equal(await served(tls[1]!, 'b.test', '127.0.0.2'), finished?.info.fingerprint)
   })
 })
