@@ -8,7 +8,8 @@
  * - A structural change is checked with `haproxy -c` on a partial configuration (checkConfigOf):
  *   every section but the backends, plus only the backends that are new or differ from the
  *   configuration HAProxy already accepted; a backend left out but named by a `use_backend` or
- *   `default_backend` line stays as an empty stub so references still resolve. HAProxy checks
+ *   `default_backend` line stays without its server lines so references still resolve (with
+ *   their mode and settings). HAProxy checks
  *   each backend on its own (the cross-references are names, userlists and map files, all kept),
  *   so a backend it accepted before, unchanged, is accepted again; the reload still parses the
  *   whole file, and a reload refused after a partial check is followed by a full check.
@@ -148,7 +149,7 @@ export interface PartialCheck {
   owners: ReadonlyArray<readonly string[]>
   /** Backends checked in full (new or changed). */
   checked: string[]
-  /** Backends left out as accepted before (unchanged). */
+  /** Backends accepted before and unchanged: left out, or kept without their servers when a rule names them. */
   skipped: number
 }
 
@@ -158,35 +159,38 @@ export interface PartialCheck {
  * kept line names. `owners` are those of `next` (line i+1 of the full text).
  */
 export function checkConfigOf(next: ConfigText, owners: ReadonlyArray<readonly string[]>, accepted: ConfigText): PartialCheck {
-  let config = ''
-  const partOwners: Array<readonly string[]> = []
   const checked: string[] = []
-  const kept = new Set<string>()
-  const left: Section[] = []
-  let skipped = 0
+  const full = new Set<Section>()
+  let kept = ''
   for (const s of next.sections) {
     if (s.kind === 'backend') {
       const before = accepted.backends.get(s.name)
-      if (before !== undefined && sectionText(before) === sectionText(s)) {
-        skipped++
-        left.push(s)
-        continue
-      }
+      if (before !== undefined && sectionText(before) === sectionText(s)) continue
       checked.push(s.name)
-      kept.add(s.name)
     }
-    const text = sectionText(s)
+    full.add(s)
+    kept += sectionText(s)
+  }
+  const named = new Set(namedBackends(kept))
+  // In the order of the file: a `defaults` section applies to the sections after it (mode tcp
+  // for TCP backends), so a backend stays where it was.
+  let config = ''
+  const partOwners: Array<readonly string[]> = []
+  let skipped = 0
+  for (const s of next.sections) {
+    let text: string
+    if (full.has(s)) text = sectionText(s)
+    else {
+      skipped++
+      if (!named.has(s.name)) continue
+      // Without its servers (what costs HAProxy the time) but with its settings: a rule that
+      // names it checks its mode (a TCP frontend refuses an HTTP backend) and the like.
+      text = s.before + s.after
+    }
     config += text
-    // Lines of a section parsed from `next` keep their owners; server lines replaced since are owned by the section's service(s).
     const n = text.split('\n').length - 1
     const sectionOwners = owners[s.start] ?? []
-    for (let k = 0; k < n; k++) partOwners.push(k < s.lines ? (owners[s.start + k] ?? sectionOwners) : sectionOwners)
-  }
-  const named = new Set(namedBackends(config))
-  for (const s of left) {
-    if (!named.has(s.name) || kept.has(s.name)) continue
-    config += `\nbackend ${s.name}\n`
-    partOwners.push([], owners[s.start] ?? [])
+    for (let k = 0; k < n; k++) partOwners.push(owners[s.start + k] ?? sectionOwners)
   }
   return { config, owners: partOwners, checked, skipped }
 }

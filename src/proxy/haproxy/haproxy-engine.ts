@@ -28,7 +28,7 @@ import { availableParallelism } from 'node:os'
 import { basename, join } from 'node:path'
 import type { CertificateMaterial } from '../../contracts/certificate.ts'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
-import { describeShadowed, planRoutes } from '../../contracts/route-planner.ts'
+import { describeShadowed, tcpBindings } from '../../contracts/route-planner.ts'
 import type { DescriptorReport, RefusedRoute, RouteProblem } from '../../contracts/proxy-status.ts'
 import type { Route } from '../../contracts/route.ts'
 import { systemClock } from '../../shared/clock.ts'
@@ -714,10 +714,14 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const held = new Set(served?.rendered.tcpPorts ?? [])
     const next = new Map<number, string>()
     const host = bindHost(s.listen)
-    for (const b of planRoutes(snapshot.routes).tcp) {
-      if (held.has(b.srcPort)) continue
-      const problem = await tryBind(host === '*' ? undefined : host, b.srcPort)
-      if (problem !== null) next.set(b.srcPort, problem)
+    // The listen ports of the table (not the planner's whole plan: at 10,000 routes that would
+    // cost every apply, endpoint changes included, a planning of the table).
+    const ports = new Set<number>()
+    for (const route of snapshot.routes) for (const b of route.tcp === undefined || route.tcp.length === 0 ? [] : tcpBindings(route)) ports.add(b.srcPort)
+    for (const port of [...ports].sort((a, b) => a - b)) {
+      if (held.has(port)) continue
+      const problem = await tryBind(host === '*' ? undefined : host, port)
+      if (problem !== null) next.set(port, problem)
     }
     const changed = JSON.stringify([...next]) !== JSON.stringify([...unbindable])
     unbindable = next

@@ -38,7 +38,7 @@ describe('configuration text as sections', () => {
     assert.equal(configTextOf(parsed), expected)
   })
 
-  it('checks only new and changed backends, with stubs for backends a rule names', () => {
+  it('checks only new and changed backends, and backends a rule names without their servers', () => {
     const before = render({ version: 1, routes: [route('a', ['/a'], ['10.0.0.1:80']), route('b', ['/'], ['10.0.0.2:80'], ['b.example']), route('c', ['/c'], ['10.0.0.3:80'])] }, settings)
     const after = render(
       { version: 2, routes: [route('a', ['/a'], ['10.0.0.1:80']), route('b', ['/'], ['10.0.0.2:80'], ['b.example']), route('c', ['/c'], ['10.0.0.4:80']), route('d', ['/d'], ['10.0.0.5:80'])] },
@@ -49,10 +49,9 @@ describe('configuration text as sections', () => {
     assert.equal(partial.skipped, 3, 'a, b and tether.notfound were accepted before')
     assert.match(partial.config, /^global$/m)
     assert.match(partial.config, /^frontend http$/m)
-    assert.match(partial.config, /\nbackend tether\.notfound\n/, 'named by default_backend: a stub')
-    assert.doesNotMatch(partial.config, /NO_ROUTE/)
-    // b is named by a use_backend rule: an empty stub; a is only reached through the map: left out.
-    assert.match(partial.config, /\nbackend svc_b_80\n/)
+    assert.match(partial.config, /\nbackend tether\.notfound\n {4}http-request return status 404/, 'named by default_backend: kept')
+    // b is named by a use_backend rule: kept without its servers; a is only reached through the map: left out.
+    assert.match(partial.config, /\nbackend svc_b_80\n {4}balance roundrobin\n {4}cookie TETHER_b /)
     assert.doesNotMatch(partial.config, /svc_a_80/)
     assert.match(partial.config, /server 10\.0\.0\.4:80 10\.0\.0\.4:80/)
     assert.doesNotMatch(partial.config, /10\.0\.0\.2:80/)
@@ -70,5 +69,16 @@ describe('configuration text as sections', () => {
     const partial = checkConfigOf(parseConfigText(rendered.config), rendered.owners, parseConfigText(''))
     assert.equal(partial.config, rendered.config)
     assert.deepEqual(partial.checked, ['tether.notfound', 'svc_a_80'])
+  })
+
+  it('keeps a named backend in its place: after the defaults section that gives it its mode', () => {
+    const text = (servers: string) =>
+      ['defaults', '    mode http', '', 'frontend http', '    default_backend web', '', 'backend web', '    server a 10.0.0.1:80', '', 'defaults tcp', '    mode tcp', '', 'frontend tcp_5432', '    default_backend tcp_db', '', 'backend tcp_db', `    server ${servers}`, ''].join('\n') + '\n'
+    const accepted = parseConfigText(text('b 10.0.0.2:5432'))
+    const next = parseConfigText(text('b 10.0.0.2:5432'))
+    const owners = text('x').split('\n').map(() => ['svc'])
+    const partial = checkConfigOf(next, owners, accepted)
+    assert.deepEqual(partial.checked, [])
+    assert.equal(partial.config, ['defaults', '    mode http', '', 'frontend http', '    default_backend web', '', 'backend web', '', 'defaults tcp', '    mode tcp', '', 'frontend tcp_5432', '    default_backend tcp_db', '', 'backend tcp_db', ''].join('\n') + '\n')
   })
 })
