@@ -6,7 +6,7 @@ import { headerValueProblem, limits, normalizeRoute, rules, type Auth, type Dest
 import { checkList, checkServerName, checkStreamDestinations, checkString, fail, finish, parsePort, parseSrcPort, showValue, splitList } from './fields.ts'
 import { httpsFields } from './https-fields.ts'
 import { pcreProblem } from './pcre-regex.ts'
-import { destinationFeatures, passwordHashOf, routeFeatures, routeRewriteOf, type Read } from './route-features.ts'
+import { DESTINATION_FEATURES, destinationFeatures, passwordHashOf, routeFeatures, routeRewriteOf, type Read } from './route-features.ts'
 
 /** Tether's query-string form of a route (GET|PUT /v1/reconfigure). Lists are comma-separated. */
 export interface RouteQuery {
@@ -149,20 +149,8 @@ export interface RouteBody extends DestinationFeatures {
   isDefaultBackend?: boolean | undefined
 }
 
-const DESTINATION_FEATURE_KEYS = [
-  'listener',
-  'userAgent',
-  'serviceHeader',
-  'servicePathExclude',
-  'pathRewrite',
-  'stripPrefix',
-  'allowedMethods',
-  'deniedMethods',
-  'ignoreAuthorization',
-  'timeoutServer',
-  'timeoutTunnel',
-  'redirectFromDomain',
-] as const satisfies ReadonlyArray<keyof DestinationFeatures>
+/** The destination fields of the JSON form: the text forms' names, with DFP's reqPathSearchReplace stored as pathRewrite. */
+const DESTINATION_FEATURE_KEYS = DESTINATION_FEATURES.map((n) => (n === 'reqPathSearchReplace' ? 'pathRewrite' : n)) satisfies ReadonlyArray<keyof DestinationFeatures>
 
 /** What the body schema cannot say about a destination: regular expressions compile, a redirect has a host to go to. */
 function checkDestination(field: string, d: DestinationBody, routeDomains: readonly string[]): void {
