@@ -239,14 +239,18 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     return { rendered, plan }
   }
 
-  /** Renders and checks, dropping blamed routes until HAProxy accepts the rest (bounded). */
-  async function validated(snapshot: ConfigSnapshot, timings: Timings): Promise<{ rendered: RenderedConfig; plan: DescriptorPlan; refused: Served['refused']; text?: ConfigText }> {
+  /**
+   * Renders and checks, dropping blamed routes until HAProxy accepts the rest (bounded). `first`
+   * is the render of all of `snapshot`'s routes when the caller has it already (a table of 10,000
+   * routes takes a few hundred milliseconds to render).
+   */
+  async function validated(snapshot: ConfigSnapshot, timings: Timings, first?: { rendered: RenderedConfig; plan: DescriptorPlan }): Promise<{ rendered: RenderedConfig; plan: DescriptorPlan; refused: Served['refused']; text?: ConfigText }> {
     const refused: Served['refused'] = []
     let routes = snapshot.routes
     let last: CheckResult | undefined
     for (let round = 0; round < MAX_ISOLATION_ROUNDS; round++) {
       let t = performance.now()
-      const { rendered, plan } = renderWithin({ ...snapshot, routes })
+      const { rendered, plan } = round === 0 && first !== undefined ? first : renderWithin({ ...snapshot, routes })
       await writeFiles(rendered, paths.candidate)
       // What HAProxy accepted before need not be checked again: only new and changed backends.
       const text = accepted === undefined || proc === undefined ? undefined : parseConfigText(rendered.config)
@@ -644,8 +648,11 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     }
   }
 
-  /** Writes, checks and reloads to `snapshot` (or starts HAProxy). */
-  async function reloadTo(snapshot: ConfigSnapshot, carried: Served['refused'], prepared?: { rendered: RenderedConfig; plan: DescriptorPlan }): Promise<Served> {
+  /**
+   * Writes, checks and reloads to `snapshot` (or starts HAProxy). `prepared`: a render of the
+   * routes served, checked already; `unchecked`: a render of all of `snapshot`'s routes, to check.
+   */
+  async function reloadTo(snapshot: ConfigSnapshot, carried: Served['refused'], prepared?: { rendered: RenderedConfig; plan: DescriptorPlan }, unchecked?: { rendered: RenderedConfig; plan: DescriptorPlan }): Promise<Served> {
     const timings: Timings = { renderMs: 0, checkMs: 0, reloadMs: 0 }
     // The server state is saved while the configuration is rendered and checked (each takes
     // about a second at 10,000 routes); a health change in between is seen by the next check.
@@ -657,7 +664,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
         // Same routes as served, only servers changed: checked already when those routes were.
         await writeFiles(prepared.rendered, paths.candidate)
         result = { ...prepared, refused: carried }
-      } else result = await validated(snapshot, timings)
+      } else result = await validated(snapshot, timings, unchecked)
     } finally {
       await stateSaved
     }
@@ -733,6 +740,8 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const certificateFilesChanged = await readFiles()
     // A port that became bindable (or not) changes the configuration like a changed file.
     const filesChanged = (await probePorts(snapshot)) || certificateFilesChanged
+    /** The render of the whole table made to try the runtime API, reused by the reload. */
+    let candidate: { rendered: RenderedConfig; plan: DescriptorPlan } | undefined
     if (served !== undefined && proc !== undefined) {
       // Routes refused before, unchanged, stay out without another `haproxy -c`.
       const stillRefused = served.refused.filter((r) => snapshot.routes.some((route) => route.serviceName === r.serviceName && routeKey(route) === r.key))
@@ -765,6 +774,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       watcher.watch(services)
       await watcher.prime(services)
       const { rendered, plan } = renderWithin({ ...snapshot, routes })
+      if (skip.size === 0) candidate = { rendered, plan }
       if (runtimeReachable(rendered)) {
         try {
           const count = (await syncTls(rendered)) + (await syncMaps(rendered)) + (await syncServers(rendered))
@@ -782,7 +792,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       watcher.watch(services)
       await watcher.prime(services)
     }
-    const next = await reloadTo(snapshot, [])
+    const next = await reloadTo(snapshot, [], undefined, candidate)
     watcher.start()
     startFileWatch()
     return { refused: next.refused.map(({ serviceName, error }) => ({ serviceName, error })), ...problemsOf(next.rendered) }
