@@ -52,6 +52,8 @@ export interface AcmeOptions {
   random?: () => number
   /** Between rounds. Default 60 s. */
   intervalMs?: number
+  /** Delay of the first round after start (default: a second, or intervalMs when shorter); a test that drives rounds itself sets it long. */
+  firstRoundDelayMs?: number
   /** Lease TTL; renewed every third of it during an order. Default 30 s. */
   leaseTtlMs?: number
   /** First retry delay after a failure, doubled up to maxBackoffMs. Default 60 s / 24 h. */
@@ -342,11 +344,12 @@ export function startAcme(options: AcmeOptions): Acme {
   }
 
   let timer: NodeJS.Timeout | undefined
-  const schedule = (): void => {
+  /** The first round runs a second after start (a fresh deployment should not wait a whole interval), then every interval. */
+  const schedule = (delayMs = intervalMs): void => {
     if (stopped) return
     timer = setTimeout(() => {
-      void acmeApi.runOnce().finally(schedule)
-    }, intervalMs)
+      void acmeApi.runOnce().finally(() => schedule())
+    }, delayMs)
     timer.unref()
   }
 
@@ -377,6 +380,6 @@ export function startAcme(options: AcmeOptions): Acme {
       if (leader) await store.releaseLease(LEASE, options.holder).catch(() => undefined)
     },
   }
-  schedule()
+  schedule(options.firstRoundDelayMs ?? Math.min(intervalMs, 1_000))
   return acmeApi
 }

@@ -67,6 +67,7 @@ describe('ACME issuance and renewal across the fleet', { skip }, () => {
         waitForProxies: options.waitForProxies ?? (async (v) => void (await control.app!.fleet.waitForConvergence(v, 20_000))),
         now: () => clock,
         intervalMs: 3_600_000,
+        firstRoundDelayMs: 3_600_000, // rounds driven by the test
         leaseTtlMs: options.leaseTtlMs ?? 2_000,
         backoffMs: 1,
       })
