@@ -9,6 +9,8 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { backends, reconfigureQuery, startAgent, startControl, API_TOKEN } from '../proxy/harness.ts'
 import { openBrowser, skipWithoutChromium as skip } from './chromium.ts'
+import { createSecretBox } from '../../src/control/secret-box.ts'
+import { createCa, issue } from '../helpers/pki.ts'
 
 describe('dashboard at /ui', { skip }, () => {
   it('shows the fleet live: a new route and its health, a restore from the change log, a proxy gone stale', async (t) => {
@@ -83,5 +85,32 @@ describe('dashboard at /ui', { skip }, () => {
     const shared = await control.api('GET', `/v1/docker-flow-proxy/reconfigure?serviceName=shop-old&servicePath=/shop&port=80&endpoints=${shop[0]!.address}`)
     assert.equal(shared.status, 200)
     await page.locator('#problems li', { hasText: '/shop (port 80) of "shop-old" is shadowed: "shop" serves it' }).waitFor({ timeout: 15_000 })
+  })
+
+  it('lists the stored certificates with their expiry, and the domains no certificate covers', async (t) => {
+    const control = await startControl(t, { secretBox: createSecretBox(Buffer.alloc(32, 7)) })
+    const shop = await backends(t, 1, 'shop')
+    const { page } = await openBrowser(t)
+    await page.goto(`${control.url}/ui/`)
+    await page.locator('#certificates-empty').waitFor()
+    assert.match(await page.locator('#certificates-empty').innerText(), /No certificate stored/)
+
+    const put = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'shop', path: '/', endpoints: [shop[0]!.address] })}&serviceDomain=shop.test,other.test`)
+    assert.equal(put.status, 200, JSON.stringify(put.body))
+    const leaf = await issue(await createCa(), ['shop.test'], { notAfter: new Date(Date.now() + 40 * 86_400_000) })
+    const uploaded = await control.api('PUT', '/v1/certificates/shop', { certificate: leaf.chain, key: leaf.key })
+    assert.equal(uploaded.status, 200, JSON.stringify(uploaded.body))
+
+    // The page re-reads /v1/status every couple of seconds: the certificate appears with its domains and expiry.
+    const row = page.locator('tr[data-certificate="shop"]')
+    await row.waitFor({ timeout: 10_000 })
+    const text = await row.innerText()
+    assert.match(text, /shop\.test/)
+    assert.match(text, /\bapi\b/)
+    assert.match(text, /in (39|40) days/)
+    assert.equal(await page.locator('#certificates-empty').isHidden(), true)
+    // other.test has no certificate: HTTPS would answer it with the default one.
+    await page.locator('#uncovered', { hasText: 'other.test (shop)' }).waitFor({ timeout: 10_000 })
+    assert.doesNotMatch(await page.locator('#uncovered').innerText(), /shop\.test/, 'shop.test is covered')
   })
 })

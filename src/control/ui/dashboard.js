@@ -177,6 +177,44 @@ function renderProxies() {
   $('stats-hint').hidden = typeof state.settings.statsUrl === 'string' && state.settings.statsUrl !== ''
 }
 
+/** '3 days', '5 h', '12 min': a duration for people. */
+function span(seconds) {
+  const s = Math.abs(seconds)
+  if (s < 5400) return `${Math.round(s / 60)} min`
+  if (s < 3 * 86400) return `${Math.round(s / 3600)} h`
+  return `${Math.round(s / 86400)} days`
+}
+
+/** Stored certificates (GET /v1/status's tls section) with the ACME state of those ACME keeps. */
+function renderCertificates() {
+  const tls = state.status?.tls
+  const acme = new Map((tls?.acme?.certificates ?? []).map((a) => [a.name, a]))
+  const names = [...new Set([...(tls?.certificates ?? []).map((c) => c.name), ...acme.keys()])].sort()
+  const rows = names.map((name) => {
+    const c = (tls?.certificates ?? []).find((x) => x.name === name)
+    const a = acme.get(name)
+    const expires =
+      c === undefined
+        ? h('span', { class: 'muted' }, 'not issued yet')
+        : h('span', { class: c.expiresInSeconds <= 0 ? 'bad' : c.warnings.length > 0 ? 'warn' : 'ok', title: [clock(c.notAfter), ...c.warnings].join('\n') }, c.expiresInSeconds <= 0 ? `expired ${span(c.expiresInSeconds)} ago` : `in ${span(c.expiresInSeconds)}`)
+    const acmeCell =
+      a === undefined
+        ? h('span', { class: 'muted' }, '–')
+        : a.state === 'failing'
+          ? h('span', { class: 'bad', title: a.lastError ?? '' }, `failing (${a.failures} in a row)${a.nextAttemptAt !== undefined ? `, next try ${clock(a.nextAttemptAt)}` : ''}: ${a.lastError ?? ''}`)
+          : a.state === 'pending'
+            ? h('span', { class: 'warn' }, 'ordering…')
+            : h('span', { class: 'ok' }, `valid${a.renewAt !== undefined ? `, renews ${clock(a.renewAt)}` : ''}`)
+    return h('tr', { 'data-certificate': name }, h('td', {}, h('strong', {}, name)), h('td', {}, (c?.domains ?? a?.domains ?? []).join(', ')), h('td', {}, c?.source ?? 'acme'), h('td', {}, expires), h('td', {}, acmeCell))
+  })
+  $('certificates').tBodies[0].replaceChildren(...rows)
+  $('certificates-empty').hidden = rows.length > 0
+  // Not a problem in itself (a domain may be served over HTTP only), but what HTTPS would answer with the default certificate.
+  const uncovered = tls?.uncoveredDomains ?? []
+  $('uncovered').textContent = uncovered.length === 0 ? '' : `Domains no certificate covers (HTTPS answers them with the self-signed default): ${uncovered.map((d) => `${d.domain} (${d.serviceName})`).join(', ')}`
+  $('uncovered').hidden = uncovered.length === 0
+}
+
 function renderProblems() {
   const items = []
   const s = state.status
@@ -185,6 +223,7 @@ function renderProblems() {
   for (const x of [...(s?.shadowed ?? []), ...(s?.shadowedExtras ?? [])]) items.push(h('li', { class: 'warn' }, x.message))
   for (const p of s?.discovery?.problems ?? []) items.push(h('li', { class: 'warn' }, `${p.serviceName}: ${p.message}`))
   for (const p of state.proxies) if (p.lastError !== null) items.push(h('li', { class: 'bad' }, `proxy ${p.id}: ${p.lastError}`))
+  for (const w of s?.tls?.warnings ?? []) items.push(h('li', { class: 'warn' }, w))
   if (s?.discovery !== undefined) items.push(h('li', { class: 'muted' }, `Swarm discovery on; this replica ${s.discovery.leader ? 'leads it' : 'does not lead it'}.`))
   if (items.length === 0) items.push(h('li', { class: 'muted' }, 'None.'))
   $('problems').replaceChildren(...items)
@@ -229,6 +268,7 @@ async function refreshFleet() {
   renderSummary()
   renderProxies()
   renderProblems()
+  renderCertificates()
   renderRoutes() // health per proxy comes from the proxies
 }
 
