@@ -12,6 +12,9 @@ import { mkdir } from 'node:fs/promises'
 import type { TestContext } from 'node:test'
 import { openBrowser } from '../test/browser/chromium.ts'
 import { backends, reconfigureQuery, startAgent, startControl } from '../test/proxy/harness.ts'
+import { createSecretBox } from '../src/control/secret-box.ts'
+import { createCa, issue } from '../test/helpers/pki.ts'
+import { randomBytes } from 'node:crypto'
 
 const cleanups: Array<() => unknown> = []
 /** The harness registers its cleanups with t.after(); run them in reverse at the end. */
@@ -20,14 +23,17 @@ const t = { after: (fn: () => unknown) => cleanups.push(fn), diagnostic: () => {
 async function main(): Promise<void> {
   const out = new URL('../docs/', import.meta.url)
   await mkdir(out, { recursive: true })
-  const control = await startControl(t, { proxyTtlMs: 3000, statsUrl: 'http://{node}:8404/stats' })
+  const control = await startControl(t, { proxyTtlMs: 3000, statsUrl: 'http://{node}:8404/stats', secretBox: createSecretBox(randomBytes(32)) })
   const shop = await backends(t, 3, 'shop')
   const cart = await backends(t, 2, 'cart')
   const put = async (q: string): Promise<void> => {
     const res = await control.api('PUT', `/v1/reconfigure?${q}`)
     if (res.status !== 200) throw new Error(`reconfigure: ${res.status} ${JSON.stringify(res.body)}`)
   }
-  await put(reconfigureQuery({ serviceName: 'shop', path: '/shop', endpoints: shop.map((b) => b.address), sticky: true, port: 8080 }))
+  await put(`${reconfigureQuery({ serviceName: 'shop', path: '/shop', endpoints: shop.map((b) => b.address), sticky: true, port: 8080 })}&serviceDomain=shop.example.com`)
+  const leaf = await issue(await createCa('Example CA'), ['shop.example.com'], { notAfter: new Date(Date.now() + 60 * 86_400_000) })
+  const uploaded = await control.api('PUT', '/v1/certificates/shop', { certificate: leaf.chain, key: leaf.key })
+  if (uploaded.status !== 200) throw new Error(`certificate: ${uploaded.status} ${JSON.stringify(uploaded.body)}`)
   await put(reconfigureQuery({ serviceName: 'cart', path: '/cart', endpoints: cart.map((b) => b.address), port: 8080 }))
   await put(reconfigureQuery({ serviceName: 'cart', path: '/cart,/basket', endpoints: cart.map((b) => b.address), port: 8080 }))
   await startAgent(t, { id: 'edge-1', controlUrls: [control.url] })
@@ -37,6 +43,7 @@ async function main(): Promise<void> {
   await page.goto(`${control.url}/ui/`)
   await page.locator('tr[data-service="shop"] .badge', { hasText: 'edge-2: 3↑' }).waitFor({ timeout: 15_000 })
   await page.locator('tr[data-service="cart"] .badge', { hasText: 'edge-1: 2↑' }).waitFor({ timeout: 15_000 })
+  await page.locator('tr[data-certificate="shop"]').waitFor({ timeout: 15_000 })
   await gone.stop()
   await page.locator('tr.stale[data-proxy="edge-2"]').waitFor({ timeout: 15_000 })
   await page.screenshot({ path: new URL('dashboard.png', out).pathname, fullPage: true })
