@@ -7,10 +7,15 @@
 //   GET /healthz          → 200 ok
 //   GET <any other path>  → 200 {"instance","session","count","path","host"}
 //
-// Environment: PORT (default 8080), SESSION_COOKIE (default sid). Plain JavaScript: it runs
-// as shipped in the image (`node /app/bin/demo-backend.mjs`).
+// With TCP_PORT set it also serves raw TCP on that port, as a line echo that names its task:
+// every line a client sends comes back as "<instance> <line>" on the same connection (the
+// Swarm suite's TCP route, reached through the proxies' published port).
+//
+// Environment: PORT (default 8080), SESSION_COOKIE (default sid), TCP_PORT (default: no TCP
+// echo). Plain JavaScript: it runs as shipped in the image (`node /app/bin/demo-backend.mjs`).
 import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:http'
+import { createServer as createTcpServer } from 'node:net'
 import { hostname } from 'node:os'
 
 const port = Number(process.env.PORT ?? 8080)
@@ -47,9 +52,33 @@ const server = createServer((req, res) => {
 server.keepAliveTimeout = 30_000
 server.listen(port, () => process.stdout.write(`demo-backend ${instance} listening on :${port}\n`))
 
+const tcpSockets = new Set()
+const tcpServer =
+  process.env.TCP_PORT === undefined || process.env.TCP_PORT === ''
+    ? null
+    : createTcpServer((socket) => {
+        tcpSockets.add(socket)
+        socket.on('close', () => tcpSockets.delete(socket))
+        socket.on('error', () => {})
+        socket.setEncoding('utf8')
+        let pending = ''
+        socket.on('data', (chunk) => {
+          pending += chunk
+          for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
+            socket.write(`${instance} ${pending.slice(0, nl).replace(/\r$/, '')}\n`)
+            pending = pending.slice(nl + 1)
+          }
+          // A line echo, not a sink: a client that never sends a newline is cut off at 64 KiB.
+          if (pending.length > 65_536) socket.destroy()
+        })
+      })
+tcpServer?.listen(Number(process.env.TCP_PORT), () => process.stdout.write(`demo-backend ${instance} TCP echo on :${process.env.TCP_PORT}\n`))
+
 const stop = () => {
   server.close(() => process.exit(0))
   server.closeAllConnections()
+  tcpServer?.close()
+  for (const socket of tcpSockets) socket.destroy()
   setTimeout(() => process.exit(0), 2000).unref()
 }
 process.on('SIGTERM', stop)

@@ -126,6 +126,8 @@ export interface SwarmLab {
   httpPort: number
   /** The proxies' HTTPS port (host mode). */
   httpsPort: number
+  /** The proxies' port 7000 (host mode): the TCP route of the stack's `echo` service. */
+  tcpPort: number
   controlPort: number
   apiToken: string
   /** The CA (PEM) of the test certificates; the Docker secret cert-swarm names secret.swarm.test. */
@@ -137,8 +139,11 @@ export interface SwarmLab {
   /** `docker ...` against the lab's daemon. */
   docker(args: readonly string[], options?: { timeoutMs?: number; quiet?: boolean }): Promise<string>
   baseImage: string
-  /** Deploys docker-compose.test.yml as stack `tether`, by default on the lab's own daemon. */
-  deploy(target?: { env: NodeJS.ProcessEnv; dockerSocket: string }): Promise<void>
+  /**
+   * Deploys docker-compose.test.yml (or `composeFile`, e.g. an edited copy: a stack changed the
+   * way an operator changes it) as stack `tether`, by default on the lab's own daemon.
+   */
+  deploy(target?: { env: NodeJS.ProcessEnv; dockerSocket: string }, composeFile?: string): Promise<void>
   teardown(): Promise<void>
 }
 
@@ -252,6 +257,7 @@ export async function startSwarmLab(options: { build?: boolean } = {}): Promise<
     await writeFile(join(secrets, 'acme_ca.pem'), ca.pem)
     const httpPort = await freePort()
     const httpsPort = await freePort()
+    const tcpPort = await freePort()
     const controlPort = await freePort()
     const stackEnv: NodeJS.ProcessEnv = {
       ...env,
@@ -260,12 +266,13 @@ export async function startSwarmLab(options: { build?: boolean } = {}): Promise<
       DOCKER_SOCKET: socket,
       TETHER_HTTP_PORT: String(httpPort),
       TETHER_HTTPS_PORT: String(httpsPort),
+      TETHER_TCP_PORT: String(tcpPort),
       TETHER_CONTROL_PORT: String(controlPort),
       TETHER_SECRETS_DIR: secrets,
     }
-    const deploy = async (target?: { env: NodeJS.ProcessEnv; dockerSocket: string }): Promise<void> => {
+    const deploy = async (target?: { env: NodeJS.ProcessEnv; dockerSocket: string }, composeFile = join(REPO_ROOT, 'docker-compose.test.yml')): Promise<void> => {
       const deployEnv = target === undefined ? stackEnv : { ...stackEnv, DOCKER_HOST: target.env.DOCKER_HOST, DOCKER_SOCKET: target.dockerSocket }
-      await run('docker', ['stack', 'deploy', '--resolve-image', 'never', '-c', join(REPO_ROOT, 'docker-compose.test.yml'), STACK], { env: deployEnv, timeoutMs: 60_000 })
+      await run('docker', ['stack', 'deploy', '--resolve-image', 'never', '-c', composeFile, STACK], { env: deployEnv, timeoutMs: 60_000 })
     }
     cleanups.push({
       what: 'stack rm',
@@ -276,7 +283,7 @@ export async function startSwarmLab(options: { build?: boolean } = {}): Promise<
         )
       },
     })
-    return { dir, dockerHost, env, image, baseImage: base ?? '', httpPort, httpsPort, controlPort, apiToken, stackEnv, secretsDir: secrets, tls: { caPem: ca.pem, secretFingerprint: secretCert.fingerprint, ca }, docker, deploy, teardown }
+    return { dir, dockerHost, env, image, baseImage: base ?? '', httpPort, httpsPort, tcpPort, controlPort, apiToken, stackEnv, secretsDir: secrets, tls: { caPem: ca.pem, secretFingerprint: secretCert.fingerprint, ca }, docker, deploy, teardown }
   } catch (error) {
     await teardown()
     throw error

@@ -16,9 +16,10 @@ import { httpsGet } from '../helpers/https.ts'
 import { issue } from '../helpers/pki.ts'
 import { startPebble, type Pebble } from '../helpers/pebble.ts'
 import { execFileSync } from 'node:child_process'
-import { writeFile } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { LabUnavailableError, log, sleep, STACK, startSwarmLab, waitFor, whyNotRunnable, type SwarmLab } from './harness.ts'
+import { freePort, LabUnavailableError, log, REPO_ROOT, sleep, STACK, startSwarmLab, waitFor, whyNotRunnable, type SwarmLab } from './harness.ts'
 import { startSwarmNodes, type SwarmNode, type SwarmNodes } from './nodes.ts'
 
 const CI = process.env.CI === 'true'
@@ -63,6 +64,7 @@ after(async () => {
 const sticky = `${STACK}_sticky`
 const plain = `${STACK}_plain`
 const manual = `${STACK}_manual`
+const echo = `${STACK}_echo`
 const proxyUrl = (path: string): string => `http://127.0.0.1:${lab?.httpPort ?? 0}${path}`
 const controlUrl = (path: string): string => `http://127.0.0.1:${lab?.controlPort ?? 0}${path}`
 
@@ -100,6 +102,58 @@ async function converged(): Promise<void> {
     const b = demoReply(await request(proxyUrl('/plain/')))
     return a !== null && b !== null ? true : undefined
   }, 500)
+}
+
+/**
+ * One TCP connection to `port` (the proxies' published port of the `echo` TCP route): sends the
+ * lines one at a time, each after the answer to the one before (a round trip each), then
+ * closes. The echo answers "<task name> <line>". Bounded: 5 s for the whole exchange.
+ */
+function tcpExchange(port: number, lines: readonly string[], host = '127.0.0.1'): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const answers: string[] = []
+    let pending = ''
+    let done = false
+    const finish = (error?: Error): void => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      if (error === undefined) {
+        socket.end()
+        resolve(answers)
+      } else {
+        socket.destroy()
+        reject(error)
+      }
+    }
+    const socket = connect(port, host)
+    const timer = setTimeout(() => finish(new Error(`${answers.length} of ${lines.length} answers within 5 s`)), 5_000)
+    socket.setEncoding('utf8')
+    socket.on('connect', () => socket.write(`${lines[0]}\n`))
+    socket.on('data', (chunk: string) => {
+      pending += chunk
+      for (let nl = pending.indexOf('\n'); nl >= 0 && !done; nl = pending.indexOf('\n')) {
+        answers.push(pending.slice(0, nl))
+        pending = pending.slice(nl + 1)
+        if (answers.length === lines.length) finish()
+        else socket.write(`${lines[answers.length]}\n`)
+      }
+    })
+    socket.on('error', (error) => finish(error))
+    socket.on('close', () => finish(new Error(`the connection was closed after ${answers.length} of ${lines.length} answers`)))
+  })
+}
+
+/** A round trip of these lines on one connection; the task that answered them all (its name), or an error. */
+async function echoTask(port: number, lines: readonly string[], host?: string): Promise<string> {
+  const answers = await tcpExchange(port, lines, host)
+  const instances = answers.map((answer, i) => {
+    const space = answer.indexOf(' ')
+    assert.equal(answer.slice(space + 1), lines[i], `the echo of line ${i + 1}: ${JSON.stringify(answer)}`)
+    return answer.slice(0, space)
+  })
+  assert.equal(new Set(instances).size, 1, `one task answers a whole connection: ${answers.join(' | ')}`)
+  return instances[0] ?? ''
 }
 
 /** Set when a test fails, so that the services' last log lines are printed for the CI log. */
@@ -199,6 +253,88 @@ describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? 
     const status = (await request(controlUrl('/v1/status'))).json as { discovery?: { leader: boolean; problems: unknown[] } }
     assert.equal(status.discovery?.leader, true)
     assert.deepEqual(status.discovery?.problems, [])
+  })
+
+  it('reaches a labelled TCP service (com.df.reqMode=tcp, srcPort=7000) through the port the proxies publish in host mode: round trips to every task; sticky, one client address stays on one task', async () => {
+    const lab = the()
+    const tasks = await runningInstances(echo)
+    assert.equal(tasks.length, 2)
+    const record = (await request(controlUrl(`/v1/routes/${echo}`))).json as { source: string; route: { tcp?: unknown; sticky: boolean; destinations: unknown[] } }
+    assert.equal(record.source, 'discovery')
+    assert.deepEqual([record.route.tcp, record.route.destinations, record.route.sticky], [[{ srcPort: 7000, port: 9000 }], [], false], 'the labels became one TCP destination, no HTTP one')
+
+    // Both tasks up behind the listener, as the proxy reports them; its port bound (no route problem).
+    type Status = { version: number; live: number; converged: number; routeHealth: Array<{ serviceName: string; up: number; down: number }>; routeProblems: Array<{ serviceName: string; problem: string }> }
+    const health = await waitFor('the proxy to report both echo tasks up', 30_000, async () => {
+      const status = (await request(controlUrl('/v1/status'))).json as Status
+      const entry = status.routeHealth.find((h) => h.serviceName === echo)
+      return entry?.up === 2 ? { entry, problems: status.routeProblems } : undefined
+    }, 250)
+    assert.equal(health.entry.down, 0)
+    assert.deepEqual(health.problems, [], 'every TCP port is bound')
+
+    // Without stickiness each connection goes to the next task: every task answers, through the
+    // published port, with the lines it was sent, several round trips on one connection.
+    const reached = new Set<string>()
+    for (let i = 0; i < 20 && reached.size < tasks.length; i += 1) {
+      reached.add(await echoTask(lab.tcpPort, [`hello ${i}`, `again ${i}`, 'x'.repeat(3_000)]))
+    }
+    assert.deepEqual([...reached].sort(), tasks, 'connections reach every echo task')
+
+    // com.df.sessionType=sticky-server: TCP has no cookie, so a client address stays on its task.
+    const changed = Date.now()
+    await lab.docker(['service', 'update', '--detach', '--label-add', 'com.df.sessionType=sticky-server', echo])
+    const version = await waitFor('the route to turn sticky', 30_000, async () => {
+      const r = (await request(controlUrl(`/v1/routes/${echo}`))).json as { version: number; route: { sticky: boolean } }
+      return r.route.sticky ? r.version : undefined
+    }, 250)
+    await waitFor('the proxy to apply the sticky route', 30_000, async () => {
+      const status = (await request(controlUrl('/v1/status'))).json as Status
+      return status.version >= version && status.live > 0 && status.converged === status.live ? true : undefined
+    }, 250)
+    measure('TCP route: label sessionType=sticky-server added → applied by the proxy (ms)', Date.now() - changed)
+    const stuck: string[] = []
+    for (let i = 0; i < 8; i += 1) stuck.push(await echoTask(lab.tcpPort, [`sticky ${i}`]))
+    assert.equal(new Set(stuck).size, 1, `8 connections from one address, one task: ${stuck.join(', ')}`)
+    assert.ok(tasks.includes(stuck[0] ?? ''), `${stuck[0]} is a task of ${echo}`)
+  })
+
+  it('a TCP route added to a running stack: a second destination (com.df.srcPort.1=7001) and its host-mode port written into the stack file, one docker stack deploy; the proxy restarts, the service does not', async () => {
+    const lab = the()
+    const addedPort = await freePort()
+    // The operator's edit, in a copy of the stack file: the label on the service, the port on the proxy.
+    const once = (text: string, anchor: string, addition: string): string => {
+      assert.equal(text.split(anchor).length, 2, `the stack file has this exactly once: ${anchor}`)
+      return text.replace(anchor, `${anchor}${addition}`)
+    }
+    let edited = await readFile(join(REPO_ROOT, 'docker-compose.test.yml'), 'utf8')
+    edited = once(edited, '        published: ${TETHER_TCP_PORT:-7000}\n        protocol: tcp\n        mode: host\n', `      - target: 7001\n        published: ${addedPort}\n        protocol: tcp\n        mode: host\n`)
+    edited = once(edited, '        com.df.srcPort: "7000"\n        com.df.port: "9000"\n', '        com.df.reqMode.1: tcp\n        com.df.srcPort.1: "7001"\n        com.df.port.1: "9000"\n')
+    const composeFile = join(lab.dir, 'docker-compose.tcp-added.yml')
+    await writeFile(composeFile, edited)
+
+    const tasks = await runningInstances(echo)
+    const proxyContainer = async (): Promise<string> => (await lab.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${STACK}_proxy`], { quiet: true })).trim()
+    const oldProxy = await proxyContainer()
+    const started = Date.now()
+    await lab.deploy(undefined, composeFile)
+    const first = await waitFor('the added TCP port to be served', 90_000, async () => echoTask(addedPort, ['on the added port']), 250)
+    measure('TCP port added to the stack file → docker stack deploy → served (ms)', Date.now() - started)
+    assert.ok(tasks.includes(first), `${first} is a task of ${echo}`)
+    const record = (await request(controlUrl(`/v1/routes/${echo}`))).json as { route: { tcp?: unknown } }
+    assert.deepEqual(record.route.tcp, [{ srcPort: 7000, port: 9000 }, { srcPort: 7001, port: 9000 }])
+    const newProxy = await proxyContainer()
+    assert.ok(newProxy !== '' && newProxy !== oldProxy, 'publishing a port restarts the proxy task')
+    assert.deepEqual(await runningInstances(echo), tasks, 'a label change does not restart the service')
+
+    const reached = new Set([first])
+    for (let i = 0; i < 30 && reached.size < tasks.length; i += 1) {
+      reached.add(await echoTask(addedPort, [`added ${i}`]))
+      if (reached.size < tasks.length) await sleep(100)
+    }
+    assert.deepEqual([...reached].sort(), tasks, 'connections on the added port reach every echo task')
+    assert.ok(tasks.includes(await echoTask(lab.tcpPort, ['the first port still'])), 'the first TCP port is still served')
+    await waitFor('the restarted proxy to serve HTTP', 60_000, async () => (demoReply(await request(proxyUrl('/sticky/'))) !== null ? true : undefined), 250)
   })
 
   it('sticky: 50 requests with a cookie jar stay on one task and its session counter climbs 1..50; without cookies every task is reached', async () => {
@@ -452,7 +588,7 @@ describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? 
     measure('control plane killed: proxied requests meanwhile', summary(samples))
     assert.equal(failures(samples).length, 0, 'no proxied request failed while the control plane was down')
     const routes = (await request(controlUrl('/v1/routes'))).json as { routes: Array<{ route: { serviceName: string } }> }
-    assert.deepEqual(routes.routes.map((r) => r.route.serviceName).sort(), [manual, sticky], 'routes survived in Redis')
+    assert.deepEqual(routes.routes.map((r) => r.route.serviceName).sort(), [echo, manual, sticky], 'routes survived in Redis')
   })
 
   it('a proxy restarted while the control plane is down serves its last good configuration', async () => {
@@ -481,6 +617,8 @@ describe('Tether on a real Docker Swarm', { skip: unavailable !== null && !CI ? 
     const counts: number[] = []
     for (let i = 0; i < 10; i += 1) counts.push(demoReply(await request(proxyUrl('/sticky/'), { jar }))?.count ?? -1)
     assert.deepEqual(counts, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 'still sticky')
+    const tcpAfterRestart = await waitFor('the restarted proxy to serve the TCP route', 20_000, async () => echoTask(lab.tcpPort, ['tcp after restart']), 250)
+    assert.match(tcpAfterRestart, new RegExp(`^${echo}\\.`), 'the TCP listener and its route are in the last good configuration')
 
     await lab.docker(['service', 'scale', '--detach=false', `${STACK}_control=1`], { timeoutMs: 120_000 })
     await waitFor('the control plane to be ready again', 60_000, async () => ((await request(controlUrl('/readyz'))).status === 200 ? true : undefined), 500)
@@ -559,6 +697,24 @@ describe('Tether across three Swarm nodes (dockerd in network namespaces)', { sk
       assert.deepEqual(counts, [2, 3, 4, 5, 6, 7, 8], `session on ${instance} goes on across proxies`)
     }
     measure('three nodes: sessions carried from node 1 to nodes 3 and 2', `${pinned.size} of 3, tasks on ${[...new Set(placement.map(([, n]) => n))].length} nodes`)
+  })
+
+  it('the TCP route on every node: each proxy forwards its host-mode TCP port to both echo tasks, across the overlay network', async () => {
+    const all = nodes?.nodes ?? []
+    const [n1] = all
+    assert.ok(n1 !== undefined && all.length === 3)
+    const placement = (await n1.docker(['service', 'ps', echo, '--filter', 'desired-state=running', '--no-trunc', '--format', '{{.Name}}.{{.ID}} {{.Node}}'], { quiet: true })).trim().split('\n')
+    const tasks = placement.map((line) => line.split(' ')[0] ?? '').sort()
+    assert.equal(tasks.length, 2, placement.join(', '))
+    // Two tasks, three nodes: at least one node has no local task, so its proxy reaches both over the overlay.
+    for (const node of all) {
+      const reached = new Set([await waitFor(`the TCP route through ${node.name}`, 60_000, async () => echoTask(the().tcpPort, [`via ${node.name}`], node.ip), 500)])
+      for (let i = 0; i < 30 && reached.size < 2; i += 1) {
+        reached.add(await echoTask(the().tcpPort, [`via ${node.name} ${i}`], node.ip))
+        if (reached.size < 2) await sleep(100)
+      }
+      assert.deepEqual([...reached].sort(), tasks, `through ${node.name}, connections reach both echo tasks (${placement.join(', ')})`)
+    }
   })
 
   it('two control replicas on two managers: one leads discovery; when the leader freezes the other takes over and routes a new labelled service; thawed, the old leader steps down', async () => {
