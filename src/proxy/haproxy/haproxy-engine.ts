@@ -652,8 +652,8 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
    * Writes, checks and reloads to `snapshot` (or starts HAProxy). `prepared`: a render of the
    * routes served, checked already; `unchecked`: a render of all of `snapshot`'s routes, to check.
    */
-  async function reloadTo(snapshot: ConfigSnapshot, carried: Served['refused'], prepared?: { rendered: RenderedConfig; plan: DescriptorPlan }, unchecked?: { rendered: RenderedConfig; plan: DescriptorPlan }): Promise<Served> {
-    const timings: Timings = { renderMs: 0, checkMs: 0, reloadMs: 0 }
+  async function reloadTo(snapshot: ConfigSnapshot, carried: Served['refused'], prepared?: { rendered: RenderedConfig; plan: DescriptorPlan }, unchecked?: { rendered: RenderedConfig; plan: DescriptorPlan; renderMs: number }): Promise<Served> {
+    const timings: Timings = { renderMs: unchecked?.renderMs ?? 0, checkMs: 0, reloadMs: 0 }
     // The server state is saved while the configuration is rendered and checked (each takes
     // about a second at 10,000 routes); a health change in between is seen by the next check.
     const running = proc
@@ -741,7 +741,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     // A port that became bindable (or not) changes the configuration like a changed file.
     const filesChanged = (await probePorts(snapshot)) || certificateFilesChanged
     /** The render of the whole table made to try the runtime API, reused by the reload. */
-    let candidate: { rendered: RenderedConfig; plan: DescriptorPlan } | undefined
+    let candidate: { rendered: RenderedConfig; plan: DescriptorPlan; renderMs: number } | undefined
     if (served !== undefined && proc !== undefined) {
       // Routes refused before, unchanged, stay out without another `haproxy -c`.
       const stillRefused = served.refused.filter((r) => snapshot.routes.some((route) => route.serviceName === r.serviceName && routeKey(route) === r.key))
@@ -773,8 +773,9 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       const services = dnsServices(snapshot.routes)
       watcher.watch(services)
       await watcher.prime(services)
+      const renderStart = performance.now()
       const { rendered, plan } = renderWithin({ ...snapshot, routes })
-      if (skip.size === 0) candidate = { rendered, plan }
+      if (skip.size === 0) candidate = { rendered, plan, renderMs: performance.now() - renderStart }
       if (runtimeReachable(rendered)) {
         try {
           const count = (await syncTls(rendered)) + (await syncMaps(rendered)) + (await syncServers(rendered))
