@@ -27,6 +27,9 @@ export interface FuzzStats {
   cases: number
   accepted: Record<FuzzInput['form'], number>
   refused: Record<FuzzInput['form'], number>
+  /** Accepted routes with a TCP destination (reqMode=tcp), and with an SNI passthrough one (reqMode=sni), by form. */
+  acceptedTcp: Record<FuzzInput['form'], number>
+  acceptedSni: Record<FuzzInput['form'], number>
   /** Refusals by code (VALIDATION_FAILED, ROUTE_CONFLICT, ...). */
   codes: Record<string, number>
   /** `haproxy -c` runs. */
@@ -62,7 +65,7 @@ export async function createApiFuzz(goodEndpoint: string): Promise<ApiFuzz> {
   assert.equal(good.statusCode, 200, good.body)
   const goodRoute = (await store.get(KNOWN_GOOD))!.route
   const forms = (): Record<FuzzInput['form'], number> => ({ query: 0, 'json-post': 0, 'json-put': 0, dfp: 0, labels: 0 })
-  const stats: FuzzStats = { cases: 0, accepted: forms(), refused: forms(), codes: {}, checks: 0, unresolvable: 0 }
+  const stats: FuzzStats = { cases: 0, accepted: forms(), refused: forms(), acceptedTcp: forms(), acceptedSni: forms(), codes: {}, checks: 0, unresolvable: 0 }
 
   /** Sends one input; the stored route when accepted, else the refusal's code. */
   async function send(input: FuzzInput): Promise<{ route: Route } | { code: string }> {
@@ -128,6 +131,8 @@ export async function createApiFuzz(goodEndpoint: string): Promise<ApiFuzz> {
     }
     stats.accepted[input.form]++
     const route = outcome.route
+    if (route.tcp !== undefined) stats.acceptedTcp[input.form]++
+    if (route.sni !== undefined) stats.acceptedSni[input.form]++
     const routes = route.serviceName === KNOWN_GOOD ? [route] : [goodRoute, route]
     const { rendered, findings, check } = await oracle.judge({ version: await store.version(), routes })
     stats.checks++
@@ -146,6 +151,15 @@ export async function createApiFuzz(goodEndpoint: string): Promise<ApiFuzz> {
     }
     if (route.denyHttp === true) assert.ok(config.includes('http-request deny deny_status 403 if !{ ssl_fc }'), 'denyHttp rendered')
     if (route.httpsOnly === true) assert.match(config, /http-request redirect scheme https code 30[1278] if !\{ ssl_fc \}/, 'httpsOnly rendered')
+    // An accepted TCP or SNI destination is served (or, on a port that is this proxy's own, reported), never dropped.
+    const problem = rendered.problems.find((p) => p.serviceName === route.serviceName)?.problem
+    for (const d of route.tcp ?? []) {
+      const own = [oracle.settings.listen, oracle.settings.adminListen, oracle.settings.tlsListen].some((l) => l?.endsWith(`:${d.srcPort}`))
+      if (own) assert.match(problem ?? '', new RegExp(`TCP port ${d.srcPort} is not served by this proxy`), 'a TCP port the proxy holds itself is reported')
+      else assert.ok(config.includes(`\nfrontend tcp_${d.srcPort}\n    bind 127.0.0.1:${d.srcPort}\n`), `TCP srcPort ${d.srcPort} rendered`)
+      if (!own && route.sticky) assert.ok(config.includes(`backend tcp_${route.serviceName}_${d.srcPort}\n    balance roundrobin\n    stick-table type ip size 1m expire 30m\n    stick on src\n`), 'TCP affinity rendered')
+    }
+    if (route.sni !== undefined) assert.ok(config.includes(`    use_backend sni_${route.serviceName}_`) && config.includes('\nfrontend tls_passthrough\n'), 'SNI passthrough rendered')
   }
 
   return {

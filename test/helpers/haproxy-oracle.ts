@@ -9,16 +9,24 @@
  * line template of its section, in which each place a route value lands is the widest class
  * HAProxy reads as one word there (an unquoted word has no whitespace, '#', quote, backslash,
  * '$' or brace; a double-quoted one no unescaped '"', '\' or '$'; a single-quoted one no "'";
- * a log-format string no '%' but '%%' and the allowed sample expressions). Sections that do not
+ * a log-format string no '%' but '%%' and the allowed sample expressions; an ACL pattern no
+ * brace either, and no leading '-' where HAProxy would read it as a flag). Sections that do not
  * depend on routes (global, defaults, the admin frontend, the 404 backend) must equal those of
- * an empty table rendered with the same settings.
+ * an empty table rendered with the same settings; those only TCP and SNI routes bring (the
+ * `mode tcp` defaults, the handover to the terminating frontend) must equal those of a reference
+ * table of one TCP and one SNI route, trusted input, rendered with the same settings.
+ *
+ * The settings include an HTTPS listener (tlsListen), so that SNI passthrough routes render their
+ * frontend and the HTTP templates are judged with the TLS lines they add.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import type { ConfigSnapshot } from '../../src/contracts/config-snapshot.ts'
-import { render, type RenderedConfig, type RenderSettings } from '../../src/proxy/haproxy/render.ts'
+import { normalizeRoute } from '../../src/contracts/route.ts'
+import { render, statePaths, type RenderedConfig, type RenderSettings } from '../../src/proxy/haproxy/render.ts'
 import { CHECK_OPTIONS } from '../../src/proxy/haproxy/servers.ts'
+import { ensureDefaultCertificate } from '../../src/proxy/haproxy/tls.ts'
 import { checkConfigFile, type CheckResult } from '../../src/proxy/haproxy/validate.ts'
 
 /** An unquoted word: nothing HAProxy's lexer splits at or treats specially. */
@@ -36,6 +44,11 @@ const BACKEND = String.raw`(?:svc_${SVC}_[0-9]{1,5}(?:-d[0-9]+)?|tether\.notfoun
 const MAP = String.raw`/[^\s#"'\\\x24,()]+\.map`
 const HDR = String.raw`[A-Za-z0-9_-]+`
 const METHOD = String.raw`[A-Z0-9_-]+`
+/** An ACL pattern word that HAProxy cannot take for a flag ('-i', '-m', '--', ...): no leading '-'. */
+const PATTERN = String.raw`[^\s#"'\\\x24{}-][^\s#"'\\\x24{}]*`
+const PORT = '[0-9]{1,5}'
+/** The host of the oracle's listeners (TCP routes bind on the HTTP listener's host). */
+const LISTEN_HOST = '127.0.0.1'
 
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, (c) => `\\${c}`)
@@ -82,36 +95,75 @@ const backendTemplates: RegExp[] = [
 
 const userlistTemplates: RegExp[] = [new RegExp(String.raw`^    user [A-Za-z0-9_.@+-]+ password '[^'\s]+'$`)]
 
+/** Lines of a TCP route's frontend (`frontend tcp_<srcPort>`). */
+const tcpFrontendTemplates: RegExp[] = [
+  String.raw`    bind ${escape(LISTEN_HOST)}:${PORT}`,
+  String.raw`    timeout client [0-9]+s`,
+  String.raw`    default_backend tcp_${SVC}_${PORT}`,
+].map((t) => new RegExp(`^${t}$`))
+
+/** The route lines of the TLS passthrough frontend: a backend per server name list, exact, suffix ('-m end') or prefix ('-m beg'). */
+const passthroughTemplates: RegExp[] = [String.raw`    use_backend sni_${SVC}_${PORT}(?:-d[0-9]+)? if \{ req\.ssl_sni -i (?:-m (?:end|beg) )?${PATTERN}(?: ${PATTERN})* \}`].map((t) => new RegExp(`^${t}$`))
+
+/** Lines of a TCP or SNI route's backend (mode tcp: no HTTP rule, affinity by client address). */
+const streamBackendTemplates: RegExp[] = [
+  '    balance roundrobin',
+  '    stick-table type ip size 1m expire 30m',
+  '    stick on src',
+  String.raw`    timeout server [0-9]+s`,
+  String.raw`    server [A-Za-z0-9._:-]+ (?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):${PORT}(?: ${CHECK_OPTIONS})?(?: send-proxy-v2)?`,
+].map((t) => new RegExp(`^${t}$`))
+
 export interface OracleFinding {
   line: number
   text: string
   why: string
 }
 
-/**
- * Lines of `rendered` that are not in Tether's template (see the top of this file); `baseline`
- * is the same settings' rendering of an empty table. Empty when nothing was injected.
- */
-export function outsideTemplate(rendered: RenderedConfig, baseline: RenderedConfig): OracleFinding[] {
-  const findings: OracleFinding[] = []
-  const sections = (config: string) => {
-    const out = new Map<string, string[]>()
-    let current = '(top)'
-    for (const line of config.split('\n')) {
-      if (line !== '' && !line.startsWith(' ') && !line.startsWith('#')) {
-        current = line
-        out.set(current, [])
-      } else out.get(current)?.push(line)
-    }
-    return out
+/** The sections of a configuration in order: header → lines (column-0 comments left out). */
+function sectionsOf(config: string): Array<{ header: string; lines: string[] }> {
+  const out: Array<{ header: string; lines: string[] }> = [{ header: '(top)', lines: [] }]
+  for (const line of config.split('\n')) {
+    if (line.startsWith('#')) continue
+    if (line !== '' && !line.startsWith(' ')) out.push({ header: line, lines: [] })
+    else if (line !== '') out[out.length - 1]!.lines.push(line)
   }
-  const fixed = sections(baseline.config)
+  return out
+}
+
+/** What a configuration is judged against: the same settings' renderings of an empty table and of the reference stream table. */
+export interface OracleReference {
+  baseline: RenderedConfig
+  streams: RenderedConfig
+}
+
+/**
+ * Lines of `rendered` that are not in Tether's template (see the top of this file). Empty when
+ * nothing was injected.
+ */
+export function outsideTemplate(rendered: RenderedConfig, reference: OracleReference): OracleFinding[] {
+  const findings: OracleFinding[] = []
+  const base = sectionsOf(reference.baseline.config)
+  const streams = sectionsOf(reference.streams.config)
+  const fixed = new Map(base.map((s) => [s.header, s.lines]))
+  const streamSection = (header: string, nth = 0): string[] => {
+    const found = streams.filter((s) => s.header === header)[nth]
+    if (found === undefined) throw new Error(`the reference stream table has no ${header} section ${nth}`)
+    return found.lines
+  }
+  const defaults = [fixed.get('defaults')!, streamSection('defaults', 1)]
+  const exact = (ls: readonly string[]) => ls.map((l) => new RegExp(`^${escape(l)}$`))
+  const httpFrontend = [...frontendTemplates, ...exact(fixed.get('frontend http')!), ...exact(streamSection('frontend http'))]
+  const passthrough = [...passthroughTemplates, ...exact(streamSection('frontend tls_passthrough').filter((l) => !l.startsWith('    use_backend ')))]
+  const tlsTerminate = streamSection('backend tether.tls-terminate')
+  const topComments = new Set(reference.streams.config.split('\n').slice(1).filter((l) => l.startsWith('#')))
   const lines = rendered.config.split('\n')
   if (rendered.config.includes('\r')) findings.push({ line: 0, text: '', why: 'carriage return in the configuration' })
   let section = '(top)'
   let fixedLines: string[] | undefined
   let templates: RegExp[] = []
   let seenInSection = 0
+  let defaultsSeen = 0
   for (const [i, text] of lines.entries()) {
     const at = i + 1
     const finding = (why: string) => findings.push({ line: at, text, why })
@@ -121,35 +173,35 @@ export function outsideTemplate(rendered: RenderedConfig, baseline: RenderedConf
       continue
     }
     if (text === '') continue
+    if (text.startsWith('#')) {
+      if (!topComments.has(text)) finding('not a comment Tether writes between sections')
+      continue
+    }
     if (!text.startsWith(' ')) {
       // A section header.
-      if (fixed.has(text) && text !== 'frontend http') {
-        section = text
-        fixedLines = fixed.get(text)!.filter((l) => l !== '')
-        templates = []
-      } else if (text === 'frontend http') {
-        section = text
-        fixedLines = undefined
-        templates = [...frontendTemplates, ...fixed.get(text)!.filter((l) => l !== '').map((l) => new RegExp(`^${escape(l)}$`))]
-      } else if (new RegExp(`^backend ${BACKEND}$`).test(text)) {
-        section = text
-        fixedLines = undefined
-        templates = backendTemplates
-      } else if (new RegExp(`^userlist tether_users_${SVC}$`).test(text)) {
-        section = text
-        fixedLines = undefined
-        templates = userlistTemplates
-      } else {
+      section = text
+      fixedLines = undefined
+      templates = []
+      seenInSection = 0
+      if (text === 'defaults') {
+        fixedLines = defaults[defaultsSeen++]
+        if (fixedLines === undefined) finding('a third defaults section')
+      } else if (text === 'frontend http') templates = httpFrontend
+      else if (text === 'frontend tls_passthrough') templates = passthrough
+      else if (text === 'backend tether.tls-terminate') fixedLines = tlsTerminate
+      else if (fixed.has(text)) fixedLines = fixed.get(text)!
+      else if (new RegExp(`^backend ${BACKEND}$`).test(text)) templates = backendTemplates
+      else if (new RegExp(`^userlist tether_users_${SVC}$`).test(text)) templates = userlistTemplates
+      else if (new RegExp(`^frontend tcp_${PORT}$`).test(text)) templates = tcpFrontendTemplates
+      else if (new RegExp(`^backend (?:tcp_${SVC}_${PORT}|sni_${SVC}_${PORT}(?:-d[0-9]+)?)$`).test(text)) templates = streamBackendTemplates
+      else {
         finding('not a section Tether renders')
         section = '(unknown)'
-        fixedLines = undefined
-        templates = []
       }
-      seenInSection = 0
       continue
     }
     if (fixedLines !== undefined) {
-      if (fixedLines[seenInSection] !== text) finding(`differs from the ${section} section of an empty table (expected ${JSON.stringify(fixedLines[seenInSection] ?? '(end of section)')})`)
+      if (fixedLines[seenInSection] !== text) finding(`differs from the ${section} section of the reference tables (expected ${JSON.stringify(fixedLines[seenInSection] ?? '(end of section)')})`)
       seenInSection++
       continue
     }
@@ -157,6 +209,7 @@ export function outsideTemplate(rendered: RenderedConfig, baseline: RenderedConf
   }
   // Map files: '<key> <value>' per line, one word each.
   for (const f of rendered.files) {
+    if (!f.path.endsWith('.map')) continue
     for (const [i, text] of f.text.split('\n').entries()) {
       if (text === '') continue
       if (!/^\/[^\s#]* (?:[0-9]+|[A-Za-z0-9_.-]+)$/.test(text)) findings.push({ line: i + 1, text, why: `map file ${f.path}: not '<path> <value>'` })
@@ -165,6 +218,11 @@ export function outsideTemplate(rendered: RenderedConfig, baseline: RenderedConf
   return findings
 }
 
+/** The reference stream table: one TCP and one SNI route, trusted input (no validation needed). */
+const REFERENCE_STREAMS = [
+  normalizeRoute({ serviceName: 'reference-tcp', destinations: [], tcp: [{ srcPort: 6379, port: 6379 }], endpoints: ['127.0.0.1:6379'] }),
+  normalizeRoute({ serviceName: 'reference-sni', destinations: [], sni: [{ serverName: ['reference.example'], port: 443 }], endpoints: ['127.0.0.1:8443'] }),
+]
 
 /** A scratch state directory and `haproxy -c` for rendered configurations. */
 export interface Oracle {
@@ -178,8 +236,9 @@ export async function createOracle(haproxyBin = 'haproxy'): Promise<Oracle> {
   const stateDir = await mkdtemp(join(tmpdir(), 'tether-oracle-'))
   const settings: RenderSettings = {
     stateDir,
-    listen: '127.0.0.1:1',
-    adminListen: '127.0.0.1:2',
+    listen: `${LISTEN_HOST}:1`,
+    adminListen: `${LISTEN_HOST}:2`,
+    tlsListen: `${LISTEN_HOST}:3`,
     cookieKey: 'oracle-cookie-key',
     secureCookie: false,
     maxconn: 256,
@@ -187,12 +246,14 @@ export async function createOracle(haproxyBin = 'haproxy'): Promise<Oracle> {
     hardStopAfterMs: 1000,
     maxReloads: 5,
   }
-  const baseline = render({ version: 0, routes: [] }, settings)
+  const reference: OracleReference = { baseline: render({ version: 0, routes: [] }, settings), streams: render({ version: 0, routes: REFERENCE_STREAMS }, settings) }
+  // What the HTTPS listener serves for names no certificate covers (haproxy -c loads it).
+  await ensureDefaultCertificate(statePaths(stateDir).defaultCertificate)
   return {
     settings,
     async judge(snapshot) {
       const rendered = render(snapshot, settings)
-      const findings = outsideTemplate(rendered, baseline)
+      const findings = outsideTemplate(rendered, reference)
       for (const f of rendered.files) {
         await mkdir(dirname(f.path), { recursive: true })
         await writeFile(f.path, f.text)

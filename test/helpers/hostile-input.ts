@@ -7,6 +7,11 @@
  * a valid value with a hostile fragment spliced in (newline, '#', quotes, '$', braces,
  * ' if ', a whole directive...), or hostile text alone. Valid neighbours let a hostile value
  * reach the check of its own field instead of being refused for another one.
+ *
+ * Routes of every kind: HTTP, TCP (reqMode=tcp: srcPort → port) and SNI passthrough (reqMode=sni:
+ * server names → port), in Tether's query form, its JSON forms (tcp[] and sni[], alone or beside
+ * HTTP destinations), and DFP's form and labels (indexed reqMode.N/srcPort.N on a service mixing
+ * kinds, pathType req_ssl_sni with -m str|beg|end|reg and names of the matching shape).
  */
 import fc from 'fast-check'
 
@@ -78,12 +83,33 @@ export const valid = {
   seconds: fc.oneof(fc.integer({ min: 1, max: 86400 }).map(String), fc.constantFrom('0', '86401', '1e3', '0x10', '010')),
   redirectCode: fc.constantFrom('301', '302', '307', '308', '303', '200'),
   hsts: fc.oneof(fc.integer({ min: 0, max: 63_072_000 }).map(String), fc.constantFrom('-1', '1e9', '0x10')),
+  /** A TCP listen port: any port, the proxies' own (80, 443, 8404: refused), and a few popular ones (so two services meet on one). */
+  srcPort: fc.oneof(fc.integer({ min: 1, max: 65535 }).map(String), fc.constantFrom('6379', '5432', '9200', '1883', '22', '80', '443', '8404', '1', '2', '3')),
+  /** A TLS server name: exact, '*.' and a suffix, or a prefix and '*' (upper case too: names are matched case-insensitively). */
+  serverName: fc.oneof(
+    { weight: 6, arbitrary: fc.tuple(fc.constantFrom('', '*.'), fc.array(label, { minLength: 1, maxLength: 3 }), fc.constantFrom('', '.')).map(([w, ls, dot]) => `${w}${ls.join('.')}${dot}`) },
+    { weight: 2, arbitrary: fc.tuple(label, fc.constantFrom('', '.', '-', '.x')).map(([l, tail]) => `${l}${tail}*`) },
+    { weight: 1, arbitrary: fc.constantFrom('db.example.com', 'DB.Example.COM', '*.example.com', 'api.*', 'a', 'x-y.z') },
+  ),
 }
 
 const list = (item: fc.Arbitrary<string>, max = 3): fc.Arbitrary<string> => fc.array(item, { minLength: 1, maxLength: max }).map((xs) => xs.join(','))
 
-/** Tether's query form: the parameters of PUT /v1/reconfigure (values unencoded; the caller encodes). */
-export const tetherQuery: fc.Arbitrary<Record<string, string>> = fc.record(
+/** DFP's pathType for reqMode=sni and the server names (servicePath) of that form: each method with names in its own shape. */
+const dfpSni: fc.Arbitrary<{ pathType: string | undefined; names: string }> = fc.oneof(
+  fc.tuple(fc.constantFrom(undefined, 'req_ssl_sni', 'req_ssl_sni -i', 'req.ssl_sni -m str', 'req_ssl_sni -i -m str'), list(valid.serverName)).map(([pathType, names]) => ({ pathType, names })),
+  fc.tuple(fc.constantFrom('req_ssl_sni -m beg', 'req_ssl_sni -i -m beg'), list(fc.tuple(label, fc.constantFrom('', '.', '-')).map(([l, t]) => `${l}${t}`))).map(([pathType, names]) => ({ pathType, names })),
+  fc.tuple(fc.constantFrom('req_ssl_sni -m end', 'req.ssl_sni -i -m end'), list(fc.array(label, { minLength: 1, maxLength: 3 }).map((ls) => `.${ls.join('.')}`))).map(([pathType, names]) => ({ pathType, names })),
+  fc
+    .tuple(fc.constantFrom('req_ssl_sni -m reg', 'req_ssl_sni -i -m reg'), list(fc.tuple(fc.array(label, { minLength: 1, maxLength: 3 }), fc.constantFrom('plain', 'group', 'exact', 'other')).map(([ls, shape]) => {
+      const literal = ls.join('\\.')
+      return shape === 'plain' ? `^${literal}\\.` : shape === 'group' ? `^(${literal}\\.)` : shape === 'exact' ? `^${literal}$` : `(${literal})+$`
+    })))
+    .map(([pathType, names]) => ({ pathType, names })),
+)
+
+/** Tether's query form of an HTTP route: the parameters of PUT /v1/reconfigure (values unencoded; the caller encodes). */
+const tetherHttpQuery: fc.Arbitrary<Record<string, string>> = fc.record(
   {
     serviceName: field(valid.serviceName),
     servicePath: field(list(valid.path)),
@@ -99,36 +125,103 @@ export const tetherQuery: fc.Arbitrary<Record<string, string>> = fc.record(
   { requiredKeys: ['serviceName', 'servicePath', 'port'] },
 )
 
+/** reqMode, mostly the one its fields are for (another mode, or none, now and then). */
+const reqMode = (mode: 'tcp' | 'sni'): fc.Arbitrary<string> => fc.oneof({ weight: 12, arbitrary: fc.constant(mode) }, { weight: 1, arbitrary: fc.constantFrom('tcp', 'sni', 'http', 'TCP', '') })
+
+/** Tether's query form of a TCP (srcPort → port) or SNI passthrough (serverName → port) route. */
+const tetherStreamQuery: fc.Arbitrary<Record<string, string>> = fc
+  .tuple(
+    fc.constantFrom('tcp' as const, 'sni' as const),
+    fc.record(
+      {
+        serviceName: field(valid.serviceName),
+        port: field(valid.port),
+        srcPort: field(valid.srcPort),
+        serverName: field(list(valid.serverName)),
+        sendProxyProtocol: field(fc.constantFrom('true', 'false')),
+        sticky: fc.constantFrom('true', 'false'),
+        endpoints: field(list(valid.endpoint)),
+        // An HTTP route's field on a stream route: refused, never ignored.
+        servicePath: field(list(valid.path)),
+      },
+      { requiredKeys: ['serviceName', 'port', 'srcPort', 'serverName'] },
+    ),
+    fc.nat(19),
+  )
+  .chain(([mode, q, dice]) =>
+    reqMode(mode).map((m) => {
+      const out: Record<string, string> = { ...q, reqMode: m }
+      // Mostly only the fields of the mode (the other one's, or an HTTP field, now and then).
+      if (mode === 'tcp' && dice > 0) delete out.serverName
+      if (mode === 'sni' && dice > 0) delete out.srcPort
+      if (dice > 1) delete out.servicePath
+      return out
+    }),
+  )
+
+/** Tether's query form (PUT /v1/reconfigure): HTTP routes, and TCP and SNI routes (reqMode). */
+export const tetherQuery: fc.Arbitrary<Record<string, string>> = fc.oneof(tetherHttpQuery, tetherStreamQuery)
+
 /** A JSON value that is not what the schema expects, or is. */
 const jsonish = (v: fc.Arbitrary<unknown>): fc.Arbitrary<unknown> =>
   fc.oneof({ weight: 18, arbitrary: v }, { weight: 1, arbitrary: fc.constantFrom(null, 0, -1, 1.5, 1e309, true, [], {}, '80', [null], { $ref: '#' }) }, { weight: 1, arbitrary: hostile })
 
-/** Tether's JSON form (POST /v1/reconfigure, PUT /v1/routes/{serviceName}). */
-export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc.record(
-  {
-    serviceName: jsonish(field(valid.serviceName)),
-    servicePath: jsonish(fc.array(field(valid.path), { minLength: 1, maxLength: 3 })),
-    port: jsonish(fc.oneof({ weight: 12, arbitrary: fc.integer({ min: 1, max: 65535 }) }, { weight: 1, arbitrary: fc.constantFrom(0, 65536, 80.5, -80) })),
-    destinations: jsonish(fc.array(fc.record({ servicePath: fc.array(field(valid.path), { minLength: 1, maxLength: 2 }), port: fc.integer({ min: 1, max: 65535 }) }), { minLength: 1, maxLength: 3 })),
-    serviceDomain: jsonish(fc.array(field(valid.domain), { maxLength: 3 })),
-    sticky: jsonish(fc.boolean()),
-    stickyCookie: jsonish(field(valid.cookie)),
-    endpoints: jsonish(fc.array(field(valid.endpoint), { maxLength: 3 })),
-    httpsOnly: jsonish(fc.boolean()),
-    denyHttp: jsonish(fc.boolean()),
-    hstsMaxAge: jsonish(fc.integer({ min: -1, max: 63_072_001 })),
-  },
-  { requiredKeys: ['serviceName'] },
-).map((body) => {
-  // Mostly one form or the other (both at once is refused, and is tried now and then).
-  const shape = (String(body.serviceName).length + Object.keys(body).length) % 8
-  if (shape < 4) delete body.destinations
-  else if (shape < 7) {
-    delete body.servicePath
-    delete body.port
-  }
-  return body
-})
+/** A JSON port: mostly valid, sometimes out of range or not an integer. */
+const jsonPort = fc.oneof({ weight: 12, arbitrary: fc.integer({ min: 1, max: 65535 }) }, { weight: 1, arbitrary: fc.constantFrom(0, 65536, 80.5, -80) })
+const jsonSeconds = fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 1, max: 86400 }) }, { weight: 1, arbitrary: fc.constantFrom(0, 86401, 1.5) })
+
+/** Tether's JSON form (POST /v1/reconfigure, PUT /v1/routes/{serviceName}): HTTP destinations, and tcp and sni ones. */
+export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc
+  .tuple(
+    fc.record(
+      {
+        serviceName: jsonish(field(valid.serviceName)),
+        servicePath: jsonish(fc.array(field(valid.path), { minLength: 1, maxLength: 3 })),
+        port: jsonish(jsonPort),
+        destinations: jsonish(fc.array(fc.record({ servicePath: fc.array(field(valid.path), { minLength: 1, maxLength: 2 }), port: fc.integer({ min: 1, max: 65535 }) }), { minLength: 1, maxLength: 3 })),
+        tcp: jsonish(
+          fc.array(
+            fc.record(
+              { srcPort: jsonish(valid.srcPort.map(Number)), port: jsonish(jsonPort), sendProxyProtocol: fc.boolean(), timeoutClient: jsonSeconds, timeoutServer: jsonSeconds },
+              { requiredKeys: ['srcPort', 'port'] },
+            ),
+            { minLength: 1, maxLength: 2 },
+          ),
+        ),
+        sni: jsonish(
+          fc.array(fc.record({ serverName: jsonish(fc.array(field(valid.serverName), { minLength: 1, maxLength: 3 })), port: jsonish(jsonPort), sendProxyProtocol: fc.boolean() }, { requiredKeys: ['serverName', 'port'] }), {
+            minLength: 1,
+            maxLength: 2,
+          }),
+        ),
+        serviceDomain: jsonish(fc.array(field(valid.domain), { maxLength: 3 })),
+        sticky: jsonish(fc.boolean()),
+        stickyCookie: jsonish(field(valid.cookie)),
+        endpoints: jsonish(fc.array(field(valid.endpoint), { maxLength: 3 })),
+        httpsOnly: jsonish(fc.boolean()),
+        denyHttp: jsonish(fc.boolean()),
+        hstsMaxAge: jsonish(fc.integer({ min: -1, max: 63_072_001 })),
+      },
+      { requiredKeys: ['serviceName'] },
+    ),
+    fc.nat(10),
+  )
+  .map(([record, shape]) => {
+    const body: Record<string, unknown> = record
+    // Mostly one shape of route: HTTP (short form or destinations), TCP/SNI only, or both kinds;
+    // now and then the short form and destinations at once (refused).
+    const drop = (...keys: string[]) => {
+      for (const k of keys) delete body[k]
+    }
+    const http = ['serviceDomain', 'stickyCookie', 'httpsOnly', 'denyHttp', 'hstsMaxAge']
+    if (shape < 3) drop('destinations', 'tcp', 'sni')
+    else if (shape < 5) drop('servicePath', 'port', 'tcp', 'sni')
+    else if (shape < 7) drop('servicePath', 'port', 'destinations', ...http)
+    else if (shape === 7) drop('servicePath', 'port', 'destinations')
+    else if (shape === 8) drop('servicePath', 'port', ...http)
+    else if (shape === 9) drop('destinations', ...http)
+    return body
+  })
 
 /** Docker Flow Proxy's parameters, each with a value of its kind (the same parameters feed com.df.* labels). */
 const dfpValues: Record<string, fc.Arbitrary<string>> = {
@@ -169,28 +262,31 @@ const dfpValues: Record<string, fc.Arbitrary<string>> = {
   httpsRedirectCode: valid.redirectCode,
   denyHttp: valid.boolean,
   hstsMaxAge: valid.hsts,
+  // TCP and SNI destinations' parameters, also thrown at HTTP routes (where they are refused or mean a listener).
+  reqMode: fc.constantFrom('http', 'tcp', 'sni'),
+  srcPort: valid.srcPort,
+  pathType: fc.constantFrom('path_beg', 'req_ssl_sni', 'req_ssl_sni -m beg', 'req.ssl_sni -i -m end', 'req_ssl_sni -m reg'),
+  timeoutClient: valid.seconds,
+  sendProxyProtocol: valid.boolean,
 }
 /** Refused (or warned about) DFP parameters: they must never slip through as something else. */
 const dfpRefusedValues: Record<string, fc.Arbitrary<string>> = {
   backendExtra: fc.constantFrom('http-request deny', ''),
   templateFePath: fc.constantFrom('/tmp/x.tmpl'),
   sslVerifyNone: valid.boolean,
-  srcPort: valid.port,
-  reqMode: fc.constantFrom('http', 'tcp', 'sni'),
-  pathType: fc.constantFrom('path_beg', 'path_reg'),
+  pathType: fc.constantFrom('path_reg', 'path_str', 'hdr_beg(host)'),
   verifyClientSsl: valid.boolean,
   usersSecret: valid.serviceName,
   balanceGroup: fc.constantFrom('x'),
-  timeoutClient: valid.seconds,
   notify: valid.boolean,
   distribute: valid.boolean,
 }
 const dfpNames = Object.keys(dfpValues)
 const dfpRefusedNames = Object.keys(dfpRefusedValues)
-const perDestination = ['servicePath', 'port', 'serviceDomain', 'userAgent', 'serviceHeader', 'servicePathExclude', 'reqPathSearchReplace', 'stripPrefix', 'allowedMethods', 'deniedMethods', 'timeoutServer', 'redirectFromDomain']
+const perDestination = ['servicePath', 'port', 'serviceDomain', 'userAgent', 'serviceHeader', 'servicePathExclude', 'reqPathSearchReplace', 'stripPrefix', 'allowedMethods', 'deniedMethods', 'timeoutServer', 'redirectFromDomain', 'reqMode', 'srcPort', 'pathType', 'timeoutClient', 'sendProxyProtocol']
 
-/** The DFP form's parameters (without serviceName), indexed forms (`servicePath.1`) and unknown names included. */
-export const dfpParams: fc.Arbitrary<Record<string, string>> = fc
+/** The DFP form's parameters of an HTTP route (without serviceName), indexed forms (`servicePath.1`) and unknown names included. */
+const dfpHttpParams: fc.Arbitrary<Record<string, string>> = fc
   .tuple(
     field(list(valid.path)),
     field(valid.port),
@@ -211,6 +307,56 @@ export const dfpParams: fc.Arbitrary<Record<string, string>> = fc
     for (const [k, v] of rest) out[k] = v
     return out
   })
+
+/** A boolean of DFP's form, mostly one Go's ParseBool takes. */
+const streamBoolean = fc.oneof({ weight: 8, arbitrary: fc.constantFrom('true', 'false', '1', '0') }, { weight: 1, arbitrary: valid.boolean })
+
+/** One destination of a DFP route that mixes kinds: its parameters, without the `.N` suffix. */
+const dfpDestination: fc.Arbitrary<Array<readonly [string, string]>> = fc.oneof(
+  { weight: 1, arbitrary: fc.tuple(field(list(valid.path)), field(valid.port)).map(([path, port]) => [['servicePath', path] as const, ['port', port] as const]) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .record(
+        { reqMode: field(reqMode('tcp')), srcPort: field(valid.srcPort), port: field(valid.port), timeoutClient: field(valid.seconds), timeoutServer: field(valid.seconds), sendProxyProtocol: field(streamBoolean) },
+        { requiredKeys: ['reqMode', 'srcPort', 'port'] },
+      )
+      .chain((r) => {
+        // At most one of the optional parameters: each is one more field that may be hostile.
+        const required = new Set(['reqMode', 'srcPort', 'port'])
+        const optional = Object.entries(r).filter(([k]) => !required.has(k))
+        return fc.subarray(optional, { maxLength: Math.min(1, optional.length) }).map((some) => [...Object.entries(r).filter(([k]) => required.has(k)), ...some])
+      }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(
+        dfpSni,
+        fc.record({ reqMode: field(reqMode('sni')), port: field(valid.port), srcPort: field(fc.constantFrom('443', '443', '443', '8443')), sendProxyProtocol: field(streamBoolean) }, { requiredKeys: ['reqMode', 'port'] }),
+      )
+      .chain(([{ pathType, names }, rest]) =>
+        fc.tuple(field(fc.constant(names)), pathType === undefined ? fc.constant(undefined) : field(fc.constant(pathType))).map(([n, pt]) => [['servicePath', n] as const, ...(pt === undefined ? [] : [['pathType', pt] as const]), ...Object.entries(rest)]),
+      ),
+  },
+)
+
+/** A DFP route of one to three destinations, TCP and SNI ones among them (indexed as DFP does: the unindexed one first, then .1, .2), and a few other parameters. */
+const dfpStreamParams: fc.Arbitrary<Record<string, string>> = fc
+  .tuple(fc.array(dfpDestination, { minLength: 1, maxLength: 3 }), fc.boolean(), fc.record({ sticky: field(streamBoolean), endpoints: field(list(valid.endpoint)) }, { requiredKeys: [] }), fc.array(fc.constantFrom(...dfpNames).chain((name) => field(dfpValues[name]!).map((v) => [name, v] as const)), { maxLength: 1 }))
+  .map(([destinations, unindexedFirst, common, rest]) => {
+    const out: Record<string, string> = Object.create(null) as Record<string, string>
+    for (const [k, v] of rest) out[k] = v
+    Object.assign(out, common)
+    destinations.forEach((d, i) => {
+      const suffix = unindexedFirst ? (i === 0 ? '' : `.${i}`) : `.${i + 1}`
+      for (const [k, v] of d) out[`${k}${suffix}`] = v
+    })
+    return out
+  })
+
+/** The DFP form's parameters (without serviceName): HTTP routes, and routes with TCP and SNI destinations. */
+export const dfpParams: fc.Arbitrary<Record<string, string>> = fc.oneof(dfpHttpParams, dfpStreamParams)
 
 /** One hostile request, in one of the forms. */
 export type FuzzInput =

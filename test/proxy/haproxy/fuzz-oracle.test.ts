@@ -7,8 +7,8 @@
  * seed printed at the start (FUZZ_SEED=<n> replays a run); 10^4 cases run as a benchmark
  * (bench/fuzz.ts).
  *
- * The oracle is tested first: it passes a rich table of every feature, and it catches
- * directives smuggled in by routes built without validation.
+ * The oracle is tested first: it passes a rich table of every feature (TCP and SNI passthrough
+ * routes included), and it catches directives smuggled in by routes built without validation.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -17,6 +17,7 @@ import { createApiFuzz, KNOWN_GOOD, unresolvableOnly } from '../../helpers/api-f
 import { closeBackends, startBackends, type BackendReply } from '../../helpers/backends.ts'
 import { createTestProxy, createClient } from '../../helpers/haproxy.ts'
 import { createOracle } from '../../helpers/haproxy-oracle.ts'
+import { freePort } from '../../helpers/redis-server.ts'
 
 const HASH = '$6$tethersalt$igDKEU2kQB0/sdrV3JlyBanTfVltpwmxDdT780GrialRN11kHhMXKN0Sp1sPnRq95/CzpK0fl8.FOSqDXQgNN.'
 
@@ -43,6 +44,17 @@ const rich: RouteInput[] = [
   },
   { serviceName: 'proto', destinations: [{ servicePath: ['/p'], port: 80 }], redirectWhenHttpProto: true, denyHttp: false, isDefaultBackend: true },
   { serviceName: 'deny', destinations: [{ servicePath: ['/d'], port: 80, serviceDomain: ['*dfp.example'] }], denyHttp: true },
+  // TCP and SNI passthrough: every stream feature, and a service mixing HTTP, TCP and SNI destinations.
+  { serviceName: 'redis', destinations: [], tcp: [{ srcPort: 6379, port: 6379, timeoutClient: 30, timeoutServer: 40 }, { srcPort: 16379, port: 6380, sendProxyProtocol: true }], sticky: true, endpoints: ['127.0.0.1:6379', '[::1]:6380', 'localhost:6381'] },
+  {
+    serviceName: 'mixed.svc',
+    destinations: [{ servicePath: ['/m'], port: 8080 }],
+    tcp: [{ srcPort: 2222, port: 22 }],
+    sni: [
+      { serverName: ['db.example.com', '*.wild.example', 'api-v2.*'], port: 8443 },
+      { serverName: ['other.example'], port: 8443, sendProxyProtocol: true },
+    ],
+  },
 ]
 
 /**
@@ -61,6 +73,10 @@ const smuggled: Array<[string, RouteInput]> = [
   ['a quote in a password hash', { serviceName: 'a', destinations: [{ servicePath: ['/a'], port: 80 }], auth: { users: [{ name: 'u', passwordHash: "$6$x' insecure-password y '" }] } }],
   ['a new section in a server address', { serviceName: 'e', destinations: [{ servicePath: ['/e'], port: 80 }], endpoints: ['127.0.0.1:80\nbackend x'] }],
   ['a word break in a cookie name', { serviceName: 'c', destinations: [{ servicePath: ['/c'], port: 80 }], sticky: true, stickyCookie: 'c preserve' }],
+  ['a closing brace in a TLS server name', { serviceName: 's', destinations: [], sni: [{ serverName: ['a.example } || { always_true'], port: 443 }] }],
+  ['a TLS server name HAProxy would read as a flag', { serviceName: 's', destinations: [], sni: [{ serverName: ['-f', 'a.example'], port: 443 }] }],
+  ['a new section in a TLS server name', { serviceName: 's', destinations: [], sni: [{ serverName: ['a.example\nbackend x'], port: 443 }] }],
+  ['a new section in a TCP route\'s server address', { serviceName: 't', destinations: [], tcp: [{ srcPort: 7000, port: 7000 }], endpoints: ['127.0.0.1:80\nlisten x'] }],
 ]
 
 describe('the HAProxy oracle', () => {
@@ -104,10 +120,14 @@ describe('hostile input through every API form, HAProxy as the oracle', () => {
     assert.ok(accepted > runs / 20, `only ${accepted} of ${runs} inputs were accepted`)
     assert.ok(stats.cases - accepted > runs / 4, 'hostile inputs were refused')
     for (const form of ['query', 'json-post', 'json-put', 'dfp', 'labels'] as const) assert.ok(stats.accepted[form] + stats.refused[form] > 0, `no ${form} input was tried`)
+    // TCP and SNI passthrough routes are accepted too, not only refused.
+    const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0)
+    assert.ok(sum(stats.acceptedTcp) > 0 && sum(stats.acceptedSni) > 0, `accepted TCP routes ${sum(stats.acceptedTcp)}, SNI routes ${sum(stats.acceptedSni)}`)
 
     // The whole table the run stored, served by a real HAProxy: nothing refused, the known good route routes.
     const snapshot = await fuzz.store.snapshot()
-    const proxy = await createTestProxy(t)
+    // With an HTTPS listener, so the SNI passthrough routes are served too.
+    const proxy = await createTestProxy(t, { tlsListen: `127.0.0.1:${await freePort()}` })
     const result = await proxy.engine.apply(snapshot)
     const byName = new Map(snapshot.routes.map((r) => [r.serviceName, r]))
     assert.deepEqual(result.refused.filter((r) => !unresolvableOnly(byName.get(r.serviceName)!, [r.error])), [], 'HAProxy refused stored routes (for another reason than an endpoint name that does not resolve here)')
