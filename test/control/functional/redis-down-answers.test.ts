@@ -12,9 +12,12 @@ import { api, heartbeat, proxy, startControl, waitFor } from '../harness.ts'
 
 const fixtures = redisFixtures()
 
+/** A store on a real redis-server, connected: it refuses commands while it is not (no offline queue), which a loaded machine made the first request of a test meet. */
 async function redisStore(): Promise<{ redis: RedisServer; store: RouteStore }> {
   const redis = await fixtures.redisServer()
-  return { redis, store: fixtures.store(redis.url) }
+  const store = fixtures.store(redis.url)
+  await waitFor(() => store.version().then(() => true, () => false), 'the store to connect to Redis')
+  return { redis, store }
 }
 
 describe('GET /v1/status while Redis is down', () => {
