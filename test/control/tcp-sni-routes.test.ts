@@ -141,6 +141,19 @@ describe('TCP and SNI routes: refused input (400, nothing stored)', () => {
     },
     { name: 'basic auth on a route with a TCP destination (it would stay open)', request: () => dfp('serviceName=x&servicePath=/a&port=80&users=u:p&reqMode.1=tcp&srcPort.1=6000&port.1=1') as never, message: /^users: basic authentication applies to HTTP destinations only/ },
     { name: 'an HTTP-only parameter on a TCP destination', request: () => dfp('serviceName=x&servicePath=/a&port=80&reqMode.1=tcp&srcPort.1=6000&port.1=1&allowedMethods.1=GET') as never, message: /^allowedMethods\.1: applies to HTTP destinations/ },
+    // Found by the hostile-input fuzz (seed 4242): a TCP/SNI-only route stored denyHttp, httpsOnly, headers... and nothing applied them.
+    {
+      name: 'denyHttp on a route of TCP destinations only (JSON form: it would look like a restriction that is not there)',
+      request: () => ({ method: 'POST', url: '/v1/reconfigure', headers: api, payload: { serviceName: 'x', tcp: [{ srcPort: 6000, port: 1 }], denyHttp: true } }),
+      message: /^denyHttp: applies to HTTP destinations .*only tcp\/sni destinations/,
+    },
+    {
+      name: 'httpsOnly on a route of SNI destinations only (resource form)',
+      request: () => ({ method: 'PUT', url: '/v1/routes/x', headers: api, payload: { sni: [{ serverName: ['a.example'], port: 443 }], httpsOnly: true } }) as never,
+      message: /^httpsOnly: applies to HTTP destinations/,
+    },
+    { name: 'a request header on a TCP-only route (DFP form)', request: () => dfp('serviceName=x&reqMode=tcp&srcPort=6000&port=1&addReqHeader=X-A%20b') as never, message: /^addReqHeader: applies to HTTP destinations/ },
+    { name: 'denyHttp on a TCP-only route (DFP form)', request: () => dfp('serviceName=x&reqMode=tcp&srcPort=6000&port=1&denyHttp=true') as never, message: /^denyHttp: applies to HTTP destinations/ },
   ]
   for (const c of cases) {
     it(`refuses ${c.name}`, async (t) => {

@@ -123,7 +123,31 @@ export function finish(route: Route): Route {
   if (route.destinations.length === 0 && route.tcp === undefined && route.sni === undefined) {
     throw new ValidationFailedError('destinations: a route needs at least one destination: HTTP (servicePath + port), TCP (reqMode=tcp: srcPort + port) or SNI (reqMode=sni: serverName + port)')
   }
+  if (route.destinations.length === 0) {
+    // A route of TCP/SNI destinations only has no HTTP request to apply these to: refused, never
+    // stored and silently ignored (denyHttp and httpsOnly would look like a restriction that is not there).
+    const field = HTTP_ONLY_ROUTE_FIELDS.find((f) => route[f] !== undefined && route[f] !== false)
+    if (field !== undefined) fail(field, 'applies to HTTP destinations (servicePath + port); this route has only tcp/sni destinations, which forward connections unchanged. Leave it out')
+  }
   // What a pattern cannot say (the JSON form's endpoints were only matched against it).
   route.endpoints.forEach((e, i) => checkString(`endpoints[${i}]`, 'endpoint', e))
   return route
 }
+
+/** Route fields that act on HTTP requests only. */
+const HTTP_ONLY_ROUTE_FIELDS = [
+  'denyHttp',
+  'httpsOnly',
+  'redirectWhenHttpProto',
+  'httpsRedirectCode',
+  'hstsMaxAge',
+  'auth',
+  'stickyCookie',
+  'addReqHeader',
+  'setReqHeader',
+  'delReqHeader',
+  'addResHeader',
+  'setResHeader',
+  'delResHeader',
+  'isDefaultBackend',
+] as const satisfies ReadonlyArray<keyof Route>
