@@ -90,8 +90,9 @@ export const rules = {
     // What a TLS client names in its ClientHello (SNI), matched case-insensitively (stored lower case): an exact host name, '*.' and a
     // suffix (any subdomain), or a prefix followed by '*' (Docker Flow Proxy's `-m beg`: 'api.*'
     // is any name starting with 'api.'). No regular expression ever reaches HAProxy.
-    pattern: '^(?:(?:\\*\\.)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?|[A-Za-z0-9][A-Za-z0-9.-]{0,251}\\*)$',
-    text: "must be a TLS server name: a host name (labels of letters, digits and '-'), '*.' and a suffix (any subdomain), or a prefix of letters, digits, '.' and '-' followed by '*' (any name starting with it)",
+    // A trailing '.' (the root) is ignored, as in serviceDomain: every form takes 'db.example.com.'.
+    pattern: '^(?:(?:\\*\\.)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.?|[A-Za-z0-9][A-Za-z0-9.-]{0,251}\\*)$',
+    text: "must be a TLS server name: a host name (labels of letters, digits and '-'; a trailing '.' is ignored), '*.' and a suffix (any subdomain), or a prefix of letters, digits, '.' and '-' followed by '*' (any name starting with it)",
     maxLength: 253,
   },
   srcPort: { text: 'must be an integer from 1 to 65535, a port the proxies listen on for this TCP route' },

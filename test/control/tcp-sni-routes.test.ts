@@ -45,6 +45,16 @@ describe('TCP and SNI routes: the forms', () => {
     assert.deepEqual(only.json().route.tcp, [{ srcPort: 5432, port: 5432 }])
   })
 
+  it('every form takes a server name with the trailing root dot, as the same name (the JSON form refused it)', async (t) => {
+    const { app, store } = await startControl(t)
+    const json = await app.inject({ method: 'POST', url: '/v1/reconfigure', headers: api, payload: { serviceName: 'a', sni: [{ serverName: ['Db.Example.COM.'], port: 5432 }] } })
+    assert.equal(json.statusCode, 200, json.body)
+    const query = await app.inject(put('/v1/reconfigure?serviceName=b&reqMode=sni&serverName=Mq.Example.COM.&port=5671'))
+    assert.equal(query.statusCode, 200, query.body)
+    assert.deepEqual((await store.get('a'))?.route.sni, [{ serverName: ['db.example.com'], port: 5432 }])
+    assert.deepEqual((await store.get('b'))?.route.sni, [{ serverName: ['mq.example.com'], port: 5671 }])
+  })
+
   it("DFP form: indexed reqMode.N/srcPort.N on a service mixing HTTP and TCP destinations", async (t) => {
     const { app, store } = await startControl(t)
     const res = await app.inject(dfp('serviceName=gitlab&servicePath=/&port=80&reqMode.1=tcp&srcPort.1=2222&port.1=22&servicePath.2=/registry&port.2=5000&sessionType=sticky-server'))
@@ -129,6 +139,16 @@ describe('TCP and SNI routes: refused input (400, nothing stored)', () => {
     { name: 'an unknown reqMode', request: () => put('/v1/reconfigure?serviceName=x&reqMode=udp&port=53'), message: /^querystring\/reqMode|^reqMode/ },
     { name: 'srcPort on an HTTP route', request: () => put('/v1/reconfigure?serviceName=x&servicePath=/x&port=80&srcPort=6379'), message: /^srcPort: belongs to reqMode=tcp routes/ },
     { name: 'a bad server name', request: () => put('/v1/reconfigure?serviceName=x&reqMode=sni&serverName=a..b&port=443'), message: /^serverName: "a\.\.b" must be a TLS server name/ },
+    {
+      name: 'a bad server name in the JSON form, naming the rule (not "must match pattern")',
+      request: () => ({ method: 'POST', url: '/v1/reconfigure', headers: api, payload: { serviceName: 'x', sni: [{ serverName: ['a..b'], port: 443 }] } }),
+      message: /^sni\[0\]\.serverName\[0\]: "a\.\.b" must be a TLS server name/,
+    },
+    {
+      name: 'a srcPort that is not a number in the JSON form, naming the rule',
+      request: () => ({ method: 'POST', url: '/v1/reconfigure', headers: api, payload: { serviceName: 'x', tcp: [{ srcPort: '6379', port: 6379 }] } }),
+      message: /^tcp\[0\]\.srcPort: "6379" must be an integer from 1 to 65535, a port the proxies listen on/,
+    },
     {
       name: 'one srcPort twice in a route',
       request: () => ({ method: 'POST', url: '/v1/reconfigure', headers: api, payload: { serviceName: 'x', tcp: [{ srcPort: 6000, port: 1 }, { srcPort: 6000, port: 2 }] } }),

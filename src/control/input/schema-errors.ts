@@ -23,6 +23,8 @@ const ruleOfField: Record<string, RuleName> = {
   endpoint: 'endpoint',
   port: 'port',
   aclName: 'aclName',
+  serverName: 'serverName',
+  srcPort: 'srcPort',
 }
 
 /** Rules of the query parameters that are not part of a route. */
@@ -89,10 +91,10 @@ export function describeSchemaError(error: SchemaError, root: unknown): string {
     case 'maximum':
     case 'exclusiveMinimum':
     case 'exclusiveMaximum':
-      if (rule === 'port') return at(`${showValue(value)} ${rules.port.text}`)
+      if (rule === 'port' || rule === 'srcPort') return at(`${showValue(value)} ${rules[rule].text}`)
       return at(`${showValue(value)} ${error.message ?? 'is out of range'}`)
     case 'type':
-      if (rule === 'port') return at(`${showValue(value)} ${rules.port.text}`)
+      if (rule === 'port' || rule === 'srcPort') return at(`${showValue(value)} ${rules[rule].text}`)
       return at(`${showValue(value)} must be ${String(p.type)}`)
     case 'maxItems':
       return at(`has too many entries; at most ${String(p.limit)} are allowed`)
