@@ -2,7 +2,9 @@
  * The hostile-input fuzz at benchmark size: the property of test/proxy/haproxy/fuzz-oracle.test.ts
  * (every form, HAProxy as the oracle) over --cases inputs (default 10,000) from --seed (default:
  * random, printed). Then the whole table the run stored is served by a real HAProxy and the known
- * good route is requested through it. Prints one Markdown row for bench/RESULTS.md.
+ * good route is requested through it (the proxy has an HTTPS listener, so SNI passthrough routes
+ * are served too). Prints one Markdown row for bench/RESULTS.md, with the accepted routes that
+ * have TCP and SNI destinations by form.
  *
  *   npx tsx bench/fuzz.ts [--cases 10000] [--seed N]
  *
@@ -12,6 +14,7 @@ import { parseArgs } from 'node:util'
 import { createApiFuzz, KNOWN_GOOD, unresolvableOnly } from '../test/helpers/api-fuzz.ts'
 import { closeBackends, startBackends, type BackendReply } from '../test/helpers/backends.ts'
 import { createClient, createTestProxy } from '../test/helpers/haproxy.ts'
+import { freePort } from '../test/helpers/redis-server.ts'
 
 const { values } = parseArgs({ options: { cases: { type: 'string', default: '10000' }, seed: { type: 'string' } } })
 const cases = Number(values.cases)
@@ -34,7 +37,8 @@ const accepted = Object.values(stats.accepted).reduce((a, b) => a + b, 0)
 let served = 'not checked (the property failed)'
 if (failure === undefined) {
   const snapshot = await fuzz.store.snapshot()
-  const proxy = await createTestProxy(undefined)
+  // With an HTTPS listener, so the SNI passthrough routes are served too.
+  const proxy = await createTestProxy(undefined, { tlsListen: `127.0.0.1:${await freePort()}` })
   const client = createClient({ reuse: false })
   try {
     const result = await proxy.engine.apply(snapshot)
@@ -53,12 +57,18 @@ await fuzz.close()
 await closeBackends(backends)
 
 const byForm = (Object.keys(stats.accepted) as Array<keyof typeof stats.accepted>).map((f) => `${f} ${stats.accepted[f]}/${stats.accepted[f] + stats.refused[f]}`).join(', ')
+const sum = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0)
+const streamsByForm = (r: Record<string, number>): string =>
+  Object.entries(r)
+    .map(([f, n]) => `${f} ${n}`)
+    .join(', ')
+const streams = `TCP ${sum(stats.acceptedTcp)} (${streamsByForm(stats.acceptedTcp)}); SNI ${sum(stats.acceptedSni)} (${streamsByForm(stats.acceptedSni)})`
 const codes = Object.entries(stats.codes)
   .sort((a, b) => b[1] - a[1])
   .map(([c, n]) => `${c} ${n}`)
   .join(', ')
 process.stdout.write(
-  `| ${new Date().toISOString().slice(0, 10)} | ${stats.cases.toLocaleString('en')} | ${seed} | ${accepted.toLocaleString('en')} accepted (${byForm}) | ${(stats.cases - accepted).toLocaleString('en')} refused (${codes}) | ${stats.checks.toLocaleString('en')} (${stats.unresolvable} with an endpoint name that does not resolve here) | ${failure === undefined ? '**0**' : '**FAILED**'} | ${served} | ${seconds.toFixed(0)} s |\n`,
+  `| ${new Date().toISOString().slice(0, 10)} | ${stats.cases.toLocaleString('en')} | ${seed} | ${accepted.toLocaleString('en')} accepted (${byForm}); with TCP/SNI destinations: ${streams} | ${(stats.cases - accepted).toLocaleString('en')} refused (${codes}) | ${stats.checks.toLocaleString('en')} (${stats.unresolvable} with an endpoint name that does not resolve here) | ${failure === undefined ? '**0**' : '**FAILED**'} | ${served} | ${seconds.toFixed(0)} s |\n`,
 )
 if (failure !== undefined) {
   process.stderr.write(`${String((failure as Error).message ?? failure)}\n`)

@@ -31,8 +31,12 @@ import { checkConfigFile, type CheckResult } from '../../src/proxy/haproxy/valid
 
 /** An unquoted word: nothing HAProxy's lexer splits at or treats specially. */
 const WORD = String.raw`[^\s#"'\\\x24]+`
-/** An unquoted word inside an ACL `{ ... }` (a lone brace would end the condition). */
-const ACL_WORD = String.raw`[^\s#"'\\\x24{}]+`
+/**
+ * An unquoted ACL pattern inside `{ ... }`: no brace (a lone one would end the condition) and no
+ * leading '-' (HAProxy reads a word starting with '-' after the fetch as a flag: '-f <file>'
+ * loads patterns from a file, '-m' changes the match, an unknown one is an error).
+ */
+const ACL_WORD = String.raw`[^\s#"'\\\x24{}-][^\s#"'\\\x24{}]*`
 /** A double-quoted string: '"', '\' and '$' only escaped. */
 const DQ = String.raw`"(?:[^"\\\x24\x00-\x1f]|\\[\\"\x24])*"`
 /** A double-quoted log-format string: '%' only as '%%' or one of the allowed sample expressions. */
@@ -44,8 +48,6 @@ const BACKEND = String.raw`(?:svc_${SVC}_[0-9]{1,5}(?:-d[0-9]+)?|tether\.notfoun
 const MAP = String.raw`/[^\s#"'\\\x24,()]+\.map`
 const HDR = String.raw`[A-Za-z0-9_-]+`
 const METHOD = String.raw`[A-Z0-9_-]+`
-/** An ACL pattern word that HAProxy cannot take for a flag ('-i', '-m', '--', ...): no leading '-'. */
-const PATTERN = String.raw`[^\s#"'\\\x24{}-][^\s#"'\\\x24{}]*`
 const PORT = '[0-9]{1,5}'
 /** The host of the oracle's listeners (TCP routes bind on the HTTP listener's host). */
 const LISTEN_HOST = '127.0.0.1'
@@ -103,7 +105,7 @@ const tcpFrontendTemplates: RegExp[] = [
 ].map((t) => new RegExp(`^${t}$`))
 
 /** The route lines of the TLS passthrough frontend: a backend per server name list, exact, suffix ('-m end') or prefix ('-m beg'). */
-const passthroughTemplates: RegExp[] = [String.raw`    use_backend sni_${SVC}_${PORT}(?:-d[0-9]+)? if \{ req\.ssl_sni -i (?:-m (?:end|beg) )?${PATTERN}(?: ${PATTERN})* \}`].map((t) => new RegExp(`^${t}$`))
+const passthroughTemplates: RegExp[] = [String.raw`    use_backend sni_${SVC}_${PORT}(?:-d[0-9]+)? if \{ req\.ssl_sni -i (?:-m (?:end|beg) )?${ACL_WORD}(?: ${ACL_WORD})* \}`].map((t) => new RegExp(`^${t}$`))
 
 /** Lines of a TCP or SNI route's backend (mode tcp: no HTTP rule, affinity by client address). */
 const streamBackendTemplates: RegExp[] = [

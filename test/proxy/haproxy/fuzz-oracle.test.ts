@@ -73,6 +73,7 @@ const smuggled: Array<[string, RouteInput]> = [
   ['a quote in a password hash', { serviceName: 'a', destinations: [{ servicePath: ['/a'], port: 80 }], auth: { users: [{ name: 'u', passwordHash: "$6$x' insecure-password y '" }] } }],
   ['a new section in a server address', { serviceName: 'e', destinations: [{ servicePath: ['/e'], port: 80 }], endpoints: ['127.0.0.1:80\nbackend x'] }],
   ['a word break in a cookie name', { serviceName: 'c', destinations: [{ servicePath: ['/c'], port: 80 }], sticky: true, stickyCookie: 'c preserve' }],
+  ['a host name HAProxy would read as a flag', { serviceName: 'd', destinations: [{ servicePath: ['/'], port: 80 }], serviceDomain: ['-f', 'a.example'] }],
   ['a closing brace in a TLS server name', { serviceName: 's', destinations: [], sni: [{ serverName: ['a.example } || { always_true'], port: 443 }] }],
   ['a TLS server name HAProxy would read as a flag', { serviceName: 's', destinations: [], sni: [{ serverName: ['-f', 'a.example'], port: 443 }] }],
   ['a new section in a TLS server name', { serviceName: 's', destinations: [], sni: [{ serverName: ['a.example\nbackend x'], port: 443 }] }],
