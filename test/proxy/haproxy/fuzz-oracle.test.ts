@@ -84,9 +84,16 @@ describe('the HAProxy oracle', () => {
   it('passes a table of every rendering feature, awkward characters included, and haproxy -c accepts it', async (t) => {
     const oracle = await createOracle()
     t.after(() => oracle.close())
-    const { findings, check } = await oracle.judge({ version: 7, routes: rich.map((r) => normalizeRoute(r)) })
+    const { findings, check, rendered } = await oracle.judge({ version: 7, routes: rich.map((r) => normalizeRoute(r)) })
     assert.deepEqual(findings, [])
     assert.equal(check.ok, true, check.output)
+    // The TCP and SNI sections were judged, not left out (the oracle's settings have an HTTPS listener).
+    for (const section of ['frontend tcp_6379', 'frontend tcp_16379', 'frontend tcp_2222', 'frontend tls_passthrough', 'backend tcp_redis_16379', 'backend sni_mixed.svc_8443', 'backend sni_mixed.svc_8443-d1', 'backend tether.tls-terminate']) {
+      assert.ok(rendered.config.includes(`\n${section}\n`), section)
+    }
+    assert.match(rendered.config, /\n    stick on src\n/)
+    assert.match(rendered.config, / send-proxy-v2\n/)
+    assert.deepEqual(rendered.problems, [])
   })
 
   for (const [what, input] of smuggled) {
