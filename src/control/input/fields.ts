@@ -134,6 +134,9 @@ export function finish(route: Route): Route {
   return route
 }
 
+/** The request and response header rules: route fields, and parameters of the same names. */
+export const HEADER_FIELDS = ['addReqHeader', 'setReqHeader', 'delReqHeader', 'addResHeader', 'setResHeader', 'delResHeader'] as const satisfies ReadonlyArray<keyof Route>
+
 /** Route fields that act on HTTP requests only. */
 const HTTP_ONLY_ROUTE_FIELDS = [
   'denyHttp',
@@ -143,11 +146,6 @@ const HTTP_ONLY_ROUTE_FIELDS = [
   'hstsMaxAge',
   'auth',
   'stickyCookie',
-  'addReqHeader',
-  'setReqHeader',
-  'delReqHeader',
-  'addResHeader',
-  'setResHeader',
-  'delResHeader',
+  ...HEADER_FIELDS,
   'isDefaultBackend',
 ] as const satisfies ReadonlyArray<keyof Route>

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto'
 import { encrypt } from 'unixcrypt'
 import { headerValueProblem, limits, rules, type Auth, type Destination, type Header, type RouteInput } from '../../contracts/route.ts'
-import { checkList, checkString, fail, showValue, splitList } from './fields.ts'
+import { checkList, checkString, fail, HEADER_FIELDS, showValue, splitList } from './fields.ts'
 import { pcreProblem } from './pcre-regex.ts'
 
 /** A parameter's value ('' counts as not given) and the name it was given under. */
@@ -37,12 +37,7 @@ export const DESTINATION_FEATURES = [
 export const ROUTE_FEATURES = [
   'reqPathSearch',
   'reqPathReplace',
-  'addReqHeader',
-  'setReqHeader',
-  'delReqHeader',
-  'addResHeader',
-  'setResHeader',
-  'delResHeader',
+  ...HEADER_FIELDS,
   'users',
   'usersPassEncrypted',
   'usersSecret',
