@@ -4,12 +4,17 @@
  * names and runtime-API path as tasks found through DNS, without 30,000 DNS answers a second
  * from a test DNS server competing for the CPU), all domain-less. Measures:
  *   - first apply (render, `haproxy -c`, start);
- *   - one route added (a new service: structural, a reload);
+ *   - one route added (a new service: from 1,000 routes on, served from a spare backend over the
+ *     runtime API; below, or with --spares 0, a reload);
  *   - one endpoint added to an existing service (runtime API, no reload);
  *   - one path added to an existing service (runtime API: add map);
  *   - agent and HAProxy RSS, HAProxy's open descriptors, and the engine's descriptor report.
  *
- *   npx tsx bench/scale.ts [--routes 1000,10000]
+ *   npx tsx bench/scale.ts [--routes 1000,10000] [--spares 8,0]
+ *
+ * Each size runs once per --spares value (spare backends of each kind; 8 is the default, 0 the
+ * baseline: every new route reloads), so the two ways of adding a route are measured in the
+ * same run. Every change is checked served: the new route's servers are in HAProxy.
  *
  * The endpoints point at closed loopback ports: health checks fail fast (connection refused),
  * which is what HAProxy would see for tasks that do not listen; this measures configuration
@@ -23,8 +28,9 @@ import { normalizeRoute, type Route } from '../src/contracts/route.ts'
 import { createHaproxyEngine } from '../src/proxy/haproxy/haproxy-engine.ts'
 import { freePort } from '../src/shared/free-port.ts'
 
-const { values } = parseArgs({ options: { routes: { type: 'string', default: '1000,10000' } } })
+const { values } = parseArgs({ options: { routes: { type: 'string', default: '1000,10000' }, spares: { type: 'string', default: '8,0' } } })
 const sizes = values.routes.split(',').map(Number)
+const spareCounts = values.spares.split(',').map(Number)
 
 /** Endpoint j of route i: 127.<i>.<j> spread over the 127/8 loopback net, port 9 (discard: closed). */
 function endpoints(i: number, count = 3): string[] {
@@ -56,7 +62,7 @@ const f = (x: number): string => x.toFixed(0)
 type Applied = { renderMs?: number; checkMs?: number; reloadMs?: number; runtimeMs?: number }
 const rows: string[] = []
 const notes: string[] = []
-for (const n of sizes) {
+for (const n of sizes) for (const spares of spareCounts) {
   const stateDir = await mkdtemp(join(tmpdir(), 'tether-scale-'))
   let last: Applied = {}
   const quiet = (): void => {}
@@ -66,6 +72,7 @@ for (const n of sizes) {
     adminListen: `127.0.0.1:${await freePort()}`,
     resolvers: ['127.0.0.1:1'],
     cookieKey: 'bench-cookie-key',
+    spareBackends: spares,
     logger: {
       debug: quiet,
       warn: (_obj, msg) => {
@@ -93,6 +100,9 @@ for (const n of sizes) {
     await engine.apply({ version: 2, routes: added })
     const routeMs = ms(t)
     const second = last
+    // Served: HAProxy holds the new route's three servers (whichever backend they are in).
+    const newRoute = (await engine.health()).find((h) => h.serviceName === route(n, { salt: '-new' }).serviceName)
+    if (newRoute?.servers?.length !== 3) throw new Error(`the route added is not in HAProxy: ${JSON.stringify(newRoute)}`)
 
     const withEndpoint = added.map((r, i) => (i === 0 ? route(0, { endpoints: 4 }) : r))
     t = process.hrtime.bigint()
@@ -112,7 +122,7 @@ for (const n of sizes) {
     const agentKb = process.memoryUsage().rss / 1024
     const d = engine.descriptors?.()
     rows.push(
-      `| ${n.toLocaleString('en')} × 3 | ${f(first.renderMs ?? 0)} / ${f(first.checkMs ?? 0)} / ${f(first.reloadMs ?? 0)} / **${f(startMs)}** | ${f(second.renderMs ?? 0)} / ${f(second.checkMs ?? 0)} / ${f(second.reloadMs ?? 0)} / **${f(routeMs)}** | ${f(third.runtimeMs ?? -1)} / **${f(endpointMs)}** | ${f(fourth.runtimeMs ?? -1)} / **${f(pathMs)}** | ${engine.counters.reloads} | ${mb(agentKb)} | ${mb(haproxyKb)} | ${fds} | ${d === null || d === undefined ? '' : `${d.needed} / ${d.limit}, maxconn ${d.maxconn}, ${d.checkedServers} of ${d.servers} checked`} |`,
+      `| ${n.toLocaleString('en')} × 3, ${spares} spares | ${f(first.renderMs ?? 0)} / ${f(first.checkMs ?? 0)} / ${f(first.reloadMs ?? 0)} / **${f(startMs)}** | ${second.reloadMs === undefined ? `runtime API (spare backend) ${f(second.runtimeMs ?? -1)}` : `reload: ${f(second.renderMs ?? 0)} / ${f(second.checkMs ?? 0)} / ${f(second.reloadMs)}`} / **${f(routeMs)}** | ${f(third.runtimeMs ?? -1)} / **${f(endpointMs)}** | ${f(fourth.runtimeMs ?? -1)} / **${f(pathMs)}** | ${engine.counters.reloads} | ${mb(agentKb)} | ${mb(haproxyKb)} | ${fds} | ${d === null || d === undefined ? '' : `${d.needed} / ${d.limit}, maxconn ${d.maxconn}, ${d.checkedServers} of ${d.servers} checked`} |`,
     )
     process.stderr.write(`${rows.at(-1)}\n`)
   } finally {
@@ -121,7 +131,7 @@ for (const n of sizes) {
   }
 }
 
-console.log('| routes × endpoints | first apply ms: render / haproxy -c / start / total | one route added ms: render / haproxy -c / reload / total | one endpoint added ms: runtime API / total | one path added ms: runtime API / total | reloads (of 4 applies) | agent RSS MB | HAProxy RSS MB | HAProxy worker fds | descriptors needed / limit |')
+console.log('| routes × endpoints | first apply ms: render / haproxy -c / start / total | one route added ms: how (runtime API, or reload: render / haproxy -c / reload) / total | one endpoint added ms: runtime API / total | one path added ms: runtime API / total | reloads (of 4 applies) | agent RSS MB | HAProxy RSS MB | HAProxy worker fds | descriptors needed / limit |')
 console.log('|---|---|---|---|---|---|---|---|---|---|')
 for (const row of rows) console.log(row)
 for (const note of [...new Set(notes)]) console.log(`\n- ${note}`)

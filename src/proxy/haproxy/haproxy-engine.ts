@@ -37,7 +37,7 @@ import { planDescriptors, parseNofileLimit, type DescriptorPlan } from './descri
 import { HaproxyConfigError, HaproxyRuntimeError } from './errors.ts'
 import { haproxyVersion, startHaproxy, type HaproxyProcess } from './process.ts'
 import { checkConfigOf, configTextOf, parseConfigText, withServers, type ConfigText } from './config-text.ts'
-import { bindHost, render, statePaths, type RenderedBackend, type RenderedConfig } from './render.ts'
+import { bindHost, render, spareKind, statePaths, type RenderedBackend, type RenderedConfig } from './render.ts'
 import { compareRoutes, sameJson } from './route-diff.ts'
 import { runCommands, showStat, sslCommand } from './runtime.ts'
 import { readCertificateFiles, type CertificateFileProblem, type FileCertificate } from './certificate-files.ts'
@@ -217,8 +217,8 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     await rename(tmp, target)
   }
 
-  /** Renders `routes` with the current tasks, within the descriptor limit. */
-  function renderWithin(snapshot: ConfigSnapshot): { rendered: RenderedConfig; plan: DescriptorPlan } {
+  /** Renders `routes` with the current tasks, within the descriptor limit; `placement`: routes served from spare backends. */
+  function renderWithin(snapshot: ConfigSnapshot, placement?: ReadonlyMap<string, string>): { rendered: RenderedConfig; plan: DescriptorPlan } {
     const tasks = (serviceName: string) => watcher.get(serviceName)
     const certificates = keeper?.current()
     const fromFiles = fileCertificates
@@ -229,8 +229,8 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const budgetOf = (p: DescriptorPlan | undefined): number => (p === undefined || p.problem === null ? Number.POSITIVE_INFINITY : p.checkBudget)
     const renderAs = (p: DescriptorPlan | undefined): RenderedConfig =>
       p === undefined
-        ? render(snapshot, s, { tasks, certificates, fileCertificates: fromFiles, unbindable })
-        : render(snapshot, { ...s, maxconn: p.maxconn }, { tasks, certificates, fileCertificates: fromFiles, checkBudget: budgetOf(p), unbindable })
+        ? render(snapshot, s, { tasks, certificates, fileCertificates: fromFiles, unbindable, ...(placement === undefined ? {} : { placement }) })
+        : render(snapshot, { ...s, maxconn: p.maxconn }, { tasks, certificates, fileCertificates: fromFiles, checkBudget: budgetOf(p), unbindable, ...(placement === undefined ? {} : { placement }) })
     let rendered = renderAs(guess)
     const servers = rendered.backends.reduce((n, b) => n + b.servers.length, 0)
     const plan = planDescriptors({ maxconn: s.maxconn, maxconnFixed: s.maxconnFixed, servers, limit: descriptorLimit, threads: s.nbthread ?? availableParallelism() })
@@ -403,6 +403,15 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       // Most backends are untouched by a change: skip them without building a diff.
       if (!removing.has(b.name) && sameServers(b.servers, live.get(b.name))) continue
       const change = serverChange(b, b.servers, new Set(b.unchecked))
+      if (change.count > 0) changes.push(change)
+    }
+    // A spare backend whose route is gone keeps its section until the next reload: its servers go.
+    const spares = new Set([...next.spares.sticky, ...next.spares.plain])
+    for (const name of spares) {
+      if (next.placement.size > 0 && [...next.placement.values()].includes(name)) continue
+      if ((live.get(name)?.size ?? 0) === 0) continue
+      const freed: RenderedBackend = { name, serviceName: '', port: 0, dns: false, sticky: false, servers: [], unchecked: [] }
+      const change = serverChange(freed, [], new Set())
       if (change.count > 0) changes.push(change)
     }
     await runCommands(paths.adminSocket, changes.flatMap((c) => c.commands))
@@ -613,7 +622,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   async function resync(why: string, services?: ReadonlySet<string>): Promise<void> {
     if (served === undefined || proc === undefined || stopped) return
     if (services !== undefined && (await patchServers(services)) !== null) return
-    const { rendered, plan } = renderWithin(served.snapshot)
+    const { rendered, plan } = renderWithin(served.snapshot, served.rendered.placement)
     if (runtimeReachable(rendered)) {
       try {
         const changes = (await syncTls(rendered)) + (await syncServers(rendered))
@@ -626,6 +635,25 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       }
     }
     await reloadTo({ ...served.snapshot }, served.refused, { rendered, plan })
+  }
+
+  /**
+   * The placements of `current` (routes already in spares stay there) plus a free spare of the
+   * right kind for each new route that can have one (render.ts spareKind; render drops a
+   * placement that does not fit). Empty when the table has no spares.
+   */
+  function placeInSpares(current: RenderedConfig, added: readonly Route[]): Map<string, string> {
+    const next = new Map(current.placement)
+    if (current.spares.sticky.length + current.spares.plain.length === 0) return next
+    const taken = new Set(next.values())
+    for (const route of added) {
+      const kind = spareKind(route)
+      const free = kind === undefined ? undefined : current.spares[kind].find((name) => !taken.has(name))
+      if (free === undefined) continue
+      taken.add(free)
+      next.set(route.serviceName, free)
+    }
+    return next
   }
 
   /** What is served after a render of `snapshot`'s routes (the refused ones left out by the caller). */
@@ -774,11 +802,19 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       watcher.watch(services)
       await watcher.prime(services)
       const renderStart = performance.now()
-      const { rendered, plan } = renderWithin({ ...snapshot, routes })
-      if (skip.size === 0) candidate = { rendered, plan, renderMs: performance.now() - renderStart }
+      // New routes a free spare backend can serve take one: served over the runtime API, no reload.
+      const placement = placeInSpares(served.rendered, changes.added)
+      const { rendered, plan } = renderWithin({ ...snapshot, routes }, placement)
+      // A reload gives every route its own backend again: a render with placements is not reused for it.
+      if (skip.size === 0 && rendered.placement.size === 0) candidate = { rendered, plan, renderMs: performance.now() - renderStart }
       if (runtimeReachable(rendered)) {
         try {
-          const count = (await syncTls(rendered)) + (await syncMaps(rendered)) + (await syncServers(rendered))
+          // Servers first, then the maps (a spare's cookie name before the paths): a path never
+          // points at a backend without its servers.
+          const count = (await syncTls(rendered)) + (await syncServers(rendered)) + (await syncMaps(rendered))
+          for (const [serviceName, spare] of rendered.placement) {
+            if (served.rendered.placement.get(serviceName) !== spare) logger.info({ serviceName, backend: spare }, `route ${serviceName} served from spare backend ${spare} without a reload`)
+          }
           served = servedOf({ ...snapshot, routes }, rendered, plan, stillRefused)
           await writeFiles(rendered, paths.config)
           if (count > 0) counters.runtimeChanges++

@@ -37,7 +37,7 @@ export type RenderSettings = Pick<
   ResolvedSettings,
   'stateDir' | 'listen' | 'adminListen' | 'cookieKey' | 'secureCookie' | 'maxconn' | 'nbthread' | 'hardStopAfterMs' | 'maxReloads'
 > &
-  Partial<Pick<ResolvedSettings, 'descriptorLimit' | 'tlsListen' | 'statsAuth'>>
+  Partial<Pick<ResolvedSettings, 'descriptorLimit' | 'tlsListen' | 'statsAuth' | 'spareBackends' | 'spareFromRoutes'>>
 
 /** What the servers of each backend are, besides the snapshot. */
 export interface ServerInput {
@@ -54,6 +54,12 @@ export interface ServerInput {
   fileCertificates?: ReadonlyArray<{ name: string; pem: string }>
   /** TCP listen ports this proxy found it cannot bind (port → why): left out and reported. */
   unbindable?: ReadonlyMap<number, string>
+  /**
+   * Routes served from a spare backend (serviceName → spare name), as the engine placed them
+   * between reloads. A placement that no longer fits (the route gained a feature, the spare is
+   * gone) is ignored: the route gets its own backend, and the skeleton says a reload is due.
+   */
+  placement?: ReadonlyMap<string, string>
 }
 
 export interface RenderedBackend {
@@ -101,6 +107,10 @@ export interface RenderedConfig {
   tcpPorts: number[]
   /** TCP and SNI routes this proxy serves without a listener, and why (reported in its status). */
   problems: Array<{ serviceName: string; problem: string }>
+  /** The placements rendered (serviceName → spare backend): those of ServerInput.placement that fit. */
+  placement: Map<string, string>
+  /** The spare backends rendered, by kind, in order (none below settings.spareFromRoutes routes). */
+  spares: { sticky: string[]; plain: string[] }
 }
 
 export const NOT_FOUND_BACKEND = 'tether.notfound'
@@ -275,9 +285,43 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   const routeOf = new Map(routes.map((r) => [r.serviceName, r]))
   const backendOf = (serviceName: string, destination: number): string => {
     const r = routeOf.get(serviceName)
-    return r === undefined ? NOT_FOUND_BACKEND : destinationBackend(r, destination)
+    return r === undefined ? NOT_FOUND_BACKEND : (placement.get(serviceName) ?? destinationBackend(r, destination))
   }
+  // Spare backends (a large table only), and the routes the engine placed in them.
+  const spareCount = routes.length >= (settings.spareFromRoutes ?? Number.POSITIVE_INFINITY) ? (settings.spareBackends ?? 0) : 0
+  const spares = { sticky: spareNames('sticky', spareCount), plain: spareNames('plain', spareCount) }
+  const placement = new Map<string, string>()
+  if (spareCount > 0 && serverInput.placement !== undefined && serverInput.placement.size > 0) {
+    const taken = new Set<string>()
+    const framed = framedServices(plan)
+    for (const [serviceName, spare] of serverInput.placement) {
+      const route = routeOf.get(serviceName)
+      const kind = route === undefined || framed.has(serviceName) ? undefined : spareKind(route)
+      if (kind === undefined || !spares[kind].includes(spare) || taken.has(spare)) continue
+      taken.add(spare)
+      placement.set(serviceName, spare)
+    }
+  }
+  /** Placed routes' backends, by spare name (rendered in the spare section, not with the others). */
+  const placed = new Map<string, RenderedBackend>()
   for (const route of routes) {
+    const spare = placement.get(route.serviceName)
+    if (spare !== undefined) {
+      const destination = route.destinations[0]!
+      const dns = route.endpoints.length === 0
+      const backend: RenderedBackend = {
+        name: spare,
+        serviceName: route.serviceName,
+        port: destination.port,
+        dns,
+        sticky: route.sticky,
+        servers: endpointsOf(route, destination.port, dns ? serverInput.tasks?.(route.serviceName) : undefined),
+        unchecked: [],
+      }
+      backends.push(backend)
+      placed.set(spare, backend)
+      continue
+    }
     for (const [index, destination] of route.destinations.entries()) {
       const backend = destinationBackend(route, index)
       if (byBackend.has(backend)) continue
@@ -374,6 +418,13 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     return { path: `${paths.mapDir}/${kind}-${hash}.map`, text, owners: mapEntries.map((e) => [e.owner]) }
   }
   const routesMap = mapFile('routes', (e) => e.backend)
+  // The affinity cookie's name of each sticky spare in use (read by the spare's rules); present
+  // whenever spares are, so a placement is an `add map`, not a new file.
+  const cookieEntries = [...placement].filter(([, spare]) => spares.sticky.includes(spare)).map(([serviceName, spare]) => ({ key: spare, value: cookieNameOf(routeOf.get(serviceName)!), owner: serviceName }))
+  cookieEntries.sort((a, b) => byString(a.key, b.key))
+  const cookiesText = cookieEntries.map((e) => `${e.key} ${e.value}\n`).join('')
+  const cookiesMap: RenderedFile | undefined =
+    spareCount === 0 ? undefined : { path: `${paths.mapDir}/cookies-${createHash('sha256').update(cookiesText).digest('hex').slice(0, 16)}.map`, text: cookiesText, owners: cookieEntries.map((e) => [e.owner]) }
   /** Prefix length per key, consulted only by rules with a domain (present only when there are some). */
   const lengthsMap = mapFile('lengths', (e) => String(e.length))
 
@@ -501,9 +552,18 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
 
   let checks = serverInput.checkBudget ?? Number.POSITIVE_INFINITY
   const serverLines = new Set<number>()
+  const serverLinesOf = (b: RenderedBackend, own: readonly string[]): void => {
+    for (const server of b.servers) {
+      const check = checks > 0
+      if (check) checks--
+      else b.unchecked.push(server.name)
+      serverLines.add(out.text.length)
+      out.push(`    ${serverLine(server, check, b.serverOptions)}`, own)
+    }
+  }
   for (const b of backends) {
     const entry = byBackend.get(b.name)
-    if (entry === undefined) continue
+    if (entry === undefined || placed.has(b.name)) continue
     const { route, destination } = entry
     const own = [route.serviceName]
     blank()
@@ -519,12 +579,23 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     }
     // Fixed endpoints with a host name are resolved once, when HAProxy loads the configuration;
     // tasks and IP endpoints are addresses already.
-    for (const server of b.servers) {
-      const check = checks > 0
-      if (check) checks--
-      else b.unchecked.push(server.name)
-      serverLines.add(out.text.length)
-      out.push(`    ${serverLine(server, check)}`, own)
+    serverLinesOf(b, own)
+  }
+
+  if (cookiesMap !== undefined) {
+    blank()
+    out.push('# Spare backends: a new route with one plain destination is served from a free one over the')
+    out.push('# runtime API (add server, add map) instead of a reload; the next reload gives it its own backend.')
+    out.push('# A sticky spare renames the route\'s cookie (its name is in the cookies map) to SPARE_COOKIE and back:')
+    out.push('# dynamic cookie values depend on the key and the server address only, so they hold across the move.')
+    for (const name of [...spares.sticky, ...spares.plain]) {
+      const b = placed.get(name)
+      const own = b === undefined ? [] : [b.serviceName]
+      blank()
+      out.push(`backend ${name}`, own)
+      out.push('    balance roundrobin', own)
+      if (spares.sticky.includes(name)) for (const line of spareCookieLines(cookiesMap.path, settings.secureCookie, tls !== undefined)) out.push(line, own)
+      if (b !== undefined) serverLinesOf(b, own)
     }
   }
 
@@ -581,13 +652,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
         out.push('    stick on src', own)
       }
       if (timeoutServer !== undefined) out.push(`    timeout server ${timeoutServer}s`, own)
-      for (const server of b.servers) {
-        const check = checks > 0
-        if (check) checks--
-        else b.unchecked.push(server.name)
-        serverLines.add(out.text.length)
-        out.push(`    ${serverLine(server, check, b.serverOptions)}`, own)
-      }
+      serverLinesOf(b, own)
     }
   }
 
@@ -595,12 +660,72 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     config: `${out.text.join('\n')}\n`,
     skeleton: out.text.filter((_, i) => i > 0 && !serverLines.has(i)).join('\n'),
     owners: out.owners,
-    files: [...(hostRules.length === 0 && plan.redirects.length === 0 ? [routesMap] : [routesMap, lengthsMap]), ...(tls?.files ?? []), ...(acmeMap === undefined ? [] : [acmeMap])],
+    // The cookies map first: the engine adds a placed route's cookie name before its paths.
+    files: [...(cookiesMap === undefined ? [] : [cookiesMap]), ...(hostRules.length === 0 && plan.redirects.length === 0 ? [routesMap] : [routesMap, lengthsMap]), ...(tls?.files ?? []), ...(acmeMap === undefined ? [] : [acmeMap])],
     backends: backends.sort((a, b) => byString(a.name, b.name)),
     shadowed: plan.shadowed,
     tcpPorts: tcpFrontends.map((f) => f.srcPort),
     problems,
+    placement,
+    spares,
   }
+}
+
+/** The name a sticky spare backend's cookie has inside HAProxy (renamed to the route's own both ways). */
+export const SPARE_COOKIE = 'TETHER_SPARE'
+
+function spareNames(kind: 'sticky' | 'plain', count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `tether.spare.${kind}.${i + 1}`)
+}
+
+/**
+ * Which kind of spare backend can serve `route` as its own backend would, or undefined: one HTTP
+ * destination, no TCP or SNI, and nothing in its backend but balancing and the default affinity
+ * cookie (no rules, authentication, HTTPS policy or custom cookie name). Its bindings must also
+ * be plain (see framedServices): those live in the routes map, which the runtime API changes.
+ */
+export function spareKind(route: Route): 'sticky' | 'plain' | undefined {
+  const d = route.destinations[0]
+  if (d === undefined || route.destinations.length !== 1 || (route.tcp?.length ?? 0) > 0 || (route.sni?.length ?? 0) > 0) return undefined
+  if (route.auth !== undefined || route.stickyCookie !== undefined || route.isDefaultBackend === true) return undefined
+  if (routeHttpsLines(route).length > 0 || destinationRules(route, d).length > 0) return undefined
+  return route.sticky ? 'sticky' : 'plain'
+}
+
+/** Services the frontend names (a domain, a discriminator, an exclusion, a redirect or the default backend): not for a spare. */
+function framedServices(plan: ReturnType<typeof planRoutes>): Set<string> {
+  const out = new Set<string>()
+  for (const b of plan.http) if (!isPlain(b)) out.add(b.serviceName)
+  for (const r of plan.redirects) out.add(r.serviceName)
+  if (plan.defaultBackend !== undefined) out.add(plan.defaultBackend.serviceName)
+  return out
+}
+
+/**
+ * A sticky spare's affinity lines. The route's cookie name comes from the cookies map (keyed by
+ * the backend's name). On the way in, the request's cookie of that name (the first, exactly that
+ * name) is renamed SPARE_COOKIE, which the `cookie` line reads (and, being `indirect`, takes off
+ * the request as a route's own backend takes off its cookie); with more than one Cookie header
+ * nothing is renamed (the request is balanced). On the way out, the cookie is given the route's
+ * name back, Secure over HTTPS as on a route's own backend.
+ */
+function spareCookieLines(cookiesMap: string, secureCookie: boolean, https: boolean): string[] {
+  // A named group: HAProxy compiles ACL patterns without numbered captures (a back-reference needs a name).
+  const named = '^(?<name>[^=]*)=;((?:.*?;\\s*)?)\\k<name>=(.*)$'
+  const rename = `'%[var(txn.tether_ck),regsub(${converterArg(named)},${converterArg(`\\2${SPARE_COOKIE}=\\3`)})]'`
+  const out = [
+    `    http-request set-var(txn.tether_cookie) be_name,map(${cookiesMap})`,
+    '    http-request set-var(txn.tether_hdr) req.fhdr(cookie) if { req.fhdr_cnt(cookie) eq 1 }',
+    '    http-request set-var(txn.tether_ck) var(txn.tether_cookie),concat(=;,txn.tether_hdr) if { var(txn.tether_hdr) -m found }',
+    `    http-request set-header Cookie ${rename} if { var(txn.tether_ck) -m reg '^(?<name>[^=]*)=;(?:.*?;\\s*)?\\k<name>=' }`,
+    `    cookie ${SPARE_COOKIE} insert indirect nocache dynamic httponly${secureCookie ? ' secure' : ''} attr "SameSite=Lax"`,
+  ]
+  const back = `http-after-response replace-header Set-Cookie '^${SPARE_COOKIE}=(.*)$' '%[var(txn.tether_cookie)]=\\1`
+  if (https && !secureCookie) {
+    out.push(`    ${back}; Secure' if { ssl_fc }`)
+    out.push(`    ${back}' unless { ssl_fc }`)
+  } else out.push(`    ${back}'`)
+  return out
 }
 
 /** The backend that hands TLS connections no passthrough route claims to the terminating frontend. */

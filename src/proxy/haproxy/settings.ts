@@ -64,6 +64,16 @@ export interface HaproxyEngineSettings {
   hardStopAfterMs?: number
   /** mworker-max-reloads: old workers that survived this many reloads are killed. Default 50. */
   maxReloads?: number
+  /**
+   * Spare backends of each kind (sticky, not sticky) rendered empty once the table holds
+   * spareFromRoutes routes or more. A new route with one plain destination (no domain, no
+   * rules) is then served from a free one over the runtime API (`add server`, `add map`)
+   * instead of a reload, which at 10,000 routes takes HAProxy 2.6 two seconds and more; the
+   * next reload gives it its own backend. 0: no spares. Default 8.
+   */
+  spareBackends?: number
+  /** The table size from which spare backends are rendered. Default 1000 (below, a reload is quick). */
+  spareFromRoutes?: number
   /** Supervision: restart delay after HAProxy dies, doubled each time up to max. Default 200 / 10000 ms. */
   restartBackoffMs?: { min: number; max: number }
   logger?: Logger
@@ -109,6 +119,8 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     nbthread: settings.nbthread,
     hardStopAfterMs: settings.hardStopAfterMs ?? 30_000,
     maxReloads: settings.maxReloads ?? 50,
+    spareBackends: settings.spareBackends ?? 8,
+    spareFromRoutes: settings.spareFromRoutes ?? 1000,
     restartBackoffMs: settings.restartBackoffMs ?? { min: 200, max: 10_000 },
     logger: settings.logger ?? silentLogger,
   }
@@ -140,5 +152,10 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
   positive('hardStopAfterMs', resolved.hardStopAfterMs, 86_400_000)
   positive('maxReloads', resolved.maxReloads, 100_000)
   positive('certificateFilesIntervalMs', resolved.certificateFilesIntervalMs, 3_600_000)
+  const count = (name: string, v: number, max: number): void => {
+    if (!Number.isInteger(v) || v < 0 || v > max) fail(name, `must be an integer from 0 to ${max}`)
+  }
+  count('spareBackends', resolved.spareBackends, 256)
+  count('spareFromRoutes', resolved.spareFromRoutes, 10_000_000)
   return resolved
 }
