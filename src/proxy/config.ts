@@ -36,6 +36,13 @@ export const ProxyEnvSchema = Type.Object({
   TETHER_ADMIN_LISTEN: Type.String({ pattern: LISTEN_PATTERN, default: ':8404', description: 'Admin listener: stats, /metrics, /healthz. Default :8404.' }),
   TETHER_DNS: Type.String({ pattern: DNS_PATTERN, default: '127.0.0.11:53', description: "DNS server the proxy asks for tasks.<service> and task names. Default Docker's embedded DNS 127.0.0.11:53." }),
   TETHER_DNS_INTERVAL_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000, description: 'Pause between two rounds of task discovery over every routed service. Default 1000 ms.' }),
+  TETHER_SPARE_BACKENDS: Type.Integer({
+    minimum: 0,
+    maximum: 256,
+    default: 8,
+    description:
+      'Spare backends of each kind (sticky, not sticky) kept empty once the table holds 1,000 routes: a new route with one plain destination is served from one over the runtime API instead of a reload (2 s and more at 10,000 routes); the next reload gives it its own backend. 0: none. Default 8.',
+  }),
   TETHER_MAXCONN: Type.Optional(
     Type.Integer({ minimum: 1, maximum: 10_000_000, description: "HAProxy's maxconn. Default 4096, lowered by the proxy when the descriptor limit cannot hold it with every server; a value set here is never lowered." }),
   ),
@@ -78,6 +85,7 @@ export interface ProxyConfig {
   adminListen: Listen
   dns: { host: string; port: number }
   dnsIntervalMs: number
+  spareBackends: number
   /** undefined: the default, which the proxy may lower to fit the descriptor limit. */
   maxconn: number | undefined
   cookieKey: string
@@ -182,6 +190,7 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     adminListen: parseListen(value.TETHER_ADMIN_LISTEN),
     dns: { host: dnsListen.host ?? '127.0.0.11', port: dnsListen.port },
     dnsIntervalMs: value.TETHER_DNS_INTERVAL_MS,
+    spareBackends: value.TETHER_SPARE_BACKENDS,
     maxconn: value.TETHER_MAXCONN,
     cookieKey,
     statsAuth,

@@ -57,6 +57,7 @@ export async function main(): Promise<void> {
       adminListen: formatListen(config.adminListen),
       resolvers: [`${config.dns.host}:${config.dns.port}`],
       dnsIntervalMs: config.dnsIntervalMs,
+      spareBackends: config.spareBackends,
       ...(config.maxconn === undefined ? {} : { maxconn: config.maxconn }),
       cookieKey: config.cookieKey,
       ...(config.statsAuth === undefined ? {} : { statsAuth: config.statsAuth }),

@@ -45,6 +45,8 @@ describe('tether proxy configuration (environment)', () => {
     assert.throws(() => loadProxyConfig({ ...base, TETHER_PROXY_LISTEN_TLS: ':443x' }, opts), /TETHER_PROXY_LISTEN_TLS/)
     assert.equal(config.dnsIntervalMs, 250)
     assert.equal(config.maxconn, 20000)
+    assert.equal(config.spareBackends, 8, 'spare backends by default')
+    assert.equal(loadProxyConfig({ ...base, TETHER_SPARE_BACKENDS: '0' }, opts).spareBackends, 0)
     assert.equal(config.proxyId, 'x7k2')
     assert.equal(config.node, 'manager-1')
   })
@@ -85,6 +87,7 @@ describe('tether proxy configuration (environment)', () => {
     ['a discovery interval that is not a number', { ...base, TETHER_DNS_INTERVAL_MS: 'often' }, 'TETHER_DNS_INTERVAL_MS', /integer/],
     ['a discovery interval above a minute', { ...base, TETHER_DNS_INTERVAL_MS: '120000' }, 'TETHER_DNS_INTERVAL_MS', /60000/],
     ['a maxconn of 0', { ...base, TETHER_MAXCONN: '0' }, 'TETHER_MAXCONN', /1/],
+    ['more spare backends than 256', { ...base, TETHER_SPARE_BACKENDS: '300' }, 'TETHER_SPARE_BACKENDS', /256/],
     ['a DNS server given by name', { ...base, TETHER_DNS: 'dns.local:53' }, 'TETHER_DNS', /is not in the expected form \(got /],
     ['no cookie key', { TETHER_CONTROL_URL: base.TETHER_CONTROL_URL, TETHER_PROXY_TOKEN: 'x' }, 'TETHER_COOKIE_KEY', /same on every proxy replica/],
     ['a cookie key file that cannot be read', { TETHER_CONTROL_URL: base.TETHER_CONTROL_URL, TETHER_PROXY_TOKEN: 'x', TETHER_COOKIE_KEY_FILE: '/nope' }, 'TETHER_COOKIE_KEY_FILE', /cannot read '\/nope'/],

@@ -16,6 +16,8 @@ import type { ConfigSnapshot } from '../../../src/contracts/config-snapshot.ts'
 import { normalizeRoute, type Route } from '../../../src/contracts/route.ts'
 import { closeBackends, startBackends, type BackendReply } from '../../helpers/backends.ts'
 import { createClient, createTestProxy, route, waitFor, type TestProxy } from '../../helpers/haproxy.ts'
+import { httpsGet } from '../../helpers/https.ts'
+import { freePort } from '../../helpers/redis-server.ts'
 
 const SPARES = { spareFromRoutes: 1, spareBackends: 2 }
 
@@ -181,5 +183,27 @@ describe('spare backends: new routes without a reload', () => {
     for (const path of ['/base', '/b', '/c', '/d', '/e', '/a', '/nowhere']) {
       assert.equal((await ask(`${proxy.url}${path}`)).instance, (await ask(`${fresh.url}${path}`)).instance, path)
     }
+  })
+
+  it('over HTTPS a spare’s affinity cookie is Secure, as on a route’s own backend, and over HTTP it is not', async (t) => {
+    const backends = await startBackends(2, { prefix: 'web-' })
+    t.after(() => closeBackends(backends))
+    const tlsPort = await freePort()
+    const proxy = await createTestProxy(t, { ...SPARES, tlsListen: `127.0.0.1:${tlsPort}` })
+    const base = route({ serviceName: 'base', paths: ['/base'], endpoints: [backends[0]!.address] })
+    await proxy.engine.apply({ version: 1, routes: [base] })
+    await proxy.engine.apply({ version: 2, routes: [base, route({ serviceName: 'web', paths: ['/web'], sticky: true, endpoints: backends.map((b) => b.address) })] })
+    assert.equal(proxy.engine.counters.reloads, 1)
+    await upCount(proxy, 'web', 2)
+    const secure = await httpsGet({ port: tlsPort, host: 'web.example.com', path: '/web' })
+    const cookie = secure.setCookies.find((c) => c.startsWith('TETHER_web='))
+    assert.ok(cookie !== undefined, JSON.stringify(secure.setCookies))
+    assert.match(cookie, /; HttpOnly; SameSite=Lax; Secure$/)
+    const again = await httpsGet({ port: tlsPort, host: 'web.example.com', path: '/web', headers: { cookie: cookie.split(';')[0]! } })
+    assert.equal((again.body as BackendReply).instance, (secure.body as BackendReply).instance)
+    const plain = await ask(`${proxy.url}/web`)
+    const plainCookie = plain.setCookies.find((c) => c.startsWith('TETHER_web='))
+    assert.ok(plainCookie !== undefined)
+    assert.doesNotMatch(plainCookie, /Secure/i)
   })
 })
