@@ -59,7 +59,7 @@ const ms = (start: bigint): number => Number(process.hrtime.bigint() - start) / 
 const mb = (kb: number): string => (kb / 1024).toFixed(0)
 const f = (x: number): string => x.toFixed(0)
 
-type Applied = { renderMs?: number; checkMs?: number; reloadMs?: number; runtimeMs?: number }
+type Applied = { renderMs?: number; checkMs?: number; reloadMs?: number; runtimeMs?: number; syncMs?: number; servedMs?: number }
 const rows: string[] = []
 const notes: string[] = []
 for (const n of sizes) for (const spares of spareCounts) {
@@ -122,7 +122,7 @@ for (const n of sizes) for (const spares of spareCounts) {
     const agentKb = process.memoryUsage().rss / 1024
     const d = engine.descriptors?.()
     rows.push(
-      `| ${n.toLocaleString('en')} × 3, ${spares} spares | ${f(first.renderMs ?? 0)} / ${f(first.checkMs ?? 0)} / ${f(first.reloadMs ?? 0)} / **${f(startMs)}** | ${second.reloadMs === undefined ? `runtime API (spare backend) ${f(second.runtimeMs ?? -1)}` : `reload: ${f(second.renderMs ?? 0)} / ${f(second.checkMs ?? 0)} / ${f(second.reloadMs)}`} / **${f(routeMs)}** | ${f(third.runtimeMs ?? -1)} / **${f(endpointMs)}** | ${f(fourth.runtimeMs ?? -1)} / **${f(pathMs)}** | ${engine.counters.reloads} | ${mb(agentKb)} | ${mb(haproxyKb)} | ${fds} | ${d === null || d === undefined ? '' : `${d.needed} / ${d.limit}, maxconn ${d.maxconn}, ${d.checkedServers} of ${d.servers} checked`} |`,
+      `| ${n.toLocaleString('en')} × 3, ${spares} spares | ${f(first.renderMs ?? 0)} / ${f(first.checkMs ?? 0)} / ${f(first.reloadMs ?? 0)} / **${f(startMs)}** | ${second.reloadMs === undefined ? `spare backend: render ${f(second.renderMs ?? -1)}, runtime API ${f(second.syncMs ?? -1)}, served at ${f(second.servedMs ?? -1)}` : `reload: ${f(second.renderMs ?? 0)} / ${f(second.checkMs ?? 0)} / ${f(second.reloadMs)}`} / **${f(routeMs)}** | ${f(third.runtimeMs ?? -1)} / **${f(endpointMs)}** | ${f(fourth.runtimeMs ?? -1)} / **${f(pathMs)}** | ${engine.counters.reloads} | ${mb(agentKb)} | ${mb(haproxyKb)} | ${fds} | ${d === null || d === undefined ? '' : `${d.needed} / ${d.limit}, maxconn ${d.maxconn}, ${d.checkedServers} of ${d.servers} checked`} |`,
     )
     process.stderr.write(`${rows.at(-1)}\n`)
   } finally {
@@ -131,7 +131,7 @@ for (const n of sizes) for (const spares of spareCounts) {
   }
 }
 
-console.log('| routes × endpoints | first apply ms: render / haproxy -c / start / total | one route added ms: how (runtime API, or reload: render / haproxy -c / reload) / total | one endpoint added ms: runtime API / total | one path added ms: runtime API / total | reloads (of 4 applies) | agent RSS MB | HAProxy RSS MB | HAProxy worker fds | descriptors needed / limit |')
+console.log('| routes × endpoints | first apply ms: render / haproxy -c / start / total | one route added ms: how (spare backend, or reload: render / haproxy -c / reload) / total | one endpoint added ms: runtime API / total | one path added ms: runtime API / total | reloads (of 4 applies) | agent RSS MB | HAProxy RSS MB | HAProxy worker fds | descriptors needed / limit |')
 console.log('|---|---|---|---|---|---|---|---|---|---|')
 for (const row of rows) console.log(row)
 for (const note of [...new Set(notes)]) console.log(`\n- ${note}`)

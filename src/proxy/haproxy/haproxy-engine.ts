@@ -805,20 +805,25 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       // New routes a free spare backend can serve take one: served over the runtime API, no reload.
       const placement = placeInSpares(served.rendered, changes.added)
       const { rendered, plan } = renderWithin({ ...snapshot, routes }, placement)
+      const renderMs = performance.now() - renderStart
       // A reload gives every route its own backend again: a render with placements is not reused for it.
-      if (skip.size === 0 && rendered.placement.size === 0) candidate = { rendered, plan, renderMs: performance.now() - renderStart }
+      if (skip.size === 0 && rendered.placement.size === 0) candidate = { rendered, plan, renderMs }
       if (runtimeReachable(rendered)) {
         try {
+          const syncStart = performance.now()
           // Servers first, then the maps (a spare's cookie name before the paths): a path never
           // points at a backend without its servers.
           const count = (await syncTls(rendered)) + (await syncServers(rendered)) + (await syncMaps(rendered))
+          const servedMs = performance.now() - t
+          const syncMs = performance.now() - syncStart
           for (const [serviceName, spare] of rendered.placement) {
             if (served.rendered.placement.get(serviceName) !== spare) logger.info({ serviceName, backend: spare }, `route ${serviceName} served from spare backend ${spare} without a reload`)
           }
           served = servedOf({ ...snapshot, routes }, rendered, plan, stillRefused)
           await writeFiles(rendered, paths.config)
           if (count > 0) counters.runtimeChanges++
-          logger.info({ version: snapshot.version, routes: routes.length, changes: count, runtimeMs: Math.round(performance.now() - t) }, 'configuration applied without a reload')
+          const ms = (x: number): number => Math.round(x)
+          logger.info({ version: snapshot.version, routes: routes.length, changes: count, renderMs: ms(renderMs), syncMs: ms(syncMs), servedMs: ms(servedMs), runtimeMs: ms(performance.now() - t) }, 'configuration applied without a reload')
           return { refused: stillRefused.map(({ serviceName, error }) => ({ serviceName, error })), ...problemsOf(served.rendered) }
         } catch (error) {
           logger.warn({ err: error }, 'HAProxy refused a runtime change: reloading instead')
