@@ -431,8 +431,15 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   // The other bindings (a host, a discriminator or an exclusion) → use_backend lines in the
   // plan's order; consecutive bindings of one (backend, path, host kind, conditions) share a line.
   const hostRules: Array<{ serviceName: string; backend: string; path: string; kind: 0 | 1 | 2; hosts: string[]; conditions: string }> = []
+  /** Exact-host bindings of routes in spares: `<host><prefix>/` keys of the sparehosts and sparelengths maps. */
+  const spareHostEntries: Array<{ key: string; backend: string; length: number; owner: string }> = []
   for (const b of plan.http) {
     if (isPlain(b)) continue
+    const spare = placement.get(b.serviceName)
+    if (spare !== undefined) {
+      spareHostEntries.push({ key: `${b.host}${b.path === '/' ? '/' : `${b.path}/`}`, backend: spare, length: b.path.length, owner: b.serviceName })
+      continue
+    }
     const kind = hostKind(b.host)
     const host = kind === 1 ? b.host.slice(1) : b.host
     const backend = backendOf(b.serviceName, b.destination)
@@ -442,6 +449,13 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     else hostRules.push({ serviceName: b.serviceName, backend, path: b.path, kind, hosts: [host], conditions })
   }
   const defaultBackend = plan.defaultBackend === undefined ? NOT_FOUND_BACKEND : backendOf(plan.defaultBackend.serviceName, plan.defaultBackend.destination)
+  spareHostEntries.sort((a, b) => byString(a.key, b.key))
+  const spareFile = (kind: string, value: (e: (typeof spareHostEntries)[number]) => string): RenderedFile => {
+    const text = spareHostEntries.map((e) => `${e.key} ${value(e)}\n`).join('')
+    return { path: `${paths.mapDir}/${kind}-${createHash('sha256').update(text).digest('hex').slice(0, 16)}.map`, text, owners: spareHostEntries.map((e) => [e.owner]) }
+  }
+  // Present whenever spares are (a placement is an `add map`, not a new file).
+  const spareMaps = spareCount === 0 ? undefined : { hosts: spareFile('sparehosts', (e) => e.backend), lengths: spareFile('sparelengths', (e) => String(e.length)) }
 
   // TLS listener (settings.tlsListen) with its certificate files; ACME answers whenever there are some.
   const tls = settings.tlsListen === undefined ? undefined : { listen: settings.tlsListen, ...tlsFiles(paths.mapDir, serverInput.certificates ?? [], serverInput.fileCertificates) }
@@ -500,7 +514,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   if (acmeMap !== undefined) for (const line of acmeChallengeLines(acmeMap.path)) out.push(line)
   const mapOwners = [...new Set(mapEntries.map((e) => e.owner))]
   const defaultOwners = plan.defaultBackend === undefined ? [] : [plan.defaultBackend.serviceName]
-  if (hostRules.length === 0 && plan.redirects.length === 0) {
+  if (hostRules.length === 0 && plan.redirects.length === 0 && spareMaps === undefined) {
     // The common case, one map lookup per request: '<path>/' against '<prefix>/' keys.
     out.push(`    use_backend %[path,concat(/),map_beg(${routesMap.path},${defaultBackend})]`, [...mapOwners, ...defaultOwners])
   } else {
@@ -508,14 +522,30 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     out.push(`    http-request set-var(txn.host) 'req.hdr(host),field(1,:),lower,regsub("\\.$","")'`)
     out.push("    # '<path>/' against '<prefix>/' keys: whole-segment prefix match")
     out.push('    http-request set-var(txn.path) path,concat(/)')
+    if (spareMaps !== undefined) {
+      out.push('    # Routes with an exact host in spare backends: `<host><prefix>/` keys; the length of the longest match (0: none).')
+      out.push('    http-request set-var(txn.hostpath) var(txn.host),concat(,txn.path)')
+      out.push(`    http-request set-var(txn.spare_len) var(txn.hostpath),map_beg(${spareMaps.lengths.path},0)`)
+    }
     for (const r of plan.redirects) {
       out.push(`    http-request redirect code 301 location '%[req.hdr(x-forwarded-proto)]://${r.to}%[capture.req.uri]' if { var(txn.host) -m str ${r.from} }`, [r.serviceName])
     }
     for (const r of hostRules) {
       const hostAcl = r.kind === 0 ? `{ var(txn.host) -m str ${r.hosts.join(' ')} } ` : r.kind === 1 ? `{ var(txn.host) -m end ${r.hosts.join(' ')} } ` : ''
       const pathAcl = r.path === '/' ? '' : `{ var(txn.path) -m beg ${r.path}/ } `
+      // ...and no route in a spare has a longer prefix for this host (at the same length an exact
+      // host comes before a wildcard or no host, and after an exact host with a discriminator:
+      // the planner's order).
+      const spareAcl = spareMaps === undefined ? '' : ` { var(txn.spare_len) -m int ${r.kind === 0 ? 'le' : 'lt'} ${r.path.length} }`
       // ...and no plain route has a longer prefix for this path.
-      out.push(`    use_backend ${r.backend} if ${hostAcl}${pathAcl}{ var(txn.path),map_beg(${lengthsMap.path},0) -m int le ${r.path.length} }${r.conditions}`, [r.serviceName])
+      out.push(`    use_backend ${r.backend} if ${hostAcl}${pathAcl}{ var(txn.path),map_beg(${lengthsMap.path},0) -m int le ${r.path.length} }${spareAcl}${r.conditions}`, [r.serviceName])
+    }
+    if (spareMaps !== undefined) {
+      // A route in a spare, unless a plain route has a longer prefix.
+      out.push(
+        `    use_backend %[var(txn.hostpath),map_beg(${spareMaps.hosts.path})] if { var(txn.spare_len) -m int gt 0 } { var(txn.hostpath),map_beg(${spareMaps.hosts.path}) -m found } { var(txn.path),map_beg(${lengthsMap.path},0),sub(txn.spare_len) -m int le 0 }`,
+        [...new Set(spareHostEntries.map((e) => e.owner))],
+      )
     }
     out.push(`    use_backend %[var(txn.path),map_beg(${routesMap.path},${defaultBackend})]`, [...mapOwners, ...defaultOwners])
   }
@@ -661,7 +691,14 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     skeleton: out.text.filter((_, i) => i > 0 && !serverLines.has(i)).join('\n'),
     owners: out.owners,
     // The cookies map first: the engine adds a placed route's cookie name before its paths.
-    files: [...(cookiesMap === undefined ? [] : [cookiesMap]), ...(hostRules.length === 0 && plan.redirects.length === 0 ? [routesMap] : [routesMap, lengthsMap]), ...(tls?.files ?? []), ...(acmeMap === undefined ? [] : [acmeMap])],
+    // The spares' maps first, each before the one that makes it used: the engine adds a placed
+    // route's cookie name and its hosts' backend before the lengths and paths that route to it.
+    files: [
+      ...(cookiesMap === undefined || spareMaps === undefined ? [] : [cookiesMap, spareMaps.hosts, spareMaps.lengths]),
+      ...(hostRules.length === 0 && plan.redirects.length === 0 && spareMaps === undefined ? [routesMap] : [routesMap, lengthsMap]),
+      ...(tls?.files ?? []),
+      ...(acmeMap === undefined ? [] : [acmeMap]),
+    ],
     backends: backends.sort((a, b) => byString(a.name, b.name)),
     shadowed: plan.shadowed,
     tcpPorts: tcpFrontends.map((f) => f.srcPort),
@@ -681,21 +718,29 @@ function spareNames(kind: 'sticky' | 'plain', count: number): string[] {
 /**
  * Which kind of spare backend can serve `route` as its own backend would, or undefined: one HTTP
  * destination, no TCP or SNI, and nothing in its backend but balancing and the default affinity
- * cookie (no rules, authentication, HTTPS policy or custom cookie name). Its bindings must also
- * be plain (see framedServices): those live in the routes map, which the runtime API changes.
+ * cookie (no rules, authentication, HTTPS policy or custom cookie name); paths with no host or
+ * exact hosts only (the routes map, or the sparehosts map: both changed over the runtime API;
+ * render checks the planner's bindings again, see framedServices).
  */
 export function spareKind(route: Route): 'sticky' | 'plain' | undefined {
   const d = route.destinations[0]
   if (d === undefined || route.destinations.length !== 1 || (route.tcp?.length ?? 0) > 0 || (route.sni?.length ?? 0) > 0) return undefined
   if (route.auth !== undefined || route.stickyCookie !== undefined || route.isDefaultBackend === true) return undefined
+  // Exact hosts only (a wildcard needs a rule of its own); no discriminator, exclusion or redirect.
+  if ([...route.serviceDomain, ...(d.serviceDomain ?? [])].some((h) => h.startsWith('*.'))) return undefined
+  if (d.userAgent !== undefined || d.serviceHeader !== undefined || d.listener !== undefined || d.servicePathExclude !== undefined || d.redirectFromDomain !== undefined) return undefined
   if (routeHttpsLines(route).length > 0 || destinationRules(route, d).length > 0) return undefined
   return route.sticky ? 'sticky' : 'plain'
 }
 
-/** Services the frontend names (a domain, a discriminator, an exclusion, a redirect or the default backend): not for a spare. */
+/**
+ * Services the frontend names in rules of their own (a wildcard host, a discriminator, an
+ * exclusion, a redirect or the default backend): not for a spare. Exact hosts are fine: a
+ * spare's live in the sparehosts map.
+ */
 function framedServices(plan: ReturnType<typeof planRoutes>): Set<string> {
   const out = new Set<string>()
-  for (const b of plan.http) if (!isPlain(b)) out.add(b.serviceName)
+  for (const b of plan.http) if (!isPlain(b) && (hostKind(b.host) !== 0 || b.match !== undefined || b.exclude !== undefined)) out.add(b.serviceName)
   for (const r of plan.redirects) out.add(r.serviceName)
   if (plan.defaultBackend !== undefined) out.add(plan.defaultBackend.serviceName)
   return out

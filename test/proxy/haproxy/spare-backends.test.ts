@@ -27,10 +27,10 @@ async function upCount(proxy: TestProxy, serviceName: string, up: number): Promi
 }
 
 /** One request with exactly this Cookie header (or none); the instance that answered and what the app saw. */
-async function ask(url: string, cookie?: string): Promise<{ status: number; instance: string; appCookie: string; setCookies: string[] }> {
+async function ask(url: string, cookie?: string, host?: string): Promise<{ status: number; instance: string; appCookie: string; setCookies: string[] }> {
   const client = createClient({ reuse: false })
   try {
-    const reply = await client.get(url, { cookies: false, ...(cookie === undefined ? {} : { headers: { cookie } }) })
+    const reply = await client.get(url, { cookies: false, ...(cookie === undefined ? {} : { headers: { cookie } }), ...(host === undefined ? {} : { host }) })
     const body = reply.body as BackendReply
     return { status: reply.status, instance: reply.status === 200 ? body.instance : String(reply.status), appCookie: body?.headers?.cookie ?? '', setCookies: reply.setCookies }
   } finally {
@@ -109,7 +109,8 @@ describe('spare backends: new routes without a reload', () => {
     assert.equal((await ask(`${proxy.url}/shop`, `${cookie.replace('TETHER_shop', 'TETHER_base')}`)).setCookies.some((c) => c.startsWith('TETHER_shop=')), true, 'another route’s cookie is not this one')
 
     // A structural change reloads, and the route moves to its own backend: the client stays on its task.
-    const withDomain = route({ serviceName: 'admin', paths: ['/admin'], domains: ['admin.example.com'], endpoints: [addresses[1]!] })
+    // (A wildcard host needs a rule of its own: no spare.)
+    const withDomain = route({ serviceName: 'admin', paths: ['/admin'], domains: ['*.admin.example.com'], endpoints: [addresses[1]!] })
     await proxy.engine.apply({ version: 3, routes: [base, shop, withDomain] })
     assert.equal(proxy.engine.counters.reloads, 2)
     const reloaded = await readFile(proxy.engine.paths.config, 'utf8')
@@ -205,5 +206,60 @@ describe('spare backends: new routes without a reload', () => {
     const plainCookie = plain.setCookies.find((c) => c.startsWith('TETHER_web='))
     assert.ok(plainCookie !== undefined)
     assert.doesNotMatch(plainCookie, /Secure/i)
+  })
+
+  it('serves new routes with exact hosts from spares in the planner’s order among routes with host rules, wildcards and longer plain prefixes, as a fresh start does', async (t) => {
+    const backends = await startBackends(6, { prefix: 'app-' })
+    t.after(() => closeBackends(backends))
+    const at = (i: number): string[] => [backends[i - 1]!.address]
+    const proxy = await createTestProxy(t, SPARES)
+    const v1 = [
+      route({ serviceName: 'api', paths: ['/api'], endpoints: at(1) }),
+      route({ serviceName: 'x-root', paths: ['/'], domains: ['x.example.com'], endpoints: at(2) }),
+      route({ serviceName: 'wild', paths: ['/w'], domains: ['*.example.com'], endpoints: at(3) }),
+    ]
+    await proxy.engine.apply({ version: 1, routes: v1 })
+    const v2: ConfigSnapshot = {
+      version: 2,
+      routes: [
+        ...v1,
+        route({ serviceName: 'x-shop', paths: ['/shop'], domains: ['x.example.com', 'www.x.example.com'], endpoints: at(4) }),
+        route({ serviceName: 'x-w', paths: ['/w'], domains: ['x.example.com'], endpoints: at(5) }),
+        route({ serviceName: 'y', paths: ['/'], domains: ['y.example.com'], sticky: true, endpoints: at(6) }),
+      ],
+    }
+    await proxy.engine.apply(v2)
+    assert.equal(proxy.engine.counters.reloads, 1, 'the three host routes took spares')
+    const config = await readFile(proxy.engine.paths.config, 'utf8')
+    assert.doesNotMatch(config, /backend svc_(x-shop|x-w|y)_80/)
+    const fresh = await createTestProxy(t)
+    await fresh.engine.apply(v2)
+    const probes: Array<[string, string, string]> = [
+      ['x.example.com', '/shop/cart', 'app-4'], // the spare's longer prefix beats the host's '/'
+      ['WWW.X.example.com.', '/shop', 'app-4'], // any case, trailing root dot
+      ['x.example.com:8080', '/other', 'app-2'],
+      ['x.example.com', '/api/v1', 'app-1'], // a longer plain prefix beats the host's '/'
+      ['x.example.com', '/w/1', 'app-5'], // same length: the exact host before the wildcard
+      ['z.example.com', '/w/1', 'app-3'],
+      ['y.example.com', '/', 'app-6'],
+      ['y.example.com', '/shop', 'app-6'],
+      ['y.example.com', '/w', 'app-3'], // the wildcard's longer prefix beats y's '/'
+      ['y.example.com', '/api', 'app-1'],
+      ['z.example.com', '/shop', '404'],
+      ['x.example.com', '/shopping', 'app-2'], // whole segments: /shop is no prefix of /shopping
+    ]
+    for (const [host, path, expected] of probes) {
+      await waitFor(`${host}${path} served`, async () => ((await ask(`${fresh.url}${path}`, undefined, host)).instance.startsWith('app-') || expected === '404' ? true : undefined))
+      assert.equal((await ask(`${proxy.url}${path}`, undefined, host)).instance, expected, `${host}${path} (spares)`)
+      assert.equal((await ask(`${fresh.url}${path}`, undefined, host)).instance, expected, `${host}${path} (fresh start, own backends)`)
+    }
+    // The sticky one issues its own cookie.
+    assert.ok((await ask(`${proxy.url}/`, undefined, 'y.example.com')).setCookies.some((c) => c.startsWith('TETHER_y=')))
+    // One goes: its host and path fall back to the routes left, at once and without a reload.
+    await proxy.engine.apply({ version: 3, routes: v2.routes.filter((r) => r.serviceName !== 'x-shop') })
+    assert.equal((await ask(`${proxy.url}/shop/cart`, undefined, 'x.example.com')).instance, 'app-2')
+    assert.equal((await ask(`${proxy.url}/shop`, undefined, 'www.x.example.com')).instance, '404')
+    assert.equal((await ask(`${proxy.url}/w/1`, undefined, 'x.example.com')).instance, 'app-5')
+    assert.equal(proxy.engine.counters.reloads, 1)
   })
 })
