@@ -803,7 +803,10 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       await watcher.prime(services)
       const renderStart = performance.now()
       // New routes a free spare backend can serve take one: served over the runtime API, no reload.
-      const placement = placeInSpares(served.rendered, changes.added)
+      // A removed route that had a backend of its own makes it a reload anyway (which gives every
+      // route its own backend): then this render is the one reloaded, without placements.
+      const current = served.rendered
+      const placement = changes.removed.some((name) => !current.placement.has(name)) ? undefined : placeInSpares(current, changes.added)
       const { rendered, plan } = renderWithin({ ...snapshot, routes }, placement)
       const renderMs = performance.now() - renderStart
       // A reload gives every route its own backend again: a render with placements is not reused for it.
