@@ -14,6 +14,9 @@ export const ReplyError = IoredisReplyError as new (...args: never[]) => Error
 /** Reply errors that mean "Redis cannot serve right now", not "this request is wrong". */
 const UNAVAILABLE_REPLIES = /^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS|MISCONF)\b/
 
+/** ioredis' words for an attempt that ran out of time: the connect timeout, or a command's (the ready check's). */
+const TIMED_OUT = /ETIMEDOUT|timed out/i
+
 export interface RedisConnectionOptions {
   url: string
   /** TCP connect timeout; also how long the first commands wait for the first connection. */
@@ -85,45 +88,54 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
   let closed = false
   let everReady = false
   let down = false
-  /** The first connection attempt failed: from then on, no command waits for a connection. */
-  let firstConnectFailed = false
+  /**
+   * Before the first connection: an attempt failed with an answer from the network (refused,
+   * no such host), not a timeout. From then on, no command waits for a connection.
+   */
+  let firstConnectRefused = false
+  /** Settles on the first 'ready', or on a first attempt refused: what a command waiting for the first connection waits for. */
+  let decideFirst!: () => void
+  const firstDecided = new Promise<void>((resolve) => (decideFirst = resolve))
 
   client.on('error', (err: Error) => {
     lastError = err.message
   })
   client.on('ready', () => {
     everReady = true
+    decideFirst()
     lastError = 'connection closed'
     if (down) logger?.info({ redis: where }, 'redis route store reconnected')
     down = false
   })
   client.on('close', () => {
-    if (!everReady) firstConnectFailed = true
+    // A timed-out attempt says nothing about Redis: the timeouts are timers, and a process
+    // that blocks its event loop past them (its own start-up compiling every route, on a busy
+    // host) fails an attempt whose answer was already there. The client retries by itself.
+    if (!everReady && !TIMED_OUT.test(lastError)) {
+      firstConnectRefused = true
+      decideFirst()
+    }
     if (closed || down || !everReady) return
     down = true
     logger?.warn({ redis: where, err: lastError }, 'redis route store lost its connection; reconnecting')
   })
 
-  /** Settles when the first connection attempt is decided: 'ready' or 'close'. One listener pair however many callers wait. */
-  const firstAttempt = new Promise<void>((resolve) => {
-    client.once('ready', () => resolve())
-    client.once('close', () => resolve())
-  })
-
   /**
-   * Waits for the first connection attempt (at most connectTimeout), so a store used right
-   * after it was created works; once connected or once that attempt failed, never waits.
+   * Until the first connection, a command waits for it (at most connectTimeout from the call,
+   * however many attempts that takes), so a store used right after it was created works,
+   * even when an attempt timed out; a refused first attempt fails every command at once.
+   * Once connected, never waits.
    */
   async function ensureReady(): Promise<void> {
     if (closed) throw new StoreUnavailableError('the store is closed')
     if (client.status === 'ready') return
-    if (everReady || firstConnectFailed) throw new StoreUnavailableError(`Redis at ${where} is not connected (${lastError}); reconnecting`)
+    if (everReady || firstConnectRefused) throw new StoreUnavailableError(`Redis at ${where} is not connected (${lastError}); reconnecting`)
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new StoreUnavailableError(`Redis at ${where} is not reachable (${lastError})`)), connectTimeout)
     })
     try {
-      await Promise.race([firstAttempt, timedOut])
+      await Promise.race([firstDecided, timedOut])
     } finally {
       clearTimeout(timer)
     }
