@@ -8,18 +8,23 @@
  * start = process.hrtime.bigint() of the parent as a string (CLOCK_MONOTONIC: one clock for
  * every process of the machine) → { served: ms } or { error }.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import { closeBackends, startBackends, type Backend, type BackendReply } from '../../test/helpers/backends.ts'
 
 let backends: Backend[] = []
 
-/** Polls `url` until `instance` answers; ms since `start`. Bounded: 10 s. */
+/**
+ * Polls `url` until `instance` answers; ms since `start`. Bounded: 10 s. A 5 ms pause between
+ * requests (the resolution): polling flat out would take the CPU the change itself needs.
+ */
 async function servedAfter(url: string, instance: string, start: bigint): Promise<number> {
   const since = (): number => Number(process.hrtime.bigint() - start) / 1e6
   while (since() < 10_000) {
     const res = await request(url, { headers: { connection: 'close' } })
     const text = await res.body.text()
     if (res.statusCode === 200 && (JSON.parse(text) as BackendReply).instance === instance) return since()
+    await sleep(5)
   }
   throw new Error(`${instance} never served`)
 }
