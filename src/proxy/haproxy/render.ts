@@ -302,22 +302,17 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       placement.set(serviceName, spare)
     }
   }
+  /** The HTTP backend of one destination of `route`, named `name`, with its servers. */
+  const httpBackend = (route: Route, destination: Destination, name: string): RenderedBackend => {
+    const dns = route.endpoints.length === 0
+    return { name, serviceName: route.serviceName, port: destination.port, dns, sticky: route.sticky, servers: endpointsOf(route, destination.port, dns ? serverInput.tasks?.(route.serviceName) : undefined), unchecked: [] }
+  }
   /** Placed routes' backends, by spare name (rendered in the spare section, not with the others). */
   const placed = new Map<string, RenderedBackend>()
   for (const route of routes) {
     const spare = placement.get(route.serviceName)
     if (spare !== undefined) {
-      const destination = route.destinations[0]!
-      const dns = route.endpoints.length === 0
-      const backend: RenderedBackend = {
-        name: spare,
-        serviceName: route.serviceName,
-        port: destination.port,
-        dns,
-        sticky: route.sticky,
-        servers: endpointsOf(route, destination.port, dns ? serverInput.tasks?.(route.serviceName) : undefined),
-        unchecked: [],
-      }
+      const backend = httpBackend(route, route.destinations[0]!, spare)
       backends.push(backend)
       placed.set(spare, backend)
       continue
@@ -326,16 +321,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       const backend = destinationBackend(route, index)
       if (byBackend.has(backend)) continue
       byBackend.set(backend, { route, destination })
-      const dns = route.endpoints.length === 0
-      backends.push({
-        name: backend,
-        serviceName: route.serviceName,
-        port: destination.port,
-        dns,
-        sticky: route.sticky,
-        servers: endpointsOf(route, destination.port, dns ? serverInput.tasks?.(route.serviceName) : undefined),
-        unchecked: [],
-      })
+      backends.push(httpBackend(route, destination, backend))
     }
   }
 
