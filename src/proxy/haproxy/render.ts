@@ -510,7 +510,9 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     out.push('    http-request set-var(txn.path) path,concat(/)')
     if (spareMaps !== undefined) {
       out.push('    # Routes with an exact host in spare backends: `<host><prefix>/` keys; the length of the longest match (0: none).')
-      out.push('    http-request set-var(txn.hostpath) var(txn.host),concat(,txn.path)')
+      out.push('    # A slash in the Host header would move the host/path boundary (Host x.example.com/shop with path')
+      out.push('    # /admin would match the /shop of x.example.com): it becomes an underscore, which no host name has.')
+      out.push('    http-request set-var(txn.hostpath) \'var(txn.host),regsub("/","_",g),concat(,txn.path)\'')
       out.push(`    http-request set-var(txn.spare_len) var(txn.hostpath),map_beg(${spareMaps.lengths.path},0)`)
     }
     for (const r of plan.redirects) {
