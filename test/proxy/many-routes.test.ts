@@ -1,9 +1,11 @@
 /**
  * Regression: with 32 server-template slots per route, 2,000 routes asked HAProxy for more file
  * descriptors than the limit; every reload failed from version ~228 on and a route added
- * afterwards answered 404 on every proxy. Servers now follow real tasks.
+ * afterwards answered 404 on every proxy. Servers now follow real tasks, and a route added to
+ * a table this size is served from a spare backend, without a reload.
  */
 import { describe, it } from 'node:test'
+import { readFile } from 'node:fs/promises'
 import assert from 'node:assert/strict'
 import type { BackendReply } from '../helpers/backends.ts'
 import { startBackends, closeBackends } from '../helpers/backends.ts'
@@ -39,6 +41,10 @@ describe('2,000 Swarm-style routes through the API, default settings', () => {
         }
       }),
     )
+    // Once the proxy serves the whole table, a new route takes a spare backend: no reload.
+    const table = (await control.api('GET', '/v1/config')).body.version
+    await waitFor('the proxy on the last version of the 2,000', async () => ((await control.api('GET', '/v1/status')).body.proxies[0]?.version === table ? true : undefined), 120_000, 200)
+    const reloads = p.proxy!.engine.counters.reloads
     dns.set('tasks.late', ['127.0.0.3'])
     const late = await control.api('PUT', '/v1/routes/late?wait=converged&timeout=120', { destinations: [{ servicePath: ['/late'], port }] })
     assert.equal(late.status, 200, JSON.stringify(late.body))
@@ -48,6 +54,8 @@ describe('2,000 Swarm-style routes through the API, default settings', () => {
       return r.status === 200 ? r : undefined
     }, 30_000, 100)
     assert.equal((reply.body as BackendReply).instance, 'task-2')
+    assert.equal(p.proxy!.engine.counters.reloads, reloads, 'the late route was served without a reload')
+    assert.match(await readFile(p.proxy!.engine.paths.config, 'utf8'), /\nbackend tether\.spare\.plain\.1\n(?:    .*\n)*?    server /, 'from the first spare backend')
     await waitFor('the last of the 2,000 served', async () => ((await client.get(`${proxyUrl(p)}/svc/${ROUTES - 1}`)).status === 200 ? true : undefined), 30_000, 100)
 
     const status = await waitFor('the heartbeat of the last version', async () => {
