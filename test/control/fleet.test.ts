@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { createMemoryRouteStore } from '../../src/control/store/memory-route-store.ts'
 import { api, heartbeat, proxy, startControl, waitFor } from './harness.ts'
+import { fakeClock } from './store/route-store.contract.ts'
 
 const put = (name: string, query = '') => ({ method: 'PUT' as const, url: `/v1/reconfigure?serviceName=${name}&servicePath=/${name}&port=80${query}`, headers: api })
 const beat = (id: string, version: number, extra: Record<string, unknown> = {}) => ({ method: 'PUT' as const, url: `/v1/proxies/${id}`, headers: proxy, payload: heartbeat(version, extra) })
@@ -18,11 +20,18 @@ describe('PUT /v1/proxies/{id}', () => {
   })
 
   it('forgets a proxy whose heartbeats stop (after the TTL)', async (t) => {
-    const { app } = await startControl(t, { proxyTtlMs: 150 })
+    // The store's clock is injected: on a loaded machine 150 ms of wall time could pass before the first read.
+    const clock = fakeClock()
+    const store = createMemoryRouteStore({ now: clock.now })
+    t.after(() => store.close())
+    const { app } = await startControl(t, { store, proxyTtlMs: 150 })
     await app.inject(beat('proxy-1', 0))
-    assert.equal((await app.inject({ url: '/v1/proxies' })).json().proxies.length, 1)
-    await new Promise((r) => setTimeout(r, 200))
-    assert.equal((await app.inject({ url: '/v1/proxies' })).json().proxies.length, 0)
+    await app.inject(beat('proxy-2', 0))
+    clock.advance(100)
+    await app.inject(beat('proxy-2', 0))
+    assert.deepEqual((await app.inject({ url: '/v1/proxies' })).json().proxies.map((p: { id: string }) => p.id), ['proxy-1', 'proxy-2'])
+    clock.advance(60)
+    assert.deepEqual((await app.inject({ url: '/v1/proxies' })).json().proxies.map((p: { id: string }) => p.id), ['proxy-2'], 'proxy-1 is past its TTL, proxy-2 heartbeated since')
   })
 
   it('needs the proxy token (or an API token)', async (t) => {

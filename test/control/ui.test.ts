@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { EnvError, loadConfig } from '../../src/control/config.ts'
-import { api, startControl } from './harness.ts'
+import { api, startControl, waitFor } from './harness.ts'
 
 describe('GET /ui (the dashboard) and /', () => {
   it('redirects / and /ui to /ui/, and serves the page and its files with a same-origin-only CSP, without a token', async (t) => {
@@ -52,7 +52,7 @@ describe('GET /v1/version', () => {
   it('as a long poll, answers at the next change, or with changed: false when the wait ends', async (t) => {
     const { app } = await startControl(t)
     const waiting = app.inject({ url: '/v1/version?since=0&wait=30' })
-    await new Promise((r) => setTimeout(r, 50))
+    await waitFor(() => app.feed.waiters() === 1, 'the long poll to wait')
     const put = await app.inject({ method: 'PUT', url: '/v1/reconfigure?serviceName=shop&servicePath=/shop&port=80', headers: api })
     assert.equal(put.statusCode, 200)
     assert.deepEqual((await waiting).json(), { version: 1, changed: true })
