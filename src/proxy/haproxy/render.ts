@@ -744,13 +744,16 @@ function framedServices(plan: ReturnType<typeof planRoutes>): Set<string> {
  */
 function spareCookieLines(cookiesMap: string, secureCookie: boolean, https: boolean): string[] {
   // A named group: HAProxy compiles ACL patterns without numbered captures (a back-reference needs a name).
-  const named = '^(?<name>[^=]*)=;((?:.*?;\\s*)?)\\k<name>=(.*)$'
+  // The first cookie of that name (`??`: the shortest run of cookies before it), after ';' or ','
+  // and with spaces before '=' as HAProxy's own cookie parser takes them.
+  const before = '(?:.*?[;,]\\s*)??'
+  const named = `^(?<name>[^=]*)=;(${before})\\k<name>\\s*=(.*)$`
   const rename = `'%[var(txn.tether_ck),regsub(${converterArg(named)},${converterArg(`\\2${SPARE_COOKIE}=\\3`)})]'`
   const out = [
     `    http-request set-var(txn.tether_cookie) be_name,map(${cookiesMap})`,
     '    http-request set-var(txn.tether_hdr) req.fhdr(cookie) if { req.fhdr_cnt(cookie) eq 1 }',
     '    http-request set-var(txn.tether_ck) var(txn.tether_cookie),concat(=;,txn.tether_hdr) if { var(txn.tether_hdr) -m found }',
-    `    http-request set-header Cookie ${rename} if { var(txn.tether_ck) -m reg '^(?<name>[^=]*)=;(?:.*?;\\s*)?\\k<name>=' }`,
+    `    http-request set-header Cookie ${rename} if { var(txn.tether_ck) -m reg '^(?<name>[^=]*)=;${before}\\k<name>\\s*=' }`,
     `    cookie ${SPARE_COOKIE} insert indirect nocache dynamic httponly${secureCookie ? ' secure' : ''} attr "SameSite=Lax"`,
   ]
   const back = `http-after-response replace-header Set-Cookie '^${SPARE_COOKIE}=(.*)$' '%[var(txn.tether_cookie)]=\\1`

@@ -6,6 +6,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect } from 'node:net'
+import fc from 'fast-check'
 import type { ConfigSnapshot } from '../../../src/contracts/config-snapshot.ts'
 import { normalizeRoute } from '../../../src/contracts/route.ts'
 import { closeBackends, startBackends, type BackendReply } from '../../helpers/backends.ts'
@@ -98,5 +99,96 @@ describe('spare backends answer as a route’s own backend does', () => {
       assert.equal(fromSpare.instance, expected, `${host} ${path} ${userAgent} (spares)`)
       assert.equal(fromSpare.path, fromFresh.path)
     }
+  })
+
+  it('a sticky spare reads its route’s cookie in every header shape HAProxy’s own cookie parser reads (separators, spaces, the first of two) as a route’s own backend does', async (t) => {
+    const backends = await startBackends(3, { prefix: 'shop-' })
+    t.after(() => closeBackends(backends))
+    const base = route({ serviceName: 'base', paths: ['/base'], endpoints: [backends[0]!.address] })
+    // A name with the characters a service name may have: none of them may act as a regex.
+    const name = 'shop.v1-x_y'
+    const shop = route({ serviceName: name, paths: ['/shop'], sticky: true, endpoints: backends.map((b) => b.address) })
+    const proxy = await createTestProxy(t, SPARES)
+    await proxy.engine.apply({ version: 1, routes: [base] })
+    await proxy.engine.apply({ version: 2, routes: [base, shop] })
+    assert.equal(proxy.engine.counters.reloads, 1, 'the sticky route took a spare')
+    const fresh = await createTestProxy(t)
+    await fresh.engine.apply({ version: 2, routes: [base, shop] })
+    await allUp(proxy, 2)
+    await allUp(fresh, 2)
+    const ck = `TETHER_${name}`
+    // Each task's cookie value, as any proxy issues it.
+    const values = new Map<string, string>()
+    for (let i = 0; i < 30 && values.size < 3; i++) {
+      const a = await ask(fresh.port, '/shop', [['Host', 'a']])
+      values.set(a.instance, a.setCookies.find((c) => c.startsWith(`${ck}=`))!.slice(ck.length + 1))
+    }
+    assert.equal(values.size, 3)
+    const [v1, v2, v3] = ['shop-1', 'shop-2', 'shop-3'].map((i) => values.get(i)!) as [string, string, string]
+
+    /** What a user notices: pinned (to which task) or balanced with a new cookie, and the Cookie header the application sees. */
+    const seen = async (port: number, header: string): Promise<{ pinned: string; appCookie: string; issued: string[] }> => {
+      const a = await ask(port, '/shop', [
+        ['Host', 'a'],
+        ['Cookie', header],
+      ])
+      assert.equal(a.status, 200)
+      const issued = a.setCookies.map((c) => c.split('=')[0]!)
+      return { pinned: issued.length === 0 ? a.instance : '(balanced)', appCookie: a.appCookie, issued }
+    }
+    const table: Array<[header: string, pinned: string]> = [
+      [`${ck}=${v2}`, 'shop-2'],
+      [`a=1;${ck}=${v2};b=2`, 'shop-2'],
+      [`a=1;\t${ck}=${v3}`, 'shop-3'],
+      [`a=1, ${ck}=${v2}`, 'shop-2'],
+      [`a=1,${ck}=${v3}`, 'shop-3'],
+      [`${ck} = ${v2}`, 'shop-2'],
+      [`a=b=c; ${ck} =${v1}`, 'shop-1'],
+      [`x${ck}=${v3}; ${ck}=${v2}`, 'shop-2'],
+      [`x${ck}=${v3}`, '(balanced)'],
+      [`${ck}x=${v3}`, '(balanced)'],
+      [`${ck.toLowerCase()}=${v3}`, '(balanced)'],
+      [`${ck}="${v2}"`, '(balanced)'],
+      [`${ck}=; a=1`, '(balanced)'],
+      [`${ck}=bogus`, '(balanced)'],
+    ]
+    for (const [header, pinned] of table) {
+      const own = await seen(fresh.port, header)
+      assert.equal(own.pinned, pinned, `${header} (own backend)`)
+      assert.deepEqual(await seen(proxy.port, header), own, `${header} (spare)`)
+    }
+    // The route's cookie twice: the first one counts (the application may see the second).
+    for (const [header, pinned] of [
+      [`${ck}=${v3}; ${ck}=${v2}`, 'shop-3'],
+      [`a=1; ${ck}=${v1}; b=2; ${ck}=${v3}`, 'shop-1'],
+    ] as const) {
+      assert.equal((await seen(fresh.port, header)).pinned, pinned, `${header} (own backend)`)
+      assert.equal((await seen(proxy.port, header)).pinned, pinned, `${header} (spare)`)
+    }
+
+    // Any header with the route's cookie at most once: the same as the route's own backend.
+    const cookie = fc.record({
+      name: fc.constantFrom('a', `x${ck}`, `${ck}x`, ck.toLowerCase(), 'TETHER_base'),
+      eq: fc.constantFrom('=', ' =', '= ', ' = '),
+      value: fc.constantFrom(v1, v2, v3, 'bogus', '', `"${v1}"`, 'b=c'),
+    })
+    const separator = fc.constantFrom('; ', ';', ', ', ',', ' ; ', ';\t')
+    const header = fc
+      .record({
+        others: fc.array(fc.tuple(separator, cookie), { minLength: 0, maxLength: 4 }),
+        own: fc.option(fc.record({ at: fc.nat(4), separator, eq: fc.constantFrom('=', ' =', '= '), value: fc.constantFrom(v1, v2, v3, 'bogus', '') }), { nil: undefined }),
+      })
+      .map(({ others, own }) => {
+        const parts = others.map(([sep, c]) => [sep, `${c.name}${c.eq}${c.value}`] as const)
+        if (own !== undefined) parts.splice(Math.min(own.at, parts.length), 0, [own.separator, `${ck}${own.eq}${own.value}`])
+        return parts.map(([sep, text], i) => (i === 0 ? text : `${sep}${text}`)).join('')
+      })
+      .filter((h) => h !== '')
+    await fc.assert(
+      fc.asyncProperty(header, async (h) => {
+        assert.deepEqual(await seen(proxy.port, h), await seen(fresh.port, h), h)
+      }),
+      { numRuns: 60, seed: 8 },
+    )
   })
 })
