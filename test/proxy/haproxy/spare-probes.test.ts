@@ -10,7 +10,9 @@ import fc from 'fast-check'
 import type { ConfigSnapshot } from '../../../src/contracts/config-snapshot.ts'
 import { normalizeRoute } from '../../../src/contracts/route.ts'
 import { closeBackends, startBackends, type BackendReply } from '../../helpers/backends.ts'
+import { startDnsServer } from '../../helpers/dns-server.ts'
 import { createTestProxy, route, waitFor, type TestProxy } from '../../helpers/haproxy.ts'
+import { freePort } from '../../helpers/redis-server.ts'
 
 const SPARES = { spareFromRoutes: 1, spareBackends: 2 }
 
@@ -190,5 +192,160 @@ describe('spare backends answer as a route’s own backend does', () => {
       }),
       { numRuns: 60, seed: 8 },
     )
+  })
+
+  it('a route in a spare through its life: tasks from DNS come and go without a reload, the route goes, the spare takes another route, HAProxy dies and is restarted, and the next change is served', async (t) => {
+    const hosts = ['127.0.0.2', '127.0.0.3', '127.0.0.4']
+    const port = await freePort()
+    const tasks = await startBackends(3, { hosts, port, prefix: 'task-' })
+    t.after(() => closeBackends(tasks))
+    const others = await startBackends(2, { prefix: 'app-' })
+    t.after(() => closeBackends(others))
+    const dns = await startDnsServer({ 'tasks.web': hosts.slice(0, 2) })
+    t.after(() => dns.close())
+    hosts.forEach((h, i) => dns.setName(h, `web.${i + 1}.task${i + 1}.ingress`))
+    const settings = { resolvers: [dns.address], dnsIntervalMs: 200, restartBackoffMs: { min: 50, max: 500 } }
+    // One spare of each kind: the second sticky route can only have the first one's.
+    const proxy = await createTestProxy(t, { ...settings, spareFromRoutes: 1, spareBackends: 1 })
+    const fresh = await createTestProxy(t, settings)
+    const base = route({ serviceName: 'base', paths: ['/base'], endpoints: [others[0]!.address] })
+    const web = route({ serviceName: 'web', paths: ['/web'], sticky: true, port })
+    await proxy.engine.apply({ version: 1, routes: [base] })
+    await proxy.engine.apply({ version: 2, routes: [base, web] })
+    await fresh.engine.apply({ version: 2, routes: [base, web] })
+    assert.equal(proxy.engine.counters.reloads, 1, 'web took the sticky spare')
+    await allUp(proxy, 2)
+    await allUp(fresh, 2)
+    // health(): the placed route under its own name, never a spare.
+    const served = async (p: TestProxy): Promise<Array<[string, number]>> => (await p.engine.health()).map((h) => [h.serviceName, h.up] as [string, number]).sort()
+    assert.deepEqual(await served(proxy), [
+      ['base', 1],
+      ['web', 2],
+    ])
+
+    /** The cookie each task gets, on `p`: task → `TETHER_web=value`. */
+    const cookies = async (p: TestProxy, count: number): Promise<Map<string, string>> => {
+      const out = new Map<string, string>()
+      for (let i = 0; i < 30 && out.size < count; i++) {
+        const a = await ask(p.port, '/web', [['Host', 'a']])
+        const c = a.setCookies.find((x) => x.startsWith('TETHER_web='))
+        assert.ok(c !== undefined, `no cookie from ${a.instance}`)
+        out.set(a.instance, c)
+      }
+      assert.equal(out.size, count)
+      return out
+    }
+    // A third task appears: a server of the spare, without a reload, with the cookie value every proxy gives it.
+    dns.set('tasks.web', hosts)
+    await waitFor('three tasks on both', async () => ((await served(proxy)).some(([s, up]) => s === 'web' && up === 3) && (await fresh.engine.health()).some((h) => h.serviceName === 'web' && h.up === 3) ? true : undefined))
+    assert.equal(proxy.engine.counters.reloads, 1)
+    const own = await cookies(fresh, 3)
+    assert.deepEqual(await cookies(proxy, 3), own)
+    for (const [task, cookie] of own) assert.equal((await ask(proxy.port, '/web', [['Host', 'a'], ['Cookie', cookie]])).instance, task)
+    // One goes: its server leaves the spare; a client pinned to it moves, and is told so.
+    dns.set('tasks.web', hosts.slice(1))
+    await waitFor('task-1 gone', async () => ((await served(proxy)).some(([s, up]) => s === 'web' && up === 2) ? true : undefined))
+    const moved = await ask(proxy.port, '/web', [['Host', 'a'], ['Cookie', own.get('task-1')!]])
+    assert.notEqual(moved.instance, 'task-1')
+    assert.deepEqual(moved.setCookies, [own.get(moved.instance)])
+
+    // The route goes: 404 at once, nothing listed for it, no reload.
+    await proxy.engine.apply({ version: 3, routes: [base] })
+    assert.equal((await ask(proxy.port, '/web', [['Host', 'a']])).status, 404)
+    assert.deepEqual(await served(proxy), [['base', 1]])
+    // Another sticky route takes the freed spare: its own cookie name; web's cookie is just another cookie to it.
+    const shop = route({ serviceName: 'shop', paths: ['/shop'], sticky: true, endpoints: others.map((b) => b.address) })
+    const v4: ConfigSnapshot = { version: 4, routes: [base, shop] }
+    await proxy.engine.apply(v4)
+    await fresh.engine.apply(v4)
+    assert.equal(proxy.engine.counters.reloads, 1, 'shop took the freed spare')
+    await allUp(proxy, 2)
+    await allUp(fresh, 2)
+    const first = await ask(proxy.port, '/shop', [['Host', 'a']])
+    const shopCookie = first.setCookies.find((c) => c.startsWith('TETHER_shop='))
+    assert.ok(shopCookie !== undefined, JSON.stringify(first.setCookies))
+    assert.equal((await ask(fresh.port, '/shop', [['Host', 'a'], ['Cookie', shopCookie]])).instance, first.instance, 'the value any proxy gives that task')
+    const webCookie = own.get('task-2')!
+    const withWeb = await ask(proxy.port, '/shop', [['Host', 'a'], ['Cookie', `${webCookie}; ${shopCookie}`]])
+    assert.equal(withWeb.instance, first.instance)
+    assert.equal(withWeb.appCookie, webCookie)
+
+    // HAProxy dies: the supervisor restarts it from the configuration file, the route still in its spare.
+    const master = proxy.engine.process!.pid!
+    process.kill(master, 'SIGKILL')
+    await waitFor('restarted', async () => (proxy.engine.process!.restarts === 1 && proxy.engine.process!.pid !== master ? true : undefined))
+    await waitFor('serving again', async () => ((await ask(proxy.port, '/base', [['Host', 'a']]).catch(() => undefined))?.instance === 'app-1' ? true : undefined))
+    const pinned = await ask(proxy.port, '/shop', [['Host', 'a'], ['Cookie', shopCookie]])
+    assert.equal(pinned.instance, first.instance)
+    assert.deepEqual(pinned.setCookies, [])
+    // The next change after the restart (runtime API or reload, whichever the engine can) is served, the pinned client kept.
+    const plain = route({ serviceName: 'plain', paths: ['/plain'], endpoints: [others[1]!.address] })
+    await proxy.engine.apply({ version: 5, routes: [base, shop, plain] })
+    await waitFor('plain served', async () => ((await ask(proxy.port, '/plain', [['Host', 'a']])).instance === 'app-2' ? true : undefined))
+    assert.equal((await ask(proxy.port, '/shop', [['Host', 'a'], ['Cookie', shopCookie]])).instance, first.instance)
+    assert.deepEqual(await served(proxy), [
+      ['base', 1],
+      ['plain', 1],
+      ['shop', 2],
+    ])
+  })
+
+  it('random tables: after new routes are added (from spares where they fit), every (host, path, user agent) probe answers as on a proxy without spares', async (t) => {
+    const backends = await startBackends(6, { prefix: 'r' })
+    t.after(() => closeBackends(backends))
+    const proxy = await createTestProxy(t, SPARES)
+    const plain = await createTestProxy(t)
+    const paths = fc.subarray(['/', '/a', '/a/b', '/b', '/ab'], { minLength: 1, maxLength: 2 })
+    const shape = fc.record({
+      paths,
+      domains: fc.constantFrom<string[]>([], [], ['x.example.com'], ['y.example.com'], ['x.example.com', 'y.example.com'], ['*.example.com']),
+      sticky: fc.boolean(),
+      // A discriminator: a rule of its own (never in a spare), which spare prefixes must rank against.
+      userAgent: fc.constantFrom<string | undefined>(undefined, undefined, undefined, 'probe'),
+    })
+    // New routes of the kind a spare takes (no wildcard, no discriminator); the table before has every kind.
+    const spareable = fc.record({
+      paths,
+      domains: fc.constantFrom<string[]>([], ['x.example.com'], ['y.example.com'], ['x.example.com', 'y.example.com']),
+      sticky: fc.boolean(),
+      userAgent: fc.constant(undefined),
+    })
+    // Route i is served by backend r<i+1> alone, so an answer names the route that took the request.
+    const routeOf = (i: number, s: { paths: string[]; domains: string[]; sticky: boolean; userAgent: string | undefined }) =>
+      normalizeRoute({
+        serviceName: `r${i + 1}`,
+        destinations: [{ servicePath: s.paths, port: 80, ...(s.userAgent === undefined ? {} : { userAgent: [s.userAgent] }) }],
+        serviceDomain: s.domains,
+        sticky: s.sticky,
+        endpoints: [backends[i]!.address],
+      })
+    let version = 0
+    let placed = 0
+    await fc.assert(
+      fc.asyncProperty(fc.array(shape, { minLength: 1, maxLength: 3 }), fc.array(spareable, { minLength: 1, maxLength: 3 }), async (before, added) => {
+        const v1 = before.map((s, i) => routeOf(i, s))
+        const v2: ConfigSnapshot = { version: version + 2, routes: [...v1, ...added.map((s, i) => routeOf(before.length + i, s))] }
+        await proxy.engine.apply({ version: ++version, routes: v1 })
+        const reloads = proxy.engine.counters.reloads
+        await proxy.engine.apply(v2)
+        if (proxy.engine.counters.reloads === reloads) placed++
+        await plain.engine.apply(v2)
+        version++
+        await allUp(proxy, v2.routes.length)
+        await allUp(plain, v2.routes.length)
+        for (const host of ['x.example.com', 'Y.Example.COM.', 'z.example.com'])
+          for (const path of ['/', '/a', '/a/b/c', '/ab', '/b/x'])
+            for (const userAgent of ['probe', 'curl']) {
+              const headers: Array<[string, string]> = [
+                ['Host', host],
+                ['User-Agent', userAgent],
+              ]
+              const expected = (await ask(plain.port, path, headers)).instance
+              assert.equal((await ask(proxy.port, path, headers)).instance, expected, `${host} ${path} ${userAgent}\n${JSON.stringify(v2.routes)}`)
+            }
+      }),
+      { numRuns: 8, seed: 42 },
+    )
+    assert.ok(placed >= 4, `${placed} of 8 runs served their new routes from spares`)
   })
 })
