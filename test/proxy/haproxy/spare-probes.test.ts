@@ -5,7 +5,9 @@
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { connect } from 'node:net'
+import { promisify } from 'node:util'
 import fc from 'fast-check'
 import type { ConfigSnapshot } from '../../../src/contracts/config-snapshot.ts'
 import { normalizeRoute } from '../../../src/contracts/route.ts'
@@ -15,6 +17,8 @@ import { createTestProxy, route, waitFor, type TestProxy } from '../../helpers/h
 import { freePort } from '../../helpers/redis-server.ts'
 
 const SPARES = { spareFromRoutes: 1, spareBackends: 2 }
+/** Runs a command without blocking the event loop (the backends answer from this process). */
+const run = promisify(execFile)
 
 interface Answer {
   status: number
@@ -166,6 +170,20 @@ describe('spare backends answer as a route’s own backend does', () => {
     ] as const) {
       assert.equal((await seen(fresh.port, header)).pinned, pinned, `${header} (own backend)`)
       assert.equal((await seen(proxy.port, header)).pinned, pinned, `${header} (spare)`)
+    }
+
+    // HTTP/2 (prior knowledge, as curl sends it): the cookie split over two header fields, which
+    // HAProxy joins into one before the spare's rules read it.
+    for (const [cookie, task] of [...values].map(([task, value]) => [`${ck}=${value}`, task] as const)) {
+      for (const p of [fresh, proxy]) {
+        const { stdout } = await run('curl', ['-s', '-i', '--max-time', '10', '--http2-prior-knowledge', '-H', 'Cookie: lang=en', '-H', `Cookie: ${cookie}`, `${p.url}/shop`])
+        const [head = '', body = ''] = stdout.split('\r\n\r\n')
+        assert.match(head, /^HTTP\/2 200/)
+        assert.doesNotMatch(head, new RegExp(`set-cookie: ${ck.replace(/\./g, '\\.')}=`, 'i'), 'pinned: no new cookie')
+        const reply = JSON.parse(body) as BackendReply
+        assert.equal(reply.instance, task, p === proxy ? 'spare' : 'own backend')
+        assert.equal(reply.headers.cookie, 'lang=en')
+      }
     }
 
     // Any header with the route's cookie at most once: the same as the route's own backend.
