@@ -628,6 +628,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
         const changes = (await syncTls(rendered)) + (await syncServers(rendered))
         served = servedOf(served.snapshot, rendered, plan, served.refused)
         await writeFiles(rendered, paths.config)
+        await removeStaleFiles(rendered)
         if (changes > 0) counters.runtimeChanges++
         return
       } catch (error) {
@@ -824,6 +825,10 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
           }
           served = servedOf({ ...snapshot, routes }, rendered, plan, stillRefused)
           await writeFiles(rendered, paths.config)
+          // The files of the previous version are in HAProxy's memory (changed there over the
+          // runtime API, named by the paths it loaded) and a restart reads these: without this, every
+          // route placed in a spare or path changed left a copy of the whole table's maps until a reload.
+          await removeStaleFiles(rendered)
           if (count > 0) counters.runtimeChanges++
           const ms = (x: number): number => Math.round(x)
           logger.info({ version: snapshot.version, routes: routes.length, changes: count, renderMs: ms(renderMs), syncMs: ms(syncMs), servedMs: ms(servedMs), runtimeMs: ms(performance.now() - t) }, 'configuration applied without a reload')

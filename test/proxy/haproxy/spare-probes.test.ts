@@ -6,7 +6,9 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
+import { readdir, readFile } from 'node:fs/promises'
 import { connect } from 'node:net'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
 import fc from 'fast-check'
 import type { ConfigSnapshot } from '../../../src/contracts/config-snapshot.ts'
@@ -365,5 +367,25 @@ describe('spare backends answer as a route’s own backend does', () => {
       { numRuns: 8, seed: 42 },
     )
     assert.ok(placed >= 4, `${placed} of 8 runs served their new routes from spares`)
+  })
+
+  it('routes placed in spares and removed again over the runtime API leave only the map files the served configuration names (each change writes new ones)', async (t) => {
+    const backends = await startBackends(1, { prefix: 'app-' })
+    t.after(() => closeBackends(backends))
+    const proxy = await createTestProxy(t, SPARES)
+    const base = route({ serviceName: 'base', paths: ['/base'], endpoints: [backends[0]!.address] })
+    await proxy.engine.apply({ version: 1, routes: [base] })
+    let version = 1
+    for (let i = 0; i < 6; i++) {
+      const added = route({ serviceName: `new${i}`, paths: [`/new${i}`], domains: i % 2 === 0 ? [] : [`n${i}.example.com`], sticky: i % 3 === 0, endpoints: [backends[0]!.address] })
+      await proxy.engine.apply({ version: ++version, routes: [base, added] })
+      assert.equal((await ask(proxy.port, `/new${i}`, [['Host', `n${i}.example.com`]])).instance, 'app-1')
+      await proxy.engine.apply({ version: ++version, routes: [base] })
+    }
+    assert.equal(proxy.engine.counters.reloads, 1, 'every change went over the runtime API')
+    const config = await readFile(proxy.engine.paths.config, 'utf8')
+    const named = new Set([...config.matchAll(/\/maps\/([^\s),]+)/g)].map((m) => m[1]!))
+    assert.ok(named.size >= 4, `maps named: ${[...named].join(' ')}`)
+    assert.deepEqual((await readdir(join(proxy.stateDir, 'maps'))).sort(), [...named].sort())
   })
 })
