@@ -230,7 +230,8 @@ for (const kind of ['memory', 'redis'] as const) {
 
     it('takeover=true moves the port and keeps the holder\'s HTTP destinations', async (t) => {
       const { app, store } = await control(t)
-      await app.inject({ method: 'PUT', url: '/v1/routes/blue', headers: api, payload: { servicePath: ['/blue'], port: 80, tcp: [{ srcPort: 5432, port: 5432 }] } })
+      const blueRes = await app.inject({ method: 'PUT', url: '/v1/routes/blue', headers: api, payload: { servicePath: ['/blue'], port: 80, tcp: [{ srcPort: 5432, port: 5432 }] } })
+      assert.equal(blueRes.statusCode, 200, blueRes.body)
       const res = await app.inject(put('/v1/reconfigure?serviceName=green&reqMode=tcp&srcPort=5432&port=5432&takeover=true'))
       assert.equal(res.statusCode, 200, res.body)
       assert.deepEqual(res.json().takenOver, [{ serviceName: 'blue', servicePath: ['tcp:5432'], removed: false }])
