@@ -406,10 +406,9 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       if (change.count > 0) changes.push(change)
     }
     // A spare backend whose route is gone keeps its section until the next reload: its servers go.
-    const spares = new Set([...next.spares.sticky, ...next.spares.plain])
-    for (const name of spares) {
-      if (next.placement.size > 0 && [...next.placement.values()].includes(name)) continue
-      if ((live.get(name)?.size ?? 0) === 0) continue
+    const taken = new Set(next.placement.values())
+    for (const name of [...next.spares.sticky, ...next.spares.plain]) {
+      if (taken.has(name) || (live.get(name)?.size ?? 0) === 0) continue
       const freed: RenderedBackend = { name, serviceName: '', port: 0, dns: false, sticky: false, servers: [], unchecked: [] }
       const change = serverChange(freed, [], new Set())
       if (change.count > 0) changes.push(change)
