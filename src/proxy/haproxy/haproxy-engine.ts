@@ -25,7 +25,7 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { availableParallelism } from 'node:os'
-import { basename, join } from 'node:path'
+import { basename, join, resolve as absolutePath } from 'node:path'
 import type { CertificateMaterial } from '../../contracts/certificate.ts'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import { describeShadowed, tcpBindings } from '../../contracts/route-planner.ts'
@@ -35,7 +35,7 @@ import { systemClock } from '../../shared/clock.ts'
 import type { ApplyResult, BackendHealth, Engine } from '../engine.ts'
 import { planDescriptors, parseNofileLimit, type DescriptorPlan } from './descriptors.ts'
 import { HaproxyConfigError, HaproxyRuntimeError } from './errors.ts'
-import { haproxyVersion, startHaproxy, type HaproxyProcess } from './process.ts'
+import { endLeftovers, haproxyVersion, startHaproxy, type HaproxyProcess } from './process.ts'
 import { checkConfigOf, configTextOf, parseConfigText, withServers, type ConfigText } from './config-text.ts'
 import { bindHost, render, spareKind, statePaths, type RenderedBackend, type RenderedConfig } from './render.ts'
 import { compareRoutes, sameJson } from './route-diff.ts'
@@ -144,6 +144,9 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   const partialCandidate = `${paths.candidate}.partial`
   const version = await haproxyVersion(s.haproxyBin)
   await mkdir(paths.mapDir, { recursive: true })
+  // A HAProxy left by an agent killed on this state directory goes before anything else: it still
+  // holds the table's TCP ports (they would be probed as taken) and would answer beside ours.
+  await endLeftovers(absolutePath(paths.config), paths.pidFile, logger)
   const descriptorLimit =
     s.descriptorLimit ?? (await readFile('/proc/self/limits', 'utf8').then(parseNofileLimit, () => undefined)) ?? DEFAULT_DESCRIPTOR_LIMIT
 
@@ -712,6 +715,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
           serverStateFile: paths.serverState,
           restartBackoffMs: s.restartBackoffMs,
           logger,
+          ...(s.accessLogOutput === undefined ? {} : { stdout: s.accessLogOutput }),
         })
       } else {
         await proc.reload(undefined, { stateSaved: proc === running })

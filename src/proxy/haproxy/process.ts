@@ -5,7 +5,8 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { readFile, writeFile, rename } from 'node:fs/promises'
+import { readdir, readFile, writeFile, rename } from 'node:fs/promises'
+import { resolve as absolutePath } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { HaproxyNotInstalledError, HaproxyReloadError, HaproxyStartError } from './errors.ts'
 import { requestReload, showProc, showServersState, type ProcInfo } from './runtime.ts'
@@ -38,6 +39,8 @@ export interface ProcessOptions {
   serverStateFile: string
   restartBackoffMs: { min: number; max: number }
   logger: Logger
+  /** HAProxy's standard output (its access log): a file descriptor. Default: a pipe read for its messages. */
+  stdout?: number
   /** Called when HAProxy died unexpectedly (before the restart is attempted). */
   onExit?: (code: number | null, signal: string | null) => void
 }
@@ -63,7 +66,91 @@ export interface HaproxyProcess {
 /** A HAProxy process of ours: its command line names our configuration file (guards against pid reuse). */
 async function ours(pid: number, configPath: string): Promise<boolean> {
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
-  return cmdline.split('\0').includes(configPath)
+  return namesConfig(cmdline, configPath)
+}
+
+/** `-f <configPath>` among the arguments of a NUL-separated /proc/<pid>/cmdline. */
+function namesConfig(cmdline: string, configPath: string): boolean {
+  const args = cmdline.split('\0')
+  return args.some((a, i) => a === configPath && args[i - 1] === '-f')
+}
+
+/** The parent's pid, from /proc/<pid>/stat (after the command name in parentheses). */
+async function parentOf(pid: number): Promise<number | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ppid = Number(fields[1])
+  return Number.isInteger(ppid) && ppid > 0 ? ppid : undefined
+}
+
+/**
+ * HAProxy processes (masters and workers) that run our configuration file but are not ours: an
+ * agent killed with SIGKILL (or crashed) leaves its HAProxy serving, and SO_REUSEPORT lets a second
+ * one bind the same ports, so both would answer, the old one with the old routes. Found by the pid
+ * file HAProxy writes (`-p`: the master's pid in master-worker mode) and by a walk of /proc (a pid
+ * file lost or overwritten by a start that failed). A pid is taken only when its command line names
+ * this configuration file after `-f`: a process that reused the pid is never signalled.
+ */
+export async function findLeftovers(configPath: string, pidFile: string): Promise<number[]> {
+  const found = new Set<number>()
+  const recorded = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim())
+  if (Number.isInteger(recorded) && recorded > 0 && (await ours(recorded, configPath))) found.add(recorded)
+  const entries = await readdir('/proc').catch(() => [] as string[])
+  for (const entry of entries) {
+    if (!/^[0-9]+$/.test(entry)) continue
+    const pid = Number(entry)
+    if (pid === process.pid || found.has(pid)) continue
+    if (await ours(pid, configPath)) found.add(pid)
+  }
+  return [...found].sort((a, b) => a - b)
+}
+
+/**
+ * Ends the HAProxy a previous agent left on this configuration (see findLeftovers) before ours
+ * starts: never two masters on one port. Its masters get SIGUSR1 (soft stop: the listeners are
+ * released at once, requests in flight finish) for up to `graceMs`, then SIGTERM (workers
+ * hard-stopped), then SIGKILL for whatever remains. Adopting it instead is not possible for a new
+ * agent: HAProxy's output (the ALERT lines a refused reload is explained with) went to the dead
+ * agent's pipe, and its exit could not be waited for. Resolves with the pids ended.
+ */
+export async function endLeftovers(configPath: string, pidFile: string, logger: Logger, graceMs = 2_000): Promise<number[]> {
+  const pids = await findLeftovers(configPath, pidFile)
+  if (pids.length === 0) return []
+  const set = new Set(pids)
+  const masters: number[] = []
+  for (const pid of pids) if (!set.has((await parentOf(pid)) ?? 0)) masters.push(pid)
+  logger.warn({ masters, pids }, `ending the HAProxy a previous agent left running on this state directory (master ${masters.join(', ')}), before starting ours`)
+  const signal = async (which: NodeJS.Signals, targets: number[]): Promise<void> => {
+    for (const pid of targets) {
+      // Checked again right before each signal: the pid may have ended and been reused since.
+      if (!alive(pid) || !(await ours(pid, configPath))) continue
+      try {
+        process.kill(pid, which)
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+  }
+  const gone = async (ms: number): Promise<boolean> => {
+    const deadline = Date.now() + ms
+    for (;;) {
+      const left: number[] = []
+      for (const pid of pids) if (alive(pid) && (await ours(pid, configPath))) left.push(pid)
+      if (left.length === 0) return true
+      if (Date.now() > deadline) return false
+      await sleep(20)
+    }
+  }
+  await signal('SIGUSR1', masters)
+  if (!(await gone(graceMs))) {
+    await signal('SIGTERM', masters)
+    if (!(await gone(3_000))) {
+      logger.warn({ pids }, 'killing the HAProxy processes left behind (SIGKILL)')
+      await signal('SIGKILL', pids)
+      await gone(3_000)
+    }
+  }
+  return pids
 }
 
 function alive(pid: number): boolean {
@@ -78,6 +165,9 @@ function alive(pid: number): boolean {
 /** Starts HAProxy and resolves once a worker serves; rejects with HAProxy's own words when it cannot start. */
 export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProcess> {
   const { logger } = options
+  // Absolute, so that the command line names this configuration whatever the working directory
+  // (what findLeftovers and stop() recognise our processes by).
+  const configPath = absolutePath(options.configPath)
   let child: ChildProcess | undefined
   let stopping = false
   let restarts = 0
@@ -90,9 +180,11 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
   let alertCount = 0
 
   async function launch(): Promise<void> {
-    const args = ['-W', '-S', `${options.masterSocket},mode,600`, '-f', options.configPath, '-p', options.pidFile]
+    // Never two masters on one port: a HAProxy left by an agent that was killed goes first.
+    await endLeftovers(configPath, options.pidFile, logger)
+    const args = ['-W', '-S', `${options.masterSocket},mode,600`, '-f', configPath, '-p', options.pidFile]
     logger.info({ bin: options.bin, args }, 'starting HAProxy')
-    const proc = spawn(options.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const proc = spawn(options.bin, args, { stdio: ['ignore', options.stdout ?? 'pipe', 'pipe'] })
     child = proc
     let output = ''
     const collect = (chunk: Buffer): void => {
@@ -273,7 +365,7 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
       }
       // Nothing may outlive the engine: kill any worker the master left behind.
       const leftovers: number[] = []
-      for (const pid of knownPids) if (alive(pid) && (await ours(pid, options.configPath))) leftovers.push(pid)
+      for (const pid of knownPids) if (alive(pid) && (await ours(pid, configPath))) leftovers.push(pid)
       const deadline = Date.now() + 5_000
       while (leftovers.some(alive) && Date.now() < deadline) await sleep(20)
       for (const pid of leftovers.filter(alive)) {
