@@ -43,6 +43,31 @@ export const ProxyEnvSchema = Type.Object({
     description:
       'Spare backends of each kind (sticky, not sticky) kept empty once the table holds 1,000 routes: a new route with one plain destination is served from one over the runtime API instead of a reload (2 s and more at 10,000 routes); the next reload gives it its own backend. 0: none. Default 8.',
   }),
+  TETHER_DRAIN_TIMEOUT: Type.Integer({
+    minimum: 0,
+    maximum: 604_800,
+    default: 3600,
+    description:
+      "Seconds an old HAProxy worker keeps its connections (WebSockets, streamed responses, TCP sessions) after a reload before they are closed (HAProxy's hard-stop-after). 0: as long as the connections live. Default 3600 (1 h, as the WebSocket idle timeout).",
+  }),
+  TETHER_MAX_OLD_WORKERS: Type.Integer({
+    minimum: 0,
+    maximum: 1000,
+    default: 10,
+    description: 'Old HAProxy workers still draining connections after reloads kept at most; past it the oldest is stopped at once (its connections close). 0: no bound by count. Default 10.',
+  }),
+  TETHER_CLIENT_MAX_CONNECTIONS: Type.Integer({
+    minimum: 0,
+    maximum: 10_000_000,
+    default: 1000,
+    description: 'Connections one client address may hold open at once on the HTTP/HTTPS listeners; more are closed at once. 0: no limit (set it behind a load balancer that does not keep client addresses). Default 1000.',
+  }),
+  TETHER_CLIENT_MAX_REQUEST_RATE: Type.Integer({
+    minimum: 0,
+    maximum: 100_000_000,
+    default: 10_000,
+    description: 'Requests one client address may send in 10 seconds on the HTTP/HTTPS listeners; past it requests answer 429. 0: no limit. Default 10000 (1,000 a second).',
+  }),
   TETHER_MAXCONN: Type.Optional(
     Type.Integer({ minimum: 1, maximum: 10_000_000, description: "HAProxy's maxconn. Default 4096, lowered by the proxy when the descriptor limit cannot hold it with every server; a value set here is never lowered." }),
   ),
@@ -86,6 +111,12 @@ export interface ProxyConfig {
   dns: { host: string; port: number }
   dnsIntervalMs: number
   spareBackends: number
+  /** TETHER_DRAIN_TIMEOUT in seconds; 0: no limit. */
+  drainTimeoutSeconds: number
+  maxOldWorkers: number
+  /** Per-client-address limits on the HTTP/HTTPS frontend; 0: none. */
+  clientMaxConnections: number
+  clientMaxRequestRate: number
   /** undefined: the default, which the proxy may lower to fit the descriptor limit. */
   maxconn: number | undefined
   cookieKey: string
@@ -192,6 +223,10 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     dnsIntervalMs: value.TETHER_DNS_INTERVAL_MS,
     spareBackends: value.TETHER_SPARE_BACKENDS,
     maxconn: value.TETHER_MAXCONN,
+    drainTimeoutSeconds: value.TETHER_DRAIN_TIMEOUT,
+    maxOldWorkers: value.TETHER_MAX_OLD_WORKERS,
+    clientMaxConnections: value.TETHER_CLIENT_MAX_CONNECTIONS,
+    clientMaxRequestRate: value.TETHER_CLIENT_MAX_REQUEST_RATE,
     cookieKey,
     statsAuth,
     stateDir: value.TETHER_STATE_DIR,

@@ -51,6 +51,17 @@ describe('tether proxy configuration (environment)', () => {
     assert.equal(config.node, 'manager-1')
   })
 
+  it('drains old connections for an hour and bounds old workers and each client address by default; 0 turns each off', () => {
+    const config = loadProxyConfig(base, opts)
+    assert.equal(config.drainTimeoutSeconds, 3600)
+    assert.equal(config.maxOldWorkers, 10)
+    assert.equal(config.clientMaxConnections, 1000)
+    assert.equal(config.clientMaxRequestRate, 10_000)
+    const off = loadProxyConfig({ ...base, TETHER_DRAIN_TIMEOUT: '0', TETHER_MAX_OLD_WORKERS: '0', TETHER_CLIENT_MAX_CONNECTIONS: '0', TETHER_CLIENT_MAX_REQUEST_RATE: '0' }, opts)
+    assert.deepEqual([off.drainTimeoutSeconds, off.maxOldWorkers, off.clientMaxConnections, off.clientMaxRequestRate], [0, 0, 0, 0])
+    assert.equal(loadProxyConfig({ ...base, TETHER_DRAIN_TIMEOUT: '90' }, opts).drainTimeoutSeconds, 90)
+  })
+
   it('accepts TETHER_SLOTS, the removed slot count, with a deprecation warning and nothing else', () => {
     const config = loadProxyConfig({ ...base, TETHER_SLOTS: '32' }, opts)
     assert.equal(config.deprecations.length, 1)
@@ -88,6 +99,10 @@ describe('tether proxy configuration (environment)', () => {
     ['a discovery interval above a minute', { ...base, TETHER_DNS_INTERVAL_MS: '120000' }, 'TETHER_DNS_INTERVAL_MS', /60000/],
     ['a maxconn of 0', { ...base, TETHER_MAXCONN: '0' }, 'TETHER_MAXCONN', /1/],
     ['more spare backends than 256', { ...base, TETHER_SPARE_BACKENDS: '300' }, 'TETHER_SPARE_BACKENDS', /256/],
+    ['a drain timeout as a duration', { ...base, TETHER_DRAIN_TIMEOUT: '1h' }, 'TETHER_DRAIN_TIMEOUT', /integer/],
+    ['a negative drain timeout', { ...base, TETHER_DRAIN_TIMEOUT: '-1' }, 'TETHER_DRAIN_TIMEOUT', /0/],
+    ['a negative client connection limit', { ...base, TETHER_CLIENT_MAX_CONNECTIONS: '-5' }, 'TETHER_CLIENT_MAX_CONNECTIONS', /0/],
+    ['more old workers than 1000', { ...base, TETHER_MAX_OLD_WORKERS: '5000' }, 'TETHER_MAX_OLD_WORKERS', /1000/],
     ['a DNS server given by name', { ...base, TETHER_DNS: 'dns.local:53' }, 'TETHER_DNS', /is not in the expected form \(got /],
     ['no cookie key', { TETHER_CONTROL_URL: base.TETHER_CONTROL_URL, TETHER_PROXY_TOKEN: 'x' }, 'TETHER_COOKIE_KEY', /same on every proxy replica/],
     ['a cookie key file that cannot be read', { TETHER_CONTROL_URL: base.TETHER_CONTROL_URL, TETHER_PROXY_TOKEN: 'x', TETHER_COOKIE_KEY_FILE: '/nope' }, 'TETHER_COOKIE_KEY_FILE', /cannot read '\/nope'/],

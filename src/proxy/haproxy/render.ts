@@ -37,7 +37,7 @@ export type RenderSettings = Pick<
   ResolvedSettings,
   'stateDir' | 'listen' | 'adminListen' | 'cookieKey' | 'secureCookie' | 'maxconn' | 'nbthread' | 'hardStopAfterMs' | 'maxReloads'
 > &
-  Partial<Pick<ResolvedSettings, 'descriptorLimit' | 'tlsListen' | 'statsAuth' | 'spareBackends' | 'spareFromRoutes'>>
+  Partial<Pick<ResolvedSettings, 'descriptorLimit' | 'tlsListen' | 'statsAuth' | 'spareBackends' | 'spareFromRoutes' | 'clientMaxConnections' | 'clientMaxRequestRate'>>
 
 /** What the servers of each backend are, besides the snapshot. */
 export interface ServerInput {
@@ -455,7 +455,8 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   out.push(`    stats socket ${paths.adminSocket} mode 600 level admin expose-fd listeners`)
   out.push('    stats timeout 30s')
   out.push(`    server-state-file ${paths.serverState}`)
-  out.push(`    hard-stop-after ${settings.hardStopAfterMs}ms`)
+  // How long an old worker keeps its connections after a reload (TETHER_DRAIN_TIMEOUT); 0: as long as they live.
+  if (settings.hardStopAfterMs > 0) out.push(`    hard-stop-after ${settings.hardStopAfterMs}ms`)
   out.push(`    mworker-max-reloads ${settings.maxReloads}`)
   out.push(`    maxconn ${settings.maxconn}`)
   if (settings.descriptorLimit !== undefined) out.push(`    fd-hard-limit ${settings.descriptorLimit}`)
@@ -475,17 +476,21 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   out.push('    timeout connect 500ms')
   out.push('    timeout client 60s')
   out.push('    timeout server 60s')
-  out.push('    timeout http-request 10s')
+  out.push('    # A new connection must send its request headers within 5 s: a client trickling them holds a slot no longer.')
+  out.push('    timeout http-request 5s')
   out.push('    timeout http-keep-alive 10s')
   out.push('    timeout queue 10s')
   out.push('    timeout check 2s')
   out.push('    # WebSocket and other upgraded connections')
   out.push('    timeout tunnel 1h')
   out.push('    timeout client-fin 10s')
+  out.push('    # A client gone from an upgraded connection frees its slot once the application is silent 10 s, not after the hour.')
+  out.push('    timeout server-fin 10s')
   out.push(`    dynamic-cookie-key '${settings.cookieKey}'`)
   blank()
   out.push('frontend http')
   out.push(`    bind ${bind(settings.listen)}`)
+  for (const line of clientLimitLines(settings)) out.push(line)
   if (routes.some((r) => r.redirectWhenHttpProto === true)) out.push(INCOMING_PROTO_LINE)
   if (tls !== undefined) {
     // With SNI passthrough routes the HTTPS port belongs to the tls_passthrough frontend, which hands
@@ -694,6 +699,27 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     placement,
     spares,
   }
+}
+
+/**
+ * Per-client limits on the routing frontend (TETHER_CLIENT_MAX_CONNECTIONS, _MAX_REQUEST_RATE):
+ * one address cannot hold every connection slot or the proxy's time. Tracked once the session
+ * exists (`tcp-request session`: after the PROXY header of the HTTPS socket behind SNI
+ * passthrough, so the real client is counted), in one table per worker.
+ */
+function clientLimitLines(settings: RenderSettings): string[] {
+  const connections = settings.clientMaxConnections ?? 0
+  const rate = settings.clientMaxRequestRate ?? 0
+  if (connections === 0 && rate === 0) return []
+  const store = [...(connections > 0 ? ['conn_cur'] : []), ...(rate > 0 ? ['http_req_rate(10s)'] : [])].join(',')
+  const out = [
+    '    # Per-client limits: connections open at once and requests per 10 s from one address.',
+    `    stick-table type ipv6 size 200k expire 60s store ${store}`,
+    '    tcp-request session track-sc0 src',
+  ]
+  if (connections > 0) out.push(`    tcp-request session reject if { sc0_conn_cur gt ${connections} }`)
+  if (rate > 0) out.push(`    http-request deny deny_status 429 if { sc0_http_req_rate gt ${rate} }`)
+  return out
 }
 
 /** The name a sticky spare backend's cookie has inside HAProxy (renamed to the route's own both ways). */

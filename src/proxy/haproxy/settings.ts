@@ -60,10 +60,29 @@ export interface HaproxyEngineSettings {
   certificateFilesIntervalMs?: number
   /** nbthread; default: HAProxy's own (one per CPU). */
   nbthread?: number
-  /** hard-stop-after in ms: how long an old worker may drain after a reload. Default 30000. */
+  /**
+   * hard-stop-after in ms: how long an old worker may keep its connections (WebSockets, streams,
+   * TCP sessions) after a reload before HAProxy closes them. Default 3,600,000 (1 h, as
+   * `timeout tunnel`); 0: no limit, an old worker lives as long as its connections do.
+   */
   hardStopAfterMs?: number
   /** mworker-max-reloads: old workers that survived this many reloads are killed. Default 50. */
   maxReloads?: number
+  /**
+   * Old workers (still draining connections after reloads) kept at most; past it the engine
+   * stops the oldest at once (its connections close). Default 10; 0: no bound by count.
+   */
+  maxOldWorkers?: number
+  /**
+   * Connections one client address may hold open at once on the HTTP/HTTPS frontend; one more
+   * is closed at once. Default 1000; 0: no limit (behind a balancer every client has its address).
+   */
+  clientMaxConnections?: number
+  /**
+   * Requests one client address may send in 10 s on the HTTP/HTTPS frontend; past it requests
+   * answer 429 until the rate falls. Default 10000 (1,000 a second); 0: no limit.
+   */
+  clientMaxRequestRate?: number
   /**
    * Spare backends of each kind (sticky, not sticky) rendered empty once the table holds
    * spareFromRoutes routes or more. A new route with one plain destination (no domain, no
@@ -117,8 +136,11 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     certificateFiles: settings.certificateFiles ?? {},
     certificateFilesIntervalMs: settings.certificateFilesIntervalMs ?? 30_000,
     nbthread: settings.nbthread,
-    hardStopAfterMs: settings.hardStopAfterMs ?? 30_000,
+    hardStopAfterMs: settings.hardStopAfterMs ?? 3_600_000,
     maxReloads: settings.maxReloads ?? 50,
+    maxOldWorkers: settings.maxOldWorkers ?? 10,
+    clientMaxConnections: settings.clientMaxConnections ?? 1000,
+    clientMaxRequestRate: settings.clientMaxRequestRate ?? 10_000,
     spareBackends: settings.spareBackends ?? 8,
     spareFromRoutes: settings.spareFromRoutes ?? 1000,
     restartBackoffMs: settings.restartBackoffMs ?? { min: 200, max: 10_000 },
@@ -149,7 +171,6 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
   positive('descriptorLimit', resolved.descriptorLimit, 100_000_000)
   positive('maxconn', resolved.maxconn, 10_000_000)
   positive('nbthread', resolved.nbthread, 64)
-  positive('hardStopAfterMs', resolved.hardStopAfterMs, 86_400_000)
   positive('maxReloads', resolved.maxReloads, 100_000)
   positive('certificateFilesIntervalMs', resolved.certificateFilesIntervalMs, 3_600_000)
   const count = (name: string, v: number, max: number): void => {
@@ -157,5 +178,9 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
   }
   count('spareBackends', resolved.spareBackends, 256)
   count('spareFromRoutes', resolved.spareFromRoutes, 10_000_000)
+  count('hardStopAfterMs', resolved.hardStopAfterMs, 7 * 86_400_000)
+  count('maxOldWorkers', resolved.maxOldWorkers, 1000)
+  count('clientMaxConnections', resolved.clientMaxConnections, 10_000_000)
+  count('clientMaxRequestRate', resolved.clientMaxRequestRate, 100_000_000)
   return resolved
 }
