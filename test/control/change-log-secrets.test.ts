@@ -80,7 +80,7 @@ const hashesIn = (text: string): string[] => text.match(/\$(?:1|2[abxy]|5|6|y|gy
 describe('the change log with every route feature', () => {
   it('GET /v1/changes, /v1/routes, /v1/status and the DFP config answer 200 with hashes hidden; GET /v1/config gives proxies the hashes; no password anywhere', async (t) => {
     const { app } = await startControl(t)
-    const put = async (method: string, url: string, payload?: unknown): Promise<void> => {
+    const put = async (method: string, url: string, payload?: Record<string, unknown>): Promise<void> => {
       const res = await app.inject({ method: method as 'PUT', url, headers: api, ...(payload === undefined ? {} : { payload }) })
       assert.equal(res.statusCode, 200, `${method} ${url}: ${res.body}`)
     }

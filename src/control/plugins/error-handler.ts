@@ -11,6 +11,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import type { ErrorBody } from '../../contracts/errors.ts'
 import type { ClientFacing } from '../errors.ts'
 import { describeSchemaError, fieldOf, type SchemaError } from '../input/schema-errors.ts'
+import { redactQueryValues } from './request-log.ts'
 
 /** Fastify's own client-error codes, renamed to Tether's vocabulary. */
 const fastifyCodes: Record<string, string> = {
@@ -99,7 +100,8 @@ export function installErrorHandlers(app: FastifyInstance, hooks: ErrorHandlerHo
     } else if (answer.statusCode >= 500) {
       request.log.error({ err: error }, 'request failed')
     } else {
-      request.log.info({ code: answer.code, message: answer.message }, 'request refused')
+      // The message may quote what was sent: query values stay out of the log (plugins/request-log.ts).
+      request.log.info({ code: answer.code, message: redactQueryValues(answer.message, request.url) }, 'request refused')
     }
     if (reply.sent) return
     void reply.code(answer.statusCode).type('application/json; charset=utf-8').send(answer)
