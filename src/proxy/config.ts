@@ -196,10 +196,16 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
 
   const controlUrls = value.TETHER_CONTROL_URL.split(',').map((u) => u.trim())
   for (const url of controlUrls) {
+    let parsed: URL
     try {
-      new URL(url)
+      parsed = new URL(url)
     } catch {
       throw new EnvError('TETHER_CONTROL_URL', `'${url}' is not a URL`)
+    }
+    // The URLs are logged (at start, in every control-plane error): no credentials in them, and
+    // none are needed (TETHER_PROXY_TOKEN is sent as a header). The message does not repeat them.
+    if (parsed.username !== '' || parsed.password !== '' || parsed.search !== '' || parsed.hash !== '') {
+      throw new EnvError('TETHER_CONTROL_URL', `a control plane URL must not carry a user or password, a query or a fragment (${parsed.protocol}//${parsed.host}${parsed.pathname === '/' ? '' : parsed.pathname} is enough: the proxy authenticates with TETHER_PROXY_TOKEN, sent as a header, never in a URL)`)
     }
   }
   // Swarm sets neither variable by itself; a service template such as

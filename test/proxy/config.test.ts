@@ -93,6 +93,8 @@ describe('tether proxy configuration (environment)', () => {
   for (const [name, env, variable, pattern] of [
     ['no control URL', { ...base, TETHER_CONTROL_URL: '' }, 'TETHER_CONTROL_URL', /^TETHER_CONTROL_URL: is required\. Control plane URL/],
     ['a control URL without scheme', { ...base, TETHER_CONTROL_URL: 'control:8080' }, 'TETHER_CONTROL_URL', /is not in the expected form \(got /],
+    ['a control URL with a user and password (logged; the proxy token authenticates)', { ...base, TETHER_CONTROL_URL: 'http://10.0.0.1:8080, http://tether:pa55word@control:8080' }, 'TETHER_CONTROL_URL', /must not carry a user or password.*\(http:\/\/control:8080 is enough/],
+    ['a control URL with a token in the query', { ...base, TETHER_CONTROL_URL: 'http://control:8080/?token=abcdef' }, 'TETHER_CONTROL_URL', /must not carry .* a query/],
     ['a listener without port', { ...base, TETHER_PROXY_LISTEN: '80' }, 'TETHER_PROXY_LISTEN', /is not in the expected form \(got "80"\). HTTP listener/],
     ['a port out of range', { ...base, TETHER_ADMIN_LISTEN: ':70000' }, 'TETHER_ADMIN_LISTEN', /is not in the expected form \(got /],
     ['a discovery interval that is not a number', { ...base, TETHER_DNS_INTERVAL_MS: 'often' }, 'TETHER_DNS_INTERVAL_MS', /integer/],
@@ -115,6 +117,7 @@ describe('tether proxy configuration (environment)', () => {
       assert.equal(error.variable, variable)
       assert.ok(error.message.startsWith(`${variable}: `), error.message)
       assert.match(error.message, pattern)
+      for (const secret of ['pa55word', 'abcdef']) assert.ok(!error.message.includes(secret), `the message repeats a secret: ${error.message}`)
     })
   }
 })
