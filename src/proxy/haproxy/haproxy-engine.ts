@@ -22,7 +22,7 @@
  * or a restart of HAProxy keeps them.
  * A runtime change HAProxy refuses falls back to a reload of the same state.
  */
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { basename, join, resolve as absolutePath } from 'node:path'
@@ -136,6 +136,16 @@ export interface CreateHaproxyEngineOptions {
  * HAProxy itself starts on the first apply(). Rejects with an error saying how to install
  * HAProxy when the binary is missing or unusable, and with a TypeError naming a bad setting.
  */
+/**
+ * Writes a file of the state directory readable by its owner only (0600), also when it existed
+ * with another mode: haproxy.cfg holds the dynamic-cookie key and basic-auth password hashes,
+ * certificate files their keys; HAProxy runs as the agent's user and is the only other reader.
+ */
+async function writePrivate(path: string, text: string): Promise<void> {
+  await writeFile(path, text, { mode: 0o600 })
+  await chmod(path, 0o600)
+}
+
 export async function createHaproxyEngine(settings: HaproxyEngineSettings, options: CreateHaproxyEngineOptions = {}): Promise<HaproxyEngine> {
   const s: ResolvedSettings = resolveSettings(settings)
   const { logger } = s
@@ -212,11 +222,11 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     for (const file of rendered.files) {
       // Content-addressed names: an existing file already holds exactly this text.
       const tmp = `${file.path}.tmp`
-      await writeFile(tmp, file.text, { mode: file.mode ?? 0o644 })
+      await writePrivate(tmp, file.text)
       await rename(tmp, file.path)
     }
     const tmp = `${target}.tmp`
-    await writeFile(tmp, rendered.config)
+    await writePrivate(tmp, rendered.config)
     await rename(tmp, target)
   }
 
@@ -258,7 +268,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       // What HAProxy accepted before need not be checked again: only new and changed backends.
       const text = accepted === undefined || proc === undefined ? undefined : parseConfigText(rendered.config)
       const partial = text === undefined || accepted === undefined ? undefined : checkConfigOf(text, rendered.owners, accepted)
-      if (partial !== undefined) await writeFile(partialCandidate, partial.config)
+      if (partial !== undefined) await writePrivate(partialCandidate, partial.config)
       timings.renderMs += performance.now() - t
       t = performance.now()
       const checked = partial === undefined ? paths.candidate : partialCandidate
@@ -562,7 +572,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   /** Writes the served configuration (with its current servers) as the configuration file, atomically. */
   async function writeConfig(current: Served): Promise<void> {
     const tmp = `${paths.config}.tmp`
-    await writeFile(tmp, configTextOf(current.text))
+    await writePrivate(tmp, configTextOf(current.text))
     await rename(tmp, paths.config)
   }
 
@@ -723,7 +733,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     } catch (err) {
       // Put the last good configuration back so a restart serves it, not the failed one; and
       // check everything next time (the partial check passed what the reload refused).
-      if (previousText !== undefined) await writeFile(paths.config, previousText)
+      if (previousText !== undefined) await writePrivate(paths.config, previousText)
       accepted = undefined
       throw err
     }

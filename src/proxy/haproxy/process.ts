@@ -278,7 +278,7 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
     try {
       const state = await showServersState(options.adminSocket)
       const tmp = `${options.serverStateFile}.tmp`
-      await writeFile(tmp, state)
+      await writeFile(tmp, state, { mode: 0o600 }) // owner only, as every file of the state directory
       await rename(tmp, options.serverStateFile)
     } catch (err) {
       // Without it the new worker starts from DNS again (up to a second): worth a warning, not a failed reload.

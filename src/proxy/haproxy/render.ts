@@ -83,7 +83,7 @@ export interface RenderedFile {
   text: string
   /** owners[i] = services that produced line i+1 (for mapping `haproxy -c` errors back). */
   owners: ReadonlyArray<readonly string[]>
-  /** File mode; default 0644. Certificate files (they hold keys) are 0600. */
+  /** File mode the renderer asks for; the engine writes every file of the state directory 0600 anyway (haproxy-engine.ts writePrivate). */
   mode?: number
 }
 
