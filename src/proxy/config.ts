@@ -85,6 +85,15 @@ export const ProxyEnvSchema = Type.Object({
   TETHER_SLOTS: Type.Optional(Type.String({ description: 'Deprecated and ignored: servers follow the real tasks, there are no slots.' })),
   TETHER_NODE: Type.Optional(Type.String({ minLength: 1, maxLength: 253, description: 'Node name shown in the fleet status. Default: the host name.' })),
   TETHER_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Heartbeat interval. Default 5000 ms.' }),
+  TETHER_ACCESS_LOG: Type.Union([Type.Literal('json'), Type.Literal('text'), Type.Literal('off')], {
+    default: 'json',
+    description:
+      "Access log on the proxy's standard output, one line per HTTP request and TCP session: 'json' (one object a line, the default), 'text' (for terminals) or 'off'. Never written: cookies, Authorization, query values (see TETHER_ACCESS_LOG_QUERY).",
+  }),
+  TETHER_ACCESS_LOG_QUERY: Type.Union([Type.Literal('on'), Type.Literal('off')], {
+    default: 'off',
+    description: "'on' writes query strings as sent; default 'off' keeps the names only (token=[redacted]).",
+  }),
   TETHER_HAPROXY_BIN: Type.String({ minLength: 1, default: 'haproxy', description: "HAProxy executable. Default 'haproxy' from PATH." }),
   ...LogLevelEnv,
   ...LogFormatEnv,
@@ -130,6 +139,8 @@ export interface ProxyConfig {
   node: string
   heartbeatMs: number
   haproxyBin: string
+  /** TETHER_ACCESS_LOG and TETHER_ACCESS_LOG_QUERY. */
+  accessLog: { format: 'json' | 'text' | 'off'; query: boolean }
   logLevel: LogLevel
   logFormat: LogFormat
 }
@@ -246,6 +257,7 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     node: value.TETHER_NODE ?? host,
     heartbeatMs: value.TETHER_HEARTBEAT_MS,
     haproxyBin: value.TETHER_HAPROXY_BIN,
+    accessLog: { format: value.TETHER_ACCESS_LOG, query: value.TETHER_ACCESS_LOG_QUERY === 'on' },
     logLevel: logLevel.level,
     logFormat: logFormatOf(value),
   }

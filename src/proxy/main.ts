@@ -20,6 +20,7 @@ import { EnvError } from '../shared/env.ts'
 import { createControlClient } from './control-client.ts'
 import type { Engine } from './engine.ts'
 import { createHaproxyEngine } from './haproxy/haproxy-engine.ts'
+import { accessLogOutput } from './haproxy/access-log.ts'
 import { createSecretUsers, withSecretUsers } from './secret-users.ts'
 import { createStateStore, type StateStore } from './state-store.ts'
 
@@ -64,6 +65,9 @@ export async function main(): Promise<void> {
       clientMaxRequestRate: config.clientMaxRequestRate,
       ...(config.maxconn === undefined ? {} : { maxconn: config.maxconn }),
       cookieKey: config.cookieKey,
+      // HAProxy writes the access log on this process's standard output itself (docker service logs).
+      accessLog: { ...config.accessLog, proxyId: config.proxyId, node: config.node },
+      ...(config.accessLog.format === 'off' ? {} : { accessLogOutput: accessLogOutput() }),
       ...(config.statsAuth === undefined ? {} : { statsAuth: config.statsAuth }),
       logger: log.child({ component: 'haproxy' }),
     })

@@ -30,6 +30,7 @@ import { cookieNameOf, sampleExpressions, type Destination, type Header, type Ro
 import { hostKind, isPlain, planRoutes, sniKind, type HttpBinding, type ShadowedBinding } from '../../contracts/route-planner.ts'
 import { endpointsOf, serverLine, type Endpoint, type Task } from './servers.ts'
 import type { ResolvedSettings } from './settings.ts'
+import * as accessLog from './access-log.ts'
 import { acmeChallengeLines, challengeMap, INCOMING_PROTO_LINE, routeHttpsLines, forwardedProtoLines, tlsBindLine, tlsFiles, tlsGlobalLines } from './tls.ts'
 
 /** The settings the configuration depends on (a subset of ResolvedSettings). */
@@ -37,7 +38,7 @@ export type RenderSettings = Pick<
   ResolvedSettings,
   'stateDir' | 'listen' | 'adminListen' | 'cookieKey' | 'secureCookie' | 'maxconn' | 'nbthread' | 'hardStopAfterMs' | 'maxReloads'
 > &
-  Partial<Pick<ResolvedSettings, 'descriptorLimit' | 'tlsListen' | 'statsAuth' | 'spareBackends' | 'spareFromRoutes' | 'clientMaxConnections' | 'clientMaxRequestRate'>>
+  Partial<Pick<ResolvedSettings, 'descriptorLimit' | 'tlsListen' | 'statsAuth' | 'spareBackends' | 'spareFromRoutes' | 'clientMaxConnections' | 'clientMaxRequestRate' | 'accessLog'>>
 
 /** What the servers of each backend are, besides the snapshot. */
 export interface ServerInput {
@@ -392,6 +393,8 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   }
   const passthrough = sniRules.length > 0 && settings.tlsListen !== undefined
   for (const { backend } of streamBackends) backends.push(backend)
+  // The access log's routes map: backend (and path) → service and path rule.
+  const logMap = settings.accessLog === undefined || settings.accessLog.format === 'off' ? undefined : logRoutesOf(plan, backends, backendOf, paths.mapDir)
 
   // Plain bindings (any host, no discriminator) → the map (sorted by key: deterministic, and easy to read).
   const mapEntries = plan.http
@@ -462,6 +465,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   if (settings.descriptorLimit !== undefined) out.push(`    fd-hard-limit ${settings.descriptorLimit}`)
   if (settings.nbthread !== undefined) out.push(`    nbthread ${settings.nbthread}`)
   if (settings.tlsListen !== undefined) for (const line of tlsGlobalLines()) out.push(line)
+  for (const line of accessLog.globalLogLines(settings.accessLog)) out.push(line)
   blank()
   out.push('defaults')
   out.push('    mode http')
@@ -502,6 +506,8 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     // This listener is plain HTTP; behind a TLS-terminating balancer (secureCookie) the client used https.
     out.push(`    http-request set-header X-Forwarded-Proto ${settings.secureCookie ? 'https' : 'http'}`)
   }
+  for (const line of accessLog.frontendLogLines(settings.accessLog, 'http', logMap?.path)) out.push(line)
+  for (const line of accessLog.frontendLines(settings.accessLog)) out.push(line)
   if (acmeMap !== undefined) for (const line of acmeChallengeLines(acmeMap.path)) out.push(line)
   const mapOwners = [...new Set(mapEntries.map((e) => e.owner))]
   const defaultOwners = plan.defaultBackend === undefined ? [] : [plan.defaultBackend.serviceName]
@@ -644,6 +650,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       blank()
       out.push(`frontend tcp_${f.srcPort}`, own)
       out.push(`    bind ${host}:${f.srcPort}`, own)
+      for (const line of accessLog.frontendLogLines(settings.accessLog, 'tcp', logMap?.path)) out.push(line, own)
       if (f.timeoutClient !== undefined) out.push(`    timeout client ${f.timeoutClient}s`, own)
       out.push(`    default_backend ${f.backend}`, own)
     }
@@ -654,6 +661,8 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       out.push(`    bind ${bind(tls.listen)}`, owners)
       out.push('    # Wait (at most 5 s) for the ClientHello, then route by the server name it carries.', owners)
       out.push('    tcp-request inspect-delay 5s', owners)
+      for (const line of accessLog.frontendLogLines(settings.accessLog, 'tcp', logMap?.path)) out.push(line, owners)
+      for (const line of accessLog.passthroughLines(settings.accessLog)) out.push(line, owners)
       out.push('    tcp-request content accept if { req.ssl_hello_type 1 }', owners)
       for (const r of sniRules) {
         const match = r.kind === 0 ? '' : r.kind === 1 ? '-m end ' : '-m beg '
@@ -662,6 +671,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       out.push(`    default_backend ${TLS_TERMINATE_BACKEND}`, owners)
       blank()
       out.push(`backend ${TLS_TERMINATE_BACKEND}`, owners)
+      for (const line of accessLog.terminateHopLines(settings.accessLog)) out.push(line, owners)
       out.push(`    server terminate unix@${paths.tlsSocket} send-proxy-v2`, owners)
     }
     for (const { backend: b, route, timeoutServer } of streamBackends) {
@@ -691,6 +701,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       ...(hostRules.length === 0 && plan.redirects.length === 0 && spareMaps === undefined ? [routesMap] : [routesMap, lengthsMap]),
       ...(tls?.files ?? []),
       ...(acmeMap === undefined ? [] : [acmeMap]),
+      ...(logMap === undefined ? [] : [logMap]),
     ],
     backends: backends.sort((a, b) => byString(a.name, b.name)),
     shadowed: plan.shadowed,
@@ -720,6 +731,18 @@ function clientLimitLines(settings: RenderSettings): string[] {
   if (connections > 0) out.push(`    tcp-request session reject if { sc0_conn_cur gt ${connections} }`)
   if (rate > 0) out.push(`    http-request deny deny_status 429 if { sc0_http_req_rate gt ${rate} }`)
   return out
+}
+
+/** The access log's map of every backend rendered (own, placed in a spare, TCP, SNI) with the path rules routed to it. */
+function logRoutesOf(plan: ReturnType<typeof planRoutes>, backends: readonly RenderedBackend[], backendOf: (serviceName: string, destination: number) => string, mapDir: string): RenderedFile {
+  const pathsOf = new Map<string, string[]>()
+  for (const b of plan.http) {
+    const name = backendOf(b.serviceName, b.destination)
+    const list = pathsOf.get(name)
+    if (list === undefined) pathsOf.set(name, [b.path])
+    else if (!list.includes(b.path)) list.push(b.path)
+  }
+  return accessLog.logRoutesMap(mapDir, backends.map((b) => ({ name: b.name, serviceName: b.serviceName, paths: pathsOf.get(b.name) ?? [] })))
 }
 
 /** The name a sticky spare backend's cookie has inside HAProxy (renamed to the route's own both ways). */

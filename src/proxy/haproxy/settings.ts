@@ -4,6 +4,7 @@
  */
 
 import { silentLogger, type Logger } from '../../shared/logger.ts'
+import { ACCESS_LOG_FORMATS, type AccessLogSettings } from './access-log.ts'
 
 export interface HaproxyEngineSettings {
   /** HAProxy executable. Default 'haproxy' (from PATH). */
@@ -93,12 +94,23 @@ export interface HaproxyEngineSettings {
   spareBackends?: number
   /** The table size from which spare backends are rendered. Default 1000 (below, a reload is quick). */
   spareFromRoutes?: number
+  /**
+   * The access log (one line per request and TCP session, on HAProxy's standard output) and what
+   * each line says of the proxy. Default { format: 'off' } (the proxy turns it on: TETHER_ACCESS_LOG).
+   */
+  accessLog?: AccessLogSettings
+  /**
+   * The file descriptor HAProxy gets as its standard output, where the access log goes (see
+   * accessLogOutput() in access-log.ts). Default: a pipe this process reads HAProxy's messages from.
+   */
+  accessLogOutput?: number
   /** Supervision: restart delay after HAProxy dies, doubled each time up to max. Default 200 / 10000 ms. */
   restartBackoffMs?: { min: number; max: number }
   logger?: Logger
 }
 
-export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' | 'logger' | 'descriptorLimit' | 'tlsListen' | 'statsAuth' | 'certificateFiles'>> & {
+export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' | 'logger' | 'descriptorLimit' | 'tlsListen' | 'statsAuth' | 'certificateFiles' | 'accessLogOutput'>> & {
+  accessLogOutput: number | undefined
   certificateFiles: { secretsDir?: string | undefined; dir?: string | undefined }
   statsAuth: string | undefined
   nbthread: number | undefined
@@ -144,6 +156,8 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     spareBackends: settings.spareBackends ?? 8,
     spareFromRoutes: settings.spareFromRoutes ?? 1000,
     restartBackoffMs: settings.restartBackoffMs ?? { min: 200, max: 10_000 },
+    accessLog: settings.accessLog ?? { format: 'off' },
+    accessLogOutput: settings.accessLogOutput,
     logger: settings.logger ?? silentLogger,
   }
   const fail = (name: string, rule: string): never => {
@@ -177,6 +191,7 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     if (!Number.isInteger(v) || v < 0 || v > max) fail(name, `must be an integer from 0 to ${max}`)
   }
   count('spareBackends', resolved.spareBackends, 256)
+  if (!ACCESS_LOG_FORMATS.includes(resolved.accessLog.format)) fail('accessLog.format', `must be one of ${ACCESS_LOG_FORMATS.join(', ')}`)
   count('spareFromRoutes', resolved.spareFromRoutes, 10_000_000)
   count('hardStopAfterMs', resolved.hardStopAfterMs, 7 * 86_400_000)
   count('maxOldWorkers', resolved.maxOldWorkers, 1000)

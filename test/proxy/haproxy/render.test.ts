@@ -63,6 +63,17 @@ const cases: Array<{ name: string; snapshot: ConfigSnapshot; settings?: Partial<
     },
   },
   {
+    name: 'access-log',
+    settings: { accessLog: { format: 'json', proxyId: 'proxy-1', node: "node '1' 100%" } },
+    snapshot: {
+      version: 21,
+      routes: [
+        route({ serviceName: 'web', destinations: [{ servicePath: ['/', '/shop'], port: 80 }], sticky: true }),
+        route({ serviceName: 'cache', destinations: [], tcp: [{ srcPort: 6379, port: 6379 }] }),
+      ],
+    },
+  },
+  {
     name: 'endpoints-and-ports',
     settings: { secureCookie: true, nbthread: 2, descriptorLimit: 65536 },
     snapshot: {
@@ -104,7 +115,7 @@ describe('renderConfig', () => {
       await golden(`${c.name}.cfg`, out.config)
       // routes-<hash>.map always; lengths-<hash>.map when routes have domains.
       for (const f of out.files) await golden(`${c.name}.${basename(f.path).split('-')[0]}.map`, f.text)
-      assert.deepEqual(out.files.map((f) => basename(f.path).split('-')[0]), c.name === 'domains' ? ['routes', 'lengths'] : ['routes'])
+      assert.deepEqual(out.files.map((f) => basename(f.path).split('-')[0]), c.name === 'domains' ? ['routes', 'lengths'] : c.name === 'access-log' ? ['routes', 'logroutes'] : ['routes'])
     })
   }
 
