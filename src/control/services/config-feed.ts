@@ -37,9 +37,10 @@ export interface ConfigFeed {
    * newer, or older when the store went backwards (restored or flushed) so the caller can
    * resync instead of waiting for the store to catch up with it — or with null after
    * `timeoutMs` or when `signal` aborts (client gone). Rejects only when the store is down at
-   * the first check.
+   * the first check. `onWaiting` is called once the first check found nothing newer, i.e. when
+   * the call is really going to wait (the long poll's heartbeats start there).
    */
-  wait(since: number, timeoutMs: number, signal: AbortSignal): Promise<SnapshotPayload | null>
+  wait(since: number, timeoutMs: number, signal: AbortSignal, onWaiting?: () => void): Promise<SnapshotPayload | null>
   /** The planner's view of the current table (contracts/route-planner.ts), computed once per version. */
   plan(): Promise<RoutePlan>
   /** The last snapshot fetched, without asking the store (null before the first one). */
@@ -117,7 +118,7 @@ export function createConfigFeed(store: Pick<RouteTable, 'snapshot' | 'version' 
 
   return {
     current,
-    async wait(since, timeoutMs, signal) {
+    async wait(since, timeoutMs, signal, onWaiting) {
       if (closed || signal.aborted) return null
       let resolve!: (payload: SnapshotPayload | null) => void
       const answered = new Promise<SnapshotPayload | null>((r) => (resolve = r))
@@ -128,6 +129,7 @@ export function createConfigFeed(store: Pick<RouteTable, 'snapshot' | 'version' 
       try {
         const version = await store.version()
         if (version !== since) release(waiter, cache !== null && cache.version === version ? cache : await fetchSnapshot())
+        else if (waiters.has(waiter)) onWaiting?.()
       } catch (err) {
         release(waiter, null)
         throw err

@@ -14,6 +14,52 @@ import { clientGone, convergeIfAsked, seconds } from './helpers.ts'
 
 export const etagOf = (version: number): string => `"${version}"`
 
+/**
+ * Liveness of a long poll. A replica that hangs (SIGSTOP, a stuck event loop, a partition)
+ * keeps its connections open and says nothing, which a client cannot tell from "no change
+ * yet" until its long poll's deadline. A proxy that asks (request header, value 1) gets the
+ * 200 status line as soon as the poll starts waiting and then a space every HEARTBEAT_MS —
+ * whitespace before a JSON text is still that JSON text — so it can drop a connection that
+ * went silent for three intervals (the agent's 1.5 s) and move to another replica: the idea
+ * of HTTP/2 and gRPC keepalive pings, for an HTTP/1.1 long poll. Opt-in, so clients that read the 304 and
+ * the ETag (older agents, curl) get exactly the answers they always had; every answer names
+ * the interval in the same header, which tells a proxy this replica can do it.
+ */
+export const HEARTBEAT_HEADER = 'x-tether-heartbeat'
+export const HEARTBEAT_MS = 500
+
+/** `start` sends the 200 and begins the heartbeats (when the poll really waits); `stop` ends them. */
+function startHeartbeats(reply: FastifyReply): { start: () => void; stop: () => void; readonly started: boolean } {
+  let timer: NodeJS.Timeout | undefined
+  let started = false
+  let stopped = false
+  return {
+    get started() {
+      return started
+    },
+    start() {
+      if (started || stopped) return
+      started = true
+      reply.hijack()
+      const res = reply.raw
+      if (res.destroyed) return
+      res.writeHead(200, {
+        'content-type': 'application/json; charset=utf-8',
+        'cache-control': 'no-cache',
+        [HEARTBEAT_HEADER]: String(HEARTBEAT_MS),
+      })
+      res.write(' ') // sends the status line now, and the first heartbeat
+      timer = setInterval(() => {
+        if (!res.destroyed && !res.writableEnded) res.write(' ')
+      }, HEARTBEAT_MS)
+    },
+    stop() {
+      stopped = true
+      clearInterval(timer)
+    },
+  }
+}
+
 /** True when an If-None-Match header names this ETag (or is '*'). */
 function matches(ifNoneMatch: string | undefined, etag: string): boolean {
   if (ifNoneMatch === undefined) return false
@@ -35,10 +81,17 @@ const config: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Routes are sorted by service name. The ETag is the version; If-None-Match with it answers 304. ' +
           "With `since=V&wait=S` this is a long poll: it answers at once when the current version differs from V (newer; or older, when the store was restored, so the caller can resync), otherwise at the next change (on any control-plane replica), or 304 after S seconds (at most 60), with ETag V. " +
-          'Accepts the proxy token as well as API tokens. While the route store is unavailable, a plain GET (no `wait`) answers the last snapshot this replica saw, with `x-tether-stale: true`; a long poll answers 503.',
+          'Accepts the proxy token as well as API tokens. While the route store is unavailable, a plain GET (no `wait`) answers the last snapshot this replica saw, with `x-tether-stale: true`; a long poll answers 503. ' +
+          'Heartbeats (what proxies use, to notice a hung replica within seconds): a long poll sent with `x-tether-heartbeat: 1` that has to wait (or whose store takes over half a second) answers 200 at once (no ETag) and writes a space every 500 ms while it waits; the JSON body that follows the spaces is the snapshot, or `{"changed":false,"version":V}` when the wait ended without a change. Every answer carries `x-tether-heartbeat: <interval ms>` to say this replica can do it.',
         security: bearer,
         querystring: ConfigQuerySchema,
-        headers: { type: 'object', properties: { 'if-none-match': { type: 'string', description: 'An ETag from an earlier answer.' } } },
+        headers: {
+          type: 'object',
+          properties: {
+            'if-none-match': { type: 'string', description: 'An ETag from an earlier answer.' },
+            'x-tether-heartbeat': { type: 'string', enum: ['1'], description: 'With `wait`: answer 200 at once and write a space every 500 ms while waiting (see above).' },
+          },
+        },
         response: {
           200: ref(ConfigSnapshotSchema),
           304: { description: 'Not modified: the version is still the one the caller holds (ETag or since), or the long poll ended without a change.', type: 'null' },
@@ -52,6 +105,7 @@ const config: FastifyPluginAsyncTypebox = async (app) => {
       const { since, wait } = request.query
       // The snapshot goes out as the JSON text serialised once for every waiter, not re-serialised per reply.
       const reply = typedReply as unknown as FastifyReply
+      reply.header(HEARTBEAT_HEADER, String(HEARTBEAT_MS))
       const send = (payload: SnapshotPayload | null, unchanged?: number): FastifyReply => {
         // A 304 carries the version the caller still holds as ETag (proxies read it).
         if (payload === null) return reply.code(304).header('etag', etagOf(unchanged ?? 0)).header('cache-control', 'no-cache').send()
@@ -61,7 +115,30 @@ const config: FastifyPluginAsyncTypebox = async (app) => {
         if (since === undefined) throw new ValidationFailedError("wait: needs 'since', the version the caller holds")
         const waitSeconds = seconds(wait)
         if (waitSeconds > app.longPollMaxSeconds) throw new ValidationFailedError(`wait: ${JSON.stringify(wait)} must be at most ${app.longPollMaxSeconds} seconds`)
-        const payload = await app.feed.wait(since, waitSeconds * 1000, clientGone(reply))
+        const heartbeats = request.headers[HEARTBEAT_HEADER] === '1' ? startHeartbeats(reply) : null
+        // They start when the poll waits, or after half an interval if the store is slow to
+        // answer the first check (a proxy must hear from us within its liveness timeout).
+        const early = heartbeats === null ? undefined : setTimeout(heartbeats.start, HEARTBEAT_MS / 2)
+        let payload: SnapshotPayload | null
+        try {
+          payload = await app.feed.wait(since, waitSeconds * 1000, clientGone(reply), heartbeats?.start)
+        } catch (error) {
+          if (heartbeats?.started !== true) throw error
+          // The 200 is gone already: cut the connection (the proxy tries another replica) and log why here.
+          request.log.warn({ err: error }, 'GET /v1/config long poll with heartbeats: cut, the store failed after the answer began')
+          reply.raw.destroy()
+          return reply
+        } finally {
+          clearTimeout(early)
+          heartbeats?.stop()
+        }
+        if (heartbeats?.started === true) {
+          // 200 and the heartbeats went out already: the answer is the rest of the body.
+          const res = reply.raw
+          if (!res.destroyed && !res.writableEnded) res.end(payload?.body ?? JSON.stringify({ changed: false, version: since }))
+          app.metrics.httpRequests.inc({ method: 'GET', route: '/v1/config', status_code: '200' })
+          return reply
+        }
         if (payload === null) return send(null, since)
         // A change wakes every waiting proxy at once: answer each with the pre-encoded bytes
         // straight on the socket, without the per-reply pipeline (measured in bench/long-poll.ts).
@@ -73,6 +150,7 @@ const config: FastifyPluginAsyncTypebox = async (app) => {
             'content-length', String(payload.body.length),
             'etag', etagOf(payload.version),
             'cache-control', 'no-cache',
+            HEARTBEAT_HEADER, String(HEARTBEAT_MS),
           ])
           res.end(payload.body)
         }
