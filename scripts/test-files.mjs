@@ -3,6 +3,7 @@
 //   unit        in-process only: Fastify inject, the memory store, fake clocks and engines
 //   functional  real redis-server, HAProxy, backends, browsers (everything but unit and swarm)
 //   swarm       a real dockerd and Swarm (test/swarm)
+//   dataplane   the functional tests of the proxy (test/proxy): what CI runs again on HAProxy 3.0
 //   all         every test file
 // A file is unit by where it lives, minus the few there that start a real server (listed).
 import { readdirSync } from 'node:fs'
@@ -21,11 +22,12 @@ const suites = {
   unit: all.filter(isUnit),
   functional: all.filter((f) => !isUnit(f) && !isSwarm(f)),
   swarm: all.filter(isSwarm),
+  dataplane: all.filter((f) => f.startsWith('test/proxy/') && !isUnit(f)),
   all,
 }
 const files = suites[process.argv[2] ?? 'all']
 if (files === undefined) {
-  process.stderr.write(`usage: test-files.mjs unit|functional|swarm|all\n`)
+  process.stderr.write(`usage: test-files.mjs unit|functional|swarm|dataplane|all\n`)
   process.exit(2)
 }
 process.stdout.write(files.join('\n') + '\n')

@@ -61,7 +61,7 @@ describe('tether proxy (process)', () => {
       const res = await request(url, { headersTimeout: 5000 })
       return { status: res.statusCode, text: await res.body.text() }
     }
-    await waitFor('the admin listener to say ready', async () => ((await get(`http://127.0.0.1:${admin}/readyz`)).status === 200 ? true : undefined), 20_000)
+    await waitFor('the admin listener to say ready', async () => ((await get(`http://127.0.0.1:${admin}/readyz`)).status === 200 ? true : undefined), 90_000)
 
     const res = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'web', path: '/web', endpoints: [backends[0]!.address] })}&wait=converged&timeout=10`)
     assert.equal(res.status, 200, `${JSON.stringify(res.body)}\n${stderr}`)
