@@ -3,6 +3,15 @@
  * there (no offline queue, no resend of in-flight commands, a per-command timeout) with
  * StoreUnavailableError; the client reconnects by itself with a capped backoff. The subscriber
  * queues its SUBSCRIBE and resubscribes after a reconnect.
+ *
+ * Only a primary is written to. After every (re)connect, ROLE is asked before the first command
+ * (a replica, even a writable one, or a primary demoted while we were away, is refused with
+ * StoreUnavailableError). With Sentinel, a failover of our primary fences writes from the moment
+ * any sentinel announces it (`+try-failover`, before it promotes a replica) until the command
+ * connection is on the primary named by `+switch-master`: the old primary keeps accepting writes
+ * until Sentinel demotes it (10 s and more), and everything it acknowledged after the replica was
+ * promoted is dropped when it resyncs (issue 20). A write whose reply arrives after a fence began
+ * is not acknowledged (see fenceEpoch).
  */
 import { Redis, ReplyError as IoredisReplyError, type RedisOptions } from 'ioredis'
 import type { Logger } from '../../shared/logger.ts'
@@ -13,6 +22,33 @@ export const ReplyError = IoredisReplyError as new (...args: never[]) => Error
 
 /** Reply errors that mean "Redis cannot serve right now", not "this request is wrong". */
 const UNAVAILABLE_REPLIES = /^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS|MISCONF)\b/
+
+/** How often a sentinel watcher retries a sentinel it lost. */
+const SENTINEL_RECONNECT_MS = 2000
+
+/**
+ * Sentinel events that mean "a failover of this primary has begun" (published by the sentinel
+ * leading it, before it sends REPLICAOF NO ONE to the replica it promotes).
+ */
+const FAILOVER_BEGINS = ['+try-failover', '+elected-leader', '+failover-state-select-slave', '+selected-slave', '+failover-state-send-slaveof-noone', '+promoted-slave']
+/** ... and that it ended without a new primary. */
+const FAILOVER_ABORTED = ['-failover-abort-not-elected', '-failover-abort-no-good-slave', '-failover-abort-slave-timeout']
+/**
+ * A fence whose failover never announced its end is lifted after this long (Sentinel retries a
+ * failover that failed; a failover that completes announces +switch-master within seconds).
+ */
+const FENCE_MAX_MS = 20_000
+
+/** The primary's name in a Sentinel event: `<type> <name> <ip> <port> [@ <master> <ip> <port>]`, or `<master> ...` for +switch-master. */
+function eventMaster(channel: string, message: string): string | undefined {
+  const words = message.split(' ')
+  if (channel === '+switch-master') return words[0]
+  const at = words.indexOf('@')
+  if (at >= 0) return words[at + 1]
+  return words[0] === 'master' ? words[1] : undefined
+}
+
+const sameHost = (a: string | undefined, b: string): boolean => (a ?? '').replace(/^::ffff:/, '') === b.replace(/^::ffff:/, '')
 
 /** ioredis' words for an attempt that ran out of time: the connect timeout, or a command's (the ready check's). */
 const TIMED_OUT = /ETIMEDOUT|timed out/i
@@ -48,6 +84,14 @@ export interface RedisConnection {
   run<T>(fn: () => Promise<T>): Promise<T>
   /** MULTI/EXEC: the replies of every command, read at one instant. */
   atomically(build: (m: ReturnType<Redis['multi']>) => void): Promise<unknown[]>
+  /**
+   * Throws StoreUnavailableError while a Sentinel failover of our primary is under way. Writes
+   * call it before they are sent; with fenceEpoch() after, to learn whether a failover began
+   * while they were in flight.
+   */
+  assertWritable(): void
+  /** Counts the failovers that began: changed since a write was sent means its survival is unknown. */
+  fenceEpoch(): number
   isClosed(): boolean
   close(): Promise<void>
 }
@@ -66,6 +110,9 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
       ? {
           sentinels: options.sentinels.map((x) => ({ host: x.host, port: x.port })),
           name: options.sentinelName ?? 'mymaster',
+          // Sentinel's +switch-master is followed by the watchers below (ioredis' failoverDetector
+          // reconnects on every +switch-master of any primary from each sentinel, three
+          // reconnects a failover, and cannot fence writes before the promotion).
           // A primary demoted by a failover answers READONLY: reconnect, asking the sentinels again.
           reconnectOnError: (err: Error) => /^READONLY\b/.test(err.message),
         }
@@ -101,6 +148,8 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
     lastError = err.message
   })
   client.on('ready', () => {
+    role = null
+    checkRole().catch(() => {})
     everReady = true
     decideFirst()
     lastError = 'connection closed'
@@ -120,6 +169,116 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
     logger?.warn({ redis: where, err: lastError }, 'redis route store lost its connection; reconnecting')
   })
 
+  const sentinelMode = options.sentinels !== undefined && options.sentinels.length > 0
+  const primaryName = options.sentinelName ?? 'mymaster'
+
+  // ---- the role of the server the command connection reached --------------------------------
+  /** ROLE of this connection: asked once after each 'ready' (null: not yet asked); a refusal is asked again. */
+  let role: Promise<string> | null = null
+  /** The last ROLE said replica (logged once, not on every refused command). */
+  let onReplica = false
+  function checkRole(): Promise<string> {
+    if (role !== null) return role
+    const asked = (client.call('ROLE') as Promise<unknown[]>).then((reply) => String(reply[0]))
+    role = asked
+    asked.then(
+      (r) => {
+        if (r === 'master') {
+          onReplica = false
+          liftFenceIfOnNewPrimary()
+          return
+        }
+        if (role === asked) role = null
+        if (!onReplica) logger?.warn({ redis: where, role: r }, 'redis route store reached a replica, not the primary; refusing commands')
+        onReplica = true
+        // With Sentinel, ask the sentinels again (ioredis' own check can miss a primary demoted just after it).
+        if (sentinelMode) client.disconnect(true)
+      },
+      () => {
+        if (role === asked) role = null
+      },
+    )
+    return asked
+  }
+
+  // ---- Sentinel: fence writes during a failover -------------------------------------------
+  let fenced: { since: number; timer: NodeJS.Timeout } | null = null
+  let epoch = 0
+  /** host:port from our primary's last +switch-master, while fenced. */
+  let newPrimary: { host: string; port: number } | null = null
+  function fence(event: string): void {
+    if (closed) return
+    if (fenced !== null) return
+    epoch++
+    newPrimary = null
+    const timer = setTimeout(() => liftFence(`no +switch-master within ${FENCE_MAX_MS} ms`), FENCE_MAX_MS)
+    timer.unref()
+    fenced = { since: Date.now(), timer }
+    logger?.warn({ redis: where, event }, 'redis route store: a Sentinel failover began; writes are refused until the new primary is connected')
+  }
+  function liftFence(why: string): void {
+    if (fenced === null) return
+    clearTimeout(fenced.timer)
+    logger?.info({ redis: where, why, fencedMs: Date.now() - fenced.since }, 'redis route store: writes resume after the Sentinel failover')
+    fenced = null
+    newPrimary = null
+  }
+  /** The last +switch-master of our primary: where both connections belong from then on. */
+  let switched: { host: string; port: number; at: number } | null = null
+  /** Whether `redis` is connected (or connecting) to host:port. */
+  function connectedTo(redis: Redis, to: { host: string; port: number }): boolean {
+    const stream = (redis as unknown as { stream?: { remoteAddress?: string; remotePort?: number } }).stream
+    return stream?.remotePort === to.port && sameHost(stream.remoteAddress, to.host)
+  }
+  /**
+   * After a +switch-master: a connection still on another server reconnects, asking the
+   * sentinels again (ioredis' Sentinel connector); one that reached a sentinel that had not
+   * heard of the switch yet lands here again and asks again, with the reconnect backoff.
+   */
+  function follow(redis: Redis): void {
+    if (switched === null || Date.now() - switched.at > FENCE_MAX_MS || closed) return
+    if (redis.status === 'ready' && !connectedTo(redis, switched)) redis.disconnect(true)
+  }
+  /** Lifted once the command connection is on the primary +switch-master named, and ROLE said master there. */
+  function liftFenceIfOnNewPrimary(): void {
+    if (fenced === null || newPrimary === null || client.status !== 'ready' || role === null) return
+    if (!connectedTo(client, newPrimary)) return follow(client)
+    role.then((r) => {
+      if (r === 'master') liftFence('connected to the new primary')
+    }, () => {})
+  }
+  subscriber.on('ready', () => follow(subscriber))
+  const watchers: Redis[] = []
+  if (sentinelMode) {
+    for (const sentinel of options.sentinels ?? []) {
+      const watcher = new Redis({ host: sentinel.host, port: sentinel.port, connectTimeout, retryStrategy: () => SENTINEL_RECONNECT_MS, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true })
+      watcher.on('error', () => {})
+      watcher.subscribe(...FAILOVER_BEGINS, ...FAILOVER_ABORTED, '+switch-master').catch(() => {})
+      watcher.on('message', (channel: string, message: string) => {
+        if (eventMaster(channel, message) !== primaryName) return
+        if (FAILOVER_BEGINS.includes(channel)) fence(channel)
+        else if (FAILOVER_ABORTED.includes(channel)) liftFence(channel)
+        else if (channel === '+switch-master') {
+          // Each sentinel announces it once it learns of the switch, the last ones seconds later.
+          const [, , , host, port] = message.split(' ')
+          const to = { host: host ?? '', port: Number(port) }
+          switched = { ...to, at: Date.now() }
+          follow(subscriber)
+          if (fenced === null && client.status === 'ready' && connectedTo(client, to)) return
+          // A failover we did not see begin (led by a sentinel we cannot reach): fence now.
+          fence(channel)
+          newPrimary = to
+          liftFenceIfOnNewPrimary()
+        }
+      })
+      watchers.push(watcher)
+    }
+  }
+
+  function assertWritable(): void {
+    if (fenced !== null) throw new StoreUnavailableError(`a Sentinel failover of ${where} is under way (${Date.now() - fenced.since} ms); writes resume on the new primary`)
+  }
+
   /**
    * Until the first connection, a command waits for it (at most connectTimeout from the call,
    * however many attempts that takes), so a store used right after it was created works,
@@ -128,7 +287,7 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
    */
   async function ensureReady(): Promise<void> {
     if (closed) throw new StoreUnavailableError('the store is closed')
-    if (client.status === 'ready') return
+    if (client.status === 'ready') return primaryOnly()
     if (everReady || firstConnectRefused) throw new StoreUnavailableError(`Redis at ${where} is not connected (${lastError}); reconnecting`)
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<never>((_, reject) => {
@@ -140,6 +299,18 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
       clearTimeout(timer)
     }
     if ((client.status as string) !== 'ready') throw new StoreUnavailableError(`Redis at ${where} is not reachable (${lastError})`)
+    return primaryOnly()
+  }
+
+  /** Waits for this connection's ROLE (one round trip after a reconnect); refuses a replica. */
+  async function primaryOnly(): Promise<void> {
+    let r: string
+    try {
+      r = await checkRole()
+    } catch (err) {
+      throw new StoreUnavailableError(`Redis at ${where} did not answer ROLE (${err instanceof Error ? err.message : String(err)})`)
+    }
+    if (r !== 'master') throw new StoreUnavailableError(`Redis at ${where} is a replica (ROLE ${r}), not the primary; ${sentinelMode ? 'asking the sentinels again' : 'commands go to the primary only'}`)
   }
 
   /** Runs Redis commands, turning connection failures into StoreUnavailableError. */
@@ -191,10 +362,14 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
     ensureReady,
     run,
     atomically,
+    assertWritable,
+    fenceEpoch: () => epoch,
     isClosed: () => closed,
     async close() {
       if (closed) return
       closed = true
+      if (fenced !== null) clearTimeout(fenced.timer)
+      for (const w of watchers) w.disconnect()
       await Promise.all([quit(client), quit(subscriber)])
     },
   }

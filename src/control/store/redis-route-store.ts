@@ -244,9 +244,12 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   async function replicated(version: number): Promise<void> {
     if (waitReplicas === 0) return
     let acknowledged: number
+    const epoch = connection.fenceEpoch()
     try {
       acknowledged = await run(() => client.wait(waitReplicas, waitTimeout))
+      await unfenced([version], epoch)
     } catch (err) {
+      if (err instanceof WriteNotReplicatedError) throw err
       throw new WriteNotReplicatedError(`whether its replicas have it is unknown (WAIT failed: ${err instanceof Error ? err.message : String(err)}) (version ${version})`)
     }
     if (acknowledged < waitReplicas) {
@@ -276,10 +279,13 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
   async function settled<T>(call: (outcomeKey: string) => Promise<T>): Promise<T> {
     const outcomeKey = keys.outcome(randomUUID())
     await ensureReady()
+    connection.assertWritable()
+    const epoch = connection.fenceEpoch()
     let lost: unknown
     try {
-      return await call(outcomeKey)
+      return await unfenced(await call(outcomeKey), epoch)
     } catch (err) {
+      if (err instanceof WriteNotReplicatedError) throw err
       if (err instanceof ReplyError || (err instanceof Error && /enableOfflineQueue/.test(err.message))) {
         // Redis refused the script (or it was never sent): nothing ran. run() words it.
         return run(() => Promise.reject(err))
@@ -297,10 +303,26 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
         if (!(err instanceof StoreUnavailableError)) throw err
       }
       if (outcome === 'cancelled') throw new StoreUnavailableError(`Redis at ${where} did not answer in time (${reason}); the write did not run, and never will`)
-      if (outcome !== undefined) return JSON.parse(outcome) as T
+      if (outcome !== undefined) return unfenced(JSON.parse(outcome) as T, epoch)
       await sleep(Math.max(0, Math.min(100, deadline - Date.now())))
     }
     throw new WriteOutcomeUnknownError(`Redis at ${where} did not answer (${reason}), and the write's outcome could not be read back within ${outcomeTimeout} ms`)
+  }
+
+  /**
+   * A write that ran, checked against Sentinel failovers: when one began while it was in flight,
+   * the old primary may have run it after the replica it promotes stopped copying, so whether it
+   * survives is unknown: WriteNotReplicatedError (stored on the primary, not confirmed).
+   */
+  async function unfenced<T>(result: T, epoch: number): Promise<T> {
+    // A sentinel's announcement that arrived with this reply is read in the same event-loop
+    // turn; let it be read before deciding (the reply may have been handled first).
+    await new Promise((resolve) => setImmediate(resolve))
+    // Every write script answers [version, ...]; 0 or less: it wrote nothing (a conflict, a
+    // failed expectation, a cancelled call), which stays true.
+    const version = Array.isArray(result) ? Number(result[0]) : 0
+    if (connection.fenceEpoch() === epoch || !(version > 0)) return result
+    throw new WriteNotReplicatedError(`a Sentinel failover began before it was confirmed (version ${version})`)
   }
 
   function challengeVersion([v]: [number]): number {
@@ -501,6 +523,8 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
     async acquireLease(name, holder, ttlMs) {
       const t = now()
       const ttl = Math.max(1, Math.ceil(ttlMs))
+      // A lease granted by a primary being failed over could be lost with it: two holders.
+      connection.assertWritable()
       return (await run(() => scripts.tetherAcquireLease(keys.lease(name), holder, t, t + ttl, ttl))) === 1
     },
 
