@@ -8,6 +8,12 @@
  * - who orders: exactly one control replica, the holder of the store lease 'acme' (renewed
  *   during an order); another replica takes over when it stops renewing (killed mid-order: the
  *   order is started again, the CA's pending authorizations are reused);
+ * - deadlines: every request to the CA has one (requestTimeoutMs, default 30 s: a CA that
+ *   accepts the connection and never answers), and so has the whole attempt (orderTimeoutMs,
+ *   default 5 min: a CA that answers too slowly, proxies that never serve the challenge). An
+ *   attempt past its deadline is abandoned (its pending requests are aborted), counted as a
+ *   failure with a readable error, and the lease is released so another replica can try at its
+ *   next round; the lease is renewed only while an attempt is within its deadline;
  * - HTTP-01: the key authorization is published in the store as a version of the feed, so every
  *   proxy answers /.well-known/acme-challenge/<token>; the CA is told to validate once every
  *   live proxy applied that version (whichever proxy it reaches answers). acme-client's own
@@ -16,6 +22,8 @@
  *   (1 min doubling to 24 h), so a failing CA or a rate limit is not hammered;
  * - the account key and the certificate keys are sealed (secret-box.ts) in the store.
  */
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { createRequire } from 'node:module'
 import { Agent as HttpsAgent } from 'node:https'
 import * as acme from 'acme-client'
 import type { CertificateService } from './certificates.ts'
@@ -59,6 +67,10 @@ export interface AcmeOptions {
   /** First retry delay after a failure, doubled up to maxBackoffMs. Default 60 s / 24 h. */
   backoffMs?: number
   maxBackoffMs?: number
+  /** TETHER_ACME_REQUEST_TIMEOUT_SECONDS: each request to the CA, from connecting to the last byte of the answer. Default 30 s. */
+  requestTimeoutMs?: number
+  /** TETHER_ACME_ORDER_TIMEOUT_SECONDS: one whole attempt (every request, retries, the proxies serving the challenge). Default 5 min. */
+  orderTimeoutMs?: number
 }
 
 export interface AcmeNameStatus {
@@ -68,7 +80,10 @@ export interface AcmeNameStatus {
   domains: string[]
   /** Why: the route asked (acme / letsencrypt.host), or TETHER_ACME_EVERY_DOMAIN. */
   reason: 'route' | 'every-domain'
-  state: 'pending' | 'valid' | 'failing'
+  /** ordering: an attempt is under way (see `ordering`). */
+  state: 'pending' | 'ordering' | 'valid' | 'failing'
+  /** The attempt under way (or one that passed its deadline without ending: `overdue`, its replica stopped or stuck). */
+  ordering?: { by: string; since: string; deadline: string; overdue: boolean }
   notAfter?: string
   /** When renewal starts (two thirds of the lifetime). */
   renewAt?: string
@@ -76,8 +91,15 @@ export interface AcmeNameStatus {
   failures: number
   lastError?: string
   lastFailureAt?: string
-  /** When the next order may start (backing off after a failure). */
+  /** When the next order starts: after the backoff of a failure, at the leader's next round; absent while ordering or when nothing is due. */
   nextAttemptAt?: string
+}
+
+/** The leader's last word on its rounds: when (a round's end or an attempt's start), by which replica, by when the next round starts. */
+export interface AcmeRound {
+  by: string
+  at: string
+  nextAt: string
 }
 
 export interface AcmeSkipped {
@@ -94,6 +116,8 @@ export interface AcmeStatus {
   certificates: AcmeNameStatus[]
   /** With everyDomain: names of routes no certificate is ordered for, and why. */
   skipped: AcmeSkipped[]
+  /** The last round any replica finished (absent before the first). */
+  lastRound?: AcmeRound
 }
 
 export interface Acme {
@@ -121,6 +145,19 @@ interface Failure {
   at?: number
 }
 
+/** An attempt under way, in the store (any replica's status shows it). */
+interface AttemptRecord {
+  by: string
+  since: number
+  deadline: number
+}
+
+interface RoundRecord {
+  by: string
+  at: number
+  nextAt: number
+}
+
 /** The facts of a stored certificate the choice of what to order depends on. */
 export interface CoveringCertificate {
   name: string
@@ -131,7 +168,106 @@ export interface CoveringCertificate {
 
 const LEASE = 'acme'
 const ACCOUNT_KEY = 'account-key'
+const ROUND = 'round'
 const failureField = (name: string): string => `failure:${name}`
+const attemptField = (name: string): string => `attempt:${name}`
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
+export const DEFAULT_ORDER_TIMEOUT_MS = 300_000
+
+/** `30 s`, `1.5 s`, `5 min`. */
+export function seconds(ms: number): string {
+  if (ms >= 120_000 && ms % 60_000 === 0) return `${ms / 60_000} min`
+  return `${Number((ms / 1000).toFixed(3))} s`
+}
+
+/** Where a request went, for messages: origin and path (ACME URLs hold no secret; no query). */
+function where(url: unknown): string {
+  try {
+    const u = new URL(String(url))
+    return `${u.origin}${u.pathname}`
+  } catch {
+    return String(url)
+  }
+}
+
+/**
+ * What went wrong with a request that got no HTTP answer, said for an operator. Pure.
+ * `timedOutMs`: the request's own deadline fired.
+ */
+export function requestFailure(err: { code?: string | undefined; message?: string | undefined; cause?: unknown }, url: string, timedOutMs?: number): string {
+  const at = where(url)
+  if (timedOutMs !== undefined) return `CA at ${at} did not answer within ${seconds(timedOutMs)}`
+  const code = err.code ?? (err.cause as { code?: string } | undefined)?.code
+  const message = err.message ?? ''
+  if (code === 'ECONNRESET' || /socket hang up/i.test(message)) return `connection reset by ${at}`
+  if (code === 'ECONNREFUSED') return `connection refused by ${at}`
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `the name of ${at} does not resolve (${code})`
+  if (code === 'EPIPE') return `connection closed by ${at} while sending`
+  if (typeof code === 'string' && /CERT|SSL|TLS|SELF_SIGNED/i.test(code)) return `TLS with ${at} failed: ${message} (${code})`
+  return `request to ${at} failed: ${message}${code === undefined ? '' : ` (${code})`}`
+}
+
+/**
+ * What every request of an attempt needs: the attempt's abort signal (the attempt deadline,
+ * stop()), its request deadline, the agent that trusts a private ACME server's CA. Carried in
+ * async context because acme-client's axios instance is one per process.
+ */
+interface AttemptContext {
+  signal: AbortSignal
+  requestTimeoutMs: number
+  httpsAgent: HttpsAgent | undefined
+}
+const attemptContext = new AsyncLocalStorage<AttemptContext>()
+
+type AxiosConfig = { url?: string; signal?: unknown; timeout?: number; httpsAgent?: unknown }
+type Adapter = (config: AxiosConfig) => Promise<unknown>
+
+/**
+ * acme-client 5.x sets no timeout on its axios instance, and its retry interceptor reads
+ * `error.response.config` of an error without a response ("Cannot read properties of
+ * undefined (reading 'config')" for a connection reset or a timeout). This adapter wraps axios'
+ * own HTTP adapter: every request gets a deadline (an abort, which also covers a CA that
+ * trickles its answer, unlike a socket idle timeout) and aborts with the attempt; a request
+ * without an HTTP answer fails with a readable message and no `config`, which the interceptor
+ * passes through untouched (no retry of its own: the orderer's backoff retries). Requests
+ * with an HTTP answer (4xx, 5xx) go through acme-client's handling as before.
+ */
+let adapterInstalled = false
+const aborted = (context: AttemptContext | undefined): boolean => context?.signal.aborted === true
+function installDeadlineAdapter(): void {
+  if (adapterInstalled) return
+  // The axios acme-client itself loads (a copy of our own could differ).
+  const requireFromAcme = createRequire(createRequire(import.meta.url).resolve('acme-client'))
+  const http = (requireFromAcme('axios') as { getAdapter(name: string): Adapter }).getAdapter('http')
+  const adapter: Adapter = async (config) => {
+    const context = attemptContext.getStore()
+    const timeoutMs = context?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
+    const url = String(config.url ?? '')
+    if (aborted(context)) throw new Error(`${String((context?.signal.reason as Error | undefined)?.message ?? 'attempt abandoned')}; request to ${where(url)} not sent`)
+    const controller = new AbortController()
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      controller.abort()
+    }, timeoutMs)
+    const onAbort = (): void => controller.abort()
+    context?.signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      return await http({ ...config, signal: controller.signal, ...(context?.httpsAgent === undefined ? {} : { httpsAgent: context.httpsAgent }) })
+    } catch (err) {
+      const e = err as { response?: unknown; code?: string; message?: string; cause?: unknown }
+      if (e.response !== undefined && e.response !== null) throw err
+      if (aborted(context) && !timedOut) throw new Error(`${String((context?.signal.reason as Error | undefined)?.message ?? 'attempt abandoned')}; request to ${where(url)} aborted`)
+      throw new Error(requestFailure(e, url, timedOut ? timeoutMs : undefined))
+    } finally {
+      clearTimeout(timer)
+      context?.signal.removeEventListener('abort', onAbort)
+    }
+  }
+  ;(acme.axios.defaults as { adapter?: unknown }).adapter = adapter
+  adapterInstalled = true
+}
 
 /** Whether a certificate name (possibly `*.example.com`) covers `domain`. */
 export function covers(certDomain: string, domain: string): boolean {
@@ -198,18 +334,30 @@ export async function readAcmeStatus(
     { everyDomain: options.everyDomain ?? false, certificates: stored.map((c) => c.info), now },
   )
   const byName = new Map(stored.map((c) => [c.info.name, c]))
+  const parse = <T>(field: string): T | null => {
+    const text = values[field]
+    if (text === undefined) return null
+    try {
+      return JSON.parse(text) as T
+    } catch {
+      return null
+    }
+  }
+  const round = parse<RoundRecord>(ROUND)
   const certificates = wanted.map((w): AcmeNameStatus => {
     const cert = byName.get(w.name)
-    const text = values[failureField(w.name)]
-    const failure = text === undefined ? null : (JSON.parse(text) as Failure)
+    const failure = parse<Failure>(failureField(w.name))
+    const attempt = parse<AttemptRecord>(attemptField(w.name))
+    const ordering = attempt !== null && now < attempt.deadline
     const s: AcmeNameStatus = {
       name: w.name,
       serviceName: w.serviceName,
       domains: w.domains,
       reason: w.reason,
-      state: failure !== null ? 'failing' : cert === undefined ? 'pending' : 'valid',
+      state: ordering ? 'ordering' : failure !== null ? 'failing' : cert === undefined ? 'pending' : 'valid',
       failures: failure?.failures ?? 0,
     }
+    if (attempt !== null) s.ordering = { by: attempt.by, since: new Date(attempt.since).toISOString(), deadline: new Date(attempt.deadline).toISOString(), overdue: !ordering }
     if (cert !== undefined) {
       s.notAfter = cert.info.notAfter
       s.renewAt = new Date(renewalTime(cert.info)).toISOString()
@@ -217,11 +365,27 @@ export async function readAcmeStatus(
     if (failure !== null) {
       s.lastError = failure.lastError
       if (failure.at !== undefined) s.lastFailureAt = new Date(failure.at).toISOString()
-      s.nextAttemptAt = new Date(failure.nextAttemptAt).toISOString()
+    }
+    // The next attempt: not before the backoff (or the renewal time), and only at a round: the
+    // leader's next one when that is later. A time in the past means no replica ran that round.
+    if (!ordering) {
+      const due = failure !== null ? failure.nextAttemptAt : cert === undefined || !sameDomains(cert.info.domains, w.domains) ? now : renewalTime(cert.info)
+      if (failure !== null || due <= now) s.nextAttemptAt = new Date(Math.max(due, round?.nextAt ?? due)).toISOString()
     }
     return s
   })
-  return { directory: options.directoryUrl, everyDomain: options.everyDomain ?? false, leader: options.leader ?? false, certificates, skipped }
+  return {
+    directory: options.directoryUrl,
+    everyDomain: options.everyDomain ?? false,
+    leader: options.leader ?? false,
+    certificates,
+    skipped,
+    ...(round === null ? {} : { lastRound: { by: round.by, at: new Date(round.at).toISOString(), nextAt: new Date(round.nextAt).toISOString() } }),
+  }
+}
+
+function sameDomains(a: readonly string[], b: readonly string[]): boolean {
+  return JSON.stringify([...a].map((d) => d.toLowerCase()).sort()) === JSON.stringify([...b].map((d) => d.toLowerCase()).sort())
 }
 
 /** Pure: renew at two thirds of the lifetime; due at once when absent or for other domains. */
@@ -251,7 +415,15 @@ export function startAcme(options: AcmeOptions): Acme {
   let stopped = false
   let running: Promise<void> | null = null
   let keepAlive: NodeJS.Timeout | undefined
-  if (options.caPem !== undefined) acme.axios.defaults.httpsAgent = new HttpsAgent({ ca: options.caPem })
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
+  const orderTimeoutMs = options.orderTimeoutMs ?? DEFAULT_ORDER_TIMEOUT_MS
+  for (const [field, value] of [['requestTimeoutMs', requestTimeoutMs], ['orderTimeoutMs', orderTimeoutMs]] as const) {
+    if (!Number.isFinite(value) || value <= 0) throw new RangeError(`ACME ${field} must be a positive number of milliseconds (got ${value})`)
+  }
+  /** Aborts the attempt under way (its deadline, stop()). */
+  let current: AbortController | undefined
+  installDeadlineAdapter()
+  const httpsAgent = options.caPem === undefined ? undefined : new HttpsAgent({ ca: options.caPem })
 
   async function accountKey(): Promise<string> {
     const sealed = await store.getAcmeValue(ACCOUNT_KEY)
@@ -314,6 +486,39 @@ export function startAcme(options: AcmeOptions): Acme {
     log.info({ certificate: w.name, domains: w.domains, fingerprint: result.info.fingerprint, notAfter: result.info.notAfter, version: result.version }, 'certificate issued by ACME')
   }
 
+  /**
+   * One attempt at `w` within orderTimeoutMs. Past the deadline the attempt is abandoned: its
+   * requests are aborted, whatever it still awaits (the proxies) is left to settle unobserved.
+   */
+  async function attempt(w: Wanted): Promise<void> {
+    const controller = new AbortController()
+    current = controller
+    const since = now()
+    const record: AttemptRecord = { by: options.holder, since, deadline: since + orderTimeoutMs }
+    let deadline: NodeJS.Timeout | undefined
+    const expired = new Promise<never>((_, reject) => {
+      deadline = setTimeout(() => {
+        const err = new Error(`order abandoned: not done within ${seconds(orderTimeoutMs)} (TETHER_ACME_ORDER_TIMEOUT_SECONDS)`)
+        controller.abort(err)
+        reject(err)
+      }, orderTimeoutMs)
+    })
+    const work = (async () => {
+      await store.setAcmeValue(attemptField(w.name), JSON.stringify(record))
+      // The next round starts by the attempt's deadline and an interval: what status expects.
+      await store.setAcmeValue(ROUND, JSON.stringify({ by: options.holder, at: since, nextAt: record.deadline + intervalMs } satisfies RoundRecord))
+      await attemptContext.run({ signal: controller.signal, requestTimeoutMs, httpsAgent }, () => order(w))
+    })()
+    work.catch(() => undefined) // an abandoned attempt's own failure is not reported again
+    try {
+      await Promise.race([work, expired])
+    } finally {
+      clearTimeout(deadline)
+      if (current === controller) current = undefined
+      await store.setAcmeValue(attemptField(w.name), null).catch(() => undefined)
+    }
+  }
+
   async function round(): Promise<void> {
     leader = await store.acquireLease(LEASE, options.holder, leaseTtlMs).catch(() => false)
     if (!leader) return
@@ -323,14 +528,18 @@ export function startAcme(options: AcmeOptions): Acme {
     )
     for (const w of wanted) {
       if (stopped || !(await due(w))) continue
-      // Keep the lease while ordering (an order takes seconds to minutes).
+      // Keep the lease while ordering (an order takes seconds to minutes), never past the
+      // attempt's deadline: a stuck replica must not keep the others from trying.
       keepAlive = setInterval(() => void store.acquireLease(LEASE, options.holder, leaseTtlMs).catch(() => undefined), Math.max(100, leaseTtlMs / 3))
+      let abandoned = false
       try {
-        await order(w)
+        await attempt(w)
         options.onOrder?.('issued')
       } catch (err) {
+        clearInterval(keepAlive)
         errors += 1
         options.onOrder?.('failed')
+        abandoned = (err as Error).message.startsWith('order abandoned')
         const previous = await readFailure(w.name).catch(() => null)
         const failures = (previous?.failures ?? 0) + 1
         const message = err instanceof Error ? err.message : String(err)
@@ -340,7 +549,17 @@ export function startAcme(options: AcmeOptions): Acme {
       } finally {
         clearInterval(keepAlive)
       }
+      if (abandoned) {
+        // Whatever held this attempt up may hold the next: let another replica try.
+        await store.releaseLease(LEASE, options.holder).catch(() => undefined)
+        leader = false
+        log.warn({ certificate: w.name }, 'ACME lease released after an abandoned order; another replica may take over')
+        break
+      }
     }
+    const at = now()
+    const record: RoundRecord = { by: options.holder, at, nextAt: at + intervalMs }
+    await store.setAcmeValue(ROUND, JSON.stringify(record)).catch(() => undefined)
   }
 
   let timer: NodeJS.Timeout | undefined
@@ -373,6 +592,7 @@ export function startAcme(options: AcmeOptions): Acme {
       stopped = true
       clearTimeout(timer)
       clearInterval(keepAlive)
+      current?.abort(new Error('order abandoned: this replica is stopping'))
       // An order stuck on the CA does not hold up shutdown for long: the lease expires and another replica resumes.
       let bound: NodeJS.Timeout | undefined
       await Promise.race([running, new Promise<void>((r) => (bound = setTimeout(r, 5_000)))])

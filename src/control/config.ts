@@ -48,6 +48,13 @@ export const ControlEnvSchema = Type.Object(
         "'on': ACME certificates for every route's serviceDomain names without asking per route (wildcards, IPs and names an uploaded certificate covers are left out and listed in /v1/status). 'off': only routes with acme=true or letsencrypt.host.",
     }),
     TETHER_ACME_INTERVAL_SECONDS: Type.Integer({ default: 60, minimum: 1, maximum: 86_400, description: 'Pause between two ACME rounds (what is due is ordered; failures wait for their backoff). Default 60.' }),
+    TETHER_ACME_REQUEST_TIMEOUT_SECONDS: Type.Integer({ default: 30, minimum: 1, maximum: 600, description: 'Deadline of each request to the ACME server, from connecting to the end of its answer. Default 30.' }),
+    TETHER_ACME_ORDER_TIMEOUT_SECONDS: Type.Integer({
+      default: 300,
+      minimum: 10,
+      maximum: 3_600,
+      description: 'Deadline of one whole ACME order (every request and retry, the proxies serving the challenge); past it the order is abandoned, counted as failed and the ACME lease released so another replica can try. Default 300.',
+    }),
     TETHER_ACME_CA_FILE: Type.Optional(Type.String({ minLength: 1, description: "PEM of the CA that signs the ACME server's own HTTPS certificate (private ACME servers)." })),
     TETHER_SECRET_KEY_FILE: Type.Optional(
       Type.String({ minLength: 1, description: 'File holding the 32-byte key (raw, 64 hex characters or base64) that encrypts certificate keys in the store, e.g. a Docker secret. The same on every control replica.' }),
@@ -90,7 +97,7 @@ export interface ControlConfig {
   statsUrl: string | undefined
   /** The 32-byte key of TETHER_SECRET_KEY_FILE; undefined when not configured. */
   secretKey: Buffer | undefined
-  acme: { directoryUrl: string; email: string | undefined; caPem: string | undefined; everyDomain: boolean; intervalMs: number }
+  acme: { directoryUrl: string; email: string | undefined; caPem: string | undefined; everyDomain: boolean; intervalMs: number; requestTimeoutMs: number; orderTimeoutMs: number }
 }
 
 /** A wrong variable: the one coded error of every role's environment (shared/env.ts). */
@@ -179,6 +186,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig 
       caPem: e.TETHER_ACME_CA_FILE === undefined ? undefined : readSecretFile(e.TETHER_ACME_CA_FILE, 'TETHER_ACME_CA_FILE'),
       everyDomain: e.TETHER_ACME_EVERY_DOMAIN === 'on',
       intervalMs: e.TETHER_ACME_INTERVAL_SECONDS * 1000,
+      requestTimeoutMs: e.TETHER_ACME_REQUEST_TIMEOUT_SECONDS * 1000,
+      orderTimeoutMs: e.TETHER_ACME_ORDER_TIMEOUT_SECONDS * 1000,
     },
     secretKey,
     host: e.HOST,

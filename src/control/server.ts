@@ -66,6 +66,8 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
           email: config.acme.email,
           everyDomain: config.acme.everyDomain,
           intervalMs: config.acme.intervalMs,
+          requestTimeoutMs: config.acme.requestTimeoutMs,
+          orderTimeoutMs: config.acme.orderTimeoutMs,
           onOrder: (result) => app.metrics.acmeOrders.inc({ result }),
           caPem: config.acme.caPem,
           holder: `${hostname()}-${process.pid}`,

@@ -38,6 +38,15 @@ describe('control-plane configuration (environment)', () => {
     assert.throws(() => loadConfig({ TETHER_ACME_INTERVAL_SECONDS: '0' }), /TETHER_ACME_INTERVAL_SECONDS/)
   })
 
+  it('ACME deadlines: 30 s a request and 5 min an order by default; read in seconds; out of range names its variable', () => {
+    const d = loadConfig({}).acme
+    assert.deepEqual([d.requestTimeoutMs, d.orderTimeoutMs], [30_000, 300_000])
+    const c = loadConfig({ TETHER_ACME_REQUEST_TIMEOUT_SECONDS: '5', TETHER_ACME_ORDER_TIMEOUT_SECONDS: '60' }).acme
+    assert.deepEqual([c.requestTimeoutMs, c.orderTimeoutMs], [5_000, 60_000])
+    assert.throws(() => loadConfig({ TETHER_ACME_REQUEST_TIMEOUT_SECONDS: '0' }), /TETHER_ACME_REQUEST_TIMEOUT_SECONDS/)
+    assert.throws(() => loadConfig({ TETHER_ACME_ORDER_TIMEOUT_SECONDS: '2' }), /TETHER_ACME_ORDER_TIMEOUT_SECONDS/)
+  })
+
   it('reads tokens from files (Docker secrets)', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'tether-config-'))
     t.after(() => rm(dir, { recursive: true, force: true }))

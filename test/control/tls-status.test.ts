@@ -46,6 +46,20 @@ describe('tlsStatusOf', () => {
       assert.deepEqual(out.uncoveredDomains.map((u) => `${u.serviceName} ${u.domain}`), expected.uncovered)
     })
   }
+  it('ACME: an order past its deadline names its replica; an attempt overdue (no replica runs rounds) is a warning; one under way or waiting for its time is not', () => {
+    const name = (over: Record<string, unknown>) => ({ name: 'acme-web', serviceName: 'web', domains: ['a.test'], reason: 'route' as const, state: 'pending' as const, failures: 0, ...over })
+    const acme = (certificates: unknown[]) => ({ directory: 'https://ca.test/dir', everyDomain: false, leader: false, certificates, skipped: [], lastRound: { by: 'replica-a', at: '2026-05-31T22:00:00.000Z', nextAt: '2026-05-31T22:01:00.000Z' } }) as never
+    const warningsOf = (a: unknown) => tlsStatusOf({ certificates: [], routes: [], proxies: [], acme: acme([a]), now }).warnings
+    assert.deepEqual(warningsOf(name({ state: 'pending', ordering: { by: 'replica-a', since: '2026-05-31T23:50:00.000Z', deadline: '2026-05-31T23:55:00.000Z', overdue: true } })), [
+      "ACME order for a.test ('acme-web') started by replica-a at 2026-05-31T23:50:00.000Z has not ended by its deadline 2026-05-31T23:55:00.000Z: that replica was stopped or is stuck; another replica takes over once its lease expires",
+    ])
+    assert.deepEqual(warningsOf(name({ nextAttemptAt: '2026-05-31T22:01:00.000Z' })), [
+      "ACME order for a.test ('acme-web') overdue since 2026-05-31T22:01:00.000Z: no control replica has run an ACME round since 2026-05-31T22:00:00.000Z (replica-a); check that the control replicas are running and can reach the store",
+    ])
+    assert.deepEqual(warningsOf(name({ state: 'ordering', ordering: { by: 'replica-a', since: '2026-05-31T23:59:00.000Z', deadline: '2026-06-01T00:04:00.000Z', overdue: false } })), [])
+    assert.deepEqual(warningsOf(name({ nextAttemptAt: '2026-05-31T23:59:30.000Z' })), [], 'within the grace of a round')
+    assert.deepEqual(warningsOf(name({ state: 'valid', renewAt: '2026-07-01T00:00:00.000Z' })), [])
+  })
   it('gives each stored certificate its seconds to expiry', () => {
     const out = tlsStatusOf({ certificates: [cert('web', ['a.test'], '2026-06-02T00:00:00.000Z')], routes: [], proxies: [], acme: null, now })
     assert.deepEqual(out.certificates, [{ name: 'web', domains: ['a.test'], source: 'api', notAfter: '2026-06-02T00:00:00.000Z', expiresInSeconds: 86_400, warnings: [] }])

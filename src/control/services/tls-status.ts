@@ -15,13 +15,28 @@ export const AcmeNameStatusSchema = Type.Object(
     serviceName: Type.String(),
     domains: Type.Array(Type.String()),
     reason: Type.Union([Type.Literal('route'), Type.Literal('every-domain')], { description: 'The route asked (acme, letsencrypt.host), or TETHER_ACME_EVERY_DOMAIN=on.' }),
-    state: Type.Union([Type.Literal('pending'), Type.Literal('valid'), Type.Literal('failing')], { description: 'pending: not issued yet; failing: the last order failed (the current certificate, if any, is still served).' }),
+    state: Type.Union([Type.Literal('pending'), Type.Literal('ordering'), Type.Literal('valid'), Type.Literal('failing')], {
+      description: 'pending: not issued yet; ordering: an attempt is under way (within its deadline); failing: the last order failed (the current certificate, if any, is still served).',
+    }),
+    ordering: Type.Optional(
+      Type.Object(
+        {
+          by: Type.String({ description: 'The control replica ordering.' }),
+          since: Type.String({ format: 'date-time' }),
+          deadline: Type.String({ format: 'date-time', description: 'Abandoned by then (TETHER_ACME_ORDER_TIMEOUT_SECONDS).' }),
+          overdue: Type.Boolean({ description: 'Past its deadline and not ended: that replica was stopped or is stuck; another takes over once its lease expires.' }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     notAfter: Type.Optional(Type.String({ format: 'date-time' })),
     renewAt: Type.Optional(Type.String({ format: 'date-time', description: 'Next renewal: two thirds of the lifetime.' })),
     failures: Type.Integer({ minimum: 0, description: 'Failed orders in a row (0 after a success).' }),
     lastError: Type.Optional(Type.String()),
     lastFailureAt: Type.Optional(Type.String({ format: 'date-time' })),
-    nextAttemptAt: Type.Optional(Type.String({ format: 'date-time', description: 'When the next order may start (exponential backoff with jitter after a failure).' })),
+    nextAttemptAt: Type.Optional(
+      Type.String({ format: 'date-time', description: "When the next order starts: after the backoff of a failure (exponential, with jitter), at the leader's next round; absent while ordering or when nothing is due (see renewAt)." }),
+    ),
   },
   { additionalProperties: false },
 )
@@ -35,6 +50,12 @@ export const AcmeStatusSchema = Type.Object(
     skipped: Type.Array(Type.Object({ serviceName: Type.String(), domain: Type.String(), reason: Type.String() }, { additionalProperties: false }), {
       description: 'With everyDomain: route names no certificate is ordered for, and why (wildcard, not a DNS name, covered by an uploaded certificate).',
     }),
+    lastRound: Type.Optional(
+      Type.Object(
+        { by: Type.String(), at: Type.String({ format: 'date-time' }), nextAt: Type.String({ format: 'date-time' }) },
+        { additionalProperties: false, description: "The ordering replica's last word: when it finished a round or started an order, and by when the next round starts (a time in the past: no replica runs rounds)." },
+      ),
+    ),
   },
   { additionalProperties: false, description: 'Automatic certificates (ACME): what is ordered, how each order stands.' },
 )
@@ -64,6 +85,9 @@ export const TlsStatusSchema = Type.Object(
   { additionalProperties: false, description: 'HTTPS across the fleet.' },
 )
 export type TlsStatus = Static<typeof TlsStatusSchema>
+
+/** A next ACME attempt this far in the past means no replica runs rounds (timers and a round's own reads take a moment). */
+export const ACME_OVERDUE_GRACE_MS = 60_000
 
 export function tlsStatusOf(input: {
   certificates: readonly CertificateInfo[]
@@ -106,6 +130,12 @@ export function tlsStatusOf(input: {
   for (const p of input.proxies) for (const problem of p.tls?.problems ?? []) warnings.push(`proxy ${p.id}: certificate file ${problem.file} not served: ${problem.error}`)
   for (const a of input.acme?.certificates ?? []) {
     if (a.state === 'failing') warnings.push(`ACME order for ${a.domains.join(', ')} ('${a.name}') failing (${a.failures} in a row): ${a.lastError ?? 'unknown error'}; next attempt at ${a.nextAttemptAt ?? 'the next round'}`)
+    if (a.ordering?.overdue === true) {
+      warnings.push(`ACME order for ${a.domains.join(', ')} ('${a.name}') started by ${a.ordering.by} at ${a.ordering.since} has not ended by its deadline ${a.ordering.deadline}: that replica was stopped or is stuck; another replica takes over once its lease expires`)
+    } else if (a.state !== 'ordering' && a.nextAttemptAt !== undefined && Date.parse(a.nextAttemptAt) < now - ACME_OVERDUE_GRACE_MS) {
+      const last = input.acme?.lastRound
+      warnings.push(`ACME order for ${a.domains.join(', ')} ('${a.name}') overdue since ${a.nextAttemptAt}: no control replica has run an ACME round${last === undefined ? '' : ` since ${last.at} (${last.by})`}; check that the control replicas are running and can reach the store`)
+    }
   }
   return { certificates, uncoveredDomains, warnings, ...(input.acme === null ? {} : { acme: input.acme }) }
 }

@@ -202,8 +202,10 @@ function renderCertificates() {
         ? h('span', { class: 'muted' }, '–')
         : a.state === 'failing'
           ? h('span', { class: 'bad', title: a.lastError ?? '' }, `failing (${a.failures} in a row)${a.nextAttemptAt !== undefined ? `, next try ${clock(a.nextAttemptAt)}` : ''}: ${a.lastError ?? ''}`)
-          : a.state === 'pending'
-            ? h('span', { class: 'warn' }, 'ordering…')
+          : a.state === 'ordering'
+            ? h('span', { class: 'warn', title: `by ${a.ordering?.by ?? '?'}, abandoned at ${clock(a.ordering?.deadline)}` }, `ordering since ${clock(a.ordering?.since)}…`)
+            : a.state === 'pending'
+            ? h('span', { class: 'warn' }, `not issued yet${a.nextAttemptAt !== undefined ? `, next try ${clock(a.nextAttemptAt)}` : ''}`)
             : h('span', { class: 'ok' }, `valid${a.renewAt !== undefined ? `, renews ${clock(a.renewAt)}` : ''}`)
     return h('tr', { 'data-certificate': name }, h('td', {}, h('strong', {}, name)), h('td', {}, (c?.domains ?? a?.domains ?? []).join(', ')), h('td', {}, c?.source ?? 'acme'), h('td', {}, expires), h('td', {}, acmeCell))
   })

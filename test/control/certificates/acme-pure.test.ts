@@ -1,12 +1,26 @@
 /** The pure parts of the ACME orderer and the route fields that ask for it. */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { renewalTime, retryDelay, wantedCertificates } from '../../../src/control/acme.ts'
+import { renewalTime, requestFailure, retryDelay, seconds, wantedCertificates } from '../../../src/control/acme.ts'
 import { api, startControl } from '../harness.ts'
 
 describe('ACME, pure parts', () => {
   it('renews at two thirds of the lifetime', () => {
     assert.equal(new Date(renewalTime({ notBefore: '2026-01-01T00:00:00.000Z', notAfter: '2026-04-01T00:00:00.000Z' })).toISOString(), '2026-03-02T00:00:00.000Z')
+  })
+  it('says what a request without an answer ran into, naming the CA (origin and path, no query)', () => {
+    const url = 'https://ca.test:14000/dir?x=1'
+    for (const [err, timedOut, expected] of [
+      [{}, 30_000, 'CA at https://ca.test:14000/dir did not answer within 30 s'],
+      [{}, 1_500, 'CA at https://ca.test:14000/dir did not answer within 1.5 s'],
+      [{ code: 'ECONNRESET', message: 'read ECONNRESET' }, undefined, 'connection reset by https://ca.test:14000/dir'],
+      [{ message: 'socket hang up' }, undefined, 'connection reset by https://ca.test:14000/dir'],
+      [{ code: 'ECONNREFUSED', message: 'connect ECONNREFUSED' }, undefined, 'connection refused by https://ca.test:14000/dir'],
+      [{ code: 'ENOTFOUND', message: 'getaddrinfo ENOTFOUND ca.test' }, undefined, 'the name of https://ca.test:14000/dir does not resolve (ENOTFOUND)'],
+      [{ code: 'DEPTH_ZERO_SELF_SIGNED_CERT', message: 'self-signed certificate' }, undefined, 'TLS with https://ca.test:14000/dir failed: self-signed certificate (DEPTH_ZERO_SELF_SIGNED_CERT)'],
+      [{ message: 'odd', cause: { code: 'EHOSTUNREACH' } }, undefined, 'request to https://ca.test:14000/dir failed: odd (EHOSTUNREACH)'],
+    ] as const) assert.equal(requestFailure(err, url, timedOut), expected)
+    assert.deepEqual([seconds(300_000), seconds(90_000), seconds(1_000)], ['5 min', '90 s', '1 s'])
   })
   it('backs off exponentially with ±25 % jitter, capped', () => {
     for (const [failures, random, expected] of [
