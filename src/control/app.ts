@@ -24,7 +24,7 @@ import { readAcmeStatus } from './acme.ts'
 import { createMetrics, type ControlMetrics } from './metrics.ts'
 import { createEphemeralSecretBox, type SecretBox } from './secret-box.ts'
 import { createConfigFeed, type ConfigFeed } from './services/config-feed.ts'
-import { installErrorHandlers } from './plugins/error-handler.ts'
+import { frameworkErrorHandler, installErrorHandlers, MAX_PARAM_LENGTH } from './plugins/error-handler.ts'
 import { installJsonBodyParser } from './plugins/json-body.ts'
 import { RequestLogController } from './plugins/request-log.ts'
 import { createFleet, type Fleet } from './services/fleet.ts'
@@ -133,6 +133,9 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
     http: { headersTimeout: Math.min(10_000, requestTimeoutMs), connectionsCheckingInterval: Math.min(1000, Math.ceil(requestTimeoutMs / 4)) },
     clientErrorHandler,
     genReqId: () => randomUUID(),
+    // Path parameters longer than this never reach a route; they answer 414 in the error shape.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors: frameworkErrorHandler,
     // One line per request; reads and heartbeats at debug (plugins/request-log.ts).
     logController: new RequestLogController(),
     // Query strings are coerced ('8080' → 8080, 'true' → true); JSON bodies are taken as sent.
@@ -175,6 +178,13 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
     liveProxies: async () => {
       try {
         return (await options.store.listProxies()).length
+      } catch {
+        return null
+      }
+    },
+    oldWorkers: async () => {
+      try {
+        return (await options.store.listProxies()).flatMap((p) => (p.oldWorkers === undefined ? [] : [{ proxy: p.id, count: p.oldWorkers.count, connections: p.oldWorkers.connections, oldestAgeSeconds: p.oldWorkers.oldestAgeSeconds }]))
       } catch {
         return null
       }

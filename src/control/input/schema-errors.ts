@@ -3,6 +3,7 @@
  * validator, or typebox/compile's) as a sentence naming the field and the rule, with the same
  * wording the input parsers use.
  */
+import { certificateRules } from '../../contracts/certificate.ts'
 import { rules } from '../../contracts/route.ts'
 
 export type RuleName = keyof typeof rules
@@ -25,6 +26,39 @@ const ruleOfField: Record<string, RuleName> = {
   aclName: 'aclName',
   serverName: 'serverName',
   srcPort: 'srcPort',
+  usersSecret: 'secretName',
+  usersFromSecret: 'userName',
+  realm: 'realm',
+  passwordHash: 'passwordHash',
+  userAgent: 'userAgent',
+  allowedMethods: 'method',
+  deniedMethods: 'method',
+  search: 'pathRegex',
+  replace: 'pathRegex',
+}
+
+/**
+ * The rule of every other pattern in the API, by the pattern itself: fields whose name says
+ * nothing (a user's or a header's `name`, a header's `value`, a certificate's `name`), and the
+ * patterns that are not rules of the route contract. A pattern missing here would show ajv's
+ * "must match pattern" with no rule (test/control/validation-messages.test.ts walks every
+ * pattern of the OpenAPI document).
+ */
+const ruleOfPattern = new Map<string, string>([
+  // serviceName's pattern is also aclName's and secretName's: those fields are named above.
+  ...Object.values(rules).flatMap((r): Array<[string, string]> => ('pattern' in r ? [[r.pattern, r.text]] : [])),
+  [rules.serviceName.pattern, rules.serviceName.text],
+  [certificateRules.name.pattern, certificateRules.name.text],
+  ['^[\\x20-\\x7e]{1,256}$', 'must be 1 to 256 printable ASCII characters'],
+  [`^(?:${rules.pathRegex.pattern.slice(1, -1)})?$`, "must be at most 256 printable ASCII characters without spaces, quotes or '%' (the replacement; \\1..\\9 are the search's groups)"],
+  ['^[0-9]{1,5}$', 'must be decimal digits (at most 5)'],
+  ['^[A-Za-z0-9_-]{16,256}$', "must be an ACME token: 16 to 256 letters, digits, '_' and '-'"],
+  ['^[A-Za-z0-9_-]{16,256}\\.[A-Za-z0-9_-]{16,128}$', "must be an ACME key authorization: token '.' thumbprint (letters, digits, '_' and '-')"],
+])
+
+/** The human rule of a pattern keyword's failure, or undefined when neither the field nor the pattern is known. */
+export function ruleTextOfPattern(pattern: unknown): string | undefined {
+  return typeof pattern === 'string' ? ruleOfPattern.get(pattern) : undefined
 }
 
 /** Rules of the query parameters that are not part of a route. */
@@ -82,7 +116,9 @@ export function describeSchemaError(error: SchemaError, root: unknown): string {
     case 'format':
       if (rule !== undefined) return at(`${showValue(value)} ${rules[rule].text}`)
       if (otherRules[named] !== undefined) return at(`${showValue(value)} ${otherRules[named]}`)
-      return at(`${showValue(value)} ${String(error.message ?? 'is malformed').replace(/ ".*"$/, '')}`)
+      if (error.keyword === 'pattern' && ruleTextOfPattern(p.pattern) !== undefined) return at(`${showValue(value)} ${ruleTextOfPattern(p.pattern)}`)
+      // Never a raw regular expression, and never "must match pattern" alone.
+      return at(`${showValue(value)} ${error.keyword === 'pattern' ? 'is not in the expected form (see the field in the API document, /docs)' : String(error.message ?? 'is malformed').replace(/ ".*"$/, '')}`)
     case 'maxLength':
     case 'minLength':
       if (rule !== undefined) return at(`is ${typeof value === 'string' ? value.length : '?'} characters long; ${rules[rule].text}${error.keyword === 'maxLength' ? `, at most ${String(p.limit)} characters` : ''}`)

@@ -79,6 +79,27 @@ export function errorBodyOf(error: FastifyError, request: FastifyRequest): Error
   return body(status, code, error.message)
 }
 
+/** Longest path parameter (a service name, a certificate name, a proxy id) the router takes; longer ones answer 414. */
+export const MAX_PARAM_LENGTH = 1024
+
+/**
+ * Errors the router raises before any route or error handler runs (Fastify's frameworkErrors
+ * option): answered in the one shape, with Tether's codes. A parameter up to MAX_PARAM_LENGTH
+ * reaches its route, whose schema names the field and the rule (e.g. a certificate name of 300
+ * characters: 400 "params name: ... at most 128 characters"); longer ones end here.
+ */
+export function frameworkErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const answer =
+    error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? body(414, 'URI_TOO_LONG', `A path segment is longer than ${MAX_PARAM_LENGTH} characters; no name or id in this API is that long`)
+      : error.code === 'FST_ERR_BAD_URL'
+        ? body(400, 'MALFORMED_REQUEST', "The path is not valid percent-encoding (a '%' must be followed by two hexadecimal digits)")
+        : body(500, 'INTERNAL_ERROR', 'Internal server error')
+  if (answer.statusCode >= 500) request.log.error({ err: error }, 'request failed')
+  else request.log.info({ code: answer.code }, 'request refused')
+  void reply.code(answer.statusCode).type('application/json; charset=utf-8').send(answer)
+}
+
 export interface ErrorHandlerHooks {
   /** Called for each STORE_UNAVAILABLE answer (metrics). */
   onStoreError?: (request: FastifyRequest) => void

@@ -13,6 +13,23 @@ export const MAX_JSON_DEPTH = 32
 
 const TooDeepError = createError<[number]>('INVALID_BODY', 'The JSON body is nested deeper than %d levels (objects and arrays)', 400)
 
+const ForbiddenKeyError = createError<[string]>('INVALID_BODY', 'body: the key %s is not allowed (it could change the prototype of objects built from the body); no Tether field has that name', 400)
+
+/**
+ * Pure, called only for a body Fastify's parser refused: the key it refused (prototype
+ * poisoning) when `text` is otherwise valid JSON, '__proto__' or 'constructor' holding
+ * 'prototype'; null for text that is not JSON at all (then "not valid JSON" is the answer).
+ */
+export function forbiddenKeyOf(text: string): string | null {
+  try {
+    JSON.parse(text)
+  } catch {
+    return null
+  }
+  // Valid JSON that the parser refused: one of the two (possibly spelled with \u escapes).
+  return /"constructor"\s*:/.test(text) && !/"__proto__"\s*:/.test(text) ? 'constructor (holding prototype)' : '__proto__'
+}
+
 /**
  * Pure: true when the JSON text nests objects/arrays deeper than `max`. Brackets inside strings
  * do not count. Malformed text is not judged here (JSON.parse refuses it afterwards).
@@ -43,6 +60,10 @@ export function installJsonBodyParser(app: FastifyInstance): void {
       done(new TooDeepError(MAX_JSON_DEPTH), undefined)
       return
     }
-    parse(request, text, done)
+    parse(request, text, (error, value) => {
+      const forbidden = error === null ? null : forbiddenKeyOf(text)
+      if (forbidden !== null) done(new ForbiddenKeyError(forbidden), undefined)
+      else done(error, value)
+    })
   })
 }
