@@ -92,6 +92,15 @@ export const ProxyTlsReportSchema = Type.Object(
 )
 export type ProxyTlsReport = Static<typeof ProxyTlsReportSchema>
 
+export const ProxyListenerSchema = Type.Object(
+  {
+    kind: Type.Union([Type.Literal('http'), Type.Literal('https'), Type.Literal('admin')], { description: 'http: TETHER_PROXY_LISTEN, https: TETHER_PROXY_LISTEN_TLS, admin: TETHER_ADMIN_LISTEN (stats, /healthz).' }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  },
+  { additionalProperties: false },
+)
+export type ProxyListener = Static<typeof ProxyListenerSchema>
+
 /** What a proxy replica reports with each heartbeat (PUT /v1/proxies/{id}). */
 export const ProxyHeartbeatSchema = Type.Object(
   {
@@ -107,6 +116,7 @@ export const ProxyHeartbeatSchema = Type.Object(
     applyFailure: Type.Optional(ApplyFailureSchema),
     tls: Type.Optional(ProxyTlsReportSchema),
     routeProblems: Type.Optional(Type.Array(RouteProblemSchema, { maxItems: 10000, description: 'Routes this proxy serves with something missing (see each problem).' })),
+    listeners: Type.Optional(Type.Array(ProxyListenerSchema, { maxItems: 3, description: "The proxy's own listeners: a TCP route cannot use their ports (the control plane refuses such a write with 409 LISTENER_CONFLICT)." })),
   },
   { $id: 'ProxyHeartbeat', additionalProperties: false },
 )

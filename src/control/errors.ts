@@ -72,6 +72,18 @@ export const WriteNotReplicatedError = forClients(
  */
 export const ConvergenceUnknownError = forClients(createError<[string]>('CONVERGENCE_UNKNOWN', '%s', 503))
 export const ConvergenceTimeoutError = forClients(createError<[string]>('CONVERGENCE_TIMEOUT', '%s', 504))
+/**
+ * wait=converged: every live proxy applied the version, but some proxy does not serve the route as
+ * asked (a TCP port it cannot bind, a route HAProxy refused, a secret it lacks); the message names
+ * the proxies and their problems. The change is stored. A 5xx, so that a pipeline that fails on an
+ * error status (`curl --fail-with-body`) stops instead of calling a route that is not served "done".
+ */
+export const RouteNotServedError = forClients(createError<[string]>('ROUTE_NOT_SERVED', '%s', 502))
+/**
+ * A TCP route on a port that live proxies report as one of their own listeners (HTTP, HTTPS,
+ * admin): no proxy could serve it. Nothing was stored.
+ */
+export const ListenerConflictError = createError<[string]>('LISTENER_CONFLICT', '%s', 409)
 
 /**
  * A write through Tether's own forms would take a (host, path) that another service holds.

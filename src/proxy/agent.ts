@@ -341,6 +341,7 @@ export function createAgent(options: AgentOptions): Agent {
         }
         const descriptors = status.ready ? (engine.descriptors?.() ?? null) : null
         const tls = status.ready ? (engine.tlsReport?.() ?? null) : null
+        const listeners = engine.listeners?.() ?? []
         const body: ProxyHeartbeat = {
           version: status.version ?? 0,
           status: status.status,
@@ -354,6 +355,7 @@ export function createAgent(options: AgentOptions): Agent {
           ...(status.applyFailure === null ? {} : { applyFailure: status.applyFailure }),
           ...(tls === null ? {} : { tls }),
           ...(status.routeProblems.length === 0 ? {} : { routeProblems: status.routeProblems.map((p) => ({ serviceName: p.serviceName, problem: p.problem.slice(0, 1024) })) }),
+          ...(listeners.length === 0 ? {} : { listeners }),
         }
         try {
           await client.heartbeat(options.id, body, stopping.signal)

@@ -85,6 +85,13 @@ export const ProxyEnvSchema = Type.Object({
   TETHER_SLOTS: Type.Optional(Type.String({ description: 'Deprecated and ignored: servers follow the real tasks, there are no slots.' })),
   TETHER_NODE: Type.Optional(Type.String({ minLength: 1, maxLength: 253, description: 'Node name shown in the fleet status. Default: the host name.' })),
   TETHER_HEARTBEAT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Heartbeat interval. Default 5000 ms.' }),
+  TETHER_CONTROL_LIVENESS_TIMEOUT_MS: Type.Integer({
+    minimum: 1000,
+    maximum: 60_000,
+    default: 1500,
+    description:
+      'Longest silence accepted from the control replica a long poll waits on (it writes a heartbeat every 500 ms): past it the replica counts as hung and the agent moves to another (a heartbeat PUT gets twice as long). Default 1500 ms.',
+  }),
   TETHER_ACCESS_LOG: Type.Union([Type.Literal('json'), Type.Literal('text'), Type.Literal('off')], {
     default: 'json',
     description:
@@ -138,6 +145,8 @@ export interface ProxyConfig {
   deprecations: string[]
   node: string
   heartbeatMs: number
+  /** TETHER_CONTROL_LIVENESS_TIMEOUT_MS. */
+  controlLivenessTimeoutMs: number
   haproxyBin: string
   /** TETHER_ACCESS_LOG and TETHER_ACCESS_LOG_QUERY. */
   accessLog: { format: 'json' | 'text' | 'off'; query: boolean }
@@ -256,6 +265,7 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     ],
     node: value.TETHER_NODE ?? host,
     heartbeatMs: value.TETHER_HEARTBEAT_MS,
+    controlLivenessTimeoutMs: value.TETHER_CONTROL_LIVENESS_TIMEOUT_MS,
     haproxyBin: value.TETHER_HAPROXY_BIN,
     accessLog: { format: value.TETHER_ACCESS_LOG, query: value.TETHER_ACCESS_LOG_QUERY === 'on' },
     logLevel: logLevel.level,

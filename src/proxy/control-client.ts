@@ -10,6 +10,17 @@
  * it moves on to the next, so one dead replica costs one failed connect. Names are resolved
  * again every `resolveIntervalMs`, and at once (at most once a second) when every target
  * failed, so replicas that came and went are followed.
+ *
+ * A replica that hangs (frozen, its event loop stuck, partitioned) refuses nothing: its
+ * connections stay open and silent. The long poll asks for heartbeats (`x-tether-heartbeat: 1`,
+ * see src/control/routes/v1/config.ts): a replica that can send them writes a byte every
+ * 500 ms while the poll waits, and a poll that receives nothing for `livenessTimeoutMs`
+ * (1.5 s) is dropped and sent to the next target at once. Whatever fails on a target also
+ * cuts the other requests in flight there (a heartbeat PUT waiting on it moves on), and a
+ * target that failed is tried after the others for a while (as a load balancer ejects an
+ * outlier). A replica that has not yet said it sends heartbeats is asked with a conditional
+ * GET first (which also answers a newer snapshot at once); one that cannot (an older control
+ * plane) is long-polled the old way.
  */
 import { lookup as dnsLookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
@@ -88,8 +99,17 @@ export interface ControlClientOptions {
   resolveIntervalMs?: number
   /** Connect timeout per address: a blackholed replica must not stall fail-over. Default 2 s. */
   connectTimeoutMs?: number
-  /** Timeout for short requests (heartbeat, non-waiting config). Default 5 s. */
+  /** Timeout for short requests (non-waiting config, certificates). Default 5 s. */
   requestTimeoutMs?: number
+  /**
+   * Longest silence accepted from a replica: a long poll that receives no byte (heartbeat) for
+   * this long (and never less than two of the replica's heartbeat intervals, 500 ms today) is
+   * dropped and the next replica is used; a heartbeat PUT gets twice as long. Default 1500 ms
+   * (TETHER_CONTROL_LIVENESS_TIMEOUT_MS).
+   */
+  livenessTimeoutMs?: number
+  /** A target that failed is tried after the others for this long. Default 10 s. */
+  ejectMs?: number
   /** Injected for tests. Default dns.promises.lookup with all: true. */
   resolve?: (hostname: string) => Promise<string[]>
   clock?: Clock
@@ -105,6 +125,39 @@ interface Target {
   address: string | null
   label: string
   dispatcher: Dispatcher
+  /** Its long polls' heartbeat interval in ms (learnt from its answers); 0: none; null: not known yet. */
+  heartbeats: number | null
+  /** When a request to it last failed (clock ms); cleared by an answer. */
+  failedAt: number | null
+}
+
+/** The control plane's answer header that says its long polls can send heartbeats. */
+const HEARTBEAT_HEADER = 'x-tether-heartbeat'
+
+/** A target failed (5xx, timeout, connection error): try the next one. */
+class TargetFailure extends Error {}
+
+type Headers = Record<string, string | string[] | undefined>
+/** What the answer handlers read: undici's body, or the same bytes already read. */
+type Body = Pick<Dispatcher.ResponseData['body'], 'json' | 'text' | 'dump'>
+
+function bufferedBody(bytes: Buffer): Body {
+  const text = async (): Promise<string> => bytes.toString('utf8')
+  return { text, json: async () => JSON.parse(await text()) as unknown, dump: async () => {} } as Body
+}
+interface Exchange {
+  path: string
+  method: 'GET' | 'PUT'
+  body?: string
+  headers?: Record<string, string>
+  /** Longest wait for the status line, then longest silence while the body comes. */
+  headersTimeoutMs: number
+  bodyTimeoutMs: number
+  /**
+   * Longest silence from the target, from the request on: the status line and every chunk of
+   * the body rearm it (an exact timer: undici's own timeouts above a second tick every half second).
+   */
+  silenceMs?: number
 }
 
 const defaultResolve = async (hostname: string): Promise<string[]> => (await dnsLookup(hostname, { all: true })).map((a) => a.address)
@@ -116,6 +169,8 @@ export function createControlClient(options: ControlClientOptions): ControlClien
   const resolveIntervalMs = options.resolveIntervalMs ?? 10_000
   const connectTimeoutMs = options.connectTimeoutMs ?? 2000
   const requestTimeoutMs = options.requestTimeoutMs ?? 5000
+  const livenessTimeoutMs = options.livenessTimeoutMs ?? 1500
+  const ejectMs = options.ejectMs ?? 10_000
   const bases = options.urls.map((u) => u.replace(/\/+$/, ''))
   const authorization = `Bearer ${options.token}`
 
@@ -144,6 +199,8 @@ export function createControlClient(options: ControlClientOptions): ControlClien
         address,
         label: address === null ? base : `${base} via ${address}`,
         dispatcher: new Agent({ connect, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 120_000 }),
+        heartbeats: null,
+        failedAt: null,
       }
       pools.set(key, target)
     }
@@ -192,69 +249,116 @@ export function createControlClient(options: ControlClientOptions): ControlClien
     await resolving
   }
 
-  /** Sends to the preferred target, failing over to the others. `handle` reads the answer; returning undefined means "try the next target". */
   /**
-   * Requests in flight, by target. A replica that stops answering without closing its
-   * connections (frozen, paused, partitioned) is noticed by the next short request to it (a
-   * heartbeat times out); the long polls waiting on it are then cut at once, so they fail over
-   * now rather than when their own (wait + timeout) deadline passes.
+   * Requests in flight, by target. Whatever fails on a target (a long poll gone silent, a
+   * heartbeat not answered) cuts the other requests waiting there, so they fail over now
+   * rather than each at its own deadline.
    */
   const inFlight = new Set<{ target: Target; controller: AbortController }>()
   function abandon(target: Target, reason: string): void {
     for (const f of inFlight) if (f.target === target) f.controller.abort(new Error(reason))
   }
 
-  async function send<T>(
-    path: string,
-    init: { method: 'GET' | 'PUT'; body?: string; timeoutMs: number; signal?: AbortSignal; headers?: Record<string, string> },
-    handle: (statusCode: number, headers: Record<string, string | string[] | undefined>, body: Dispatcher.ResponseData['body']) => Promise<T>,
+  /** The order to try targets in: from the preferred one on, those that failed lately last. */
+  function order(): Target[] {
+    const count = targets.length
+    const rotated = Array.from({ length: count }, (_, i) => targets[(preferred + i) % count]).filter((t): t is Target => t !== undefined)
+    const now = clock.now()
+    const ejected = (t: Target): boolean => t.failedAt !== null && now - t.failedAt < ejectMs
+    return [...rotated.filter((t) => !ejected(t)), ...rotated.filter(ejected)]
+  }
+
+  /**
+   * One request to one target. Answers below 400 go to `handle`; a 5xx or a timeout throws
+   * TargetFailure (try the next target), a 4xx ControlRejectedError. The target becomes the
+   * preferred one as soon as its status line arrives (a long poll may then wait 30 s more).
+   */
+  async function call<T>(target: Target, signal: AbortSignal, exchange: Exchange, handle: (statusCode: number, headers: Headers, body: Body) => Promise<T>): Promise<T> {
+    const silenceMs = exchange.silenceMs
+    if (silenceMs === undefined) return exchangeOnce(target, signal, exchange, handle)
+    const silent = new AbortController()
+    const watchdog = setTimeout(() => silent.abort(new TargetFailure(`silent for ${silenceMs} ms (no heartbeat): hung?`)), silenceMs)
+    try {
+      return await exchangeOnce(target, AbortSignal.any([signal, silent.signal]), exchange, handle, () => watchdog.refresh())
+    } catch (error) {
+      if (silent.signal.aborted && !signal.aborted) throw silent.signal.reason
+      throw error
+    } finally {
+      clearTimeout(watchdog)
+    }
+  }
+
+  async function exchangeOnce<T>(
+    target: Target,
+    signal: AbortSignal,
+    exchange: Exchange,
+    handle: (statusCode: number, headers: Headers, body: Body) => Promise<T>,
+    alive?: () => void,
   ): Promise<T> {
+    const headers: Record<string, string> = { ...exchange.headers, authorization }
+    if (exchange.body !== undefined) headers['content-type'] = 'application/json'
+    const res = await request(`${target.base}${exchange.path}`, {
+      method: exchange.method,
+      headers,
+      body: exchange.body ?? null,
+      dispatcher: target.dispatcher,
+      headersTimeout: exchange.headersTimeoutMs,
+      bodyTimeout: exchange.bodyTimeoutMs,
+      signal,
+    })
+    alive?.()
+    if (res.statusCode >= 500) {
+      const text = await res.body.text().catch(() => '')
+      throw new TargetFailure(`HTTP ${res.statusCode} ${summarise(text)}`)
+    }
+    if (res.statusCode >= 400) {
+      const text = await res.body.text().catch(() => '')
+      throw new ControlRejectedError(res.statusCode, `control plane ${target.label} answered ${exchange.method} ${exchange.path} with HTTP ${res.statusCode}: ${summarise(text)}`)
+    }
+    if (exchange.path.startsWith('/v1/config')) target.heartbeats = heartbeatInterval(res.headers[HEARTBEAT_HEADER])
+    target.failedAt = null
+    const index = targets.indexOf(target)
+    if (index >= 0) preferred = index
+    if (alive === undefined) return handle(res.statusCode, res.headers, res.body)
+    // Read it here, each chunk (a heartbeat) rearming the watchdog, and hand over the bytes.
+    const chunks: Buffer[] = []
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      alive()
+      chunks.push(chunk)
+    }
+    return handle(res.statusCode, res.headers, bufferedBody(Buffer.concat(chunks)))
+  }
+
+  /**
+   * Runs `attempt` on the preferred target, failing over to the others; `attempt` makes one or
+   * more `call`s to the target it is given.
+   */
+  async function send<T>(what: string, outerSignal: AbortSignal | undefined, attempt: (target: Target, signal: AbortSignal) => Promise<T>): Promise<T> {
     if (closed) throw new ControlUnavailableError(['client closed'])
     await ensureResolved(false)
     for (let round = 0; round < 2; round += 1) {
       const failures: string[] = []
-      const count = targets.length
-      for (let i = 0; i < count; i += 1) {
-        init.signal?.throwIfAborted()
-        const index = (preferred + i) % count
-        const target = targets[index]
-        if (target === undefined) continue
-        const attempt = { target, controller: new AbortController() }
-        inFlight.add(attempt)
-        const signal = init.signal === undefined ? attempt.controller.signal : AbortSignal.any([init.signal, attempt.controller.signal])
+      for (const target of order()) {
+        outerSignal?.throwIfAborted()
+        const flight = { target, controller: new AbortController() }
+        inFlight.add(flight)
+        const signal = outerSignal === undefined ? flight.controller.signal : AbortSignal.any([outerSignal, flight.controller.signal])
         try {
-          const headers: Record<string, string> = { ...init.headers, authorization }
-          if (init.body !== undefined) headers['content-type'] = 'application/json'
-          const res = await request(`${target.base}${path}`, {
-            method: init.method,
-            headers,
-            body: init.body ?? null,
-            dispatcher: target.dispatcher,
-            headersTimeout: init.timeoutMs,
-            bodyTimeout: init.timeoutMs,
-            signal,
-          })
-          if (res.statusCode >= 500) {
-            const text = await res.body.text().catch(() => '')
-            failures.push(`${target.label}: HTTP ${res.statusCode} ${summarise(text)}`)
-            continue
-          }
-          if (res.statusCode >= 400) {
-            const text = await res.body.text().catch(() => '')
-            throw new ControlRejectedError(res.statusCode, `control plane ${target.label} answered ${init.method} ${path} with HTTP ${res.statusCode}: ${summarise(text)}`)
-          }
-          const result = await handle(res.statusCode, res.headers, res.body)
-          preferred = index
+          const result = await attempt(target, signal)
           lastTarget = target.label
           return result
         } catch (error) {
           if (error instanceof ControlRejectedError) throw error
-          if (init.signal?.aborted === true) throw init.signal.reason ?? error
-          const why = attempt.controller.signal.aborted ? describe(attempt.controller.signal.reason) : describe(error)
+          if (outerSignal?.aborted === true) throw outerSignal.reason ?? error
+          const cut = flight.controller.signal.aborted
+          const why = cut ? describe(flight.controller.signal.reason) : describe(error)
           failures.push(`${target.label}: ${why}`)
-          if (!attempt.controller.signal.aborted) abandon(target, `${target.label} stopped answering (${why})`)
+          if (!cut) {
+            target.failedAt = clock.now()
+            abandon(target, `${target.label} stopped answering (${what}: ${why})`)
+          }
         } finally {
-          inFlight.delete(attempt)
+          inFlight.delete(flight)
         }
       }
       // Every target failed: the replicas may have moved (Swarm rescheduled them), so look
@@ -267,49 +371,72 @@ export function createControlClient(options: ControlClientOptions): ControlClien
     throw new ControlUnavailableError([])
   }
 
+  /** Reads a GET /v1/config answer: 304, a snapshot, or (heartbeat long poll) `{changed:false,version}`. */
+  async function readConfig(statusCode: number, headers: Headers, body: Body, fallback: number | null): Promise<ConfigPollResult> {
+    if (statusCode === 304) {
+      await body.dump()
+      return { changed: false, version: versionFromEtag(headers.etag) ?? fallback }
+    }
+    let value: unknown
+    try {
+      value = await body.json()
+    } catch (error) {
+      // A long poll cut by silence ends here too: undici's body timeout, or our abort.
+      if ((error as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT' || (error as { name?: string }).name === 'AbortError') throw error
+      throw new Error(`GET /v1/config: answer is not JSON (${describe(error)})`)
+    }
+    if (isUnchanged(value)) return { changed: false, version: value.version }
+    if (!checkSnapshot.Check(value)) {
+      const first = [...checkSnapshot.Errors(value)][0]
+      throw new Error(`GET /v1/config: answer is not a config snapshot (${first?.instancePath ?? ''} ${first?.message ?? ''})`)
+    }
+    return { changed: true, snapshot: value }
+  }
+
   return {
     get lastTarget() {
       return lastTarget
     },
     async fetchConfig({ since, waitSeconds, ifNoneMatch, signal }) {
-      const query = since === null ? '' : `?since=${since}&wait=${waitSeconds}`
-      const timeoutMs = since === null ? requestTimeoutMs : waitSeconds * 1000 + requestTimeoutMs
-      const init: Parameters<typeof send>[1] = { method: 'GET', timeoutMs }
-      if (signal !== undefined) init.signal = signal
-      if (since === null && ifNoneMatch !== undefined) init.headers = { 'if-none-match': `"${ifNoneMatch}"` }
-      return send('/v1/config' + query, init, async (statusCode, headers, body) => {
-        if (statusCode === 304) {
-          await body.dump()
-          return { changed: false, version: versionFromEtag(headers.etag) ?? (since === null ? (ifNoneMatch ?? null) : null) }
+      if (since === null) {
+        const exchange: Exchange = { path: '/v1/config', method: 'GET', headersTimeoutMs: requestTimeoutMs, bodyTimeoutMs: requestTimeoutMs }
+        if (ifNoneMatch !== undefined) exchange.headers = { 'if-none-match': `"${ifNoneMatch}"` }
+        return send('GET /v1/config', signal, (target, s) => call(target, s, exchange, (code, headers, body) => readConfig(code, headers, body, ifNoneMatch ?? null)))
+      }
+      const longPoll = `/v1/config?since=${since}&wait=${waitSeconds}`
+      return send('long poll', signal, async (target, s) => {
+        if (target.heartbeats === null) {
+          // Not known whether this replica sends heartbeats: a conditional GET says so (and
+          // answers the new snapshot, if there is one) before the long poll.
+          const check: Exchange = { path: '/v1/config', method: 'GET', headers: { 'if-none-match': `"${since}"` }, headersTimeoutMs: requestTimeoutMs, bodyTimeoutMs: requestTimeoutMs }
+          const answer = await call(target, s, check, (code, headers, body) => readConfig(code, headers, body, since))
+          if (answer.changed || answer.version !== since) return answer
         }
-        let value: unknown
-        try {
-          value = await body.json()
-        } catch (error) {
-          throw new Error(`GET /v1/config: answer is not JSON (${describe(error)})`)
-        }
-        if (!checkSnapshot.Check(value)) {
-          const first = [...checkSnapshot.Errors(value)][0]
-          throw new Error(`GET /v1/config: answer is not a config snapshot (${first?.instancePath ?? ''} ${first?.message ?? ''})`)
-        }
-        return { changed: true, snapshot: value }
+        // Silence allowed: the liveness timeout, and never less than two of the replica's intervals.
+        const silenceMs = Math.max(livenessTimeoutMs, 2 * (target.heartbeats ?? 0))
+        const exchange: Exchange =
+          (target.heartbeats ?? 0) > 0
+            ? { path: longPoll, method: 'GET', headers: { [HEARTBEAT_HEADER]: '1' }, headersTimeoutMs: silenceMs + 1000, bodyTimeoutMs: silenceMs + 1000, silenceMs }
+            : { path: longPoll, method: 'GET', headersTimeoutMs: waitSeconds * 1000 + requestTimeoutMs, bodyTimeoutMs: requestTimeoutMs }
+        return call(target, s, exchange, (code, headers, body) => readConfig(code, headers, body, null))
       })
     },
     async fetchCertificates(signal) {
-      return send('/v1/proxy/certificates', { method: 'GET', timeoutMs: requestTimeoutMs, ...(signal === undefined ? {} : { signal }) }, async (_statusCode, _headers, body) => {
-        const value = (await body.json()) as unknown
-        if (!checkBundle.Check(value)) throw new Error('GET /v1/proxy/certificates: answer is not a certificate bundle')
-        return value
-      })
+      const exchange: Exchange = { path: '/v1/proxy/certificates', method: 'GET', headersTimeoutMs: requestTimeoutMs, bodyTimeoutMs: requestTimeoutMs }
+      return send('GET /v1/proxy/certificates', signal, (target, s) =>
+        call(target, s, exchange, async (_statusCode, _headers, body) => {
+          const value = (await body.json()) as unknown
+          if (!checkBundle.Check(value)) throw new Error('GET /v1/proxy/certificates: answer is not a certificate bundle')
+          return value
+        }),
+      )
     },
     async heartbeat(id, heartbeat, signal) {
-      await send(
-        `/v1/proxies/${encodeURIComponent(id)}`,
-        { method: 'PUT', body: JSON.stringify(heartbeat), timeoutMs: requestTimeoutMs, ...(signal === undefined ? {} : { signal }) },
-        async (_statusCode, _headers, body) => {
-          await body.dump()
-        },
-      )
+      // A replica's PUT is one store write: one not answered within twice the liveness timeout
+      // is treated as hung and the heartbeat goes to the next replica. (A long poll that went
+      // silent on the same replica cuts it sooner: see abandon().)
+      const exchange: Exchange = { path: `/v1/proxies/${encodeURIComponent(id)}`, method: 'PUT', body: JSON.stringify(heartbeat), headersTimeoutMs: requestTimeoutMs, bodyTimeoutMs: requestTimeoutMs, silenceMs: 2 * livenessTimeoutMs }
+      await send('heartbeat', signal, (target, s) => call(target, s, exchange, async (_statusCode, _headers, body) => void (await body.dump())))
     },
     async close() {
       closed = true
@@ -326,6 +453,18 @@ export function versionFromEtag(etag: string | string[] | undefined): number | n
   const text = Array.isArray(etag) ? etag[0] : etag
   const match = text === undefined ? null : /(\d+)"?\s*$/.exec(text)
   return match?.[1] === undefined ? null : Number(match[1])
+}
+
+/** `x-tether-heartbeat: 500` → 500; absent or not a number → 0 (no heartbeats). */
+function heartbeatInterval(header: string | string[] | undefined): number {
+  const value = Number(Array.isArray(header) ? header[0] : header)
+  return Number.isFinite(value) && value > 0 ? Math.min(value, 60_000) : 0
+}
+
+function isUnchanged(value: unknown): value is { changed: false; version: number } {
+  if (typeof value !== 'object' || value === null) return false
+  const v = value as { changed?: unknown; version?: unknown }
+  return v.changed === false && typeof v.version === 'number' && Number.isInteger(v.version) && v.version >= 0
 }
 
 function sameTargets(a: readonly Target[], b: readonly Target[]): boolean {

@@ -5,7 +5,7 @@
  */
 import type { CertificateMaterial, CertificateRef } from '../contracts/certificate.ts'
 import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
-import type { BackendHealthSchema, DescriptorReport, ProxyTlsReport, RefusedRoute, RouteProblem } from '../contracts/proxy-status.ts'
+import type { BackendHealthSchema, DescriptorReport, ProxyListener, ProxyTlsReport, RefusedRoute, RouteProblem } from '../contracts/proxy-status.ts'
 import type { Static } from 'typebox'
 
 export type BackendHealth = Static<typeof BackendHealthSchema>
@@ -41,6 +41,8 @@ export interface Engine {
   }
   /** The HTTPS listener's certificates as served (heartbeats); null or absent without HTTPS. */
   tlsReport?(): ProxyTlsReport | null
+  /** The ports of the engine's own listeners (HTTP, HTTPS, admin), which TCP routes cannot use. */
+  listeners?(): ProxyListener[]
   /** Stops the engine and everything it started. Idempotent. */
   stop(): Promise<void>
 }

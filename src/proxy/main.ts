@@ -77,7 +77,7 @@ export async function main(): Promise<void> {
   }
 
   engine = withSecretUsers(engine, createSecretUsers({ dir: config.secretsDir }))
-  const client = createControlClient({ urls: config.controlUrls, token: config.proxyToken })
+  const client = createControlClient({ urls: config.controlUrls, token: config.proxyToken, livenessTimeoutMs: config.controlLivenessTimeoutMs })
   const agent = createAgent({ id: config.proxyId, node: config.node, engine, client, state, log, heartbeatMs: config.heartbeatMs })
 
   closeWithGrace({ delay: 15_000, logger: { error: (m: unknown) => log.error(m) } }, async ({ signal, err }) => {

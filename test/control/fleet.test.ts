@@ -72,6 +72,44 @@ describe('GET /v1/status', () => {
 })
 
 describe('reconfigure … &wait=converged', () => {
+  it('does not call a route converged when a proxy that applied it cannot serve it: 502 ROUTE_NOT_SERVED naming the proxy and the problem, the change stored', async (t) => {
+    const { app, store } = await startControl(t)
+    await app.inject(beat('p2', 1, { status: 'degraded', routeProblems: [{ serviceName: 'other', problem: 'not ours to report' }] }))
+    await app.inject(beat('p1', 1, { status: 'degraded', routeProblems: [{ serviceName: 'cache', problem: 'TCP port 6379 is not served by this proxy: it cannot be bound (EADDRINUSE: address already in use by another process); the proxy serves everything else' }] }))
+    const res = await app.inject({ method: 'PUT', url: '/v1/reconfigure?serviceName=cache&reqMode=tcp&srcPort=6379&port=6379&wait=converged&timeout=1', headers: api })
+    assert.equal(res.statusCode, 502, res.body)
+    assert.equal(res.json().code, 'ROUTE_NOT_SERVED')
+    assert.equal(
+      res.json().message,
+      '1 of 2 live proxies applied version 1 but do not serve route "cache" as asked: proxy p1: TCP port 6379 is not served by this proxy: it cannot be bound (EADDRINUSE: address already in use by another process); the proxy serves everything else. ' +
+        'The change itself is stored (version 1); GET /v1/status shows the problem until a version fixes it.',
+    )
+    assert.equal((await store.get('cache'))?.version, 1)
+    // A route the problems do not concern converges as before.
+    await app.inject(beat('p1', 2, { status: 'degraded', routeProblems: [{ serviceName: 'cache', problem: 'TCP port 6379 ...' }] }))
+    await app.inject(beat('p2', 2))
+    const fine = await app.inject(put('a', '&wait=converged&timeout=1'))
+    assert.equal(fine.statusCode, 200, fine.body)
+    assert.deepEqual(fine.json().convergence, { version: 2, live: 2, converged: 2, laggards: [] })
+  })
+
+  it("refuses a TCP route on a port live proxies report as their own listener: 409 LISTENER_CONFLICT naming the field, the port and the proxies; nothing stored", async (t) => {
+    const { app, store } = await startControl(t)
+    await app.inject(beat('p1', 0, { listeners: [{ kind: 'http', port: 8080 }, { kind: 'admin', port: 9404 }] }))
+    await app.inject(beat('p2', 0, { listeners: [{ kind: 'http', port: 8080 }] }))
+    const res = await app.inject({ method: 'PUT', url: '/v1/reconfigure?serviceName=cache&reqMode=tcp&srcPort=8080&port=6379', headers: api })
+    assert.equal(res.statusCode, 409, res.body)
+    assert.equal(res.json().code, 'LISTENER_CONFLICT')
+    assert.match(res.json().message, /^srcPort: TCP port 8080 is the HTTP listener \(TETHER_PROXY_LISTEN\) of live proxies p1, p2; /)
+    const body = await app.inject({ method: 'PUT', url: '/v1/routes/cache', headers: api, payload: { tcp: [{ srcPort: 6379, port: 6379 }, { srcPort: 9404, port: 1 }] } })
+    assert.equal(body.statusCode, 409, body.body)
+    assert.match(body.json().message, /^srcPort: TCP port 9404 is the admin listener \(TETHER_ADMIN_LISTEN\) of live proxy p1; /)
+    assert.equal(await store.get('cache'), null)
+    assert.equal(await store.version(), 0)
+    const ok = await app.inject({ method: 'PUT', url: '/v1/reconfigure?serviceName=cache&reqMode=tcp&srcPort=6379&port=6379', headers: api })
+    assert.equal(ok.statusCode, 200, ok.body)
+  })
+
   it('does not call zero live proxies converged: 504 after the timeout saying no proxy is live, the change stored', async (t) => {
     const { app, store } = await startControl(t)
     const res = await app.inject(put('a', '&wait=converged&timeout=1'))

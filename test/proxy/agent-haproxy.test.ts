@@ -72,7 +72,7 @@ describe('proxy agent with HAProxy and the control plane', () => {
     assert.deepEqual(await through(client, second, '/web'), { status: 200, instance: 'app-1' })
   })
 
-  it('isolates a route HAProxy refuses, reports it on /v1/status and /v1/proxies, and keeps serving the others', async (t) => {
+  it('isolates a route HAProxy refuses, answers wait=converged with 502 ROUTE_NOT_SERVED, reports it on /v1/status and /v1/proxies, and keeps serving the others', async (t) => {
     const control = await startControl(t)
     const [web] = await backends(t, 1, 'web-')
     const p = await startAgent(t, { id: 'proxy-a', controlUrls: [control.url] })
@@ -82,7 +82,10 @@ describe('proxy agent with HAProxy and the control plane', () => {
     assert.equal((await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'web', path: '/web', endpoints: [web!.address] })}`)).status, 200)
     // Valid for the API (a host name is a fine endpoint), refused by HAProxy: it cannot resolve it.
     const bad = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'broken', path: '/broken', endpoints: ['no-such-host.invalid:8080'] })}&wait=converged&timeout=10`)
-    assert.equal(bad.status, 200, JSON.stringify(bad.body))
+    // Applied is not served: wait=converged says so (the change is stored).
+    assert.equal(bad.status, 502, JSON.stringify(bad.body))
+    assert.equal(bad.body.code, 'ROUTE_NOT_SERVED')
+    assert.match(bad.body.message, /proxy proxy-a: HAProxy refused the route: .*no-such-host\.invalid/)
 
     assert.deepEqual(await through(client, p, '/web'), { status: 200, instance: 'web-1' })
     assert.equal((await through(client, p, '/broken')).status, 404)
@@ -101,7 +104,7 @@ describe('proxy agent with HAProxy and the control plane', () => {
 
     // Fixing the route clears the report.
     const fixed = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'broken', path: '/broken', endpoints: [web!.address] })}&wait=converged&timeout=10`)
-    assert.equal(fixed.status, 200)
+    assert.equal(fixed.status, 200, JSON.stringify(fixed.body))
     assert.equal((await through(client, p, '/broken')).status, 200)
     await waitFor('the report to clear', async () => ((await control.api('GET', '/v1/status')).body.refusedRoutes.length === 0 ? true : undefined))
   })

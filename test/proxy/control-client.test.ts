@@ -4,6 +4,7 @@
  * planes on loopback addresses; the engine only records versions.
  */
 import { once } from 'node:events'
+import { createServer as createHttpServer, request as httpRequest } from 'node:http'
 import { createConnection, createServer, type Socket } from 'node:net'
 import { describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
@@ -49,6 +50,51 @@ async function freezableRelay(t: TestContext, upstreamPort: number): Promise<{ u
   if (address === null || typeof address === 'string') throw new Error('relay has no port')
   return { url: `http://127.0.0.1:${address.port}`, freeze: () => void (frozen = true) }
 }
+/**
+ * An HTTP relay that drops the `x-tether-heartbeat` header both ways: the control plane as a
+ * version from before heartbeats answers (a test double for the older release, which cannot
+ * be run here). Records the status of each long poll and counts those the client cut.
+ */
+async function olderControlPlane(t: TestContext, upstreamPort: number): Promise<{ url: string; polls: number[]; readonly cut: number }> {
+  const polls: number[] = []
+  let cut = 0
+  const server = createHttpServer((req, res) => {
+    const headers = { ...req.headers }
+    delete headers['x-tether-heartbeat']
+    const longPoll = /[?&]wait=/.test(req.url ?? '')
+    const upstream = httpRequest({ host: '127.0.0.1', port: upstreamPort, path: req.url, method: req.method, headers }, (answer) => {
+      const back = { ...answer.headers }
+      delete back['x-tether-heartbeat']
+      res.writeHead(answer.statusCode ?? 502, back)
+      answer.pipe(res)
+      if (longPoll) answer.on('end', () => polls.push(answer.statusCode ?? 0))
+    })
+    upstream.on('error', () => res.destroy())
+    res.on('close', () => {
+      if (!res.writableFinished) {
+        if (longPoll) cut += 1
+        upstream.destroy()
+      }
+    })
+    req.pipe(upstream)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.after(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('relay has no port')
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    polls,
+    get cut() {
+      return cut
+    },
+  }
+}
+
 const route = (serviceName: string) => normalizeRoute({ serviceName, destinations: [{ servicePath: [`/${serviceName}`], port: 80 }] })
 
 describe('control plane fail-over', () => {
@@ -112,7 +158,7 @@ describe('control plane fail-over', () => {
     )
   })
 
-  it('leaves a replica that froze mid long poll as soon as a heartbeat to it times out, not at the end of the long poll', async (t) => {
+  it('leaves a replica that froze mid long poll when its heartbeats stop, not at the end of the long poll', async (t) => {
     const store = createMemoryRouteStore()
     await store.put(route('web'), meta)
     const [a, b] = [await startControl(t, { store }), await startControl(t, { store })]
@@ -121,17 +167,42 @@ describe('control plane fail-over', () => {
       id: 'proxy-a',
       controlUrls: [relay.url, b.url],
       engine: 'recording',
-      // Starts on the relayed replica; long polls of 30 s, heartbeats every 200 ms with a 1 s timeout.
-      client: { random: () => 0, requestTimeoutMs: 1000 },
-      agent: { heartbeatMs: 200 },
+      // Starts on the relayed replica; long polls of 30 s, and no periodic heartbeat PUT within
+      // the test (one goes after each apply): only the long poll's own liveness can move it.
+      client: { random: () => 0 },
+      agent: { heartbeatMs: 60_000 },
     })
     await p.agent.waitForVersion(1)
     await waitFor('the long poll waiting on the relayed replica', async () => (a.app?.feed.waiters() === 1 ? true : undefined))
     relay.freeze()
+    const frozenAt = performance.now()
     await store.put(route('api'), meta)
-    // The long poll on the frozen replica would hold for 30 s more; the heartbeat's timeout cuts it.
-    await waitFor('the new version through the other replica', async () => ((p.engine as RecordingEngine).current?.version === 2 ? true : undefined), 10_000)
+    await waitFor('the new version through the other replica', async () => ((p.engine as RecordingEngine).current?.version === 2 ? true : undefined), 10_000, 10)
+    process.stdout.write(`MEASURED control failover (frozen relay, in-process replicas): version 2 applied ${Math.round(performance.now() - frozenAt)} ms after the freeze\n`)
     await waitFor('the heartbeat on the other replica', async () => ((await b.api('GET', '/v1/proxies')).body.proxies[0]?.version === 2 ? true : undefined))
+  })
+
+  it('long-polls a control plane that sends no heartbeats (an older version) as before, waiting out each poll', async (t) => {
+    const store = createMemoryRouteStore()
+    await store.put(route('web'), meta)
+    const control = await startControl(t, { store })
+    // This replica's answers without the heartbeat header, and requests without it: what a
+    // control plane from before heartbeats looks like on the wire.
+    const old = await olderControlPlane(t, control.port)
+    const p = await startAgent(t, {
+      id: 'proxy-a',
+      controlUrls: [old.url],
+      engine: 'recording',
+      // Long polls of 2 s, twice the liveness timeout: dropped as silent, they would never end in a 304.
+      client: { livenessTimeoutMs: 1000 },
+      agent: { waitSeconds: 2, heartbeatMs: 60_000 },
+    })
+    await p.agent.waitForVersion(1)
+    await waitFor('two long polls answered 304 at their deadline', async () => (old.polls.filter((s) => s === 304).length >= 2 ? true : undefined), 20_000)
+    await store.put(route('api'), meta)
+    await waitFor('version 2 through the long poll', async () => ((p.engine as RecordingEngine).current?.version === 2 ? true : undefined))
+    assert.equal(old.cut, 0, 'no long poll was cut by the agent')
+    assert.ok(old.polls.includes(200), 'a long poll answered the change')
   })
 
   it('names every address it tried when none answers', async () => {

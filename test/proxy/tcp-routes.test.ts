@@ -15,7 +15,7 @@ import { promisify } from 'node:util'
 import { startBackend, type Backend } from '../helpers/backends.ts'
 import { startDnsServer } from '../helpers/dns-server.ts'
 import { freePort, startRedisServer } from '../helpers/redis-server.ts'
-import { proxyUrl, startAgent, startControl } from './harness.ts'
+import { API_TOKEN, proxyUrl, startAgent, startControl, type TestAgent } from './harness.ts'
 
 const run = promisify(execFile)
 
@@ -50,6 +50,20 @@ function ask(port: number): Promise<string> {
   })
 }
 
+/** The proxy's own ports: bound only with its first configuration, so a port free now may be one of them. */
+function ownPorts(agent: TestAgent): number[] {
+  return [agent.proxy!.port, Number(new URL(agent.proxy!.adminUrl).port)]
+}
+
+/** A free port that is none of `taken`. Bounded. */
+async function freePortBut(taken: number[]): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const port = await freePort()
+    if (!taken.includes(port)) return port
+  }
+  throw new Error(`no free port besides ${taken.join(', ')}`)
+}
+
 describe('TCP routes through a real HAProxy', () => {
   it('redis-cli reaches a real redis-server through the listen port, while the same service answers HTTP on its other destination', async (t) => {
     const redis = await startRedisServer()
@@ -60,7 +74,7 @@ describe('TCP routes through a real HAProxy', () => {
     t.after(() => dns.close())
     const control = await startControl(t)
     const proxy = await startAgent(t, { id: 'p1', controlUrls: [control.url], proxy: { resolvers: [dns.address], dnsIntervalMs: 200 } })
-    const srcPort = await freePort()
+    const srcPort = await freePortBut(ownPorts(proxy))
 
     // DFP's indexed form: destination 0 is HTTP, destination 1 is TCP (DFP's rule: port.1 and srcPort.1).
     const put = await control.api('GET', `/v1/docker-flow-proxy/reconfigure?serviceName=cache&servicePath=/ui&port=${ui.port}&reqMode.1=tcp&srcPort.1=${srcPort}&port.1=${redis.port}&wait=converged&timeout=20`)
@@ -100,10 +114,12 @@ describe('TCP routes through a real HAProxy', () => {
     const dns = await startDnsServer({ 'tasks.pinned': ['127.0.0.2', '127.0.0.3'], 'tasks.spread': ['127.0.0.2', '127.0.0.3'] })
     t.after(() => dns.close())
     const control = await startControl(t)
-    await startAgent(t, { id: 'p1', controlUrls: [control.url], proxy: { resolvers: [dns.address], dnsIntervalMs: 200 } })
-    const pinned = await freePort()
-    const spread = await freePort()
-    assert.equal((await control.api('PUT', `/v1/reconfigure?serviceName=pinned&reqMode=tcp&srcPort=${pinned}&port=${port}&sticky=true&wait=converged&timeout=20`)).status, 200)
+    const agent = await startAgent(t, { id: 'p1', controlUrls: [control.url], proxy: { resolvers: [dns.address], dnsIntervalMs: 200 } })
+    const own = ownPorts(agent)
+    const pinned = await freePortBut(own)
+    const spread = await freePortBut([...own, pinned])
+    const p = await control.api('PUT', `/v1/reconfigure?serviceName=pinned&reqMode=tcp&srcPort=${pinned}&port=${port}&sticky=true&wait=converged&timeout=20`)
+    assert.equal(p.status, 200, JSON.stringify(p.body))
     const r = await control.api('PUT', `/v1/reconfigure?serviceName=spread&reqMode=tcp&srcPort=${spread}&port=${port}&sendProxyProtocol=true&wait=converged&timeout=20`)
     assert.equal(r.status, 200, JSON.stringify(r.body))
 
@@ -116,46 +132,81 @@ describe('TCP routes through a real HAProxy', () => {
     assert.deepEqual([...balanced].sort(), ['task-a proxy-v2', 'task-b proxy-v2'])
   })
 
-  it("shows a TCP route whose port this proxy cannot bind (held by another process, or its own admin port) in the proxy's status, and serves everything else", async (t) => {
+  it("a TCP route whose port a proxy cannot bind is not 'converged': 502 ROUTE_NOT_SERVED naming the proxy and the port (curl --fail-with-body fails), shown in the proxy's status, everything else served", async (t) => {
     const blocked = await freePort()
     const blocker = createServer()
     await new Promise<void>((resolve) => blocker.listen(blocked, '127.0.0.1', resolve))
     const web = await startBackend({ name: 'web' })
     t.after(() => web.close())
     const control = await startControl(t)
-    const adminPort = await freePort()
-    const proxy = await startAgent(t, { id: 'p1', controlUrls: [control.url], proxy: { adminListen: `127.0.0.1:${adminPort}` } })
-    const free = await freePort()
-    for (const q of [
-      `serviceName=web&servicePath=/web&port=80&endpoints=${web.address}`,
-      `serviceName=taken&reqMode=tcp&srcPort=${blocked}&port=1&endpoints=127.0.0.1:1`,
-      `serviceName=admin-clash&reqMode=tcp&srcPort=${adminPort}&port=1&endpoints=127.0.0.1:1`,
-      `serviceName=ok&reqMode=tcp&srcPort=${free}&port=${web.port}&endpoints=${web.address}`,
-    ]) {
+    const proxy = await startAgent(t, { id: 'p1', controlUrls: [control.url] })
+    const free = await freePortBut(ownPorts(proxy))
+    for (const q of [`serviceName=web&servicePath=/web&port=80&endpoints=${web.address}`, `serviceName=ok&reqMode=tcp&srcPort=${free}&port=${web.port}&endpoints=${web.address}`]) {
       const res = await control.api('PUT', `/v1/reconfigure?${q}&wait=converged&timeout=20`)
       assert.equal(res.status, 200, JSON.stringify(res.body))
     }
-    let status: { status: string; routeProblems?: Array<{ serviceName: string; problem: string }> } | undefined
-    for (let i = 0; i < 50 && (status?.routeProblems?.length ?? 0) < 2; i++) {
-      await new Promise((r) => setTimeout(r, 200))
-      status = (await control.api('GET', '/v1/proxies')).body.proxies?.[0]
-    }
-    assert.equal(status?.status, 'degraded')
-    const problems = Object.fromEntries((status?.routeProblems ?? []).map((p) => [p.serviceName, p.problem]))
-    assert.match(problems.taken ?? '', new RegExp(`^TCP port ${blocked} is not served by this proxy: it cannot be bound \\(EADDRINUSE`))
-    assert.match(problems['admin-clash'] ?? '', new RegExp(`^TCP port ${adminPort} is not served by this proxy: it is this proxy's admin listener`))
-    assert.equal(problems.ok, undefined)
+
+    // As a pipeline sees it: curl --fail-with-body exits non-zero, with the reason in the body.
+    const url = `${control.url}/v1/reconfigure?serviceName=taken&reqMode=tcp&srcPort=${blocked}&port=1&endpoints=127.0.0.1:1&wait=converged&timeout=20`
+    const curl = await run('curl', ['-sS', '--fail-with-body', '-X', 'PUT', '-H', `authorization: Bearer ${API_TOKEN}`, url], { timeout: 30_000 }).then(
+      () => ({ code: 0, stdout: '' }),
+      (err: { code: number; stdout: string }) => ({ code: err.code, stdout: err.stdout }),
+    )
+    assert.equal(curl.code, 22, curl.stdout)
+    const answer = JSON.parse(curl.stdout) as { statusCode: number; code: string; message: string }
+    assert.equal(answer.statusCode, 502)
+    assert.equal(answer.code, 'ROUTE_NOT_SERVED')
+    assert.match(answer.message, new RegExp(`proxy p1: TCP port ${blocked} is not served by this proxy: it cannot be bound \\(EADDRINUSE`))
+    assert.match(answer.message, /The change itself is stored \(version \d+\)/)
+    // Stored, as the answer says, and the proxy's status shows it.
+    assert.equal((await control.api('GET', '/v1/routes/taken')).status, 200)
+    const status = (await control.api('GET', '/v1/proxies')).body.proxies?.[0] as { status: string; routeProblems?: Array<{ serviceName: string; problem: string }> }
+    assert.equal(status.status, 'degraded')
+    assert.deepEqual(status.routeProblems?.map((p) => p.serviceName), ['taken'])
+    // The same request again (a CI retry) answers the same: the route is still not served.
+    const again = await control.api('PUT', url.slice(control.url.length))
+    assert.equal(again.status, 502, JSON.stringify(again.body))
+    assert.equal(again.body.code, 'ROUTE_NOT_SERVED')
+
     // Everything else is served: the HTTP route and the TCP route on a free port.
     assert.equal((await fetch(`${proxyUrl(proxy)}/web`)).status, 200)
     const viaTcp = await fetch(`http://127.0.0.1:${free}/web`)
     assert.equal(viaTcp.status, 200)
     assert.equal(((await viaTcp.json()) as { instance: string }).instance, 'web')
 
-    // Once the port is free, the next version binds it.
+    // Once the port is free, the next version binds it, and converged means served again.
     await new Promise<void>((resolve) => blocker.close(() => resolve()))
     const bump = await control.api('PUT', `/v1/reconfigure?serviceName=taken&reqMode=tcp&srcPort=${blocked}&port=${web.port}&endpoints=${web.address}&wait=converged&timeout=20`)
-    assert.equal(bump.status, 200)
+    assert.equal(bump.status, 200, JSON.stringify(bump.body))
+    assert.equal(bump.body.convergence.converged, 1)
     const now = await fetch(`http://127.0.0.1:${blocked}/web`)
     assert.equal(now.status, 200)
+  })
+
+  it("refuses a TCP route on a live proxy's own HTTP or admin port with 409 LISTENER_CONFLICT naming the field, the proxy and the listener, and stores nothing", async (t) => {
+    const control = await startControl(t)
+    const adminPort = await freePort()
+    const proxy = await startAgent(t, { id: 'p1', controlUrls: [control.url], proxy: { adminListen: `127.0.0.1:${adminPort}` } })
+    const httpPort = Number(new URL(proxyUrl(proxy)).port)
+    // The proxy reports its listeners with its first heartbeat.
+    for (let i = 0; i < 100 && (await control.api('GET', '/v1/proxies')).body.proxies?.[0]?.listeners === undefined; i++) await new Promise((r) => setTimeout(r, 100))
+    const before = (await control.api('GET', '/v1/routes')).body
+    for (const [port, listener] of [
+      [adminPort, 'admin listener \\(TETHER_ADMIN_LISTEN\\)'],
+      [httpPort, 'HTTP listener \\(TETHER_PROXY_LISTEN\\)'],
+    ] as const) {
+      for (const path of [`/v1/reconfigure?serviceName=clash&reqMode=tcp&srcPort=${port}&port=1&endpoints=127.0.0.1:1`, `/v1/docker-flow-proxy/reconfigure?serviceName=clash&reqMode=tcp&srcPort=${port}&port=1`]) {
+        const res = await control.api('PUT', path)
+        assert.equal(res.status, 409, `${path}: ${JSON.stringify(res.body)}`)
+        assert.equal(res.body.code, 'LISTENER_CONFLICT')
+        assert.match(res.body.message, new RegExp(`^srcPort: TCP port ${port} is the ${listener} of live proxy p1; .*Nothing was stored`))
+      }
+    }
+    assert.deepEqual((await control.api('GET', '/v1/routes')).body, before)
+    assert.equal((await control.api('GET', '/v1/routes/clash')).status, 404)
+    // Another port is accepted and served.
+    const free = await freePortBut([httpPort, adminPort])
+    const ok = await control.api('PUT', `/v1/reconfigure?serviceName=clash&reqMode=tcp&srcPort=${free}&port=1&endpoints=127.0.0.1:1&wait=converged&timeout=20`)
+    assert.equal(ok.status, 200, JSON.stringify(ok.body))
   })
 })

@@ -464,13 +464,14 @@ export const errors = {
   400: { ...ErrorRef, description: 'Invalid or unknown parameter (VALIDATION_FAILED, UNKNOWN_PARAMETER); nothing changed.' },
   401: { ...ErrorRef, description: 'Missing or invalid API token: Bearer, or Basic with the token as password and its name as user (UNAUTHORIZED).' },
   404: { ...ErrorRef, description: 'Not found.' },
-  409: { ...ErrorRef, description: "ROUTE_CONFLICT: another service holds one of this route's paths (for the same host); the message names the field, the value and the holder. Nothing was stored; takeover=true moves them." },
+  409: { ...ErrorRef, description: "ROUTE_CONFLICT: another service holds one of this route's paths (for the same host); the message names the field, the value and the holder. Nothing was stored; takeover=true moves them. LISTENER_CONFLICT: a srcPort that live proxies listen on themselves (HTTP, HTTPS, admin); nothing was stored." },
   413: { ...ErrorRef, description: 'Body larger than 1 MiB (BODY_TOO_LARGE).' },
   503: {
     ...ErrorRef,
     description:
       'STORE_UNAVAILABLE: the route store is unavailable; nothing changed. WRITE_OUTCOME_UNKNOWN (writes only): the write reached the store but was not confirmed in time, so it may or may not have been applied; writes are idempotent, so repeating the request is safe.',
   },
+  502: { ...ErrorRef, description: "wait=converged: every live proxy applied the new version but some does not serve this route as asked (ROUTE_NOT_SERVED: a srcPort it cannot bind, a route HAProxy refused, a users secret it lacks; the message names the proxies and the problem); the change is stored." },
   504: { ...ErrorRef, description: 'wait=converged: some live proxy did not apply the new version in time (CONVERGENCE_TIMEOUT, naming them); the change is stored.' },
 } as const
 

@@ -3,8 +3,8 @@
  * replica sees every proxy), the convergence summary, and waiting for convergence.
  */
 import { EventEmitter } from 'node:events'
-import type { ProxyHeartbeat, ProxyStatus } from '../../contracts/proxy-status.ts'
-import { ConvergenceTimeoutError } from '../errors.ts'
+import type { ProxyHeartbeat, ProxyListener, ProxyStatus } from '../../contracts/proxy-status.ts'
+import { ConvergenceTimeoutError, RouteNotServedError } from '../errors.ts'
 import type { ProxyRegistry, RouteTable } from '../store/route-store.ts'
 
 export interface Laggard {
@@ -43,7 +43,7 @@ export interface RouteHealthReport {
 }
 
 export interface FleetStatus extends Convergence {
-  proxies: Array<Pick<ProxyStatus, 'id' | 'version' | 'status' | 'node' | 'receivedAt' | 'lastError' | 'applyFailure' | 'descriptors' | 'tls'>>
+  proxies: Array<Pick<ProxyStatus, 'id' | 'version' | 'status' | 'node' | 'receivedAt' | 'lastError' | 'applyFailure' | 'descriptors' | 'oldWorkers' | 'tls'>>
   refusedRoutes: RefusedRouteReport[]
   routeProblems: RouteProblemReport[]
   routeHealth: RouteHealthReport[]
@@ -60,7 +60,41 @@ export interface Fleet {
    * Checks on each heartbeat this replica receives, and every `pollMs` for heartbeats that
    * land on other replicas.
    */
-  waitForConvergence(version: number, timeoutMs: number, signal?: AbortSignal): Promise<Convergence>
+  waitForConvergence(version: number, timeoutMs: number, signal?: AbortSignal, serviceName?: string): Promise<Convergence>
+  /** Live proxies whose own listeners use one of `ports` (a TCP route there cannot be served). */
+  listenerClashes(ports: readonly number[]): Promise<ListenerClash[]>
+}
+
+export interface ListenerClash {
+  port: number
+  kind: ProxyListener['kind']
+  /** Ids of the live proxies that listen on it. */
+  proxies: string[]
+}
+
+/** What each proxy that applied the version reports it cannot serve of `serviceName` (route problems, refused routes). */
+export function serviceProblemsOf(proxies: readonly ProxyStatus[], serviceName: string): Array<{ proxy: string; problem: string }> {
+  const out: Array<{ proxy: string; problem: string }> = []
+  for (const p of proxies) {
+    for (const r of p.refusedRoutes) if (r.serviceName === serviceName) out.push({ proxy: p.id, problem: `HAProxy refused the route: ${r.error}` })
+    for (const r of p.routeProblems ?? []) if (r.serviceName === serviceName) out.push({ proxy: p.id, problem: r.problem })
+  }
+  return out
+}
+
+/** Per port of `ports`, the live proxies that listen on it themselves. */
+export function listenerClashesOf(proxies: readonly ProxyStatus[], ports: readonly number[]): ListenerClash[] {
+  const byPort = new Map<string, ListenerClash>()
+  for (const p of proxies) {
+    for (const l of p.listeners ?? []) {
+      if (!ports.includes(l.port)) continue
+      const key = `${l.port}\n${l.kind}`
+      const entry = byPort.get(key) ?? { port: l.port, kind: l.kind, proxies: [] }
+      entry.proxies.push(p.id)
+      byPort.set(key, entry)
+    }
+  }
+  return [...byPort.values()].sort((a, b) => a.port - b.port)
 }
 
 export interface FleetOptions {
@@ -156,6 +190,7 @@ export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, 
           lastError: p.lastError,
           ...(p.applyFailure === undefined ? {} : { applyFailure: p.applyFailure }),
           ...(p.descriptors === undefined ? {} : { descriptors: p.descriptors }),
+          ...(p.oldWorkers === undefined ? {} : { oldWorkers: p.oldWorkers }),
           ...(p.tls === undefined ? {} : { tls: p.tls }),
         })),
         refusedRoutes: refusedRoutesOf(proxies),
@@ -163,9 +198,14 @@ export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, 
         routeHealth: routeHealthOf(proxies),
       }
     },
-    async waitForConvergence(version, timeoutMs, signal) {
+    async listenerClashes(ports) {
+      if (ports.length === 0) return []
+      return listenerClashesOf(await store.listProxies(), ports)
+    },
+    async waitForConvergence(version, timeoutMs, signal, serviceName) {
       const deadline = now() + timeoutMs
-      let last = convergenceOf(await store.listProxies(), version)
+      let proxies = await store.listProxies()
+      let last = convergenceOf(proxies, version)
       // No live proxy serves anything: that is not convergence. Wait for one (a proxy may be
       // starting) like for a laggard, and say so if none comes.
       while (last.laggards.length > 0 || last.live === 0) {
@@ -194,7 +234,19 @@ export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, 
           heartbeats.on('heartbeat', done)
           signal?.addEventListener('abort', done, { once: true })
         })
-        last = convergenceOf(await store.listProxies(), version)
+        proxies = await store.listProxies()
+        last = convergenceOf(proxies, version)
+      }
+      // Applied is not served: a proxy at the version may still leave the route out (a port it
+      // cannot bind, a route HAProxy refused). Its heartbeat carries both, from the same apply.
+      const problems = serviceName === undefined ? [] : serviceProblemsOf(proxies, serviceName)
+      if (problems.length > 0) {
+        const count = new Set(problems.map((p) => p.proxy)).size
+        throw new RouteNotServedError(
+          `${count} of ${last.live} live proxies applied version ${version} but do not serve route "${serviceName}" as asked: ` +
+            `${problems.map((p) => `proxy ${p.proxy}: ${p.problem}`).join('; ')}. ` +
+            `The change itself is stored (version ${version}); GET /v1/status shows the problem until a version fixes it.`,
+        )
       }
       return last
     },

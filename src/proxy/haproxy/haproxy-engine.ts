@@ -41,7 +41,7 @@ import { bindHost, render, spareKind, statePaths, type RenderedBackend, type Ren
 import { compareRoutes, sameJson } from './route-diff.ts'
 import { runCommands, showStat, sslCommand } from './runtime.ts'
 import { readCertificateFiles, type CertificateFileProblem, type FileCertificate } from './certificate-files.ts'
-import type { ProxyTlsReport } from '../../contracts/proxy-status.ts'
+import type { ProxyListener, ProxyTlsReport } from '../../contracts/proxy-status.ts'
 import { addressText, CHECK_OPTIONS, diffServers, endpointsOf, isIpAddress, serverLine, type Endpoint } from './servers.ts'
 import { resolveSettings, type HaproxyEngineSettings, type ResolvedSettings } from './settings.ts'
 import { createTaskResolver, createTaskWatcher, type TaskResolver } from './task-discovery.ts'
@@ -906,6 +906,14 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     },
     health,
     descriptors,
+    listeners(): ProxyListener[] {
+      const port = (listen: string): number => Number(listen.slice(listen.lastIndexOf(':') + 1))
+      return [
+        { kind: 'http' as const, port: port(s.listen) },
+        ...(s.tlsListen === undefined ? [] : [{ kind: 'https' as const, port: port(s.tlsListen) }]),
+        { kind: 'admin' as const, port: port(s.adminListen) },
+      ].filter((l) => Number.isInteger(l.port) && l.port > 0)
+    },
     tlsReport(): ProxyTlsReport | null {
       if (keeper === undefined) return null
       const count = keeper.current().length + fileCertificates.length

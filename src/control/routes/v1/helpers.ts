@@ -1,12 +1,12 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { ChangeMeta } from '../../../contracts/change.ts'
 import type { Route } from '../../../contracts/route.ts'
-import { describeShadowed, describeShadowedExtra, shadowingOf, type ShadowedBinding, type ShadowedExtra } from '../../../contracts/route-planner.ts'
+import { describeShadowed, describeShadowedExtra, shadowingOf, tcpBindings, type ShadowedBinding, type ShadowedExtra } from '../../../contracts/route-planner.ts'
 import type { ClaimMode } from '../../store/route-store.ts'
 import type { Static } from 'typebox'
 import type { ReconfigureAnswerSchema } from '../schemas.ts'
 import { putExclusive } from '../../services/takeover.ts'
-import { ConvergenceUnknownError, RouteNotFoundError } from '../../errors.ts'
+import { ConvergenceUnknownError, ListenerConflictError, RouteNotFoundError } from '../../errors.ts'
 import type { Convergence } from '../../services/fleet.ts'
 
 type ConvergenceQuery = { wait?: 'converged' | undefined; timeout?: string | undefined }
@@ -32,18 +32,20 @@ export function clientGone(reply: FastifyReply): AbortSignal {
 
 /**
  * With `wait=converged`, waits until there is a live proxy and every live proxy applied `version`
- * (504 CONVERGENCE_TIMEOUT otherwise, naming the laggards or saying no proxy is live).
+ * (504 CONVERGENCE_TIMEOUT otherwise, naming the laggards or saying no proxy is live). With
+ * `serviceName`: and serves that route (502 ROUTE_NOT_SERVED otherwise, naming the proxies and why).
  */
 export async function convergeIfAsked(
   app: FastifyInstance,
   reply: FastifyReply,
   query: ConvergenceQuery,
   version: number,
+  serviceName?: string,
 ): Promise<{ convergence?: Convergence }> {
   if (query.wait !== 'converged') return {}
   const timeoutMs = seconds(query.timeout ?? DEFAULT_CONVERGENCE_TIMEOUT) * 1000
   try {
-    return { convergence: await app.fleet.waitForConvergence(version, timeoutMs, clientGone(reply)) }
+    return { convergence: await app.fleet.waitForConvergence(version, timeoutMs, clientGone(reply), serviceName) }
   } catch (err) {
     // The write is stored: never let a store failure here answer "nothing was changed".
     if ((err as { code?: string }).code !== 'STORE_UNAVAILABLE') throw err
@@ -67,6 +69,7 @@ export async function putRoute(
   query: ConvergenceQuery & { takeover?: boolean | undefined },
   claim: ClaimMode = 'exclusive',
 ): Promise<Static<typeof ReconfigureAnswerSchema>> {
+  await refuseProxyListeners(app, route)
   if (claim === 'exclusive') {
     const result = await putExclusive(app.store, route, meta, query.takeover === true)
     const { takenOver } = result
@@ -77,12 +80,30 @@ export async function putRoute(
       changed: result.changed,
       ...(takenOver === undefined ? {} : { takenOver }),
       ...(warnings.length === 0 ? {} : { warnings }),
-      ...(await convergeIfAsked(app, reply, query, result.version)),
+      ...(await convergeIfAsked(app, reply, query, result.version, route.serviceName)),
     }
   }
   const result = await app.store.put(route, meta, { claim: 'shared' })
   const warnings = [...(await shadowingWarnings(app, route.serviceName)), ...(await serviceWarnings(app, route))]
-  return { route: result.route, version: result.version, changed: result.changed, ...(warnings.length === 0 ? {} : { warnings }), ...(await convergeIfAsked(app, reply, query, result.version)) }
+  return { route: result.route, version: result.version, changed: result.changed, ...(warnings.length === 0 ? {} : { warnings }), ...(await convergeIfAsked(app, reply, query, result.version, route.serviceName)) }
+}
+
+const LISTENER_NAMES = { http: 'HTTP listener (TETHER_PROXY_LISTEN)', https: 'HTTPS listener (TETHER_PROXY_LISTEN_TLS)', admin: 'admin listener (TETHER_ADMIN_LISTEN)' } as const
+
+/**
+ * 409 LISTENER_CONFLICT, before anything is stored, when a TCP route's srcPort is a port that live
+ * proxies report as one of their own listeners: none of them could bind it. (Proxies that are not
+ * live are not known; a clash with them shows at wait=converged as ROUTE_NOT_SERVED.)
+ */
+async function refuseProxyListeners(app: FastifyInstance, route: Route): Promise<void> {
+  const ports = tcpBindings(route).map((b) => b.srcPort)
+  if (ports.length === 0) return
+  const clash = (await app.fleet.listenerClashes(ports))[0]
+  if (clash === undefined) return
+  const who = clash.proxies.length > 3 ? `${clash.proxies.slice(0, 3).join(', ')} and ${clash.proxies.length - 3} more` : clash.proxies.join(', ')
+  throw new ListenerConflictError(
+    `srcPort: TCP port ${clash.port} is the ${LISTENER_NAMES[clash.kind]} of live prox${clash.proxies.length === 1 ? 'y' : 'ies'} ${who}; a TCP route cannot use a port the proxies listen on themselves. Nothing was stored; use another srcPort.`,
+  )
 }
 
 /**

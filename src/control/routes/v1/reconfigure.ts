@@ -11,7 +11,7 @@ import { routeFromBody, routeFromQuery } from '../../input/tether-forms.ts'
 import { bearer, errors, ReconfigureAnswerSchema, ReconfigureBodySchema, ReconfigureQuerySchema, ref, RemoveAnswerSchema, RemoveQuerySchema, WriteQuerySchema } from '../schemas.ts'
 import { putRoute, removeRoute, withWarnings } from './helpers.ts'
 
-const reconfigureResponses = { 200: ref(ReconfigureAnswerSchema), 400: errors[400], 401: errors[401], 409: errors[409], 503: errors[503], 504: errors[504] }
+const reconfigureResponses = { 200: ref(ReconfigureAnswerSchema), 400: errors[400], 401: errors[401], 409: errors[409], 502: errors[502], 503: errors[503], 504: errors[504] }
 
 const reconfigure: FastifyPluginAsyncTypebox = async (app) => {
   for (const method of ['GET', 'PUT'] as const) {

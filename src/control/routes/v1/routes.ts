@@ -63,7 +63,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         params: ServiceNameParamsSchema,
         querystring: WriteQuerySchema,
         body: ref(RouteBodySchema),
-        response: { 200: ref(ReconfigureAnswerSchema), 400: errors[400], 401: errors[401], 409: errors[409], 413: errors[413], 503: errors[503], 504: errors[504] },
+        response: { 200: ref(ReconfigureAnswerSchema), 400: errors[400], 401: errors[401], 409: errors[409], 413: errors[413], 502: errors[502], 503: errors[503], 504: errors[504] },
       },
     },
     async (request, reply) => {
