@@ -34,6 +34,8 @@ export const UnauthorizedError = createError('UNAUTHORIZED', 'Missing or invalid
 export const RouteNotFoundError = createError<[string]>('ROUTE_NOT_FOUND', "No route for service '%s'", 404)
 export const CertificateInvalidError = createError<[string]>('CERTIFICATE_INVALID', '%s', 400)
 export const CertificateNotFoundError = createError<[string]>('CERTIFICATE_NOT_FOUND', "No certificate named '%s'", 404)
+/** A replacement that would leave names routes serve to the self-signed default; force=true stores it anyway. */
+export const CertificateDropsNamesError = createError<[string]>('CERTIFICATE_DROPS_NAMES', '%s', 409)
 /** Certificates need TETHER_SECRET_KEY_FILE with a shared store: keys are never stored in clear. */
 export const SecretKeyMissingError = forClients(createError<[string]>('SECRET_KEY_MISSING', '%s', 503))
 /**

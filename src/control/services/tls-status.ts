@@ -89,11 +89,78 @@ export type TlsStatus = Static<typeof TlsStatusSchema>
 /** A next ACME attempt this far in the past means no replica runs rounds (timers and a round's own reads take a moment). */
 export const ACME_OVERDUE_GRACE_MS = 60_000
 
+type RouteNames = Pick<Route, 'serviceName' | 'serviceDomain' | 'destinations'>
+
+/** The names a route serves (its own and its destinations'), lower case. */
+function routeNames(r: RouteNames): string[] {
+  return [...new Set([...r.serviceDomain, ...r.destinations.flatMap((d) => d.serviceDomain ?? [])].map((d) => d.toLowerCase()))].sort()
+}
+
+/** A route name a certificate covered until it was replaced by one that does not (kept in the store). */
+export interface DroppedName {
+  domain: string
+  /** The certificate replaced. */
+  certificate: string
+  /** The names of the certificate that replaced it. */
+  replacedBy: string[]
+  at: string
+}
+/** Store field (a small named value, see certificate-store.ts) of a dropped name. */
+export const droppedField = (domain: string): string => `dropped:${domain}`
+export const DROPPED_PREFIX = 'dropped:'
+
+/** The dropped-name records among the store's small values (unreadable ones are skipped). */
+export function droppedNamesOf(values: Record<string, string>): DroppedName[] {
+  const out: DroppedName[] = []
+  for (const [field, text] of Object.entries(values)) {
+    if (!field.startsWith(DROPPED_PREFIX)) continue
+    try {
+      const r = JSON.parse(text) as Omit<DroppedName, 'domain'>
+      out.push({ domain: field.slice(DROPPED_PREFIX.length), certificate: r.certificate, replacedBy: r.replacedBy, at: r.at })
+    } catch {
+      // not ours to judge: left out
+    }
+  }
+  return out.sort((a, b) => a.domain.localeCompare(b.domain))
+}
+
+/**
+ * Pure: the names routes serve that a certificate covering `before` covered and one covering
+ * `after` does not, and that no other valid certificate (stored or in a proxy's files) covers:
+ * what HTTPS would answer with the self-signed default after the replacement, with the routes.
+ */
+export function namesDropped(input: {
+  before: readonly string[]
+  after: readonly string[]
+  others: ReadonlyArray<{ domains: readonly string[]; notAfter: string }>
+  routes: readonly RouteNames[]
+  now: number
+}): Array<{ domain: string; serviceNames: string[] }> {
+  const coveredBy = (domains: readonly string[], domain: string): boolean => domains.some((d) => covers(d, domain))
+  const others = input.others.filter((c) => Date.parse(c.notAfter) > input.now)
+  const lost = new Map<string, string[]>()
+  for (const r of input.routes) {
+    for (const domain of routeNames(r)) {
+      if (domain.startsWith('*') || !coveredBy(input.before, domain) || coveredBy(input.after, domain)) continue
+      if (others.some((c) => coveredBy(c.domains, domain))) continue
+      lost.set(domain, [...(lost.get(domain) ?? []), r.serviceName])
+    }
+  }
+  return [...lost].sort(([a], [b]) => a.localeCompare(b)).map(([domain, serviceNames]) => ({ domain, serviceNames: [...new Set(serviceNames)].sort() }))
+}
+
+/** `site.test (route site), www.site.test (routes a, b)`. */
+export function describeDropped(dropped: ReadonlyArray<{ domain: string; serviceNames: string[] }>): string {
+  return dropped.map((d) => `${d.domain} (route${d.serviceNames.length === 1 ? '' : 's'} ${d.serviceNames.join(', ')})`).join(', ')
+}
+
 export function tlsStatusOf(input: {
   certificates: readonly CertificateInfo[]
-  routes: readonly Pick<Route, 'serviceName' | 'serviceDomain' | 'destinations'>[]
+  routes: readonly RouteNames[]
   proxies: readonly Pick<ProxyStatus, 'id' | 'tls'>[]
   acme: AcmeStatus | null
+  /** Route names replacements left uncovered (warned about while no certificate covers them). */
+  dropped?: readonly DroppedName[]
   now: number
 }): TlsStatus {
   const { now } = input
@@ -126,6 +193,13 @@ export function tlsStatusOf(input: {
     warnings.push('no certificate: HTTPS answers every name with the self-signed default certificate (clients see a certificate error); upload one (PUT /v1/certificates/{name}), mount one as a Docker secret in the proxies, or let ACME issue one')
   } else if (defaultOnly.length > 0) {
     warnings.push(`proxies ${defaultOnly.join(', ')} have no certificate yet: HTTPS answers there with the self-signed default certificate`)
+  }
+  for (const d of input.dropped ?? []) {
+    const routes = [...new Set(uncoveredDomains.filter((u) => u.domain.toLowerCase() === d.domain).map((u) => u.serviceName))].sort()
+    if (routes.length === 0) continue // covered again, or no route serves it any more
+    warnings.push(
+      `${describeDropped([{ domain: d.domain, serviceNames: routes }])}: no certificate covers it since '${d.certificate}' was replaced at ${d.at} by one for ${d.replacedBy.join(', ')}; HTTPS answers it with the self-signed default certificate`,
+    )
   }
   for (const p of input.proxies) for (const problem of p.tls?.problems ?? []) warnings.push(`proxy ${p.id}: certificate file ${problem.file} not served: ${problem.error}`)
   for (const a of input.acme?.certificates ?? []) {

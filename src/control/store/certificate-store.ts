@@ -65,7 +65,10 @@ export interface CertificateStore {
   /** Withdraws it (a new version when it was there). */
   removeChallenge(token: string): Promise<number>
 
-  /** Small named values of the ACME orderer (account URL, sealed account key, per-name state). No version bump. */
+  /**
+   * Small named values of the ACME orderer (account URL, sealed account key, per-name state) and
+   * of certificate bookkeeping (`dropped:<name>`: a route name a replacement left uncovered). No version bump.
+   */
   getAcmeValue(field: string): Promise<string | null>
   setAcmeValue(field: string, value: string | null): Promise<void>
   acmeValues(): Promise<Record<string, string>>

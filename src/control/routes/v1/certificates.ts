@@ -13,9 +13,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { CertificateInfoSchema, CertificateMaterialSchema, CertificateNameSchema, certificateRules } from '../../../contracts/certificate.ts'
+import { CertificateInfoSchema, CertificateMaterialSchema, CertificateNameSchema, certificateRules, parseCertificate, splitCombinedPem } from '../../../contracts/certificate.ts'
 import type { CertificateInput } from '../../certificates.ts'
-import { CertificateNotFoundError, ValidationFailedError } from '../../errors.ts'
+import { CertificateDropsNamesError, CertificateNotFoundError, ValidationFailedError } from '../../errors.ts'
+import { covers } from '../../acme.ts'
+import { describeDropped, DROPPED_PREFIX, droppedField, namesDropped } from '../../services/tls-status.ts'
 import { showValue } from '../../input/schema-errors.ts'
 import type { CertificateMeta } from '../../store/certificate-store.ts'
 import { CertificateChangeSchema } from '../../store/certificate-store.ts'
@@ -24,6 +26,18 @@ import { convergeIfAsked } from './helpers.ts'
 
 const NameParamsSchema = Type.Object({ name: CertificateNameSchema }, { additionalProperties: false })
 const WaitQuerySchema = Type.Object(waitProperties, { additionalProperties: false })
+const PutQuerySchema = Type.Object(
+  {
+    ...waitProperties,
+    force: Type.Optional(
+      Type.Boolean({
+        description:
+          'Replace even when the new certificate no longer covers names that routes serve and no other certificate covers (they would get the self-signed default). Without it such a replacement answers 409 CERTIFICATE_DROPS_NAMES and stores nothing.',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
 const DfpCertQuerySchema = Type.Object(
   {
     certName: CertificateNameSchema,
@@ -62,6 +76,7 @@ const PutAnswerSchema = Type.Object(
 
 const notFound = { ...errors[404], description: 'No certificate of that name (CERTIFICATE_NOT_FOUND).' }
 const invalid = { ...errors[400], description: 'The certificate or key is refused (CERTIFICATE_INVALID, naming the problem) or a parameter is invalid; nothing was stored.' }
+const drops = { ...errors[409], description: 'CERTIFICATE_DROPS_NAMES: the stored certificate covers names routes serve that the new one does not (nor any other certificate); the message names them and their routes. Nothing was stored; force=true replaces it anyway.' }
 const noKey = { ...errors[503], description: 'The route store is unavailable, or no TETHER_SECRET_KEY_FILE is configured with a shared store (SECRET_KEY_MISSING); nothing was stored.' }
 
 /** The certificate from a PUT body: a JSON object or the combined PEM text. */
@@ -81,11 +96,58 @@ function inputOf(body: unknown): CertificateInput | string {
   return { certificate: o.certificate as string, key: o.key as string }
 }
 
-async function putCertificate(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, name: string, body: unknown, meta: CertificateMeta, query: { wait?: 'converged' | undefined; timeout?: string | undefined }) {
-  const result = await app.certificates.put(name, inputOf(body), meta)
+/**
+ * The route names replacing `name` with `input` would leave to the self-signed default: covered
+ * by the stored certificate, not by the new one nor by any other (stored, or a proxy's file).
+ * Empty when there is nothing to replace or the input does not parse (put() then says why).
+ */
+async function dropsOf(app: FastifyInstance, name: string, input: CertificateInput | string): Promise<Array<{ domain: string; serviceNames: string[] }>> {
+  const before = await app.store.getCertificate(name)
+  if (before === null) return []
+  let after: string[]
+  try {
+    after = parseCertificate(typeof input === 'string' ? splitCombinedPem(input) : input, Date.now()).domains
+  } catch {
+    return []
+  }
+  const [current, stored, fleet] = await Promise.all([app.feed.current(), app.store.listCertificates(), app.fleet.status()])
+  const others = [...stored.filter((c) => c.info.name !== name).map((c) => c.info), ...fleet.proxies.flatMap((p) => p.tls?.files ?? [])]
+  return namesDropped({ before: before.info.domains, after, others, routes: current.table, now: Date.now() })
+}
+
+async function putCertificate(
+  app: FastifyInstance,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  name: string,
+  body: unknown,
+  meta: CertificateMeta,
+  query: { wait?: 'converged' | undefined; timeout?: string | undefined; force?: boolean | undefined },
+  options: { refuseDrops: boolean },
+) {
+  const input = inputOf(body)
+  const dropped = await dropsOf(app, name, input)
+  if (dropped.length > 0 && options.refuseDrops && query.force !== true) {
+    throw new CertificateDropsNamesError(
+      `certificate '${name}' covers ${describeDropped(dropped)} and the new one does not, nor does any other certificate: HTTPS would answer ${dropped.length === 1 ? 'it' : 'them'} with the self-signed default certificate. Nothing was stored; store the new one under another name, or repeat with force=true to replace it anyway`,
+    )
+  }
+  const result = await app.certificates.put(name, input, meta)
   // Name and fingerprint only: never the key, never the PEM.
-  request.log.info({ certificate: name, fingerprint: result.info.fingerprint, changed: result.changed, version: result.version }, 'certificate stored')
-  return { certificate: result.info, version: result.version, changed: result.changed, warnings: result.warnings, ...(await convergeIfAsked(app, reply, query, result.version)) }
+  request.log.info({ certificate: name, fingerprint: result.info.fingerprint, changed: result.changed, version: result.version, ...(dropped.length > 0 ? { uncovered: dropped.map((d) => d.domain) } : {}) }, 'certificate stored')
+  const warnings = [...result.warnings]
+  if (dropped.length > 0) {
+    warnings.push(`no longer covered: ${describeDropped(dropped)}; HTTPS answers ${dropped.length === 1 ? 'it' : 'them'} with the self-signed default certificate until a certificate covers ${dropped.length === 1 ? 'it' : 'them'} (shown in GET /v1/status tls.warnings meanwhile)`)
+    const at = new Date().toISOString()
+    for (const d of dropped) await app.store.setAcmeValue(droppedField(d.domain), JSON.stringify({ certificate: name, replacedBy: result.info.domains, at }))
+  }
+  // A name this certificate covers is no longer one a replacement dropped.
+  const values = await app.store.acmeValues()
+  for (const field of Object.keys(values)) {
+    const domain = field.startsWith(DROPPED_PREFIX) ? field.slice(DROPPED_PREFIX.length) : null
+    if (domain !== null && result.info.domains.some((d) => covers(d, domain))) await app.store.setAcmeValue(field, null)
+  }
+  return { certificate: result.info, version: result.version, changed: result.changed, warnings, ...(await convergeIfAsked(app, reply, query, result.version)) }
 }
 
 const certificates: FastifyPluginAsyncTypebox = async (app) => {
@@ -135,13 +197,13 @@ const certificates: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'putCertificate',
         summary: 'Store or replace a certificate (chain + key); every proxy serves it by SNI',
         description:
-          `Checked before anything is stored: the chain parses, each certificate is issued by the next, the key matches the leaf, the leaf is valid now and names a DNS name; expiring within 14 days is a warning. The key is encrypted (AES-256-GCM, TETHER_SECRET_KEY_FILE) in the store and never shown again. The same chain twice answers changed: false. Names: ${certificateRules.name.text}.`,
+          `Checked before anything is stored: the chain parses, each certificate is issued by the next, the key matches the leaf, the leaf is valid now and names a DNS name; expiring within 14 days is a warning. A replacement that no longer covers names routes serve (and no other certificate does) is refused with 409 CERTIFICATE_DROPS_NAMES unless force=true; forced, the answer warns and GET /v1/status shows it while those names stay uncovered. The key is encrypted (AES-256-GCM, TETHER_SECRET_KEY_FILE) in the store and never shown again. The same chain twice answers changed: false. Names: ${certificateRules.name.text}.`,
         security: bearer,
         consumes: ['application/json', 'application/x-pem-file', 'text/plain', 'application/octet-stream'],
         params: NameParamsSchema,
-        querystring: WaitQuerySchema,
+        querystring: PutQuerySchema,
         body: PutBodySchema,
-        response: { 200: PutAnswerSchema, 400: invalid, 401: errors[401], 413: errors[413], 503: noKey, 504: errors[504] },
+        response: { 200: PutAnswerSchema, 400: invalid, 401: errors[401], 409: drops, 413: errors[413], 503: noKey, 504: errors[504] },
       },
       // The body is judged by inputOf (clear messages for both shapes); params and query as usual.
       attachValidation: true,
@@ -149,7 +211,7 @@ const certificates: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const failed = request.validationError as (Error & { validationContext?: string }) | undefined
       if (failed !== undefined && failed.validationContext !== 'body') throw failed
-      return putCertificate(app, request, reply, request.params.name, request.body, { actor: request.actor, source: 'api' }, request.query)
+      return putCertificate(app, request, reply, request.params.name, request.body, { actor: request.actor, source: 'api' }, request.query, { refuseDrops: true })
     },
   )
 
@@ -219,7 +281,8 @@ const certificates: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       if (typeof request.body !== 'string') throw new ValidationFailedError('body: must be the combined PEM (chain and key) as text')
-      return putCertificate(app, request, reply, request.query.certName, request.body, { actor: request.actor, source: 'dfp' }, request.query)
+      // Docker Flow Proxy replaced silently and its scripts know no force: stored, with the warning.
+      return putCertificate(app, request, reply, request.query.certName, request.body, { actor: request.actor, source: 'dfp' }, request.query, { refuseDrops: false })
     },
   )
 

@@ -8,7 +8,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from 'typebox'
 import { shadowedExtraReport, shadowedReport } from './helpers.ts'
 import { readAcmeStatus } from '../../acme.ts'
-import { tlsStatusOf } from '../../services/tls-status.ts'
+import { droppedNamesOf, tlsStatusOf } from '../../services/tls-status.ts'
 import { ProxyHeartbeatSchema } from '../../../contracts/proxy-status.ts'
 import { bearer, errors, FleetStatusSchema, ProxiesAnswerSchema, ProxyIdParamsSchema, ref } from '../schemas.ts'
 
@@ -66,10 +66,10 @@ const fleet: FastifyPluginAsyncTypebox = async (app) => {
       const d = app.discovery
       const discovery = () => (d === null ? {} : { discovery: { leader: d.isLeader(), services: d.inventory.all(), problems: d.problems() } })
       try {
-        const [status, plan, current, stored] = await Promise.all([app.fleet.status(), app.feed.plan(), app.feed.current(), app.store.listCertificates()])
+        const [status, plan, current, stored, values] = await Promise.all([app.fleet.status(), app.feed.plan(), app.feed.current(), app.store.listCertificates(), app.store.acmeValues()])
         const acme = app.acme === null ? null : await readAcmeStatus(app.store, { directoryUrl: app.acme.directoryUrl, everyDomain: app.acme.everyDomain, leader: app.acme.isLeader() })
         const now = Date.now()
-        const tls = tlsStatusOf({ certificates: stored.map((c) => app.certificates.describe(c)), routes: current.table, proxies: status.proxies, acme, now })
+        const tls = tlsStatusOf({ certificates: stored.map((c) => app.certificates.describe(c)), routes: current.table, proxies: status.proxies, acme, dropped: droppedNamesOf(values), now })
         const fresh = {
           ...status,
           shadowed: plan.shadowed.map(shadowedReport),
