@@ -101,6 +101,30 @@ export const ProxyListenerSchema = Type.Object(
 )
 export type ProxyListener = Static<typeof ProxyListenerSchema>
 
+export const OldWorkersReportSchema = Type.Object(
+  {
+    count: Type.Integer({ minimum: 0, description: 'Previous HAProxy workers still draining connections after reloads.' }),
+    connections: Type.Integer({ minimum: 0, description: 'Connections they hold (WebSockets, streams, TCP sessions), summed over those that answered.' }),
+    oldestAgeSeconds: Type.Integer({ minimum: 0, description: 'Seconds since the oldest of them started.' }),
+    maxCount: Type.Integer({ minimum: 0, description: 'TETHER_MAX_OLD_WORKERS: past it the proxy stops the oldest (0: no bound by count).' }),
+    drainTimeoutSeconds: Type.Integer({ minimum: 0, description: 'TETHER_DRAIN_TIMEOUT: an old worker closes its connections this long after the reload that replaced it (0: never).' }),
+    workers: Type.Array(
+      Type.Object(
+        {
+          pid: Type.Integer({ minimum: 1 }),
+          reloads: Type.Integer({ minimum: 0, description: 'Reloads it has survived.' }),
+          ageSeconds: Type.Integer({ minimum: 0, description: 'Seconds since it started.' }),
+          connections: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], { description: 'Connections it holds; null when it did not answer.' }),
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: 1000 },
+    ),
+  },
+  { additionalProperties: false, description: "HAProxy's previous workers still draining long-lived connections after reloads: how many, their connections and age, and the bounds in force." },
+)
+export type OldWorkersReport = Static<typeof OldWorkersReportSchema>
+
 /** What a proxy replica reports with each heartbeat (PUT /v1/proxies/{id}). */
 export const ProxyHeartbeatSchema = Type.Object(
   {
@@ -113,6 +137,7 @@ export const ProxyHeartbeatSchema = Type.Object(
     startedAt: Type.String({ format: 'date-time' }),
     backends: Type.Array(BackendHealthSchema, { maxItems: 100000 }),
     descriptors: Type.Optional(DescriptorReportSchema),
+    oldWorkers: Type.Optional(OldWorkersReportSchema),
     applyFailure: Type.Optional(ApplyFailureSchema),
     tls: Type.Optional(ProxyTlsReportSchema),
     routeProblems: Type.Optional(Type.Array(RouteProblemSchema, { maxItems: 10000, description: 'Routes this proxy serves with something missing (see each problem).' })),

@@ -9,6 +9,8 @@ export interface MetricsSources {
   table(): Promise<{ version: number; routes: number } | null>
   longPollWaiters(): number
   liveProxies(): Promise<number | null>
+  /** Each live proxy's previous HAProxy workers still draining connections (from its heartbeat), or null. */
+  oldWorkers?(): Promise<Array<{ proxy: string; count: number; connections: number; oldestAgeSeconds: number }> | null>
   /** Stored certificates (name, source, notAfter), or null when the store cannot be read. */
   certificates?(): Promise<Array<{ name: string; source: string; notAfter: string }> | null>
   /** ACME orders failing in a row per certificate (from the store, so every replica tells the same), or null. */
@@ -114,6 +116,25 @@ export function createMetrics(): ControlMetrics {
       if (n != null) this.set(n)
     },
   })
+  // Previous HAProxy workers per proxy (TETHER_MAX_OLD_WORKERS bounds them): a reload storm with
+  // long-lived connections shows here before it runs a node out of memory or descriptors.
+  const oldWorkerGauge = (name: string, help: string, pick: (o: { count: number; connections: number; oldestAgeSeconds: number }) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['proxy'] as const,
+      registers: [registry],
+      async collect() {
+        const list = await sources?.oldWorkers?.()
+        if (list == null) return
+        this.reset()
+        for (const o of list) this.set({ proxy: o.proxy }, pick(o))
+      },
+    })
+  }
+  oldWorkerGauge('tether_proxy_old_workers', "Previous HAProxy workers still draining connections after reloads, per live proxy (from its heartbeat).", (o) => o.count)
+  oldWorkerGauge('tether_proxy_old_worker_connections', 'Connections those previous workers hold (WebSockets, streams, TCP sessions), per live proxy.', (o) => o.connections)
+  oldWorkerGauge('tether_proxy_old_worker_oldest_seconds', 'Age of the oldest previous worker still draining, per live proxy.', (o) => o.oldestAgeSeconds)
   return {
     registry,
     httpRequests,

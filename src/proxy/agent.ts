@@ -341,6 +341,7 @@ export function createAgent(options: AgentOptions): Agent {
         }
         const descriptors = status.ready ? (engine.descriptors?.() ?? null) : null
         const tls = status.ready ? (engine.tlsReport?.() ?? null) : null
+        const oldWorkers = status.ready ? await (engine.oldWorkers?.() ?? null)?.catch(() => null) : null
         const listeners = engine.listeners?.() ?? []
         const body: ProxyHeartbeat = {
           version: status.version ?? 0,
@@ -352,6 +353,7 @@ export function createAgent(options: AgentOptions): Agent {
           startedAt,
           backends: compactHealth(backends),
           ...(descriptors === null ? {} : { descriptors }),
+          ...(oldWorkers == null ? {} : { oldWorkers }),
           ...(status.applyFailure === null ? {} : { applyFailure: status.applyFailure }),
           ...(tls === null ? {} : { tls }),
           ...(status.routeProblems.length === 0 ? {} : { routeProblems: status.routeProblems.map((p) => ({ serviceName: p.serviceName, problem: p.problem.slice(0, 1024) })) }),

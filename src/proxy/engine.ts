@@ -6,6 +6,7 @@
 import type { CertificateMaterial, CertificateRef } from '../contracts/certificate.ts'
 import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
 import type { BackendHealthSchema, DescriptorReport, ProxyListener, ProxyTlsReport, RefusedRoute, RouteProblem } from '../contracts/proxy-status.ts'
+import type { OldWorkersReport } from '../contracts/proxy-status.ts'
 import type { Static } from 'typebox'
 
 export type BackendHealth = Static<typeof BackendHealthSchema>
@@ -43,6 +44,8 @@ export interface Engine {
   tlsReport?(): ProxyTlsReport | null
   /** The ports of the engine's own listeners (HTTP, HTTPS, admin), which TCP routes cannot use. */
   listeners?(): ProxyListener[]
+  /** HAProxy's previous workers still draining connections (heartbeats); null when none is known (not started). */
+  oldWorkers?(): Promise<OldWorkersReport | null>
   /** Stops the engine and everything it started. Idempotent. */
   stop(): Promise<void>
 }

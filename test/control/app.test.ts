@@ -111,6 +111,27 @@ describe('GET /metrics', () => {
     assert.match(res.body, /tether_store_errors_total/)
   })
 
+  it("reports each proxy's old HAProxy workers from its heartbeat: in /v1/proxies, /v1/status and per proxy in /metrics", async (t) => {
+    const { app } = await startControl(t)
+    const oldWorkers = { count: 2, connections: 7, oldestAgeSeconds: 95, maxCount: 10, drainTimeoutSeconds: 3600, workers: [{ pid: 41, reloads: 2, ageSeconds: 95, connections: 5 }, { pid: 57, reloads: 1, ageSeconds: 30, connections: 2 }] }
+    const beat = { version: 0, status: 'ok', lastError: null, refusedRoutes: [], node: 'n', haproxyVersion: '2.6', startedAt: '2024-01-01T00:00:00Z', backends: [] }
+    assert.equal((await app.inject({ method: 'PUT', url: '/v1/proxies/p1', headers: proxy, payload: { ...beat, oldWorkers } })).statusCode, 204)
+    assert.equal((await app.inject({ method: 'PUT', url: '/v1/proxies/p2', headers: proxy, payload: beat })).statusCode, 204)
+    const listed = (await app.inject({ url: '/v1/proxies' })).json() as { proxies: Array<{ id: string; oldWorkers?: unknown }> }
+    assert.deepEqual(listed.proxies.find((p) => p.id === 'p1')?.oldWorkers, oldWorkers)
+    const status = (await app.inject({ url: '/v1/status' })).json() as { proxies: Array<{ id: string; oldWorkers?: unknown }> }
+    assert.deepEqual(status.proxies.find((p) => p.id === 'p1')?.oldWorkers, oldWorkers)
+    assert.equal(status.proxies.find((p) => p.id === 'p2')?.oldWorkers, undefined, 'a proxy that did not report them has none invented')
+    const metrics = (await app.inject({ url: '/metrics' })).body
+    assert.match(metrics, /^tether_proxy_old_workers\{proxy="p1"\} 2$/m)
+    assert.match(metrics, /^tether_proxy_old_worker_connections\{proxy="p1"\} 7$/m)
+    assert.match(metrics, /^tether_proxy_old_worker_oldest_seconds\{proxy="p1"\} 95$/m)
+    assert.doesNotMatch(metrics, /proxy="p2"/)
+    const bad = await app.inject({ method: 'PUT', url: '/v1/proxies/p3', headers: proxy, payload: { ...beat, oldWorkers: { ...oldWorkers, count: -1 } } })
+    assert.equal(bad.statusCode, 400)
+    assert.match(bad.body, /oldWorkers/)
+  })
+
   it('keeps one registry per app, so two apps in one process do not clash', async (t) => {
     const one = await startControl(t)
     const two = await startControl(t)

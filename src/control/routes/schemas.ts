@@ -8,7 +8,7 @@ import { Type, type Static, type TSchema } from 'typebox'
 import { ChangeSchema } from '../../contracts/change.ts'
 import { ConfigSnapshotSchema } from '../../contracts/config-snapshot.ts'
 import { ErrorSchema } from '../../contracts/errors.ts'
-import { ApplyFailureSchema, DescriptorReportSchema, ProxyHeartbeatSchema, ProxyStatusSchema, ProxyTlsReportSchema } from '../../contracts/proxy-status.ts'
+import { ApplyFailureSchema, DescriptorReportSchema, OldWorkersReportSchema, ProxyHeartbeatSchema, ProxyStatusSchema, ProxyTlsReportSchema } from '../../contracts/proxy-status.ts'
 import { TlsStatusSchema } from '../services/tls-status.ts'
 import {
   AuthSchema,
@@ -376,6 +376,7 @@ export const FleetStatusSchema = Type.Object(
           lastError: Type.Union([Type.String(), Type.Null()]),
           applyFailure: Type.Optional(ApplyFailureSchema),
           descriptors: Type.Optional(DescriptorReportSchema),
+          oldWorkers: Type.Optional(OldWorkersReportSchema),
           tls: Type.Optional(ProxyTlsReportSchema),
         },
         { additionalProperties: false },

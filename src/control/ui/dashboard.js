@@ -167,6 +167,7 @@ function renderProxies() {
         h('td', { class: statusCls }, stale ? `stale: no heartbeat for over ${state.settings.proxyTtlSeconds} s` : late ? `${p.status} (heartbeat late)` : p.status),
         h('td', {}, versionCell),
         h('td', {}, p.haproxyVersion),
+        drainingCell(p.oldWorkers),
         h('td', { title: clock(p.receivedAt) }, ago(p.receivedAt)),
         h('td', { class: p.lastError === null ? 'muted' : 'bad' }, p.lastError ?? 'none'),
         h('td', {}, statsLink(p)),
@@ -175,6 +176,15 @@ function renderProxies() {
   $('proxies').tBodies[0].replaceChildren(...rows)
   $('proxies-empty').hidden = rows.length > 0
   $('stats-hint').hidden = typeof state.settings.statsUrl === 'string' && state.settings.statsUrl !== ''
+}
+
+/** HAProxy's previous workers still draining connections: how many, their connections, the oldest's age; warn at the bound. */
+function drainingCell(old) {
+  if (old === undefined) return h('td', { class: 'muted' }, 'unknown')
+  if (old.count === 0) return h('td', { class: 'muted' }, 'none')
+  const atBound = old.maxCount > 0 && old.count >= old.maxCount
+  const title = `bound: ${old.maxCount === 0 ? 'none' : `${old.maxCount} workers`}; connections closed after ${old.drainTimeoutSeconds === 0 ? 'never' : span(old.drainTimeoutSeconds)}`
+  return h('td', { class: atBound ? 'warn' : undefined, title }, `${old.count} worker${old.count === 1 ? '' : 's'}, ${old.connections} connection${old.connections === 1 ? '' : 's'}, oldest ${old.oldestAgeSeconds < 90 ? `${old.oldestAgeSeconds} s` : span(old.oldestAgeSeconds)}`)
 }
 
 /** '3 days', '5 h', '12 min': a duration for people. */

@@ -44,6 +44,8 @@ import { readCertificateFiles, type CertificateFileProblem, type FileCertificate
 import type { ProxyListener, ProxyTlsReport } from '../../contracts/proxy-status.ts'
 import { addressText, CHECK_OPTIONS, diffServers, endpointsOf, isIpAddress, serverLine, type Endpoint } from './servers.ts'
 import { resolveSettings, type HaproxyEngineSettings, type ResolvedSettings } from './settings.ts'
+import { oldWorkersReport, stopExcessOldWorkers } from './old-workers.ts'
+import type { OldWorkersReport } from '../../contracts/proxy-status.ts'
 import { createTaskResolver, createTaskWatcher, type TaskResolver } from './task-discovery.ts'
 import { createCertificateKeeper, crtListPath, ensureDefaultCertificate, TLS_CERT_FILE } from './tls.ts'
 import { checkConfigFile, type CheckResult, type CheckFinding } from './validate.ts'
@@ -74,6 +76,8 @@ export interface HaproxyEngine extends Engine {
    * only; `certificateChanges`: certificates added, replaced or removed over the runtime API.
    */
   readonly counters: { reloads: number; runtimeChanges: number; certificateChanges: number }
+  /** Previous workers still draining (count, age, connections); null before HAProxy starts. */
+  oldWorkers(): Promise<OldWorkersReport | null>
 }
 
 /**
@@ -728,7 +732,9 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
           ...(s.accessLogOutput === undefined ? {} : { stdout: s.accessLogOutput }),
         })
       } else {
-        await proc.reload(undefined, { stateSaved: proc === running })
+        const after = await proc.reload(undefined, { stateSaved: proc === running })
+        // Old workers draining long-lived connections are bounded (TETHER_MAX_OLD_WORKERS): the oldest go.
+        stopExcessOldWorkers(after, s.maxOldWorkers, logger)
       }
     } catch (err) {
       // Put the last good configuration back so a restart serves it, not the failed one; and
@@ -906,6 +912,10 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     },
     health,
     descriptors,
+    async oldWorkers(): Promise<OldWorkersReport | null> {
+      if (proc === undefined) return null
+      return oldWorkersReport(paths.masterSocket, await proc.proc(), { maxCount: s.maxOldWorkers, drainTimeoutSeconds: Math.round(s.hardStopAfterMs / 1000) })
+    },
     listeners(): ProxyListener[] {
       const port = (listen: string): number => Number(listen.slice(listen.lastIndexOf(':') + 1))
       return [

@@ -69,6 +69,8 @@ export interface ProcEntry {
   type: 'master' | 'worker' | string
   /** Reloads this process has survived (0 for the current worker). */
   reloads: number
+  /** Seconds since the process started (`show proc`'s uptime), when given. */
+  uptimeSeconds?: number
 }
 
 export interface ProcInfo {
@@ -102,9 +104,10 @@ export function parseShowProc(text: string): ProcInfo {
       else if (!line.startsWith('#<PID>')) section = 'other'
       continue
     }
-    const m = /^(\d+)\s+(\S+)\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?/.exec(line)
+    const m = /^(\d+)\s+(\S+)\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?(?:\s+(\d+)d(\d+)h(\d+)m(\d+)s)?/.exec(line)
     if (m === null) continue
-    const entry = { pid: Number(m[1]), type: m[2] ?? '', reloads: Number(m[3]) }
+    const entry: ProcEntry = { pid: Number(m[1]), type: m[2] ?? '', reloads: Number(m[3]) }
+    if (m[5] !== undefined) entry.uptimeSeconds = ((Number(m[5]) * 24 + Number(m[6])) * 60 + Number(m[7])) * 60 + Number(m[8])
     if (entry.type === 'master') master = { ...entry, failedReloads: Number(m[4] ?? 0) }
     else if (section === 'workers') workers.push(entry)
     else if (section === 'old') oldWorkers.push(entry)
