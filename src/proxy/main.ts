@@ -5,8 +5,9 @@
  *
  * Readiness: HAProxy, and with it the admin listener's /healthz and /readyz, starts with the
  * first applied configuration (from the control plane or from the last known good on disk),
- * so "the admin listener answers" means "a configuration is served". The agent runs no HTTP
- * server of its own.
+ * so "the admin listener answers" means "a configuration is served". The agent's only HTTP
+ * server is the route metrics' on a unix socket of the state directory (route-metrics.ts), which
+ * the admin listener forwards /metrics/tether to.
  *
  * Exit codes: 78 bad configuration (the message names the variable), 69 HAProxy missing or
  * unusable, 73 state directory unusable, 1 anything else.
@@ -19,7 +20,8 @@ import { loadProxyConfig, formatListen, type ProxyConfig } from './config.ts'
 import { EnvError } from '../shared/env.ts'
 import { createControlClient } from './control-client.ts'
 import type { Engine } from './engine.ts'
-import { createHaproxyEngine } from './haproxy/haproxy-engine.ts'
+import { createHaproxyEngine, type HaproxyEngine } from './haproxy/haproxy-engine.ts'
+import { startRouteMetrics, type MetricsServer, type RouteMetrics } from './route-metrics.ts'
 import { accessLogOutput } from './haproxy/access-log.ts'
 import { createSecretUsers, withSecretUsers } from './secret-users.ts'
 import { createStateStore, type StateStore } from './state-store.ts'
@@ -49,8 +51,11 @@ export async function main(): Promise<void> {
   }
 
   let engine: Engine
+  let haproxy: HaproxyEngine
+  // Per-route metrics on the admin listener's /metrics/tether; read right before every reload too.
+  let routeMetrics: (RouteMetrics & MetricsServer) | undefined
   try {
-    engine = await createHaproxyEngine({
+    engine = haproxy = await createHaproxyEngine({
       haproxyBin: config.haproxyBin,
       stateDir: join(config.stateDir, 'haproxy'),
       listen: formatListen(config.proxyListen),
@@ -70,7 +75,7 @@ export async function main(): Promise<void> {
       ...(config.accessLog.format === 'off' ? {} : { accessLogOutput: accessLogOutput() }),
       ...(config.statsAuth === undefined ? {} : { statsAuth: config.statsAuth }),
       logger: log.child({ component: 'haproxy' }),
-    })
+    }, { beforeReload: async () => routeMetrics?.capture() })
   } catch (error) {
     const text = (error as Error).message
     fail(69, `cannot start HAProxy (${config.haproxyBin}): ${text}${/install/i.test(text) ? ' (TETHER_HAPROXY_BIN names the binary)' : `\n${INSTALL_HAPROXY}`}`)
@@ -79,11 +84,16 @@ export async function main(): Promise<void> {
   engine = withSecretUsers(engine, createSecretUsers({ dir: config.secretsDir }))
   const client = createControlClient({ urls: config.controlUrls, token: config.proxyToken, livenessTimeoutMs: config.controlLivenessTimeoutMs })
   const agent = createAgent({ id: config.proxyId, node: config.node, engine, client, state, log, heartbeatMs: config.heartbeatMs })
+  routeMetrics = await startRouteMetrics(haproxy, () => agent.status()).catch((err: unknown) => {
+    log.warn({ err: (err as Error).message }, 'route metrics not served (/metrics/tether answers 503)')
+    return undefined
+  })
 
   closeWithGrace({ delay: 15_000, logger: { error: (m: unknown) => log.error(m) } }, async ({ signal, err }) => {
     if (err !== undefined) log.error({ err }, 'stopping after an unexpected error')
     else log.info({ signal }, 'stopping')
     await agent.stop()
+    await routeMetrics?.close()
   })
 
   for (const warning of config.deprecations) log.warn(warning)

@@ -76,6 +76,8 @@ export interface HaproxyEngine extends Engine {
    * only; `certificateChanges`: certificates added, replaced or removed over the runtime API.
    */
   readonly counters: { reloads: number; runtimeChanges: number; certificateChanges: number }
+  /** Backend name → service name of the route it serves, for what is served now (spares in use included). */
+  backendServices(): ReadonlyMap<string, string>
   /** Previous workers still draining (count, age, connections); null before HAProxy starts. */
   oldWorkers(): Promise<OldWorkersReport | null>
 }
@@ -133,6 +135,8 @@ interface Served {
 export interface CreateHaproxyEngineOptions {
   /** Where tasks come from. Default: DNS queries to settings.resolvers. */
   taskResolver?: TaskResolver
+  /** Called right before each reload, while the running worker still answers (the route metrics read its counters). */
+  beforeReload?: () => Promise<void>
 }
 
 /**
@@ -730,6 +734,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
           restartBackoffMs: s.restartBackoffMs,
           logger,
           ...(s.accessLogOutput === undefined ? {} : { stdout: s.accessLogOutput }),
+          ...(options.beforeReload === undefined ? {} : { beforeReload: options.beforeReload }),
         })
       } else {
         const after = await proc.reload(undefined, { stateSaved: proc === running })
@@ -912,6 +917,9 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     },
     health,
     descriptors,
+    backendServices() {
+      return new Map((served?.rendered.backends ?? []).map((b) => [b.name, b.serviceName]))
+    },
     async oldWorkers(): Promise<OldWorkersReport | null> {
       if (proc === undefined) return null
       return oldWorkersReport(paths.masterSocket, await proc.proc(), { maxCount: s.maxOldWorkers, drainTimeoutSeconds: Math.round(s.hardStopAfterMs / 1000) })

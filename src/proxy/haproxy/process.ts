@@ -41,6 +41,12 @@ export interface ProcessOptions {
   logger: Logger
   /** HAProxy's standard output (its access log): a file descriptor. Default: a pipe read for its messages. */
   stdout?: number
+  /**
+   * Called right before the master is asked to reload (the running worker still answers): the
+   * route metrics read its counters there, which the new worker starts again at zero. Awaited;
+   * it must bound its own time and never reject.
+   */
+  beforeReload?: () => Promise<void>
   /** Called when HAProxy died unexpectedly (before the restart is attempted). */
   onExit?: (code: number | null, signal: string | null) => void
 }
@@ -319,6 +325,7 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
         .join('; ')
     }
     if (reloadOptions.stateSaved !== true) await saveServerState()
+    await options.beforeReload?.()
     await requestReload(options.masterSocket)
     const deadline = Date.now() + timeoutMs
     for (;;) {

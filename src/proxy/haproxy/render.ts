@@ -115,6 +115,8 @@ export interface RenderedConfig {
 }
 
 export const NOT_FOUND_BACKEND = 'tether.notfound'
+/** The admin listener's /metrics/tether: the agent's route metrics on paths.metricsSocket. */
+export const METRICS_BACKEND = 'tether.metrics'
 const NOT_FOUND_BODY = JSON.stringify({ statusCode: 404, code: 'NO_ROUTE', error: 'Not Found', message: 'No route matches this host and path' })
 
 export function backendName(serviceName: string, port: number): string {
@@ -231,6 +233,8 @@ export function statePaths(stateDir: string) {
     defaultCertificate: `${dir}/default-cert.pem`,
     /** The terminating HTTPS frontend's socket when SNI passthrough routes share the HTTPS port. */
     tlsSocket: `${dir}/tls-terminate.sock`,
+    /** The agent's per-route metrics (route-metrics.ts), served on the admin listener's /metrics/tether. */
+    metricsSocket: `${dir}/metrics.sock`,
     /** The certificates in force (chains and keys, 0600), so a restart serves them at once. */
     certificates: `${dir}/certificates.json`,
   }
@@ -554,6 +558,8 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   out.push(`    bind ${bind(settings.adminListen)}`)
   out.push('    monitor-uri /healthz')
   out.push('    http-request use-service prometheus-exporter if { path /metrics }')
+  out.push("    # Tether's per-route metrics (service names, counters carried over reloads), from the agent.")
+  out.push(`    use_backend ${METRICS_BACKEND} if { path /metrics/tether }`)
   out.push('    # Answering at all means a configuration is applied: HAProxy starts with the first one.')
   out.push('    http-request return status 200 content-type text/plain string "ready" if { path /readyz }')
   out.push('    stats enable')
@@ -565,6 +571,9 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     out.push(`    stats auth ${settings.statsAuth}`)
   }
   out.push(`    default_backend ${NOT_FOUND_BACKEND}`)
+  blank()
+  out.push(`backend ${METRICS_BACKEND}`)
+  out.push(`    server agent unix@${paths.metricsSocket}`)
   blank()
   out.push(`backend ${NOT_FOUND_BACKEND}`)
   out.push(`    http-request return status 404 content-type application/json string ${quote(NOT_FOUND_BODY)}`)

@@ -1,0 +1,168 @@
+/**
+ * Per-route metrics on a real HAProxy (admin listener /metrics/tether, served by the agent's
+ * route metrics): labelled by service names, and counting across a reload, where HAProxy's own
+ * counters start again at zero.
+ */
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
+import { once } from 'node:events'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Agent, request } from 'undici'
+import { normalizeRoute, type Route } from '../../src/contracts/route.ts'
+import { createHaproxyEngine, type HaproxyEngine } from '../../src/proxy/haproxy/haproxy-engine.ts'
+import { startRouteMetrics, type MetricsServer, type RouteMetrics } from '../../src/proxy/route-metrics.ts'
+import { TEST_COOKIE_KEY, waitFor } from '../helpers/haproxy.ts'
+import { freePort } from '../helpers/redis-server.ts'
+
+/** An application: 500 on paths ending in /err, else 200 with a 100-byte body. */
+async function startApp(): Promise<{ server: Server; address: string }> {
+  const server = createServer((req, res) => {
+    req.resume()
+    const fail = req.url?.endsWith('/err') === true
+    res.writeHead(fail ? 500 : 200, { 'content-type': 'text/plain' }).end('x'.repeat(100))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const a = server.address()
+  if (a === null || typeof a === 'string') throw new Error('no address')
+  return { server, address: `127.0.0.1:${a.port}` }
+}
+
+/** A metric's value in a Prometheus text exposition (undefined when the series is absent). */
+export function valueOf(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line)
+    if (m === null || m[1] !== name) continue
+    const got = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]))
+    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[3])
+  }
+  return undefined
+}
+
+describe('per-route metrics on a real HAProxy', () => {
+  let stateDir: string
+  let engine: HaproxyEngine
+  let metrics: (RouteMetrics & MetricsServer) | undefined
+  let app: { server: Server; address: string }
+  let port: number
+  let adminPort: number
+  const dispatcher = new Agent({ connections: 4 })
+  let version = 0
+  const routes: Route[] = []
+
+  before(async () => {
+    app = await startApp()
+    stateDir = await mkdtemp(join(tmpdir(), 'tether-route-metrics-'))
+    port = await freePort()
+    adminPort = await freePort()
+    engine = await createHaproxyEngine(
+      { stateDir, listen: `127.0.0.1:${port}`, adminListen: `127.0.0.1:${adminPort}`, resolvers: ['127.0.0.1:1'], cookieKey: TEST_COOKIE_KEY, hardStopAfterMs: 5_000 },
+      // As main.ts wires it: the counters are read right before every reload.
+      { beforeReload: async () => metrics?.capture() },
+    )
+    metrics = await startRouteMetrics(engine, () => ({ version: version === 0 ? null : version }))
+    routes.push(
+      normalizeRoute({ serviceName: 'shop', destinations: [{ servicePath: ['/shop'], port: 80 }], endpoints: [app.address] }),
+      normalizeRoute({ serviceName: 'blog', destinations: [{ servicePath: ['/blog'], port: 80 }], endpoints: [app.address] }),
+    )
+    await engine.apply({ version: ++version, routes: [...routes] })
+  })
+  after(async () => {
+    await metrics?.close()
+    await engine?.stop()
+    await dispatcher.close()
+    app?.server.closeAllConnections()
+    app?.server.close()
+    if (stateDir !== undefined) await rm(stateDir, { recursive: true, force: true })
+  })
+
+  // A new connection per request, as new visitors: after a reload, the next request of an idle
+  // keep-alive connection is answered by the previous worker (option idle-close-on-response),
+  // which exits right after, and is not counted (README, Metrics).
+  const send = async (path: string, n: number): Promise<void> => {
+    for (let i = 0; i < n; i++) {
+      const res = await request(`http://127.0.0.1:${port}${path}`, { dispatcher, headers: { connection: 'close' } })
+      await res.body.text()
+    }
+  }
+  const scrape = async (path = '/metrics/tether'): Promise<string> => {
+    const t = performance.now()
+    const res = await request(`http://127.0.0.1:${adminPort}${path}`, { headersTimeout: 10_000, bodyTimeout: 10_000 })
+    const text = await res.body.text()
+    assert.equal(res.statusCode, 200, `${path}: ${text.slice(0, 200)}`)
+    if (path === '/metrics/tether') console.log(`MEASURED scrape of /metrics/tether through the admin listener: ${(performance.now() - t).toFixed(1)} ms`)
+    return text
+  }
+  /** Scrapes until the route's counters read `want` (HAProxy counts a response as it sends it). */
+  let last = ''
+  const until = (service: string, want: { ok: number; err: number }): Promise<string> =>
+    waitFor(`${service} at ${JSON.stringify(want)}`, async () => {
+      const text = await scrape()
+      const ok = valueOf(text, 'tether_route_requests_total', { service, code_class: '2xx' })
+      const err = valueOf(text, 'tether_route_requests_total', { service, code_class: '5xx' })
+      last = `${ok}/${err}`
+      return ok === want.ok && err === want.err ? text : undefined
+    }, 15_000, 100).catch((e: Error) => {
+      throw new Error(`${e.message} (last read 2xx/5xx: ${last})`)
+    })
+
+  it('labels by service name, counts by status class, bytes, and per task', async () => {
+    await send('/shop/a', 30)
+    await send('/shop/err', 4)
+    await send('/blog/x', 3)
+    const text = await until('shop', { ok: 30, err: 4 })
+    assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'blog', code_class: '2xx' }), 3)
+    assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'shop', code_class: '4xx' }), 0)
+    assert.ok((valueOf(text, 'tether_route_sent_bytes_total', { service: 'shop' }) ?? 0) >= 34 * 100, 'the bodies sent are counted')
+    assert.ok((valueOf(text, 'tether_route_received_bytes_total', { service: 'shop' }) ?? 0) > 0)
+    assert.ok(valueOf(text, 'tether_route_task_active_connections', { service: 'shop' }) !== undefined, 'one series per task of the route')
+    assert.ok(valueOf(text, 'tether_route_response_time_avg_seconds', { service: 'shop' }) !== undefined)
+    assert.equal(valueOf(text, 'tether_proxy_haproxy_up'), 1)
+    assert.equal(valueOf(text, 'tether_proxy_config_version'), 1)
+    // Service names, not HAProxy's backend names.
+    assert.doesNotMatch(text, /svc_|tether\.spare|tether\.notfound|tether\.metrics/)
+    // HAProxy's own exporter is still at /metrics, with its backend names.
+    assert.match(await scrape('/metrics'), /haproxy_backend_http_responses_total\{proxy="svc_shop_80",code="2xx"\} 30/)
+  })
+
+  it('counts across a reload (another route added with a rewrite): requests before and after, none lost', async () => {
+    // Not scraped after these: only the read right before the reload can carry them over.
+    await send('/shop/b', 10)
+    await send('/shop/err', 1)
+    const reloads = engine.counters.reloads
+    routes.push(normalizeRoute({ serviceName: 'rw', destinations: [{ servicePath: ['/rw'], port: 80, pathRewrite: [{ search: '^/rw/(.*)', replace: '/\\1' }] }], endpoints: [app.address] }))
+    await engine.apply({ version: ++version, routes: [...routes] })
+    assert.equal(engine.counters.reloads, reloads + 1, 'the change went through a reload')
+    // HAProxy's own counters started again at zero in the new worker ...
+    const raw = await waitFor('the new worker serving', async () => {
+      const text = await scrape('/metrics')
+      return /haproxy_backend_http_responses_total\{proxy="svc_rw_80",code="2xx"\}/.test(text) ? text : undefined
+    })
+    assert.match(raw, /haproxy_backend_http_responses_total\{proxy="svc_shop_80",code="2xx"\} 0\n/)
+    // ... Tether's did not go down and hold the requests sent before the reload.
+    let text = await until('shop', { ok: 40, err: 5 })
+    assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'blog', code_class: '2xx' }), 3)
+    assert.equal(valueOf(text, 'tether_proxy_reloads_total'), reloads + 1)
+    // And the requests after it are added to them.
+    await send('/shop/c', 5)
+    await send('/rw/y', 2)
+    text = await until('shop', { ok: 45, err: 5 })
+    assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'rw', code_class: '2xx' }), 2)
+    assert.equal(valueOf(text, 'tether_proxy_config_version'), 2)
+  })
+
+  it('a removed route takes its series with it; the others stay', async () => {
+    const shop = routes.shift()!
+    assert.equal(shop.serviceName, 'shop')
+    await engine.apply({ version: ++version, routes: [...routes] })
+    const text = await waitFor('shop gone', async () => {
+      const t = await scrape()
+      return valueOf(t, 'tether_route_requests_total', { service: 'shop', code_class: '2xx' }) === undefined ? t : undefined
+    })
+    assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'blog', code_class: '2xx' }), 3)
+  })
+})
