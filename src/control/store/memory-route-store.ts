@@ -4,7 +4,7 @@
  * so production runs Redis.
  */
 import { EventEmitter } from 'node:events'
-import type { Change, ChangeMeta } from '../../contracts/change.ts'
+import type { Change, ChangeMeta, ChangeSource } from '../../contracts/change.ts'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import type { ProxyStatus } from '../../contracts/proxy-status.ts'
 import type { Route } from '../../contracts/route.ts'
@@ -82,15 +82,15 @@ export function createMemoryRouteStore(options: MemoryRouteStoreOptions = {}): R
   }
 
   /** Applies a batch of diffs as one new version. Synchronous, hence atomic. */
-  function commit(diffs: RouteDiff[], meta: ChangeMeta, rollbackTo?: number): number {
+  function commit(diffs: Array<RouteDiff & { source?: ChangeSource }>, meta: ChangeMeta, rollbackTo?: number): number {
     version += 1
     const time = new Date(now()).toISOString()
     // Entries of one version in serviceName order, as Redis' sorted set keeps them.
-    for (const { serviceName, before, after } of [...diffs].sort((a, b) => (a.serviceName < b.serviceName ? -1 : 1))) {
+    for (const { serviceName, before, after, source = meta.source } of [...diffs].sort((a, b) => (a.serviceName < b.serviceName ? -1 : 1))) {
       if (after === null) records.delete(serviceName)
-      else records.set(serviceName, { route: after, version, updatedAt: time, actor: meta.actor, source: meta.source })
+      else records.set(serviceName, { route: after, version, updatedAt: time, actor: meta.actor, source })
       index(serviceName, before, after)
-      const change: Change = { version, time, operation: after === null ? 'remove' : 'put', serviceName, before, after, actor: meta.actor, source: meta.source }
+      const change: Change = { version, time, operation: after === null ? 'remove' : 'put', serviceName, before, after, actor: meta.actor, source }
       if (rollbackTo !== undefined) change.rollbackTo = rollbackTo
       if (meta.note !== undefined) change.note = meta.note
       log.push(change)
@@ -121,12 +121,12 @@ export function createMemoryRouteStore(options: MemoryRouteStoreOptions = {}): R
       befores.push(before)
       if (w.expect !== undefined && !sameRoute(before, w.expect)) throw new ExpectationFailedError(w.serviceName)
       if (!ownedBy(record, options) || sameRoute(before, w.after)) continue
-      pending.push({ serviceName: w.serviceName, before, after: w.after, claim: w.claim ?? 'shared', keys: keysOf(w.after) })
+      pending.push({ serviceName: w.serviceName, before, after: w.after, claim: w.claim ?? 'shared', keys: keysOf(w.after), ...(w.source === undefined ? {} : { source: w.source }) })
     }
     if (pending.length === 0) return { version, changes: [], befores }
     checkClaims(pending, (key) => holders.get(key) ?? [])
     const changes = pending.map(({ serviceName, before, after }) => ({ serviceName, before, after }))
-    return { version: commit(changes, meta), changes, befores }
+    return { version: commit(pending, meta), changes, befores }
   }
 
   return {

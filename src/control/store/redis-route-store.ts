@@ -210,7 +210,7 @@ export function createRedisRouteStore(options: RedisRouteStoreOptions): RouteSto
     ]
     for (const w of writes) {
       const expect = w.expect === undefined ? '*' : w.expect === null ? '' : routeKey(w.expect)
-      args.push(w.serviceName, w.after === null ? '' : routeKey(w.after), w.claim === 'exclusive' ? 'x' : 's', keysOf(w.after).join(' '), expect)
+      args.push(w.serviceName, w.after === null ? '' : routeKey(w.after), (w.claim === 'exclusive' ? 'x' : 's') + (w.source === undefined ? '' : `:${w.source}`), keysOf(w.after).join(' '), expect)
     }
     for (let attempt = 0; ; attempt++) {
       const reply = await applyOnce(args)

@@ -12,6 +12,7 @@ import type { Redis } from 'ioredis'
  *       channel, onlyIfSource ('' = any), note ('' = none), outcome TTL (ms), then 5-tuples: serviceName,
  *       canonical route JSON ('' to remove), claim ('x' exclusive, 's' shared), the route's
  *       binding keys (space-separated), expect ('*' = any, '' = absent, else the route JSON).
+ *       The claim may carry the source recorded for that write instead of ARGV source ('s:discovery').
  * A write that changes nothing (same JSON, or removing an absent route), or whose stored route
  * was last changed from another source than onlyIfSource, is skipped; when every write is
  * skipped, nothing is written and the version stays.
@@ -47,6 +48,8 @@ local pending = {}
 local flags = ''
 for i = 11, #ARGV, 5 do
   local name, after, claim, keys, expect = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local ownSource = ARGV[4]
+  if #claim > 1 then ownSource = string.sub(claim, 3); claim = string.sub(claim, 1, 1) end
   local before = redis.call('HGET', KEYS[2], name)
   befores[#befores + 1] = before or ''
   if expect ~= '*' and (before or '') ~= expect then return done({-3, name}) end
@@ -56,7 +59,7 @@ for i = 11, #ARGV, 5 do
     owned = m ~= false and cjson.decode(m).source == ARGV[8]
   end
   if owned and ((after == '' and before) or (after ~= '' and before ~= after)) then
-    pending[#pending + 1] = {name, before, after, claim, split(keys)}
+    pending[#pending + 1] = {name, before, after, claim, split(keys), ownSource}
     flags = flags .. '1'
   else
     flags = flags .. '0'
@@ -106,13 +109,15 @@ for _, p in ipairs(pending) do
 end
 redis.call('SET', KEYS[7], '1')
 local v = redis.call('INCR', KEYS[1])
-local time, actor, source = cjson.encode(ARGV[2]), cjson.encode(ARGV[3]), cjson.encode(ARGV[4])
-local tail = ',"actor":' .. actor .. ',"source":' .. source
-if ARGV[5] ~= '' then tail = tail .. ',"rollbackTo":' .. ARGV[5] end
-if ARGV[9] ~= '' then tail = tail .. ',"note":' .. cjson.encode(ARGV[9]) end
-tail = tail .. '}'
+local time, actor = cjson.encode(ARGV[2]), cjson.encode(ARGV[3])
+local rest = ''
+if ARGV[5] ~= '' then rest = rest .. ',"rollbackTo":' .. ARGV[5] end
+if ARGV[9] ~= '' then rest = rest .. ',"note":' .. cjson.encode(ARGV[9]) end
+rest = rest .. '}'
 for _, p in ipairs(pending) do
   local name, before, after = p[1], p[2], p[3]
+  local source = cjson.encode(p[6])
+  local tail = ',"actor":' .. actor .. ',"source":' .. source .. rest
   local operation = 'put'
   if after == '' then
     operation = 'remove'

@@ -52,6 +52,11 @@ export interface RouteWrite {
    * (null: absent); otherwise the store rejects with `ExpectationFailedError` and writes nothing.
    */
   expect?: Route | null
+  /**
+   * The source recorded for this route (its record and change-log entry) instead of the
+   * batch's `meta.source`: a restore keeps each route's own owner (discovery's stay discovery's).
+   */
+  source?: ChangeSource
 }
 
 /** A batch's guard on a stored route did not hold: another write came first. Nothing was written. */
@@ -212,6 +217,8 @@ export function checkRollbackTarget(to: number, current: number, oldestLogged: n
 export interface PendingWrite extends RouteDiff {
   claim: ClaimMode
   keys: string[]
+  /** See RouteWrite.source. */
+  source?: ChangeSource
 }
 
 /**

@@ -226,6 +226,32 @@ export function describeRouteStoreContract(name: string, factory: ContractFactor
         const record = await store.get('a')
         assert.deepEqual([record?.source, record?.route.destinations[0]?.port], ['api', 8080])
       })
+
+      it("a batch write keeps each route's own source when given (a restore), so discovery still owns its routes", async () => {
+        const { store, peer } = await open()
+        const restore: ChangeMeta = { actor: 'ops', source: 'api', note: 'restore' }
+        const result = await store.write(
+          [
+            { serviceName: 'a', after: route('a'), source: 'discovery' },
+            { serviceName: 'b', after: route('b') },
+          ],
+          restore,
+        )
+        assert.equal(result.version, 1)
+        const [a, b] = [await peer.get('a'), await peer.get('b')]
+        assert.deepEqual([a?.source, a?.actor, b?.source, b?.actor], ['discovery', 'ops', 'api', 'ops'])
+        const log = await peer.changes(0, 10)
+        assert.deepEqual(
+          log.map((c) => [c.version, c.serviceName, c.source, c.actor, c.note]),
+          [
+            [1, 'a', 'discovery', 'ops', 'restore'],
+            [1, 'b', 'api', 'ops', 'restore'],
+          ],
+        )
+        // Discovery changes its restored route, and still leaves the API's alone.
+        assert.equal((await store.put(route('a', 9090), discovery, only)).changed, true)
+        assert.equal((await store.put(route('b', 9090), discovery, only)).changed, false)
+      })
     })
 
     describe('change log', () => {
