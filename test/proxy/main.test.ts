@@ -68,6 +68,12 @@ describe('tether proxy (process)', () => {
     const through = await get(`http://127.0.0.1:${port}/web`)
     assert.equal(through.status, 200)
     assert.equal((JSON.parse(through.text) as BackendReply).instance, 'web-1')
+    // The per-route metrics, served by the agent through the admin listener, count it under the route's name.
+    const metrics = await waitFor('the request in /metrics/tether', async () => {
+      const m = await get(`http://127.0.0.1:${admin}/metrics/tether`)
+      return m.status === 200 && /^tether_route_requests_total\{service="web",code_class="2xx"\} 1$/m.test(m.text) ? m.text : undefined
+    }, 10_000)
+    assert.match(metrics, /^tether_proxy_config_version 1$/m)
     const proxies = (await control.api('GET', '/v1/proxies')).body.proxies as Array<{ id: string; version: number; status: string; haproxyVersion: string }>
     assert.deepEqual(proxies.map((p) => [p.id, p.version, p.status]), [['main-test', 1, 'ok']])
     assert.match(proxies[0]?.haproxyVersion ?? '', /HAProxy/i)
