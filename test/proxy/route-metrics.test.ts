@@ -60,7 +60,7 @@ describe('per-route metrics on a real HAProxy', () => {
     port = await freePort()
     adminPort = await freePort()
     engine = await createHaproxyEngine(
-      { stateDir, listen: `127.0.0.1:${port}`, adminListen: `127.0.0.1:${adminPort}`, resolvers: ['127.0.0.1:1'], cookieKey: TEST_COOKIE_KEY, hardStopAfterMs: 5_000 },
+      { stateDir, listen: `127.0.0.1:${port}`, adminListen: `127.0.0.1:${adminPort}`, resolvers: ['127.0.0.1:1'], cookieKey: TEST_COOKIE_KEY, hardStopAfterMs: 5_000, restartBackoffMs: { min: 50, max: 1_000 } },
       // As main.ts wires it: the counters are read right before every reload.
       { beforeReload: async () => metrics?.capture() },
     )
@@ -155,6 +155,23 @@ describe('per-route metrics on a real HAProxy', () => {
     assert.equal(valueOf(text, 'tether_proxy_config_version'), 2)
   })
 
+  it('counts across a restart of HAProxy (killed): what was read before it died is kept', async () => {
+    await send('/blog/y', 4)
+    await until('blog', { ok: 7, err: 0 })
+    const master = engine.process!.pid!
+    process.kill(master, 'SIGKILL')
+    await waitFor('served again', async () => {
+      const res = await request(`http://127.0.0.1:${port}/rw/probe`, { dispatcher, headers: { connection: 'close' } }).catch(() => undefined)
+      await res?.body.text()
+      return res?.statusCode === 200 ? true : undefined
+    }, 15_000, 100)
+    assert.equal(engine.process!.restarts, 1)
+    assert.notEqual(engine.process!.pid, master)
+    await send('/blog/z', 2)
+    const text = await until('blog', { ok: 9, err: 0 })
+    assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'shop', code_class: '2xx' }), 45, 'the other routes kept theirs too')
+  })
+
   it('a removed route takes its series with it; the others stay', async () => {
     const shop = routes.shift()!
     assert.equal(shop.serviceName, 'shop')
@@ -163,6 +180,6 @@ describe('per-route metrics on a real HAProxy', () => {
       const t = await scrape()
       return valueOf(t, 'tether_route_requests_total', { service: 'shop', code_class: '2xx' }) === undefined ? t : undefined
     })
-    assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'blog', code_class: '2xx' }), 3)
+    assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'blog', code_class: '2xx' }), 9)
   })
 })
