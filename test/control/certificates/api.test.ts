@@ -163,6 +163,28 @@ describe('PUT /v1/docker-flow-proxy/cert', () => {
     assert.equal(bad.statusCode, 400)
     assert.equal(bad.json().code, 'CERTIFICATE_INVALID')
   })
+  it('takes the PEM whatever the Content-Type, or none (Go and Python clients send none), on this route only', async (t) => {
+    const { app, store } = await startControl(t)
+    // No Content-Type at all: a string payload is sent as is by inject, as by Go's http.NewRequest.
+    const none = await app.inject({ method: 'PUT', url: '/v1/docker-flow-proxy/cert?certName=none.pem', headers: api, payload: web.combined })
+    assert.equal(none.statusCode, 200, none.body)
+    assert.equal((await store.getCertificate('none.pem'))?.info.fingerprint, web.fingerprint)
+    for (const [name, type] of [['json.pem', 'application/json'], ['text.pem', 'text/plain; charset=utf-8'], ['odd.pem', 'application/x-whatever']] as const) {
+      const res = await app.inject({ method: 'PUT', url: `/v1/docker-flow-proxy/cert?certName=${name}`, headers: { ...api, 'content-type': type }, payload: web.combined })
+      assert.equal(res.statusCode, 200, `${type}: ${res.body}`)
+      assert.equal((await store.getCertificate(name))?.info.fingerprint, web.fingerprint, type)
+    }
+    // Text that is not a PEM is judged as before, whatever the type, and nothing is stored.
+    const junk = await app.inject({ method: 'PUT', url: '/v1/docker-flow-proxy/cert?certName=junk.pem', headers: api, payload: 'not a certificate' })
+    assert.equal(junk.statusCode, 400, junk.body)
+    assert.equal(junk.json().code, 'CERTIFICATE_INVALID')
+    assert.equal(await store.getCertificate('junk.pem'), null)
+    // The other routes keep their parsers: Tether's own upload still says what it accepts.
+    const own = await app.inject({ method: 'PUT', url: '/v1/certificates/own', headers: { ...api, 'content-type': 'application/x-whatever' }, payload: web.combined })
+    assert.equal(own.statusCode, 415, own.body)
+    const ownJson = await app.inject({ method: 'PUT', url: '/v1/certificates/own', headers: json, payload: { certificate: web.chain, key: web.key } })
+    assert.equal(ownJson.statusCode, 200, ownJson.body)
+  })
 })
 
 describe('GET /v1/proxy/certificates', () => {

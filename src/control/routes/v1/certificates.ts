@@ -10,7 +10,7 @@
  * A certificate is part of the versioned feed: changing one is a new config version, and
  * `wait=converged` waits until every proxy serves it.
  */
-import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { CertificateInfoSchema, CertificateMaterialSchema, CertificateNameSchema, certificateRules, parseCertificate, splitCombinedPem } from '../../../contracts/certificate.ts'
@@ -264,27 +264,33 @@ const certificates: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => ({ changes: await app.store.certificateChanges(request.query.since, request.query.limit) }),
   )
 
-  app.put(
-    '/docker-flow-proxy/cert',
-    {
-      config: { auth: 'api' },
-      schema: {
-        tags: ['docker-flow-proxy'],
-        operationId: 'putDockerFlowProxyCert',
-        summary: "Store a certificate with Docker Flow Proxy's parameters (combined PEM body)",
-        description: 'As DFP users script it: `curl -XPUT --data-binary @site.pem ".../v1/docker-flow-proxy/cert?certName=site.pem&distribute=true"`. Checked and stored like PUT /v1/certificates/{name}.',
-        security: bearer,
-        consumes: ['application/x-pem-file', 'text/plain', 'application/octet-stream', 'application/x-www-form-urlencoded'],
-        querystring: DfpCertQuerySchema,
-        response: { 200: PutAnswerSchema, 400: invalid, 401: errors[401], 413: errors[413], 503: noKey, 504: errors[504] },
+  // Docker Flow Proxy takes any body here, whatever Content-Type says (Go and Python clients send
+  // none, curl says form-urlencoded): in a context of its own, every body of this route is text.
+  await app.register(async (dfpCert) => {
+    dfpCert.removeAllContentTypeParsers()
+    dfpCert.addContentTypeParser('*', { parseAs: 'string', bodyLimit: PEM_MAX + 1024 }, (_req, body, done) => done(null, body))
+    dfpCert.withTypeProvider<TypeBoxTypeProvider>().put(
+      '/docker-flow-proxy/cert',
+      {
+        config: { auth: 'api' },
+        schema: {
+          tags: ['docker-flow-proxy'],
+          operationId: 'putDockerFlowProxyCert',
+          summary: "Store a certificate with Docker Flow Proxy's parameters (combined PEM body)",
+          description: 'As DFP users script it: `curl -XPUT --data-binary @site.pem ".../v1/docker-flow-proxy/cert?certName=site.pem&distribute=true"`. Any Content-Type, or none, is taken as the PEM text (as Docker Flow Proxy). Checked and stored like PUT /v1/certificates/{name}.',
+          security: bearer,
+          consumes: ['application/x-pem-file', 'text/plain', 'application/octet-stream', 'application/x-www-form-urlencoded', '*/*'],
+          querystring: DfpCertQuerySchema,
+          response: { 200: PutAnswerSchema, 400: invalid, 401: errors[401], 413: errors[413], 503: noKey, 504: errors[504] },
+        },
       },
-    },
-    async (request, reply) => {
-      if (typeof request.body !== 'string') throw new ValidationFailedError('body: must be the combined PEM (chain and key) as text')
-      // Docker Flow Proxy replaced silently and its scripts know no force: stored, with the warning.
-      return putCertificate(app, request, reply, request.query.certName, request.body, { actor: request.actor, source: 'dfp' }, request.query, { refuseDrops: false })
-    },
-  )
+      async (request, reply) => {
+        if (typeof request.body !== 'string') throw new ValidationFailedError('body: must be the combined PEM (chain and key) as text')
+        // Docker Flow Proxy replaced silently and its scripts know no force: stored, with the warning.
+        return putCertificate(app, request, reply, request.query.certName, request.body, { actor: request.actor, source: 'dfp' }, request.query, { refuseDrops: false })
+      },
+    )
+  })
 
   app.get(
     '/proxy/certificates',
