@@ -183,3 +183,48 @@ describe('per-route metrics on a real HAProxy', () => {
     assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'blog', code_class: '2xx' }), 9)
   })
 })
+
+describe('per-route metrics when a spare backend changes hands (no reload)', () => {
+  it('a route placed in a freed spare starts at its own zero, not at the previous route’s counts', async (t) => {
+    const app = await startApp()
+    t.after(() => {
+      app.server.closeAllConnections()
+      app.server.close()
+    })
+    const stateDir = await mkdtemp(join(tmpdir(), 'tether-route-metrics-'))
+    const [port, adminPort] = [await freePort(), await freePort()]
+    let metrics: (RouteMetrics & MetricsServer) | undefined
+    const engine = await createHaproxyEngine(
+      { stateDir, listen: `127.0.0.1:${port}`, adminListen: `127.0.0.1:${adminPort}`, resolvers: ['127.0.0.1:1'], cookieKey: TEST_COOKIE_KEY, hardStopAfterMs: 5_000, spareFromRoutes: 1, spareBackends: 1 },
+      { beforeReload: async () => metrics?.capture() },
+    )
+    t.after(async () => {
+      await metrics?.close()
+      await engine.stop()
+      await rm(stateDir, { recursive: true, force: true })
+    })
+    metrics = await startRouteMetrics(engine)
+    const r = (serviceName: string): Route => normalizeRoute({ serviceName, destinations: [{ servicePath: [`/${serviceName}`], port: 80 }], endpoints: [app.address] })
+    const get = async (path: string, n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) await (await request(`http://127.0.0.1:${port}${path}`, { headers: { connection: 'close' } })).body.text()
+    }
+    const read = async (): Promise<string> => (await request(`http://127.0.0.1:${adminPort}/metrics/tether`)).body.text()
+    await engine.apply({ version: 1, routes: [r('base')] })
+    const reloads = engine.counters.reloads
+    await engine.apply({ version: 2, routes: [r('base'), r('web')] })
+    await get('/web/a', 6)
+    await waitFor('web at 6', async () => (valueOf(await read(), 'tether_route_requests_total', { service: 'web', code_class: '2xx' }) === 6 ? true : undefined))
+    // web goes, shop takes its spare; not read in between.
+    await engine.apply({ version: 3, routes: [r('base')] })
+    await engine.apply({ version: 4, routes: [r('base'), r('shop')] })
+    assert.equal(engine.counters.reloads, reloads, 'web and then shop were served from the spare, without a reload')
+    assert.match([...engine.backendServices()].find(([, s]) => s === 'shop')![0], /spare/, 'shop is in the spare web had')
+    await get('/shop/a', 2)
+    const text = await waitFor('shop at 2', async () => {
+      const t = await read()
+      return valueOf(t, 'tether_route_requests_total', { service: 'shop', code_class: '2xx' }) === 2 ? t : undefined
+    })
+    assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'web', code_class: '2xx' }), undefined, 'web is gone')
+    assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'base', code_class: '2xx' }), 0)
+  })
+})
