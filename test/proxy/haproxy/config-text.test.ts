@@ -46,7 +46,7 @@ describe('configuration text as sections', () => {
     )
     const partial = checkConfigOf(parseConfigText(after.config), after.owners, parseConfigText(before.config))
     assert.deepEqual(partial.checked.sort(), ['svc_c_80', 'svc_d_80'])
-    assert.equal(partial.skipped, 3, 'a, b and tether.notfound were accepted before')
+    assert.equal(partial.skipped, 4, 'a, b, tether.metrics and tether.notfound were accepted before')
     assert.match(partial.config, /^global$/m)
     assert.match(partial.config, /^frontend http$/m)
     assert.match(partial.config, /\nbackend tether\.notfound\n {4}http-request return status 404/, 'named by default_backend: kept')
@@ -68,7 +68,7 @@ describe('configuration text as sections', () => {
     const rendered = render({ version: 1, routes: [route('a', ['/a'], ['10.0.0.1:80'])] }, settings)
     const partial = checkConfigOf(parseConfigText(rendered.config), rendered.owners, parseConfigText(''))
     assert.equal(partial.config, rendered.config)
-    assert.deepEqual(partial.checked, ['tether.notfound', 'svc_a_80'])
+    assert.deepEqual(partial.checked, ['tether.metrics', 'tether.notfound', 'svc_a_80'])
   })
 
   it('keeps a named backend in its place: after the defaults section that gives it its mode', () => {
