@@ -10,6 +10,7 @@ import { describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { createMemoryRouteStore } from '../../src/control/store/memory-route-store.ts'
 import { normalizeRoute } from '../../src/contracts/route.ts'
+import type { ProxyHeartbeat } from '../../src/contracts/proxy-status.ts'
 import { ControlRejectedError, ControlUnavailableError, createControlClient } from '../../src/proxy/control-client.ts'
 import type { RecordingEngine } from '../../src/proxy/recording-engine.ts'
 import { waitFor } from '../helpers/haproxy.ts'
@@ -23,11 +24,13 @@ const meta = { actor: 'test', source: 'api' } as const
  * byte goes through any more, in either direction, and new ones are accepted and ignored — what
  * a paused container or a partition looks like to a client (no reset, no refusal, silence).
  */
-async function freezableRelay(t: TestContext, upstreamPort: number): Promise<{ url: string; freeze(): void }> {
+async function freezableRelay(t: TestContext, upstreamPort: number): Promise<{ url: string; freeze(): void; readonly bytesIn: number }> {
   let frozen = false
+  let bytesIn = 0
   const sockets = new Set<Socket>()
   const server = createServer((client) => {
     sockets.add(client)
+    client.on('data', (chunk: Buffer) => (bytesIn += chunk.length))
     client.on('close', () => sockets.delete(client))
     client.on('error', () => {})
     if (frozen) return
@@ -48,7 +51,13 @@ async function freezableRelay(t: TestContext, upstreamPort: number): Promise<{ u
   })
   const address = server.address()
   if (address === null || typeof address === 'string') throw new Error('relay has no port')
-  return { url: `http://127.0.0.1:${address.port}`, freeze: () => void (frozen = true) }
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    freeze: () => void (frozen = true),
+    get bytesIn() {
+      return bytesIn
+    },
+  }
 }
 /**
  * An HTTP relay that drops the `x-tether-heartbeat` header both ways: the control plane as a
@@ -180,6 +189,28 @@ describe('control plane fail-over', () => {
     await waitFor('the new version through the other replica', async () => ((p.engine as RecordingEngine).current?.version === 2 ? true : undefined), 10_000, 10)
     process.stdout.write(`MEASURED control failover (frozen relay, in-process replicas): version 2 applied ${Math.round(performance.now() - frozenAt)} ms after the freeze\n`)
     await waitFor('the heartbeat on the other replica', async () => ((await b.api('GET', '/v1/proxies')).body.proxies[0]?.version === 2 ? true : undefined))
+  })
+
+  it('sends a heartbeat to another replica when the one it last used froze, with no long poll there to notice', async (t) => {
+    const store = createMemoryRouteStore()
+    const [a, b] = [await startControl(t, { store }), await startControl(t, { store })]
+    const relay = await freezableRelay(t, a.port)
+    const client = createControlClient({ urls: [relay.url, b.url], token: PROXY_TOKEN, random: () => 0 })
+    t.after(() => client.close())
+    await client.fetchConfig({ since: null, waitSeconds: 1 })
+    assert.match(client.lastTarget ?? '', new RegExp(relay.url))
+    relay.freeze()
+    const started = performance.now()
+    const heartbeat: ProxyHeartbeat = { version: 0, status: 'starting', lastError: null, refusedRoutes: [], node: 'n1', haproxyVersion: 'test', startedAt: new Date().toISOString(), backends: [] }
+    await client.heartbeat('proxy-a', heartbeat)
+    process.stdout.write(`MEASURED heartbeat PUT with the last-used replica frozen: delivered to the other in ${Math.round(performance.now() - started)} ms (silence allowed: twice the 1.5 s liveness timeout)\n`)
+    assert.equal((await b.api('GET', '/v1/proxies')).body.proxies[0]?.id, 'proxy-a')
+    assert.equal(client.lastTarget, b.url)
+    // The next heartbeat goes straight to the replica that answered, not first to the frozen one.
+    const sentToFrozen = relay.bytesIn
+    await client.heartbeat('proxy-a', { ...heartbeat, version: 1 })
+    assert.equal((await b.api('GET', '/v1/proxies')).body.proxies[0]?.version, 1)
+    assert.equal(relay.bytesIn, sentToFrozen, 'nothing more sent to the frozen replica')
   })
 
   it('long-polls a control plane that sends no heartbeats (an older version) as before, waiting out each poll', async (t) => {
