@@ -32,16 +32,34 @@ describe('GET /v1/docker-flow-proxy/reconfigure', () => {
 
   it('lists the tuning parameters it does not implement and the names DFP does not have in warnings, and still stores the route', async (t) => {
     const { app, store } = await startControl(t)
-    const res = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&compressionAlgo=gzip&serviceDomainAlgo=hdr_dom(host)&madeUp=1&constructor=x&toString=y', headers: api })
+    const res = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&balanceGroup=g1&serviceDomainAlgo=hdr_dom(host)&madeUp=1&constructor=x&toString=y', headers: api })
     assert.equal(res.statusCode, 200, res.body)
     const warnings: string[] = res.json().warnings
     assert.deepEqual(
       warnings.map((w) => w.split(':')[0]),
-      ['compressionAlgo', 'constructor', 'madeUp', 'serviceDomainAlgo', 'toString'],
+      ['balanceGroup', 'constructor', 'madeUp', 'serviceDomainAlgo', 'toString'],
     )
-    assert.match(warnings[0]!, /^compressionAlgo: Docker Flow Proxy parameter not implemented by Tether \(compression is not implemented\); ignored$/)
+    assert.match(warnings[0]!, /^balanceGroup: Docker Flow Proxy parameter not implemented by Tether \(Tether balances round-robin, or by cookie when sticky\); ignored$/)
     assert.equal(warnings[1], 'constructor: not a Docker Flow Proxy parameter; ignored')
     assert.notEqual(await store.get('a'), null)
+  })
+
+  it('accepts without a warning the parameters asking for what Tether always does (xForwardedProto=true...), and says so when one asks otherwise', async (t) => {
+    const { app, store } = await startControl(t)
+    const honoured = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&xForwardedProto=true&connectionMode=http-keep-alive&checkResolvers=true', headers: api })
+    assert.equal(honoured.statusCode, 200, honoured.body)
+    assert.equal(honoured.json().warnings, undefined)
+    assert.equal((await store.get('a'))?.route.destinations[0]?.port, 80)
+    const tcp = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=es&reqMode=tcp&srcPort=9200&port=9200&checkTcp=true', headers: api })
+    assert.equal(tcp.statusCode, 200, tcp.body)
+    assert.equal(tcp.json().warnings, undefined)
+    const other = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=b&servicePath=/b&port=80&xForwardedProto=false&connectionMode=httpclose', headers: api })
+    assert.equal(other.statusCode, 200, other.body)
+    assert.deepEqual(other.json().warnings, [
+      'connectionMode: "httpclose" is not what Tether does (Tether always keeps connections alive (http-keep-alive); other modes are not offered); ignored',
+      `xForwardedProto: "false" is not what Tether does (Tether always sets X-Forwarded-Proto to https or http by the listener the request came in on (the client's own header replaced); it cannot be turned off); ignored`,
+    ])
+    assert.notEqual(await store.get('b'), null)
   })
 
   it('refuses a parameter that restricts access and is not implemented (400 NOT_IMPLEMENTED naming it), and stores nothing', async (t) => {

@@ -22,7 +22,7 @@ import { checkList, checkServerName, checkStreamDestinations, checkString, fail,
 import { HTTPS_FIELDS, httpsFields } from './https-fields.ts'
 import { DESTINATION_FEATURES, destinationFeatures, parseBool, ROUTE_FEATURES, routeFeatures, routeRewriteOf, type Read } from './route-features.ts'
 
-type Kind = 'route' | 'destination' | 'bookkeeping' | 'tuning' | 'security' | 'unsupported'
+type Kind = 'route' | 'destination' | 'bookkeeping' | 'tuning' | 'default' | 'security' | 'unsupported'
 
 interface Parameter {
   kind: Kind
@@ -30,9 +30,13 @@ interface Parameter {
   why?: string
   /** For 'security' and 'unsupported' booleans: only a true value is refused. */
   boolean?: boolean
+  /** For 'default': true when the value asks for what Tether always does (accepted silently); otherwise warned with `why`. */
+  honoured?: (value: string) => boolean
 }
 
 const p = (kind: Kind, why?: string, boolean?: boolean): Parameter => ({ kind, ...(why === undefined ? {} : { why }), ...(boolean === undefined ? {} : { boolean }) })
+const def = (why: string, honoured: (value: string) => boolean): Parameter => ({ kind: 'default', why, honoured })
+const isTrue = (value: string): boolean => value.trim().toLowerCase() === 'true' || value.trim() === ''
 const TCP = 'Tether forwards each TCP port to one service, round-robin (or by client address when sticky)'
 /** Per-destination parameters of TCP and SNI destinations (timeoutServer is also an HTTP feature). */
 const STREAM_PARAMETERS = ['reqMode', 'srcPort', 'pathType', 'timeoutClient', 'sendProxyProtocol'] as const
@@ -58,15 +62,16 @@ export const dfpParameters: ReadonlyMap<string, Parameter> = new Map<string, Par
   // Tuning: accepted, warned about.
   ['serviceDomainAlgo', p('tuning', "Tether matches the host exactly, '*.example.com' any subdomain, '*example.com' the name and any subdomain")],
   ['serviceDomainMatchAll', p('tuning', "Tether matches the host exactly; use '*example.com' for the name and any subdomain")],
-  ['checkResolvers', p('tuning', 'Tether proxies always resolve tasks.<service> through Docker DNS')],
+  ['checkResolvers', def('Tether proxies always resolve tasks.<service> through Docker DNS; it cannot be turned off', isTrue)],
   ['balanceGroup', p('tuning', 'Tether balances round-robin, or by cookie when sticky')],
   ['serviceGroup', p('tuning', TCP)],
-  ['connectionMode', p('tuning', 'Tether keeps connections alive')],
+  // Honoured by default: Tether always does what these ask for; a value asking otherwise is warned about.
+  ['connectionMode', def('Tether always keeps connections alive (http-keep-alive); other modes are not offered', (v) => v.trim() === 'http-keep-alive')],
   ['compressionAlgo', p('tuning', 'compression is not implemented')],
   ['compressionType', p('tuning', 'compression is not implemented')],
   ['clitcpka', p('tuning', TCP)],
-  ['checkTcp', p('tuning', 'Tether always checks the servers of TCP routes with a TCP connect')],
-  ['xForwardedProto', p('tuning', 'Tether always sets X-Forwarded-Proto')],
+  ['checkTcp', def('Tether always checks the servers of TCP routes with a TCP connect; it cannot be turned off', isTrue)],
+  ['xForwardedProto', def("Tether always sets X-Forwarded-Proto to https or http by the listener the request came in on (the client's own header replaced); it cannot be turned off", isTrue)],
   ['httpsPort', p('tuning', 'every Tether proxy listens for HTTPS on TETHER_PROXY_LISTEN_TLS; the backend port is the route port')],
   ['srcHttpsPort', p('tuning', 'every Tether proxy listens for HTTPS on TETHER_PROXY_LISTEN_TLS')],
   ['proxyInstanceName', p('tuning', 'every Tether proxy serves every route')],
@@ -110,6 +115,7 @@ export function dfpUnimplemented(query: DfpQuery): string[] {
           '. Nothing was stored',
       )
     }
+    if (parameter.kind === 'default' && parameter.honoured?.(value) === false) warnings.push(`${name}: ${showValue(value)} is not what Tether does (${parameter.why ?? 'not implemented'}); ignored`)
     if (parameter.kind === 'tuning') warnings.push(`${name}: Docker Flow Proxy parameter not implemented by Tether (${parameter.why ?? 'not implemented'}); ignored`)
   }
   return warnings
