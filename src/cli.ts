@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /**
- * tether control | proxy | demo — one image, one CLI, several roles. Wiring only: each role's
+ * tether control | proxy | demo | backup | restore — one image, one CLI, several roles. Wiring only: each role's
  * module reads its own configuration from the environment and owns its process lifecycle.
  */
 const roles: Record<string, () => Promise<{ main(): Promise<void> }>> = {
   control: () => import('./control/server.ts'),
   proxy: () => import('./proxy/main.ts'),
   demo: () => import('./demo/main.ts'),
+  backup: () => import('./control/backup-cli.ts'),
+  restore: () => import('./control/backup-cli.ts'),
 }
 
 const role = process.argv[2]

@@ -22,7 +22,11 @@ export interface CertificateService {
   /** The public facts with warnings as of now. */
   describe(stored: StoredCertificate): CertificateInfo
   /** Every certificate as proxies load it (chain + key), and the ones whose key cannot be opened. */
-  bundle(): Promise<{ certificates: CertificateMaterial[]; problems: Array<{ name: string; error: string }> }>
+  bundle(): Promise<{ certificates: CertificateMaterial[]; problems: Array<{ name: string; error: string }> }>  /**
+   * The key of a sealed box this control plane can open (a backup's keyBox), for `put`.
+   * Throws SecretBoxError (sealed with another key, tampered, not for `name`), SECRET_KEY_MISSING without a key.
+   */
+  openKey(name: string, keyBox: string): string
 }
 
 /** What the key is bound to in its sealed box (a key cannot be moved onto another name). */
@@ -69,6 +73,9 @@ export function createCertificateService(options: { store: CertificateStore; box
     },
     describe(stored) {
       return { ...stored.info, warnings: certificateWarnings(stored.info, now()) }
+    },
+    openKey(name, keyBox) {
+      return requireBox().open(keyBox, keyContext(name))
     },
     async bundle() {
       const certificates: CertificateMaterial[] = []

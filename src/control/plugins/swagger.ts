@@ -16,6 +16,7 @@ export const tags = [
   { name: 'config', description: 'The versioned routing table the proxies pull, its change log and rollback.' },
   { name: 'fleet', description: 'Proxy heartbeats and convergence.' },
   { name: 'certificates', description: 'TLS certificates every proxy serves by SNI: upload, inspect (never the key), remove, change log.' },
+  { name: 'backup', description: 'The whole table as one JSON document, and its restore (disaster recovery, moving to a new Redis).' },
   { name: 'health', description: 'Liveness, readiness, metrics.' },
 ]
 

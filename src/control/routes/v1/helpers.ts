@@ -95,7 +95,7 @@ const LISTENER_NAMES = { http: 'HTTP listener (TETHER_PROXY_LISTEN)', https: 'HT
  * proxies report as one of their own listeners: none of them could bind it. (Proxies that are not
  * live are not known; a clash with them shows at wait=converged as ROUTE_NOT_SERVED.)
  */
-async function refuseProxyListeners(app: FastifyInstance, route: Route): Promise<void> {
+export async function refuseProxyListeners(app: FastifyInstance, route: Route): Promise<void> {
   const ports = tcpBindings(route).map((b) => b.srcPort)
   if (ports.length === 0) return
   const clash = (await app.fleet.listenerClashes(ports))[0]

@@ -1,5 +1,6 @@
 /** Everything under /v1. */
 import type { FastifyPluginAsync } from 'fastify'
+import backupRoutes from './backup.ts'
 import certificateRoutes from './certificates.ts'
 import configRoutes from './config.ts'
 import dfpRoutes from './docker-flow-proxy.ts'
@@ -16,6 +17,7 @@ const v1: FastifyPluginAsync = async (app) => {
   await app.register(fleetRoutes)
   await app.register(versionRoutes)
   await app.register(certificateRoutes)
+  await app.register(backupRoutes)
 }
 
 export default v1
