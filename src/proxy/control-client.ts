@@ -277,13 +277,26 @@ export function createControlClient(options: ControlClientOptions): ControlClien
     const silenceMs = exchange.silenceMs
     if (silenceMs === undefined) return exchangeOnce(target, signal, exchange, handle)
     const silent = new AbortController()
-    const watchdog = setTimeout(() => silent.abort(new TargetFailure(`silent for ${silenceMs} ms (no heartbeat): hung?`)), silenceMs)
+    let lastHeard = performance.now()
+    let done = false
+    // When the timer fires, look again after the poll phase (setImmediate): if this process was
+    // busy (a long render), bytes that arrived meanwhile are read first and do not count as silence.
+    const check = (): void => {
+      setImmediate(() => {
+        if (done) return
+        const quiet = performance.now() - lastHeard
+        if (quiet >= silenceMs) silent.abort(new TargetFailure(`silent for ${Math.round(quiet)} ms (no heartbeat): hung?`))
+        else watchdog = setTimeout(check, silenceMs - quiet)
+      })
+    }
+    let watchdog = setTimeout(check, silenceMs)
     try {
-      return await exchangeOnce(target, AbortSignal.any([signal, silent.signal]), exchange, handle, () => watchdog.refresh())
+      return await exchangeOnce(target, AbortSignal.any([signal, silent.signal]), exchange, handle, () => void (lastHeard = performance.now()))
     } catch (error) {
       if (silent.signal.aborted && !signal.aborted) throw silent.signal.reason
       throw error
     } finally {
+      done = true // a check already queued does nothing
       clearTimeout(watchdog)
     }
   }

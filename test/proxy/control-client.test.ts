@@ -213,6 +213,28 @@ describe('control plane fail-over', () => {
     assert.equal(relay.bytesIn, sentToFrozen, 'nothing more sent to the frozen replica')
   })
 
+  it('does not take its own stall (a long synchronous render) for a silent replica', async (t) => {
+    const store = createMemoryRouteStore()
+    await store.put(route('web'), meta)
+    const control = await startControl(t, { store })
+    // One replica only: a poll dropped as silent would have nowhere to go and would reject.
+    const client = createControlClient({ urls: [control.url], token: PROXY_TOKEN })
+    t.after(() => client.close())
+    await client.fetchConfig({ since: null, waitSeconds: 1 }) // learns that it sends heartbeats
+    const poll = client.fetchConfig({ since: 1, waitSeconds: 30 })
+    await waitFor('the long poll waiting', async () => (control.app?.feed.waiters() === 1 ? true : undefined))
+    // Block this process past the liveness timeout (1.5 s), as a render of a huge table would:
+    // the heartbeats sent meanwhile are read after the stall, before any verdict.
+    const until = performance.now() + 2500
+    while (performance.now() < until) {
+      // busy: the stimulus, not a wait
+    }
+    await store.put(route('api'), meta)
+    const answer = await poll
+    assert.equal(answer.changed, true)
+    assert.equal(answer.changed && answer.snapshot.version, 2)
+  })
+
   it('long-polls a control plane that sends no heartbeats (an older version) as before, waiting out each poll', async (t) => {
     const store = createMemoryRouteStore()
     await store.put(route('web'), meta)
