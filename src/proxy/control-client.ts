@@ -110,6 +110,11 @@ export interface ControlClientOptions {
   livenessTimeoutMs?: number
   /** A target that failed is tried after the others for this long. Default 10 s. */
   ejectMs?: number
+  /**
+   * Called when a request succeeded on a target after failing on others (`failures`: "label:
+   * why" each), e.g. a long poll left a hung replica: for one log line an operator can act on.
+   */
+  onFailover?: (failures: string[], now: string) => void
   /** Injected for tests. Default dns.promises.lookup with all: true. */
   resolve?: (hostname: string) => Promise<string[]>
   clock?: Clock
@@ -359,6 +364,7 @@ export function createControlClient(options: ControlClientOptions): ControlClien
         try {
           const result = await attempt(target, signal)
           lastTarget = target.label
+          if (failures.length > 0) options.onFailover?.(failures, target.label)
           return result
         } catch (error) {
           if (error instanceof ControlRejectedError) throw error

@@ -82,7 +82,12 @@ export async function main(): Promise<void> {
   }
 
   engine = withSecretUsers(engine, createSecretUsers({ dir: config.secretsDir }))
-  const client = createControlClient({ urls: config.controlUrls, token: config.proxyToken, livenessTimeoutMs: config.controlLivenessTimeoutMs })
+  const client = createControlClient({
+    urls: config.controlUrls,
+    token: config.proxyToken,
+    livenessTimeoutMs: config.controlLivenessTimeoutMs,
+    onFailover: (failures, now) => log.warn({ failures, control: now }, `control replica failed (${failures.join('; ')}): now using ${now}`),
+  })
   const agent = createAgent({ id: config.proxyId, node: config.node, engine, client, state, log, heartbeatMs: config.heartbeatMs })
   routeMetrics = await startRouteMetrics(haproxy, () => agent.status()).catch((err: unknown) => {
     log.warn({ err: (err as Error).message }, 'route metrics not served (/metrics/tether answers 503)')

@@ -172,13 +172,14 @@ describe('control plane fail-over', () => {
     await store.put(route('web'), meta)
     const [a, b] = [await startControl(t, { store }), await startControl(t, { store })]
     const relay = await freezableRelay(t, a.port)
+    const failovers: Array<{ failures: string[]; now: string }> = []
     const p = await startAgent(t, {
       id: 'proxy-a',
       controlUrls: [relay.url, b.url],
       engine: 'recording',
       // Starts on the relayed replica; long polls of 30 s, and no periodic heartbeat PUT within
       // the test (one goes after each apply): only the long poll's own liveness can move it.
-      client: { random: () => 0 },
+      client: { random: () => 0, onFailover: (failures, now) => void failovers.push({ failures, now }) },
       agent: { heartbeatMs: 60_000 },
     })
     await p.agent.waitForVersion(1)
@@ -189,6 +190,9 @@ describe('control plane fail-over', () => {
     await waitFor('the new version through the other replica', async () => ((p.engine as RecordingEngine).current?.version === 2 ? true : undefined), 10_000, 10)
     process.stdout.write(`MEASURED control failover (frozen relay, in-process replicas): version 2 applied ${Math.round(performance.now() - frozenAt)} ms after the freeze\n`)
     await waitFor('the heartbeat on the other replica', async () => ((await b.api('GET', '/v1/proxies')).body.proxies[0]?.version === 2 ? true : undefined))
+    // What the proxy logs (tether proxy: one warning): the frozen replica, why, and the one used now.
+    assert.equal(failovers[0]?.now, b.url)
+    assert.match(failovers[0]?.failures.join('; ') ?? '', new RegExp(`^${relay.url}: silent for \\d+ ms \\(no heartbeat\\)`))
   })
 
   it('sends a heartbeat to another replica when the one it last used froze, with no long poll there to notice', async (t) => {
