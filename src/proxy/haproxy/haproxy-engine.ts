@@ -44,7 +44,7 @@ import { readCertificateFiles, type CertificateFileProblem, type FileCertificate
 import type { ProxyListener, ProxyTlsReport } from '../../contracts/proxy-status.ts'
 import { addressText, CHECK_OPTIONS, diffServers, endpointsOf, isIpAddress, serverLine, type Endpoint } from './servers.ts'
 import { resolveSettings, type HaproxyEngineSettings, type ResolvedSettings } from './settings.ts'
-import { oldWorkersReport, stopExcessOldWorkers } from './old-workers.ts'
+import { endOldWorkerSessions, endRemovedSessions, oldWorkersReport, removedRouteBackends, stopExcessOldWorkers } from './old-workers.ts'
 import type { OldWorkersReport } from '../../contracts/proxy-status.ts'
 import { createTaskResolver, createTaskWatcher, type TaskResolver } from './task-discovery.ts'
 import { createCertificateKeeper, crtListPath, ensureDefaultCertificate, TLS_CERT_FILE } from './tls.ts'
@@ -584,6 +584,22 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     await rename(tmp, paths.config)
   }
 
+  /**
+   * Old workers (replaced by reloads, still draining) may hold connections to a server taken out:
+   * they end when its grace ends, as the current worker's do (`shutdown sessions server` above).
+   */
+  function endInOldWorkersLater(backend: string, server: string, since: number): void {
+    const timer = setTimeout(() => {
+      const running = proc
+      if (running === undefined || stopped) return
+      void running
+        .proc()
+        .then((info) => endOldWorkerSessions(paths.masterSocket, info, (b, srv) => b === backend && srv === server, logger))
+        .catch(() => undefined)
+    }, Math.max(0, REMOVE_GRACE_MS - (Date.now() - since)))
+    timer.unref()
+  }
+
   /** Deletes servers taken out once HAProxy lets it (no connection left); bounded by REMOVE_GRACE_MS. */
   async function reap(): Promise<void> {
     if (proc === undefined) return
@@ -594,6 +610,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
         try {
           await runCommands(paths.adminSocket, commands)
           out.delete(name)
+          endInOldWorkersLater(backend, name, since)
           live.get(backend)?.delete(name)
           touched.add(backend)
         } catch (error) {
@@ -740,6 +757,9 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
         const after = await proc.reload(undefined, { stateSaved: proc === running })
         // Old workers draining long-lived connections are bounded (TETHER_MAX_OLD_WORKERS): the oldest go.
         stopExcessOldWorkers(after, s.maxOldWorkers, logger)
+        // Connections to a route this reload removed end now, not at the drain timeout.
+        const removed = served === undefined ? [] : removedRouteBackends(served.rendered.backends, rendered.backends)
+        if (removed.length > 0) await endRemovedSessions(paths.masterSocket, after, removed, logger)
       }
     } catch (err) {
       // Put the last good configuration back so a restart serves it, not the failed one; and

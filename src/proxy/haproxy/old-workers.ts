@@ -63,3 +63,41 @@ export async function oldWorkersReport(masterSocket: string, info: ProcInfo, lim
     workers,
   }
 }
+
+/**
+ * Ends, in every old worker, the sessions of backends whose route a reload removed: the old
+ * worker would otherwise keep serving a removed route's WebSockets and streams until the drain
+ * timeout. The client sees its connection closed. Sessions are found with `show sess` and ended
+ * one by one (`shutdown session <id>`: an old worker's proxies are stopped, so it refuses
+ * `shutdown sessions server`). Never rejects; returns the number of sessions ended.
+ */
+export async function endRemovedSessions(masterSocket: string, info: ProcInfo, backends: readonly string[], logger: Logger): Promise<number> {
+  const removed = new Set(backends)
+  const ended = await endOldWorkerSessions(masterSocket, info, (backend) => removed.has(backend), logger)
+  if (ended > 0) logger.info({ backends, sessions: ended }, 'ended the connections old workers held to removed routes')
+  return ended
+}
+
+/** Ends the sessions of every old worker whose backend and server `matches` accepts; returns how many. Never rejects. */
+export async function endOldWorkerSessions(masterSocket: string, info: ProcInfo, matches: (backend: string, server: string) => boolean, logger: Logger): Promise<number> {
+  let ended = 0
+  for (const w of info.oldWorkers) {
+    try {
+      const sessions = await sendCommand(masterSocket, `@!${w.pid} show sess`, 5_000)
+      for (const m of sessions.matchAll(/^(0x[0-9a-f]+): .*? be=(\S+) srv=(\S+)/gm)) {
+        if (!matches(m[2]!, m[3]!)) continue
+        await sendCommand(masterSocket, `@!${w.pid} shutdown session ${m[1]}`, 2_000)
+        ended++
+      }
+    } catch (err) {
+      logger.debug({ err, pid: w.pid }, 'could not end sessions in an old worker')
+    }
+  }
+  return ended
+}
+
+/** Backends of `before` whose service has no route in `after` (its route was removed). */
+export function removedRouteBackends(before: ReadonlyArray<{ name: string; serviceName: string }>, after: ReadonlyArray<{ serviceName: string }>): string[] {
+  const kept = new Set(after.map((b) => b.serviceName))
+  return before.filter((b) => !kept.has(b.serviceName)).map((b) => b.name)
+}

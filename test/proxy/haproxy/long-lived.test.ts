@@ -6,7 +6,8 @@
  * reloads, for more than 60 s, at the default TETHER_DRAIN_TIMEOUT. Before it was settable,
  * HAProxy's previous worker cut them all 30 s after the first reload.
  *
- * The test takes about 65 s: the lifetime is the point.
+ * The first test takes about 65 s: the lifetime is the point. The second: a connection to a
+ * route a reload removes, or to a task the route no longer has, ends: the client sees the close.
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
@@ -186,5 +187,51 @@ describe('long-lived connections across changes of other routes', () => {
     console.log(`MEASURED long-lived connections: ${(lived / 1000).toFixed(1)} s open, ${(afterFirstReload / 1000).toFixed(1)} s after the first change; ${reloads} reloads for ${tables.length} changes; ${proc.oldWorkers.length} old workers draining; ${sent} messages each way`)
     assert.ok(reloads >= 1, `the changes reloaded HAProxy (${reloads} reloads)`)
     assert.ok(proc.oldWorkers.length >= 1, 'the connections are held by a previous worker, which still drains')
+  })
+
+  it('a WebSocket to a route a reload removes, and one to a task the route no longer has, end (the client sees the close) while one on a kept route lives on', async (t) => {
+    const a = await startBackend({ name: 'task-a' })
+    const b = await startBackend({ name: 'task-b' })
+    t.after(() => Promise.all([a.close(), b.close()]))
+    const drain = resolveSettings({ stateDir: '/unused', cookieKey: 'unused-key' }).hardStopAfterMs
+    const proxy = await createTestProxy(t, { hardStopAfterMs: drain })
+    const keep = route({ serviceName: 'keep', paths: ['/keep'], endpoints: [a.address] })
+    const gone = route({ serviceName: 'gone', paths: ['/gone'], endpoints: [a.address] })
+    const task = (address: string): Route => route({ serviceName: 'task', paths: ['/task'], endpoints: [address] })
+    await proxy.engine.apply({ version: 1, routes: [keep, gone, task(a.address)] })
+    const sockets: Watched[] = []
+    t.after(() => sockets.forEach((c) => c.socket.destroy()))
+    const ws = async (path: string): Promise<Watched> => {
+      const c = await open(proxy.port, upgrade(path))
+      sockets.push(c)
+      await waitFor(`${path} upgraded`, async () => (/^HTTP\/1\.1 101/.test(c.received()) ? true : undefined))
+      return c
+    }
+    const echoes = async (c: Watched, text: string): Promise<void> => {
+      c.socket.write(text)
+      await waitFor(`'${text}' echoed`, async () => (c.received().includes(text) ? true : undefined))
+    }
+    const wsKeep = await ws('/keep')
+    const wsGone = await ws('/gone')
+    const wsTask = await ws('/task')
+    await echoes(wsGone, 'gone 1;')
+
+    // The route is removed (a reload): its WebSocket ends, the kept one does not.
+    const removedAt = Date.now()
+    await proxy.engine.apply({ version: 2, routes: [keep, task(a.address)] })
+    await waitFor('the removed route\'s WebSocket closed', async () => (wsGone.ended() !== undefined ? true : undefined), 30_000)
+    console.log(`MEASURED a removed route's WebSocket ended ${wsGone.ended()! - removedAt} ms after the change`)
+    assert.equal(wsKeep.ended(), undefined, 'the kept route\'s WebSocket is open')
+    await echoes(wsKeep, 'keep 1;')
+
+    // The route's task is replaced (endpoints a → b, over the runtime API): its WebSocket to a ends.
+    const replacedAt = Date.now()
+    await proxy.engine.apply({ version: 3, routes: [keep, task(b.address)] })
+    await waitFor('the removed task\'s WebSocket closed', async () => (wsTask.ended() !== undefined ? true : undefined), 90_000)
+    console.log(`MEASURED a removed task's WebSocket ended ${wsTask.ended()! - replacedAt} ms after the change`)
+    const fresh = await ws('/task')
+    assert.match(fresh.received(), /X-Instance: task-b/i, 'a new WebSocket on the route reaches the new task')
+    assert.equal(wsKeep.ended(), undefined, 'the kept route\'s WebSocket is still open')
+    await echoes(wsKeep, 'keep 2;')
   })
 })
