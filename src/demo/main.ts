@@ -3,7 +3,8 @@
  * needed — a control plane (in-memory store), one proxy (the real agent driving a real
  * HAProxy), three instances of a tiny stateful app, a sticky route and a round-robin one
  * registered through the API the way a CI pipeline would, and the curl commands that show
- * the difference. Ctrl-C stops everything and removes the temporary files.
+ * the difference. Ctrl-C or SIGTERM stops everything and removes the temporary files; HAProxy's
+ * report of its workers ending after that stop is not an error.
  *
  * Ports (environment, `0` = any free port):
  *   TETHER_DEMO_CONTROL_PORT  control plane, default 8080
@@ -71,10 +72,19 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   }
   const dir = await mkdtemp(join(tmpdir(), 'tether-demo-'))
   const cleanups: Array<() => Promise<unknown>> = [() => rm(dir, { recursive: true, force: true })]
+  /** Undoes every step so far, newest first (also those added while it runs). */
   const cleanup = async (): Promise<void> => {
-    for (const step of cleanups.reverse()) await step().catch((err: unknown) => log.warn({ err }, 'demo cleanup'))
-    cleanups.length = 0
+    for (let step = cleanups.pop(); step !== undefined; step = cleanups.pop()) await step().catch((err: unknown) => log.warn({ err }, 'demo cleanup'))
   }
+  // Ctrl-C (SIGINT) and SIGTERM clean up alike, from the first step on: a stop while the demo
+  // starts leaves nothing behind either (the steps below stop at the next `closing` check).
+  let closing = false
+  closeWithGrace({ delay: 10_000, logger: { error: (m: unknown) => log.error(m) } }, async ({ err }) => {
+    closing = true
+    if (err !== undefined) process.stderr.write(`tether demo: stopping after an error: ${err.message}\n`)
+    await cleanup()
+    process.stdout.write('tether demo: stopped.\n')
+  })
   const abort = async (code: number, text: string): Promise<never> => {
     await cleanup()
     return fail(code, text)
@@ -99,10 +109,13 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
       logger: log.child({ component: 'haproxy' }, { level: 'error' }),
     })
   } catch (error) {
+    if (closing) return
     const text = (error as Error).message
     return abort(69, `the demo needs HAProxy (${haproxyBin}): ${text}${/install/i.test(text) ? '' : `\n${INSTALL_HAPROXY}`}`)
   }
 
+  cleanups.push(() => engine.stop())
+  if (closing) return
   progress(`${engine.version} found; starting the control plane`)
   // Control plane, in this process, with an in-memory store.
   const apiToken = `demo-${randomBytes(12).toString('hex')}`
@@ -113,7 +126,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     app = await buildApp({ store, auth: { apiTokens: new Map([[apiToken, 'demo']]), proxyToken }, statsUrl: `http://${HOST}:${adminPort}/stats` })
     await app.listen({ host: HOST, port: wanted.control })
   } catch (error) {
-    await engine.stop()
+    if (closing) return
     const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
     return abort(1, inUse ? `port ${wanted.control} is in use; set TETHER_DEMO_CONTROL_PORT to another port (0 = any free port)` : `control plane: ${(error as Error).message}`)
   }
@@ -123,9 +136,11 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   cleanups.push(() => app.close())
   progress(`control plane listening on ${controlUrl}`)
 
+  if (closing) return
   const backends: DemoBackend[] = []
-  for (const name of ['demo-1', 'demo-2', 'demo-3']) backends.push(await startDemoBackend(name, HOST))
   cleanups.push(() => Promise.all(backends.map((b) => b.close())))
+  for (const name of ['demo-1', 'demo-2', 'demo-3']) backends.push(await startDemoBackend(name, HOST))
+  if (closing) return
   progress(`three demo backends listening on ${backends.map((b) => b.address).join(', ')}`)
 
   // The proxy: the same agent `tether proxy` runs, long-polling the control plane over HTTP.
@@ -138,13 +153,10 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     log: log.child({ component: 'agent' }),
     heartbeatMs: 2000,
   })
+  if (closing) return
   cleanups.push(() => agent.stop())
-  closeWithGrace({ delay: 10_000, logger: { error: (m: unknown) => log.error(m) } }, async ({ err }) => {
-    if (err !== undefined) process.stderr.write(`tether demo: stopping after an error: ${err.message}\n`)
-    await cleanup()
-    process.stdout.write('tether demo: stopped.\n')
-  })
   await agent.start()
+  if (closing) return
   progress('proxy agent started; HAProxy starts with its first configuration')
 
   // Register the routes as a CI pipeline would: one request each, answered once the proxy serves them.
@@ -158,14 +170,23 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     const query = `serviceName=${r.serviceName}&servicePath=${r.servicePath}&port=80&endpoints=${endpoints}${r.sticky ? '&sticky=true' : ''}`
     registrations.push(`curl -X PUT -H "Authorization: Bearer ${apiToken}" "${controlUrl}/v1/reconfigure?${query}&wait=converged"`)
     progress(`registering ${r.servicePath} (${r.sticky ? 'sticky' : 'round robin'}) and waiting until the proxy serves it`)
-    const res = await request(`${controlUrl}/v1/reconfigure?${query}&wait=converged&timeout=15`, { method: 'PUT', headers: { authorization: `Bearer ${apiToken}` } })
-    const body = await res.body.text()
+    let res: Awaited<ReturnType<typeof request>>
+    let body: string
+    try {
+      res = await request(`${controlUrl}/v1/reconfigure?${query}&wait=converged&timeout=15`, { method: 'PUT', headers: { authorization: `Bearer ${apiToken}` } })
+      body = await res.body.text()
+    } catch (error) {
+      if (closing) return
+      throw error
+    }
+    if (closing) return
     if (res.statusCode !== 200) {
       const why = agent.status().lastError ?? body
       return abort(1, `the proxy did not take the route ${r.servicePath} (HTTP ${res.statusCode}): ${why}${/address already in use|cannot bind/i.test(why) ? '\nSet TETHER_DEMO_PROXY_PORT / TETHER_DEMO_ADMIN_PORT to free ports (0 = any).' : ''}`)
     }
   }
 
+  if (closing) return
   progress('the proxy serves both routes')
   const proxyUrl = `http://${HOST}:${proxyPort}`
   const jar = join(dir, 'cookies.txt')
