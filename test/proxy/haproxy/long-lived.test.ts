@@ -101,7 +101,7 @@ async function open(port: number, request?: string): Promise<Watched> {
 const upgrade = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: live.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`
 
 describe('long-lived connections across changes of other routes', () => {
-  it('a WebSocket, a streamed response and a TCP session live more than 60 s through ten changes of other routes, at the default drain timeout', async (t) => {
+  it('a WebSocket, a streamed response and a TCP session live more than 60 s through ten changes of other routes, at the default drain timeout, and a WebSocket silent all along too', async (t) => {
     const app = await startLiveApp()
     t.after(() => app.close())
     const echo = await startEchoServer()
@@ -141,11 +141,14 @@ describe('long-lived connections across changes of other routes', () => {
     const reloadsBefore = (await proxy.engine.process!.proc()).master.reloads
 
     const ws = await open(proxy.port, upgrade('/live/ws'))
+    // Silent for the whole test: longer than `timeout client` and `timeout server` (60 s), within `timeout tunnel` (1 h).
+    const idle = await open(proxy.port, upgrade('/live/idle'))
     const stream = await open(proxy.port, 'GET /live/stream HTTP/1.1\r\nHost: live.test\r\n\r\n')
     const tcp = await open(tcpPort)
     const openedAt = Date.now()
-    t.after(() => [ws, stream, tcp].forEach((c) => c.socket.destroy()))
+    t.after(() => [ws, idle, stream, tcp].forEach((c) => c.socket.destroy()))
     await waitFor('the WebSocket upgraded', async () => (/^HTTP\/1\.1 101/.test(ws.received()) ? true : undefined))
+    await waitFor('the idle WebSocket upgraded', async () => (/^HTTP\/1\.1 101/.test(idle.received()) ? true : undefined))
     await waitFor('the first streamed line', async () => (stream.received().includes('line 1\n') ? true : undefined))
 
     // Traffic on every connection once a second, changes every 3.5 s, until the lifetime is reached.
@@ -170,7 +173,9 @@ describe('long-lived connections across changes of other routes', () => {
     const reloads = (await proxy.engine.process!.proc()).master.reloads - reloadsBefore
 
     // Every connection is still open and still carries data both ways.
-    for (const [name, c] of [['WebSocket', ws], ['stream', stream], ['TCP session', tcp]] as const) assert.equal(c.ended(), undefined, `the ${name} is still open`)
+    for (const [name, c] of [['WebSocket', ws], ['idle WebSocket', idle], ['stream', stream], ['TCP session', tcp]] as const) assert.equal(c.ended(), undefined, `the ${name} is still open`)
+    idle.socket.write('idle last;')
+    await waitFor('the idle WebSocket echoes after 60 s of silence', async () => (idle.received().includes('idle last;') ? true : undefined))
     ws.socket.write('ws last;')
     tcp.socket.write('tcp last;')
     await waitFor('every WebSocket message echoed', async () => (ws.received().includes('ws last;') ? true : undefined))
