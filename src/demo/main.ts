@@ -79,8 +79,11 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   // Ctrl-C (SIGINT) and SIGTERM clean up alike, from the first step on: a stop while the demo
   // starts leaves nothing behind either (the steps below stop at the next `closing` check).
   let closing = false
+  // Cancels the registrations' wait=converged on a stop (the control plane closes only once they end).
+  const starting = new AbortController()
   closeWithGrace({ delay: 10_000, logger: { error: (m: unknown) => log.error(m) } }, async ({ err }) => {
     closing = true
+    starting.abort()
     if (err !== undefined) process.stderr.write(`tether demo: stopping after an error: ${err.message}\n`)
     await cleanup()
     process.stdout.write('tether demo: stopped.\n')
@@ -173,7 +176,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     let res: Awaited<ReturnType<typeof request>>
     let body: string
     try {
-      res = await request(`${controlUrl}/v1/reconfigure?${query}&wait=converged&timeout=15`, { method: 'PUT', headers: { authorization: `Bearer ${apiToken}` } })
+      res = await request(`${controlUrl}/v1/reconfigure?${query}&wait=converged&timeout=15`, { method: 'PUT', headers: { authorization: `Bearer ${apiToken}` }, signal: starting.signal })
       body = await res.body.text()
     } catch (error) {
       if (closing) return

@@ -9,11 +9,15 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { execFile } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { promisify } from 'node:util'
 import { describe, it, type TestContext } from 'node:test'
 import { request } from 'undici'
 
+const run = promisify(execFile)
 const PORTS = { TETHER_DEMO_CONTROL_PORT: '0', TETHER_DEMO_PROXY_PORT: '0', TETHER_DEMO_ADMIN_PORT: '0' }
 
 interface Demo {
@@ -23,9 +27,9 @@ interface Demo {
 }
 
 /** The demo in a process group of its own (detached), so a test can signal the group as a terminal does. */
-function startDemo(t: TestContext, how: 'node' | 'npm'): Demo {
+function startDemo(t: TestContext, how: 'node' | 'npm', env: Record<string, string> = {}): Demo {
   const [cmd, args] = how === 'node' ? [process.execPath, ['--import', 'tsx', 'src/cli.ts', 'demo']] : ['npm', ['run', '-s', 'demo']]
-  const child = spawn(cmd, args, { env: { ...process.env, ...PORTS }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  const child = spawn(cmd, args, { env: { ...process.env, ...PORTS, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   let out = ''
   let err = ''
   child.stdout?.on('data', (c: Buffer) => (out += c.toString()))
@@ -94,6 +98,30 @@ describe('stopping tether demo', () => {
     const demo = startDemo(t, 'node')
     const where = await started(demo)
     await stoppedCleanly(demo, where, () => process.kill(-(demo.child.pid as number), 'SIGINT'))
+  })
+
+  it('SIGTERM while it starts (as soon as HAProxy runs, routes being registered): clean, no error line, no HAProxy left', async (t) => {
+    // Its own TMPDIR, so the test knows the demo's temporary directory and HAProxy's command line.
+    const tmp = mkdtempSync(join(tmpdir(), 'tether-demo-stop-'))
+    t.after(() => rmSync(tmp, { recursive: true, force: true }))
+    const demo = startDemo(t, 'node', { TMPDIR: tmp })
+    const haproxyRuns = async (): Promise<boolean> => (await run('ps', ['-eo', 'args'])).stdout.split('\n').some((l) => l.startsWith('haproxy') && l.includes(tmp))
+    const deadline = Date.now() + 120_000
+    while (!(await haproxyRuns())) {
+      if (demo.child.exitCode !== null || Date.now() > deadline) assert.fail(`HAProxy did not start:\n${demo.output()}\n${demo.errors()}`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    assert.equal(readdirSync(tmp).filter((n) => n.startsWith('tether-demo-')).length, 1)
+    demo.child.kill('SIGTERM')
+    assert.equal(await exited(demo.child, 30_000), 0, demo.errors())
+    assert.match(demo.output(), /tether demo: stopped\./)
+    assert.match(demo.errors(), /tether demo: proxy agent started/)
+    assert.deepEqual(errorLines(demo.output() + demo.errors()), [])
+    const until = Date.now() + 10_000
+    while ((await haproxyRuns()) && Date.now() < until) await new Promise((r) => setTimeout(r, 50))
+    assert.equal(await haproxyRuns(), false, 'a HAProxy of the demo is left running')
+    // (tsx keeps its compile cache there too: only the demo's own directory counts.)
+    assert.deepEqual(readdirSync(tmp).filter((n) => n.startsWith('tether-demo-')), [], 'the temporary directory is left behind')
   })
 
   it('SIGTERM to npm run demo reaches the demo: clean, no error line', async (t) => {
