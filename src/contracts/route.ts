@@ -96,7 +96,16 @@ export const rules = {
     maxLength: 253,
   },
   srcPort: { text: 'must be an integer from 1 to 65535, a port the proxies listen on for this TCP route' },
+  compressionAlgo: { text: "must be gzip, deflate, raw-deflate or identity (HAProxy's compression algorithms)" },
+  mimeType: {
+    // type/subtype, RFC 9110 token characters minus those HAProxy's parser treats specially ('#', '$', '%', quotes, '\\', '*'); no parameters.
+    pattern: '^[A-Za-z0-9][A-Za-z0-9!&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!&^_.+-]{0,63}$',
+    text: "must be a MIME type 'type/subtype' (letters, digits and ! & ^ _ . + -, each part starting with a letter or digit, at most 64 characters; no parameters, no wildcard)",
+  },
 } as const
+
+/** HAProxy's compression algorithms (`compression algo`), as Docker Flow Proxy's compressionAlgo names them. */
+export const COMPRESSION_ALGOS = ['gzip', 'deflate', 'raw-deflate', 'identity'] as const
 
 /**
  * Ports every proxy holds for itself by default (HTTP :80, HTTPS :443, admin :8404), refused as a
@@ -353,6 +362,27 @@ export const SniDestinationSchema = Type.Object(
 export type SniDestination = Static<typeof SniDestinationSchema>
 
 const HeaderListSchema = Type.Array(HeaderSchema, { minItems: 1, maxItems: 32 })
+
+/** Response compression by the proxies (Docker Flow Proxy's compressionAlgo / compressionType). */
+export const routeCompressionProperties = {
+  compressionAlgo: Type.Optional(
+    Type.Array(Type.Union([Type.Literal('gzip'), Type.Literal('deflate'), Type.Literal('raw-deflate'), Type.Literal('identity')]), {
+      minItems: 1,
+      maxItems: COMPRESSION_ALGOS.length,
+      description:
+        "Compress responses with these algorithms, for clients that ask for one in Accept-Encoding (HAProxy's `compression algo`; gzip is what browsers and curl --compressed ask for). A response the service compressed already (Content-Encoding set) is passed as it is.",
+      examples: [['gzip']],
+    }),
+  ),
+  compressionType: Type.Optional(
+    Type.Array(Type.String({ pattern: rules.mimeType.pattern, maxLength: 129 }), {
+      minItems: 1,
+      maxItems: 32,
+      description: 'Only responses of these MIME types are compressed (needs compressionAlgo); absent: every type.',
+      examples: [['text/html', 'application/json']],
+    }),
+  ),
+}
 const HeaderNameListSchema = Type.Array(HeaderNameSchema, { minItems: 1, maxItems: 32 })
 
 /**
@@ -380,6 +410,7 @@ export const RouteSchema = Type.Object(
     delResHeader: Type.Optional(HeaderNameListSchema),
     auth: Type.Optional(AuthSchema),
     isDefaultBackend: Type.Optional(Type.Boolean({ description: 'Requests no route matches go to this service (its first destination) instead of a 404.' })),
+    ...routeCompressionProperties,
   },
   { $id: 'Route', additionalProperties: false },
 )
@@ -432,6 +463,8 @@ export interface RouteInput extends RouteHttps {
   delResHeader?: string[] | undefined
   auth?: Auth | undefined
   isDefaultBackend?: boolean | undefined
+  compressionAlgo?: ReadonlyArray<(typeof COMPRESSION_ALGOS)[number]> | undefined
+  compressionType?: readonly string[] | undefined
 }
 
 export type Header = Static<typeof HeaderSchema>
@@ -514,6 +547,9 @@ export function normalizeRoute(input: RouteInput): Route {
     route.auth = auth
   }
   if (input.isDefaultBackend === true) route.isDefaultBackend = true
+  // The algorithms in the order given (HAProxy's preference among those a client accepts); types as a set.
+  if (nonEmpty(input.compressionAlgo)) route.compressionAlgo = unique(input.compressionAlgo) as Array<(typeof COMPRESSION_ALGOS)[number]>
+  if (nonEmpty(input.compressionType)) route.compressionType = unique(input.compressionType.map((t) => t.toLowerCase())).sort()
   if (input.acmeDomains !== undefined && input.acmeDomains.length > 0) route.acmeDomains = unique(input.acmeDomains.map((d) => d.toLowerCase())).sort()
   return route
 }

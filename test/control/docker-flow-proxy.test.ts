@@ -44,6 +44,25 @@ describe('GET /v1/docker-flow-proxy/reconfigure', () => {
     assert.notEqual(await store.get('a'), null)
   })
 
+  it('stores compressionAlgo and compressionType as DFP users write them (space-separated), shown in GET /v1/routes; an unknown algorithm or a bad type is 400 naming it', async (t) => {
+    const { app, store } = await startControl(t)
+    const res = await app.inject({ url: `/v1/docker-flow-proxy/reconfigure?serviceName=web&servicePath=/web&port=80&compressionAlgo=gzip&compressionType=${encodeURIComponent('text/css text/html application/json')}`, headers: api })
+    assert.equal(res.statusCode, 200, res.body)
+    assert.equal(res.json().warnings, undefined, 'compression is implemented: no warning')
+    const listed = (await app.inject({ url: '/v1/routes', headers: api })).json().routes.find((r: { route: { serviceName: string } }) => r.route.serviceName === 'web')
+    assert.deepEqual(listed.route.compressionAlgo, ['gzip'])
+    assert.deepEqual(listed.route.compressionType, ['application/json', 'text/css', 'text/html'])
+    for (const [q, message] of [
+      ['compressionAlgo=br', /^compressionAlgo: "br" must be gzip, deflate, raw-deflate or identity/],
+      [`compressionAlgo=gzip&compressionType=${encodeURIComponent('text/html "x"')}`, /^compressionType: "\\"x\\"" must be a MIME type/],
+    ] as const) {
+      const bad = await app.inject({ url: `/v1/docker-flow-proxy/reconfigure?serviceName=bad&servicePath=/bad&port=80&${q}`, headers: api })
+      assert.equal(bad.statusCode, 400, bad.body)
+      assert.match(bad.json().message, message)
+    }
+    assert.equal(await store.get('bad'), null)
+  })
+
   it('accepts without a warning the parameters asking for what Tether always does (xForwardedProto=true...), and says so when one asks otherwise', async (t) => {
     const { app, store } = await startControl(t)
     const honoured = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&xForwardedProto=true&connectionMode=http-keep-alive&checkResolvers=true', headers: api })

@@ -1,7 +1,7 @@
 /**
  * Every HTTP feature Docker Flow Proxy users rely on, through each of Tether's forms: the query
  * string (GET|PUT /v1/reconfigure, DFP's parameter names), the JSON body (POST /v1/reconfigure
- * and PUT /v1/routes/{name}, typed fields) and the DFP form. The same request in each form
+ * and PUT /v1/routes/{name}, typed fields), the DFP form and com.df.* labels. The same request in each form
  * stores the same route (what the proxies render: test/proxy/haproxy/dfp-features.test.ts);
  * bad values are refused with 400 naming the field, and nothing is stored.
  */
@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { InjectOptions } from 'fastify'
 import { verify } from 'unixcrypt'
+import { routeFromLabels } from '../../src/control/discovery/swarm-labels.ts'
 import { api, sharedControl } from './harness.ts'
 
 interface Case {
@@ -43,6 +44,13 @@ const cases: Case[] = [
   { name: 'redirectFromDomain', query: 'serviceDomain=new.example&redirectFromDomain=old.example,OLD2.example', body: { serviceDomain: ['new.example'], redirectFromDomain: ['old.example', 'old2.example'] } },
   { name: 'listener', query: 'listener=https', body: { listener: 'https' } },
   { name: 'isDefaultBackend', query: 'isDefaultBackend=true', body: { isDefaultBackend: true } },
+  { name: 'compression (gzip)', query: 'compressionAlgo=gzip', body: { compressionAlgo: ['gzip'] } },
+  {
+    // DFP's examples separate with spaces; commas too. Types are stored lower case, sorted.
+    name: 'compression (algorithms and types)',
+    query: `compressionAlgo=${encodeURIComponent('gzip deflate')}&compressionType=${encodeURIComponent('text/html Application/JSON,text/css')}`,
+    body: { compressionAlgo: ['gzip', 'deflate'], compressionType: ['application/json', 'text/css', 'text/html'] },
+  },
   { name: 'timeouts', query: 'timeoutServer=120&timeoutTunnel=3600', body: { timeoutServer: 120, timeoutTunnel: 3600 } },
   { name: 'userAgent', query: 'userAgent=iPhone,Android', body: { userAgent: ['Android', 'iPhone'] } },
   { name: 'serviceHeader', query: `serviceHeader=${encodeURIComponent('X-Version:3,X-Beta:yes')}`, body: { serviceHeader: [{ name: 'X-Beta', value: 'yes' }, { name: 'X-Version', value: '3' }] } },
@@ -90,6 +98,11 @@ describe('the HTTP features through every form store the same route', () => {
       await write('q', { method: 'PUT', url: `/v1/reconfigure?serviceName=q&${base}&${c.query}`, headers: api })
       await write('j', { method: 'POST', url: '/v1/reconfigure', headers: api, payload: { serviceName: 'j', servicePath: ['/s'], port: 80, ...c.body } })
       await write('r', { method: 'PUT', url: '/v1/routes/r', headers: api, payload: { servicePath: ['/s'], port: 80, ...c.body } })
+      // com.df.* labels (Docker Flow Swarm Listener's): the same parameters as labels of service 'l'.
+      const labels = Object.fromEntries([...new URLSearchParams(`${base}&${c.query}`)].map(([k, v]) => [`com.df.${k}`, v]))
+      const fromLabels = routeFromLabels('l', { 'com.df.notify': 'true', ...labels })
+      assert.ok('route' in fromLabels, `labels: ${JSON.stringify(fromLabels)}`)
+      stored.push(JSON.parse(JSON.stringify(fromLabels.route)))
       // Plain passwords are hashed with a salt of their own service: each hash must verify the
       // password given, then they compare equal.
       const plain = new Map([...JSON.stringify(c.body).matchAll(/"name":"([^"]+)","password":"([^"]+)"/g)].map((m) => [m[1], m[2]]))
@@ -131,6 +144,15 @@ describe('the query and JSON forms refuse bad feature values with 400 naming the
     ['JSON rewrite', { pathRewrite: [{ search: '(', replace: '/' }] }, /^pathRewrite\[0\]\.search: .*not a valid regular expression/],
     ['JSON user', { auth: { users: [{ name: 'admin' }] } }, /^auth\.users\[0\]: give 'password' or 'passwordHash'/],
     ['JSON usersFromSecret', { auth: { users: [{ name: 'a', password: 'b' }], usersFromSecret: ['x'] } }, /^auth\.usersFromSecret: needs usersSecret/],
+    ['compressionAlgo', 'compressionAlgo=brotli', /^compressionAlgo: "brotli" must be gzip, deflate, raw-deflate or identity/],
+    ['compressionAlgo empty list', 'compressionAlgo=%20,', /^compressionAlgo: is empty; it must be gzip/],
+    ['compressionType injection', `compressionAlgo=gzip&compressionType=${encodeURIComponent('text/html\nhttp-request deny')}`, /^compressionType: "http-request" must be a MIME type 'type\/subtype'/],
+    ['compressionType comment', `compressionAlgo=gzip&compressionType=${encodeURIComponent('text/html#x')}`, /^compressionType: "text\/html#x" must be a MIME type/],
+    ['compressionType wildcard', 'compressionAlgo=gzip&compressionType=text/*', /^compressionType: "text\/\*" must be a MIME type/],
+    ['compressionType without compressionAlgo', 'compressionType=text/html', /^compressionType: needs compressionAlgo/],
+    ['JSON compressionAlgo', { compressionAlgo: ['br'] }, /^compressionAlgo\[0\]: "br" must be gzip, deflate, raw-deflate or identity/],
+    ['JSON compressionType', { compressionAlgo: ['gzip'], compressionType: ['text/html; charset=utf-8'] }, /^compressionType\[0\]: "text\/html; charset=utf-8" must be a MIME type/],
+    ['JSON compressionType without compressionAlgo', { compressionType: ['text/html'] }, /^compressionType: needs compressionAlgo/],
     ['JSON feature beside destinations', { servicePath: undefined, port: undefined, destinations: [{ servicePath: ['/s'], port: 80 }], stripPrefix: true }, /^stripPrefix: belongs in each destination/],
   ]
   for (const [name, input, message] of bad) {

@@ -151,6 +151,9 @@ export async function createApiFuzz(goodEndpoint: string): Promise<ApiFuzz> {
     }
     if (route.denyHttp === true) assert.ok(config.includes('http-request deny deny_status 403 if !{ ssl_fc }'), 'denyHttp rendered')
     if (route.httpsOnly === true) assert.match(config, /http-request redirect scheme https code 30[1278] if !\{ ssl_fc \}/, 'httpsOnly rendered')
+    // Compression asked for is rendered too (a silently dropped policy is a lie in GET /v1/routes).
+    if (route.compressionAlgo !== undefined && route.destinations.length > 0) assert.ok(config.includes(`    compression algo ${route.compressionAlgo.join(' ')}\n`), 'compressionAlgo rendered')
+    if (route.compressionType !== undefined && route.destinations.length > 0) assert.ok(config.includes(`    compression type ${route.compressionType.join(' ')}\n`), 'compressionType rendered')
     // An accepted TCP or SNI destination is served (or, on a port that is this proxy's own, reported), never dropped.
     const problem = rendered.problems.find((p) => p.serviceName === route.serviceName)?.problem
     for (const d of route.tcp ?? []) {

@@ -83,6 +83,13 @@ export const valid = {
   seconds: fc.oneof(fc.integer({ min: 1, max: 86400 }).map(String), fc.constantFrom('0', '86401', '1e3', '0x10', '010')),
   redirectCode: fc.constantFrom('301', '302', '307', '308', '303', '200'),
   hsts: fc.oneof(fc.integer({ min: 0, max: 63_072_000 }).map(String), fc.constantFrom('-1', '1e9', '0x10')),
+  /** HAProxy's compression algorithms, and names it does not have. */
+  compressionAlgo: fc.oneof({ weight: 6, arbitrary: fc.constantFrom('gzip', 'deflate', 'raw-deflate', 'identity', 'GZIP') }, { weight: 1, arbitrary: fc.constantFrom('br', 'zstd', 'gzip;q=1', 'x-gzip', '*') }),
+  /** MIME types: valid type/subtype tokens, and the corners (parameters, wildcards, case). */
+  mimeType: fc.oneof(
+    { weight: 6, arbitrary: fc.tuple(fc.constantFrom('text', 'application', 'image', 'Text'), fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9!&^_.+-]{0,10}$/)).map(([t, st]) => `${t}/${st}`) },
+    { weight: 1, arbitrary: fc.constantFrom('text/html', 'application/vnd.api+json', 'text/*', '*/*', 'text/html;charset=utf-8', 'text', '/html', 'text/html/x') },
+  ),
   /** A TCP listen port: any port, the proxies' own (80, 443, 8404: refused), and a few popular ones (so two services meet on one). */
   srcPort: fc.oneof(fc.integer({ min: 1, max: 65535 }).map(String), fc.constantFrom('6379', '5432', '9200', '1883', '22', '80', '443', '8404', '1', '2', '3')),
   /** A TLS server name: exact, '*.' and a suffix, or a prefix and '*' (upper case too: names are matched case-insensitively). */
@@ -121,9 +128,15 @@ const tetherHttpQuery: fc.Arbitrary<Record<string, string>> = fc.record(
     httpsOnly: field(fc.constantFrom('true', 'false')),
     httpsRedirectCode: field(valid.redirectCode),
     hstsMaxAge: field(valid.hsts),
+    compressionAlgo: field(fc.array(valid.compressionAlgo, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' '))),
+    compressionType: field(fc.array(valid.mimeType, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' '))),
   },
   { requiredKeys: ['serviceName', 'servicePath', 'port'] },
-)
+).map((q) => {
+  // compressionType needs compressionAlgo: mostly given together.
+  if (q.compressionAlgo === undefined && q.compressionType !== undefined && q.compressionType.length % 4 !== 0) delete q.compressionType
+  return q
+})
 
 /** reqMode, mostly the one its fields are for (another mode, or none, now and then). */
 const reqMode = (mode: 'tcp' | 'sni'): fc.Arbitrary<string> => fc.oneof({ weight: 12, arbitrary: fc.constant(mode) }, { weight: 1, arbitrary: fc.constantFrom('tcp', 'sni', 'http', 'TCP', '') })
@@ -201,6 +214,8 @@ export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc
         httpsOnly: jsonish(fc.boolean()),
         denyHttp: jsonish(fc.boolean()),
         hstsMaxAge: jsonish(fc.integer({ min: -1, max: 63_072_001 })),
+        compressionAlgo: jsonish(fc.array(field(valid.compressionAlgo), { minLength: 1, maxLength: 3 })),
+        compressionType: jsonish(fc.array(field(valid.mimeType), { minLength: 1, maxLength: 3 })),
       },
       { requiredKeys: ['serviceName'] },
     ),
@@ -213,13 +228,15 @@ export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc
     const drop = (...keys: string[]) => {
       for (const k of keys) delete body[k]
     }
-    const http = ['serviceDomain', 'stickyCookie', 'httpsOnly', 'denyHttp', 'hstsMaxAge']
+    const http = ['serviceDomain', 'stickyCookie', 'httpsOnly', 'denyHttp', 'hstsMaxAge', 'compressionAlgo', 'compressionType']
     if (shape < 3) drop('destinations', 'tcp', 'sni')
     else if (shape < 5) drop('servicePath', 'port', 'tcp', 'sni')
     else if (shape < 7) drop('servicePath', 'port', 'destinations', ...http)
     else if (shape === 7) drop('servicePath', 'port', 'destinations')
     else if (shape === 8) drop('servicePath', 'port', ...http)
     else if (shape === 9) drop('destinations', ...http)
+    // compressionType needs compressionAlgo: alone only now and then (refused), so most routes with it can be accepted.
+    if (body.compressionAlgo === undefined && shape !== 10) drop('compressionType')
     return body
   })
 
@@ -262,6 +279,8 @@ const dfpValues: Record<string, fc.Arbitrary<string>> = {
   httpsRedirectCode: valid.redirectCode,
   denyHttp: valid.boolean,
   hstsMaxAge: valid.hsts,
+  compressionAlgo: fc.array(valid.compressionAlgo, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' ')),
+  compressionType: fc.array(valid.mimeType, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' ')),
   // TCP and SNI destinations' parameters, also thrown at HTTP routes (where they are refused or mean a listener).
   reqMode: fc.constantFrom('http', 'tcp', 'sni'),
   srcPort: valid.srcPort,

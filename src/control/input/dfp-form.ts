@@ -67,8 +67,6 @@ export const dfpParameters: ReadonlyMap<string, Parameter> = new Map<string, Par
   ['serviceGroup', p('tuning', TCP)],
   // Honoured by default: Tether always does what these ask for; a value asking otherwise is warned about.
   ['connectionMode', def('Tether always keeps connections alive (http-keep-alive); other modes are not offered', (v) => v.trim() === 'http-keep-alive')],
-  ['compressionAlgo', p('tuning', 'compression is not implemented')],
-  ['compressionType', p('tuning', 'compression is not implemented')],
   ['clitcpka', p('tuning', TCP)],
   ['checkTcp', def('Tether always checks the servers of TCP routes with a TCP connect; it cannot be turned off', isTrue)],
   ['xForwardedProto', def("Tether always sets X-Forwarded-Proto to https or http by the listener the request came in on (the client's own header replaced); it cannot be turned off", isTrue)],

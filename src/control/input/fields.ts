@@ -129,6 +129,7 @@ export function finish(route: Route): Route {
     const field = HTTP_ONLY_ROUTE_FIELDS.find((f) => route[f] !== undefined && route[f] !== false)
     if (field !== undefined) fail(field, 'applies to HTTP destinations (servicePath + port); this route has only tcp/sni destinations, which forward connections unchanged. Leave it out')
   }
+  if (route.compressionType !== undefined && route.compressionAlgo === undefined) fail('compressionType', 'needs compressionAlgo (the algorithms to compress these types with, e.g. gzip)')
   // What a pattern cannot say (the JSON form's endpoints were only matched against it).
   route.endpoints.forEach((e, i) => checkString(`endpoints[${i}]`, 'endpoint', e))
   return route
@@ -148,4 +149,6 @@ const HTTP_ONLY_ROUTE_FIELDS = [
   'stickyCookie',
   ...HEADER_FIELDS,
   'isDefaultBackend',
+  'compressionAlgo',
+  'compressionType',
 ] as const satisfies ReadonlyArray<keyof Route>

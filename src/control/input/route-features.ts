@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto'
 import { encrypt } from 'unixcrypt'
-import { headerValueProblem, limits, rules, type Auth, type Destination, type Header, type RouteInput } from '../../contracts/route.ts'
+import { COMPRESSION_ALGOS, headerValueProblem, limits, rules, type Auth, type Destination, type Header, type RouteInput } from '../../contracts/route.ts'
 import { checkList, checkString, fail, HEADER_FIELDS, showValue, splitList } from './fields.ts'
 import { pcreProblem } from './pcre-regex.ts'
 
@@ -43,6 +43,8 @@ export const ROUTE_FEATURES = [
   'usersSecret',
   'realm',
   'isDefaultBackend',
+  'compressionAlgo',
+  'compressionType',
 ] as const
 
 /** Go's strconv.ParseBool, as DFP reads booleans (Tether's query form gives true/false); anything else is refused. */
@@ -157,7 +159,32 @@ export function routeRewriteOf(read: Read): Array<{ search: string; replace: str
   return [rewrite(search.field, search.value, read('reqPathReplace')?.value ?? '')]
 }
 
-type RouteFeatures = Pick<RouteInput, 'addReqHeader' | 'setReqHeader' | 'delReqHeader' | 'addResHeader' | 'setResHeader' | 'delResHeader' | 'auth' | 'isDefaultBackend'>
+type RouteFeatures = Pick<RouteInput, 'addReqHeader' | 'setReqHeader' | 'delReqHeader' | 'addResHeader' | 'setResHeader' | 'delResHeader' | 'auth' | 'isDefaultBackend' | 'compressionAlgo' | 'compressionType'>
+
+/** Docker Flow Proxy's compression lists: separated by spaces (its examples) or commas. */
+const words = (value: string): string[] => value.split(/[\s,]+/).filter((w) => w.length > 0)
+
+/** compressionAlgo / compressionType in the text forms (the JSON form's lists are judged by its schema). */
+export function compressionOf(read: Read): Pick<RouteInput, 'compressionAlgo' | 'compressionType'> {
+  const out: Pick<RouteInput, 'compressionAlgo' | 'compressionType'> = {}
+  const algo = read('compressionAlgo')
+  if (algo !== undefined) {
+    const list = words(algo.value).map((a) => {
+      const known = COMPRESSION_ALGOS.find((k) => k === a.toLowerCase())
+      if (known === undefined) fail(algo.field, `${showValue(a)} ${rules.compressionAlgo.text}`)
+      return known
+    })
+    if (list.length === 0) fail(algo.field, `is empty; it ${rules.compressionAlgo.text}`)
+    out.compressionAlgo = list
+  }
+  const type = read('compressionType')
+  if (type !== undefined) {
+    const list = words(type.value)
+    if (list.length > 32) fail(type.field, `has ${list.length} entries; at most 32 are allowed`)
+    out.compressionType = list.map((t) => checkString(type.field, 'mimeType', t))
+  }
+  return out
+}
 
 /**
  * The once-per-route features. `aliases` maps DFP's deprecated names (addHeader → addReqHeader,
@@ -176,6 +203,7 @@ export function routeFeatures(read: Read, serviceName: string): { features: Rout
   }
   const isDefault = read('isDefaultBackend')
   if (isDefault !== undefined) features.isDefaultBackend = parseBool(isDefault.field, isDefault.value)
+  Object.assign(features, compressionOf(read))
   const auth = authOf(read, serviceName, warnings)
   if (auth !== undefined) features.auth = auth
   return { features, warnings }

@@ -35,6 +35,8 @@ const ruleOfField: Record<string, RuleName> = {
   deniedMethods: 'method',
   search: 'pathRegex',
   replace: 'pathRegex',
+  compressionAlgo: 'compressionAlgo',
+  compressionType: 'mimeType',
 }
 
 /**
@@ -141,6 +143,7 @@ export function describeSchemaError(error: SchemaError, root: unknown): string {
     case 'enum':
     case 'const':
     case 'anyOf':
+      if (rule !== undefined) return at(`${showValue(value)} ${rules[rule].text}`)
       if (otherRules[named] !== undefined) return at(`${showValue(value)} ${otherRules[named]}`)
       return at(`${showValue(value)} ${error.message ?? 'is not an allowed value'}`)
     default:

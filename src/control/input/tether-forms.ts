@@ -147,6 +147,8 @@ export interface RouteBody extends DestinationFeatures {
   delResHeader?: string[] | undefined
   auth?: AuthBody | undefined
   isDefaultBackend?: boolean | undefined
+  compressionAlgo?: RouteInput['compressionAlgo']
+  compressionType?: string[] | undefined
 }
 
 /** The destination fields of the JSON form: the text forms' names, with DFP's reqPathSearchReplace stored as pathRewrite. */
@@ -251,6 +253,8 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Pa
     delResHeader: body.delResHeader,
     auth: body.auth === undefined ? undefined : authFromBody(serviceName, body.auth),
     isDefaultBackend: body.isDefaultBackend,
+    compressionAlgo: body.compressionAlgo,
+    compressionType: body.compressionType,
     ...httpsFields({ ...body }, body.serviceDomain ?? []),
   }
   const route = finish(normalizeRoute(input))

@@ -95,6 +95,8 @@ export const featureQueryProperties = {
   usersSecret: Type.Optional(Type.String({ pattern: rules.secretName.pattern, maxLength: 63, description: 'Basic auth users from the Docker secret dfp_users_<usersSecret> mounted in the proxies (read by each proxy).', examples: ['admins'] })),
   realm: Type.Optional(Type.String({ pattern: rules.realm.pattern, maxLength: 64, description: 'The basic-auth realm browsers show.' })),
   isDefaultBackend: flag('Requests no route matches go to this service instead of a 404.'),
+  compressionAlgo: text(64, `Compress responses with these algorithms (space- or comma-separated), for clients that ask for one in Accept-Encoding; each ${rules.compressionAlgo.text}. A response already compressed by the service is passed as it is.`, 'gzip'),
+  compressionType: text(4200, `Only responses of these MIME types (space- or comma-separated) are compressed (needs compressionAlgo); each ${rules.mimeType.text}.`, 'text/html text/css application/json'),
 }
 
 export const ReconfigureQuerySchema = Type.Object(
@@ -182,6 +184,8 @@ const routeBodyProperties = {
   delResHeader: RouteSchema.properties.delResHeader,
   auth: Type.Optional(AuthInputSchema),
   isDefaultBackend: RouteSchema.properties.isDefaultBackend,
+  compressionAlgo: RouteSchema.properties.compressionAlgo,
+  compressionType: RouteSchema.properties.compressionType,
 }
 
 export const ReconfigureBodySchema = Type.Object(

@@ -180,6 +180,9 @@ function regexLiteral(path: string): string {
 /** The per-request lines of one destination's backend, in the order HAProxy runs them. */
 function destinationRules(route: Route, d: Destination): string[] {
   const out: string[] = []
+  // Values from a closed list and type/subtype tokens (route.ts rules.mimeType): nothing to quote.
+  if (route.compressionAlgo !== undefined) out.push(`compression algo ${route.compressionAlgo.join(' ')}`)
+  if (route.compressionType !== undefined) out.push(`compression type ${route.compressionType.join(' ')}`)
   if (d.timeoutServer !== undefined) out.push(`timeout server ${d.timeoutServer}s`)
   if (d.timeoutTunnel !== undefined) out.push(`timeout tunnel ${d.timeoutTunnel}s`)
   // Docker Flow Proxy answers a refused method with 403 (http-request deny); so does Tether.

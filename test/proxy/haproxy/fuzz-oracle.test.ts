@@ -41,6 +41,8 @@ const rich: RouteInput[] = [
     httpsOnly: true,
     httpsRedirectCode: 308,
     hstsMaxAge: 31536000,
+    compressionAlgo: ['gzip', 'deflate', 'raw-deflate', 'identity'],
+    compressionType: ['text/html', 'application/vnd.api+json', 'image/svg+xml', 'text/x-a!b&c^d_e.f-g'],
   },
   { serviceName: 'proto', destinations: [{ servicePath: ['/p'], port: 80 }], redirectWhenHttpProto: true, denyHttp: false, isDefaultBackend: true },
   { serviceName: 'deny', destinations: [{ servicePath: ['/d'], port: 80, serviceDomain: ['*dfp.example'] }], denyHttp: true },
@@ -77,6 +79,9 @@ const smuggled: Array<[string, RouteInput]> = [
   ['a closing brace in a TLS server name', { serviceName: 's', destinations: [], sni: [{ serverName: ['a.example } || { always_true'], port: 443 }] }],
   ['a TLS server name HAProxy would read as a flag', { serviceName: 's', destinations: [], sni: [{ serverName: ['-f', 'a.example'], port: 443 }] }],
   ['a new section in a TLS server name', { serviceName: 's', destinations: [], sni: [{ serverName: ['a.example\nbackend x'], port: 443 }] }],
+  ['a directive after a compression type', { serviceName: 'z', destinations: [{ servicePath: ['/z'], port: 80 }], compressionAlgo: ['gzip'], compressionType: ['text/html\n    http-request deny'] }],
+  ['a comment in a compression type', { serviceName: 'z', destinations: [{ servicePath: ['/z'], port: 80 }], compressionAlgo: ['gzip'], compressionType: ['text/html #x'] }],
+  ['an algorithm HAProxy does not have', { serviceName: 'z', destinations: [{ servicePath: ['/z'], port: 80 }], compressionAlgo: ['gzip if TRUE' as 'gzip'] }],
   ['a new section in a TCP route\'s server address', { serviceName: 't', destinations: [], tcp: [{ srcPort: 7000, port: 7000 }], endpoints: ['127.0.0.1:80\nlisten x'] }],
 ]
 
