@@ -75,7 +75,7 @@ export async function main(): Promise<void> {
       ...(config.accessLog.format === 'off' ? {} : { accessLogOutput: accessLogOutput() }),
       ...(config.statsAuth === undefined ? {} : { statsAuth: config.statsAuth }),
       logger: log.child({ component: 'haproxy' }),
-    }, { beforeReload: async () => routeMetrics?.capture() })
+    }, { beforeReload: async () => routeMetrics?.capture(), afterReload: async (replaced) => void routeMetrics?.captureReplaced(replaced) })
   } catch (error) {
     const text = (error as Error).message
     fail(69, `cannot start HAProxy (${config.haproxyBin}): ${text}${/install/i.test(text) ? ' (TETHER_HAPROXY_BIN names the binary)' : `\n${INSTALL_HAPROXY}`}`)

@@ -4,16 +4,18 @@
  *
  * Source: HAProxy's own statistics (`show info` + `show stat` over the runtime API, one
  * connection, so both come from the same worker), read at every scrape and right before every
- * reload (ProcessOptions.beforeReload). A new worker starts every counter at zero; the worker's
- * pid tells a new generation, and the totals of the previous one are carried over:
- * total = what earlier workers counted (read last before they were replaced) + what the current
- * worker counted. A spare backend that changes hands between reloads starts its new route at the
- * values read when the route took it.
+ * reload (ProcessOptions.beforeReload), and the replaced workers once more right after it, over
+ * the master CLI, until they hold no connection (ProcessOptions.afterReload): they keep answering
+ * while the new worker starts. A new worker starts every counter at zero; the worker's pid tells
+ * a new generation, and the totals of the previous one are carried over: total = what earlier
+ * workers counted (read last) + what the current worker counted. A spare backend that changes
+ * hands between reloads starts its new route at the values read when the route took it.
  *
  * What is real and what is not:
  * - requests by status class, connections, bytes: HAProxy's counters, exact up to the last read
- *   before a reload (requests an old worker finishes after that read are not counted, nor those
- *   of a worker that crashed since the last scrape);
+ *   of each worker (not counted: what a replaced worker answers after it held no connection for a
+ *   moment, e.g. the last request of a keep-alive connection idle during the reload; what a worker
+ *   that crashed answered since the last scrape);
  * - latency: HAProxy 2.6 keeps no distribution, only the average of the last 1024 requests
  *   (`rtime`, `ttime`) and the maximum since the worker started: those are exported as gauges,
  *   not as a histogram (histogram_quantile cannot be computed; no distribution is invented);
@@ -35,11 +37,15 @@ export interface StatsSample {
   droppedLogs: number
   /** `show stat` rows of backends and servers. */
   rows: StatRow[]
+  /** The `show info` text. */
+  info?: string
 }
 
 export interface RouteMetricsSource {
   /** A reading of the running worker, or null when HAProxy is not running. */
   sample(): Promise<StatsSample | null>
+  /** A reading of a previous worker (by pid) still draining after a reload. */
+  sampleOf?(pid: number): Promise<StatsSample>
   /** Backend name → the service name of the route it serves (what is served now). */
   services(): ReadonlyMap<string, string>
   /** Extra per-proxy facts (agent status), read at scrape time. */
@@ -52,6 +58,12 @@ export interface RouteMetrics {
   update(): Promise<void>
   /** update() that never rejects and gives up after timeoutMs: for the moment before a reload. */
   capture(timeoutMs?: number): Promise<void>
+  /**
+   * After a reload: reads the replaced workers (master CLI) until they hold no connection (or are
+   * gone, or timeoutMs), so what they answered while the new worker started is counted. Never
+   * rejects. Not to be awaited by a reload: it may take timeoutMs.
+   */
+  captureReplaced(pids: readonly number[], timeoutMs?: number): Promise<void>
 }
 
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'] as const
@@ -86,7 +98,7 @@ export function parseSample(text: string): StatsSample {
     })
     return { pxname: '', svname: '', status: '', addr: '', ...row } as StatRow
   })
-  return { worker: pid, droppedLogs: num(field('DroppedLogs')), rows }
+  return { worker: pid, droppedLogs: num(field('DroppedLogs')), rows, info }
 }
 
 /** Reads a sample from the worker's runtime API (`stats socket`). */
@@ -111,12 +123,33 @@ class Totals {
   base = new Map<string, Vec>()
   droppedBase = 0
   droppedLast = 0
+  /** Previous workers' entries (the last few), for what they count after the new worker is seen. */
+  retired = new Map<string, { entries: Map<string, Entry>; dropped: number }>()
 
   fold(sample: StatsSample, services: ReadonlyMap<string, string>): void {
+    const old = this.retired.get(sample.worker)
+    if (old !== undefined) {
+      // A replaced worker, read after the new one was: only what it counted since is added.
+      for (const row of sample.rows) {
+        const e = row.svname === 'BACKEND' ? old.entries.get(row.pxname) : undefined
+        if (e === undefined) continue
+        const v = vecOf(row)
+        const delta = add(v, e.last, -1)
+        if (e.service !== undefined && delta.every((d) => d >= 0)) this.base.set(e.service, add(this.base.get(e.service) ?? zeros(), delta))
+        e.last = v
+      }
+      if (sample.droppedLogs >= old.dropped) this.droppedBase += sample.droppedLogs - old.dropped
+      old.dropped = sample.droppedLogs
+      return
+    }
     if (sample.worker !== this.worker) {
       // A new worker (reload or restart): what the previous one counted is carried over.
       for (const e of this.entries.values()) if (e.service !== undefined) this.base.set(e.service, add(this.base.get(e.service) ?? zeros(), add(e.last, e.offset, -1)))
-      this.entries.clear()
+      if (this.worker !== undefined) {
+        this.retired.set(this.worker, { entries: this.entries, dropped: this.droppedLast })
+        for (const k of this.retired.keys()) if (this.retired.size > 8) this.retired.delete(k)
+      }
+      this.entries = new Map()
       this.droppedBase += this.droppedLast
       this.droppedLast = 0
       this.worker = sample.worker
@@ -138,6 +171,7 @@ class Totals {
       e.last = vecOf(row)
     }
     // A route no longer served takes its totals with it (bounded memory, bounded series).
+    // (A replaced worker read later adds to the routes still served only.)
     const served = new Set(services.values())
     for (const s of this.base.keys()) if (!served.has(s)) this.base.delete(s)
   }
@@ -161,6 +195,16 @@ export function createRouteMetrics(source: RouteMetricsSource): RouteMetrics {
   let lastServices: ReadonlyMap<string, string> = new Map()
   let up = 0
   let reading: Promise<void> | undefined
+
+  /** Folds a replaced worker's reading (serialised with the current worker's readings). */
+  const foldReplaced = async (pid: number): Promise<number | null> => {
+    if (source.sampleOf === undefined) return null
+    const sample = await source.sampleOf(pid)
+    await reading
+    totals.fold(sample, source.services())
+    const conns = /^CurrConns: *(\d+)$/m.exec(sample.info ?? '')
+    return conns === null ? null : Number(conns[1])
+  }
 
   const update = (): Promise<void> => {
     // Concurrent scrapes share one reading.
@@ -341,6 +385,20 @@ export function createRouteMetrics(source: RouteMetricsSource): RouteMetrics {
   return {
     registry,
     update,
+    async captureReplaced(pids, timeoutMs = 2_000) {
+      const deadline = Date.now() + timeoutMs
+      await Promise.all(
+        pids.map(async (pid) => {
+          // Until it holds no connection: then its counts are final (it exits right after).
+          // Bounded: a worker draining WebSockets never gets there (each read is a whole `show stat`).
+          for (let i = 0; i < 10 && Date.now() < deadline; i++) {
+            const conns = await foldReplaced(pid).catch(() => null)
+            if (conns === null || conns === 0) return
+            await new Promise((r) => setTimeout(r, 100).unref())
+          }
+        }),
+      )
+    },
     async capture(timeoutMs = 2_000) {
       let timer: NodeJS.Timeout | undefined
       await Promise.race([update().catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs).unref()))])
@@ -351,7 +409,7 @@ export function createRouteMetrics(source: RouteMetricsSource): RouteMetrics {
 
 /** What the route metrics need of the HAProxy engine. */
 export interface MetricsEngine {
-  readonly paths: { adminSocket: string; metricsSocket: string }
+  readonly paths: { adminSocket: string; masterSocket: string; metricsSocket: string }
   readonly process: unknown
   readonly counters: { reloads: number }
   backendServices(): ReadonlyMap<string, string>
@@ -361,6 +419,7 @@ export interface MetricsEngine {
 export function engineSource(engine: MetricsEngine, status?: () => { version: number | null; applyFailure?: unknown }): RouteMetricsSource {
   return {
     sample: async () => (engine.process === undefined ? null : readSample(engine.paths.adminSocket)),
+    sampleOf: async (pid) => parseSample(await sendCommand(engine.paths.masterSocket, `@!${pid} show info; @!${pid} show stat -1 6 -1`, 2_000)),
     services: () => engine.backendServices(),
     proxy: () => {
       const s = status?.()

@@ -62,7 +62,7 @@ describe('per-route metrics on a real HAProxy', () => {
     engine = await createHaproxyEngine(
       { stateDir, listen: `127.0.0.1:${port}`, adminListen: `127.0.0.1:${adminPort}`, resolvers: ['127.0.0.1:1'], cookieKey: TEST_COOKIE_KEY, hardStopAfterMs: 5_000, restartBackoffMs: { min: 50, max: 1_000 } },
       // As main.ts wires it: the counters are read right before every reload.
-      { beforeReload: async () => metrics?.capture() },
+      { beforeReload: async () => metrics?.capture(), afterReload: async (replaced) => void metrics?.captureReplaced(replaced) },
     )
     metrics = await startRouteMetrics(engine, () => ({ version: version === 0 ? null : version }))
     routes.push(
@@ -99,6 +99,7 @@ describe('per-route metrics on a real HAProxy', () => {
   }
   /** Scrapes until the route's counters read `want` (HAProxy counts a response as it sends it). */
   let last = ''
+  let blogTotal = -1
   const until = (service: string, want: { ok: number; err: number }): Promise<string> =>
     waitFor(`${service} at ${JSON.stringify(want)}`, async () => {
       const text = await scrape()
@@ -155,9 +156,42 @@ describe('per-route metrics on a real HAProxy', () => {
     assert.equal(valueOf(text, 'tether_proxy_config_version'), 2)
   })
 
+  it('counts requests sent all through a reload, those the previous worker answered while the new one started included', async () => {
+    const before = valueOf(await scrape(), 'tether_route_requests_total', { service: 'blog', code_class: '2xx' }) ?? 0
+    let ok = 0
+    let during = 0
+    let applying = false
+    let stop = false
+    const loop = (async () => {
+      for (let i = 0; i < 20_000 && !stop; i++) {
+        const res = await request(`http://127.0.0.1:${port}/blog/loop`, { dispatcher, headers: { connection: 'close' } }).catch(() => undefined)
+        if (res === undefined) continue
+        await res.body.text()
+        if (res.statusCode === 200) {
+          ok++
+          if (applying) during++
+        }
+      }
+    })()
+    await waitFor('traffic', async () => (ok >= 5 ? true : undefined))
+    const reloads = engine.counters.reloads
+    applying = true
+    routes.push(normalizeRoute({ serviceName: 'rw2', destinations: [{ servicePath: ['/rw2'], port: 80, pathRewrite: [{ search: '^/rw2/(.*)', replace: '/\\1' }] }], endpoints: [app.address] }))
+    await engine.apply({ version: ++version, routes: [...routes] })
+    applying = false
+    assert.equal(engine.counters.reloads, reloads + 1)
+    const after = ok
+    await waitFor('traffic after the reload', async () => (ok >= after + 5 ? true : undefined))
+    stop = true
+    await loop
+    console.log(`MEASURED requests answered while the reload ran: ${during} of ${ok}`)
+    await until('blog', { ok: before + ok, err: 0 })
+  })
+
   it('counts across a restart of HAProxy (killed): what was read before it died is kept', async () => {
+    const b0 = valueOf(await scrape(), 'tether_route_requests_total', { service: 'blog', code_class: '2xx' }) ?? 0
     await send('/blog/y', 4)
-    await until('blog', { ok: 7, err: 0 })
+    await until('blog', { ok: b0 + 4, err: 0 })
     const master = engine.process!.pid!
     process.kill(master, 'SIGKILL')
     await waitFor('served again', async () => {
@@ -168,7 +202,8 @@ describe('per-route metrics on a real HAProxy', () => {
     assert.equal(engine.process!.restarts, 1)
     assert.notEqual(engine.process!.pid, master)
     await send('/blog/z', 2)
-    const text = await until('blog', { ok: 9, err: 0 })
+    const text = await until('blog', { ok: b0 + 6, err: 0 })
+    blogTotal = b0 + 6
     assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'shop', code_class: '2xx' }), 45, 'the other routes kept theirs too')
   })
 
@@ -180,7 +215,7 @@ describe('per-route metrics on a real HAProxy', () => {
       const t = await scrape()
       return valueOf(t, 'tether_route_requests_total', { service: 'shop', code_class: '2xx' }) === undefined ? t : undefined
     })
-    assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'blog', code_class: '2xx' }), 9)
+    assert.equal(valueOf(text, 'tether_route_requests_total', { service: 'blog', code_class: '2xx' }), blogTotal)
   })
 })
 

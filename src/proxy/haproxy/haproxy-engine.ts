@@ -137,6 +137,8 @@ export interface CreateHaproxyEngineOptions {
   taskResolver?: TaskResolver
   /** Called right before each reload, while the running worker still answers (the route metrics read its counters). */
   beforeReload?: () => Promise<void>
+  /** Called after each reload with the pids of the workers it replaced (the route metrics read their last counts). */
+  afterReload?: (replaced: number[]) => Promise<void>
 }
 
 /**
@@ -752,6 +754,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
           logger,
           ...(s.accessLogOutput === undefined ? {} : { stdout: s.accessLogOutput }),
           ...(options.beforeReload === undefined ? {} : { beforeReload: options.beforeReload }),
+          ...(options.afterReload === undefined ? {} : { afterReload: options.afterReload }),
         })
       } else {
         const after = await proc.reload(undefined, { stateSaved: proc === running })

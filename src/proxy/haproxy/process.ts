@@ -47,6 +47,12 @@ export interface ProcessOptions {
    * it must bound its own time and never reject.
    */
   beforeReload?: () => Promise<void>
+  /**
+   * Called once a reload succeeded, with the pids of the workers it replaced (still draining,
+   * their listeners closed): the route metrics read what they counted during the reload. Awaited;
+   * it must bound its own time and never reject.
+   */
+  afterReload?: (replaced: number[]) => Promise<void>
   /** Called when HAProxy died unexpectedly (before the restart is attempted). */
   onExit?: (code: number | null, signal: string | null) => void
 }
@@ -345,6 +351,7 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
         const fresh = after.workers.filter((w) => !oldWorkers.has(w.pid))
         if (after.master.reloads > before.master.reloads && fresh.length > 0) {
           logger.info({ worker: fresh[0]?.pid, reloads: after.master.reloads, draining: after.oldWorkers.length }, 'HAProxy reloaded')
+          await options.afterReload?.([...oldWorkers])
           return after
         }
       }
