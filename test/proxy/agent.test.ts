@@ -245,6 +245,24 @@ describe('proxy agent loop', () => {
     assert.equal(client.heartbeats.at(-1)?.version, 2)
   })
 
+  it("carries the engine's old workers (count, connections, age) in its heartbeat, and still beats without them when the engine cannot tell", async (t) => {
+    const report = { count: 1, connections: 3, oldestAgeSeconds: 12, maxCount: 10, drainTimeoutSeconds: 3600, workers: [{ pid: 4242, reloads: 1, ageSeconds: 12, connections: 3 }] }
+    const { store, client, engine, agent } = await setup(t)
+    Object.assign(engine, { oldWorkers: async () => report })
+    await store.put(route('a'), meta)
+    await agent.start()
+    await until(() => client.heartbeats.at(-1)?.version === 1, 'version 1 is reported')
+    assert.deepEqual(client.heartbeats.at(-1)?.oldWorkers, report)
+
+    const other = await setup(t)
+    Object.assign(other.engine, { oldWorkers: async () => Promise.reject(new Error('master CLI did not answer')) })
+    await other.store.put(route('a'), meta)
+    await other.agent.start()
+    await until(() => other.client.heartbeats.at(-1)?.version === 1, 'version 1 is reported')
+    assert.equal(other.client.heartbeats.at(-1)?.status, 'ok')
+    assert.equal(other.client.heartbeats.at(-1)?.oldWorkers, undefined, 'nothing invented when the engine cannot tell')
+  })
+
   it('reports refused routes in the heartbeat, degraded, while serving the rest', async (t) => {
     const { store, client, engine, agent } = await setup(t, {
       engine: { decide: (s) => s.routes.filter((r) => r.serviceName === 'bad').map((r) => ({ serviceName: r.serviceName, error: 'unknown keyword' })) },
