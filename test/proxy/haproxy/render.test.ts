@@ -119,6 +119,20 @@ describe('renderConfig', () => {
     })
   }
 
+  it('drains old workers for TETHER_DRAIN_TIMEOUT (none at 0) and limits each client address unless the limits are 0', () => {
+    const c = cases.find((x) => x.name === 'prefixes-and-catch-all')!
+    const defaults = render(c.snapshot, settings).config
+    assert.match(defaults, /^ {4}hard-stop-after 3600000ms$/m)
+    assert.match(defaults, /^ {4}tcp-request session reject if \{ sc0_conn_cur gt 1000 \}$/m)
+    assert.match(defaults, /^ {4}http-request deny deny_status 429 if \{ sc0_http_req_rate gt 10000 \}$/m)
+    const off = render(c.snapshot, { ...settings, hardStopAfterMs: 0, clientMaxConnections: 0, clientMaxRequestRate: 0 }).config
+    assert.doesNotMatch(off, /hard-stop-after|stick-table|sc0_/)
+    assert.match(off, /^ {4}mworker-max-reloads 50$/m, 'the rest of the global section is there')
+    const connectionsOnly = render(c.snapshot, { ...settings, clientMaxRequestRate: 0 }).config
+    assert.match(connectionsOnly, /store conn_cur$/m)
+    assert.doesNotMatch(connectionsOnly, /http_req_rate/)
+  })
+
   it('gives byte-identical output whatever the order of routes', () => {
     const c = cases.find((x) => x.name === 'prefixes-and-catch-all')!
     const reversed = { ...c.snapshot, routes: [...c.snapshot.routes].reverse() }
