@@ -4,7 +4,8 @@
  * Redis processes, two control planes listening on loopback, the real CLI as a child process).
  * Afterwards both serve the same table: /v1/routes (routes and owners), the routes of
  * /v1/config, the certificate; the change log of the new one records the restore with its actor;
- * the same document again changes nothing.
+ * the same document again changes nothing; a real HAProxy behind each control plane serves the
+ * restored route alike (same backends, sticky, a session begun on the old proxy goes on).
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -18,6 +19,7 @@ import { createRedisRouteStore } from '../../../src/control/store/redis-route-st
 import { createCa, issue } from '../../helpers/pki.ts'
 import { freePort, startRedisFor } from '../../helpers/redis-server.ts'
 import { API_TOKEN } from '../harness.ts'
+import { backends, proxyUrl, startAgent, startControl as startProxiedControl } from '../../proxy/harness.ts'
 
 const HASH = '$6$saltsalt$qFmFH.bQmmtXzyBY0s9v7Oicd2z4XSIecDzlB5KiA2/jctKu9YterLp8wwnSq.qc.eoxqOmSuNp2xS0ktL3nh/'
 
@@ -107,6 +109,53 @@ describe('backup and restore between two Redis servers', () => {
     assert.equal(again.code, 0, again.stderr)
     assert.match(again.stderr, new RegExp(`nothing to change: the table already equals the document \\(version ${version}\\)`))
     assert.equal((await call(fresh.url, 'GET', '/v1/routes')).body.version, version)
+  })
+
+  it('a proxy of the restored control plane answers as one of the old did (real HAProxy, wait=converged)', async (t) => {
+    const secretBox = createSecretBox(randomBytes(32))
+    const open = async () => {
+      const redis = await startRedisFor(t)
+      const store = createRedisRouteStore({ url: redis.url })
+      t.after(() => store.close())
+      return startProxiedControl(t, { store, secretBox })
+    }
+    const [old, fresh] = await Promise.all([open(), open()])
+    const [b1, b2] = await backends(t, 2, 'restored')
+    const route = { servicePath: ['/app'], port: 80, endpoints: [b1!.address, b2!.address], sticky: true }
+    assert.equal((await old.api('PUT', '/v1/routes/app', route)).status, 200)
+    const [p1, p2] = await Promise.all([startAgent(t, { id: 'old-proxy', controlUrls: [old.url] }), startAgent(t, { id: 'new-proxy', controlUrls: [fresh.url] })])
+    const backup = await old.api('GET', '/v1/backup')
+    assert.equal(backup.status, 200)
+    const restored = await fresh.api('PUT', '/v1/backup?wait=converged&timeout=60', backup.body)
+    assert.equal(restored.status, 200, JSON.stringify(restored.body))
+    assert.deepEqual([restored.body.routes.put, restored.body.convergence?.converged], [['app'], 1])
+    const answer = async (base: string, cookie?: string) => {
+      const res = await fetch(`${base}/app`, { headers: cookie === undefined ? {} : { cookie }, signal: AbortSignal.timeout(10_000) })
+      return { status: res.status, cookie: res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ') || undefined, body: (await res.json()) as { instance: string; path: string } }
+    }
+    // Served alike by both proxies: /app on the same two backends, sticky (a client with its cookie stays on one).
+    const firsts: Array<{ cookie: string; instance: string }> = []
+    for (const p of [p1, p2]) {
+      const deadline = Date.now() + 30_000
+      let first = await answer(proxyUrl(p)).catch(() => undefined)
+      while ((first?.status !== 200 || first.cookie === undefined) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100))
+        first = await answer(proxyUrl(p)).catch(() => undefined)
+      }
+      assert.ok(first !== undefined && first.status === 200 && first.cookie !== undefined, `${p.id} serves /app with an affinity cookie`)
+      assert.ok(['restored1', 'restored2'].includes(first.body.instance))
+      for (let i = 0; i < 4; i++) {
+        const next = await answer(proxyUrl(p), first.cookie)
+        assert.deepEqual([next.status, next.body.instance, next.body.path], [200, first.body.instance, '/app'])
+      }
+      firsts.push({ cookie: first.cookie, instance: first.body.instance })
+      const fresh = new Set<string>()
+      for (let i = 0; i < 8 && fresh.size < 2; i++) fresh.add((await answer(proxyUrl(p))).body.instance)
+      assert.deepEqual([...fresh].sort(), ['restored1', 'restored2'], `${p.id} spreads new clients over both backends`)
+    }
+    // The same affinity key on both sides: a session begun on the old proxy goes on through the new one.
+    const viaNew = await answer(proxyUrl(p2), firsts[0]!.cookie)
+    assert.equal(viaNew.body.instance, firsts[0]!.instance)
   })
 
   it('tether restore of a refused document exits 1 with the field and the rule, and changes nothing', async (t) => {
