@@ -96,6 +96,11 @@ export const rules = {
     maxLength: 253,
   },
   srcPort: { text: 'must be an integer from 1 to 65535, a port the proxies listen on for this TCP route' },
+  cidr: {
+    // The characters of an IPv4 or IPv6 address and a prefix length; cidrProblem judges the rest.
+    pattern: '^[0-9A-Fa-f:.]{2,45}(?:/[0-9]{1,3})?$',
+    text: 'must be an IPv4 or IPv6 address, or a CIDR block (10.0.0.0/8, 192.168.1.7, 2001:db8::/32, ::1)',
+  },
   compressionAlgo: { text: "must be gzip, deflate, raw-deflate or identity (HAProxy's compression algorithms)" },
   mimeType: {
     // type/subtype, RFC 9110 token characters minus those HAProxy's parser treats specially ('#', '$', '%', quotes, '\\', '*'); no parameters.
@@ -363,6 +368,14 @@ export type SniDestination = Static<typeof SniDestinationSchema>
 
 const HeaderListSchema = Type.Array(HeaderSchema, { minItems: 1, maxItems: 32 })
 
+/** Access by client address (the connection's source address as HAProxy sees it). */
+const CidrListSchema = (description: string) =>
+  Type.Optional(Type.Array(Type.String({ pattern: rules.cidr.pattern, maxLength: 49 }), { minItems: 1, maxItems: 64, description, examples: [['10.0.0.0/8', '2001:db8::/32']] }))
+export const routeIpProperties = {
+  ipAllow: CidrListSchema("Only clients whose address is in one of these IPv4/IPv6 addresses or CIDR blocks are served; others get 403. The address is the connection's (behind another balancer, that balancer's)."),
+  ipDeny: CidrListSchema('Clients whose address is in one of these addresses or CIDR blocks get 403 (also when ipAllow lets them in).'),
+}
+
 /** Response compression by the proxies (Docker Flow Proxy's compressionAlgo / compressionType). */
 export const routeCompressionProperties = {
   compressionAlgo: Type.Optional(
@@ -411,6 +424,7 @@ export const RouteSchema = Type.Object(
     auth: Type.Optional(AuthSchema),
     isDefaultBackend: Type.Optional(Type.Boolean({ description: 'Requests no route matches go to this service (its first destination) instead of a 404.' })),
     ...routeCompressionProperties,
+    ...routeIpProperties,
   },
   { $id: 'Route', additionalProperties: false },
 )
@@ -465,6 +479,8 @@ export interface RouteInput extends RouteHttps {
   isDefaultBackend?: boolean | undefined
   compressionAlgo?: ReadonlyArray<(typeof COMPRESSION_ALGOS)[number]> | undefined
   compressionType?: readonly string[] | undefined
+  ipAllow?: readonly string[] | undefined
+  ipDeny?: readonly string[] | undefined
 }
 
 export type Header = Static<typeof HeaderSchema>
@@ -550,6 +566,8 @@ export function normalizeRoute(input: RouteInput): Route {
   // The algorithms in the order given (HAProxy's preference among those a client accepts); types as a set.
   if (nonEmpty(input.compressionAlgo)) route.compressionAlgo = unique(input.compressionAlgo) as Array<(typeof COMPRESSION_ALGOS)[number]>
   if (nonEmpty(input.compressionType)) route.compressionType = unique(input.compressionType.map((t) => t.toLowerCase())).sort()
+  if (nonEmpty(input.ipAllow)) route.ipAllow = unique(input.ipAllow.map((c) => c.toLowerCase())).sort()
+  if (nonEmpty(input.ipDeny)) route.ipDeny = unique(input.ipDeny.map((c) => c.toLowerCase())).sort()
   if (input.acmeDomains !== undefined && input.acmeDomains.length > 0) route.acmeDomains = unique(input.acmeDomains.map((d) => d.toLowerCase())).sort()
   return route
 }

@@ -51,6 +51,11 @@ const cases: Case[] = [
     query: `compressionAlgo=${encodeURIComponent('gzip deflate')}&compressionType=${encodeURIComponent('text/html Application/JSON,text/css')}`,
     body: { compressionAlgo: ['gzip', 'deflate'], compressionType: ['application/json', 'text/css', 'text/html'] },
   },
+  {
+    name: 'ipAllow and ipDeny (IPv4, IPv6, CIDR blocks)',
+    query: `ipAllow=${encodeURIComponent('10.0.0.0/8 2001:DB8::/32,127.0.0.1')}&ipDeny=10.1.2.3`,
+    body: { ipAllow: ['10.0.0.0/8', '2001:db8::/32', '127.0.0.1'], ipDeny: ['10.1.2.3'] },
+  },
   { name: 'timeouts', query: 'timeoutServer=120&timeoutTunnel=3600', body: { timeoutServer: 120, timeoutTunnel: 3600 } },
   { name: 'userAgent', query: 'userAgent=iPhone,Android', body: { userAgent: ['Android', 'iPhone'] } },
   { name: 'serviceHeader', query: `serviceHeader=${encodeURIComponent('X-Version:3,X-Beta:yes')}`, body: { serviceHeader: [{ name: 'X-Beta', value: 'yes' }, { name: 'X-Version', value: '3' }] } },
@@ -153,6 +158,13 @@ describe('the query and JSON forms refuse bad feature values with 400 naming the
     ['JSON compressionAlgo', { compressionAlgo: ['br'] }, /^compressionAlgo\[0\]: "br" must be gzip, deflate, raw-deflate or identity/],
     ['JSON compressionType', { compressionAlgo: ['gzip'], compressionType: ['text/html; charset=utf-8'] }, /^compressionType\[0\]: "text\/html; charset=utf-8" must be a MIME type/],
     ['JSON compressionType without compressionAlgo', { compressionType: ['text/html'] }, /^compressionType: needs compressionAlgo/],
+    ['ipAllow', 'ipAllow=10.0.0.0/33', /^ipAllow\[0\]: "10.0.0.0\/33" has a prefix length out of range \(0 to 32 for IPv4\)/],
+    ['ipAllow octal-looking', 'ipAllow=010.0.0.1', /^ipAllow\[0\]: "010.0.0.1" must be an IPv4 or IPv6 address, or a CIDR block/],
+    ['ipDeny injection', `ipDeny=${encodeURIComponent('1.2.3.4 } || { always_true')}`, /^ipDeny: "}" must be an IPv4 or IPv6 address/],
+    ['ipDeny host name', 'ipDeny=example.com', /^ipDeny: "example.com" must be an IPv4 or IPv6 address/],
+    ['ipAllow IPv6 prefix', 'ipAllow=::1/129', /^ipAllow\[0\]: "::1\/129" has a prefix length out of range \(0 to 128 for IPv6\)/],
+    ['JSON ipAllow', { ipAllow: ['1.2.3'] }, /^ipAllow\[0\]: "1.2.3" must be an IPv4 or IPv6 address/],
+    ['JSON ipAllow with a TCP destination', { ipAllow: ['10.0.0.0/8'], tcp: [{ srcPort: 7000, port: 7000 }] }, /^ipAllow: applies to HTTP destinations only/],
     ['JSON feature beside destinations', { servicePath: undefined, port: undefined, destinations: [{ servicePath: ['/s'], port: 80 }], stripPrefix: true }, /^stripPrefix: belongs in each destination/],
   ]
   for (const [name, input, message] of bad) {

@@ -150,6 +150,8 @@ export async function createApiFuzz(goodEndpoint: string): Promise<ApiFuzz> {
       if (d.deniedMethods !== undefined) assert.ok(config.includes(`http-request deny if { method ${d.deniedMethods.join(' ')} }`), 'deniedMethods rendered')
     }
     if (route.denyHttp === true) assert.ok(config.includes('http-request deny deny_status 403 if !{ ssl_fc }'), 'denyHttp rendered')
+    if (route.ipAllow !== undefined) assert.ok(config.includes(`    http-request deny deny_status 403 if !{ src ${route.ipAllow.join(' ')} }\n`), 'ipAllow rendered')
+    if (route.ipDeny !== undefined) assert.ok(config.includes(`    http-request deny deny_status 403 if { src ${route.ipDeny.join(' ')} }\n`), 'ipDeny rendered')
     if (route.httpsOnly === true) assert.match(config, /http-request redirect scheme https code 30[1278] if !\{ ssl_fc \}/, 'httpsOnly rendered')
     // Compression asked for is rendered too (a silently dropped policy is a lie in GET /v1/routes).
     if (route.compressionAlgo !== undefined && route.destinations.length > 0) assert.ok(config.includes(`    compression algo ${route.compressionAlgo.join(' ')}\n`), 'compressionAlgo rendered')

@@ -84,6 +84,7 @@ const backendTemplates: RegExp[] = [
   // HAProxy's own algorithm names; MIME types as unquoted words.
   String.raw`    compression algo(?: (?:gzip|deflate|raw-deflate|identity))+`,
   String.raw`    compression type(?: ${WORD})+`,
+  String.raw`    http-request deny deny_status 403 if !?\{ src(?: ${ACL_WORD})+ \}`,
   String.raw`    http-request deny (?:unless|if) \{ method(?: ${METHOD})+ \}`,
   String.raw`    http-request auth realm ${DQ} unless \{ http_auth\(tether_users_${SVC}\) \}`,
   String.raw`    http-(?:request|response) del-header ${HDR}`,

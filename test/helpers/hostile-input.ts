@@ -83,6 +83,12 @@ export const valid = {
   seconds: fc.oneof(fc.integer({ min: 1, max: 86400 }).map(String), fc.constantFrom('0', '86401', '1e3', '0x10', '010')),
   redirectCode: fc.constantFrom('301', '302', '307', '308', '303', '200'),
   hsts: fc.oneof(fc.integer({ min: 0, max: 63_072_000 }).map(String), fc.constantFrom('-1', '1e9', '0x10')),
+  /** Client addresses: IPv4/IPv6 addresses and CIDR blocks, and the corners (prefix out of range, leading zeros, a zone). */
+  cidr: fc.oneof(
+    { weight: 4, arbitrary: fc.tuple(fc.ipV4(), fc.option(fc.integer({ min: 0, max: 32 }))).map(([a, p]) => (p === null ? a : `${a}/${p}`)) },
+    { weight: 3, arbitrary: fc.tuple(fc.ipV6(), fc.option(fc.integer({ min: 0, max: 128 }))).map(([a, p]) => (p === null ? a : `${a}/${p}`)) },
+    { weight: 1, arbitrary: fc.constantFrom('10.0.0.0/33', '010.0.0.1', '::1/129', 'fe80::1%eth0', '1.2.3', '::', '0.0.0.0/0', '::ffff:10.0.0.1', '-1.2.3.4', '1.2.3.4/-1') },
+  ),
   /** HAProxy's compression algorithms, and names it does not have. */
   compressionAlgo: fc.oneof({ weight: 6, arbitrary: fc.constantFrom('gzip', 'deflate', 'raw-deflate', 'identity', 'GZIP') }, { weight: 1, arbitrary: fc.constantFrom('br', 'zstd', 'gzip;q=1', 'x-gzip', '*') }),
   /** MIME types: valid type/subtype tokens, and the corners (parameters, wildcards, case). */
@@ -130,6 +136,8 @@ const tetherHttpQuery: fc.Arbitrary<Record<string, string>> = fc.record(
     hstsMaxAge: field(valid.hsts),
     compressionAlgo: field(fc.array(valid.compressionAlgo, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' '))),
     compressionType: field(fc.array(valid.mimeType, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' '))),
+    ipAllow: field(list(valid.cidr)),
+    ipDeny: field(list(valid.cidr)),
   },
   { requiredKeys: ['serviceName', 'servicePath', 'port'] },
 ).map((q) => {
@@ -216,6 +224,8 @@ export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc
         hstsMaxAge: jsonish(fc.integer({ min: -1, max: 63_072_001 })),
         compressionAlgo: jsonish(fc.array(field(valid.compressionAlgo), { minLength: 1, maxLength: 3 })),
         compressionType: jsonish(fc.array(field(valid.mimeType), { minLength: 1, maxLength: 3 })),
+        ipAllow: jsonish(fc.array(field(valid.cidr), { minLength: 1, maxLength: 3 })),
+        ipDeny: jsonish(fc.array(field(valid.cidr), { minLength: 1, maxLength: 3 })),
       },
       { requiredKeys: ['serviceName'] },
     ),
@@ -228,7 +238,7 @@ export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc
     const drop = (...keys: string[]) => {
       for (const k of keys) delete body[k]
     }
-    const http = ['serviceDomain', 'stickyCookie', 'httpsOnly', 'denyHttp', 'hstsMaxAge', 'compressionAlgo', 'compressionType']
+    const http = ['serviceDomain', 'stickyCookie', 'httpsOnly', 'denyHttp', 'hstsMaxAge', 'compressionAlgo', 'compressionType', 'ipAllow', 'ipDeny']
     if (shape < 3) drop('destinations', 'tcp', 'sni')
     else if (shape < 5) drop('servicePath', 'port', 'tcp', 'sni')
     else if (shape < 7) drop('servicePath', 'port', 'destinations', ...http)
@@ -281,6 +291,8 @@ const dfpValues: Record<string, fc.Arbitrary<string>> = {
   hstsMaxAge: valid.hsts,
   compressionAlgo: fc.array(valid.compressionAlgo, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' ')),
   compressionType: fc.array(valid.mimeType, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' ')),
+  ipAllow: list(valid.cidr),
+  ipDeny: fc.array(valid.cidr, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' ')),
   // TCP and SNI destinations' parameters, also thrown at HTTP routes (where they are refused or mean a listener).
   reqMode: fc.constantFrom('http', 'tcp', 'sni'),
   srcPort: valid.srcPort,

@@ -5,7 +5,7 @@
  * client used (`servicePath`, `servicePath.1`, `destinations[0].servicePath[1]`). Thrown
  * before anything is stored.
  */
-import { isIPv6 } from 'node:net'
+import { isIPv4, isIPv6 } from 'node:net'
 import { Compile } from 'typebox/compile'
 import { reservedPorts, rules, RouteSchema, type Route } from '../../contracts/route.ts'
 import { ValidationFailedError } from '../errors.ts'
@@ -44,6 +44,17 @@ export function checkString(field: string, rule: PatternRule, value: string): st
   }
   if (!patterns[rule].test(value) || (rule === 'endpoint' && !bracketedIPv6Valid(value))) fail(field, `${showValue(value)} ${rules[rule].text}`)
   return value
+}
+
+/** Why `text` is not an address or CIDR block of ipAllow/ipDeny, or null. Dotted quads without leading zeros (octal to some parsers). */
+export function cidrProblem(text: string): string | null {
+  const slash = text.indexOf('/')
+  const address = slash < 0 ? text : text.slice(0, slash)
+  const prefix = slash < 0 ? undefined : text.slice(slash + 1)
+  const v4 = isIPv4(address) && !/(?:^|\.)0[0-9]/.test(address)
+  if (!v4 && !(address.includes(':') && isIPv6(address))) return rules.cidr.text
+  if (prefix !== undefined && (!/^(?:0|[1-9][0-9]{0,2})$/.test(prefix) || Number(prefix) > (v4 ? 32 : 128))) return `has a prefix length out of range (${v4 ? '0 to 32 for IPv4' : '0 to 128 for IPv6'})`
+  return null
 }
 
 /** An endpoint's [bracketed] host, if any, is an IPv6 address ('[1:2:3]' fits the pattern but is not). */
@@ -129,6 +140,16 @@ export function finish(route: Route): Route {
     const field = HTTP_ONLY_ROUTE_FIELDS.find((f) => route[f] !== undefined && route[f] !== false)
     if (field !== undefined) fail(field, 'applies to HTTP destinations (servicePath + port); this route has only tcp/sni destinations, which forward connections unchanged. Leave it out')
   }
+  for (const key of ['ipAllow', 'ipDeny'] as const) {
+    route[key]?.forEach((c, i) => {
+      const problem = cidrProblem(c)
+      if (problem !== null) fail(`${key}[${i}]`, `${showValue(c)} ${problem}`)
+    })
+    // Access by address applies to HTTP requests: TCP and SNI destinations of the route would stay open.
+    if (route[key] !== undefined && (route.tcp !== undefined || route.sni !== undefined)) {
+      fail(key, "applies to HTTP destinations only: this route's tcp/sni destinations would stay open to every address. Give them a route (service) of their own, or leave it out")
+    }
+  }
   if (route.compressionType !== undefined && route.compressionAlgo === undefined) fail('compressionType', 'needs compressionAlgo (the algorithms to compress these types with, e.g. gzip)')
   // What a pattern cannot say (the JSON form's endpoints were only matched against it).
   route.endpoints.forEach((e, i) => checkString(`endpoints[${i}]`, 'endpoint', e))
@@ -151,4 +172,6 @@ const HTTP_ONLY_ROUTE_FIELDS = [
   'isDefaultBackend',
   'compressionAlgo',
   'compressionType',
+  'ipAllow',
+  'ipDeny',
 ] as const satisfies ReadonlyArray<keyof Route>

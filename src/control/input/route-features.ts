@@ -45,6 +45,8 @@ export const ROUTE_FEATURES = [
   'isDefaultBackend',
   'compressionAlgo',
   'compressionType',
+  'ipAllow',
+  'ipDeny',
 ] as const
 
 /** Go's strconv.ParseBool, as DFP reads booleans (Tether's query form gives true/false); anything else is refused. */
@@ -159,7 +161,7 @@ export function routeRewriteOf(read: Read): Array<{ search: string; replace: str
   return [rewrite(search.field, search.value, read('reqPathReplace')?.value ?? '')]
 }
 
-type RouteFeatures = Pick<RouteInput, 'addReqHeader' | 'setReqHeader' | 'delReqHeader' | 'addResHeader' | 'setResHeader' | 'delResHeader' | 'auth' | 'isDefaultBackend' | 'compressionAlgo' | 'compressionType'>
+type RouteFeatures = Pick<RouteInput, 'addReqHeader' | 'setReqHeader' | 'delReqHeader' | 'addResHeader' | 'setResHeader' | 'delResHeader' | 'auth' | 'isDefaultBackend' | 'compressionAlgo' | 'compressionType' | 'ipAllow' | 'ipDeny'>
 
 /** Docker Flow Proxy's compression lists: separated by spaces (its examples) or commas. */
 const words = (value: string): string[] => value.split(/[\s,]+/).filter((w) => w.length > 0)
@@ -204,6 +206,15 @@ export function routeFeatures(read: Read, serviceName: string): { features: Rout
   const isDefault = read('isDefaultBackend')
   if (isDefault !== undefined) features.isDefaultBackend = parseBool(isDefault.field, isDefault.value)
   Object.assign(features, compressionOf(read))
+  for (const name of ['ipAllow', 'ipDeny'] as const) {
+    const ip = read(name)
+    if (ip === undefined) continue
+    const list = words(ip.value)
+    if (list.length === 0) fail(ip.field, `is empty; each entry ${rules.cidr.text}`)
+    if (list.length > 64) fail(ip.field, `has ${list.length} entries; at most 64 are allowed`)
+    // Each entry is judged by finish() (cidrProblem), as in the JSON form: here only the characters.
+    features[name] = list.map((c) => checkString(ip.field, 'cidr', c))
+  }
   const auth = authOf(read, serviceName, warnings)
   if (auth !== undefined) features.auth = auth
   return { features, warnings }

@@ -37,6 +37,8 @@ const ruleOfField: Record<string, RuleName> = {
   replace: 'pathRegex',
   compressionAlgo: 'compressionAlgo',
   compressionType: 'mimeType',
+  ipAllow: 'cidr',
+  ipDeny: 'cidr',
 }
 
 /**

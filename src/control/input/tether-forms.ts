@@ -149,6 +149,8 @@ export interface RouteBody extends DestinationFeatures {
   isDefaultBackend?: boolean | undefined
   compressionAlgo?: RouteInput['compressionAlgo']
   compressionType?: string[] | undefined
+  ipAllow?: string[] | undefined
+  ipDeny?: string[] | undefined
 }
 
 /** The destination fields of the JSON form: the text forms' names, with DFP's reqPathSearchReplace stored as pathRewrite. */
@@ -255,6 +257,8 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Pa
     isDefaultBackend: body.isDefaultBackend,
     compressionAlgo: body.compressionAlgo,
     compressionType: body.compressionType,
+    ipAllow: body.ipAllow,
+    ipDeny: body.ipDeny,
     ...httpsFields({ ...body }, body.serviceDomain ?? []),
   }
   const route = finish(normalizeRoute(input))

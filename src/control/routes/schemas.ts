@@ -96,6 +96,8 @@ export const featureQueryProperties = {
   realm: Type.Optional(Type.String({ pattern: rules.realm.pattern, maxLength: 64, description: 'The basic-auth realm browsers show.' })),
   isDefaultBackend: flag('Requests no route matches go to this service instead of a 404.'),
   compressionAlgo: text(64, `Compress responses with these algorithms (space- or comma-separated), for clients that ask for one in Accept-Encoding; each ${rules.compressionAlgo.text}. A response already compressed by the service is passed as it is.`, 'gzip'),
+  ipAllow: text(3200, `Only clients from these addresses or CIDR blocks (space- or comma-separated) are served, others get 403; each ${rules.cidr.text}.`, '10.0.0.0/8,2001:db8::/32'),
+  ipDeny: text(3200, `Clients from these addresses or CIDR blocks (space- or comma-separated) get 403; each ${rules.cidr.text}.`, '192.0.2.7'),
   compressionType: text(4200, `Only responses of these MIME types (space- or comma-separated) are compressed (needs compressionAlgo); each ${rules.mimeType.text}.`, 'text/html text/css application/json'),
 }
 
@@ -186,6 +188,8 @@ const routeBodyProperties = {
   isDefaultBackend: RouteSchema.properties.isDefaultBackend,
   compressionAlgo: RouteSchema.properties.compressionAlgo,
   compressionType: RouteSchema.properties.compressionType,
+  ipAllow: RouteSchema.properties.ipAllow,
+  ipDeny: RouteSchema.properties.ipDeny,
 }
 
 export const ReconfigureBodySchema = Type.Object(

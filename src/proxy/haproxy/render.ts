@@ -185,6 +185,9 @@ function destinationRules(route: Route, d: Destination): string[] {
   if (route.compressionType !== undefined) out.push(`compression type ${route.compressionType.join(' ')}`)
   if (d.timeoutServer !== undefined) out.push(`timeout server ${d.timeoutServer}s`)
   if (d.timeoutTunnel !== undefined) out.push(`timeout tunnel ${d.timeoutTunnel}s`)
+  // Access by client address first: nothing else of the route runs for a refused address.
+  if (route.ipAllow !== undefined) out.push(`http-request deny deny_status 403 if !{ src ${route.ipAllow.join(' ')} }`)
+  if (route.ipDeny !== undefined) out.push(`http-request deny deny_status 403 if { src ${route.ipDeny.join(' ')} }`)
   // Docker Flow Proxy answers a refused method with 403 (http-request deny); so does Tether.
   if (d.allowedMethods !== undefined) out.push(`http-request deny unless { method ${d.allowedMethods.join(' ')} }`)
   if (d.deniedMethods !== undefined) out.push(`http-request deny if { method ${d.deniedMethods.join(' ')} }`)

@@ -43,6 +43,8 @@ const rich: RouteInput[] = [
     hstsMaxAge: 31536000,
     compressionAlgo: ['gzip', 'deflate', 'raw-deflate', 'identity'],
     compressionType: ['text/html', 'application/vnd.api+json', 'image/svg+xml', 'text/x-a!b&c^d_e.f-g'],
+    ipAllow: ['10.0.0.0/8', '192.168.1.7', '2001:db8::/32', '::1', '::ffff:10.0.0.1', '0.0.0.0/0'],
+    ipDeny: ['10.1.2.3', 'fe80::/10'],
   },
   { serviceName: 'proto', destinations: [{ servicePath: ['/p'], port: 80 }], redirectWhenHttpProto: true, denyHttp: false, isDefaultBackend: true },
   { serviceName: 'deny', destinations: [{ servicePath: ['/d'], port: 80, serviceDomain: ['*dfp.example'] }], denyHttp: true },
@@ -81,6 +83,8 @@ const smuggled: Array<[string, RouteInput]> = [
   ['a new section in a TLS server name', { serviceName: 's', destinations: [], sni: [{ serverName: ['a.example\nbackend x'], port: 443 }] }],
   ['a directive after a compression type', { serviceName: 'z', destinations: [{ servicePath: ['/z'], port: 80 }], compressionAlgo: ['gzip'], compressionType: ['text/html\n    http-request deny'] }],
   ['a comment in a compression type', { serviceName: 'z', destinations: [{ servicePath: ['/z'], port: 80 }], compressionAlgo: ['gzip'], compressionType: ['text/html #x'] }],
+  ['a closing brace in an allowed address', { serviceName: 'i', destinations: [{ servicePath: ['/i'], port: 80 }], ipAllow: ['10.0.0.1 } || { always_true'] }],
+  ['an address HAProxy would read as a flag', { serviceName: 'i', destinations: [{ servicePath: ['/i'], port: 80 }], ipDeny: ['-f', '10.0.0.1'] }],
   ['an algorithm HAProxy does not have', { serviceName: 'z', destinations: [{ servicePath: ['/z'], port: 80 }], compressionAlgo: ['gzip if TRUE' as 'gzip'] }],
   ['a new section in a TCP route\'s server address', { serviceName: 't', destinations: [], tcp: [{ srcPort: 7000, port: 7000 }], endpoints: ['127.0.0.1:80\nlisten x'] }],
 ]

@@ -44,7 +44,7 @@ export const DfpReconfigureQuerySchema = Type.Object(
     description:
       "Every Docker Flow Proxy parameter (the README's migration table says which are implemented): the indexed forms name.N (N ≥ 1, one extra destination each); " +
       "addReqHeader, setReqHeader, delReqHeader, addResHeader, setResHeader, delResHeader; users (+ usersPassEncrypted; Tether extension: realm); reqPathSearchReplace, reqPathSearch + reqPathReplace " +
-      "(Tether extension: stripPrefix); allowedMethods, deniedMethods, servicePathExclude, redirectFromDomain, isDefaultBackend, timeoutServer, timeoutTunnel, userAgent, serviceHeader. " +
+      "(Tether extension: stripPrefix); allowedMethods, deniedMethods, servicePathExclude, redirectFromDomain, isDefaultBackend, timeoutServer, timeoutTunnel, userAgent, serviceHeader, compressionAlgo, compressionType (Tether extension: ipAllow, ipDeny). " +
       "Bookkeeping (notify, distribute, replicas, alert*, ...) is accepted silently; tuning parameters Tether lacks are reported in 'warnings'; a parameter that restricts access and is not implemented is refused (400 NOT_IMPLEMENTED).",
   },
 )
