@@ -32,6 +32,8 @@ async function populated(t: Parameters<typeof startControl>[0], secretBox = box(
   await put('/v1/routes/shop', { servicePath: ['/shop'], port: 8080, serviceDomain: ['web.example.com'], sticky: true, auth: { users: [{ name: 'alice', passwordHash: HASH }] } })
   await put('/v1/routes/api', { servicePath: ['/api'], port: 9000 })
   await put('/v1/certificates/web', { certificate: web.chain, key: web.key })
+  const dfp = await control.app.inject({ method: 'PUT', url: '/v1/docker-flow-proxy/reconfigure?serviceName=legacy&servicePath=/legacy&port=80&aclName=01-legacy', headers: api })
+  assert.equal(dfp.statusCode, 200, dfp.body)
   await control.store.put(normalizeRoute({ serviceName: 'labels', destinations: [{ servicePath: ['/labels'], port: 80 }] }), { actor: 'discovery', source: 'discovery' })
   return control
 }
@@ -49,10 +51,12 @@ describe('GET /v1/backup', () => {
       [
         ['api', 'api'],
         ['labels', 'discovery'],
+        ['legacy', 'dfp'],
         ['shop', 'api'],
       ],
     )
-    assert.equal(doc.routes[2].route.auth.users[0].passwordHash, HASH)
+    assert.equal(doc.routes[2].route.aclName, '01-legacy')
+    assert.equal(doc.routes[3].route.auth.users[0].passwordHash, HASH)
     assert.equal(doc.certificates.length, 1)
     assert.equal(doc.certificates[0].fingerprint, web.fingerprint)
     assert.match(doc.certificates[0].keyBox, /^v1:[0-9a-f]{8}:/)
@@ -70,7 +74,7 @@ describe('PUT /v1/backup', () => {
     const first = await target.app.inject({ method: 'PUT', url: '/v1/backup', headers: json, payload: doc })
     assert.equal(first.statusCode, 200, first.body)
     const answer = first.json()
-    assert.deepEqual([answer.changed, answer.routes.put, answer.routes.removed, answer.certificates.stored], [true, ['api', 'labels', 'shop'], [], ['web']])
+    assert.deepEqual([answer.changed, answer.routes.put, answer.routes.removed, answer.certificates.stored], [true, ['api', 'labels', 'legacy', 'shop'], [], ['web']])
     const routesOf = async (app: typeof target.app) => (await app.inject({ url: '/v1/routes', headers: api })).json().routes.map((r: { route: unknown; source: string }) => [r.route, r.source])
     assert.deepEqual(await routesOf(target.app), await routesOf(source.app))
     const log = (await target.app.inject({ url: '/v1/changes?since=0', headers: api })).json().changes
@@ -80,6 +84,7 @@ describe('PUT /v1/backup', () => {
       [
         [2, 'api', 'ci', true],
         [2, 'labels', 'ci', true],
+        [2, 'legacy', 'ci', true],
         [2, 'shop', 'ci', true],
       ],
     )
@@ -88,7 +93,7 @@ describe('PUT /v1/backup', () => {
 
     const again = await target.app.inject({ method: 'PUT', url: '/v1/backup', headers: json, payload: doc })
     assert.equal(again.statusCode, 200, again.body)
-    assert.deepEqual([again.json().changed, again.json().version, again.json().routes.unchanged, again.json().certificates.unchanged], [false, answer.version, 3, 1])
+    assert.deepEqual([again.json().changed, again.json().version, again.json().routes.unchanged, again.json().certificates.unchanged], [false, answer.version, 4, 1])
   })
 
   it('removes the routes the document does not hold, and keeps those equal to it', async (t) => {
@@ -99,13 +104,14 @@ describe('PUT /v1/backup', () => {
     await source.app.inject({ method: 'PUT', url: '/v1/routes/api', headers: json, payload: { servicePath: ['/api'], port: 9001 } })
     const res = await source.app.inject({ method: 'PUT', url: '/v1/backup', headers: json, payload: doc })
     assert.equal(res.statusCode, 200, res.body)
-    assert.deepEqual([res.json().routes.put, res.json().routes.removed, res.json().routes.unchanged], [['api'], ['extra'], 2])
+    assert.deepEqual([res.json().routes.put, res.json().routes.removed, res.json().routes.unchanged], [['api'], ['extra'], 3])
     const routes = (await source.app.inject({ url: '/v1/routes' })).json().routes
     assert.deepEqual(
       routes.map((r: { route: { serviceName: string; destinations: Array<{ port: number }> } }) => [r.route.serviceName, r.route.destinations[0]?.port]),
       [
         ['api', 9000],
         ['labels', 80],
+        ['legacy', 80],
         ['shop', 8080],
       ],
     )
@@ -114,7 +120,8 @@ describe('PUT /v1/backup', () => {
   describe('refusals name the field and change nothing', () => {
     const cases: Array<{ name: string; edit: (doc: any) => void; status: number; message: RegExp }> = [
       { name: 'a route that breaks a write rule', edit: (d) => (d.routes[0].route.destinations[0].servicePath = ['no-slash']), status: 400, message: /routes\/0\/route\/destinations\/0\/servicePath\/0|routes\[0\]\.route\..*servicePath/ },
-      { name: 'a service twice', edit: (d) => d.routes.push(structuredClone(d.routes[0])), status: 400, message: /routes\[3\]\.route\.serviceName: "api" is also routes\[0\]/ },
+      { name: 'a route not in the stored form (it would change)', edit: (d) => (d.routes[0].route.destinations[0].servicePath = ['/api', '/api/']), status: 400, message: /routes\[0\]\.route\.destinations: is not in the form Tether stores/ },
+      { name: 'a service twice', edit: (d) => d.routes.push(structuredClone(d.routes[0])), status: 400, message: /routes\[4\]\.route\.serviceName: "api" is also routes\[0\]/ },
       {
         name: "two API routes on one path (the planner's conflict)",
         edit: (d) => d.routes.push({ route: normalizeRoute({ serviceName: 'thief', destinations: [{ servicePath: ['/api'], port: 1 }] }), source: 'api' }),

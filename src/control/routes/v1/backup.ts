@@ -22,6 +22,8 @@ import { CertificateNameSchema, CertificateSourceSchema } from '../../../contrac
 import { bindingKeys } from '../../../contracts/route-planner.ts'
 import { RouteSchema, type Route } from '../../../contracts/route.ts'
 import { ValidationFailedError } from '../../errors.ts'
+import { stableStringify } from '../../../shared/stable-json.ts'
+import { checkString } from '../../input/fields.ts'
 import { routeFromBody, type RouteBody } from '../../input/tether-forms.ts'
 import { checkClaims, ExpectationFailedError, sameRoute, type PendingWrite, type RouteWrite } from '../../store/route-store.ts'
 import { bearer, errors, ref, waitProperties } from '../schemas.ts'
@@ -102,7 +104,15 @@ const RESTORE_ATTEMPTS = 5
 /** The route of one entry through the same rules as PUT /v1/routes/{serviceName}; refusals name the entry. */
 function validatedRoute(i: number, route: Route): Route {
   try {
-    return routeFromBody(route as unknown as RouteBody).route
+    // aclName (Docker Flow Proxy's ordering name) is not a field of Tether's JSON form: checked and kept apart.
+    const { aclName, ...rest } = route
+    const parsed = routeFromBody(rest as unknown as RouteBody).route
+    const result: Route = aclName === undefined ? parsed : { ...parsed, aclName: checkString('aclName', 'aclName', aclName) }
+    // Never restore something else than the document says: a field the form would change is refused, not altered.
+    const fields = [...new Set([...Object.keys(route), ...Object.keys(result)])].sort() as Array<keyof Route>
+    const changed = fields.find((f) => stableStringify(route[f] ?? null) !== stableStringify(result[f] ?? null))
+    if (changed !== undefined) throw new ValidationFailedError(`${changed}: is not in the form Tether stores (a write would store it otherwise); restore documents as GET /v1/backup wrote them`)
+    return result
   } catch (err) {
     if ((err as { code?: string }).code === 'VALIDATION_FAILED') throw new ValidationFailedError(`routes[${i}].route.${(err as Error).message}`)
     throw err
