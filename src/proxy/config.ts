@@ -65,8 +65,8 @@ export const ProxyEnvSchema = Type.Object({
   TETHER_CLIENT_MAX_REQUEST_RATE: Type.Integer({
     minimum: 0,
     maximum: 100_000_000,
-    default: 10_000,
-    description: 'Requests one client address may send in 10 seconds on the HTTP/HTTPS listeners; past it requests answer 429. 0: no limit. Default 10000 (1,000 a second).',
+    default: 0,
+    description: 'Requests one client address may send in 10 seconds on the HTTP/HTTPS listeners; past it requests answer 429 with Retry-After. 0: no limit (the default: behind a load balancer or a large NAT one address carries many users).',
   }),
   TETHER_MAXCONN: Type.Optional(
     Type.Integer({ minimum: 1, maximum: 10_000_000, description: "HAProxy's maxconn. Default 4096, lowered by the proxy when the descriptor limit cannot hold it with every server; a value set here is never lowered." }),

@@ -56,7 +56,7 @@ describe('tether proxy configuration (environment)', () => {
     assert.equal(config.drainTimeoutSeconds, 3600)
     assert.equal(config.maxOldWorkers, 10)
     assert.equal(config.clientMaxConnections, 1000)
-    assert.equal(config.clientMaxRequestRate, 10_000)
+    assert.equal(config.clientMaxRequestRate, 0, 'the request rate is not limited unless asked for')
     const off = loadProxyConfig({ ...base, TETHER_DRAIN_TIMEOUT: '0', TETHER_MAX_OLD_WORKERS: '0', TETHER_CLIENT_MAX_CONNECTIONS: '0', TETHER_CLIENT_MAX_REQUEST_RATE: '0' }, opts)
     assert.deepEqual([off.drainTimeoutSeconds, off.maxOldWorkers, off.clientMaxConnections, off.clientMaxRequestRate], [0, 0, 0, 0])
     assert.equal(loadProxyConfig({ ...base, TETHER_DRAIN_TIMEOUT: '90' }, opts).drainTimeoutSeconds, 90)

@@ -744,7 +744,8 @@ function clientLimitLines(settings: RenderSettings): string[] {
     '    tcp-request session track-sc0 src',
   ]
   if (connections > 0) out.push(`    tcp-request session reject if { sc0_conn_cur gt ${connections} }`)
-  if (rate > 0) out.push(`    http-request deny deny_status 429 if { sc0_http_req_rate gt ${rate} }`)
+  // Retry-After: the window is 10 s, so by then the client's rate has fallen below the limit.
+  if (rate > 0) out.push(`    http-request deny deny_status 429 hdr Retry-After 10 if { sc0_http_req_rate gt ${rate} }`)
   return out
 }
 

@@ -81,7 +81,10 @@ export interface HaproxyEngineSettings {
   clientMaxConnections?: number
   /**
    * Requests one client address may send in 10 s on the HTTP/HTTPS frontend; past it requests
-   * answer 429 until the rate falls. Default 10000 (1,000 a second); 0: no limit.
+   * answer 429 (with Retry-After) until the rate falls. Default 0: no limit. Off by default because
+   * one address can carry a whole office (NAT) or every client (a balancer in front), and a rate
+   * that blocks them is worse than none; the connection limit is what stops one client holding
+   * the proxy (bench/slow-clients.ts).
    */
   clientMaxRequestRate?: number
   /**
@@ -152,7 +155,7 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     maxReloads: settings.maxReloads ?? 50,
     maxOldWorkers: settings.maxOldWorkers ?? 10,
     clientMaxConnections: settings.clientMaxConnections ?? 1000,
-    clientMaxRequestRate: settings.clientMaxRequestRate ?? 10_000,
+    clientMaxRequestRate: settings.clientMaxRequestRate ?? 0,
     spareBackends: settings.spareBackends ?? 8,
     spareFromRoutes: settings.spareFromRoutes ?? 1000,
     restartBackoffMs: settings.restartBackoffMs ?? { min: 200, max: 10_000 },

@@ -36,6 +36,12 @@ async function upgraded(port: number, localAddress: string): Promise<{ socket: S
 
 /** One GET / over a fresh connection from `localAddress`: the status code, or 'closed' when the proxy closed it without an answer. */
 async function statusFrom(port: number, localAddress: string): Promise<number | 'closed'> {
+  const m = /^HTTP\/1\.1 (\d{3})/.exec(await answerFrom(port, localAddress))
+  return m === null ? 'closed' : Number(m[1])
+}
+
+/** The raw answer to one request sent from localAddress ('' when the connection was closed without one). */
+async function answerFrom(port: number, localAddress: string): Promise<string> {
   const socket = connect({ host: '127.0.0.1', port, localAddress })
   socket.on('error', () => {})
   socket.write('GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n')
@@ -44,8 +50,7 @@ async function statusFrom(port: number, localAddress: string): Promise<number | 
   const timer = setTimeout(() => socket.destroy(), 10_000)
   await new Promise((resolve) => socket.on('close', resolve))
   clearTimeout(timer)
-  const m = /^HTTP\/1\.1 (\d{3})/.exec(text)
-  return m === null ? 'closed' : Number(m[1])
+  return text
 }
 
 describe('per-client limits', () => {
@@ -89,6 +94,7 @@ describe('per-client limits', () => {
     for (let i = 0; i < 40 && !statuses.includes(429); i++) statuses.push(await statusFrom(proxy.port, '127.0.0.2'))
     assert.deepEqual(statuses.slice(0, 20), Array(20).fill(200), 'the first 20 requests of 127.0.0.2 are served')
     assert.equal(statuses.at(-1), 429, `127.0.0.2 is refused once over its rate (statuses: ${statuses.join(',')})`)
+    assert.match(await answerFrom(proxy.port, '127.0.0.2'), /^HTTP\/1\.1 429 [^]*\r\nretry-after: 10\r\n/i, 'the 429 says when to come back')
     assert.equal(await statusFrom(proxy.port, '127.0.0.1'), 200, '127.0.0.1 is served meanwhile')
   })
 

@@ -119,12 +119,16 @@ describe('renderConfig', () => {
     })
   }
 
-  it('drains old workers for TETHER_DRAIN_TIMEOUT (none at 0) and limits each client address unless the limits are 0', () => {
+  it('drains old workers for TETHER_DRAIN_TIMEOUT (none at 0), limits connections per client address by default and its request rate when asked', () => {
     const c = cases.find((x) => x.name === 'prefixes-and-catch-all')!
     const defaults = render(c.snapshot, settings).config
     assert.match(defaults, /^ {4}hard-stop-after 3600000ms$/m)
     assert.match(defaults, /^ {4}tcp-request session reject if \{ sc0_conn_cur gt 1000 \}$/m)
-    assert.match(defaults, /^ {4}http-request deny deny_status 429 if \{ sc0_http_req_rate gt 10000 \}$/m)
+    assert.match(defaults, /store conn_cur$/m, 'by default the table counts connections only')
+    assert.doesNotMatch(defaults, /http_req_rate/, 'no request rate limit unless one is set')
+    const rated = render(c.snapshot, { ...settings, clientMaxRequestRate: 10_000 }).config
+    assert.match(rated, /^ {4}http-request deny deny_status 429 hdr Retry-After 10 if \{ sc0_http_req_rate gt 10000 \}$/m)
+    assert.match(rated, /store conn_cur,http_req_rate\(10s\)$/m)
     const off = render(c.snapshot, { ...settings, hardStopAfterMs: 0, clientMaxConnections: 0, clientMaxRequestRate: 0 }).config
     assert.doesNotMatch(off, /hard-stop-after|stick-table|sc0_/)
     assert.match(off, /^ {4}mworker-max-reloads 50$/m, 'the rest of the global section is there')
