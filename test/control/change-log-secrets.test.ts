@@ -62,6 +62,10 @@ const everything = {
     realm: 'Every feature',
   },
   isDefaultBackend: true,
+  ipAllow: ['10.0.0.0/8', '2001:db8::/32'],
+  ipDeny: ['10.1.0.0/16'],
+  compressionAlgo: ['gzip'],
+  compressionType: ['text/html'],
 }
 
 /** TCP and SNI destinations (basic auth is refused beside them, so they are a route of their own). */
