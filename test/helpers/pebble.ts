@@ -2,10 +2,10 @@
  * A real ACME server for tests: Debian's `pebble` with `pebble-challtestsrv` as its DNS (every
  * name resolves to 127.0.0.1 unless told otherwise), all on loopback ports. Pebble's own HTTPS
  * certificate is made with openssl for 127.0.0.1; `caPem` is it, `root()` fetches the root that
- * signs the certificates pebble issues. Skips (returns null) when pebble is not installed
- * outside CI; CI installs it (.ci/run).
+ * signs the certificates pebble issues. `pebbleSkip` skips a suite when pebble is not installed,
+ * outside CI only; CI installs it (.ci/run).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { Agent as HttpsAgent, request } from 'node:https'
 import { tmpdir } from 'node:os'
@@ -15,6 +15,19 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort } from './redis-server.ts'
 
 const run = promisify(execFile)
+
+/** Whether `pebble` and `pebble-challtestsrv` are on the PATH. */
+export const hasPebble = ((): boolean => {
+  try {
+    execFileSync('sh', ['-c', 'command -v pebble && command -v pebble-challtestsrv'])
+    return true
+  } catch {
+    return false
+  }
+})()
+
+/** `describe`'s skip for tests that need pebble: a reason outside CI when it is not installed; never in CI (CI installs it). */
+export const pebbleSkip: string | false = !hasPebble && process.env.CI !== 'true' ? 'pebble is not installed (apt-get install pebble)' : false
 
 export interface Pebble {
   directoryUrl: string

@@ -9,7 +9,6 @@
  * over and issues once the CA answers again.
  */
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
 import { createServer, connect, type Socket } from 'node:net'
 import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -17,19 +16,9 @@ import { startAcme, type Acme } from '../../src/control/acme.ts'
 import { createSecretBox } from '../../src/control/secret-box.ts'
 import { createRedisRouteStore } from '../../src/control/store/redis-route-store.ts'
 import { closeBackends, startBackends } from '../helpers/backends.ts'
-import { startPebble } from '../helpers/pebble.ts'
+import { pebbleSkip, startPebble } from '../helpers/pebble.ts'
 import { freePort, startRedisServer } from '../helpers/redis-server.ts'
 import { reconfigureQuery, silentLog, startAgent, startControl } from './harness.ts'
-
-const hasPebble = (() => {
-  try {
-    execFileSync('sh', ['-c', 'command -v pebble && command -v pebble-challtestsrv'])
-    return true
-  } catch {
-    return false
-  }
-})()
-const skip = !hasPebble && process.env.CI !== 'true' ? 'pebble is not installed (apt-get install pebble)' : false
 
 type Mode = 'silent' | 'reset' | 'pass'
 
@@ -76,7 +65,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   }
 }
 
-describe('ACME with a CA that does not answer', { skip }, () => {
+describe('ACME with a CA that does not answer', { skip: pebbleSkip }, () => {
   it('gives each request a deadline with a readable error, abandons a stuck order and releases the lease, and the other replica issues once the CA answers again', async (t) => {
     const httpPort = await freePort()
     const pebble = await startPebble({ httpPort })

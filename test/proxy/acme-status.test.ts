@@ -9,28 +9,17 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import assert from 'node:assert/strict'
 import { X509Certificate } from 'node:crypto'
-import { execFileSync } from 'node:child_process'
 import { describe, it } from 'node:test'
 import { startAcme, type Acme } from '../../src/control/acme.ts'
 import { createSecretBox } from '../../src/control/secret-box.ts'
 import { closeBackends, startBackends } from '../helpers/backends.ts'
 import { httpsGet } from '../helpers/https.ts'
-import { startPebble } from '../helpers/pebble.ts'
+import { pebbleSkip, startPebble } from '../helpers/pebble.ts'
 import { createCa, issue } from '../helpers/pki.ts'
 import { freePort } from '../helpers/redis-server.ts'
 import { reconfigureQuery, silentLog, startAgent, startControl } from './harness.ts'
 
-const hasPebble = (() => {
-  try {
-    execFileSync('sh', ['-c', 'command -v pebble && command -v pebble-challtestsrv'])
-    return true
-  } catch {
-    return false
-  }
-})()
-const skip = !hasPebble && process.env.CI !== 'true' ? 'pebble is not installed (apt-get install pebble)' : false
-
-describe('ACME for every domain, in /v1/status and /metrics', { skip }, () => {
+describe('ACME for every domain, in /v1/status and /metrics', { skip: pebbleSkip }, () => {
   it('orders for every serviceDomain without opt-in, shows each order (valid, failing with its error and backoff, skipped names) and counts them in Prometheus', async (t) => {
     const httpPort = await freePort()
     const pebble = await startPebble({ httpPort })

@@ -9,27 +9,16 @@
 import assert from 'node:assert/strict'
 import { X509Certificate } from 'node:crypto'
 import { describe, it } from 'node:test'
-import { execFileSync } from 'node:child_process'
 import { startAcme, type Acme } from '../../src/control/acme.ts'
 import { createSecretBox } from '../../src/control/secret-box.ts'
 import { createRedisRouteStore } from '../../src/control/store/redis-route-store.ts'
 import { closeBackends, startBackends } from '../helpers/backends.ts'
 import { httpsGet } from '../helpers/https.ts'
-import { startPebble } from '../helpers/pebble.ts'
+import { pebbleSkip, startPebble } from '../helpers/pebble.ts'
 import { freePort, startRedisServer } from '../helpers/redis-server.ts'
 import { reconfigureQuery, silentLog, startAgent, startControl } from './harness.ts'
 
-const hasPebble = (() => {
-  try {
-    execFileSync('sh', ['-c', 'command -v pebble && command -v pebble-challtestsrv'])
-    return true
-  } catch {
-    return false
-  }
-})()
-const skip = !hasPebble && process.env.CI !== 'true' ? 'pebble is not installed (apt-get install pebble)' : false
-
-describe('ACME issuance and renewal across the fleet', { skip }, () => {
+describe('ACME issuance and renewal across the fleet', { skip: pebbleSkip }, () => {
   it('issues through one replica, validates through both proxies, renews at 2/3 of the lifetime, and survives the ordering replica dying mid-order', async (t) => {
     const httpPort = await freePort()
     const pebble = await startPebble({ httpPort })
