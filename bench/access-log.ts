@@ -9,144 +9,30 @@
  *
  *   npx tsx bench/access-log.ts [--seconds 5] [--rounds 4] [--connections 32]
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { parseArgs } from 'node:util'
-import { request } from 'undici'
 import { normalizeRoute } from '../src/contracts/route.ts'
 import { createHaproxyEngine } from '../src/proxy/haproxy/haproxy-engine.ts'
 import { frontendLines, frontendLogLines, globalLogLines, logRoutesMap, type AccessLogSettings } from '../src/proxy/haproxy/access-log.ts'
 import { openSync } from 'node:fs'
 import { freePort } from '../test/helpers/redis-server.ts'
+import { benchArgs, handConfig, KEY, roundLine, startHaproxyBench, startReturnBackends, summarize, waitOk, wrk, type WrkResult } from './lib/haproxy-bench.ts'
 
-const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '4' }, connections: { type: 'string', default: '32' } },
-})
-const seconds = Number(values.seconds)
-const rounds = Number(values.rounds)
-const connections = Number(values.connections)
-const KEY = 'bench-cookie-key'
-const COOKIE = 'TETHER_app'
+const { seconds, rounds, connections } = benchArgs({ seconds: 5, rounds: 4 })
 
-const dir = await mkdtemp(join(tmpdir(), 'tether-bench-'))
-const children: ChildProcess[] = []
-const cleanup: Array<() => Promise<unknown>> = []
-
-async function haproxy(name: string, config: string): Promise<void> {
-  const path = join(dir, `${name}.cfg`)
-  await writeFile(path, config)
-  const child = spawn('haproxy', ['-db', '-f', path], { stdio: ['ignore', 'ignore', 'pipe'] })
-  children.push(child)
-  child.stderr?.on('data', (d: Buffer) => {
-    if (/ALERT/.test(d.toString())) process.stderr.write(`${name}: ${d.toString()}`)
-  })
-  await sleep(300)
-  if (child.exitCode !== null) throw new Error(`${name} haproxy exited`)
-}
-
-async function waitOk(url: string, headers: Record<string, string> = {}): Promise<{ setCookie: string | undefined }> {
-  for (let i = 0; i < 100; i++) {
-    const res = await request(url, { headers }).catch(() => undefined)
-    if (res !== undefined) {
-      await res.body.text()
-      const raw = res.headers['set-cookie']
-      if (res.statusCode === 200) return { setCookie: Array.isArray(raw) ? raw[0] : raw }
-    }
-    await sleep(50)
-  }
-  throw new Error(`${url} never answered 200`)
-}
-
-interface WrkResult {
-  rps: number
-  p50: number
-  p99: number
-  errors: number
-}
-
-const toMs = (v: string, unit: string): number => Number(v) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1)
-
-function wrk(url: string, cookie: string | undefined): Promise<WrkResult> {
-  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency']
-  if (cookie !== undefined) args.push('-H', `Cookie: ${cookie}`)
-  args.push(url)
-  return new Promise((resolve, reject) => {
-    execFile('wrk', args, { timeout: (seconds + 30) * 1000 }, (err, stdout) => {
-      if (err !== null) return reject(err)
-      const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1])
-      const p = (q: string): number => {
-        const m = new RegExp(`^\\s+${q}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(stdout)
-        return m === null ? NaN : toMs(m[1]!, m[2]!)
-      }
-      const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0)
-      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout)
-      const errors = non2xx + (sock === null ? 0 : sock.slice(1).reduce((a, b) => a + Number(b), 0))
-      resolve({ rps, p50: p('50'), p99: p('99') , errors })
-    })
-  })
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]!
-}
+const bench = await startHaproxyBench()
+const { dir, haproxy } = bench
 
 try {
-  const backendPorts = [await freePort(), await freePort(), await freePort()]
-  await haproxy(
-    'backends',
-    [
-      'global',
-      '    maxconn 4096',
-      '    nbthread 1',
-      'defaults',
-      '    mode http',
-      '    timeout client 60s',
-      ...backendPorts.flatMap((port, i) => [
-        `frontend app-${i + 1}`,
-        `    bind 127.0.0.1:${port}`,
-        `    http-request return status 200 content-type text/plain string "app-${i + 1}"`,
-      ]),
-      '',
-    ].join('\n'),
-  )
-  const endpoints = backendPorts.map((p) => `127.0.0.1:${p}`)
+  const endpoints = await startReturnBackends(bench, 3)
 
   const handPort = await freePort()
   const handLogPort = await freePort()
   const LOG: AccessLogSettings = { format: 'json', proxyId: 'bench', node: 'bench' }
   const map = logRoutesMap(dir, [{ name: 'app', serviceName: 'app', paths: ['/app'] }])
   await writeFile(map.path, map.text)
-  const hand = (port: number, log: boolean): string => [
-      'global',
-      '    maxconn 4096',
-      '    nbthread 1',
-      ...(log ? globalLogLines(LOG) : []),
-      'defaults',
-      '    mode http',
-      '    option forwardfor',
-      '    option redispatch 1',
-      '    retries 3',
-      '    timeout connect 500ms',
-      '    timeout client 60s',
-      '    timeout server 60s',
-      'frontend http',
-      `    bind 127.0.0.1:${port}`,
-      ...(log ? [...frontendLogLines(LOG, 'http', map.path), ...frontendLines(LOG)] : []),
-      '    use_backend app if { path /app } || { path_beg /app/ }',
-      '    default_backend notfound',
-      'backend notfound',
-      '    http-request return status 404',
-      'backend app',
-      '    balance roundrobin',
-      `    cookie ${COOKIE} insert indirect nocache dynamic httponly attr "SameSite=Lax"`,
-      `    dynamic-cookie-key ${KEY}`,
-      ...endpoints.map((e, i) => `    server a${i + 1} ${e} check`),
-      '',
-    ].join('\n')
+  const hand = (port: number, log: boolean): string =>
+    handConfig({ port, endpoints, ...(log ? { global: globalLogLines(LOG), frontend: [...frontendLogLines(LOG, 'http', map.path), ...frontendLines(LOG)] } : {}) })
   await haproxy('hand', hand(handPort, false))
   await haproxy('hand-log', hand(handLogPort, true))
 
@@ -165,7 +51,7 @@ try {
     accessLog: LOG,
     accessLogOutput: openSync('/dev/null', 'w'),
   })
-  cleanup.push(() => engine.stop())
+  bench.onClose(() => engine.stop())
   await engine.apply({
     version: 1,
     routes: [normalizeRoute({ serviceName: 'app', destinations: [{ servicePath: ['/app'], port: 80 }], sticky: true, endpoints })],
@@ -187,17 +73,12 @@ try {
   const order = ['hand', 'hand-log', 'tether'] as const
   for (let r = 0; r < rounds; r++) {
     for (const name of r % 2 === 0 ? order : [...order].reverse()) {
-      const res = await wrk(targets[name].url, targets[name].cookie)
+      const res = await wrk(targets[name].url, { connections, seconds, cookie: targets[name].cookie })
       results[name].push(res)
-      process.stderr.write(`round ${r + 1} ${name}: ${res.rps.toFixed(0)} req/s p50 ${res.p50.toFixed(3)} ms p99 ${res.p99.toFixed(3)} ms errors ${res.errors}\n`)
+      process.stderr.write(roundLine(`round ${r + 1} ${name}`, res))
     }
   }
-  const summary = Object.fromEntries(
-    Object.entries(results).map(([name, rs]) => [
-      name,
-      { rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)), errors: rs.reduce((a, x) => a + x.errors, 0) },
-    ]),
-  ) as Record<keyof typeof targets, WrkResult>
+  const summary = Object.fromEntries(Object.entries(results).map(([name, rs]) => [name, summarize(rs)])) as Record<keyof typeof targets, WrkResult>
   const load = (await import('node:os')).loadavg().map((l) => l.toFixed(2)).join(' ')
   console.log(`wrk -t1 -c${connections} -d${seconds}s --latency, ${rounds} rounds (order alternating), medians; load average at the end ${load}`)
   console.log('| target | req/s | p50 ms | p99 ms | errors |')
@@ -207,9 +88,5 @@ try {
   console.log(`tether (log on) / hand-written writing the same line: ${(summary.tether.rps / summary['hand-log'].rps).toFixed(3)} (target >= 1.0)`)
   console.log(`cost of the log line itself (hand-log / hand): ${(summary['hand-log'].rps / summary.hand.rps).toFixed(3)}`)
 } finally {
-  for (const c of cleanup) await c().catch(() => undefined)
-  for (const child of children) child.kill('SIGTERM')
-  await sleep(200)
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  await rm(dir, { recursive: true, force: true })
+  await bench.close()
 }

@@ -17,44 +17,24 @@
  *
  *   flock /tmp/heavy.lock npx tsx bench/tls.ts [--seconds 5] [--rounds 3] [--connections 32]
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { execFile } from 'node:child_process'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { parseArgs, promisify } from 'node:util'
+import { promisify } from 'node:util'
 import { request } from 'node:https'
 import { normalizeRoute } from '../src/contracts/route.ts'
 import { parseCertificate, splitCombinedPem } from '../src/contracts/certificate.ts'
 import { createHaproxyEngine } from '../src/proxy/haproxy/haproxy-engine.ts'
 import { tlsGlobalLines } from '../src/proxy/haproxy/tls.ts'
 import { freePort } from '../test/helpers/redis-server.ts'
+import { benchArgs, handConfig, KEY, median, roundLine, startHaproxyBench, startReturnBackends, summarize, wrk, type WrkResult } from './lib/haproxy-bench.ts'
 
-const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, connections: { type: 'string', default: '32' } },
-})
-const seconds = Number(values.seconds)
-const rounds = Number(values.rounds)
-const connections = Number(values.connections)
-const KEY = 'bench-cookie-key'
-const COOKIE = 'TETHER_app'
+const { seconds, rounds, connections } = benchArgs({ seconds: 5, rounds: 3 })
 const run = promisify(execFile)
 
-const dir = await mkdtemp(join(tmpdir(), 'tether-bench-tls-'))
-const children: ChildProcess[] = []
-const cleanup: Array<() => Promise<unknown>> = []
-
-async function haproxy(name: string, config: string): Promise<void> {
-  const path = join(dir, `${name}.cfg`)
-  await writeFile(path, config)
-  const child = spawn('haproxy', ['-db', '-f', path], { stdio: ['ignore', 'ignore', 'pipe'] })
-  children.push(child)
-  child.stderr?.on('data', (d: Buffer) => {
-    if (/ALERT/.test(d.toString())) process.stderr.write(`${name}: ${d.toString()}`)
-  })
-  await sleep(300)
-  if (child.exitCode !== null) throw new Error(`${name} haproxy exited`)
-}
+const bench = await startHaproxyBench('tether-bench-tls-')
+const { dir, haproxy } = bench
 
 /** GET over HTTPS with SNI localhost; answers the affinity cookie and the certificate's fingerprint. */
 function get(port: number): Promise<{ status: number; cookie: string | undefined; fingerprint: string }> {
@@ -72,34 +52,6 @@ function get(port: number): Promise<{ status: number; cookie: string | undefined
   })
 }
 
-interface WrkResult {
-  rps: number
-  p50: number
-  p99: number
-  errors: number
-}
-
-const toMs = (v: string, unit: string): number => Number(v) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1)
-
-async function wrk(url: string, headers: string[]): Promise<WrkResult> {
-  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...headers.flatMap((h) => ['-H', h]), url]
-  const { stdout } = await run('wrk', args, { timeout: (seconds + 30) * 1000 })
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1])
-  const p = (q: string): number => {
-    const m = new RegExp(`^\\s+${q}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(stdout)
-    return m === null ? NaN : toMs(m[1]!, m[2]!)
-  }
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0)
-  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout)
-  const errors = non2xx + (sock === null ? 0 : sock.slice(1).reduce((a, b) => a + Number(b), 0))
-  return { rps, p50: p('50'), p99: p('99'), errors }
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]!
-}
-
 try {
   // One ECDSA P-256 certificate for both (Tether's default certificate is P-256 too).
   await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'])
@@ -107,52 +59,20 @@ try {
   await writeFile(join(dir, 'bench.pem'), combined, { mode: 0o600 })
   const parsed = parseCertificate(splitCombinedPem(combined))
 
-  const backendPorts = [await freePort(), await freePort(), await freePort()]
-  await haproxy(
-    'backends',
-    [
-      'global',
-      '    maxconn 4096',
-      '    nbthread 1',
-      'defaults',
-      '    mode http',
-      '    timeout client 60s',
-      ...backendPorts.flatMap((port, i) => [`frontend app-${i + 1}`, `    bind 127.0.0.1:${port}`, `    http-request return status 200 content-type text/plain string "app-${i + 1}"`]),
-      '',
-    ].join('\n'),
-  )
-  const endpoints = backendPorts.map((p) => `127.0.0.1:${p}`)
+  const endpoints = await startReturnBackends(bench, 3)
 
   const handPort = await freePort()
   await haproxy(
     'hand',
-    [
-      'global',
-      '    maxconn 4096',
-      '    nbthread 1',
-      ...tlsGlobalLines(),
-      'defaults',
-      '    mode http',
-      '    option forwardfor',
-      '    option redispatch 1',
-      '    retries 3',
-      '    timeout connect 500ms',
-      '    timeout client 60s',
-      '    timeout server 60s',
-      'frontend https',
-      `    bind 127.0.0.1:${handPort} ssl crt ${join(dir, 'bench.pem')} alpn h2,http/1.1`,
-      '    http-request set-header X-Forwarded-Proto https',
-      '    use_backend app if { path /app } || { path_beg /app/ }',
-      '    default_backend notfound',
-      'backend notfound',
-      '    http-request return status 404',
-      'backend app',
-      '    balance roundrobin',
-      `    cookie ${COOKIE} insert indirect nocache dynamic httponly secure attr "SameSite=Lax"`,
-      `    dynamic-cookie-key ${KEY}`,
-      ...endpoints.map((e, i) => `    server a${i + 1} ${e} check`),
-      '',
-    ].join('\n'),
+    handConfig({
+      port: handPort,
+      endpoints,
+      global: tlsGlobalLines(),
+      frontendName: 'https',
+      bind: `ssl crt ${join(dir, 'bench.pem')} alpn h2,http/1.1`,
+      frontend: ['    http-request set-header X-Forwarded-Proto https'],
+      secure: true,
+    }),
   )
 
   const tetherPort = await freePort()
@@ -168,7 +88,7 @@ try {
     // allows (1,000 a second): it would be answered 429. The per-address connection limit stays.
     clientMaxRequestRate: 0,
   })
-  cleanup.push(() => engine.stop())
+  bench.onClose(() => engine.stop())
   await engine.certificates!.set([{ name: 'bench', fingerprint: parsed.fingerprint, pem: `${parsed.chainPem}${parsed.keyPem}` }])
   await engine.apply({
     version: 1,
@@ -195,16 +115,13 @@ try {
   for (let r = 0; r < rounds; r++) {
     for (const [mode, headers] of Object.entries(modes)) {
       for (const name of r % 2 === 0 ? (['hand', 'tether'] as const) : (['tether', 'hand'] as const)) {
-        const res = await wrk(`https://localhost:${targets[name].port}/app/x`, [...headers, `Cookie: ${targets[name].cookie}`])
+        const res = await wrk(`https://localhost:${targets[name].port}/app/x`, { connections, seconds, headers, cookie: targets[name].cookie })
         ;(results[`${mode} ${name}`] ??= []).push(res)
-        process.stderr.write(`round ${r + 1} ${mode} ${name}: ${res.rps.toFixed(0)} req/s p50 ${res.p50.toFixed(3)} ms p99 ${res.p99.toFixed(3)} ms errors ${res.errors}\n`)
+        process.stderr.write(roundLine(`round ${r + 1} ${mode} ${name}`, res))
       }
     }
   }
-  const summary = (key: string): WrkResult => {
-    const rs = results[key]!
-    return { rps: median(rs.map((x) => x.rps)), p50: median(rs.map((x) => x.p50)), p99: median(rs.map((x) => x.p99)), errors: rs.reduce((a, x) => a + x.errors, 0) }
-  }
+  const summary = (key: string): WrkResult => summarize(results[key]!)
   console.log(`wrk -t1 -c${connections} -d${seconds}s --latency over HTTPS (SNI localhost, ECDSA P-256), ${rounds} interleaved rounds, medians`)
   console.log('| measure | target | req/s | p50 ms | p99 ms | errors |')
   console.log('|---|---|---|---|---|---|')
@@ -233,9 +150,5 @@ try {
   }
   console.log(`certificate replaced → served by a new handshake, 10 times: median ${median(times).toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms; reloads meanwhile: ${engine.counters.reloads - reloadsBefore}`)
 } finally {
-  for (const c of cleanup) await c().catch(() => undefined)
-  for (const child of children) child.kill('SIGTERM')
-  await sleep(200)
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  await rm(dir, { recursive: true, force: true })
+  await bench.close()
 }
