@@ -26,12 +26,12 @@ const { redisServer, store } = redisFixtures()
  * check in flight, then the first request, before any timer could run. Resolves with what
  * `then` gives; rejects if no ready check is seen within 10 s.
  */
-function afterStallDuringReadyCheck<T>(port: number, ms: number, then: () => Promise<T>): Promise<T> {
+function afterStallDuringReadyCheck<T>(port: number, ms: number, then: () => Promise<T>, command = 'info'): Promise<T> {
   return new Promise((resolve, reject) => {
     const created: Socket[] = []
     const bound = setTimeout(() => {
       unsubscribe('net.client.socket', onSocket)
-      reject(new Error('no ready check (INFO) was sent to Redis within 10 s'))
+      reject(new Error(`no ${command.toUpperCase()} was sent to Redis within 10 s`))
     }, 10_000)
     function onSocket(message: unknown): void {
       const socket = (message as { socket: Socket }).socket
@@ -42,7 +42,7 @@ function afterStallDuringReadyCheck<T>(port: number, ms: number, then: () => Pro
         socket.write = ((...args: unknown[]) => {
           const sent = write(...args)
           const first = created.find((s) => s.remotePort === port)
-          if (first === socket && /\r\ninfo\r\n/i.test(String(args[0]))) {
+          if (first === socket && new RegExp(`\\r\\n${command}\\r\\n`, 'i').test(String(args[0]))) {
             unsubscribe('net.client.socket', onSocket)
             created.length = 0
             clearTimeout(bound)
@@ -67,6 +67,15 @@ describe('Redis store in a process busy right after it connected', () => {
     const redis = await redisServer()
     let s: ReturnType<typeof store> | undefined
     const written = afterStallDuringReadyCheck(redis.port, 1500, () => s!.put(route('go-demo'), ci))
+    s = store(redis.url)
+    assert.deepEqual(await written, { route: route('go-demo'), version: 1, changed: true })
+    assert.deepEqual((await s.snapshot()).routes, [route('go-demo')])
+  })
+
+  it('serves the first write when the stall falls on the ROLE asked after connecting (only a primary is written to), instead of refusing it because ROLE "timed out"', async () => {
+    const redis = await redisServer()
+    let s: ReturnType<typeof store> | undefined
+    const written = afterStallDuringReadyCheck(redis.port, 1500, () => s!.put(route('go-demo'), ci), 'role')
     s = store(redis.url)
     assert.deepEqual(await written, { route: route('go-demo'), version: 1, changed: true })
     assert.deepEqual((await s.snapshot()).routes, [route('go-demo')])
