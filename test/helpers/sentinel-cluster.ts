@@ -1,9 +1,11 @@
 /**
  * A Redis Sentinel deployment on loopback for tests: one primary, `replicas` replicas and three
  * sentinels (quorum 2, down-after-milliseconds 1000), each a real redis-server / redis-sentinel
- * process in a directory of its own. Everything is killed and removed when the test ends.
+ * process on a port of its own, in a directory of its own. Everything is killed (and waited for)
+ * and removed when the test ends.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -49,27 +51,46 @@ export async function startSentinelCluster(t: TestContext, options: SentinelClus
   const name = 'mymaster'
   const dir = mkdtempSync(join(tmpdir(), 'tether-sentinel-'))
   const procs = new Map<number, ChildProcess>()
+  /** Every process started, killed and waited for at the end (a sentinel left running would keep reconfiguring whatever later binds the ports it watches). */
+  const started: ChildProcess[] = []
   const clients: Redis[] = []
-  t.after(() => {
+  t.after(async () => {
     for (const c of clients) c.disconnect()
-    for (const p of procs.values()) if (p.exitCode === null) p.kill('SIGKILL')
+    await Promise.all(
+      started.map(async (p) => {
+        if (p.exitCode !== null || p.signalCode !== null) return
+        const exited = once(p, 'exit')
+        p.kill('SIGKILL')
+        await exited
+      }),
+    )
     rmSync(dir, { recursive: true, force: true })
   })
   const replicas = options.replicas ?? 1
-  const serverPorts: number[] = []
-  for (let i = 0; i <= replicas; i++) serverPorts.push(await freePort())
+  // Every port is taken before any process starts, and all differ: freePort() can hand out a
+  // port again until a process has bound it, and two processes given one port leave one of them
+  // unable to start.
+  const ports = new Set<number>()
+  for (let i = 0; i < 1000 && ports.size < replicas + 1 + 3; i++) ports.add(await freePort())
+  if (ports.size < replicas + 4) throw new Error(`no ${replicas + 4} distinct free ports`)
+  const serverPorts = [...ports].slice(0, replicas + 1)
+  const sentinelPorts = [...ports].slice(replicas + 1)
   const [primary] = serverPorts as [number]
+  const start = (port: number, command: string, args: string[]): void => {
+    const p = spawn(command, args, { stdio: 'ignore' })
+    started.push(p)
+    procs.set(port, p)
+  }
   for (const [i, port] of serverPorts.entries()) {
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `dump-${port}.rdb`, '--logfile', join(dir, `redis-${port}.log`), ...(options.serverArgs ?? [])]
     if (i > 0) args.push('--replicaof', '127.0.0.1', String(primary))
-    procs.set(port, spawn('redis-server', args, { stdio: 'ignore' }))
+    start(port, 'redis-server', args)
   }
   const sentinels: Array<{ host: string; port: number }> = []
-  for (let i = 0; i < 3; i++) {
-    const port = await freePort()
+  for (const port of sentinelPorts) {
     const conf = join(dir, `sentinel-${port}.conf`)
     writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${primary} 2`, `sentinel down-after-milliseconds ${name} 1000`, `sentinel failover-timeout ${name} 10000`, ''].join('\n'))
-    procs.set(port, spawn('redis-sentinel', [conf], { stdio: 'ignore' }))
+    start(port, 'redis-sentinel', [conf])
     sentinels.push({ host: '127.0.0.1', port })
   }
   const client = (port: number): Redis => {

@@ -165,6 +165,12 @@ describe('Redis store: only a primary with its replicas is written to', () => {
     const primary = await startRedisFor(t, { args: ['--min-replicas-to-write', '1', '--min-replicas-max-lag', '5'] })
     const store = createRedisRouteStore({ url: primary.url })
     t.after(() => store.close())
+    // Nothing else on loopback follows or reconfigures this server (a process left over from an
+    // earlier test on a reused port would): it is a primary without a replica, before and after.
+    const raw = new Redis(primary.url, { lazyConnect: true, maxRetriesPerRequest: 0 })
+    raw.on('error', () => {})
+    t.after(() => raw.disconnect())
+    assert.match(await raw.info('replication'), /role:master\r?\nconnected_slaves:0\r?\n/)
     await assert.rejects(store.put(route('go-demo', 8080), ci), (err: Error & { code?: string; statusCode?: number }) => {
       assert.equal(err.code, 'STORE_UNAVAILABLE')
       assert.equal(err.statusCode, 503)
@@ -173,6 +179,7 @@ describe('Redis store: only a primary with its replicas is written to', () => {
     })
     assert.equal(await store.get('go-demo'), null)
     assert.equal(await store.version(), 0)
+    assert.match(await raw.info('replication'), /role:master\r?\nconnected_slaves:0\r?\n/)
 
     await startRedisFor(t, { args: ['--replicaof', '127.0.0.1', String(primary.port)] })
     let version = 0
