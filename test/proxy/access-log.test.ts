@@ -9,8 +9,10 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { closeSync, constants, openSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
 import { connect, createServer, Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -196,8 +198,21 @@ describe('access log through a real HAProxy', () => {
   it('a WebSocket (HTTP Upgrade) and a TCP session each give one line; the TCP line has no HTTP fields', async (t) => {
     const log = await logFifo(t)
     log.read()
-    const b = await startBackend({ name: 'task' })
-    t.after(() => b.close())
+    // The WebSocket task: answers the upgrade with 101, echoes, and closes its side when the client
+    // closes, as a WebSocket server does. HAProxy writes the line when the session ends, so a task
+    // that kept its side open would hold the line until a timeout (server-fin on 2.6, the 1 h
+    // tunnel timeout on 3.0).
+    const wsSockets = new Set<Socket>()
+    const wsTask = createHttpServer((_req, res) => res.writeHead(404).end()).on('upgrade', (req: IncomingMessage, socket: Socket) => {
+      wsSockets.add(socket)
+      socket.on('close', () => wsSockets.delete(socket)).on('error', () => undefined)
+      const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
+      socket.on('data', (d: Buffer) => socket.write(d)).on('end', () => socket.end())
+    })
+    await new Promise<void>((resolve) => wsTask.listen(0, '127.0.0.1', resolve))
+    t.after(() => new Promise<void>((resolve) => (wsSockets.forEach((s) => s.destroy()), wsTask.close(() => resolve()))))
+    const wsAddress = `127.0.0.1:${(wsTask.address() as { port: number }).port}`
     const echo = createServer((s) => s.on('data', (d) => s.end(d)).on('error', () => undefined))
     await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
     t.after(() => new Promise<void>((resolve) => echo.close(() => resolve())))
@@ -207,7 +222,7 @@ describe('access log through a real HAProxy', () => {
     await proxy.engine.apply({
       version: 1,
       routes: [
-        route({ serviceName: 'chat', paths: ['/ws'], endpoints: [b.address] }),
+        route({ serviceName: 'chat', paths: ['/ws'], endpoints: [wsAddress] }),
         normalizeRoute({ serviceName: 'cache', destinations: [], tcp: [{ srcPort, port: echoPort }], endpoints: [`127.0.0.1:${echoPort}`] }),
       ],
     })
