@@ -164,3 +164,25 @@ export async function startBackends(
 export async function closeBackends(backends: readonly Backend[]): Promise<void> {
   await Promise.all(backends.map((b) => b.close()))
 }
+
+/**
+ * A WebSocket task: answers 200 to plain requests, upgrades (101 with a valid
+ * Sec-WebSocket-Accept, which HAProxy 3.0 checks), echoes, and closes its side of an upgraded
+ * connection when the client closes, as a WebSocket server does. (startBackend keeps its side
+ * open: a session through HAProxy then ends only at a timeout, server-fin on 2.6 and the 1 h
+ * tunnel timeout on 3.0, which no longer applies half-closed timeouts to HTTP-mode tunnels.)
+ * Closed when the test ends; resolves with its host:port.
+ */
+export async function startWebSocketTask(t: { after(fn: () => Promise<void>): void }): Promise<string> {
+  const sockets = new Set<Socket>()
+  const server = createServer((_req, res) => res.writeHead(200).end('ok')).on('upgrade', (req: IncomingMessage, socket: Socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket)).on('error', () => undefined)
+    const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
+    socket.on('data', (d: Buffer) => socket.write(d)).on('end', () => socket.end())
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise<void>((resolve) => (sockets.forEach((s) => s.destroy()), server.close(() => resolve()))))
+  return `127.0.0.1:${(server.address() as { port: number }).port}`
+}

@@ -9,10 +9,8 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { closeSync, constants, openSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
 import { connect, createServer, Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -22,7 +20,7 @@ import { normalizeRoute } from '../../src/contracts/route.ts'
 import { statePaths } from '../../src/proxy/haproxy/render.ts'
 import { sendCommand } from '../../src/proxy/haproxy/runtime.ts'
 import type { AccessLogSettings } from '../../src/proxy/haproxy/access-log.ts'
-import { startBackend, type Backend, type BackendReply } from '../helpers/backends.ts'
+import { startBackend, startWebSocketTask, type Backend, type BackendReply } from '../helpers/backends.ts'
 import { createTestProxy, route, waitFor, type TestProxy } from '../helpers/haproxy.ts'
 import { freePort } from '../helpers/redis-server.ts'
 import { PROXY_TOKEN, reconfigureQuery, startControl } from './harness.ts'
@@ -198,21 +196,8 @@ describe('access log through a real HAProxy', () => {
   it('a WebSocket (HTTP Upgrade) and a TCP session each give one line; the TCP line has no HTTP fields', async (t) => {
     const log = await logFifo(t)
     log.read()
-    // The WebSocket task: answers the upgrade with 101, echoes, and closes its side when the client
-    // closes, as a WebSocket server does. HAProxy writes the line when the session ends, so a task
-    // that kept its side open would hold the line until a timeout (server-fin on 2.6, the 1 h
-    // tunnel timeout on 3.0).
-    const wsSockets = new Set<Socket>()
-    const wsTask = createHttpServer((_req, res) => res.writeHead(404).end()).on('upgrade', (req: IncomingMessage, socket: Socket) => {
-      wsSockets.add(socket)
-      socket.on('close', () => wsSockets.delete(socket)).on('error', () => undefined)
-      const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
-      socket.on('data', (d: Buffer) => socket.write(d)).on('end', () => socket.end())
-    })
-    await new Promise<void>((resolve) => wsTask.listen(0, '127.0.0.1', resolve))
-    t.after(() => new Promise<void>((resolve) => (wsSockets.forEach((s) => s.destroy()), wsTask.close(() => resolve()))))
-    const wsAddress = `127.0.0.1:${(wsTask.address() as { port: number }).port}`
+    // HAProxy writes the line when the session ends: the task closes its side when the client does.
+    const wsAddress = await startWebSocketTask(t)
     const echo = createServer((s) => s.on('data', (d) => s.end(d)).on('error', () => undefined))
     await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
     t.after(() => new Promise<void>((resolve) => echo.close(() => resolve())))

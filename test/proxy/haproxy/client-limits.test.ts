@@ -6,11 +6,8 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
-import { createServer as createHttpServer } from 'node:http'
-import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import type { TestContext } from 'node:test'
-import { startBackend } from '../../helpers/backends.ts'
+import { startBackend, startWebSocketTask } from '../../helpers/backends.ts'
 import { createTestProxy, route, waitFor } from '../../helpers/haproxy.ts'
 
 /** Opens a connection from `localAddress` and upgrades it (WebSocket): held open until destroyed. Resolves with the 101 line, or 'closed' if the proxy closed it first. */
@@ -56,29 +53,9 @@ async function answerFrom(port: number, localAddress: string): Promise<string> {
   return text
 }
 
-/**
- * An application that answers 200 and upgrades /ws, echoing, and closes its side of an upgraded
- * connection when the client closes, as a WebSocket server does. One that kept its side open would
- * hold the client's connection slot until a timeout: server-fin on HAProxy 2.6, the 1 h tunnel
- * timeout on 3.0 (half-closed timeouts are no longer applied to HTTP-mode tunnels there).
- */
-async function startWebSocketApp(t: TestContext): Promise<string> {
-  const sockets = new Set<Socket>()
-  const server = createHttpServer((_req, res) => res.writeHead(200).end('ok')).on('upgrade', (req, socket: Socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket)).on('error', () => undefined)
-    const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
-    socket.on('data', (d: Buffer) => socket.write(d)).on('end', () => socket.end())
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(() => new Promise<void>((resolve) => (sockets.forEach((s) => s.destroy()), server.close(() => resolve()))))
-  return `127.0.0.1:${(server.address() as { port: number }).port}`
-}
-
 describe('per-client limits', () => {
   it('refuses a connection over one address\'s limit while another address is served, and serves that address again once it holds fewer', async (t) => {
-    const app = await startWebSocketApp(t)
+    const app = await startWebSocketTask(t)
     const proxy = await createTestProxy(t, { clientMaxConnections: 3, clientMaxRequestRate: 0 })
     await proxy.engine.apply({ version: 1, routes: [route({ serviceName: 'app', endpoints: [app] })] })
 
