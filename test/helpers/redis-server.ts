@@ -43,11 +43,17 @@ export async function startRedisFor(t: TestContext, options: RedisServerOptions 
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const port = await freePort()
   let child: ChildProcess | undefined
-  const dir = options.appendfsync === undefined ? undefined : mkdtempSync(join(tmpdir(), 'tether-redis-'))
-  const persistence = dir === undefined ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', options.appendfsync!, '--dir', dir]
+  // Every server works in a directory of its own: a replica writes the RDB of its full sync to
+  // its working directory (dump.rdb), and a server started later in the same one (the cwd, for
+  // every test) loaded it at start, so a "fresh" Redis came up holding another test's routes.
+  const dir = mkdtempSync(join(tmpdir(), 'tether-redis-'))
+  const persistent = options.appendfsync !== undefined
+  const persistence = persistent ? ['--appendonly', 'yes', '--appendfsync', options.appendfsync!] : ['--appendonly', 'no']
 
   async function start(): Promise<void> {
-    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--protected-mode', 'no', ...(options.args ?? [])], {
+    // Without persistence a restart comes back empty, whatever a sync left on disk.
+    if (!persistent) rmSync(join(dir, 'dump.rdb'), { force: true })
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...persistence, '--protected-mode', 'no', ...(options.args ?? [])], {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     child = proc
@@ -81,7 +87,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   async function dispose(): Promise<void> {
     if (child !== undefined && child.exitCode === null) child.kill('SIGCONT')
     await stop()
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+    rmSync(dir, { recursive: true, force: true })
   }
 
   await start()
