@@ -307,14 +307,17 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
     let r: string
     try {
       r = await checkRole()
-    } catch {
+    } catch (first) {
+      const failed = (err: unknown): Error => new StoreUnavailableError(`Redis at ${where} did not answer ROLE (${err instanceof Error ? err.message : String(err)})`)
       // The ROLE asked at 'ready' can time out with its answer already there: its timer fires
       // first when the event loop was blocked past the command timeout (a control plane compiling
-      // its routes at start on a busy host), as the connect timer could. Ask once more.
+      // its routes at start on a busy host), as the connect timer could. Asked once more, only
+      // then: on a connection that is going away, a second ROLE would wait in the offline queue.
+      if (client.status !== 'ready' || !TIMED_OUT.test(first instanceof Error ? first.message : String(first))) throw failed(first)
       try {
         r = await checkRole()
       } catch (err) {
-        throw new StoreUnavailableError(`Redis at ${where} did not answer ROLE (${err instanceof Error ? err.message : String(err)})`)
+        throw failed(err)
       }
     }
     if (r !== 'master') throw new StoreUnavailableError(`Redis at ${where} is a replica (ROLE ${r}), not the primary; ${sentinelMode ? 'asking the sentinels again' : 'commands go to the primary only'}`)
