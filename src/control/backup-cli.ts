@@ -10,6 +10,15 @@
  * usage error.
  */
 import { readFileSync } from 'node:fs'
+import { Type } from 'typebox'
+import { EnvError, loadEnv } from '../shared/env.ts'
+
+/** The environment of `tether backup` and `tether restore`. */
+export const BackupCliEnvSchema = Type.Object({
+  TETHER_URL: Type.String({ default: 'http://127.0.0.1:8080', pattern: '^https?://', description: 'The control plane to back up from or restore to (http:// or https://, no user or password in it).' }),
+  TETHER_API_TOKEN: Type.Optional(Type.String({ description: 'An API token of that control plane (sent as a header, never printed).' })),
+  TETHER_API_TOKEN_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding the API token; read instead of TETHER_API_TOKEN when set.' })),
+})
 
 function fail(message: string, code = 1): never {
   process.stderr.write(`tether ${process.argv[2]}: ${message}\n`)
@@ -17,18 +26,23 @@ function fail(message: string, code = 1): never {
 }
 
 function settings(): { base: URL; token: string } {
-  const raw = process.env.TETHER_URL ?? 'http://127.0.0.1:8080'
+  let e
+  try {
+    e = loadEnv(BackupCliEnvSchema, process.env, { secret: ['TETHER_API_TOKEN', 'TETHER_URL'] })
+  } catch (err) {
+    if (err instanceof EnvError) return fail(err.message, 64)
+    throw err
+  }
   let base: URL
   try {
-    base = new URL(raw)
+    base = new URL(e.TETHER_URL)
   } catch {
-    return fail(`TETHER_URL: ${JSON.stringify(raw.slice(0, 200))} is not a URL (e.g. http://127.0.0.1:8080)`, 64)
+    return fail(`TETHER_URL: ${JSON.stringify(e.TETHER_URL.slice(0, 200))} is not a URL (e.g. http://127.0.0.1:8080)`, 64)
   }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') fail('TETHER_URL: must be an http:// or https:// URL', 64)
   if (base.username !== '' || base.password !== '') fail('TETHER_URL: must not hold a user or password; give the token in TETHER_API_TOKEN or TETHER_API_TOKEN_FILE', 64)
-  const file = process.env.TETHER_API_TOKEN_FILE
-  let token = process.env.TETHER_API_TOKEN
-  if (file !== undefined && file !== '') {
+  const file = e.TETHER_API_TOKEN_FILE
+  let token = e.TETHER_API_TOKEN
+  if (file !== undefined) {
     try {
       token = readFileSync(file, 'utf8').trim()
     } catch (err) {

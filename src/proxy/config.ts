@@ -26,6 +26,8 @@ export const ProxyEnvSchema = Type.Object({
   TETHER_PROXY_TOKEN: Type.Optional(Type.String({ minLength: 1, description: 'Bearer token for /v1/config and /v1/proxies.' })),
   TETHER_PROXY_TOKEN_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding the proxy token (Docker secret).' })),
   TETHER_PROXY_ID: Type.Optional({ ...ProxyIdSchema, description: 'This replica\'s id in the fleet status. Default: the Swarm task id (TASK_ID / TETHER_TASK_ID) or the host name.' }),
+  TETHER_TASK_ID: Type.Optional(Type.String({ description: "The Swarm task id, the proxy id's default; Swarm does not set it by itself: give it in the service (TETHER_TASK_ID={{.Task.ID}})." })),
+  TASK_ID: Type.Optional(Type.String({ description: 'The same as TETHER_TASK_ID (read when TETHER_TASK_ID is unset).' })),
   TETHER_PROXY_LISTEN: Type.String({ pattern: LISTEN_PATTERN, default: ':80', description: 'HTTP listener for the routed traffic. Default :80.' }),
   TETHER_PROXY_LISTEN_TLS: Type.String({
     pattern: `^(?:${LISTEN_PATTERN.slice(1, -1)}|off)$`,
@@ -169,7 +171,9 @@ export function formatListen(listen: Listen): string {
   return listen.host.includes(':') ? `[${listen.host}]:${listen.port}` : `${listen.host}:${listen.port}`
 }
 
-function readSecret(env: Record<string, string | undefined>, name: string, fileName: string, readFile: (path: string) => string): string | undefined {
+type SecretName = 'TETHER_PROXY_TOKEN' | 'TETHER_COOKIE_KEY' | 'TETHER_STATS_AUTH'
+
+function readSecret(env: ProxyEnv, name: SecretName, fileName: `${SecretName}_FILE`, readFile: (path: string) => string): string | undefined {
   const direct = env[name]
   const file = env[fileName]
   if (direct !== undefined && file !== undefined) throw new EnvError(name, `set either ${name} or ${fileName}, not both`)
@@ -199,7 +203,7 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
   const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'))
   const host = (options.hostname ?? hostname)()
   const value = loadEnv(ProxyEnvSchema, env, { secret: ['TETHER_PROXY_TOKEN', 'TETHER_COOKIE_KEY', 'TETHER_STATS_AUTH'] })
-  const known = env
+  const known = value
   const proxyToken = readSecret(known, 'TETHER_PROXY_TOKEN', 'TETHER_PROXY_TOKEN_FILE', readFile)
   if (proxyToken === undefined) throw new EnvError('TETHER_PROXY_TOKEN', 'required (or TETHER_PROXY_TOKEN_FILE): the bearer token the control plane expects from proxies')
   const cookieKey = readSecret(known, 'TETHER_COOKIE_KEY', 'TETHER_COOKIE_KEY_FILE', readFile)
@@ -230,8 +234,7 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
   }
   // Swarm sets neither variable by itself; a service template such as
   // `TETHER_TASK_ID={{.Task.ID}}` does. Otherwise the container's host name is its short id.
-  const taskId = env.TETHER_TASK_ID ?? env.TASK_ID
-  const proxyId = value.TETHER_PROXY_ID ?? (taskId !== undefined && taskId !== '' ? taskId : host)
+  const proxyId = value.TETHER_PROXY_ID ?? value.TETHER_TASK_ID ?? value.TASK_ID ?? host
   if (!new RegExp((ProxyIdSchema as { pattern?: string }).pattern ?? '').test(proxyId)) {
     throw new EnvError('TETHER_PROXY_ID', `the default id '${proxyId}' (task id or host name) is not a valid proxy id; set TETHER_PROXY_ID`)
   }
