@@ -40,7 +40,7 @@ function fail(code: number, text: string): never {
 }
 
 /** The demo's environment: its three ports (0 = any free port), the log level and HAProxy. */
-const DemoEnvSchema = Type.Object({
+export const DemoEnvSchema = Type.Object({
   TETHER_DEMO_CONTROL_PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535, description: 'Control plane port (0: any free port).' }),
   TETHER_DEMO_PROXY_PORT: Type.Integer({ default: 8000, minimum: 0, maximum: 65535, description: 'Proxy port (0: any free port).' }),
   TETHER_DEMO_ADMIN_PORT: Type.Integer({ default: 8404, minimum: 0, maximum: 65535, description: "The proxy's admin port (0: any free port)." }),

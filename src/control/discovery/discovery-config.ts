@@ -18,6 +18,9 @@ export const DiscoveryEnvSchema = Type.Object({
   TETHER_DISCOVERY_TASKS_MS: Type.Integer({ default: 3_000, minimum: 500, maximum: 600_000, description: 'Task inventory period.' }),
   TETHER_DISCOVERY_LEASE_MS: Type.Integer({ default: 6_000, minimum: 1_000, maximum: 600_000, description: 'Leader lease time to live.' }),
   TETHER_SLOTS: Type.Optional(Type.String({ description: 'Deprecated and ignored: proxies hold every running task, there are no slots.' })),
+  DOCKER_HOST: Type.Optional(
+    Type.String({ minLength: 1, description: "With discovery on, the Docker daemon to ask (unix:///path or tcp://host:port), read by the Docker client as the docker CLI does. Unset: /var/run/docker.sock (mount it into a manager's container)." }),
+  ),
 })
 
 export interface DiscoveryConfig {

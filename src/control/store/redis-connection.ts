@@ -15,7 +15,7 @@
  */
 import { Redis, ReplyError as IoredisReplyError, type RedisOptions } from 'ioredis'
 import type { Logger } from '../../shared/logger.ts'
-import { StoreUnavailableError } from '../errors.ts'
+import { type ClientFacing, StoreUnavailableError } from '../errors.ts'
 
 /** ioredis types ReplyError as `any`; it is redis-errors' ReplyError class (an Error). */
 export const ReplyError = IoredisReplyError as new (...args: never[]) => Error
@@ -52,6 +52,20 @@ const sameHost = (a: string | undefined, b: string): boolean => (a ?? '').replac
 
 /** ioredis' words for an attempt that ran out of time: the connect timeout, or a command's (the ready check's). */
 const TIMED_OUT = /ETIMEDOUT|timed out/i
+
+/**
+ * An error's code as a client may read it: a system error's (ENOTFOUND, ECONNREFUSED,
+ * ETIMEDOUT), the first word of a Redis error reply (NOAUTH, WRONGPASS, LOADING), else a fixed
+ * phrase. Never the message itself: it is free text.
+ */
+export function causeOf(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,31}$/.test(code)) return code
+  const message = err instanceof Error ? err.message : String(err)
+  const word = /^([A-Z][A-Z0-9_]{1,31})\b/.exec(message)?.[1]
+  if (word !== undefined) return word
+  return TIMED_OUT.test(message) ? 'timed out' : 'error'
+}
 
 export interface RedisConnectionOptions {
   url: string
@@ -132,6 +146,8 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
 
   const where = options.sentinels !== undefined && options.sentinels.length > 0 ? `primary "${options.sentinelName ?? 'mymaster'}" (Sentinel)` : `${client.options.host ?? '?'}:${client.options.port ?? '?'}`
   let lastError = 'not connected yet'
+  /** What a client may read of lastError: its code (ENOTFOUND, ECONNREFUSED, NOAUTH...) or a fixed phrase, never free text. */
+  let lastCause = 'no connection yet'
   let closed = false
   let everReady = false
   let down = false
@@ -146,6 +162,7 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
 
   client.on('error', (err: Error) => {
     lastError = err.message
+    lastCause = causeOf(err)
   })
   client.on('ready', () => {
     role = null
@@ -153,6 +170,7 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
     everReady = true
     decideFirst()
     lastError = 'connection closed'
+    lastCause = 'connection closed'
     if (down) logger?.info({ redis: where }, 'redis route store reconnected')
     down = false
   })
@@ -276,7 +294,18 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
   }
 
   function assertWritable(): void {
-    if (fenced !== null) throw new StoreUnavailableError(`a Sentinel failover of ${where} is under way (${Date.now() - fenced.since} ms); writes resume on the new primary`)
+    if (fenced !== null) throw unavailable(`a Sentinel failover of ${where} is under way (${Date.now() - fenced.since} ms); writes resume on the new primary`, 'is failing over (Sentinel); writes resume on the new primary')
+  }
+
+  /**
+   * StoreUnavailableError whose answer to clients (the 503 body, /readyz) names where Redis is
+   * and why it cannot be used: `where` is host:port from REDIS_URL (never its password) or the
+   * Sentinel primary's name, and `cause` an error code or a fixed phrase, never a message text.
+   */
+  function unavailable(detail: string, cause: string): Error {
+    const err = new StoreUnavailableError(detail)
+    ;(err as ClientFacing).publicMessage = `The route store is unavailable: Redis at ${where} ${cause}. Nothing was changed; retry later.`
+    return err
   }
 
   /**
@@ -288,17 +317,17 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
   async function ensureReady(): Promise<void> {
     if (closed) throw new StoreUnavailableError('the store is closed')
     if (client.status === 'ready') return primaryOnly()
-    if (everReady || firstConnectRefused) throw new StoreUnavailableError(`Redis at ${where} is not connected (${lastError}); reconnecting`)
+    if (everReady || firstConnectRefused) throw unavailable(`Redis at ${where} is not connected (${lastError}); reconnecting`, `is not connected (${lastCause})`)
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new StoreUnavailableError(`Redis at ${where} is not reachable (${lastError})`)), connectTimeout)
+      timer = setTimeout(() => reject(unavailable(`Redis at ${where} is not reachable (${lastError})`, `is not reachable (${lastCause})`)), connectTimeout)
     })
     try {
       await Promise.race([firstDecided, timedOut])
     } finally {
       clearTimeout(timer)
     }
-    if ((client.status as string) !== 'ready') throw new StoreUnavailableError(`Redis at ${where} is not reachable (${lastError})`)
+    if ((client.status as string) !== 'ready') throw unavailable(`Redis at ${where} is not reachable (${lastError})`, `is not reachable (${lastCause})`)
     return primaryOnly()
   }
 
@@ -308,7 +337,7 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
     try {
       r = await checkRole()
     } catch (first) {
-      const failed = (err: unknown): Error => new StoreUnavailableError(`Redis at ${where} did not answer ROLE (${err instanceof Error ? err.message : String(err)})`)
+      const failed = (err: unknown): Error => unavailable(`Redis at ${where} did not answer ROLE (${err instanceof Error ? err.message : String(err)})`, `did not answer (${causeOf(err)})`)
       // The ROLE asked at 'ready' can time out with its answer already there: its timer fires
       // first when the event loop was blocked past the command timeout (a control plane compiling
       // its routes at start on a busy host), as the connect timer could. Asked once more, only
@@ -320,7 +349,7 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
         throw failed(err)
       }
     }
-    if (r !== 'master') throw new StoreUnavailableError(`Redis at ${where} is a replica (ROLE ${r}), not the primary; ${sentinelMode ? 'asking the sentinels again' : 'commands go to the primary only'}`)
+    if (r !== 'master') throw unavailable(`Redis at ${where} is a replica (ROLE ${r}), not the primary; ${sentinelMode ? 'asking the sentinels again' : 'commands go to the primary only'}`, 'is a replica, not the primary')
   }
 
   /** Runs Redis commands, turning connection failures into StoreUnavailableError. */
@@ -332,8 +361,9 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
       if (err instanceof ReplyError && !UNAVAILABLE_REPLIES.test(err.message)) throw err
       const message = err instanceof Error ? err.message : String(err)
       // ioredis' words for "the connection just dropped" say more about its options than about Redis.
-      const reason = client.status === 'ready' && !/enableOfflineQueue/.test(message) ? message : `connection lost: ${lastError}`
-      throw new StoreUnavailableError(`Redis at ${where} did not answer (${reason})`)
+      const connected = client.status === 'ready' && !/enableOfflineQueue/.test(message)
+      const reason = connected ? message : `connection lost: ${lastError}`
+      throw unavailable(`Redis at ${where} did not answer (${reason})`, `did not answer (${connected ? causeOf(err) : `connection lost: ${lastCause}`})`)
     }
   }
 

@@ -85,8 +85,13 @@ describe('control plane on Redis', () => {
     const write = await a.app.inject({ method: 'PUT', url: '/v1/reconfigure?serviceName=during&servicePath=/during&port=80', headers: api })
     assert.equal(write.statusCode, 503)
     assert.equal(write.json().code, 'STORE_UNAVAILABLE')
-    assert.doesNotMatch(write.json().message, /127\.0\.0\.1|ECONNREFUSED/)
-    assert.equal((await a.app.inject({ url: '/readyz' })).statusCode, 503)
+    // The answer says where Redis is and why it cannot be used (the operator's first question), as readyz does.
+    // (Just after the stop the cause is the closed connection; once ioredis retried, ECONNREFUSED.)
+    const unavailable = new RegExp(`^The route store is unavailable: Redis at ${new URL(redis.url).host.replaceAll('.', '\\.')} (is not connected \\(ECONNREFUSED\\)|did not answer \\(connection lost: (connection closed|ECONNREFUSED)\\))\\. Nothing was changed; retry later\\.$`)
+    assert.match(write.json().message, unavailable)
+    const notReady = await a.app.inject({ url: '/readyz' })
+    assert.equal(notReady.statusCode, 503)
+    assert.match(notReady.json().message, unavailable)
     assert.equal((await b.app.inject({ method: 'DELETE', url: '/v1/remove?serviceName=before', headers: api })).statusCode, 503)
     // A proxy starting now still gets the last table this replica saw, marked stale; a long poll cannot wait on a dead store.
     const stale = await a.app.inject({ url: '/v1/config', headers: proxy })
@@ -110,5 +115,35 @@ describe('control plane on Redis', () => {
     const woken = await waiting
     assert.equal(woken.statusCode, 200)
     assert.ok(woken.json().routes.some((r: { serviceName: string }) => r.serviceName === 'after'))
+  })
+})
+
+describe('readiness of a control plane whose Redis cannot be used', () => {
+  it('readyz answers 503 naming the Redis host and the error code, never the password of REDIS_URL', async (t) => {
+    // A port nothing listens on (the test server's, stopped): a real refused connection.
+    const closed = await startRedisServer()
+    const port = new URL(closed.url).port
+    await closed.stop()
+    const store = createRouteStore({ url: `redis://:hunter2-secret@127.0.0.1:${port}`, prefix: 'unreachable:' })
+    t.after(() => store.close())
+    const { app } = await startControl(t, { store })
+    const ready = await app.inject({ url: '/readyz' })
+    assert.equal(ready.statusCode, 503)
+    assert.equal(ready.json().code, 'STORE_UNAVAILABLE')
+    assert.match(ready.json().message, new RegExp(`^The route store is unavailable: Redis at 127\\.0\\.0\\.1:${port} is not (reachable|connected) \\(ECONNREFUSED\\)\\. Nothing was changed; retry later\\.$`))
+    assert.doesNotMatch(ready.body, /hunter2/)
+    const write = await app.inject({ method: 'PUT', url: '/v1/reconfigure?serviceName=a&servicePath=/a&port=80', headers: api })
+    assert.equal(write.statusCode, 503)
+    assert.match(write.json().message, new RegExp(`Redis at 127\\.0\\.0\\.1:${port} is not (reachable|connected) \\(ECONNREFUSED\\)`))
+    assert.doesNotMatch(write.body, /hunter2/)
+  })
+
+  it('names a host that does not resolve by its DNS error', async (t) => {
+    const store = createRouteStore({ url: 'redis://redis.invalid:6379', prefix: 'unresolved:' })
+    t.after(() => store.close())
+    const { app } = await startControl(t, { store })
+    const ready = await app.inject({ url: '/readyz' })
+    assert.equal(ready.statusCode, 503)
+    assert.match(ready.json().message, /^The route store is unavailable: Redis at redis\.invalid:6379 is not (reachable|connected) \((ENOTFOUND|EAI_AGAIN)\)\. Nothing was changed; retry later\.$/)
   })
 })
