@@ -69,6 +69,35 @@ describe('GET /v1/status', () => {
     assert.deepEqual(s.laggards, [{ id: 'p2', version: 1, node: 'n2' }])
     assert.deepEqual(s.refusedRoutes, [{ serviceName: 'b', error: "parsing [haproxy.cfg:42]: unknown keyword 'x'", proxies: ['p2'] }])
   })
+
+  it('lists a route with no task, or no healthy task, on a proxy as a route problem (it answers 503 there), next to what proxies report', async (t) => {
+    const { app } = await startControl(t)
+    await app.inject(put('shop'))
+    await app.inject(put('cart'))
+    await app.inject(put('empty'))
+    const backend = (serviceName: string, servers: Array<[string, 'up' | 'down' | 'maint']>) => ({
+      serviceName,
+      port: 80,
+      up: servers.filter(([, s]) => s === 'up').length,
+      down: servers.filter(([, s]) => s !== 'up').length,
+      servers: servers.map(([name, status]) => ({ name, status })),
+    })
+    await app.inject(beat('p1', 3, { backends: [backend('shop', [['shop.1', 'up']]), backend('cart', [['cart.1', 'down'], ['cart.2', 'down']]), backend('empty', [])] }))
+    // On p2 the cart's task passes its check: the problem names p1 only.
+    await app.inject(beat('p2', 3, { status: 'degraded', routeProblems: [{ serviceName: 'shop', problem: 'usersSecret shop-users is not mounted' }], backends: [backend('shop', [['shop.1', 'up']]), backend('cart', [['cart.1', 'up']]), backend('empty', [['empty.1', 'maint']])] }))
+    const s = (await app.inject({ url: '/v1/status' })).json()
+    assert.deepEqual(s.routeProblems, [
+      { serviceName: 'cart', problem: 'no healthy task: 2 tasks failing the health check, requests answered 503', proxies: ['p1'] },
+      { serviceName: 'empty', problem: 'no task: the service has no running task (or endpoint) to send requests to, requests answered 503', proxies: ['p1', 'p2'] },
+      { serviceName: 'shop', problem: 'usersSecret shop-users is not mounted', proxies: ['p2'] },
+    ])
+    // Once a task runs and passes its check, the problem is gone.
+    await app.inject(beat('p1', 3, { backends: [backend('shop', [['shop.1', 'up']]), backend('cart', [['cart.1', 'up']]), backend('empty', [['empty.1', 'up']])] }))
+    await app.inject(beat('p2', 3, { backends: [backend('shop', [['shop.1', 'up']]), backend('cart', [['cart.1', 'up']]), backend('empty', [['empty.1', 'up']])] }))
+    const after = (await app.inject({ url: '/v1/status' })).json()
+    assert.deepEqual(after.routeProblems, [])
+    assert.equal(after.routeHealth.length, 3)
+  })
 })
 
 describe('reconfigure … &wait=converged', () => {

@@ -61,8 +61,33 @@ export interface Fleet {
    * land on other replicas.
    */
   waitForConvergence(version: number, timeoutMs: number, signal?: AbortSignal, serviceName?: string): Promise<Convergence>
+  /**
+   * wait=healthy: waitForConvergence, then until every live proxy has at least one task of
+   * `serviceName` passing its health check. Rejects with ConvergenceTimeoutError after `timeoutMs`
+   * (both steps together), naming the proxies without one and how many tasks they see failing.
+   */
+  waitForHealthy(version: number, serviceName: string, timeoutMs: number, signal?: AbortSignal): Promise<HealthyConvergence>
   /** Live proxies whose own listeners use one of `ports` (a TCP route there cannot be served). */
   listenerClashes(ports: readonly number[]): Promise<ListenerClash[]>
+}
+
+export interface HealthyConvergence extends Convergence {
+  /** Per live proxy, the tasks of the route passing their health check there (each ≥ 1). */
+  healthy: Array<{ id: string; up: number }>
+}
+
+/** Per live proxy: the route's tasks up and down there (summed over its backends; 0/0 when it reports none). */
+export function routeTasksOf(proxies: readonly ProxyStatus[], serviceName: string): Array<{ id: string; node: string; version: number; up: number; down: number }> {
+  return proxies.map((p) => {
+    let up = 0
+    let down = 0
+    for (const b of p.backends) {
+      if (b.serviceName !== serviceName) continue
+      up += b.up
+      down += b.down
+    }
+    return { id: p.id, node: p.node, version: p.version, up, down }
+  })
 }
 
 export interface ListenerClash {
@@ -137,6 +162,38 @@ export function routeProblemsOf(proxies: readonly ProxyStatus[]): RouteProblemRe
   return [...byProblem.values()].sort((a, b) => (a.serviceName < b.serviceName ? -1 : a.serviceName > b.serviceName ? 1 : 0))
 }
 
+/**
+ * Routes that answer 503 on some live proxy because no task serves them there: none running
+ * (no server), or none passing its health check. Read from the proxies' health reports, so a
+ * route shows here once a proxy applied it; a route no proxy reports yet is not judged.
+ */
+export function taskProblemsOf(proxies: readonly ProxyStatus[]): RouteProblemReport[] {
+  const byProblem = new Map<string, RouteProblemReport>()
+  for (const p of proxies) {
+    const perRoute = new Map<string, { up: number; down: number; maint: number }>()
+    for (const b of p.backends) {
+      const e = perRoute.get(b.serviceName) ?? { up: 0, down: 0, maint: 0 }
+      e.up += b.up
+      const maint = (b.servers ?? []).filter((s) => s.status === 'maint').length
+      e.maint += maint
+      e.down += b.down - maint
+      perRoute.set(b.serviceName, e)
+    }
+    for (const [serviceName, e] of perRoute) {
+      if (e.up > 0) continue
+      const problem =
+        e.down > 0
+          ? `no healthy task: ${e.down} task${e.down === 1 ? '' : 's'} failing the health check, requests answered 503`
+          : 'no task: the service has no running task (or endpoint) to send requests to, requests answered 503'
+      const key = `${serviceName}\n${problem}`
+      const entry = byProblem.get(key) ?? { serviceName, problem, proxies: [] }
+      entry.proxies.push(p.id)
+      byProblem.set(key, entry)
+    }
+  }
+  return [...byProblem.values()]
+}
+
 /** Per route: the fewest servers up and the most down on any live proxy, and the servers' names. */
 export function routeHealthOf(proxies: readonly ProxyStatus[]): RouteHealthReport[] {
   const byRoute = new Map<string, RouteHealthReport & { names: Set<string> }>()
@@ -171,7 +228,7 @@ export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, 
   const heartbeats = new EventEmitter()
   heartbeats.setMaxListeners(0)
 
-  return {
+  const fleet: Fleet = {
     async heartbeat(id, heartbeat) {
       await store.putProxy({ id, ...heartbeat, receivedAt: new Date(now()).toISOString() }, options.ttlMs)
       heartbeats.emit('heartbeat')
@@ -194,7 +251,7 @@ export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, 
           ...(p.tls === undefined ? {} : { tls: p.tls }),
         })),
         refusedRoutes: refusedRoutesOf(proxies),
-        routeProblems: routeProblemsOf(proxies),
+        routeProblems: [...taskProblemsOf(proxies), ...routeProblemsOf(proxies)].sort((a, b) => (a.serviceName < b.serviceName ? -1 : a.serviceName > b.serviceName ? 1 : 0)),
         routeHealth: routeHealthOf(proxies),
       }
     },
@@ -250,5 +307,39 @@ export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, 
       }
       return last
     },
+    async waitForHealthy(version, serviceName, timeoutMs, signal) {
+      const deadline = now() + timeoutMs
+      const converged = await fleet.waitForConvergence(version, timeoutMs, signal, serviceName)
+      for (;;) {
+        const proxies = (await store.listProxies()).filter((p) => p.version >= version)
+        const tasks = routeTasksOf(proxies, serviceName)
+        const waiting = tasks.filter((t) => t.up === 0)
+        if (proxies.length > 0 && waiting.length === 0) {
+          return { ...convergenceOf(proxies, version), converged: proxies.length, healthy: tasks.map((t) => ({ id: t.id, up: t.up })) }
+        }
+        const left = deadline - now()
+        if (left <= 0 || signal?.aborted === true) {
+          const names = waiting
+            .map((t) => `${t.id}${t.node === '' ? '' : ` (node ${t.node})`}: ${t.down === 0 ? 'no task of the service' : `0 of ${t.down} tasks pass the health check`}`)
+            .join('; ')
+          throw new ConvergenceTimeoutError(
+            `${waiting.length} of ${proxies.length === 0 ? converged.live : proxies.length} live proxies have no task of "${serviceName}" passing its health check after ${Math.round(timeoutMs / 1000)}s: ${names}. ` +
+              `The change itself is stored (version ${version}) and applied; those proxies answer the route's requests with 503 until a task passes.`,
+          )
+        }
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            clearTimeout(timer)
+            heartbeats.off('heartbeat', done)
+            signal?.removeEventListener('abort', done)
+            resolve()
+          }
+          const timer = setTimeout(done, Math.min(pollMs, left))
+          heartbeats.on('heartbeat', done)
+          signal?.addEventListener('abort', done, { once: true })
+        })
+      }
+    },
   }
+  return fleet
 }
