@@ -102,6 +102,15 @@ export const rules = {
     text: 'must be an IPv4 or IPv6 address, or a CIDR block (10.0.0.0/8, 192.168.1.7, 2001:db8::/32, ::1)',
   },
   compressionAlgo: { text: "must be gzip, deflate, raw-deflate or identity (HAProxy's compression algorithms)" },
+  healthCheckPath: {
+    // The servicePath rule (it is printed into `http-check send ... uri`), plus an optional query of the same characters.
+    pattern: "^/(?:[A-Za-z0-9\\-._~!&()*+;=:@/]|%[0-9A-Fa-f]{2}){0,255}(?:\\?(?:[A-Za-z0-9\\-._~!&()*+;=:@/?]|%[0-9A-Fa-f]{2}){0,255})?$",
+    text: "must start with '/' and hold only RFC 3986 path characters (letters, digits, - . _ ~ ! & ( ) * + ; = : @ / and %XX escapes), optionally a '?' and a query of the same characters; no spaces, quotes, '#', '$' or commas",
+    maxLength: 512,
+  },
+  healthCheckInterval: { text: 'must be a whole number of seconds from 1 to 3600' },
+  healthCheckStatus: { text: 'must be an HTTP status code from 100 to 599' },
+  healthCheckSlowStart: { text: 'must be a whole number of seconds from 1 to 3600' },
   mimeType: {
     // type/subtype, RFC 9110 token characters minus those HAProxy's parser treats specially ('#', '$', '%', quotes, '\\', '*'); no parameters.
     pattern: '^[A-Za-z0-9][A-Za-z0-9!&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!&^_.+-]{0,63}$',
@@ -399,6 +408,28 @@ export const routeCompressionProperties = {
 const HeaderNameListSchema = Type.Array(HeaderNameSchema, { minItems: 1, maxItems: 32 })
 
 /**
+ * An HTTP health check of every task of the route (all its HTTP destinations, each on its port).
+ * A task whose check fails `fall` (2) times in a row gets no request; its pinned clients move to a
+ * task that passes (their cookie is re-issued). A task added while the proxy runs gets traffic once
+ * its first check passes. Without healthCheckPath a task is checked by a TCP connect only.
+ */
+export const routeHealthProperties = {
+  healthCheckPath: Type.Optional(
+    Type.String({
+      pattern: rules.healthCheckPath.pattern,
+      maxLength: rules.healthCheckPath.maxLength,
+      description: "Check every task with GET <path> (Host: the route's first serviceDomain, if any); a task passes while it answers healthCheckStatus (default: any 2xx or 3xx). Absent: a TCP connect check.",
+      examples: ['/healthz'],
+    }),
+  ),
+  healthCheckInterval: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, description: 'Seconds between two checks of a task (default 2). A task is out after 2 failed checks in a row, back after 1 that passes.' })),
+  healthCheckStatus: Type.Optional(Type.Integer({ minimum: 100, maximum: 599, description: 'The status a passing task answers (needs healthCheckPath; default: any 2xx or 3xx).', examples: [200] })),
+  healthCheckSlowStart: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 3600, description: "Seconds over which a task that starts passing is given its full share of new sessions (HAProxy's slowstart), instead of all at once." }),
+  ),
+}
+
+/**
  * A stored route, normalised: defaults filled in, paths without trailing '/', domains
  * lower-case, lists de-duplicated and sorted. Two equal routes serialise to the same JSON,
  * which is what makes a repeated reconfigure a no-op.
@@ -425,6 +456,7 @@ export const RouteSchema = Type.Object(
     isDefaultBackend: Type.Optional(Type.Boolean({ description: 'Requests no route matches go to this service (its first destination) instead of a 404.' })),
     ...routeCompressionProperties,
     ...routeIpProperties,
+    ...routeHealthProperties,
   },
   { $id: 'Route', additionalProperties: false },
 )
@@ -481,6 +513,10 @@ export interface RouteInput extends RouteHttps {
   compressionType?: readonly string[] | undefined
   ipAllow?: readonly string[] | undefined
   ipDeny?: readonly string[] | undefined
+  healthCheckPath?: string | undefined
+  healthCheckInterval?: number | undefined
+  healthCheckStatus?: number | undefined
+  healthCheckSlowStart?: number | undefined
 }
 
 export type Header = Static<typeof HeaderSchema>
@@ -568,6 +604,10 @@ export function normalizeRoute(input: RouteInput): Route {
   if (nonEmpty(input.compressionType)) route.compressionType = unique(input.compressionType.map((t) => t.toLowerCase())).sort()
   if (nonEmpty(input.ipAllow)) route.ipAllow = unique(input.ipAllow.map((c) => c.toLowerCase())).sort()
   if (nonEmpty(input.ipDeny)) route.ipDeny = unique(input.ipDeny.map((c) => c.toLowerCase())).sort()
+  for (const key of ['healthCheckPath', 'healthCheckInterval', 'healthCheckStatus', 'healthCheckSlowStart'] as const) {
+    const value = input[key]
+    if (value !== undefined) (route as Record<string, unknown>)[key] = value
+  }
   if (input.acmeDomains !== undefined && input.acmeDomains.length > 0) route.acmeDomains = unique(input.acmeDomains.map((d) => d.toLowerCase())).sort()
   return route
 }

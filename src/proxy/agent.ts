@@ -45,6 +45,12 @@ export interface AgentOptions {
   log: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>
   /** Heartbeat interval. Default 5000 ms. */
   heartbeatMs?: number
+  /**
+   * How often the engine's health is read between heartbeats; a change in the number of tasks up or
+   * down of any route is reported at once (what `wait=healthy` waits for), not at the next
+   * heartbeat. Default 0: only at heartbeats (`tether proxy` reads it every 1000 ms).
+   */
+  healthWatchMs?: number
   /** Long-poll wait asked of the control plane. Default 30 s. */
   waitSeconds?: number
   /** Backoff when the control plane is unreachable or the engine fails. Default 250 ms doubling to 30 s. */
@@ -127,6 +133,9 @@ export function createAgent(options: AgentOptions): Agent {
   const clock = options.clock ?? systemClock
   const random = options.random ?? Math.random
   const heartbeatMs = options.heartbeatMs ?? 5000
+  const healthWatchMs = options.healthWatchMs ?? 0
+  /** The health last reported (healthDigest), null before the first heartbeat with it. */
+  let reportedHealth: string | null = null
   const waitSeconds = options.waitSeconds ?? 30
   const backoff = options.backoff ?? DEFAULT_BACKOFF
   const stopping = new AbortController()
@@ -309,6 +318,23 @@ export function createAgent(options: AgentOptions): Agent {
     }
   }
 
+  /** Reports at once when a route's tasks up or down change (a check starts passing or failing). */
+  async function healthWatchLoop(): Promise<void> {
+    while (!stopping.signal.aborted) {
+      try {
+        await clock.sleep(healthWatchMs, stopping.signal)
+      } catch {
+        return
+      }
+      if (reportedHealth === null || heartbeatInFlight !== null || !currentStatus().ready) continue
+      try {
+        if (healthDigest(await engine.health()) !== reportedHealth) void heartbeat()
+      } catch (error) {
+        log.debug({ err: error }, 'engine health unavailable')
+      }
+    }
+  }
+
   async function heartbeatLoop(): Promise<void> {
     while (!stopping.signal.aborted) {
       void heartbeat()
@@ -335,6 +361,7 @@ export function createAgent(options: AgentOptions): Agent {
         if (status.ready) {
           try {
             backends = await engine.health()
+            reportedHealth = healthDigest(backends)
           } catch (error) {
             log.debug({ err: error }, 'engine health unavailable')
           }
@@ -387,7 +414,7 @@ export function createAgent(options: AgentOptions): Agent {
           await applier
         }
       }
-      loops = [pollLoop(), heartbeatLoop()]
+      loops = [pollLoop(), heartbeatLoop(), ...(healthWatchMs > 0 ? [healthWatchLoop()] : [])]
     },
     async stop() {
       stopped ??= (async () => {
@@ -410,6 +437,11 @@ export function createAgent(options: AgentOptions): Agent {
       })
     },
   }
+}
+
+/** The counts a change of which is reported at once: per backend, its tasks up and down. */
+export function healthDigest(backends: readonly BackendHealth[]): string {
+  return backends.map((b) => `${b.serviceName}:${b.port ?? ''}:${b.up}:${b.down}`).join('\n')
 }
 
 /** Above this many backends, a heartbeat lists the servers only of backends with a server not up (it must stay under 1 MiB). */

@@ -73,6 +73,19 @@ describe('dashboard at /ui', { skip }, () => {
     assert.equal(change.actor, 'tests', "the page's rollback carried the operator's token")
     assert.equal(change.source, 'rollback')
 
+    // A route whose service has no task (no endpoint, no DNS answer): the proxy answers 503 for it,
+    // and Problems says so, as GET /v1/status does; the Tasks column counts what the proxy serves.
+    const ghost = await control.api('PUT', '/v1/reconfigure?serviceName=ghost&servicePath=/ghost&port=80')
+    assert.equal(ghost.status, 200, JSON.stringify(ghost.body))
+    const ghostProblem = page.locator('#problems li', { hasText: 'ghost: no task' })
+    await ghostProblem.waitFor({ timeout: 15_000 })
+    assert.match(await ghostProblem.innerText(), /answered 503 \(on edge-1\)/)
+    const listed = (await control.api('GET', '/v1/status')).body.routeProblems as Array<{ serviceName: string; problem: string }>
+    assert.deepEqual(listed.map((p) => p.serviceName), ['ghost'], '/v1/status agrees with the page')
+    await page.locator('tr[data-service="ghost"] td', { hasText: 'none running' }).waitFor()
+    assert.match(await shopRow.innerText(), /2 endpoints/)
+    assert.equal(await page.locator('#problems li', { hasText: 'Swarm discovery' }).count(), 0, 'not a problem')
+
     // The proxy stops (no more heartbeats): once its TTL passes it is shown stale, not dropped.
     assert.equal(await proxyRow.getAttribute('class'), null)
     await edge.stop()
@@ -112,5 +125,11 @@ describe('dashboard at /ui', { skip }, () => {
     // other.test has no certificate: HTTPS would answer it with the default one.
     await page.locator('#uncovered', { hasText: 'other.test (shop)' }).waitFor({ timeout: 10_000 })
     assert.doesNotMatch(await page.locator('#uncovered').innerText(), /shop\.test/, 'shop.test is covered')
+    // The change log shows every version: the route's (1) and the certificate's (2).
+    await page.reload()
+    const certChange = page.locator('#changes tr[data-kind="certificate"][data-version="2"]')
+    await certChange.waitFor({ timeout: 10_000 })
+    assert.match(await certChange.innerText(), /shop\s+certificate stored/)
+    assert.match(await page.locator('#changes tr[data-kind="route"][data-version="1"]').innerText(), /created \/→80/)
   })
 })

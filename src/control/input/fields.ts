@@ -151,6 +151,7 @@ export function finish(route: Route): Route {
     }
   }
   if (route.compressionType !== undefined && route.compressionAlgo === undefined) fail('compressionType', 'needs compressionAlgo (the algorithms to compress these types with, e.g. gzip)')
+  if (route.healthCheckStatus !== undefined && route.healthCheckPath === undefined) fail('healthCheckStatus', 'needs healthCheckPath (the path whose answer is checked); without it a task is checked by a TCP connect')
   // What a pattern cannot say (the JSON form's endpoints were only matched against it).
   route.endpoints.forEach((e, i) => checkString(`endpoints[${i}]`, 'endpoint', e))
   return route
@@ -174,4 +175,6 @@ const HTTP_ONLY_ROUTE_FIELDS = [
   'compressionType',
   'ipAllow',
   'ipDeny',
+  'healthCheckPath',
+  'healthCheckStatus',
 ] as const satisfies ReadonlyArray<keyof Route>

@@ -47,6 +47,10 @@ export const ROUTE_FEATURES = [
   'compressionType',
   'ipAllow',
   'ipDeny',
+  'healthCheckPath',
+  'healthCheckInterval',
+  'healthCheckStatus',
+  'healthCheckSlowStart',
 ] as const
 
 /** Go's strconv.ParseBool, as DFP reads booleans (Tether's query form gives true/false); anything else is refused. */
@@ -161,7 +165,28 @@ export function routeRewriteOf(read: Read): Array<{ search: string; replace: str
   return [rewrite(search.field, search.value, read('reqPathReplace')?.value ?? '')]
 }
 
-type RouteFeatures = Pick<RouteInput, 'addReqHeader' | 'setReqHeader' | 'delReqHeader' | 'addResHeader' | 'setResHeader' | 'delResHeader' | 'auth' | 'isDefaultBackend' | 'compressionAlgo' | 'compressionType' | 'ipAllow' | 'ipDeny'>
+type HealthFeatures = Pick<RouteInput, 'healthCheckPath' | 'healthCheckInterval' | 'healthCheckStatus' | 'healthCheckSlowStart'>
+type RouteFeatures = Pick<RouteInput, 'addReqHeader' | 'setReqHeader' | 'delReqHeader' | 'addResHeader' | 'setResHeader' | 'delResHeader' | 'auth' | 'isDefaultBackend' | 'compressionAlgo' | 'compressionType' | 'ipAllow' | 'ipDeny'> & HealthFeatures
+
+/** A whole number from `min` to `max`, written in decimal without a sign or leading zeros. */
+function integer(field: string, value: string, min: number, max: number, text: string): number {
+  if (!/^(?:0|[1-9][0-9]{0,5})$/.test(value) || Number(value) < min || Number(value) > max) fail(field, `${showValue(value)} ${text}`)
+  return Number(value)
+}
+
+/** The HTTP health check in the text forms (Tether's names; Docker Flow Proxy has no HTTP check: com.df.healthCheckPath etc. are Tether extensions). */
+export function healthCheckOf(read: Read): HealthFeatures {
+  const out: HealthFeatures = {}
+  const path = read('healthCheckPath')
+  if (path !== undefined) out.healthCheckPath = checkString(path.field, 'healthCheckPath', path.value)
+  const interval = read('healthCheckInterval')
+  if (interval !== undefined) out.healthCheckInterval = integer(interval.field, interval.value.replace(/s$/, ''), 1, 3600, rules.healthCheckInterval.text)
+  const status = read('healthCheckStatus')
+  if (status !== undefined) out.healthCheckStatus = integer(status.field, status.value, 100, 599, rules.healthCheckStatus.text)
+  const slow = read('healthCheckSlowStart')
+  if (slow !== undefined) out.healthCheckSlowStart = integer(slow.field, slow.value.replace(/s$/, ''), 1, 3600, rules.healthCheckSlowStart.text)
+  return out
+}
 
 /** Docker Flow Proxy's compression lists: separated by spaces (its examples) or commas. */
 const words = (value: string): string[] => value.split(/[\s,]+/).filter((w) => w.length > 0)
@@ -205,7 +230,7 @@ export function routeFeatures(read: Read, serviceName: string): { features: Rout
   }
   const isDefault = read('isDefaultBackend')
   if (isDefault !== undefined) features.isDefaultBackend = parseBool(isDefault.field, isDefault.value)
-  Object.assign(features, compressionOf(read))
+  Object.assign(features, compressionOf(read), healthCheckOf(read))
   for (const name of ['ipAllow', 'ipDeny'] as const) {
     const ip = read(name)
     if (ip === undefined) continue

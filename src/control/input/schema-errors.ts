@@ -39,6 +39,10 @@ const ruleOfField: Record<string, RuleName> = {
   compressionType: 'mimeType',
   ipAllow: 'cidr',
   ipDeny: 'cidr',
+  healthCheckPath: 'healthCheckPath',
+  healthCheckInterval: 'healthCheckInterval',
+  healthCheckStatus: 'healthCheckStatus',
+  healthCheckSlowStart: 'healthCheckSlowStart',
 }
 
 /**

@@ -151,6 +151,10 @@ export interface RouteBody extends DestinationFeatures {
   compressionType?: string[] | undefined
   ipAllow?: string[] | undefined
   ipDeny?: string[] | undefined
+  healthCheckPath?: string | undefined
+  healthCheckInterval?: number | undefined
+  healthCheckStatus?: number | undefined
+  healthCheckSlowStart?: number | undefined
 }
 
 /** The destination fields of the JSON form: the text forms' names, with DFP's reqPathSearchReplace stored as pathRewrite. */
@@ -259,6 +263,10 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Pa
     compressionType: body.compressionType,
     ipAllow: body.ipAllow,
     ipDeny: body.ipDeny,
+    healthCheckPath: body.healthCheckPath,
+    healthCheckInterval: body.healthCheckInterval,
+    healthCheckStatus: body.healthCheckStatus,
+    healthCheckSlowStart: body.healthCheckSlowStart,
     ...httpsFields({ ...body }, body.serviceDomain ?? []),
   }
   const route = finish(normalizeRoute(input))

@@ -47,6 +47,18 @@ export const waitProperties = {
 }
 export const WaitQuerySchema = Type.Object(waitProperties, { additionalProperties: false })
 
+/** `wait=converged|healthy&timeout=S`: the writes of one route (reconfigure in every form, PUT /v1/routes/{serviceName}). */
+export const routeWaitProperties = {
+  ...waitProperties,
+  wait: Type.Optional(
+    Type.Union([Type.Literal('converged'), Type.Literal('healthy')], {
+      description:
+        "'converged': answer only once every live proxy has applied the new version. 'healthy': and has at least one task of this route passing its health check (the TCP connect, or healthCheckPath), so a new service answers at once instead of 503. " +
+        'Otherwise 504 CONVERGENCE_TIMEOUT naming the proxies that lag (or have no passing task, and how many fail); the change stays stored.',
+    }),
+  ),
+}
+
 /** `takeover=true`: on Tether's own forms, the explicit move of paths another service holds. */
 export const takeoverProperty = {
   takeover: Type.Optional(
@@ -56,7 +68,7 @@ export const takeoverProperty = {
     }),
   ),
 }
-export const WriteQuerySchema = Type.Object({ ...waitProperties, ...takeoverProperty }, { additionalProperties: false })
+export const WriteQuerySchema = Type.Object({ ...routeWaitProperties, ...takeoverProperty }, { additionalProperties: false })
 
 /** The HTTPS fields in the query form (acmeDomains is the JSON form's list; the query says acme=true). */
 const { acmeDomains: _acmeDomains, ...routeHttpsQueryProperties } = routeHttpsProperties
@@ -97,6 +109,10 @@ export const featureQueryProperties = {
   isDefaultBackend: flag('Requests no route matches go to this service instead of a 404.'),
   compressionAlgo: text(64, `Compress responses with these algorithms (space- or comma-separated), for clients that ask for one in Accept-Encoding; each ${rules.compressionAlgo.text}. A response already compressed by the service is passed as it is.`, 'gzip'),
   ipAllow: text(3200, `Only clients from these addresses or CIDR blocks (space- or comma-separated) are served, others get 403; each ${rules.cidr.text}.`, '10.0.0.0/8,2001:db8::/32'),
+  healthCheckPath: text(rules.healthCheckPath.maxLength, `Check every task with GET <path>; a task that fails gets no request, a new task none before it passes. It ${rules.healthCheckPath.text}.`, '/healthz'),
+  healthCheckInterval: text(5, 'Seconds between two checks of a task, 1-3600 (default 2).', '2'),
+  healthCheckStatus: text(3, 'The status a passing task answers, 100-599 (needs healthCheckPath; default: any 2xx or 3xx).', '200'),
+  healthCheckSlowStart: text(5, 'Seconds over which a task that starts passing gets its full share of new sessions, 1-3600.', '30'),
   ipDeny: text(3200, `Clients from these addresses or CIDR blocks (space- or comma-separated) get 403; each ${rules.cidr.text}.`, '192.0.2.7'),
   compressionType: text(4200, `Only responses of these MIME types (space- or comma-separated) are compressed (needs compressionAlgo); each ${rules.mimeType.text}.`, 'text/html text/css application/json'),
 }
@@ -135,7 +151,7 @@ export const ReconfigureQuerySchema = Type.Object(
       Type.String({ maxLength: listMax(rules.serverName.maxLength, limits.maxServerNames), description: `reqMode=sni: comma-separated TLS server names; each ${rules.serverName.text}.`, examples: ['db.example.com,*.db.example.com'] }),
     ),
     sendProxyProtocol: Type.Optional(Type.Boolean({ description: 'reqMode=tcp|sni: send a PROXY protocol v2 header to the tasks (they must expect it). Default false.' })),
-    ...waitProperties,
+    ...routeWaitProperties,
     ...takeoverProperty,
   },
   { additionalProperties: false },
@@ -190,6 +206,10 @@ const routeBodyProperties = {
   compressionType: RouteSchema.properties.compressionType,
   ipAllow: RouteSchema.properties.ipAllow,
   ipDeny: RouteSchema.properties.ipDeny,
+  healthCheckPath: RouteSchema.properties.healthCheckPath,
+  healthCheckInterval: RouteSchema.properties.healthCheckInterval,
+  healthCheckStatus: RouteSchema.properties.healthCheckStatus,
+  healthCheckSlowStart: RouteSchema.properties.healthCheckSlowStart,
 }
 
 export const ReconfigureBodySchema = Type.Object(
@@ -212,6 +232,11 @@ export const ConvergenceSchema = Type.Object(
     live: Type.Integer({ description: 'Live proxies (heartbeat not expired).' }),
     converged: Type.Integer({ description: 'Live proxies at that version or newer.' }),
     laggards: Type.Array(LaggardSchema),
+    healthy: Type.Optional(
+      Type.Array(Type.Object({ id: Type.String(), up: Type.Integer({ minimum: 1, description: "Tasks of the route passing their health check on this proxy." }) }, { additionalProperties: false }), {
+        description: 'wait=healthy: every live proxy, with its tasks of the route that pass.',
+      }),
+    ),
   },
   { $id: 'Convergence', additionalProperties: false },
 )

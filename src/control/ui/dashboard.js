@@ -16,6 +16,7 @@ const state = {
   proxies: [],
   status: null,
   changes: [],
+  certificateChanges: [],
   /** id → { proxy, lastSeen (ms) }: proxies seen live, kept to show them stale when they go. */
   seen: new Map(),
 }
@@ -74,7 +75,8 @@ function renderSummary() {
   const s = state.status
   if (s === null) return
   const laggards = s.laggards.length > 0 ? ` · behind: ${s.laggards.map((l) => `${l.id} (v${l.version})`).join(', ')}` : ''
-  $('summary').textContent = `version ${s.version} · ${s.live} live ${s.live === 1 ? 'proxy' : 'proxies'}, ${s.converged} converged${laggards}`
+  const discovery = s.discovery === undefined ? '' : ` · Swarm discovery on (this replica ${s.discovery.leader ? 'leads it' : 'follows'})`
+  $('summary').textContent = `version ${s.version} · ${s.live} live ${s.live === 1 ? 'proxy' : 'proxies'}, ${s.converged} converged${laggards}${discovery}`
   $('summary').className = s.laggards.length > 0 ? 'summary warn' : 'summary'
 }
 
@@ -99,15 +101,20 @@ function healthOf(serviceName) {
   return cells.length > 0 ? cells : h('span', { class: 'muted' }, 'no live proxy')
 }
 
+/** Running tasks of a route: the servers the live proxies report for it (GET /v1/status routeHealth). */
 function tasksOf(record) {
   const r = record.route
-  if (record.tasks !== undefined) {
-    const t = record.tasks
-    const title = t.error !== undefined ? `listing fails: ${t.error}` : `${t.addresses.join(', ')} (checked ${ago(t.checkedAt)})`
-    return h('span', { class: t.error !== undefined ? 'warn' : '', title }, `${t.running} running`)
+  const health = (state.status?.routeHealth ?? []).find((x) => x.serviceName === r.serviceName)
+  if (health === undefined) {
+    if (r.endpoints.length > 0) return h('span', { title: r.endpoints.join(', ') }, `${r.endpoints.length} endpoint${r.endpoints.length === 1 ? '' : 's'}`)
+    return h('span', { class: 'muted', title: 'no live proxy reports this route yet' }, '–')
   }
-  if (r.endpoints.length > 0) return h('span', { title: r.endpoints.join(', ') }, `${r.endpoints.length} endpoint${r.endpoints.length === 1 ? '' : 's'}`)
-  return h('span', { class: 'muted' }, `tasks.${r.serviceName}`)
+  const running = health.servers.length
+  const noun = r.endpoints.length > 0 ? (running === 1 ? 'endpoint' : 'endpoints') : 'running'
+  const title = `${health.servers.join(', ')}${health.down > 0 ? ` · ${health.down} failing the health check on some proxy` : ''}`
+  if (running === 0) return h('span', { class: 'bad', title: 'no task: requests are answered 503' }, r.endpoints.length > 0 ? '0 endpoints' : 'none running')
+  const cls = health.up === 0 ? 'bad' : health.down > 0 ? 'warn' : ''
+  return h('span', { class: cls, title }, `${running} ${noun}${health.down > 0 ? ` (${health.down} failing)` : ''}`)
 }
 
 function renderRoutes() {
@@ -236,33 +243,50 @@ function renderProblems() {
   for (const p of s?.discovery?.problems ?? []) items.push(h('li', { class: 'warn' }, `${p.serviceName}: ${p.message}`))
   for (const p of state.proxies) if (p.lastError !== null) items.push(h('li', { class: 'bad' }, `proxy ${p.id}: ${p.lastError}`))
   for (const w of s?.tls?.warnings ?? []) items.push(h('li', { class: 'warn' }, w))
-  if (s?.discovery !== undefined) items.push(h('li', { class: 'muted' }, `Swarm discovery on; this replica ${s.discovery.leader ? 'leads it' : 'does not lead it'}.`))
+  for (const l of s?.laggards ?? []) items.push(h('li', { class: 'warn' }, `proxy ${l.id}${l.node === '' ? '' : ` (node ${l.node})`} is behind: serves version ${l.version}, the table is at ${s.version}`))
   if (items.length === 0) items.push(h('li', { class: 'muted' }, 'None.'))
   $('problems').replaceChildren(...items)
 }
 
 function describeChange(c) {
+  if (c.kind === 'certificate') {
+    const fp = (f) => (f === null ? '' : f.slice(0, 23))
+    if (c.operation === 'remove') return `certificate removed (${fp(c.previousFingerprint)})`
+    return c.previousFingerprint === null ? `certificate stored (${fp(c.fingerprint)})` : `certificate replaced (${fp(c.previousFingerprint)} ⇒ ${fp(c.fingerprint)})`
+  }
   if (c.operation === 'remove') return 'removed'
   const where = (route) => route.destinations.map((d) => `${d.servicePath.join(',')}→${d.port}`).join(' ')
   const text = c.before === null ? `created ${where(c.after)}` : `changed ${where(c.before)} ⇒ ${where(c.after)}`
   return c.rollbackTo !== undefined ? `${text} (rollback to v${c.rollbackTo})` : text
 }
 
+/**
+ * Route and certificate changes, newest first: every version of the table. A version in neither
+ * log (an ACME challenge published or withdrawn) is shown as such, so no version is missing.
+ */
 function renderChanges() {
   const current = state.version
-  const rows = [...state.changes].reverse().map((c) =>
-    h(
-      'tr',
-      { 'data-version': c.version },
-      h('td', {}, String(c.version)),
-      h('td', { title: c.time }, clock(c.time)),
-      h('td', {}, c.actor),
-      h('td', {}, c.source),
-      h('td', {}, c.serviceName),
-      h('td', {}, describeChange(c)),
-      h('td', {}, c.version === current ? h('span', { class: 'muted' }, 'current') : h('button', { type: 'button', 'data-restore': c.version, onclick: () => restore(c.version) }, `Restore v${c.version}`)),
-    ),
-  )
+  const entries = [...state.changes.map((c) => ({ ...c, kind: 'route' })), ...state.certificateChanges.map((c) => ({ ...c, kind: 'certificate' }))].sort((a, b) => b.version - a.version)
+  const rows = []
+  let expected = entries[0]?.version
+  for (const c of entries) {
+    for (; expected !== undefined && expected > c.version; expected--) rows.push(h('tr', { 'data-version': expected, class: 'muted' }, h('td', {}, String(expected)), h('td', { colspan: 6 }, 'no route or certificate change (an ACME challenge published or withdrawn)')))
+    expected = c.version - 1
+    const restorable = c.kind === 'route' && c.version !== current
+    rows.push(
+      h(
+        'tr',
+        { 'data-version': c.version, 'data-kind': c.kind },
+        h('td', {}, String(c.version)),
+        h('td', { title: c.time }, clock(c.time)),
+        h('td', {}, c.actor),
+        h('td', {}, c.source),
+        h('td', {}, c.kind === 'certificate' ? c.name : c.serviceName),
+        h('td', {}, describeChange(c)),
+        h('td', {}, c.version === current ? h('span', { class: 'muted' }, 'current') : restorable ? h('button', { type: 'button', 'data-restore': c.version, onclick: () => restore(c.version) }, `Restore v${c.version}`) : h('span', { class: 'muted', title: 'a rollback restores routes, not certificates' }, '–')),
+      ),
+    )
+  }
   $('changes').tBodies[0].replaceChildren(...rows)
 }
 
@@ -287,10 +311,14 @@ async function refreshFleet() {
 async function refreshTable() {
   const routes = await getJson('/v1/routes')
   const since = Math.max(0, routes.version - CHANGES_SHOWN)
-  const changes = await getJson(`/v1/changes?since=${since}&limit=${CHANGES_SHOWN * 4}`)
+  const [changes, certificates] = await Promise.all([
+    getJson(`/v1/changes?since=${since}&limit=${CHANGES_SHOWN * 4}`),
+    getJson(`/v1/certificate-changes?since=${since}&limit=${CHANGES_SHOWN * 4}`).catch(() => ({ changes: [] })),
+  ])
   state.version = Math.max(routes.version, changes.version)
   state.routes = routes.routes
   state.changes = changes.changes
+  state.certificateChanges = certificates.changes
   renderRoutes()
   renderChanges()
 }

@@ -484,11 +484,15 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   }
 
   function addCommands(b: RenderedBackend, e: Endpoint, check: boolean): string[] {
-    const commands = [`add server ${b.name}/${e.name} ${addressText(e)}${check ? ` ${CHECK_OPTIONS}` : ''}${b.serverOptions === undefined ? '' : ` ${b.serverOptions}`}`]
+    const commands = [`add server ${b.name}/${e.name} ${addressText(e)}${check ? ` ${b.checkOptions ?? CHECK_OPTIONS}` : ''}${b.serverOptions === undefined ? '' : ` ${b.serverOptions}`}`]
     // HAProxy 2.6 gives a server added at runtime no dynamic cookie until this is run again.
     if (b.sticky) commands.push(`enable dynamic-cookie backend ${b.name}`)
     if (check) commands.push(`enable health ${b.name}/${e.name}`)
     commands.push(`set server ${b.name}/${e.name} state ready`)
+    // A checked server leaves maintenance up (HAProxy counts it up until a check fails): with an
+    // HTTP health check it goes down at once instead (after 'ready', which would undo it), so a
+    // task gets its first request only after its check passes.
+    if (check && b.startDown === true) commands.push(`set server ${b.name}/${e.name} health down`)
     return commands
   }
 
@@ -551,7 +555,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       const unchecked = uncheckedOf.get(b.name) ?? new Set<string>()
       b.servers = servers
       b.unchecked = servers.filter((e) => unchecked.has(e.name)).map((e) => e.name)
-      withServers(current.text, b.name, servers.map((e) => serverLine(e, !unchecked.has(e.name), b.serverOptions)))
+      withServers(current.text, b.name, servers.map((e) => serverLine(e, !unchecked.has(e.name), b.serverOptions, b.checkOptions)))
     }
     current.plan = plan
     reportPlan(plan)
@@ -773,6 +777,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     }
     counters.reloads++
     timings.reloadMs = performance.now() - t
+    await startNewServersDown(served?.rendered.backends ?? [], rendered.backends)
     const out = new Set(refused.map((r) => r.serviceName))
     const next = servedOf({ ...snapshot, routes: snapshot.routes.filter((r) => !out.has(r.serviceName)) }, rendered, plan, refused, result.text)
     served = next
@@ -786,6 +791,29 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const servers = rendered.backends.reduce((n, b) => n + b.servers.length, 0)
     logger.info({ version: snapshot.version, routes: next.snapshot.routes.length, refused: refused.length, servers, ...rounded }, 'configuration applied')
     return next
+  }
+
+  /**
+   * A server HAProxy loads from the configuration without a saved state counts as up until its
+   * first check fails. Where the route has an HTTP health check, the servers this configuration
+   * added are set down at once, so they get traffic only after their check passes (a new route
+   * whose tasks do not answer yet says 503 with Retry-After instead of failing requests, and
+   * wait=healthy waits for them). A failure is logged: the check corrects the state within one interval.
+   */
+  async function startNewServersDown(before: readonly RenderedBackend[], after: readonly RenderedBackend[]): Promise<void> {
+    const had = new Map(before.map((b) => [b.name, new Set(b.servers.map((e) => e.name))]))
+    const commands: string[] = []
+    for (const b of after) {
+      if (b.startDown !== true) continue
+      const unchecked = new Set(b.unchecked)
+      for (const e of b.servers) if (!unchecked.has(e.name) && had.get(b.name)?.has(e.name) !== true) commands.push(`set server ${b.name}/${e.name} health down`)
+    }
+    if (commands.length === 0) return
+    try {
+      await runCommands(paths.adminSocket, commands)
+    } catch (err) {
+      logger.warn({ err, servers: commands.length }, 'could not set the new servers of health-checked routes down; their first check decides')
+    }
   }
 
   /**

@@ -28,7 +28,7 @@ import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import type { CertificateMaterial } from '../../contracts/certificate.ts'
 import { cookieNameOf, sampleExpressions, type Destination, type Header, type Route } from '../../contracts/route.ts'
 import { hostKind, isPlain, planRoutes, sniKind, type HttpBinding, type ShadowedBinding } from '../../contracts/route-planner.ts'
-import { endpointsOf, serverLine, type Endpoint, type Task } from './servers.ts'
+import { checkOptionsOf, CHECK_OPTIONS, endpointsOf, serverLine, type Endpoint, type Task } from './servers.ts'
 import type { ResolvedSettings } from './settings.ts'
 import * as accessLog from './access-log.ts'
 import { acmeChallengeLines, challengeMap, INCOMING_PROTO_LINE, routeHttpsLines, forwardedProtoLines, tlsBindLine, tlsFiles, tlsGlobalLines } from './tls.ts'
@@ -76,6 +76,13 @@ export interface RenderedBackend {
   unchecked: string[]
   /** Server options besides the check (e.g. 'send-proxy-v2'), on every server line and `add server`. */
   serverOptions?: string
+  /** The health-check options of its servers when not CHECK_OPTIONS (the route's interval, slow start). */
+  checkOptions?: string
+  /**
+   * The route has an HTTP health check: a server added over the runtime API starts down and gets
+   * traffic once its first check passes (HAProxy would otherwise count it up until a check fails).
+   */
+  startDown?: boolean
 }
 
 export interface RenderedFile {
@@ -118,6 +125,18 @@ export const NOT_FOUND_BACKEND = 'tether.notfound'
 /** The admin listener's /metrics/tether: the agent's route metrics on paths.metricsSocket. */
 export const METRICS_BACKEND = 'tether.metrics'
 const NOT_FOUND_BODY = JSON.stringify({ statusCode: 404, code: 'NO_ROUTE', error: 'Not Found', message: 'No route matches this host and path' })
+/** Seconds a client is asked to wait (Retry-After) when no task of the route can take its request. */
+export const NO_TASK_RETRY_AFTER = 5
+/**
+ * HAProxy's own 503 (no server up, connection failed after the retries, queue timeout), for every
+ * route: what happened and when to try again, instead of HAProxy's bare "No server is available".
+ */
+export const NO_TASK_BODY = JSON.stringify({
+  statusCode: 503,
+  code: 'NO_TASK_AVAILABLE',
+  error: 'Service Unavailable',
+  message: `No task of this service can take the request now: none is running, none passes its health check, or none accepted the connection. Retry in ${NO_TASK_RETRY_AFTER} seconds.`,
+})
 
 export function backendName(serviceName: string, port: number): string {
   return `svc_${serviceName}_${port}`
@@ -179,7 +198,7 @@ function regexLiteral(path: string): string {
 
 /** The per-request lines of one destination's backend, in the order HAProxy runs them. */
 function destinationRules(route: Route, d: Destination): string[] {
-  const out: string[] = []
+  const out: string[] = [...healthCheckLines(route, d)]
   // Values from a closed list and type/subtype tokens (route.ts rules.mimeType): nothing to quote.
   if (route.compressionAlgo !== undefined) out.push(`compression algo ${route.compressionAlgo.join(' ')}`)
   if (route.compressionType !== undefined) out.push(`compression type ${route.compressionType.join(' ')}`)
@@ -316,7 +335,11 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   /** The HTTP backend of one destination of `route`, named `name`, with its servers. */
   const httpBackend = (route: Route, destination: Destination, name: string): RenderedBackend => {
     const dns = route.endpoints.length === 0
-    return { name, serviceName: route.serviceName, port: destination.port, dns, sticky: route.sticky, servers: endpointsOf(route, destination.port, dns ? serverInput.tasks?.(route.serviceName) : undefined), unchecked: [] }
+    const backend: RenderedBackend = { name, serviceName: route.serviceName, port: destination.port, dns, sticky: route.sticky, servers: endpointsOf(route, destination.port, dns ? serverInput.tasks?.(route.serviceName) : undefined), unchecked: [] }
+    const checkOptions = checkOptionsOf(route)
+    if (checkOptions !== CHECK_OPTIONS) backend.checkOptions = checkOptions
+    if (route.healthCheckPath !== undefined) backend.startDown = true
+    return backend
   }
   /** Placed routes' backends, by spare name (rendered in the spare section, not with the others). */
   const placed = new Map<string, RenderedBackend>()
@@ -501,6 +524,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   out.push('    # A client gone from an upgraded connection frees its slot once the application is silent 10 s, not after the hour.')
   out.push('    timeout server-fin 10s')
   out.push(`    dynamic-cookie-key '${settings.cookieKey}'`)
+  out.push(`    http-error status 503 content-type application/json hdr Retry-After ${NO_TASK_RETRY_AFTER} string ${quote(NO_TASK_BODY)}`)
   blank()
   out.push('frontend http')
   out.push(`    bind ${bind(settings.listen)}`)
@@ -602,7 +626,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       if (check) checks--
       else b.unchecked.push(server.name)
       serverLines.add(out.text.length)
-      out.push(`    ${serverLine(server, check, b.serverOptions)}`, own)
+      out.push(`    ${serverLine(server, check, b.serverOptions, b.checkOptions)}`, own)
     }
   }
   for (const b of backends) {
@@ -775,6 +799,25 @@ function spareNames(kind: 'sticky' | 'plain', count: number): string[] {
  * exact hosts only (the routes map, or the sparehosts map: both changed over the runtime API;
  * render checks the planner's bindings again, see framedServices).
  */
+/**
+ * The route's HTTP health check (healthCheckPath) of one destination's tasks, and its interval and
+ * slow start as the backend's default-server (so that a change of them is a change of the
+ * configuration's skeleton: servers keep their state through the reload). The path and status
+ * are checked by the contract's rules (no space, quote or '#'). Host: the destination's first
+ * exact host name, when it has one (over HTTP/1.1); otherwise an HTTP/1.0 request without Host.
+ */
+export function healthCheckLines(route: Route, d: Destination): string[] {
+  const out: string[] = []
+  const options = checkOptionsOf(route)
+  if (options !== CHECK_OPTIONS) out.push(`default-server ${options.replace(/^check /, '')}`)
+  if (route.healthCheckPath === undefined) return out
+  const host = (d.serviceDomain ?? route.serviceDomain).find((h) => !h.startsWith('*'))
+  out.push('option httpchk')
+  out.push(`http-check send meth GET uri ${route.healthCheckPath}${host === undefined ? '' : ` ver HTTP/1.1 hdr Host ${host}`}`)
+  out.push(route.healthCheckStatus === undefined ? 'http-check expect status 200-399' : `http-check expect status ${route.healthCheckStatus}`)
+  return out
+}
+
 export function spareKind(route: Route): 'sticky' | 'plain' | undefined {
   const d = route.destinations[0]
   if (d === undefined || route.destinations.length !== 1 || (route.tcp?.length ?? 0) > 0 || (route.sni?.length ?? 0) > 0) return undefined

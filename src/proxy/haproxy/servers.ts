@@ -88,9 +88,19 @@ export function endpointsOf(route: Pick<Route, 'endpoints'>, port: number, tasks
 /** Health-check options, written on every server (dynamic servers do not inherit default-server). */
 export const CHECK_OPTIONS = 'check inter 2s fall 2 rise 1'
 
+/**
+ * The health-check options of a route's servers: CHECK_OPTIONS, or with the route's own interval
+ * and slow start (healthCheckInterval, healthCheckSlowStart). A server is out after 2 failed
+ * checks in a row and back after 1 that passes, whatever the interval.
+ */
+export function checkOptionsOf(route: Pick<Route, 'healthCheckInterval' | 'healthCheckSlowStart'>): string {
+  if (route.healthCheckInterval === undefined && route.healthCheckSlowStart === undefined) return CHECK_OPTIONS
+  return `check inter ${route.healthCheckInterval ?? 2}s fall 2 rise 1${route.healthCheckSlowStart === undefined ? '' : ` slowstart ${route.healthCheckSlowStart}s`}`
+}
+
 /** A `server` line of the configuration (without indentation). */
-export function serverLine(e: Endpoint, check: boolean, options?: string): string {
-  return `server ${e.name} ${addressText(e)}${check ? ` ${CHECK_OPTIONS}` : ''}${options === undefined ? '' : ` ${options}`}`
+export function serverLine(e: Endpoint, check: boolean, options?: string, checkOptions: string = CHECK_OPTIONS): string {
+  return `server ${e.name} ${addressText(e)}${check ? ` ${checkOptions}` : ''}${options === undefined ? '' : ` ${options}`}`
 }
 
 export interface ServerDiff {

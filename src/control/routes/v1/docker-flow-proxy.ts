@@ -18,7 +18,7 @@ import { Type } from 'typebox'
 import { RouteSchema, ServiceNameSchema } from '../../../contracts/route.ts'
 import { routeFromDfpQuery, serviceNameFromDfpRemove } from '../../input/dfp-form.ts'
 import { RouteNotFoundError } from '../../errors.ts'
-import { bearer, errors, ReconfigureAnswerSchema, ref, RemoveAnswerSchema, waitProperties } from '../schemas.ts'
+import { bearer, errors, ReconfigureAnswerSchema, ref, RemoveAnswerSchema, routeWaitProperties, waitProperties } from '../schemas.ts'
 import { ConfigSnapshotSchema } from '../../../contracts/config-snapshot.ts'
 import { putRoute, removeRoute, withWarnings } from './helpers.ts'
 
@@ -37,14 +37,14 @@ export const DfpReconfigureQuerySchema = Type.Object(
     stickyCookie: text('Tether extension: affinity cookie name.'),
     endpoints: text('Tether extension: comma-separated host:port backends.'),
     aclName: text("Order among routes sharing a path (Docker Flow Proxy's rule): the first aclName, default the service name, serves it; the others are reported in 'warnings'.", ['00-go-demo']),
-    ...waitProperties,
+    ...routeWaitProperties,
   },
   {
     additionalProperties: Type.String({ maxLength: 8192 }),
     description:
       "Every Docker Flow Proxy parameter (the README's migration table says which are implemented): the indexed forms name.N (N ≥ 1, one extra destination each); " +
       "addReqHeader, setReqHeader, delReqHeader, addResHeader, setResHeader, delResHeader; users (+ usersPassEncrypted; Tether extension: realm); reqPathSearchReplace, reqPathSearch + reqPathReplace " +
-      "(Tether extension: stripPrefix); allowedMethods, deniedMethods, servicePathExclude, redirectFromDomain, isDefaultBackend, timeoutServer, timeoutTunnel, userAgent, serviceHeader, compressionAlgo, compressionType (Tether extension: ipAllow, ipDeny). " +
+      "(Tether extension: stripPrefix); allowedMethods, deniedMethods, servicePathExclude, redirectFromDomain, isDefaultBackend, timeoutServer, timeoutTunnel, userAgent, serviceHeader, compressionAlgo, compressionType (Tether extensions: ipAllow, ipDeny; healthCheckPath, healthCheckInterval, healthCheckStatus, healthCheckSlowStart). " +
       "Bookkeeping (notify, distribute, replicas, alert*, ...) is accepted silently; tuning parameters Tether lacks are reported in 'warnings'; a parameter that restricts access and is not implemented is refused (400 NOT_IMPLEMENTED).",
   },
 )

@@ -9,7 +9,7 @@ import { putExclusive } from '../../services/takeover.ts'
 import { ConvergenceUnknownError, ListenerConflictError, RouteNotFoundError } from '../../errors.ts'
 import type { Convergence } from '../../services/fleet.ts'
 
-type ConvergenceQuery = { wait?: 'converged' | undefined; timeout?: string | undefined }
+type ConvergenceQuery = { wait?: 'converged' | 'healthy' | undefined; timeout?: string | undefined }
 
 /** '30' or '30s' → 30 (the schemas' patterns already bounded it). */
 export function seconds(value: string): number {
@@ -31,6 +31,8 @@ export function clientGone(reply: FastifyReply): AbortSignal {
 }
 
 /**
+ * With `wait=healthy` (and `serviceName`): as converged, then until every live proxy has a task of
+ * the route passing its health check (504 naming those without one).
  * With `wait=converged`, waits until there is a live proxy and every live proxy applied `version`
  * (504 CONVERGENCE_TIMEOUT otherwise, naming the laggards or saying no proxy is live). With
  * `serviceName`: and serves that route (502 ROUTE_NOT_SERVED otherwise, naming the proxies and why).
@@ -42,9 +44,11 @@ export async function convergeIfAsked(
   version: number,
   serviceName?: string,
 ): Promise<{ convergence?: Convergence }> {
-  if (query.wait !== 'converged') return {}
+  if (query.wait !== 'converged' && query.wait !== 'healthy') return {}
   const timeoutMs = seconds(query.timeout ?? DEFAULT_CONVERGENCE_TIMEOUT) * 1000
   try {
+    // wait=healthy: only the writes of one route offer it (their schemas); anything else waits for convergence.
+    if (query.wait === 'healthy' && serviceName !== undefined) return { convergence: await app.fleet.waitForHealthy(version, serviceName, timeoutMs, clientGone(reply)) }
     return { convergence: await app.fleet.waitForConvergence(version, timeoutMs, clientGone(reply), serviceName) }
   } catch (err) {
     // The write is stored: never let a store failure here answer "nothing was changed".
