@@ -171,13 +171,14 @@ describe('TETHER_LOG_LEVEL and TETHER_LOG_FORMAT', () => {
     assert.throws(() => loadConfig({ LOG_FORMAT: 'yaml' }), (e: unknown) => e instanceof EnvError && /^LOG_FORMAT/.test(e.message))
   })
 
-  it('the README documents TETHER_LOG_LEVEL, the spelling every role reads without a warning, and LOG_LEVEL only as deprecated', () => {
+  it('the docs document TETHER_LOG_LEVEL, the spelling every role reads without a warning, and LOG_LEVEL only as deprecated', () => {
     assert.deepEqual(loadConfig({ TETHER_LOG_LEVEL: 'debug' }).deprecations, [])
     assert.equal(loadConfig({ TETHER_LOG_LEVEL: 'debug' }).logLevel, 'debug')
     assert.match(loadConfig({ LOG_LEVEL: 'debug' }).deprecations.join('\n'), /LOG_LEVEL is deprecated: use TETHER_LOG_LEVEL/)
-    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+    // The settings tables of the control plane (docs/production.md) and of the proxy (docs/proxy.md).
+    const pages = ['production.md', 'proxy.md'].map((page) => readFileSync(new URL(`../../docs/${page}`, import.meta.url), 'utf8'))
     // Rows of the environment tables, by the variables their first column names.
-    const rows = readme.split('\n').filter((l) => l.startsWith('| `'))
+    const rows = pages.join('\n').split('\n').filter((l) => l.startsWith('| `'))
     const naming = (name: string): string[] => rows.filter((r) => (r.split('|')[1] ?? '').includes(`\`${name}\``))
     assert.equal(naming('TETHER_LOG_LEVEL').length, 2, 'the control plane table and the proxy table')
     assert.deepEqual(naming('LOG_LEVEL'), [], 'LOG_LEVEL is not documented as a setting')

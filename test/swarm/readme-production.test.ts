@@ -2,13 +2,14 @@
  * The README's production commands, run as written, on a fresh Swarm with no registry: the
  * block between `<!-- production:begin` and `<!-- production:end -->` is taken from README.md
  * and run by bash in a copy of the repository, so the text and this test cannot drift. The
- * lab has a swarm but no images at all: the block's own `scripts/build-image.sh` makes the
- * base image (nothing can be pulled) and builds Tether's. The test sets only what the README
- * says to set on such a machine (REDIS_IMAGE=tether-base:local, free ports, the lab's Docker
- * socket, TETHER_BUILD_PULL=never to skip the pull attempt), then checks what the README
- * promises: secrets made and git-ignored, the control plane ready, a labelled service routed
- * and sticky, the HAProxy stats page behind the password from secrets/stats_auth, and the
- * dashboard linking it.
+ * lab has a swarm but no images at all: the block's own `scripts/build-image.sh` makes every
+ * image the stack needs (Tether's, and Redis' from this host's redis-server: nothing can be
+ * pulled). The block runs in a clean environment: the machine's (PATH, HOME, its CA bundle)
+ * and only what is this lab's and not the README's to choose (its Docker socket and free ports,
+ * since other processes on this machine hold 80 and 8080); nothing of Tether's is exported
+ * beforehand. Then the test checks what the README promises: secrets made and git-ignored,
+ * the control plane ready, the README's example app routed and sticky, HTTPS, the HAProxy stats
+ * page behind the password from secrets/stats_auth, and the dashboard linking it.
  */
 import assert from 'node:assert/strict'
 import { X509Certificate } from 'node:crypto'
@@ -25,10 +26,10 @@ import { CookieJar, demoReply, request } from './http.ts'
 
 const CI = process.env.CI === 'true'
 
-/** The shell block of the README's production section. */
-export function productionBlock(readme: string): string {
-  const m = /<!-- production:begin[^\n]*-->\n```sh\n([\s\S]*?)```\n<!-- production:end -->/.exec(readme)
-  if (m?.[1] === undefined) throw new Error('README.md has no production block between <!-- production:begin --> and <!-- production:end -->')
+/** The shell block between `<!-- NAME:begin ... -->` and `<!-- NAME:end -->` of the README. */
+export function readmeBlock(readme: string, name: 'production' | 'example-app'): string {
+  const m = new RegExp(`<!-- ${name}:begin[^\\n]*-->\\n\`\`\`sh\\n([\\s\\S]*?)\`\`\`\\n<!-- ${name}:end -->`).exec(readme)
+  if (m?.[1] === undefined) throw new Error(`README.md has no ${name} block between <!-- ${name}:begin --> and <!-- ${name}:end -->`)
   return m[1]
 }
 
@@ -67,22 +68,25 @@ describe("README: the production commands, pasted on a swarm without a registry"
 
 /** The README block, run as written, then what the README promises. */
 async function readmeSteps(lab: SwarmLab): Promise<void> {
-  const block = productionBlock(await readFile(join(REPO_ROOT, 'README.md'), 'utf8'))
+  const readme = await readFile(join(REPO_ROOT, 'README.md'), 'utf8')
+  // Pasted one after the other into one shell, as a reader does: the example app uses the block's $TETHER_IMAGE.
+  const block = `${readmeBlock(readme, 'production')}\n${readmeBlock(readme, 'example-app')}`
   // A checkout: what the block and the build use (the work tree as it is, like the Swarm suite).
   for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src', 'scripts', 'Dockerfile', '.dockerignore', 'docker-stack.yml']) {
     await cp(join(REPO_ROOT, entry), join(work, entry), { recursive: true })
   }
   const statsPort = await freePort()
-  const env = {
-    ...lab.env,
-    TETHER_BUILD_PULL: 'never',
-    REDIS_IMAGE: 'tether-base:local',
+  // The machine's environment, not the test runner's (which may hold TETHER_* or REDIS_* settings).
+  const machine = ['PATH', 'HOME', 'USER', 'LANG', 'TMPDIR', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY']
+  const env: NodeJS.ProcessEnv = Object.fromEntries(machine.filter((name) => process.env[name] !== undefined).map((name) => [name, process.env[name]]))
+  Object.assign(env, {
+    DOCKER_HOST: lab.env.DOCKER_HOST,
     DOCKER_SOCKET: join(lab.dir, 'docker.sock'),
     TETHER_HTTP_PORT: String(lab.httpPort),
     TETHER_HTTPS_PORT: String(lab.httpsPort),
     TETHER_CONTROL_PORT: String(lab.controlPort),
     TETHER_STATS_PORT: String(statsPort),
-  }
+  })
   log('running the README production block')
   const output = await new Promise<string>((resolve, reject) => {
     execFile('bash', ['-euo', 'pipefail', '-c', block], { cwd: work, env, timeout: 840_000, maxBuffer: 16 * 1024 * 1024, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
@@ -105,13 +109,10 @@ async function readmeSteps(lab: SwarmLab): Promise<void> {
   const token = tokens.trim().slice('ci='.length)
   const statsAuth = (await readFile(join(work, 'secrets/stats_auth'), 'utf8')).trim()
 
-  // A service with the README's labels is routed with no API call, and sticky.
-  await lab.docker([
-    'service', 'create', '--detach', '--name', 'shop', '--network', 'tether_tether', '--endpoint-mode', 'dnsrr', '--replicas', '2', '--init',
-    '--hostname', '{{.Task.Name}}', '--env', 'PORT=8000',
-    '--label', 'com.df.notify=true', '--label', 'com.df.servicePath=/shop', '--label', 'com.df.port=8000', '--label', 'com.df.sessionType=sticky-server',
-    '--entrypoint', 'node', 'tether:1.0', '/app/bin/demo-backend.mjs',
-  ])
+  // The stack's Redis runs the image step 1 made (offline: from this host's redis-server).
+  assert.match(await lab.docker(['service', 'inspect', '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}', 'tether_redis']), /^tether-redis:local/)
+
+  // The README's example app, created by its block with labels only, is routed with no API call, and sticky.
   const shop = `http://127.0.0.1:${lab.httpPort}/shop/`
   await waitFor('the labelled service to be routed', 120_000, async () => (demoReply(await request(shop).catch(() => ({ status: 0, json: null, text: '', setCookies: [] }))) === null ? undefined : true), 1_000)
   const jar = new CookieJar()
