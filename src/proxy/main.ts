@@ -23,6 +23,7 @@ import type { Engine } from './engine.ts'
 import { createHaproxyEngine, type HaproxyEngine } from './haproxy/haproxy-engine.ts'
 import { startRouteMetrics, type MetricsServer, type RouteMetrics } from './route-metrics.ts'
 import { accessLogOutput } from './haproxy/access-log.ts'
+import { startLogMetrics } from './log-metrics.ts'
 import { createSecretUsers, withSecretUsers } from './secret-users.ts'
 import { createStateStore, type StateStore } from './state-store.ts'
 
@@ -54,6 +55,8 @@ export async function main(): Promise<void> {
   let haproxy: HaproxyEngine
   // Per-route metrics on the admin listener's /metrics/tether; read right before every reload too.
   let routeMetrics: (RouteMetrics & MetricsServer) | undefined
+  // Latency, upgrades and affinity from the JSON access log, which HAProxy also sends here (UDP on loopback).
+  const logMetrics = config.accessLog.format === 'json' ? await startLogMetrics().catch((err: unknown) => void log.warn({ err: (err as Error).message }, 'latency and affinity metrics not counted')) : undefined
   try {
     engine = haproxy = await createHaproxyEngine({
       haproxyBin: config.haproxyBin,
@@ -71,7 +74,7 @@ export async function main(): Promise<void> {
       ...(config.maxconn === undefined ? {} : { maxconn: config.maxconn }),
       cookieKey: config.cookieKey,
       // HAProxy writes the access log on this process's standard output itself (docker service logs).
-      accessLog: { ...config.accessLog, proxyId: config.proxyId, node: config.node },
+      accessLog: { ...config.accessLog, proxyId: config.proxyId, node: config.node, ...(logMetrics === undefined ? {} : { metricsAddress: logMetrics.address }) },
       ...(config.accessLog.format === 'off' ? {} : { accessLogOutput: accessLogOutput() }),
       ...(config.statsAuth === undefined ? {} : { statsAuth: config.statsAuth }),
       logger: log.child({ component: 'haproxy' }),
@@ -90,7 +93,7 @@ export async function main(): Promise<void> {
   })
   // Health changes are reported within a second (what wait=healthy waits for), not at the next heartbeat.
   const agent = createAgent({ id: config.proxyId, node: config.node, engine, client, state, log, heartbeatMs: config.heartbeatMs, healthWatchMs: 1000 })
-  routeMetrics = await startRouteMetrics(haproxy, () => agent.status()).catch((err: unknown) => {
+  routeMetrics = await startRouteMetrics(haproxy, () => agent.status(), logMetrics ?? undefined).catch((err: unknown) => {
     log.warn({ err: (err as Error).message }, 'route metrics not served (/metrics/tether answers 503)')
     return undefined
   })
@@ -100,6 +103,7 @@ export async function main(): Promise<void> {
     else log.info({ signal }, 'stopping')
     await agent.stop()
     await routeMetrics?.close()
+    await logMetrics?.close()
   })
 
   for (const warning of config.deprecations) log.warn(warning)

@@ -17,8 +17,9 @@
  *   moment, e.g. the last request of a keep-alive connection idle during the reload; what a worker
  *   that crashed answered since the last scrape);
  * - latency: HAProxy 2.6 keeps no distribution, only the average of the last 1024 requests
- *   (`rtime`, `ttime`) and the maximum since the worker started: those are exported as gauges,
- *   not as a histogram (histogram_quantile cannot be computed; no distribution is invented);
+ *   (`rtime`, `ttime`) and the maximum since the worker started: those are exported as gauges;
+ *   the histogram (p50/p95/p99) is counted from the access log by log-metrics.ts, with the
+ *   upgraded connections and the affinity outcomes;
  * - active connections per route and per task (server): HAProxy's current sessions.
  *
  * Cardinality: one series per served route (× 6 status classes for requests), one per task of
@@ -28,6 +29,7 @@ import { chmod, rm } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import { Counter, Gauge, Registry } from 'prom-client'
 import { sendCommand, type StatRow } from './haproxy/runtime.ts'
+import type { LogMetrics } from './log-metrics.ts'
 
 /** One reading of a HAProxy worker's statistics. */
 export interface StatsSample {
@@ -470,8 +472,9 @@ export async function serveMetrics(registry: Registry, socketPath: string): Prom
  * created with `beforeReload: () => started.capture()` (see main.ts) for counts since the last
  * scrape to survive a reload.
  */
-export async function startRouteMetrics(engine: MetricsEngine, status?: () => { version: number | null; applyFailure?: unknown }): Promise<RouteMetrics & MetricsServer> {
+export async function startRouteMetrics(engine: MetricsEngine, status?: () => { version: number | null; applyFailure?: unknown }, logMetrics?: LogMetrics): Promise<RouteMetrics & MetricsServer> {
   const metrics = createRouteMetrics(engineSource(engine, status))
+  logMetrics?.register(metrics.registry, () => new Set(engine.backendServices().values()))
   const server = await serveMetrics(metrics.registry, engine.paths.metricsSocket)
   return { ...metrics, close: () => server.close() }
 }

@@ -43,6 +43,11 @@ export interface AccessLogSettings {
   format: AccessLogFormat
   /** Log query values as sent (TETHER_ACCESS_LOG_QUERY=on). Default false: `name=[redacted]`. */
   query?: boolean
+  /**
+   * `127.0.0.1:<port>`: every JSON line is also sent there as a UDP datagram, for the agent's
+   * latency and affinity metrics (log-metrics.ts). Never blocks: a full socket drops it.
+   */
+  metricsAddress?: string
   /** Written in every line: this proxy's id and node. */
   proxyId?: string
   node?: string
@@ -120,6 +125,9 @@ export function globalLogLines(s: AccessLogSettings | undefined): string[] {
   return [
     '    # Access log on standard output, written without blocking: a full pipe drops lines (DroppedLogs), never stalls traffic.',
     `    log stdout len ${LINE_LENGTH} format raw daemon info`,
+    ...(s.format === 'json' && s.metricsAddress !== undefined && /^127\.0\.0\.1:\d{1,5}$/.test(s.metricsAddress)
+      ? ['    # The same lines to the agent, for the latency and affinity metrics (UDP on loopback: a slow agent loses lines, never delays one).', `    log ${s.metricsAddress} len ${LINE_LENGTH} format raw daemon info`]
+      : []),
   ]
 }
 
