@@ -116,6 +116,36 @@ export interface RoutePlan {
   defaultBackend?: { serviceName: string; port: number; destination: number }
   /** Routes that asked to be the default backend or to redirect a host, and lost to another (DFP order). */
   shadowedExtras: Array<{ serviceName: string; what: string; shadowedBy: string }>
+  /**
+   * Releases: the tasks of a canary or draining route served from the backend of the binding that
+   * holds the same (host, path), one entry per binding (see BackendShare). Empty without releases.
+   */
+  shares: BackendShare[]
+}
+
+/**
+ * A canary (`canary` percent of new sessions) or a draining route (weight 0: pinned clients only)
+ * whose tasks join the backend of `holder`'s destination `holderDestination` for one binding.
+ */
+export interface BackendShare {
+  kind: 'canary' | 'drain'
+  /** The canary or draining service. */
+  serviceName: string
+  /** Its destination (port) for this binding. */
+  destination: number
+  port: number
+  host: string
+  path: string
+  /** The service whose binding serves the requests, and its destination. */
+  holder: string
+  holderDestination: number
+  /** kind 'canary': the percent of new sessions; 'drain': 0. */
+  percent: number
+}
+
+/** A canary or a draining route: its paths are served from another service's backend. */
+export function releaseKind(route: Pick<Route, 'canary' | 'drain'>): 'canary' | 'drain' | undefined {
+  return route.drain !== undefined ? 'drain' : route.canary !== undefined ? 'canary' : undefined
 }
 
 /** The canonical text of a match, for keys: '' when there is none. */
@@ -159,6 +189,15 @@ export function redirectKey(from: string): string {
   return `redirect|${from}`
 }
 
+/**
+ * The key a canary or draining route holds for one of its (host, path) bindings: another space
+ * than `http|`, so it never contends with the route serving them, and two canaries on one
+ * (host, path) do (one canary per path).
+ */
+export function releaseKey(kind: 'canary' | 'drain', httpKey: string): string {
+  return `${kind}|${httpKey.slice('http|'.length)}`
+}
+
 /** The key of a TCP listen port. */
 export function tcpKey(srcPort: number): string {
   return `tcp|${srcPort}`
@@ -171,7 +210,7 @@ export function sniKey(serverName: string): string {
 
 /** What a key holds: a (host, path[, match]) binding, a redirected host, the default backend, a TCP listen port or an SNI name. */
 export interface ParsedKey {
-  kind: 'http' | 'redirect' | 'default' | 'tcp' | 'sni'
+  kind: 'http' | 'redirect' | 'default' | 'tcp' | 'sni' | 'canary' | 'drain'
   host: string
   path: string
   match: string
@@ -188,6 +227,7 @@ export function parseBindingKey(key: string): ParsedKey {
   if (kind === 'default') return { kind, host: '', path: '', match: '' }
   if (kind === 'tcp') return { kind, host: '', path: '', match: '', srcPort: Number(host) }
   if (kind === 'sni') return { kind, host: '', path: '', match: '', serverName: host }
+  if (kind === 'canary' || kind === 'drain') return { kind, host, path, match }
   return { kind: 'http', host, path, match }
 }
 
@@ -252,6 +292,8 @@ export function routeBindings(route: Route): HttpBinding[] {
  * bindings, the hosts it redirects, and the default backend when it asks for it.
  */
 export function bindingKeys(route: Route): string[] {
+  const release = releaseKind(route)
+  if (release !== undefined) return [...new Set(routeBindings(route).map((b) => releaseKey(release, keyOf(b))))].sort()
   const keys = new Set(routeBindings(route).map(keyOf))
   for (const d of route.destinations) if (redirectTarget(route, d) !== undefined) for (const from of d.redirectFromDomain ?? []) keys.add(redirectKey(from))
   if (route.isDefaultBackend === true) keys.add(DEFAULT_BACKEND_KEY)
@@ -309,7 +351,9 @@ export function planRoutes(routes: readonly Route[]): RoutePlan {
   let defaultBackend: RoutePlan['defaultBackend']
   const tcp = new Map<number, TcpBinding>()
   const sni = new Map<string, SniBinding>()
+  const releases = ordered.filter((r) => releaseKind(r) !== undefined)
   for (const route of ordered) {
+    if (releaseKind(route) !== undefined) continue
     for (const b of tcpBindings(route)) {
       const holder = tcp.get(b.srcPort)
       if (holder === undefined) tcp.set(b.srcPort, b)
@@ -346,6 +390,7 @@ export function planRoutes(routes: readonly Route[]): RoutePlan {
       else if (defaultBackend !== undefined) shadowedExtras.push({ serviceName: route.serviceName, what: 'the default backend (isDefaultBackend)', shadowedBy: defaultBackend.serviceName })
     }
   }
+  const shares = planReleases(releases, winners, shadowed, shadowedExtras)
   shadowed.sort((a, b) => byString(a.serviceName, b.serviceName) || byString(a.host, b.host) || byString(a.path, b.path) || a.port - b.port)
   const plan: RoutePlan = {
     tcp: [...tcp.values()].sort((a, b) => a.srcPort - b.srcPort),
@@ -354,9 +399,42 @@ export function planRoutes(routes: readonly Route[]): RoutePlan {
     shadowed,
     redirects: [...redirects.values()].sort((a, b) => byString(a.from, b.from)),
     shadowedExtras,
+    shares,
   }
   if (defaultBackend !== undefined) plan.defaultBackend = defaultBackend
   return plan
+}
+
+/**
+ * The canary and draining routes (in DFP order): each binding held by another route becomes a
+ * share of that route's backend; a binding nobody holds is served by the release route itself (a
+ * canary whose main route was removed keeps serving; so does a drain whose new service went
+ * away), as a normal binding. A second canary or drain on one binding loses to the first.
+ */
+function planReleases(releases: readonly Route[], winners: Map<string, HttpBinding>, shadowed: ShadowedBinding[], shadowedExtras: RoutePlan['shadowedExtras']): BackendShare[] {
+  const shares: BackendShare[] = []
+  const taken = new Map<string, string>()
+  for (const route of releases) {
+    const kind = releaseKind(route)!
+    route.destinations.forEach((destination, index) => {
+      for (const binding of destinationBindings(route, destination, index)) {
+        const key = keyOf(binding)
+        const first = taken.get(key)
+        if (first !== undefined) {
+          if (first !== route.serviceName) shadowedExtras.push({ serviceName: route.serviceName, what: `the ${kind} on ${binding.host}${binding.path}`, shadowedBy: first })
+          continue
+        }
+        taken.set(key, route.serviceName)
+        const holder = winners.get(key)
+        if (holder === undefined) winners.set(key, binding)
+        else if (holder.serviceName === route.serviceName) shadowed.push({ ...binding, shadowedBy: route.serviceName })
+        else {
+          shares.push({ kind, serviceName: route.serviceName, destination: index, port: destination.port, host: binding.host, path: binding.path, holder: holder.serviceName, holderDestination: holder.destination, percent: kind === 'canary' ? (route.canary ?? 0) : 0 })
+        }
+      }
+    })
+  }
+  return shares
 }
 
 export type ShadowedExtra = RoutePlan['shadowedExtras'][number]

@@ -430,6 +430,39 @@ export const routeHealthProperties = {
 }
 
 /**
+ * Releases of a stateful service (docs/releasing.md). A canary route names paths (and hosts) another
+ * service holds: its tasks join that service's backend, and `canary` percent of NEW sessions (of
+ * requests, for a route that is not sticky) go to them by weight; a session already pinned stays on
+ * its task whichever side it is on. A takeover with a drain leaves the old route in place, marked
+ * `drain`, until `until`: its tasks stay in the new service's backend at weight 0 (HAProxy: only
+ * clients pinned to them by their cookie reach them), and the control plane removes the route when
+ * the drain ends.
+ */
+export const routeReleaseProperties = {
+  canary: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 99,
+      description:
+        "Percent (1-99) of new sessions on paths another service holds that go to this service's tasks instead; sessions already pinned stay where they are. Changing it moves nobody and needs no reload. Promote with takeover=true (and drain), abort by removing this route.",
+      examples: [30],
+    }),
+  ),
+  drain: Type.Optional(
+    Type.Object(
+      {
+        until: Type.String({ format: 'date-time', description: 'When the drain ends (UTC): then this route is removed and its pinned clients move to the new service.' }),
+        to: ServiceNameSchema,
+      },
+      {
+        additionalProperties: false,
+        description: "Set by a takeover with drain=<seconds> (never given in a write): this service's paths went to `to`; clients pinned to its tasks keep reaching them until `until`.",
+      },
+    ),
+  ),
+}
+
+/**
  * A stored route, normalised: defaults filled in, paths without trailing '/', domains
  * lower-case, lists de-duplicated and sorted. Two equal routes serialise to the same JSON,
  * which is what makes a repeated reconfigure a no-op.
@@ -457,6 +490,7 @@ export const RouteSchema = Type.Object(
     ...routeCompressionProperties,
     ...routeIpProperties,
     ...routeHealthProperties,
+    ...routeReleaseProperties,
   },
   { $id: 'Route', additionalProperties: false },
 )
@@ -517,6 +551,8 @@ export interface RouteInput extends RouteHttps {
   healthCheckInterval?: number | undefined
   healthCheckStatus?: number | undefined
   healthCheckSlowStart?: number | undefined
+  canary?: number | undefined
+  drain?: { until: string; to: string } | undefined
 }
 
 export type Header = Static<typeof HeaderSchema>
@@ -608,6 +644,8 @@ export function normalizeRoute(input: RouteInput): Route {
     const value = input[key]
     if (value !== undefined) (route as Record<string, unknown>)[key] = value
   }
+  if (input.canary !== undefined) route.canary = input.canary
+  if (input.drain !== undefined) route.drain = { until: input.drain.until, to: input.drain.to }
   if (input.acmeDomains !== undefined && input.acmeDomains.length > 0) route.acmeDomains = unique(input.acmeDomains.map((d) => d.toLowerCase())).sort()
   return route
 }

@@ -98,7 +98,7 @@ export interface BindingConflict {
   /** The service the write was for. */
   serviceName: string
   /** What is held: a (host, path) binding (the default), a redirected host, the default backend. */
-  kind?: 'http' | 'redirect' | 'default' | 'tcp' | 'sni'
+  kind?: 'http' | 'redirect' | 'default' | 'tcp' | 'sni' | 'canary' | 'drain'
   host: string
   path: string
   /** kind 'tcp': the listen port. */
@@ -119,6 +119,12 @@ export function conflictMessage(c: BindingConflict): string {
   if (c.kind === 'sni') return `serverName: TLS server name ${JSON.stringify(c.serverName)} is already passed through to service "${c.holder}"; nothing was stored. Use another name, remove it from "${c.holder}"'s route first, or ${takeover}`
   if (c.kind === 'default') {
     return `isDefaultBackend: service "${c.holder}" is already the default backend (requests no route matches); nothing was stored. Turn it off on "${c.holder}" first, or ${takeover}`
+  }
+  if (c.kind === 'canary' || c.kind === 'drain') {
+    const at = JSON.stringify(`${c.host}${c.path}`)
+    return c.kind === 'canary'
+      ? `canary: ${at} already has a canary, service "${c.holder}" (one canary per path); nothing was stored. Promote it (takeover=true) or remove its route first`
+      : `drain: ${at} is draining service "${c.holder}"; nothing was stored. Wait until its drain ends (GET /v1/routes/${c.holder}) or remove its route first`
   }
   const field = c.host === '' ? 'servicePath' : 'serviceDomain + servicePath'
   const value = c.host === '' ? JSON.stringify(c.path) : JSON.stringify(`${c.host}${c.path}`)

@@ -42,7 +42,7 @@ import { compareRoutes, sameJson } from './route-diff.ts'
 import { runCommands, showStat, sslCommand } from './runtime.ts'
 import { readCertificateFiles, type CertificateFileProblem, type FileCertificate } from './certificate-files.ts'
 import type { ProxyListener, ProxyTlsReport } from '../../contracts/proxy-status.ts'
-import { addressText, CHECK_OPTIONS, diffServers, endpointsOf, isIpAddress, serverLine, type Endpoint } from './servers.ts'
+import { addressText, CHECK_OPTIONS, diffServers, endpointsOf, isIpAddress, serverLine, weightOf, type Endpoint } from './servers.ts'
 import { resolveSettings, type HaproxyEngineSettings, type ResolvedSettings } from './settings.ts'
 import { endOldWorkerSessions, endRemovedSessions, oldWorkersReport, removedRouteBackends, stopExcessOldWorkers } from './old-workers.ts'
 import type { OldWorkersReport } from '../../contracts/proxy-status.ts'
@@ -388,7 +388,9 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     for (const name of diff.restore) commands.push(`set server ${b.name}/${name} state ready`)
     for (const name of diff.remove) commands.push(`set server ${b.name}/${name} state maint`)
     for (const e of diff.add) commands.push(...addCommands(b, e, !unchecked.has(e.name)))
-    const count = diff.add.length + diff.remove.length + diff.restore.length
+    // Releases: a new canary percentage (or a task more on one side) is new weights, nobody moves.
+    for (const e of diff.reweight) commands.push(`set server ${b.name}/${e.name} weight ${weightOf(e)}`)
+    const count = diff.add.length + diff.remove.length + diff.restore.length + diff.reweight.length
     const commit = (): void => {
       for (const name of diff.restore) {
         out.delete(name)
@@ -402,6 +404,10 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
         current.set(e.name, e)
         logger.info({ backend: b.name, server: e.name, address: addressText(e) }, `server ${b.name}/${e.name} added`)
       }
+      for (const e of diff.reweight) {
+        current.set(e.name, e)
+        logger.info({ backend: b.name, server: e.name, weight: weightOf(e) }, `server ${b.name}/${e.name} weight ${weightOf(e)}`)
+      }
       live.set(b.name, current)
       if (out.size > 0) removing.set(b.name, out)
       else removing.delete(b.name)
@@ -414,7 +420,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     if (b === undefined || a.length !== b.size) return false
     for (const e of a) {
       const have = b.get(e.name)
-      if (have === undefined || have.address !== e.address || have.port !== e.port) return false
+      if (have === undefined || have.address !== e.address || have.port !== e.port || weightOf(have) !== weightOf(e)) return false
     }
     return true
   }
@@ -484,7 +490,7 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
   }
 
   function addCommands(b: RenderedBackend, e: Endpoint, check: boolean): string[] {
-    const commands = [`add server ${b.name}/${e.name} ${addressText(e)}${check ? ` ${b.checkOptions ?? CHECK_OPTIONS}` : ''}${b.serverOptions === undefined ? '' : ` ${b.serverOptions}`}`]
+    const commands = [`add server ${b.name}/${e.name} ${addressText(e)}${e.weight === undefined ? '' : ` weight ${e.weight}`}${check ? ` ${b.checkOptions ?? CHECK_OPTIONS}` : ''}${b.serverOptions === undefined ? '' : ` ${b.serverOptions}`}`]
     // HAProxy 2.6 gives a server added at runtime no dynamic cookie until this is run again.
     if (b.sticky) commands.push(`enable dynamic-cookie backend ${b.name}`)
     if (check) commands.push(`enable health ${b.name}/${e.name}`)
@@ -513,7 +519,10 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
       total += b.servers.length
       checked += b.servers.length - b.unchecked.length
     }
-    for (const name of services) {
+    const names = [...services]
+    // A backend shared by a release holds weighted servers of two services: a render computes them.
+    if (current.rendered.backends.some((b) => b.shares !== undefined && (names.includes(b.serviceName) || b.shares.some((x) => names.includes(x.serviceName))))) return null
+    for (const name of names) {
       const route = current.routes.get(name)
       if (route === undefined) continue
       for (const b of current.backendsOf.get(name) ?? []) {
@@ -778,6 +787,10 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     counters.reloads++
     timings.reloadMs = performance.now() - t
     await startNewServersDown(served?.rendered.backends ?? [], rendered.backends)
+    // A server taken out (maintenance) and wanted again by this configuration would come back in
+    // maintenance from the saved server state (an aborted canary released again): ready it.
+    const back = rendered.backends.flatMap((b) => b.servers.filter((e) => removing.get(b.name)?.has(e.name) === true).map((e) => `set server ${b.name}/${e.name} state ready`))
+    if (back.length > 0) await runCommands(paths.adminSocket, back)
     const out = new Set(refused.map((r) => r.serviceName))
     const next = servedOf({ ...snapshot, routes: snapshot.routes.filter((r) => !out.has(r.serviceName)) }, rendered, plan, refused, result.text)
     served = next

@@ -27,7 +27,8 @@ import { createHash } from 'node:crypto'
 import type { ConfigSnapshot } from '../../contracts/config-snapshot.ts'
 import type { CertificateMaterial } from '../../contracts/certificate.ts'
 import { cookieNameOf, sampleExpressions, type Destination, type Header, type Route } from '../../contracts/route.ts'
-import { hostKind, isPlain, planRoutes, sniKind, type HttpBinding, type ShadowedBinding } from '../../contracts/route-planner.ts'
+import { hostKind, isPlain, planRoutes, releaseKind, sniKind, type BackendShare, type HttpBinding, type ShadowedBinding } from '../../contracts/route-planner.ts'
+import { weighServers } from './release-shares.ts'
 import { checkOptionsOf, CHECK_OPTIONS, endpointsOf, serverLine, type Endpoint, type Task } from './servers.ts'
 import type { ResolvedSettings } from './settings.ts'
 import * as accessLog from './access-log.ts'
@@ -76,6 +77,11 @@ export interface RenderedBackend {
   unchecked: string[]
   /** Server options besides the check (e.g. 'send-proxy-v2'), on every server line and `add server`. */
   serverOptions?: string
+  /**
+   * Releases: the canary and draining services whose tasks are servers of this backend too (with
+   * weights, see release-shares.ts). Their task changes are applied by a render, not a patch.
+   */
+  shares?: Array<Pick<BackendShare, 'kind' | 'serviceName' | 'port' | 'percent'>>
   /** The health-check options of its servers when not CHECK_OPTIONS (the route's interval, slow start). */
   checkOptions?: string
   /**
@@ -341,6 +347,28 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     if (route.healthCheckPath !== undefined) backend.startDown = true
     return backend
   }
+  // Releases: the canary and draining services' tasks join the backend of the binding they share.
+  const sharesOf = new Map<string, BackendShare[]>()
+  for (const share of plan.shares) {
+    const name = backendOf(share.holder, share.holderDestination)
+    const list = sharesOf.get(name) ?? []
+    if (!list.some((o) => o.serviceName === share.serviceName && o.port === share.port)) list.push(share)
+    sharesOf.set(name, list)
+  }
+  /** The destinations of canary and draining routes that serve bindings themselves (nobody else holds them). */
+  const selfServed = new Set([...plan.http.map((b) => `${b.serviceName}/${b.destination}`), ...(plan.defaultBackend === undefined ? [] : [`${plan.defaultBackend.serviceName}/${plan.defaultBackend.destination}`])])
+  const withShares = (backend: RenderedBackend): RenderedBackend => {
+    const shares = sharesOf.get(backend.name)
+    if (shares === undefined) return backend
+    const groups = shares.map((share) => {
+      const r = routeOf.get(share.serviceName)!
+      const dns = r.endpoints.length === 0
+      return { percent: share.percent, servers: endpointsOf(r, share.port, dns ? serverInput.tasks?.(r.serviceName) : undefined) }
+    })
+    backend.servers = weighServers(backend.servers, groups)
+    backend.shares = shares.map((x) => ({ kind: x.kind, serviceName: x.serviceName, port: x.port, percent: x.percent }))
+    return backend
+  }
   /** Placed routes' backends, by spare name (rendered in the spare section, not with the others). */
   const placed = new Map<string, RenderedBackend>()
   for (const route of routes) {
@@ -351,11 +379,14 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       placed.set(spare, backend)
       continue
     }
+    const release = releaseKind(route) !== undefined
     for (const [index, destination] of route.destinations.entries()) {
+      // A canary's or draining route's tasks are served from the holder's backend (withShares).
+      if (release && !selfServed.has(`${route.serviceName}/${index}`)) continue
       const backend = destinationBackend(route, index)
       if (byBackend.has(backend)) continue
       byBackend.set(backend, { route, destination })
-      backends.push(httpBackend(route, destination, backend))
+      backends.push(withShares(httpBackend(route, destination, backend)))
     }
   }
 
@@ -839,6 +870,8 @@ function framedServices(plan: ReturnType<typeof planRoutes>): Set<string> {
   for (const b of plan.http) if (!isPlain(b) && (hostKind(b.host) !== 0 || b.match !== undefined || b.exclude !== undefined)) out.add(b.serviceName)
   for (const r of plan.redirects) out.add(r.serviceName)
   if (plan.defaultBackend !== undefined) out.add(plan.defaultBackend.serviceName)
+  // A backend shared with a canary or a draining service holds weighted servers of both.
+  for (const s of plan.shares) out.add(s.holder).add(s.serviceName)
   return out
 }
 

@@ -26,6 +26,11 @@ export interface Endpoint {
   /** IP address, or a host name (fixed endpoints only: HAProxy resolves it when it loads the configuration). */
   address: string
   port: number
+  /**
+   * HAProxy weight (0-256), only on backends shared by a release (canary, drain: see
+   * release-shares.ts); absent: HAProxy's default, 1. 0: clients pinned by their cookie only.
+   */
+  weight?: number
 }
 
 /** HAProxy server names: letters, digits and `. _ - :`. Anything else becomes '_'. */
@@ -100,7 +105,7 @@ export function checkOptionsOf(route: Pick<Route, 'healthCheckInterval' | 'healt
 
 /** A `server` line of the configuration (without indentation). */
 export function serverLine(e: Endpoint, check: boolean, options?: string, checkOptions: string = CHECK_OPTIONS): string {
-  return `server ${e.name} ${addressText(e)}${check ? ` ${checkOptions}` : ''}${options === undefined ? '' : ` ${options}`}`
+  return `server ${e.name} ${addressText(e)}${e.weight === undefined ? '' : ` weight ${e.weight}`}${check ? ` ${checkOptions}` : ''}${options === undefined ? '' : ` ${options}`}`
 }
 
 export interface ServerDiff {
@@ -110,7 +115,12 @@ export interface ServerDiff {
   remove: string[]
   /** Servers being taken out that are wanted again: back to ready. */
   restore: string[]
+  /** Servers kept whose weight changes (`set server <b>/<s> weight <w>`: no reload, nobody moved). */
+  reweight: Endpoint[]
 }
+
+/** A server's weight as HAProxy holds it (1 when none was given). */
+export const weightOf = (e: Pick<Endpoint, 'weight'>): number => e.weight ?? 1
 
 /**
  * What turns `current` (name → endpoint, plus the names being taken out) into `desired`. A name
@@ -120,17 +130,21 @@ export function diffServers(current: ReadonlyMap<string, Endpoint>, removing: Re
   const add: Endpoint[] = []
   const remove: string[] = []
   const restore: string[] = []
+  const reweight: Endpoint[] = []
   const wanted = new Map(desired.map((e) => [e.name, e]))
   for (const [name, e] of current) {
     const want = wanted.get(name)
     if (want === undefined || want.address !== e.address || want.port !== e.port) {
       if (!removing.has(name)) remove.push(name)
-    } else if (removing.has(name)) restore.push(name)
+      continue
+    }
+    if (removing.has(name)) restore.push(name)
+    if (weightOf(want) !== weightOf(e)) reweight.push(want)
   }
   for (const e of desired) {
     const have = current.get(e.name)
     if (have === undefined) add.push(e)
   }
   // A changed address: the old server goes first, the new one under the same name after its deletion.
-  return { add, remove: remove.sort(), restore: restore.sort() }
+  return { add, remove: remove.sort(), restore: restore.sort(), reweight }
 }

@@ -33,8 +33,8 @@ describe('servers of a backend', () => {
     const e = (name: string, address = '10.0.0.1'): Endpoint => ({ name, address, port: 80 })
     const current = new Map([['a', e('a')], ['b', e('b')], ['c', e('c')], ['moved', e('moved', '10.0.0.2')]])
     const diff = diffServers(current, new Set(['c']), [e('a'), e('c'), e('d'), e('moved', '10.0.0.3')])
-    assert.deepEqual(diff, { add: [e('d')], remove: ['b', 'moved'], restore: ['c'] })
-    assert.deepEqual(diffServers(current, new Set(), [...current.values()]), { add: [], remove: [], restore: [] })
+    assert.deepEqual(diff, { add: [e('d')], remove: ['b', 'moved'], restore: ['c'], reweight: [] })
+    assert.deepEqual(diffServers(current, new Set(), [...current.values()]), { add: [], remove: [], restore: [], reweight: [] })
   })
 })
 
