@@ -480,6 +480,7 @@ export function startAcme(options: AcmeOptions): Acme {
       challengeRemoveFn: async (_authz, challenge) => {
         await store.removeChallenge(challenge.token)
       },
+      // biome-ignore lint/nursery/noMisusedPromises: finally() waits for the promise its callback returns
     }).finally(saveAccountUrl)
     const result = await certificates.put(w.name, { certificate: chain, key: key.toString() }, { actor: 'acme', source: 'acme' })
     await store.setAcmeValue(failureField(w.name), null)

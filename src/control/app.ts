@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto'
 import { STATUS_CODES, type ServerOptions } from 'node:http'
 import type { Socket } from 'node:net'
 import ajvCompiler from '@fastify/ajv-compiler'
+import serializerCompiler from '@fastify/fast-json-stringify-compiler'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify'
 import { createAuthenticator, type AuthLevel, type AuthOptions } from './auth.ts'
@@ -22,6 +23,7 @@ import { UnauthorizedError } from './errors.ts'
 import { createCertificateService, type CertificateService } from './certificates.ts'
 import { readAcmeStatus } from './acme.ts'
 import { createMetrics, type ControlMetrics } from './metrics.ts'
+import { sharedCompilers } from './compiled-schemas.ts'
 import { createEphemeralSecretBox, type SecretBox } from './secret-box.ts'
 import { createConfigFeed, type ConfigFeed } from './services/config-feed.ts'
 import { frameworkErrorHandler, installErrorHandlers, MAX_PARAM_LENGTH } from './plugins/error-handler.ts'
@@ -139,10 +141,12 @@ export async function buildApp(options: BuildAppOptions): Promise<ControlApp> {
     // One line per request; reads and heartbeats at debug (plugins/request-log.ts).
     logController: new RequestLogController(),
     // Query strings are coerced ('8080' → 8080, 'true' → true); JSON bodies are taken as sent.
+    // Compiled once per process (compiled-schemas.ts): every app built after the first starts at once.
     schemaController: {
       compilersFactory: {
         // Typed loosely: Fastify's ValidatorFactory type also covers JTD, which Tether does not use.
-        buildValidator: bodyStrictValidator() as never,
+        buildValidator: sharedCompilers('validator', bodyStrictValidator() as never) as never,
+        buildSerializer: sharedCompilers('serializer', serializerCompiler() as never) as never,
       },
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },

@@ -118,6 +118,7 @@ describe('PUT /v1/backup', () => {
   })
 
   describe('refusals name the field and change nothing', () => {
+    // biome-ignore lint/suspicious/noExplicitAny: each case edits the JSON document where it likes
     const cases: Array<{ name: string; edit: (doc: any) => void; status: number; message: RegExp }> = [
       { name: 'a route that breaks a write rule', edit: (d) => (d.routes[0].route.destinations[0].servicePath = ['no-slash']), status: 400, message: /routes\/0\/route\/destinations\/0\/servicePath\/0|routes\[0\]\.route\..*servicePath/ },
       { name: 'a route not in the stored form (it would change)', edit: (d) => (d.routes[0].route.destinations[0].servicePath = ['/api', '/api/']), status: 400, message: /routes\[0\]\.route\.destinations: is not in the form Tether stores/ },

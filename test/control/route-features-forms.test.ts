@@ -89,7 +89,7 @@ describe('the HTTP features through every form store the same route', () => {
   for (const c of cases) {
     it(c.name, async () => {
       const { app } = control()
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers as JSON
+      // biome-ignore lint/suspicious/noExplicitAny: routes as answered in JSON, compared across forms
       const stored: any[] = []
       // One at a time (the same path for another service would be a conflict): each is removed after.
       const write = async (serviceName: string, request: InjectOptions) => {

@@ -14,6 +14,7 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { request } from 'undici'
 import { startRouteMetrics } from '../../src/proxy/route-metrics.ts'
+import { startLogMetrics } from '../../src/proxy/log-metrics.ts'
 import type { HaproxyEngine } from '../../src/proxy/haproxy/haproxy-engine.ts'
 import { backends, proxyUrl, reconfigureQuery, startAgent, startControl } from '../proxy/harness.ts'
 import { waitFor } from '../helpers/haproxy.ts'
@@ -79,7 +80,10 @@ describe('alerts and dashboards as code', () => {
     const control = await startControl(t)
     const proxy = await startAgent(t, { id: 'p1', controlUrls: [control.url] })
     const engine = proxy.proxy!.engine as HaproxyEngine
-    const metrics = await startRouteMetrics(engine, () => proxy.agent.status())
+    // As `tether proxy` wires them: the metrics counted from the access log beside HAProxy's.
+    const logMetrics = await startLogMetrics()
+    t.after(() => logMetrics.close())
+    const metrics = await startRouteMetrics(engine, () => proxy.agent.status(), logMetrics)
     t.after(() => metrics.close())
     const [b] = await backends(t, 1, 'obs')
     const put = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'web', path: '/web', endpoints: [b!.address] })}&wait=converged&timeout=20`)
@@ -100,7 +104,7 @@ describe('alerts and dashboards as code', () => {
 
     const used = new Set([...namesIn(readFileSync(RULES, 'utf8')), ...dashboardExprs(JSON.parse(readFileSync(DASHBOARD, 'utf8'))).flatMap(namesIn)])
     // What the issue asks the alerts to watch is among them ...
-    for (const name of ['tether_live_proxies', 'tether_proxy_config_version', 'tether_config_version', 'tether_certificate_expiry_seconds', 'tether_acme_failures', 'tether_route_requests_total', 'tether_store_errors_total', 'tether_proxy_dropped_log_lines_total']) {
+    for (const name of ['tether_live_proxies', 'tether_proxy_config_version', 'tether_config_version', 'tether_certificate_expiry_seconds', 'tether_acme_failures', 'tether_route_requests_total', 'tether_store_errors_total', 'tether_proxy_dropped_log_lines_total', 'tether_route_request_duration_seconds_bucket', 'tether_proxy_metrics_log_dropped_lines_total']) {
       assert.ok(used.has(name), `the rules or the dashboard use ${name}`)
     }
     // ... and each name used is exported.

@@ -9,6 +9,7 @@ import { connect, type PeerCertificate } from 'node:tls'
 export interface HttpsReply {
   status: number
   headers: Record<string, string | string[] | undefined>
+  // biome-ignore lint/suspicious/noExplicitAny: a JSON answer, asserted field by field
   body: any
   setCookies: string[]
   /** The leaf certificate the server presented. */

@@ -119,6 +119,7 @@ describe('ACME with a CA that does not answer', { skip: pebbleSkip }, () => {
     const statusOf = async () => {
       const res = await controlA.api('GET', '/v1/status')
       assert.equal(res.status, 200, JSON.stringify(res.body))
+      // biome-ignore lint/suspicious/noExplicitAny: the status's certificate entries, read field by field
       return res.body.tls as { warnings: string[]; acme: { certificates: Array<Record<string, any>>; lastRound?: { by: string } } }
     }
 

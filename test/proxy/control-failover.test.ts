@@ -29,8 +29,8 @@ interface Replica {
 }
 
 /** `tether control` as a child process (SIGSTOP needs a process of its own), killed when the test ends or fails. */
-async function startReplica(t: TestContext, name: string, redisUrl: string, host = '127.0.0.1', port?: number): Promise<Replica> {
-  port ??= await freePort()
+async function startReplica(t: TestContext, name: string, redisUrl: string, host = '127.0.0.1', wantedPort?: number): Promise<Replica> {
+  const port = wantedPort ?? (await freePort())
   const url = `http://${host}:${port}`
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'control'], {
     env: { PATH: process.env.PATH ?? '', HOST: host, PORT: String(port), REDIS_URL: redisUrl, TETHER_API_TOKENS: `ci=${API_TOKEN}`, TETHER_PROXY_TOKEN: PROXY_TOKEN, TETHER_LOG_LEVEL: 'warn' },
@@ -59,6 +59,7 @@ async function startReplica(t: TestContext, name: string, redisUrl: string, host
   return { name, url, proc, freeze: () => void proc.kill('SIGSTOP'), resume: () => void proc.kill('SIGCONT') }
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: a JSON answer, asserted field by field
 async function api(replica: Replica, method: 'GET' | 'PUT', path: string): Promise<{ status: number; body: any }> {
   const res = await request(`${replica.url}${path}`, { method, headers: { authorization: `Bearer ${API_TOKEN}` }, headersTimeout: 10_000, bodyTimeout: 10_000 })
   const text = await res.body.text()

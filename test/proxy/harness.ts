@@ -38,6 +38,7 @@ export interface TestControl {
   /** Starts again on the same port, with `store` or the same one. */
   start(store?: RouteStore): Promise<void>
   /** Calls the API with the API token; answers status and parsed body. */
+  // biome-ignore lint/suspicious/noExplicitAny: a JSON answer, asserted field by field
   api(method: 'GET' | 'PUT' | 'DELETE' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: any }>
 }
 

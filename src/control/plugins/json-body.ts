@@ -60,6 +60,7 @@ export function installJsonBodyParser(app: FastifyInstance): void {
       done(new TooDeepError(MAX_JSON_DEPTH), undefined)
       return
     }
+    // biome-ignore lint/nursery/noFloatingPromises: the default parser is the callback form (done), it returns nothing
     parse(request, text, (error, value) => {
       const forbidden = error === null ? null : forbiddenKeyOf(text)
       if (forbidden !== null) done(new ForbiddenKeyError(forbidden), undefined)

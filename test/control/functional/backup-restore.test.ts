@@ -37,6 +37,7 @@ async function controlOnRedis(t: TestContext, secretBox: SecretBox): Promise<{ u
   return { url: `http://127.0.0.1:${port}`, store }
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: a JSON answer, asserted field by field
 async function call(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
   const res = await fetch(`${base}${path}`, {
     method,
@@ -86,9 +87,9 @@ describe('backup and restore between two Redis servers', () => {
     assert.equal(restore.code, 0, restore.stderr)
     assert.match(restore.stderr, /^restored: version \d+; routes \d+ put, 0 removed, 0 unchanged; certificates 1 stored, 0 unchanged$/m)
 
-    const table = async (url: string) => (await call(url, 'GET', '/v1/routes')).body.routes.map((r: any) => ({ route: r.route, source: r.source }))
+    const table = async (url: string) => (await call(url, 'GET', '/v1/routes')).body.routes.map((r: { route: { serviceName: string }; source: string }) => ({ route: r.route, source: r.source }))
     const [before, after] = [await table(old.url), await table(fresh.url)]
-    assert.deepEqual(before.map((r: any) => [r.route.serviceName, r.source]), [['db', 'api'], ['labels', 'discovery'], ['shop', 'api']])
+    assert.deepEqual(before.map((r: { route: { serviceName: string }; source: string }) => [r.route.serviceName, r.source]), [['db', 'api'], ['labels', 'discovery'], ['shop', 'api']])
     assert.deepEqual(after, before)
     const configRoutes = async (url: string) => (await call(url, 'GET', '/v1/config')).body.routes
     assert.deepEqual(await configRoutes(fresh.url), await configRoutes(old.url))
@@ -97,12 +98,12 @@ describe('backup and restore between two Redis servers', () => {
 
     const log = (await call(fresh.url, 'GET', '/v1/changes?since=0')).body.changes
     assert.equal(log.length, before.length)
-    assert.deepEqual([...new Set(log.map((c: any) => c.version))].length, 1, 'the routes are one version')
+    assert.deepEqual([...new Set(log.map((c: { version: number }) => c.version))].length, 1, 'the routes are one version')
     for (const c of log) {
       assert.equal(c.actor, 'ops')
       assert.match(c.note, /^restore of a backup taken at .* \(version \d+\)$/)
     }
-    assert.equal(log.find((c: any) => c.serviceName === 'labels').source, 'discovery')
+    assert.equal(log.find((c: { serviceName: string }) => c.serviceName === 'labels').source, 'discovery')
 
     const version = (await call(fresh.url, 'GET', '/v1/routes')).body.version
     const again = await cli('restore', fresh.url, backup.stdout)
