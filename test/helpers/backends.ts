@@ -186,3 +186,57 @@ export async function startWebSocketTask(t: { after(fn: () => Promise<void>): vo
   t.after(() => new Promise<void>((resolve) => (sockets.forEach((s) => s.destroy()), server.close(() => resolve()))))
   return `127.0.0.1:${(server.address() as { port: number }).port}`
 }
+
+/** A task whose health path can be made to fail: see startCheckedTask. */
+export interface CheckedTask {
+  name: string
+  /** `host:port`. */
+  address: string
+  /** GET /healthz answers 200 while true, 503 otherwise; set it at any time. */
+  healthy: boolean
+  /** Requests answered other than health checks. */
+  readonly served: number
+}
+
+/**
+ * A task with a health path: GET /healthz answers 200 or 503 as `healthy` says, every other
+ * request 200 with the task's name as text (counted in `served`). Closed when the test ends.
+ */
+export async function startCheckedTask(t: { after(fn: () => Promise<void>): void }, options: { name: string; host?: string; port?: number; healthy: boolean }): Promise<CheckedTask> {
+  const host = options.host ?? '127.0.0.1'
+  let served = 0
+  const sockets = new Set<Socket>()
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    req.resume()
+    if (req.url === '/healthz') {
+      res.writeHead(task.healthy ? 200 : 503, { 'content-type': 'text/plain' }).end(task.healthy ? 'ok' : 'starting')
+      return
+    }
+    served++
+    res.writeHead(200, { 'content-type': 'text/plain' }).end(options.name)
+  })
+  server.on('connection', (s: Socket) => {
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+  })
+  server.listen(options.port ?? 0, host)
+  await once(server, 'listening')
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('task: no address')
+  const task: CheckedTask = {
+    name: options.name,
+    address: `${host}:${address.port}`,
+    healthy: options.healthy,
+    get served() {
+      return served
+    },
+  }
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        for (const s of sockets) s.destroy()
+      }),
+  )
+  return task
+}

@@ -8,58 +8,13 @@
  */
 import { describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { once } from 'node:events'
 import { readFile } from 'node:fs/promises'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
 import { normalizeRoute, type Route } from '../../../src/contracts/route.ts'
 import { NO_TASK_BODY, spareKind } from '../../../src/proxy/haproxy/render.ts'
+import { startCheckedTask } from '../../helpers/backends.ts'
 import { startDnsServer } from '../../helpers/dns-server.ts'
 import { createClient, createTestProxy, waitFor, type TestProxy } from '../../helpers/haproxy.ts'
 import { freePort } from '../../helpers/redis-server.ts'
-
-/** A task: GET /healthz answers 200 while `healthy`, else 503; every other path answers its name (counted). */
-interface Task {
-  name: string
-  healthy: boolean
-  /** Requests other than health checks. */
-  readonly served: number
-}
-
-async function startTask(t: TestContext, name: string, host: string, port: number, healthy: boolean): Promise<Task> {
-  let served = 0
-  const sockets = new Set<Socket>()
-  const task: Task = {
-    name,
-    healthy,
-    get served() {
-      return served
-    },
-  }
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    req.resume()
-    if (req.url === '/healthz') {
-      res.writeHead(task.healthy ? 200 : 503, { 'content-type': 'text/plain' }).end(task.healthy ? 'ok' : 'starting')
-      return
-    }
-    served++
-    res.writeHead(200, { 'content-type': 'text/plain' }).end(name)
-  })
-  server.on('connection', (s: Socket) => {
-    sockets.add(s)
-    s.on('close', () => sockets.delete(s))
-  })
-  server.listen(port, host)
-  await once(server, 'listening')
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        for (const s of sockets) s.destroy()
-      }),
-  )
-  return task
-}
 
 const hosts = ['127.0.0.21', '127.0.0.22', '127.0.0.23']
 const names = ['web.1.aaa', 'web.2.bbb', 'web.3.ccc']
@@ -71,7 +26,7 @@ function webRoute(extra: Partial<Route> = {}): Route {
 /** Three tasks on one port, a DNS server that knows the first `listed` of them, a proxy resolving through it. */
 async function setup(t: TestContext, listed: number, healthy: boolean[]) {
   const port = await freePort()
-  const tasks = await Promise.all(hosts.map((h, i) => startTask(t, `task-${i + 1}`, h, port, healthy[i] ?? true)))
+  const tasks = await Promise.all(hosts.map((host, i) => startCheckedTask(t, { name: `task-${i + 1}`, host, port, healthy: healthy[i] ?? true })))
   const dns = await startDnsServer({ 'tasks.web': hosts.slice(0, listed) })
   t.after(() => dns.close())
   hosts.forEach((h, i) => dns.setName(h, names[i]!))
