@@ -227,6 +227,12 @@ export const routeHttpsProperties = {
   hstsMaxAge: Type.Optional(
     Type.Integer({ minimum: 0, maximum: 63_072_000, description: 'Send Strict-Transport-Security: max-age=N on HTTPS answers (opt-in; 0 tells browsers to forget it).' }),
   ),
+  hstsIncludeSubDomains: Type.Optional(
+    Type.Boolean({ description: "Add includeSubDomains to Strict-Transport-Security: browsers use HTTPS for every subdomain of the answering host too (needs hstsMaxAge)." }),
+  ),
+  hstsPreload: Type.Optional(
+    Type.Boolean({ description: 'Add preload to Strict-Transport-Security, asking to be built into browsers (hstspreload.org); needs hstsIncludeSubDomains and hstsMaxAge of at least 31536000.' }),
+  ),
 }
 export type RouteHttps = { [K in keyof typeof routeHttpsProperties]?: Static<(typeof routeHttpsProperties)[K]> }
 
@@ -616,6 +622,8 @@ export function normalizeRoute(input: RouteInput): Route {
   if (input.httpsRedirectCode !== undefined && (input.httpsOnly === true || input.redirectWhenHttpProto === true)) route.httpsRedirectCode = input.httpsRedirectCode
   if (input.denyHttp === true) route.denyHttp = true
   if (input.hstsMaxAge !== undefined) route.hstsMaxAge = input.hstsMaxAge
+  if (input.hstsIncludeSubDomains === true) route.hstsIncludeSubDomains = true
+  if (input.hstsPreload === true) route.hstsPreload = true
   for (const key of ['addReqHeader', 'setReqHeader', 'addResHeader', 'setResHeader'] as const) {
     const list = input[key]
     if (nonEmpty(list)) route[key] = list.map((h) => ({ name: h.name, value: h.value }))

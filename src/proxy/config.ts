@@ -9,6 +9,7 @@ import { EnvError, loadEnv, LogLevelEnv, logLevelOf, type LogLevel } from '../sh
 import { LogFormatEnv, logFormatOf, type LogFormat } from '../shared/create-logger.ts'
 import { ProxyIdSchema } from '../contracts/proxy-status.ts'
 import { statsAuthPattern } from './haproxy/settings.ts'
+import { cidrProblem } from '../shared/cidr.ts'
 
 /** `[host]:port`: `:80` listens on every address, `127.0.0.1:8080` on one. */
 const LISTEN_PATTERN = '^(?:(?:[0-9]{1,3}(?:\\.[0-9]{1,3}){3})|\\[[0-9A-Fa-f:.]{2,45}\\]|\\*)?:(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$'
@@ -69,6 +70,15 @@ export const ProxyEnvSchema = Type.Object({
     maximum: 100_000_000,
     default: 0,
     description: 'Requests one client address may send in 10 seconds on the HTTP/HTTPS listeners; past it requests answer 429 with Retry-After. 0: no limit (the default: behind a load balancer or a large NAT one address carries many users).',
+  }),
+  TETHER_TRUSTED_PROXIES: Type.String({
+    default: '',
+    description:
+      "Balancers in front of the proxies whose word on the client address is believed: IPv4/IPv6 addresses or CIDR blocks, separated by commas or spaces (e.g. 10.0.0.0/8). From them the client is the rightmost X-Forwarded-For address (or the PROXY header, TETHER_PROXY_PROTOCOL=on); ipAllow/ipDeny, rate limits and the access log use it. From any other peer X-Forwarded-For changes nothing. Default: none.",
+  }),
+  TETHER_PROXY_PROTOCOL: Type.Union([Type.Literal('on'), Type.Literal('off')], {
+    default: 'off',
+    description: 'on: the trusted proxies (TETHER_TRUSTED_PROXIES, required) send a PROXY protocol header (v1 or v2) on the HTTP/HTTPS listeners, and X-Forwarded-For is not read; other peers send none. Default off.',
   }),
   TETHER_MAXCONN: Type.Optional(
     Type.Integer({ minimum: 1, maximum: 10_000_000, description: "HAProxy's maxconn. Default 4096, lowered by the proxy when the descriptor limit cannot hold it with every server; a value set here is never lowered." }),
@@ -135,6 +145,10 @@ export interface ProxyConfig {
   /** Per-client-address limits on the HTTP/HTTPS frontend; 0: none. */
   clientMaxConnections: number
   clientMaxRequestRate: number
+  /** TETHER_TRUSTED_PROXIES: addresses and CIDR blocks of the balancers in front (empty: none). */
+  trustedProxies: string[]
+  /** TETHER_PROXY_PROTOCOL=on: the trusted proxies send a PROXY header. */
+  proxyProtocol: boolean
   /** undefined: the default, which the proxy may lower to fit the descriptor limit. */
   maxconn: number | undefined
   cookieKey: string
@@ -211,6 +225,13 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     throw new EnvError('TETHER_COOKIE_KEY', 'required (or TETHER_COOKIE_KEY_FILE): the dynamic cookie key, the same on every proxy replica so that any replica honours a cookie issued by another')
   }
   if (cookieKey.length < 8) throw new EnvError('TETHER_COOKIE_KEY', 'must be at least 8 characters')
+  const trustedProxies = value.TETHER_TRUSTED_PROXIES.split(/[\s,]+/).filter((c) => c !== '')
+  for (const c of trustedProxies) {
+    const problem = cidrProblem(c)
+    if (problem !== null) throw new EnvError('TETHER_TRUSTED_PROXIES', `'${c}' ${problem}`)
+  }
+  if (trustedProxies.length > 64) throw new EnvError('TETHER_TRUSTED_PROXIES', `has ${trustedProxies.length} entries; at most 64 (use CIDR blocks)`)
+  if (value.TETHER_PROXY_PROTOCOL === 'on' && trustedProxies.length === 0) throw new EnvError('TETHER_PROXY_PROTOCOL', 'on needs TETHER_TRUSTED_PROXIES: the balancers allowed to send a PROXY header')
   if (/[\s"'\\#]/.test(cookieKey)) throw new EnvError('TETHER_COOKIE_KEY', 'must not contain spaces, quotes, backslashes or #')
   const statsAuth = readSecret(known, 'TETHER_STATS_AUTH', 'TETHER_STATS_AUTH_FILE', readFile)
   // A password that cannot be used is refused, never dropped: the stats page would be open.
@@ -256,6 +277,8 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     maxOldWorkers: value.TETHER_MAX_OLD_WORKERS,
     clientMaxConnections: value.TETHER_CLIENT_MAX_CONNECTIONS,
     clientMaxRequestRate: value.TETHER_CLIENT_MAX_REQUEST_RATE,
+    trustedProxies,
+    proxyProtocol: value.TETHER_PROXY_PROTOCOL === 'on',
     cookieKey,
     statsAuth,
     stateDir: value.TETHER_STATE_DIR,

@@ -71,6 +71,8 @@ export async function main(): Promise<void> {
       maxOldWorkers: config.maxOldWorkers,
       clientMaxConnections: config.clientMaxConnections,
       clientMaxRequestRate: config.clientMaxRequestRate,
+      trustedProxies: config.trustedProxies,
+      proxyProtocol: config.proxyProtocol,
       ...(config.maxconn === undefined ? {} : { maxconn: config.maxconn }),
       cookieKey: config.cookieKey,
       // HAProxy writes the access log on this process's standard output itself (docker service logs).

@@ -45,6 +45,8 @@ const everything = {
   httpsRedirectCode: 308,
   acme: true,
   hstsMaxAge: 31536000,
+  hstsIncludeSubDomains: true,
+  hstsPreload: true,
   addReqHeader: [{ name: 'X-Add-Req', value: 'a' }],
   setReqHeader: [{ name: 'X-Set-Req', value: '%[dst_port]' }],
   delReqHeader: ['X-Del-Req'],
@@ -66,6 +68,10 @@ const everything = {
   ipDeny: ['10.1.0.0/16'],
   compressionAlgo: ['gzip'],
   compressionType: ['text/html'],
+  healthCheckPath: '/healthz',
+  healthCheckInterval: 5,
+  healthCheckStatus: 200,
+  healthCheckSlowStart: 30,
 }
 
 /** TCP and SNI destinations (basic auth is refused beside them, so they are a route of their own). */
@@ -93,7 +99,7 @@ describe('the change log with every route feature', () => {
     await put('PUT', `/v1/reconfigure?serviceName=app&servicePath=/app&port=80&users=admin:${PASSWORD}`)
     await put('GET', `/v1/docker-flow-proxy/reconfigure?serviceName=dfp&servicePath=/dfp&port=80&aclName=00-dfp&users=admin:${PASSWORD}&usersPassEncrypted=false`)
     await put('PUT', '/v1/routes/everything', everything)
-    await put('PUT', '/v1/routes/everything', { ...everything, hstsMaxAge: 60 })
+    await put('PUT', '/v1/routes/everything', { ...everything, hstsMaxAge: 63072000 })
     await put('PUT', '/v1/routes/streams', streams)
     await put('PUT', '/v1/routes/gone', { servicePath: ['/gone'], port: 80, auth: { users: [{ name: 'dave', passwordHash: GIVEN_HASH }] } })
     await put('DELETE', '/v1/routes/gone')
@@ -150,7 +156,7 @@ describe('the change log with every route feature', () => {
       [`alice ${HIDDEN_HASH}`, `carol ${HIDDEN_HASH}`],
     )
     assert.equal(changedAll.before?.hstsMaxAge, 31536000)
-    assert.equal(changedAll.after?.hstsMaxAge, 60)
+    assert.equal(changedAll.after?.hstsMaxAge, 63072000)
     assert.equal(changedAll.after?.auth?.usersSecret, 'admins')
   })
 })

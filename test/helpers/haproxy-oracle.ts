@@ -93,7 +93,7 @@ const backendTemplates: RegExp[] = [
   String.raw`    http-request deny deny_status 403 if !\{ ssl_fc \}`,
   String.raw`    http-request redirect scheme https code 30[1278] if !\{ ssl_fc \}`,
   String.raw`    http-request redirect scheme https code 30[1278] if !\{ ssl_fc \} \{ var\(txn\.incoming_proto\) -m str http \}`,
-  String.raw`    http-response set-header Strict-Transport-Security "max-age=[0-9]+" if \{ ssl_fc \}`,
+  String.raw`    http-response set-header Strict-Transport-Security "max-age=[0-9]+(?:; includeSubDomains)?(?:; preload)?" if \{ ssl_fc \}`,
   String.raw`    cookie ${WORD} insert indirect nocache dynamic httponly(?: secure)? attr "SameSite=Lax"`,
   String.raw`    http-after-response replace-header Set-Cookie '\^\([^'\s]+=\.\*\)\$' '\\1; Secure' if \{ ssl_fc \}`,
   String.raw`    server [A-Za-z0-9._:-]+ (?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}(?: ${CHECK_OPTIONS})?`,

@@ -134,6 +134,8 @@ const tetherHttpQuery: fc.Arbitrary<Record<string, string>> = fc.record(
     httpsOnly: field(fc.constantFrom('true', 'false')),
     httpsRedirectCode: field(valid.redirectCode),
     hstsMaxAge: field(valid.hsts),
+    hstsIncludeSubDomains: field(valid.boolean),
+    hstsPreload: field(valid.boolean),
     compressionAlgo: field(fc.array(valid.compressionAlgo, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' '))),
     compressionType: field(fc.array(valid.mimeType, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' '))),
     ipAllow: field(list(valid.cidr)),
@@ -222,6 +224,8 @@ export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc
         httpsOnly: jsonish(fc.boolean()),
         denyHttp: jsonish(fc.boolean()),
         hstsMaxAge: jsonish(fc.integer({ min: -1, max: 63_072_001 })),
+        hstsIncludeSubDomains: jsonish(fc.boolean()),
+        hstsPreload: jsonish(fc.boolean()),
         compressionAlgo: jsonish(fc.array(field(valid.compressionAlgo), { minLength: 1, maxLength: 3 })),
         compressionType: jsonish(fc.array(field(valid.mimeType), { minLength: 1, maxLength: 3 })),
         ipAllow: jsonish(fc.array(field(valid.cidr), { minLength: 1, maxLength: 3 })),
@@ -238,7 +242,7 @@ export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc
     const drop = (...keys: string[]) => {
       for (const k of keys) delete body[k]
     }
-    const http = ['serviceDomain', 'stickyCookie', 'httpsOnly', 'denyHttp', 'hstsMaxAge', 'compressionAlgo', 'compressionType', 'ipAllow', 'ipDeny']
+    const http = ['serviceDomain', 'stickyCookie', 'httpsOnly', 'denyHttp', 'hstsMaxAge', 'hstsIncludeSubDomains', 'hstsPreload', 'compressionAlgo', 'compressionType', 'ipAllow', 'ipDeny']
     if (shape < 3) drop('destinations', 'tcp', 'sni')
     else if (shape < 5) drop('servicePath', 'port', 'tcp', 'sni')
     else if (shape < 7) drop('servicePath', 'port', 'destinations', ...http)
@@ -289,6 +293,8 @@ const dfpValues: Record<string, fc.Arbitrary<string>> = {
   httpsRedirectCode: valid.redirectCode,
   denyHttp: valid.boolean,
   hstsMaxAge: valid.hsts,
+  hstsIncludeSubDomains: valid.boolean,
+  hstsPreload: valid.boolean,
   compressionAlgo: fc.array(valid.compressionAlgo, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' ')),
   compressionType: fc.array(valid.mimeType, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' ')),
   ipAllow: list(valid.cidr),

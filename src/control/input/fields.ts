@@ -5,10 +5,11 @@
  * client used (`servicePath`, `servicePath.1`, `destinations[0].servicePath[1]`). Thrown
  * before anything is stored.
  */
-import { isIPv4, isIPv6 } from 'node:net'
+import { isIPv6 } from 'node:net'
 import { Compile } from 'typebox/compile'
 import { reservedPorts, rules, RouteSchema, type Route } from '../../contracts/route.ts'
 import { ValidationFailedError } from '../errors.ts'
+import { cidrProblem } from '../../shared/cidr.ts'
 import { describeSchemaError, showValue, type RuleName } from './schema-errors.ts'
 
 export { showValue }
@@ -46,16 +47,8 @@ export function checkString(field: string, rule: PatternRule, value: string): st
   return value
 }
 
-/** Why `text` is not an address or CIDR block of ipAllow/ipDeny, or null. Dotted quads without leading zeros (octal to some parsers). */
-export function cidrProblem(text: string): string | null {
-  const slash = text.indexOf('/')
-  const address = slash < 0 ? text : text.slice(0, slash)
-  const prefix = slash < 0 ? undefined : text.slice(slash + 1)
-  const v4 = isIPv4(address) && !/(?:^|\.)0[0-9]/.test(address)
-  if (!v4 && !(address.includes(':') && isIPv6(address))) return rules.cidr.text
-  if (prefix !== undefined && (!/^(?:0|[1-9][0-9]{0,2})$/.test(prefix) || Number(prefix) > (v4 ? 32 : 128))) return `has a prefix length out of range (${v4 ? '0 to 32 for IPv4' : '0 to 128 for IPv6'})`
-  return null
-}
+/** Why `text` is not an address or CIDR block of ipAllow/ipDeny, or null (shared with the proxy's TETHER_TRUSTED_PROXIES). */
+export { cidrProblem }
 
 /** An endpoint's [bracketed] host, if any, is an IPv6 address ('[1:2:3]' fits the pattern but is not). */
 function bracketedIPv6Valid(endpoint: string): boolean {
@@ -167,6 +160,8 @@ const HTTP_ONLY_ROUTE_FIELDS = [
   'redirectWhenHttpProto',
   'httpsRedirectCode',
   'hstsMaxAge',
+  'hstsIncludeSubDomains',
+  'hstsPreload',
   'auth',
   'stickyCookie',
   ...HEADER_FIELDS,

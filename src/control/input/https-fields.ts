@@ -8,7 +8,7 @@ import type { RouteHttps } from '../../contracts/route.ts'
 import { NotImplementedError } from '../errors.ts'
 import { checkString, fail, showValue, splitList } from './fields.ts'
 
-export const HTTPS_FIELDS = ['httpsOnly', 'redirectWhenHttpProto', 'httpsRedirectCode', 'denyHttp', 'hstsMaxAge', 'acme', 'acmeDomains', 'letsencrypt.host', 'letsencrypt.email'] as const
+export const HTTPS_FIELDS = ['httpsOnly', 'redirectWhenHttpProto', 'httpsRedirectCode', 'denyHttp', 'hstsMaxAge', 'hstsIncludeSubDomains', 'hstsPreload', 'acme', 'acmeDomains', 'letsencrypt.host', 'letsencrypt.email'] as const
 
 const REDIRECT_CODES = [301, 302, 307, 308] as const
 
@@ -43,6 +43,16 @@ export function httpsFields(input: Record<string, unknown>, serviceDomain: reado
     const n = typeof hsts === 'number' ? hsts : /^[0-9]{1,9}$/.test(String(hsts)) ? Number(hsts) : NaN
     if (!Number.isInteger(n) || n < 0 || n > 63_072_000) fail('hstsMaxAge', `${showValue(hsts)} must be a number of seconds from 0 to 63072000 (two years)`)
     out.hstsMaxAge = n
+  }
+  const subDomains = bool('hstsIncludeSubDomains', input.hstsIncludeSubDomains as string | boolean | undefined)
+  const preload = bool('hstsPreload', input.hstsPreload as string | boolean | undefined)
+  if (subDomains !== undefined) out.hstsIncludeSubDomains = subDomains
+  if (preload !== undefined) out.hstsPreload = preload
+  if (subDomains === true && out.hstsMaxAge === undefined) fail('hstsIncludeSubDomains', 'needs hstsMaxAge (how long browsers keep the policy)')
+  if (preload === true) {
+    // What the browsers' preload list accepts (hstspreload.org): anything less would be a request it refuses.
+    if (subDomains !== true) fail('hstsPreload', 'needs hstsIncludeSubDomains=true (the preload list covers every subdomain)')
+    if (out.hstsMaxAge === undefined || out.hstsMaxAge < 31_536_000) fail('hstsPreload', 'needs hstsMaxAge of at least 31536000 (one year), as the preload list requires')
   }
   // ACME: Tether's acme=true asks for the route's own names; DFP's letsencrypt.host names them.
   const acme = bool('acme', input.acme as string | boolean | undefined)

@@ -22,6 +22,8 @@ export interface RouteQuery {
   httpsRedirectCode?: string | number | undefined
   denyHttp?: string | boolean | undefined
   hstsMaxAge?: string | number | undefined
+  hstsIncludeSubDomains?: string | boolean | undefined
+  hstsPreload?: string | boolean | undefined
   acme?: string | boolean | undefined
   /** http (default), tcp (srcPort → port) or sni (serverName → port, TLS passed through). */
   reqMode?: string | undefined
@@ -138,6 +140,8 @@ export interface RouteBody extends DestinationFeatures {
   httpsRedirectCode?: number | undefined
   denyHttp?: boolean | undefined
   hstsMaxAge?: number | undefined
+  hstsIncludeSubDomains?: boolean | undefined
+  hstsPreload?: boolean | undefined
   acme?: boolean | undefined
   addReqHeader?: Header[] | undefined
   setReqHeader?: Header[] | undefined

@@ -39,7 +39,7 @@ export type RenderSettings = Pick<
   ResolvedSettings,
   'stateDir' | 'listen' | 'adminListen' | 'cookieKey' | 'secureCookie' | 'maxconn' | 'nbthread' | 'hardStopAfterMs' | 'maxReloads'
 > &
-  Partial<Pick<ResolvedSettings, 'descriptorLimit' | 'tlsListen' | 'statsAuth' | 'spareBackends' | 'spareFromRoutes' | 'clientMaxConnections' | 'clientMaxRequestRate' | 'accessLog'>>
+  Partial<Pick<ResolvedSettings, 'descriptorLimit' | 'tlsListen' | 'statsAuth' | 'spareBackends' | 'spareFromRoutes' | 'clientMaxConnections' | 'clientMaxRequestRate' | 'trustedProxies' | 'proxyProtocol' | 'accessLog'>>
 
 /** What the servers of each backend are, besides the snapshot. */
 export interface ServerInput {
@@ -559,6 +559,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   blank()
   out.push('frontend http')
   out.push(`    bind ${bind(settings.listen)}`)
+  for (const line of trustedProxyLines(settings)) out.push(line)
   for (const line of clientLimitLines(settings)) out.push(line)
   if (routes.some((r) => r.redirectWhenHttpProto === true)) out.push(INCOMING_PROTO_LINE)
   if (tls !== undefined) {
@@ -731,6 +732,8 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       out.push(`    bind ${bind(tls.listen)}`, owners)
       out.push('    # Wait (at most 5 s) for the ClientHello, then route by the server name it carries.', owners)
       out.push('    tcp-request inspect-delay 5s', owners)
+      // The PROXY header of a trusted balancer (its client is then handed on in send-proxy-v2 below).
+      if (settings.proxyProtocol === true) for (const line of trustedProxyLines(settings)) out.push(line, owners)
       for (const line of accessLog.frontendLogLines(settings.accessLog, 'tcp', logMap?.path)) out.push(line, owners)
       for (const line of accessLog.passthroughLines(settings.accessLog)) out.push(line, owners)
       out.push('    tcp-request content accept if { req.ssl_hello_type 1 }', owners)
@@ -793,15 +796,45 @@ function clientLimitLines(settings: RenderSettings): string[] {
   const rate = settings.clientMaxRequestRate ?? 0
   if (connections === 0 && rate === 0) return []
   const store = [...(connections > 0 ? ['conn_cur'] : []), ...(rate > 0 ? ['http_req_rate(10s)'] : [])].join(',')
+  const byHeader = (settings.trustedProxies?.length ?? 0) > 0 && settings.proxyProtocol !== true
   const out = [
     '    # Per-client limits: connections open at once and requests per 10 s from one address.',
     `    stick-table type ipv6 size 200k expire 60s store ${store}`,
-    '    tcp-request session track-sc0 src',
   ]
+  if (byHeader) {
+    // A trusted balancer's connections carry many clients: its requests are counted per client (X-Forwarded-For), not its connections.
+    out.push(`    tcp-request session track-sc0 src unless ${TRUSTED_PEER}`)
+    if (rate > 0) out.push(`    http-request track-sc0 src if ${TRUSTED_PEER}`)
+  } else out.push('    tcp-request session track-sc0 src')
   if (connections > 0) out.push(`    tcp-request session reject if { sc0_conn_cur gt ${connections} }`)
   // Retry-After: the window is 10 s, so by then the client's rate has fallen below the limit.
   if (rate > 0) out.push(`    http-request deny deny_status 429 hdr Retry-After 10 if { sc0_http_req_rate gt ${rate} }`)
   return out
+}
+
+/** True for a session whose peer is in TETHER_TRUSTED_PROXIES (the variable holds the peer's address; set by trustedProxyLines). */
+const TRUSTED_PEER = '{ var(sess.tether_peer) -m found }'
+
+/**
+ * The client address from a trusted balancer (TETHER_TRUSTED_PROXIES): the rightmost address of
+ * X-Forwarded-For (the one the balancer added; whatever its client wrote is to its left), or, with
+ * TETHER_PROXY_PROTOCOL, the PROXY header that only a trusted peer may (and must) send. From any
+ * other peer nothing is read. The peer is judged once per connection (`sess` variable), before
+ * set-src: set-src changes `src` for the connection's later requests too, so `src` cannot be asked again.
+ */
+function trustedProxyLines(settings: RenderSettings): string[] {
+  const trusted = settings.trustedProxies ?? []
+  if (trusted.length === 0) return []
+  if (settings.proxyProtocol === true) {
+    return ['    # A trusted balancer (TETHER_TRUSTED_PROXIES) sends a PROXY protocol header with its client\'s address.', `    tcp-request connection expect-proxy layer4 if { src ${trusted.join(' ')} }`]
+  }
+  return [
+    '    # A trusted balancer (TETHER_TRUSTED_PROXIES): the client is the rightmost X-Forwarded-For address.',
+    `    tcp-request session set-var(sess.tether_peer) src if { src ${trusted.join(' ')} }`,
+    `    http-request set-src req.hdr_ip(x-forwarded-for,-1) if ${TRUSTED_PEER} { req.hdr_ip(x-forwarded-for,-1) -m found }`,
+    // A request without one is the balancer's own (not the previous request's client on this connection).
+    `    http-request set-src var(sess.tether_peer) if ${TRUSTED_PEER} !{ req.hdr_ip(x-forwarded-for,-1) -m found }`,
+  ]
 }
 
 /** The access log's map of every backend rendered (own, placed in a spare, TCP, SNI) with the path rules routed to it. */

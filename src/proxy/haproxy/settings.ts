@@ -4,6 +4,7 @@
  */
 
 import { silentLogger, type Logger } from '../../shared/logger.ts'
+import { cidrProblem } from '../../shared/cidr.ts'
 import { ACCESS_LOG_FORMATS, type AccessLogSettings } from './access-log.ts'
 
 export interface HaproxyEngineSettings {
@@ -88,6 +89,15 @@ export interface HaproxyEngineSettings {
    */
   clientMaxRequestRate?: number
   /**
+   * Peers (IPv4/IPv6 addresses or CIDR blocks) whose word on the client address is believed: a
+   * balancer in front. From them the client is the rightmost address of X-Forwarded-For, or the
+   * PROXY protocol header (proxyProtocol); ipAllow/ipDeny, rate limits and the access log use it.
+   * From any other peer X-Forwarded-For changes nothing. Default none.
+   */
+  trustedProxies?: readonly string[]
+  /** The trusted proxies send a PROXY protocol header (v1 or v2) instead of X-Forwarded-For. Default false. */
+  proxyProtocol?: boolean
+  /**
    * Spare backends of each kind (sticky, not sticky) rendered empty once the table holds
    * spareFromRoutes routes or more. A new route with one plain destination (no domain, no
    * rules) is then served from a free one over the runtime API (`add server`, `add map`)
@@ -156,6 +166,8 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     maxOldWorkers: settings.maxOldWorkers ?? 10,
     clientMaxConnections: settings.clientMaxConnections ?? 1000,
     clientMaxRequestRate: settings.clientMaxRequestRate ?? 0,
+    trustedProxies: settings.trustedProxies ?? [],
+    proxyProtocol: settings.proxyProtocol ?? false,
     spareBackends: settings.spareBackends ?? 8,
     spareFromRoutes: settings.spareFromRoutes ?? 1000,
     restartBackoffMs: settings.restartBackoffMs ?? { min: 200, max: 10_000 },
@@ -200,5 +212,9 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
   count('maxOldWorkers', resolved.maxOldWorkers, 1000)
   count('clientMaxConnections', resolved.clientMaxConnections, 10_000_000)
   count('clientMaxRequestRate', resolved.clientMaxRequestRate, 100_000_000)
+  if (!Array.isArray(resolved.trustedProxies) || resolved.trustedProxies.length > 64 || !resolved.trustedProxies.every((c) => cidrProblem(c) === null)) {
+    fail('trustedProxies', 'must be at most 64 IPv4/IPv6 addresses or CIDR blocks (10.0.0.0/8, 2001:db8::/32)')
+  }
+  if (resolved.proxyProtocol && resolved.trustedProxies.length === 0) fail('proxyProtocol', 'needs trustedProxies: the peers allowed to send a PROXY protocol header')
   return resolved
 }

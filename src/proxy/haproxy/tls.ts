@@ -174,12 +174,15 @@ export const INCOMING_PROTO_LINE = '    http-request set-var(txn.incoming_proto)
  * with any routing): deny or redirect plain HTTP (HAProxy's `redirect scheme` keeps host, path
  * and query), redirect when a balancer in front says http, HSTS on HTTPS answers.
  */
-export function routeHttpsLines(route: Pick<Route, 'httpsOnly' | 'redirectWhenHttpProto' | 'httpsRedirectCode' | 'denyHttp' | 'hstsMaxAge'>): string[] {
+export function routeHttpsLines(route: Pick<Route, 'httpsOnly' | 'redirectWhenHttpProto' | 'httpsRedirectCode' | 'denyHttp' | 'hstsMaxAge' | 'hstsIncludeSubDomains' | 'hstsPreload'>): string[] {
   const out: string[] = []
   const code = route.httpsRedirectCode ?? 302
   if (route.denyHttp === true) out.push('    http-request deny deny_status 403 if !{ ssl_fc }')
   if (route.httpsOnly === true) out.push(`    http-request redirect scheme https code ${code} if !{ ssl_fc }`)
   if (route.redirectWhenHttpProto === true) out.push(`    http-request redirect scheme https code ${code} if !{ ssl_fc } { var(txn.incoming_proto) -m str http }`)
-  if (route.hstsMaxAge !== undefined) out.push(`    http-response set-header Strict-Transport-Security "max-age=${route.hstsMaxAge}" if { ssl_fc }`)
+  if (route.hstsMaxAge !== undefined) {
+    const directives = [`max-age=${route.hstsMaxAge}`, ...(route.hstsIncludeSubDomains === true ? ['includeSubDomains'] : []), ...(route.hstsPreload === true ? ['preload'] : [])]
+    out.push(`    http-response set-header Strict-Transport-Security "${directives.join('; ')}" if { ssl_fc }`)
+  }
   return out
 }

@@ -153,7 +153,7 @@ describe('per-route HTTPS behaviour in HAProxy', () => {
       version: 1,
       routes: [
         { ...route({ serviceName: 'secure', paths: ['/secure', '/'], endpoints: at }), httpsOnly: true, hstsMaxAge: 31536000 },
-        { ...route({ serviceName: 'moved', paths: ['/moved'], endpoints: at }), httpsOnly: true, httpsRedirectCode: 308 },
+        { ...route({ serviceName: 'moved', paths: ['/moved'], endpoints: at }), httpsOnly: true, httpsRedirectCode: 308, hstsMaxAge: 63072000, hstsIncludeSubDomains: true, hstsPreload: true },
         { ...route({ serviceName: 'closed', paths: ['/closed'], endpoints: at }), denyHttp: true },
         { ...route({ serviceName: 'behind', paths: ['/behind'], endpoints: at }), redirectWhenHttpProto: true, httpsRedirectCode: 301 },
         route({ serviceName: 'open', paths: ['/open'], endpoints: at }),
@@ -180,6 +180,9 @@ describe('per-route HTTPS behaviour in HAProxy', () => {
     assert.equal(served.status, 200)
     assert.equal((served.body as BackendReply).path, '/secure/a/b?x=1')
     assert.equal(served.headers['strict-transport-security'], 'max-age=31536000')
+    const preloaded = await httpsGet({ port: tlsPort, host: 'shop.example.com', path: '/moved/x' })
+    assert.equal(preloaded.status, 200)
+    assert.equal(preloaded.headers['strict-transport-security'], 'max-age=63072000; includeSubDomains; preload')
     const open = await client.get(`${proxy.url}/open`, { host: 'shop.example.com' })
     assert.equal(open.status, 200, 'a route without httpsOnly still serves plain HTTP')
   })
