@@ -152,6 +152,11 @@ export async function createApiFuzz(goodEndpoint: string): Promise<ApiFuzz> {
     if (route.denyHttp === true) assert.ok(config.includes('http-request deny deny_status 403 if !{ ssl_fc }'), 'denyHttp rendered')
     if (route.ipAllow !== undefined) assert.ok(config.includes(`    http-request deny deny_status 403 if !{ src ${route.ipAllow.join(' ')} }\n`), 'ipAllow rendered')
     if (route.ipDeny !== undefined) assert.ok(config.includes(`    http-request deny deny_status 403 if { src ${route.ipDeny.join(' ')} }\n`), 'ipDeny rendered')
+    // A health check asked for is rendered (a silently dropped one would send users to tasks that fail it).
+    if (route.healthCheckPath !== undefined && route.destinations.length > 0) {
+      assert.ok(config.includes(`    http-check send meth GET uri ${route.healthCheckPath}`), 'healthCheckPath rendered')
+      assert.ok(config.includes(`    http-check expect status ${route.healthCheckStatus ?? '200-399'}\n`), 'healthCheckStatus rendered')
+    }
     if (route.httpsOnly === true) assert.match(config, /http-request redirect scheme https code 30[1278] if !\{ ssl_fc \}/, 'httpsOnly rendered')
     // Compression asked for is rendered too (a silently dropped policy is a lie in GET /v1/routes).
     if (route.compressionAlgo !== undefined && route.destinations.length > 0) assert.ok(config.includes(`    compression algo ${route.compressionAlgo.join(' ')}\n`), 'compressionAlgo rendered')

@@ -95,8 +95,13 @@ const backendTemplates: RegExp[] = [
   String.raw`    http-request redirect scheme https code 30[1278] if !\{ ssl_fc \} \{ var\(txn\.incoming_proto\) -m str http \}`,
   String.raw`    http-response set-header Strict-Transport-Security "max-age=[0-9]+(?:; includeSubDomains)?(?:; preload)?" if \{ ssl_fc \}`,
   String.raw`    cookie ${WORD} insert indirect nocache dynamic httponly(?: secure)? attr "SameSite=Lax"`,
+  // The HTTP health check: the path by the contract's rule (no space, quote, '#', '$' or ','), an exact host name.
+  '    option httpchk',
+  String.raw`    http-check send meth GET uri /[A-Za-z0-9\-._~!&()*+;=:@/?%]*(?: ver HTTP/1\.1 hdr Host [A-Za-z0-9.-]+)?`,
+  String.raw`    http-check expect status (?:200-399|[1-5][0-9]{2})`,
+  String.raw`    default-server inter [0-9]{1,4}s fall 2 rise 1(?: slowstart [0-9]{1,4}s)?`,
   String.raw`    http-after-response replace-header Set-Cookie '\^\([^'\s]+=\.\*\)\$' '\\1; Secure' if \{ ssl_fc \}`,
-  String.raw`    server [A-Za-z0-9._:-]+ (?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}(?: ${CHECK_OPTIONS})?`,
+  String.raw`    server [A-Za-z0-9._:-]+ (?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}(?: ${CHECK_OPTIONS}| check inter [0-9]{1,4}s fall 2 rise 1(?: slowstart [0-9]{1,4}s)?)?`,
 ].map((t) => new RegExp(`^${t}$`))
 
 const userlistTemplates: RegExp[] = [new RegExp(String.raw`^    user [A-Za-z0-9_.@+-]+ password '[^'\s]+'$`)]

@@ -89,6 +89,13 @@ export const valid = {
     { weight: 3, arbitrary: fc.tuple(fc.ipV6(), fc.option(fc.integer({ min: 0, max: 128 }))).map(([a, p]) => (p === null ? a : `${a}/${p}`)) },
     { weight: 1, arbitrary: fc.constantFrom('10.0.0.0/33', '010.0.0.1', '::1/129', 'fe80::1%eth0', '1.2.3', '::', '0.0.0.0/0', '::ffff:10.0.0.1', '-1.2.3.4', '1.2.3.4/-1') },
   ),
+  /** Health-check paths, and the corners (relative, a space, a newline, '#', a bad escape, a quote). */
+  healthPath: fc.oneof(
+    { weight: 4, arbitrary: fc.constantFrom('/healthz', '/', '/api/health?deep=1', '/h%20x', '/ready;v=1') },
+    { weight: 1, arbitrary: fc.constantFrom('healthz', '/a b', '/h\nhttp-check expect status 500', '/h#x', '/%zz', '/h"', '/h$x', '/h,x') },
+  ),
+  healthSeconds: fc.oneof(fc.integer({ min: 1, max: 3600 }).map(String), fc.constantFrom('0', '3601', '5s', '-1', '1e3', '010')),
+  healthStatus: fc.oneof(fc.integer({ min: 100, max: 599 }).map(String), fc.constantFrom('99', '600', '2xx', '200,204')),
   /** HAProxy's compression algorithms, and names it does not have. */
   compressionAlgo: fc.oneof({ weight: 6, arbitrary: fc.constantFrom('gzip', 'deflate', 'raw-deflate', 'identity', 'GZIP') }, { weight: 1, arbitrary: fc.constantFrom('br', 'zstd', 'gzip;q=1', 'x-gzip', '*') }),
   /** MIME types: valid type/subtype tokens, and the corners (parameters, wildcards, case). */
@@ -140,6 +147,10 @@ const tetherHttpQuery: fc.Arbitrary<Record<string, string>> = fc.record(
     compressionType: field(fc.array(valid.mimeType, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' '))),
     ipAllow: field(list(valid.cidr)),
     ipDeny: field(list(valid.cidr)),
+    healthCheckPath: field(valid.healthPath),
+    healthCheckInterval: field(valid.healthSeconds),
+    healthCheckStatus: field(valid.healthStatus),
+    healthCheckSlowStart: field(valid.healthSeconds),
   },
   { requiredKeys: ['serviceName', 'servicePath', 'port'] },
 ).map((q) => {
@@ -230,6 +241,10 @@ export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc
         compressionType: jsonish(fc.array(field(valid.mimeType), { minLength: 1, maxLength: 3 })),
         ipAllow: jsonish(fc.array(field(valid.cidr), { minLength: 1, maxLength: 3 })),
         ipDeny: jsonish(fc.array(field(valid.cidr), { minLength: 1, maxLength: 3 })),
+        healthCheckPath: jsonish(field(valid.healthPath)),
+        healthCheckInterval: jsonish(fc.integer({ min: 0, max: 3601 })),
+        healthCheckStatus: jsonish(fc.integer({ min: 99, max: 600 })),
+        healthCheckSlowStart: jsonish(fc.integer({ min: 0, max: 3601 })),
       },
       { requiredKeys: ['serviceName'] },
     ),
@@ -242,7 +257,7 @@ export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc
     const drop = (...keys: string[]) => {
       for (const k of keys) delete body[k]
     }
-    const http = ['serviceDomain', 'stickyCookie', 'httpsOnly', 'denyHttp', 'hstsMaxAge', 'hstsIncludeSubDomains', 'hstsPreload', 'compressionAlgo', 'compressionType', 'ipAllow', 'ipDeny']
+    const http = ['serviceDomain', 'stickyCookie', 'httpsOnly', 'denyHttp', 'hstsMaxAge', 'hstsIncludeSubDomains', 'hstsPreload', 'compressionAlgo', 'compressionType', 'ipAllow', 'ipDeny', 'healthCheckPath', 'healthCheckStatus']
     if (shape < 3) drop('destinations', 'tcp', 'sni')
     else if (shape < 5) drop('servicePath', 'port', 'tcp', 'sni')
     else if (shape < 7) drop('servicePath', 'port', 'destinations', ...http)
@@ -299,6 +314,10 @@ const dfpValues: Record<string, fc.Arbitrary<string>> = {
   compressionType: fc.array(valid.mimeType, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' ')),
   ipAllow: list(valid.cidr),
   ipDeny: fc.array(valid.cidr, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' ')),
+  healthCheckPath: valid.healthPath,
+  healthCheckInterval: valid.healthSeconds,
+  healthCheckStatus: valid.healthStatus,
+  healthCheckSlowStart: valid.healthSeconds,
   // TCP and SNI destinations' parameters, also thrown at HTTP routes (where they are refused or mean a listener).
   reqMode: fc.constantFrom('http', 'tcp', 'sni'),
   srcPort: valid.srcPort,
