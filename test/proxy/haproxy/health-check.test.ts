@@ -140,6 +140,19 @@ describe('health-checked routes through HAProxy', () => {
     assert.ok(port > 0)
   })
 
+  it('a change of the interval or slow start reaches HAProxy (a reload), and the tasks keep their state through it', async (t) => {
+    const { proxy, port } = await setup(t, 2, [false, true])
+    await waitStates(proxy, { [names[0]!]: 'down', [names[1]!]: 'up' })
+    const reloads = proxy.engine.counters.reloads
+    await proxy.engine.apply({ version: 2, routes: [webRoute({ destinations: [{ servicePath: ['/'], port }], healthCheckInterval: 3, healthCheckSlowStart: 10 })] })
+    assert.equal(proxy.engine.counters.reloads, reloads + 1, 'server options live in the server lines: a change is a reload, never silently skipped')
+    const config = await readFile(proxy.engine.paths.config, 'utf8')
+    assert.match(config, /\n {4}default-server inter 3s fall 2 rise 1 slowstart 10s\n/)
+    assert.match(config, /\n {4}server web\.2\.bbb 127\.0\.0\.22:\d+ check inter 3s fall 2 rise 1 slowstart 10s\n/)
+    // Read at once: the failing task did not come back up with the new worker, the passing one did not go down.
+    assert.deepEqual(await states(proxy), { [names[0]!]: 'down', [names[1]!]: 'up' })
+  })
+
   it('a route with no task passing answers 503 with Retry-After and a body that says so, with or without a health check', async (t) => {
     const { proxy, port } = await setup(t, 2, [false, false])
     await waitStates(proxy, { [names[0]!]: 'down', [names[1]!]: 'down' })
