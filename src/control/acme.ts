@@ -26,6 +26,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { createRequire } from 'node:module'
 import { Agent as HttpsAgent } from 'node:https'
 import * as acme from 'acme-client'
+import { backoffDelay } from '../shared/clock.ts'
 import type { CertificateService } from './certificates.ts'
 import type { SecretBox } from './secret-box.ts'
 import type { RouteStore } from './store/route-store.ts'
@@ -395,10 +396,9 @@ export function renewalTime(cert: { notBefore: string; notAfter: string }): numb
   return from + ((to - from) * 2) / 3
 }
 
-/** Pure: exponential backoff with ±25 % jitter, capped. */
+/** Pure: the delay before the next order after `failures` failures in a row: the shared backoff (exponential, capped, with jitter). */
 export function retryDelay(failures: number, baseMs: number, maxMs: number, random: number): number {
-  const exp = Math.min(maxMs, baseMs * 2 ** Math.max(0, failures - 1))
-  return Math.round(exp * (0.75 + random * 0.5))
+  return backoffDelay(failures, { baseMs, maxMs }, () => random)
 }
 
 export function startAcme(options: AcmeOptions): Acme {

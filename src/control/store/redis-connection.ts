@@ -15,6 +15,7 @@
  */
 import { Redis, ReplyError as IoredisReplyError, type RedisOptions } from 'ioredis'
 import type { Logger } from '../../shared/logger.ts'
+import { backoffDelay } from '../../shared/clock.ts'
 import { type ClientFacing, StoreUnavailableError } from '../errors.ts'
 
 /** ioredis types ReplyError as `any`; it is redis-errors' ReplyError class (an Error). */
@@ -117,8 +118,9 @@ export function openRedisConnection(options: RedisConnectionOptions): RedisConne
   const maxReconnectDelay = options.maxReconnectDelayMs
   const connection: RedisOptions = {
     connectTimeout,
-    // Exponential, capped: reconnects by itself for as long as it takes.
-    retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 10), maxReconnectDelay),
+    // The shared backoff (exponential from 50 ms, capped, with jitter so that every replica does
+    // not knock at once when Redis comes back): reconnects by itself for as long as it takes.
+    retryStrategy: (attempt: number) => backoffDelay(attempt, { baseMs: 50, maxMs: maxReconnectDelay }, Math.random),
     lazyConnect: false,
     ...(options.sentinels !== undefined && options.sentinels.length > 0
       ? {

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { HaproxyNotInstalledError, HaproxyReloadError, HaproxyStartError } from './errors.ts'
 import { requestReload, showProc, showServersState, type ProcInfo } from './runtime.ts'
 import type { Logger } from '../../shared/logger.ts'
+import { backoffDelay, systemClock, type Clock } from '../../shared/clock.ts'
 
 export const INSTALL_HINT = 'install HAProxy 2.6 or newer (Debian/Ubuntu: apt-get install -y haproxy; Alpine: apk add haproxy) or set the path to the haproxy binary'
 
@@ -37,8 +38,13 @@ export interface ProcessOptions {
   adminSocket: string
   pidFile: string
   serverStateFile: string
+  /** Restart delay after HAProxy dies: from min, doubling with each failed restart up to max, with jitter (backoffDelay). */
   restartBackoffMs: { min: number; max: number }
   logger: Logger
+  /** Time of the deadlines and polls. Default the system clock. */
+  clock?: Clock
+  /** The restart backoff's jitter, [0, 1). Default Math.random. */
+  random?: () => number
   /** HAProxy's standard output (its access log): a file descriptor. Default: a pipe read for its messages. */
   stdout?: number
   /**
@@ -144,13 +150,13 @@ export async function endLeftovers(configPath: string, pidFile: string, logger: 
     }
   }
   const gone = async (ms: number): Promise<boolean> => {
-    const deadline = Date.now() + ms
+    const deadline = systemClock.now() + ms
     for (;;) {
       const left: number[] = []
       for (const pid of pids) if (alive(pid) && (await ours(pid, configPath))) left.push(pid)
       if (left.length === 0) return true
-      if (Date.now() > deadline) return false
-      await sleep(20)
+      if (systemClock.now() > deadline) return false
+      await systemClock.sleep(20)
     }
   }
   await signal('SIGUSR1', masters)
@@ -183,7 +189,10 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
   let child: ChildProcess | undefined
   let stopping = false
   let restarts = 0
-  let backoff = options.restartBackoffMs.min
+  /** Restarts in a row that did not stay up: the backoff's attempt number. */
+  let failedRestarts = 0
+  const clock = options.clock ?? systemClock
+  const random = options.random ?? Math.random
   let restartTimer: NodeJS.Timeout | undefined
   let knownPids = new Set<number>()
   let stopped: Promise<void> | undefined
@@ -239,7 +248,7 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
     })
 
     // Up = the master CLI answers and lists a current worker. Bounded: 15 s.
-    const deadline = Date.now() + 15_000
+    const deadline = clock.now() + 15_000
     for (;;) {
       if (exited) throw new HaproxyStartError(output.trim() || 'haproxy exited during start')
       const info = await showProc(options.masterSocket).catch(() => undefined)
@@ -248,11 +257,11 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
         logger.info({ pid: info.master.pid, worker: info.workers[0]?.pid }, 'HAProxy started')
         return
       }
-      if (Date.now() > deadline) {
+      if (clock.now() > deadline) {
         proc.kill('SIGKILL')
         throw new HaproxyStartError(`no worker after 15 s: ${output.trim()}`)
       }
-      await sleep(25)
+      await clock.sleep(25)
     }
   }
 
@@ -262,8 +271,8 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
 
   function scheduleRestart(): void {
     if (stopping || restartTimer !== undefined) return
-    const delay = backoff
-    backoff = Math.min(backoff * 2, options.restartBackoffMs.max)
+    failedRestarts++
+    const delay = backoffDelay(failedRestarts, { baseMs: options.restartBackoffMs.min, maxMs: options.restartBackoffMs.max }, random)
     logger.warn({ delayMs: delay }, 'restarting HAProxy')
     restartTimer = setTimeout(() => {
       restartTimer = undefined
@@ -273,7 +282,7 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
         () => {
           // Stay up a while before forgetting past failures.
           const reset = setTimeout(() => {
-            if (child !== undefined) backoff = options.restartBackoffMs.min
+            if (child !== undefined) failedRestarts = 0
           }, 30_000)
           reset.unref()
         },
@@ -306,14 +315,14 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
    * refusal is retried, for up to 10 s (a re-exec on a loaded node took more than 2 s).
    */
   async function masterProc(): Promise<ProcInfo> {
-    const deadline = Date.now() + 10_000
+    const deadline = clock.now() + 10_000
     for (;;) {
       try {
         return await showProc(options.masterSocket)
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code
-        if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || Date.now() > deadline || child === undefined) throw err
-        await sleep(50)
+        if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || clock.now() > deadline || child === undefined) throw err
+        await clock.sleep(50)
       }
     }
   }
@@ -335,16 +344,16 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
     if (reloadOptions.stateSaved !== true) await saveServerState()
     await options.beforeReload?.()
     await requestReload(options.masterSocket)
-    const deadline = Date.now() + timeoutMs
+    const deadline = clock.now() + timeoutMs
     for (;;) {
-      await sleep(20)
+      await clock.sleep(20)
       const after = await showProc(options.masterSocket).catch(() => undefined)
       if (after !== undefined) {
         remember(after)
         if (after.master.failedReloads > before.master.failedReloads) {
           // The ALERT lines reach our pipe a moment after `show proc` counts the failure.
-          const wait = Date.now() + 500
-          while (said() === '' && Date.now() < wait) await sleep(20)
+          const wait = clock.now() + 500
+          while (said() === '' && clock.now() < wait) await clock.sleep(20)
           const words = said()
           throw new HaproxyReloadError(`${words === '' ? 'the master refused the new configuration' : words} (the previous worker keeps serving)`)
         }
@@ -355,7 +364,7 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
           return after
         }
       }
-      if (Date.now() > deadline) throw new HaproxyReloadError(`no new worker within ${timeoutMs} ms`)
+      if (clock.now() > deadline) throw new HaproxyReloadError(`no new worker within ${timeoutMs} ms`)
     }
   }
 
@@ -382,8 +391,8 @@ export async function startHaproxy(options: ProcessOptions): Promise<HaproxyProc
       // Nothing may outlive the engine: kill any worker the master left behind.
       const leftovers: number[] = []
       for (const pid of knownPids) if (alive(pid) && (await ours(pid, configPath))) leftovers.push(pid)
-      const deadline = Date.now() + 5_000
-      while (leftovers.some(alive) && Date.now() < deadline) await sleep(20)
+      const deadline = clock.now() + 5_000
+      while (leftovers.some(alive) && clock.now() < deadline) await clock.sleep(20)
       for (const pid of leftovers.filter(alive)) {
         logger.warn({ pid }, 'killing a HAProxy process left behind')
         try {

@@ -22,13 +22,14 @@ describe('ACME, pure parts', () => {
     ] as const) assert.equal(requestFailure(err, url, timedOut), expected)
     assert.deepEqual([seconds(300_000), seconds(90_000), seconds(1_000)], ['5 min', '90 s', '1 s'])
   })
-  it('backs off exponentially with ±25 % jitter, capped', () => {
+  it('backs off with the shared backoff: exponential, capped, between half the ceiling and the ceiling', () => {
     for (const [failures, random, expected] of [
-      [1, 0.5, 60_000],
-      [2, 0.5, 120_000],
-      [3, 0, 180_000],
-      [3, 1, 300_000],
-      [30, 0.5, 86_400_000],
+      [1, 0.5, 45_000],
+      [2, 0.5, 90_000],
+      [3, 0, 120_000],
+      [3, 0.999999, 240_000],
+      [30, 0, 43_200_000],
+      [30, 0.5, 64_800_000],
     ] as const) assert.equal(retryDelay(failures, 60_000, 86_400_000, random), expected, `${failures} failures, random ${random}`)
   })
   it('wants one certificate per route that asks, named acme-<serviceName>; without the every-domain switch, a route with only a serviceDomain gets none', () => {
