@@ -125,6 +125,39 @@ export const OldWorkersReportSchema = Type.Object(
 )
 export type OldWorkersReport = Static<typeof OldWorkersReportSchema>
 
+export const RouteTrafficSchema = Type.Object(
+  {
+    serviceName: ServiceNameSchema,
+    requests: Type.Integer({ minimum: 0, description: 'HTTP responses since the proxy started (carried over HAProxy reloads), every status class.' }),
+    errors: Type.Integer({ minimum: 0, description: 'Of them, 5xx.' }),
+    connections: Type.Integer({ minimum: 0, description: 'Connections open now (WebSockets and TCP sessions included).' }),
+    durations: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 0 }), {
+        maxItems: 32,
+        description: 'Requests counted in each latency bucket (cumulative, the bounds of tether_route_request_duration_seconds, then +Inf), since the proxy started; absent without the JSON access log.',
+      }),
+    ),
+    tasks: Type.Array(Type.Object({ name: Type.String({ maxLength: 256 }), connections: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }), {
+      maxItems: 1000,
+      description: 'Connections open now per task (HAProxy server) of the route.',
+    }),
+  },
+  { additionalProperties: false },
+)
+export type RouteTraffic = Static<typeof RouteTrafficSchema>
+
+export const ProxyTrafficSchema = Type.Object(
+  {
+    connections: Type.Integer({ minimum: 0, description: "Connections HAProxy's current worker holds now." }),
+    reloads: Type.Integer({ minimum: 0, description: 'HAProxy reloads since the proxy started.' }),
+    droppedLogLines: Type.Integer({ minimum: 0, description: 'Access-log lines dropped since the proxy started (a slow reader of its output).' }),
+    durationBounds: Type.Array(Type.Number({ minimum: 0 }), { maxItems: 31, description: 'Upper bounds (seconds) of the latency buckets of each route\'s durations, +Inf not listed.' }),
+    routes: Type.Array(RouteTrafficSchema, { maxItems: 2000, description: 'Per route with traffic, the busiest 2,000 (a heartbeat must stay small).' }),
+  },
+  { additionalProperties: false, description: "The proxy's traffic counters, for the dashboard (Prometheus reads the same on /metrics/tether)." },
+)
+export type ProxyTraffic = Static<typeof ProxyTrafficSchema>
+
 /** What a proxy replica reports with each heartbeat (PUT /v1/proxies/{id}). */
 export const ProxyHeartbeatSchema = Type.Object(
   {
@@ -141,6 +174,7 @@ export const ProxyHeartbeatSchema = Type.Object(
     applyFailure: Type.Optional(ApplyFailureSchema),
     tls: Type.Optional(ProxyTlsReportSchema),
     routeProblems: Type.Optional(Type.Array(RouteProblemSchema, { maxItems: 10000, description: 'Routes this proxy serves with something missing (see each problem).' })),
+    traffic: Type.Optional(ProxyTrafficSchema),
     listeners: Type.Optional(Type.Array(ProxyListenerSchema, { maxItems: 3, description: "The proxy's own listeners: a TCP route cannot use their ports (the control plane refuses such a write with 409 LISTENER_CONFLICT)." })),
   },
   { $id: 'ProxyHeartbeat', additionalProperties: false },

@@ -27,7 +27,7 @@ import type { Logger } from 'pino'
 import { stableStringify } from '../shared/stable-json.ts'
 import { sameCertificateRefs } from '../contracts/certificate.ts'
 import type { ConfigSnapshot } from '../contracts/config-snapshot.ts'
-import type { ProxyHeartbeat, RefusedRoute, RouteProblem } from '../contracts/proxy-status.ts'
+import type { ProxyHeartbeat, ProxyTraffic, RefusedRoute, RouteProblem } from '../contracts/proxy-status.ts'
 import { backoffDelay, DEFAULT_BACKOFF, systemClock, type BackoffPolicy, type Clock } from '../shared/clock.ts'
 import type { ConfigPollResult, ControlClient } from './control-client.ts'
 import type { BackendHealth, Engine } from './engine.ts'
@@ -58,6 +58,8 @@ export interface AgentOptions {
   clock?: Clock
   /** [0, 1) for jitter. Default Math.random. */
   random?: () => number
+  /** The proxy's traffic counters, sent with each heartbeat for the dashboard (route-metrics.ts); null when unknown. */
+  traffic?: () => Promise<ProxyTraffic | null>
   /** Called after each successful apply. */
   onApplied?: (snapshot: ConfigSnapshot, refused: RefusedRoute[]) => void
 }
@@ -370,6 +372,7 @@ export function createAgent(options: AgentOptions): Agent {
         const tls = status.ready ? (engine.tlsReport?.() ?? null) : null
         const oldWorkers = status.ready ? await (engine.oldWorkers?.() ?? null)?.catch(() => null) : null
         const listeners = engine.listeners?.() ?? []
+        const traffic = status.ready && options.traffic !== undefined ? await options.traffic().catch(() => null) : null
         const body: ProxyHeartbeat = {
           version: status.version ?? 0,
           status: status.status,
@@ -385,6 +388,7 @@ export function createAgent(options: AgentOptions): Agent {
           ...(tls === null ? {} : { tls }),
           ...(status.routeProblems.length === 0 ? {} : { routeProblems: status.routeProblems.map((p) => ({ serviceName: p.serviceName, problem: p.problem.slice(0, 1024) })) }),
           ...(listeners.length === 0 ? {} : { listeners }),
+          ...(traffic === null ? {} : { traffic }),
         }
         try {
           await client.heartbeat(options.id, body, stopping.signal)

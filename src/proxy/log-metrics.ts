@@ -53,6 +53,8 @@ export interface LogMetrics {
   readonly address: string
   /** Counts one access-log line (JSON); returns false when it is not one this counts. */
   observe(line: string, served: ReadonlySet<string>): boolean
+  /** Per bucket of DURATION_BUCKETS then +Inf, the requests of `service` counted in it (cumulative); undefined when none. */
+  durations(service: string): number[] | undefined
   /** Adds the metrics to a registry; `served()`: the service names served now (others are not counted, and their series go). */
   register(registry: Registry, served: () => ReadonlySet<string>): void
   close(): Promise<void>
@@ -72,6 +74,7 @@ export async function startLogMetrics(): Promise<LogMetrics> {
       for (const s of [...seen]) {
         if (now.has(s)) continue
         seen.delete(s)
+        counts.delete(s)
         this.remove({ service: s })
         upgraded.remove({ service: s })
         for (const outcome of ['new', 'kept', 'repinned']) affinity.remove({ service: s, outcome })
@@ -96,6 +99,8 @@ export async function startLogMetrics(): Promise<LogMetrics> {
     registers: [],
   })
   const seen = new Set<string>()
+  /** Per service, requests per bucket (not cumulative; the last one is +Inf): the dashboard's p95, in heartbeats. */
+  const counts = new Map<string, number[]>()
 
   const observe = (line: string, served: ReadonlySet<string>): boolean => {
     let entry: { type?: unknown; service?: unknown; status?: unknown; duration_ms?: unknown; termination_state?: unknown }
@@ -109,7 +114,14 @@ export async function startLogMetrics(): Promise<LogMetrics> {
     const service = entry.service
     seen.add(service)
     if (entry.status === 101) upgraded.inc({ service })
-    else if (typeof entry.duration_ms === 'number' && entry.duration_ms >= 0) duration.observe({ service }, entry.duration_ms / 1000)
+    else if (typeof entry.duration_ms === 'number' && entry.duration_ms >= 0) {
+      const seconds = entry.duration_ms / 1000
+      duration.observe({ service }, seconds)
+      let c = counts.get(service)
+      if (c === undefined) counts.set(service, (c = DURATION_BUCKETS.map(() => 0).concat(0)))
+      const i = DURATION_BUCKETS.findIndex((le) => seconds <= le)
+      c[i < 0 ? DURATION_BUCKETS.length : i]! += 1
+    }
     const outcome = typeof entry.termination_state === 'string' ? affinityOf(entry.termination_state) : null
     if (outcome !== null) affinity.inc({ service, outcome })
     return true
@@ -145,6 +157,12 @@ export async function startLogMetrics(): Promise<LogMetrics> {
   return {
     address: `127.0.0.1:${port}`,
     observe,
+    durations(service) {
+      const c = counts.get(service)
+      if (c === undefined) return undefined
+      let sum = 0
+      return c.map((n) => (sum += n))
+    },
     register(registry, servedNow) {
       served = servedNow
       // The histogram first: its collect (run when a scrape begins) drops the series of routes no longer served.

@@ -94,7 +94,7 @@ export async function main(): Promise<void> {
     onFailover: (failures, now) => log.warn({ failures, control: now }, `control replica failed (${failures.join('; ')}): now using ${now}`),
   })
   // Health changes are reported within a second (what wait=healthy waits for), not at the next heartbeat.
-  const agent = createAgent({ id: config.proxyId, node: config.node, engine, client, state, log, heartbeatMs: config.heartbeatMs, healthWatchMs: 1000 })
+  const agent = createAgent({ id: config.proxyId, node: config.node, engine, client, state, log, heartbeatMs: config.heartbeatMs, traffic: async () => (routeMetrics === undefined ? null : routeMetrics.traffic()), healthWatchMs: 1000 })
   routeMetrics = await startRouteMetrics(haproxy, () => agent.status(), logMetrics ?? undefined).catch((err: unknown) => {
     log.warn({ err: (err as Error).message }, 'route metrics not served (/metrics/tether answers 503)')
     return undefined

@@ -29,7 +29,8 @@ import { chmod, rm } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import { Counter, Gauge, Registry } from 'prom-client'
 import { sendCommand, type StatRow } from './haproxy/runtime.ts'
-import type { LogMetrics } from './log-metrics.ts'
+import { DURATION_BUCKETS, type LogMetrics } from './log-metrics.ts'
+import type { ProxyTraffic, RouteTraffic } from '../contracts/proxy-status.ts'
 
 /** One reading of a HAProxy worker's statistics. */
 export interface StatsSample {
@@ -56,6 +57,8 @@ export interface RouteMetricsSource {
 
 export interface RouteMetrics {
   registry: Registry
+  /** Reads HAProxy and gives the counters for the heartbeat (the dashboard); null when HAProxy cannot be read. */
+  traffic(): Promise<ProxyTraffic | null>
   /** Reads the statistics and folds them into the totals (also done at every scrape). Rejects when HAProxy cannot be read. */
   update(): Promise<void>
   /** update() that never rejects and gives up after timeoutMs: for the moment before a reload. */
@@ -189,12 +192,16 @@ class Totals {
   }
 }
 
-export function createRouteMetrics(source: RouteMetricsSource): RouteMetrics {
+/** The busiest routes a heartbeat carries (it must stay small). */
+const TRAFFIC_ROUTES = 2000
+
+export function createRouteMetrics(source: RouteMetricsSource, logMetrics?: Pick<LogMetrics, 'durations'>): RouteMetrics {
   const registry = new Registry()
   const totals = new Totals()
   /** The rows of the last reading (for the gauges), by backend. */
   let lastRows: StatRow[] = []
   let lastServices: ReadonlyMap<string, string> = new Map()
+  let lastInfo: string | undefined
   let up = 0
   let reading: Promise<void> | undefined
 
@@ -220,6 +227,7 @@ export function createRouteMetrics(source: RouteMetricsSource): RouteMetrics {
         }
         totals.fold(sample, services)
         lastRows = sample.rows
+        lastInfo = sample.info
         lastServices = services
         up = 1
       } catch (err) {
@@ -384,8 +392,35 @@ export function createRouteMetrics(source: RouteMetricsSource): RouteMetrics {
     })
   }
 
+  const traffic = async (): Promise<ProxyTraffic | null> => {
+    await update().catch(() => undefined)
+    if (up === 0) return null
+    const routes = new Map<string, RouteTraffic>()
+    for (const [serviceName, v] of totals.totals()) {
+      const durations = logMetrics?.durations(serviceName)
+      routes.set(serviceName, { serviceName, requests: CLASSES.reduce((n, _c, i) => n + (v[i] ?? 0), 0), errors: v[4] ?? 0, connections: 0, ...(durations === undefined ? {} : { durations }), tasks: [] })
+    }
+    for (const row of lastRows) {
+      const service = lastServices.get(row.pxname)
+      const r = service === undefined ? undefined : routes.get(service)
+      if (r === undefined) continue
+      if (row.svname === 'BACKEND') r.connections += num(row.scur)
+      else if (row.svname !== 'FRONTEND' && r.tasks.length < 1000) r.tasks.push({ name: row.svname.slice(0, 256), connections: num(row.scur) })
+    }
+    const busiest = [...routes.values()].sort((a, b) => b.requests + b.connections - (a.requests + a.connections)).slice(0, TRAFFIC_ROUTES)
+    const conns = /^CurrConns: *(\d+)$/m.exec(lastInfo ?? '')
+    return {
+      connections: conns === null ? 0 : Number(conns[1]),
+      reloads: source.proxy?.().reloads ?? 0,
+      droppedLogLines: totals.droppedBase + totals.droppedLast,
+      durationBounds: [...DURATION_BUCKETS],
+      routes: busiest.sort((a, b) => (a.serviceName < b.serviceName ? -1 : 1)),
+    }
+  }
+
   return {
     registry,
+    traffic,
     update,
     async captureReplaced(pids, timeoutMs = 2_000) {
       const deadline = Date.now() + timeoutMs
@@ -473,7 +508,7 @@ export async function serveMetrics(registry: Registry, socketPath: string): Prom
  * scrape to survive a reload.
  */
 export async function startRouteMetrics(engine: MetricsEngine, status?: () => { version: number | null; applyFailure?: unknown }, logMetrics?: LogMetrics): Promise<RouteMetrics & MetricsServer> {
-  const metrics = createRouteMetrics(engineSource(engine, status))
+  const metrics = createRouteMetrics(engineSource(engine, status), logMetrics)
   logMetrics?.register(metrics.registry, () => new Set(engine.backendServices().values()))
   const server = await serveMetrics(metrics.registry, engine.paths.metricsSocket)
   return { ...metrics, close: () => server.close() }

@@ -11,6 +11,12 @@ import { backends, reconfigureQuery, startAgent, startControl, API_TOKEN } from 
 import { openBrowser, skipWithoutChromium as skip } from './chromium.ts'
 import { createSecretBox } from '../../src/control/secret-box.ts'
 import { createCa, issue } from '../helpers/pki.ts'
+import { closeSync, openSync } from 'node:fs'
+import { request } from 'undici'
+import { startLogMetrics } from '../../src/proxy/log-metrics.ts'
+import { startRouteMetrics, type RouteMetrics } from '../../src/proxy/route-metrics.ts'
+import type { HaproxyEngine } from '../../src/proxy/haproxy/haproxy-engine.ts'
+import { proxyUrl } from '../proxy/harness.ts'
 
 describe('dashboard at /ui', { skip }, () => {
   it('shows the fleet live: a new route and its health, a restore from the change log, a proxy gone stale', async (t) => {
@@ -132,4 +138,64 @@ describe('dashboard at /ui', { skip }, () => {
     assert.match(await certChange.innerText(), /shop\s+certificate stored/)
     assert.match(await page.locator('#changes tr[data-kind="route"][data-version="1"]').innerText(), /created \/→80/)
   })
+
+  it('shows each route\'s traffic live (requests a second, errors, p95, sessions per task) and each proxy\'s connections, reloads and dropped log lines', async (t) => {
+    const control = await startControl(t)
+    // As `tether proxy` wires it: HAProxy's JSON access log (its standard output copy not read here)
+    // also goes to the agent's latency counts; the route metrics ride on every heartbeat.
+    const logMetrics = await startLogMetrics()
+    t.after(() => logMetrics.close())
+    const devNull = openSync('/dev/null', 'w')
+    t.after(() => closeSync(devNull))
+    let metrics: RouteMetrics | undefined
+    const edge = await startAgent(t, {
+      id: 'edge-1',
+      controlUrls: [control.url],
+      proxy: { accessLog: { format: 'json', metricsAddress: logMetrics.address }, accessLogOutput: devNull },
+      agent: { heartbeatMs: 1000, traffic: async () => (metrics === undefined ? null : metrics.traffic()) },
+    })
+    const started = await startRouteMetrics(edge.proxy!.engine as HaproxyEngine, () => edge.agent.status(), logMetrics)
+    t.after(() => started.close())
+    metrics = started
+    const shop = await backends(t, 2, 'shop')
+    const put = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'shop', path: '/shop', endpoints: shop.map((b) => b.address) })}&wait=converged&timeout=20`)
+    assert.equal(put.status, 200, JSON.stringify(put.body))
+
+    // Traffic all along (bounded), so that two heartbeats in a row see requests.
+    let sending = true
+    const failures: string[] = []
+    const load = (async () => {
+      for (let i = 0; sending && i < 20_000; i++) {
+        const res = await request(`${proxyUrl(edge)}/shop/${i}`).catch((err: unknown) => err as Error)
+        if (res instanceof Error) {
+          failures.push(res.message)
+          await new Promise((r) => setTimeout(r, 50))
+        } else await res.body.dump()
+      }
+    })()
+    t.after(async () => {
+      sending = false
+      await load
+    })
+
+    const { page } = await openBrowser(t)
+    await page.goto(`${control.url}/ui/`)
+    const row = page.locator('tr[data-service="shop"]')
+    // Live data: a rate above zero (it needs two heartbeats with traffic), then the rest of the row.
+    await row.locator('td[data-metric="rate"]', { hasText: /^(0\.[1-9]|[1-9])/ }).waitFor({ timeout: 30_000 })
+    assert.equal(await row.locator('td[data-metric="errors"]').innerText(), '0 %')
+    assert.match(await row.locator('td[data-metric="p95"]').innerText(), /^≤ \d+ (ms|s)$/)
+    assert.match(await row.locator('td[data-metric="sessions"]').innerText(), /^\d+ · \d+$/, 'one count per task')
+    const proxyRow = page.locator('tr[data-proxy="edge-1"]')
+    assert.match(await proxyRow.locator('td[data-metric="connections"]').innerText(), /^\d+$/)
+    assert.equal(await proxyRow.locator('td[data-metric="reloads"]').innerText(), String((edge.proxy!.engine as HaproxyEngine).counters.reloads))
+    assert.equal(await proxyRow.locator('td[data-metric="dropped"]').innerText(), '0')
+    // The page shows what the proxy reported: its heartbeat carries the same counters.
+    const reported = (await control.api('GET', '/v1/proxies')).body.proxies[0].traffic
+    assert.ok(reported.routes[0].requests > 0)
+    assert.equal(reported.routes[0].serviceName, 'shop')
+    assert.equal(reported.routes[0].tasks.length, 2)
+    t.diagnostic(`requests that failed while the page was read: ${failures.length}${failures.length > 0 ? ` (${failures[0]})` : ''}`)
+  })
 })
+

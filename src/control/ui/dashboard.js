@@ -17,6 +17,8 @@ const state = {
   status: null,
   changes: [],
   certificateChanges: [],
+  /** proxy id → { prev, cur }: its last two distinct heartbeats' traffic ({ at (ms), traffic }), for rates. */
+  traffic: new Map(),
   /** id → { proxy, lastSeen (ms) }: proxies seen live, kept to show them stale when they go. */
   seen: new Map(),
 }
@@ -117,6 +119,83 @@ function tasksOf(record) {
   return h('span', { class: cls, title }, `${running} ${noun}${health.down > 0 ? ` (${health.down} failing)` : ''}`)
 }
 
+/** Records each proxy's traffic counters when its heartbeat is new (rates need two). */
+function trackTraffic() {
+  for (const p of state.proxies) {
+    if (p.traffic === undefined) continue
+    const at = Date.parse(p.receivedAt)
+    const t = state.traffic.get(p.id)
+    if (t === undefined) state.traffic.set(p.id, { prev: null, cur: { at, traffic: p.traffic } })
+    else if (t.cur.at !== at) state.traffic.set(p.id, { prev: t.cur, cur: { at, traffic: p.traffic } })
+  }
+  const live = new Set(state.proxies.map((p) => p.id))
+  for (const id of state.traffic.keys()) if (!live.has(id)) state.traffic.delete(id)
+}
+
+/**
+ * A route's traffic between the last two heartbeats of each live proxy, summed over the proxies:
+ * requests a second, the share of 5xx, the bucket holding the 95th percentile, connections per
+ * task now. null when no proxy has sent two heartbeats with traffic yet.
+ */
+function trafficOf(serviceName) {
+  let rate = 0
+  let requests = 0
+  let errors = 0
+  let measured = false
+  let buckets = null
+  let bounds = null
+  const tasks = new Map()
+  for (const { prev, cur } of state.traffic.values()) {
+    const now = cur.traffic.routes.find((r) => r.serviceName === serviceName)
+    for (const task of now?.tasks ?? []) tasks.set(task.name, (tasks.get(task.name) ?? 0) + task.connections)
+    if (prev === null || cur.at <= prev.at) continue
+    measured = true
+    if (now === undefined) continue
+    const before = prev.traffic.routes.find((r) => r.serviceName === serviceName)
+    // A restarted proxy starts its counters again: its new counts are all since then.
+    const restarted = before === undefined || before.requests > now.requests
+    const dReq = now.requests - (restarted ? 0 : before.requests)
+    rate += dReq / ((cur.at - prev.at) / 1000)
+    requests += dReq
+    errors += now.errors - (restarted ? 0 : before.errors)
+    if (now.durations !== undefined) {
+      bounds = cur.traffic.durationBounds
+      const d = now.durations.map((n, i) => n - (restarted || before.durations === undefined ? 0 : (before.durations[i] ?? 0)))
+      buckets = buckets === null ? d : buckets.map((n, i) => n + (d[i] ?? 0))
+    }
+  }
+  if (!measured) return null
+  let p95 = null
+  if (buckets !== null && bounds !== null) {
+    const total = buckets[buckets.length - 1]
+    const i = total > 0 ? buckets.findIndex((n) => n >= 0.95 * total) : -1
+    if (i >= 0) p95 = i < bounds.length ? bounds[i] : Infinity
+  }
+  return { rate, errorRatio: requests > 0 ? errors / requests : null, p95, latency: buckets !== null, tasks }
+}
+
+function seconds(s) {
+  return s < 1 ? `${Math.round(s * 1000)} ms` : `${s} s`
+}
+
+function trafficCells(serviceName) {
+  const t = trafficOf(serviceName)
+  if (t === null) {
+    const none = () => h('td', { class: 'muted', title: 'needs two heartbeats of a proxy with traffic counters' }, 'measuring…')
+    return [none(), none(), none(), h('td', { class: 'muted' }, '–')]
+  }
+  const rate = h('td', { 'data-metric': 'rate' }, `${t.rate < 10 ? t.rate.toFixed(1) : Math.round(t.rate)}/s`)
+  const errors = t.errorRatio === null ? h('td', { class: 'muted', 'data-metric': 'errors' }, '–') : h('td', { class: t.errorRatio > 0.05 ? 'bad' : t.errorRatio > 0 ? 'warn' : '', 'data-metric': 'errors' }, `${(t.errorRatio * 100).toFixed(t.errorRatio > 0 && t.errorRatio < 0.1 ? 1 : 0)} %`)
+  const p95 = !t.latency
+    ? h('td', { class: 'muted', title: 'needs the JSON access log on the proxies', 'data-metric': 'p95' }, '–')
+    : t.p95 === null
+      ? h('td', { class: 'muted', 'data-metric': 'p95' }, '–')
+      : h('td', { title: 'the latency bucket holding the 95th percentile of the requests since the previous heartbeat', 'data-metric': 'p95' }, t.p95 === Infinity ? '> 10 s' : `≤ ${seconds(t.p95)}`)
+  const sessions = [...t.tasks].sort(([a], [b]) => (a < b ? -1 : 1))
+  const perTask = sessions.length === 0 ? h('td', { class: 'muted', 'data-metric': 'sessions' }, '–') : h('td', { 'data-metric': 'sessions', title: sessions.map(([n, c]) => `${n}: ${c}`).join('\n') }, sessions.map(([, c]) => String(c)).join(' · '))
+  return [rate, errors, p95, perTask]
+}
+
 function renderRoutes() {
   const body = $('routes').tBodies[0]
   body.replaceChildren(
@@ -130,6 +209,7 @@ function renderRoutes() {
         h('td', {}, r.serviceDomain.length > 0 ? r.serviceDomain.join(', ') : h('span', { class: 'muted' }, 'any')),
         h('td', {}, r.sticky ? `yes${r.stickyCookie !== undefined ? ` (${r.stickyCookie})` : ''}` : 'no'),
         h('td', {}, tasksOf(record)),
+        ...trafficCells(r.serviceName),
         h('td', {}, healthOf(r.serviceName)),
         h('td', {}, String(record.version)),
         h('td', { title: clock(record.updatedAt) }, `${record.actor} (${record.source}), ${ago(record.updatedAt)}`),
@@ -174,7 +254,10 @@ function renderProxies() {
         h('td', { class: statusCls }, stale ? `stale: no heartbeat for over ${state.settings.proxyTtlSeconds} s` : late ? `${p.status} (heartbeat late)` : p.status),
         h('td', {}, versionCell),
         h('td', {}, p.haproxyVersion),
+        h('td', { 'data-metric': 'connections' }, p.traffic === undefined ? '–' : String(p.traffic.connections)),
         drainingCell(p.oldWorkers),
+        h('td', { 'data-metric': 'reloads' }, p.traffic === undefined ? '–' : String(p.traffic.reloads)),
+        h('td', { 'data-metric': 'dropped', class: (p.traffic?.droppedLogLines ?? 0) > 0 ? 'warn' : undefined }, p.traffic === undefined ? '–' : String(p.traffic.droppedLogLines)),
         h('td', { title: clock(p.receivedAt) }, ago(p.receivedAt)),
         h('td', { class: p.lastError === null ? 'muted' : 'bad' }, p.lastError ?? 'none'),
         h('td', {}, statsLink(p)),
@@ -301,6 +384,7 @@ async function refreshFleet() {
   markLive()
   state.proxies = proxies.proxies
   state.status = status
+  trackTraffic()
   renderSummary()
   renderProxies()
   renderProblems()
