@@ -5,6 +5,7 @@
  * OpenAPI) and by the input parsers (`control/input/`), which must agree.
  */
 import { Type, type Static } from 'typebox'
+import { normalizeBackend, routeBackendProperties, type RouteBackend } from './route-backend.ts'
 
 /** Each rule: the pattern that enforces it and the sentence an error shows a user. */
 export const rules = {
@@ -495,6 +496,7 @@ export const RouteSchema = Type.Object(
     isDefaultBackend: Type.Optional(Type.Boolean({ description: 'Requests no route matches go to this service (its first destination) instead of a 404.' })),
     ...routeCompressionProperties,
     ...routeIpProperties,
+    ...routeBackendProperties,
     ...routeHealthProperties,
     ...routeReleaseProperties,
   },
@@ -531,7 +533,7 @@ export function normalizeDomains(domains: readonly string[]): string[] {
 }
 
 /** What normalizeRoute takes: a route as parsed, before defaults. */
-export interface RouteInput extends RouteHttps {
+export interface RouteInput extends RouteHttps, RouteBackend {
   serviceName: string
   destinations: ReadonlyArray<Partial<Omit<Destination, 'servicePath' | 'port'>> & { servicePath: readonly string[]; port: number }>
   tcp?: readonly TcpDestination[] | undefined
@@ -643,6 +645,7 @@ export function normalizeRoute(input: RouteInput): Route {
     route.auth = auth
   }
   if (input.isDefaultBackend === true) route.isDefaultBackend = true
+  Object.assign(route, normalizeBackend(input))
   // The algorithms in the order given (HAProxy's preference among those a client accepts); types as a set.
   if (nonEmpty(input.compressionAlgo)) route.compressionAlgo = unique(input.compressionAlgo) as Array<(typeof COMPRESSION_ALGOS)[number]>
   if (nonEmpty(input.compressionType)) route.compressionType = unique(input.compressionType.map((t) => t.toLowerCase())).sort()

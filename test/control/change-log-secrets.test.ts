@@ -68,6 +68,8 @@ const everything = {
   ipDeny: ['10.1.0.0/16'],
   compressionAlgo: ['gzip'],
   compressionType: ['text/html'],
+  backendScheme: 'h2',
+  backendCaSecret: 'internal_ca',
   healthCheckPath: '/healthz',
   healthCheckInterval: 5,
   healthCheckStatus: 200,
@@ -82,6 +84,8 @@ const streams = {
   // HTTP refused rather than redirected: exclusive with httpsOnly's redirect, so here.
   destinations: [{ servicePath: ['/streams'], port: 80 }],
   denyHttp: true,
+  // TLS to the tasks without verification: exclusive with the other route's backendCaSecret.
+  sslVerifyNone: true,
 }
 
 const fieldsOf = (schema: { properties: Record<string, unknown> }): string[] => Object.keys(schema.properties).sort()

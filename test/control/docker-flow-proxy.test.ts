@@ -83,7 +83,7 @@ describe('GET /v1/docker-flow-proxy/reconfigure', () => {
 
   it('refuses a parameter that restricts access and is not implemented (400 NOT_IMPLEMENTED naming it), and stores nothing', async (t) => {
     const { app, store } = await startControl(t)
-    for (const q of ['verifyClientSsl=true', 'verifyClientSsl.1=true&servicePath.1=/b&port.1=81', 'redirectUnlessHttpsProto=true', 'sslVerifyNone=true', 'serviceCert=PEM', 'backendExtra=http-request%20allow', 'templateFePath=/t.tmpl', 'pathType=path_reg', 'outboundHostname=x.example']) {
+    for (const q of ['verifyClientSsl=true', 'verifyClientSsl.1=true&servicePath.1=/b&port.1=81', 'redirectUnlessHttpsProto=true', 'serviceCert=PEM', 'backendExtra=http-request%20allow', 'templateFePath=/t.tmpl', 'pathType=path_reg', 'outboundHostname=x.example']) {
       const res = await app.inject({ url: `/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&${q}`, headers: api })
       assert.equal(res.statusCode, 400, `${q}: ${res.body}`)
       assert.equal(res.json().code, 'NOT_IMPLEMENTED', q)
@@ -95,6 +95,34 @@ describe('GET /v1/docker-flow-proxy/reconfigure', () => {
     const off = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&verifyClientSsl=false&sslVerifyNone=false&reqMode=http', headers: api })
     assert.equal(off.statusCode, 200, off.body)
     assert.equal(off.json().warnings, undefined)
+  })
+
+  it('takes sslVerifyNone (TLS to the tasks, not verified) and Tether\'s backendScheme and backendCaSecret, from the DFP form and labels alike', async (t) => {
+    const { app, store } = await startControl(t)
+    const dfp = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=8443&sslVerifyNone=true', headers: api })
+    assert.equal(dfp.statusCode, 200, dfp.body)
+    assert.equal(dfp.json().warnings, undefined)
+    const stored = await store.get('a')
+    assert.equal(stored?.route.sslVerifyNone, true)
+    assert.equal(stored?.route.backendScheme, 'https', 'sslVerifyNone alone means TLS (HTTP/1.1) to the tasks, as in DFP')
+    const grpc = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=g&servicePath=/pkg.Service&port=50051&backendScheme=h2c', headers: api })
+    assert.equal(grpc.statusCode, 200, grpc.body)
+    assert.equal((await store.get('g'))?.route.backendScheme, 'h2c')
+    const verified = await app.inject({ url: '/v1/docker-flow-proxy/reconfigure?serviceName=v&servicePath=/v&port=8443&backendScheme=h2&backendCaSecret=internal_ca', headers: api })
+    assert.equal(verified.statusCode, 200, verified.body)
+    assert.deepEqual([(await store.get('v'))?.route.backendScheme, (await store.get('v'))?.route.backendCaSecret], ['h2', 'internal_ca'])
+    for (const [q, field, message] of [
+      ['backendScheme=grpc', 'backendScheme', /"grpc" must be http \(HTTP\/1.1, the default\), https/],
+      ['backendCaSecret=../etc/passwd', 'backendCaSecret', /must be the name of a Docker secret/],
+      ['sslVerifyNone=true&backendCaSecret=ca', 'sslVerifyNone', /contradict each other/],
+      ['backendCaSecret=ca&backendScheme=http', 'backendCaSecret', /backendScheme=http is clear text/],
+    ] as const) {
+      const res = await app.inject({ url: `/v1/docker-flow-proxy/reconfigure?serviceName=bad&servicePath=/b&port=80&${q}`, headers: api })
+      assert.equal(res.statusCode, 400, `${q}: ${res.body}`)
+      assert.ok(res.json().message.startsWith(`${field}: `), res.json().message)
+      assert.match(res.json().message, message)
+    }
+    assert.equal(await store.get('bad'), null, 'nothing stored for a refused route')
   })
 
   it("accepts Docker Flow Swarm Listener's and Docker Flow Monitor's bookkeeping without a warning", async (t) => {

@@ -20,6 +20,7 @@ import { limits, normalizeRoute, rules, type Route, type RouteInput, type TcpDes
 import { NothingToRouteError, NotImplementedError } from '../errors.ts'
 import { checkList, checkServerName, checkStreamDestinations, checkString, fail, finish, parsePort, parseSrcPort, showValue, splitList } from './fields.ts'
 import { HTTPS_FIELDS, httpsFields } from './https-fields.ts'
+import { BACKEND_FIELDS, backendFields } from './backend-fields.ts'
 import { DESTINATION_FEATURES, destinationFeatures, parseBool, ROUTE_FEATURES, routeFeatures, routeRewriteOf, type Read } from './route-features.ts'
 
 type Kind = 'route' | 'destination' | 'bookkeeping' | 'tuning' | 'default' | 'security' | 'unsupported'
@@ -44,7 +45,7 @@ const STREAM_PARAMETERS = ['reqMode', 'srcPort', 'pathType', 'timeoutClient', 's
 /** Every Docker Flow Proxy (and Tether extension) parameter of the DFP form, by name. */
 export const dfpParameters: ReadonlyMap<string, Parameter> = new Map<string, Parameter>([
   // Implemented, once per route.
-  ...[...HTTPS_FIELDS, ...ROUTE_FEATURES, 'serviceName', 'aclName', 'sessionType', 'sticky', 'stickyCookie', 'endpoints', 'addHeader', 'setHeader', 'wait', 'timeout'].map((n) => [n, p('route')] as const),
+  ...[...HTTPS_FIELDS, ...BACKEND_FIELDS, ...ROUTE_FEATURES, 'serviceName', 'aclName', 'sessionType', 'sticky', 'stickyCookie', 'endpoints', 'addHeader', 'setHeader', 'wait', 'timeout'].map((n) => [n, p('route')] as const),
   // Implemented, per destination (also as name.N).
   ...['servicePath', 'port', 'serviceDomain', ...DESTINATION_FEATURES, ...STREAM_PARAMETERS].map((n) => [n, p('destination')] as const),
   // Docker Flow Swarm Listener's and DFP's bookkeeping, and other Docker Flow tools' labels: nothing to do.
@@ -52,7 +53,6 @@ export const dfpParameters: ReadonlyMap<string, Parameter> = new Map<string, Par
   // Restrict access or change security: refused until implemented.
   ['verifyClientSsl', p('security', 'client certificates are not verified by Tether', true)],
   ['redirectUnlessHttpsProto', p('security', 'use redirectWhenHttpProto (redirects when X-Forwarded-Proto is http)', true)],
-  ['sslVerifyNone', p('security', 'TLS from the proxy to backends is not implemented; the request would silently stay plain HTTP', true)],
   ['serviceCert', p('security', 'give certificates through PUT /v1/certificates/{name} or PUT /v1/docker-flow-proxy/cert')],
   ['templateFePath', p('security', 'custom HAProxy templates are not supported (they could hold any rule)')],
   ['templateBePath', p('security', 'custom HAProxy templates are not supported (they could hold any rule)')],
@@ -357,6 +357,7 @@ export function routeFromDfpQuery(query: DfpQuery): { route: Route; warnings: st
   }
   const input: RouteInput = {
     serviceName,
+    ...backendFields(Object.fromEntries(BACKEND_FIELDS.flatMap((f) => (get(f) === undefined ? [] : [[f, get(f)]])))),
     destinations,
     tcp: tcp.map(({ field: _field, ...d }) => d),
     sni: sni.map(({ field: _field, ...d }) => d),

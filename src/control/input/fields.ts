@@ -8,6 +8,7 @@
 import { isIPv6 } from 'node:net'
 import { Compile } from 'typebox/compile'
 import { reservedPorts, rules, RouteSchema, type Route } from '../../contracts/route.ts'
+import { backendProblem } from '../../contracts/route-backend.ts'
 import { ValidationFailedError } from '../errors.ts'
 import { cidrProblem } from '../../shared/cidr.ts'
 import { describeSchemaError, showValue, type RuleName } from './schema-errors.ts'
@@ -124,6 +125,8 @@ export function finish(route: Route): Route {
     const first = [...checkRoute.Errors(route)][0]
     throw new ValidationFailedError(first === undefined ? 'route: invalid' : describeSchemaError(first, route))
   }
+  const backend = backendProblem(route)
+  if (backend !== null) fail(backend[0], backend[1])
   if (route.destinations.length === 0 && route.tcp === undefined && route.sni === undefined) {
     throw new ValidationFailedError('destinations: a route needs at least one destination: HTTP (servicePath + port), TCP (reqMode=tcp: srcPort + port) or SNI (reqMode=sni: serverName + port)')
   }

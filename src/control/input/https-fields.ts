@@ -2,10 +2,9 @@
  * The per-route HTTPS fields, from every form: Tether's query string and JSON body, Docker Flow
  * Proxy's parameters and com.df.* labels (same names: httpsOnly, redirectWhenHttpProto,
  * httpsRedirectCode, denyHttp; Tether's hstsMaxAge). TLS to backends (DFP's sslVerifyNone) is
- * refused with NOT_IMPLEMENTED rather than ignored: the traffic would silently stay plain.
+ * in backend-fields.ts.
  */
 import type { RouteHttps } from '../../contracts/route.ts'
-import { NotImplementedError } from '../errors.ts'
 import { checkString, fail, showValue, splitList } from './fields.ts'
 
 export const HTTPS_FIELDS = ['httpsOnly', 'redirectWhenHttpProto', 'httpsRedirectCode', 'denyHttp', 'hstsMaxAge', 'hstsIncludeSubDomains', 'hstsPreload', 'acme', 'acmeDomains', 'letsencrypt.host', 'letsencrypt.email'] as const
@@ -21,9 +20,6 @@ function bool(field: string, value: string | boolean | undefined): boolean | und
 
 /** The HTTPS fields of a query (all values text) or a JSON body (typed values), checked. */
 export function httpsFields(input: Record<string, unknown>, serviceDomain: readonly string[] = []): RouteHttps {
-  if (input.sslVerifyNone !== undefined) {
-    throw new NotImplementedError('sslVerifyNone: TLS from the proxy to backends is not implemented; the request would silently stay plain HTTP. Nothing was stored')
-  }
   const out: RouteHttps = {}
   const httpsOnly = bool('httpsOnly', input.httpsOnly as string | boolean | undefined)
   const redirectWhenHttpProto = bool('redirectWhenHttpProto', input.redirectWhenHttpProto as string | boolean | undefined)

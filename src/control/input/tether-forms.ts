@@ -5,6 +5,7 @@
 import { headerValueProblem, limits, normalizeRoute, rules, type Auth, type Destination, type Header, type Route, type RouteInput, type SniDestination, type TcpDestination } from '../../contracts/route.ts'
 import { checkList, checkServerName, checkStreamDestinations, checkString, fail, finish, parsePort, parseSrcPort, showValue, splitList } from './fields.ts'
 import { httpsFields } from './https-fields.ts'
+import { backendFields } from './backend-fields.ts'
 import { pcreProblem } from './pcre-regex.ts'
 import { DESTINATION_FEATURES, destinationFeatures, passwordHashOf, routeFeatures, routeRewriteOf, type Read } from './route-features.ts'
 
@@ -95,6 +96,7 @@ export function routeFromQuery(query: RouteQuery): ParsedRoute {
   const route = finish(
     normalizeRoute({
       serviceName,
+      ...backendFields({ ...query }),
       destinations: [destination],
       serviceDomain,
       sticky: query.sticky,
@@ -248,6 +250,7 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Pa
   }
   const input: RouteInput = {
     serviceName,
+    ...backendFields({ ...body }),
     destinations,
     tcp,
     sni,

@@ -82,6 +82,9 @@ const listMax = (entry: number, count: number): number => (entry + 1) * count
 const text = (maxLength: number, description: string, example?: string) => Type.Optional(Type.String({ maxLength, description, ...(example === undefined ? {} : { examples: [example] }) }))
 const flag = (description: string) => Type.Optional(Type.Boolean({ description }))
 export const featureQueryProperties = {
+  backendScheme: text(5, 'How the proxies talk to the tasks: http (default), https (TLS), h2c (HTTP/2 in clear text: gRPC) or h2 (HTTP/2 over TLS).', 'h2c'),
+  sslVerifyNone: flag("TLS to the tasks without verifying their certificates (Docker Flow Proxy's sslVerifyNone)."),
+  backendCaSecret: text(63, 'TLS to the tasks, verified against the CA bundle in this Docker secret mounted in the proxies; the certificate must name the service.', 'internal_ca'),
   listener: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('https')], { description: "Only requests arriving on this listener of the proxies (plain HTTP or HTTPS) take this route; absent: both." })),
   userAgent: text(2048, 'Comma-separated: only requests whose User-Agent contains one of these (case-insensitive) take this route.', 'iphone,android'),
   serviceHeader: text(2048, "Comma-separated 'Name:value': only requests carrying all these headers take this route.", 'X-Version:2'),
@@ -184,6 +187,10 @@ export const AuthInputSchema = Type.Object(
 const routeBodyProperties = {
   servicePath: Type.Optional(Type.Array(ServicePathSchema, { minItems: 1, maxItems: limits.maxPaths, description: "Path prefixes of the one destination (with 'port'); or give 'destinations'." })),
   port: Type.Optional(PortSchema),
+  // Loose here: backend-fields.ts judges them and names the rule in its 400.
+  backendScheme: Type.Optional(Type.String({ maxLength: 5, description: 'How the proxies talk to the tasks: http (HTTP/1.1, default), https (TLS), h2c (HTTP/2 in clear text: gRPC services) or h2 (HTTP/2 over TLS).', examples: ['h2c'] })),
+  sslVerifyNone: RouteSchema.properties.sslVerifyNone,
+  backendCaSecret: Type.Optional(Type.String({ maxLength: 63, description: 'TLS to the tasks, verified: their certificate must chain to the CA bundle in this Docker secret (mounted in the proxies) and name the service.', examples: ['internal_ca'] })),
   destinations: Type.Optional(Type.Array(ref(DestinationSchema), { minItems: 1, maxItems: limits.maxDestinations, description: "Several path/port destinations; instead of 'servicePath' and 'port'." })),
   tcp: Type.Optional(Type.Array(ref(TcpDestinationSchema), { minItems: 1, maxItems: limits.maxTcp, description: 'TCP listen ports forwarded to the service (besides or instead of HTTP destinations).' })),
   sni: Type.Optional(Type.Array(ref(SniDestinationSchema), { minItems: 1, maxItems: limits.maxSni, description: "TLS server names passed through, unterminated, on the proxies' HTTPS port." })),

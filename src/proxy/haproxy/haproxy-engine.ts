@@ -40,6 +40,7 @@ import { checkConfigOf, configTextOf, parseConfigText, withServers, type ConfigT
 import { bindHost, render, spareKind, statePaths, type RenderedBackend, type RenderedConfig } from './render.ts'
 import { compareRoutes, sameJson } from './route-diff.ts'
 import { runCommands, showStat, sslCommand } from './runtime.ts'
+import { readCaBundles } from './backend-tls.ts'
 import { readCertificateFiles, type CertificateFileProblem, type FileCertificate } from './certificate-files.ts'
 import type { ProxyListener, ProxyTlsReport } from '../../contracts/proxy-status.ts'
 import { addressText, CHECK_OPTIONS, diffServers, endpointsOf, isIpAddress, serverLine, weightOf, type Endpoint } from './servers.ts'
@@ -245,6 +246,8 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const tasks = (serviceName: string) => watcher.get(serviceName)
     const certificates = keeper?.current()
     const fromFiles = fileCertificates
+    // CA bundles of verified TLS towards tasks (Docker secrets), read at every render like the other secrets.
+    const caBundles = readCaBundles(s.certificateFiles.secretsDir, snapshot.routes)
     // Rendered with the plan served (the same, unless the number of servers moved across the
     // limit); rendered again only when the plan for this table differs.
     const guess = served?.plan
@@ -252,8 +255,8 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
     const budgetOf = (p: DescriptorPlan | undefined): number => (p === undefined || p.problem === null ? Number.POSITIVE_INFINITY : p.checkBudget)
     const renderAs = (p: DescriptorPlan | undefined): RenderedConfig =>
       p === undefined
-        ? render(snapshot, s, { tasks, certificates, fileCertificates: fromFiles, unbindable, ...(placement === undefined ? {} : { placement }) })
-        : render(snapshot, { ...s, maxconn: p.maxconn }, { tasks, certificates, fileCertificates: fromFiles, checkBudget: budgetOf(p), unbindable, ...(placement === undefined ? {} : { placement }) })
+        ? render(snapshot, s, { tasks, certificates, fileCertificates: fromFiles, unbindable, caBundles, ...(placement === undefined ? {} : { placement }) })
+        : render(snapshot, { ...s, maxconn: p.maxconn }, { tasks, certificates, fileCertificates: fromFiles, checkBudget: budgetOf(p), unbindable, caBundles, ...(placement === undefined ? {} : { placement }) })
     let rendered = renderAs(guess)
     const servers = rendered.backends.reduce((n, b) => n + b.servers.length, 0)
     const plan = planDescriptors({ maxconn: s.maxconn, maxconnFixed: s.maxconnFixed, servers, limit: descriptorLimit, threads: s.nbthread ?? availableParallelism() })

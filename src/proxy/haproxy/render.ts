@@ -32,6 +32,7 @@ import { weighServers } from './release-shares.ts'
 import { checkOptionsOf, CHECK_OPTIONS, endpointsOf, serverLine, type Endpoint, type Task } from './servers.ts'
 import type { ResolvedSettings } from './settings.ts'
 import * as accessLog from './access-log.ts'
+import { backendServerOptions, caBundleFile, type CaBundle } from './backend-tls.ts'
 import { acmeChallengeLines, challengeMap, INCOMING_PROTO_LINE, routeHttpsLines, forwardedProtoLines, tlsBindLine, tlsFiles, tlsGlobalLines } from './tls.ts'
 
 /** The settings the configuration depends on (a subset of ResolvedSettings). */
@@ -62,6 +63,8 @@ export interface ServerInput {
    * gone) is ignored: the route gets its own backend, and the skeleton says a reload is due.
    */
   placement?: ReadonlyMap<string, string>
+  /** The CA bundles of the routes' backendCaSecret, as the proxy read them (backend-tls.ts); a missing one: the route answers 503. */
+  caBundles?: ReadonlyMap<string, CaBundle>
 }
 
 export interface RenderedBackend {
@@ -338,6 +341,16 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       placement.set(serviceName, spare)
     }
   }
+  // TLS towards the tasks verified with a CA bundle: the bundle's file, or why the route answers 503 here.
+  const caFiles = new Map<string, RenderedFile>()
+  const caMissing = new Map<string, string>()
+  for (const route of routes) {
+    const secret = route.backendCaSecret
+    if (secret === undefined) continue
+    const bundle = serverInput.caBundles?.get(secret) ?? { problem: 'was not read by this proxy' }
+    if ('pem' in bundle) caFiles.set(secret, { ...caBundleFile(paths.mapDir, secret, bundle.pem), owners: [] })
+    else caMissing.set(route.serviceName, `the Docker secret ${secret} (backendCaSecret) ${bundle.problem}: this proxy answers 503 for the route rather than reach its tasks unverified`)
+  }
   /** The HTTP backend of one destination of `route`, named `name`, with its servers. */
   const httpBackend = (route: Route, destination: Destination, name: string): RenderedBackend => {
     const dns = route.endpoints.length === 0
@@ -345,6 +358,8 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     const checkOptions = checkOptionsOf(route)
     if (checkOptions !== CHECK_OPTIONS) backend.checkOptions = checkOptions
     if (route.healthCheckPath !== undefined) backend.startDown = true
+    const options = backendServerOptions(route, route.backendCaSecret === undefined ? undefined : caFiles.get(route.backendCaSecret)?.path)
+    if (options !== undefined) backend.serverOptions = options
     return backend
   }
   // Releases: the canary and draining services' tasks join the backend of the binding they share.
@@ -391,7 +406,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
   }
 
   // TCP listen ports and SNI passthrough names (the planner's winners) → mode tcp frontends and backends.
-  const problems: RenderedConfig['problems'] = []
+  const problems: RenderedConfig['problems'] = [...caMissing].map(([serviceName, problem]) => ({ serviceName, problem }))
   const ownPorts = new Map<number, string>()
   const portOf = (listen: string | undefined): number | undefined => (listen === undefined ? undefined : Number(listen.slice(listen.lastIndexOf(':') + 1)))
   for (const [listen, what] of [
@@ -669,6 +684,9 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     blank()
     out.push(`backend ${b.name}`, own)
     out.push('    balance roundrobin', own)
+    // The servers' connection options (TLS, HTTP/2) stated once for the backend: a change of them is a change of the skeleton (a reload).
+    if (b.serverOptions !== undefined) out.push(`    default-server ${b.serverOptions}`, own)
+    if (caMissing.has(route.serviceName)) out.push(`    http-request return status 503 content-type text/plain string ${quote('This proxy cannot verify the service: its CA bundle is missing here')}`, own)
     for (const line of routeHttpsLines(route)) out.push(line, own)
     for (const line of destinationRules(route, destination)) out.push(`    ${line}`, own)
     if (route.sticky) {
@@ -773,6 +791,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       ...(cookiesMap === undefined || spareMaps === undefined ? [] : [cookiesMap, spareMaps.hosts, spareMaps.lengths]),
       ...(hostRules.length === 0 && plan.redirects.length === 0 && spareMaps === undefined ? [routesMap] : [routesMap, lengthsMap]),
       ...(tls?.files ?? []),
+      ...caFiles.values(),
       ...(acmeMap === undefined ? [] : [acmeMap]),
       ...(logMap === undefined ? [] : [logMap]),
     ],
@@ -885,7 +904,7 @@ export function healthCheckLines(route: Route, d: Destination): string[] {
 export function spareKind(route: Route): 'sticky' | 'plain' | undefined {
   const d = route.destinations[0]
   if (d === undefined || route.destinations.length !== 1 || (route.tcp?.length ?? 0) > 0 || (route.sni?.length ?? 0) > 0) return undefined
-  if (route.auth !== undefined || route.stickyCookie !== undefined || route.isDefaultBackend === true) return undefined
+  if (route.auth !== undefined || route.stickyCookie !== undefined || route.isDefaultBackend === true || route.backendScheme !== undefined) return undefined
   // Exact hosts only (a wildcard needs a rule of its own); no discriminator, exclusion or redirect.
   if ([...route.serviceDomain, ...(d.serviceDomain ?? [])].some((h) => h.startsWith('*.'))) return undefined
   if (d.userAgent !== undefined || d.serviceHeader !== undefined || d.listener !== undefined || d.servicePathExclude !== undefined || d.redirectFromDomain !== undefined) return undefined

@@ -52,9 +52,11 @@ describe('per-route HTTPS fields', () => {
     assert.ok('route' in mapped)
     assert.equal(mapped.route.httpsOnly, true)
     assert.equal(mapped.route.httpsRedirectCode, 307)
-    const refused = routeFromLabels('web', { 'com.df.notify': 'true', 'com.df.servicePath': '/', 'com.df.port': '80', 'com.df.sslVerifyNone': 'true' })
-    assert.ok('problems' in refused)
-    assert.match(refused.problems[0] ?? '', /sslVerifyNone: .*TLS from the proxy to backends is not implemented/)
+    // DFP's sslVerifyNone: TLS to the tasks, not verified.
+    const tls = routeFromLabels('web', { 'com.df.notify': 'true', 'com.df.servicePath': '/', 'com.df.port': '80', 'com.df.sslVerifyNone': 'true' })
+    assert.ok('route' in tls)
+    assert.equal(tls.route.sslVerifyNone, true)
+    assert.equal(tls.route.backendScheme, 'https')
   })
 
   it('refuse bad values naming the field and the rule, and store nothing', async (t) => {
@@ -69,7 +71,8 @@ describe('per-route HTTPS fields', () => {
       ['/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&httpsOnly=yes', 'VALIDATION_FAILED', 'httpsOnly'],
       ['/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&httpsOnly=true&denyHttp=true', 'VALIDATION_FAILED', 'denyHttp'],
       ['/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&httpsRedirectCode=302&httpsOnly=true&hstsMaxAge=100000000', 'VALIDATION_FAILED', 'hstsMaxAge'],
-      ['/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&sslVerifyNone=true', 'NOT_IMPLEMENTED', 'sslVerifyNone'],
+      ['/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&sslVerifyNone=maybe', 'VALIDATION_FAILED', 'sslVerifyNone'],
+      ['/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&sslVerifyNone=true&backendScheme=h2c', 'VALIDATION_FAILED', 'sslVerifyNone'],
     ] as const) {
       const res = await app.inject({ method: 'PUT', url, headers: api })
       assert.equal(res.statusCode, 400, `${url}: ${res.body}`)
