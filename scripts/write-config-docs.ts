@@ -83,6 +83,7 @@ function typeOf(p: Property): string {
 }
 
 function defaultOf(schema: TObject, name: string, p: Property): string {
+  if (p.default === '') return 'empty'
   if (p.default !== undefined) return code(String(p.default))
   return schema.required?.includes(name) === true ? '**required**' : 'unset'
 }

@@ -29,7 +29,7 @@ describe('docs/configuration.md', () => {
           const row = section.split('\n').find((line) => line.startsWith(`| \`${name}\` |`))
           assert.ok(row !== undefined, `${name} has no row under ${role.title}`)
           assert.ok(row.includes(property.description.split('|')[0]!.trim().slice(0, 40)), `${name}'s row does not carry its description`)
-          if (property.default !== undefined) assert.ok(row.includes(`\`${String(property.default)}\``), `${name}'s row does not show its default`)
+          if (property.default !== undefined) assert.ok(row.includes(property.default === '' ? '| empty |' : `\`${String(property.default)}\``), `${name}'s row does not show its default`)
           rows++
         }
       }
