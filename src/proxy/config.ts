@@ -11,10 +11,7 @@ import { ProxyIdSchema } from '../contracts/proxy-status.ts'
 import { statsAuthPattern } from './haproxy/settings.ts'
 import { cidrProblem } from '../shared/cidr.ts'
 
-/** `[host]:port`: `:80` listens on every address, `127.0.0.1:8080` on one. */
-const LISTEN_PATTERN = '^(?:(?:[0-9]{1,3}(?:\\.[0-9]{1,3}){3})|\\[[0-9A-Fa-f:.]{2,45}\\]|\\*)?:(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$'
-/** A DNS server: IPv4 or [IPv6] address and port. */
-const DNS_PATTERN = '^(?:(?:[0-9]{1,3}(?:\\.[0-9]{1,3}){3})|\\[[0-9A-Fa-f:.]{2,45}\\]):(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})$'
+import { HOST_PORT_PATTERN as DNS_PATTERN, LISTEN_PATTERN, parseListen, formatListen, type Listen } from './listen.ts'
 /** One or more http(s) URLs separated by commas. */
 const CONTROL_URL_PATTERN = '^\\s*https?://[^\\s,]+(?:\\s*,\\s*https?://[^\\s,]+)*\\s*$'
 
@@ -119,11 +116,7 @@ export const ProxyEnvSchema = Type.Object({
 })
 export type ProxyEnv = Static<typeof ProxyEnvSchema>
 
-export interface Listen {
-  /** undefined: every address. */
-  host: string | undefined
-  port: number
-}
+export { parseListen, formatListen, type Listen }
 
 /** The agent's typed configuration, after defaults and files are resolved. */
 export interface ProxyConfig {
@@ -171,19 +164,6 @@ export interface ProxyConfig {
 }
 
 
-/** Parses `:80`, `127.0.0.1:8080`, `[::1]:8080`, `*:80`. Caller checked the pattern. */
-export function parseListen(text: string): Listen {
-  const colon = text.lastIndexOf(':')
-  const rawHost = text.slice(0, colon)
-  const host = rawHost === '' || rawHost === '*' ? undefined : rawHost.replace(/^\[(.*)\]$/, '$1')
-  return { host, port: Number(text.slice(colon + 1)) }
-}
-
-/** The text HAProxy's `bind` and the docs use: `:80`, `127.0.0.1:8080`, `[::1]:8080`. */
-export function formatListen(listen: Listen): string {
-  if (listen.host === undefined) return `:${listen.port}`
-  return listen.host.includes(':') ? `[${listen.host}]:${listen.port}` : `${listen.host}:${listen.port}`
-}
 
 type SecretName = 'TETHER_PROXY_TOKEN' | 'TETHER_COOKIE_KEY' | 'TETHER_STATS_AUTH'
 

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { loadProxyConfig, EnvError } from '../../src/proxy/config.ts'
+import { loadProxyConfig, EnvError, formatListen } from '../../src/proxy/config.ts'
+import { resolveSettings } from '../../src/proxy/haproxy/settings.ts'
 
 const base = { TETHER_CONTROL_URL: 'http://tasks.control:8080', TETHER_PROXY_TOKEN: 'proxy-secret', TETHER_COOKIE_KEY: 'cookie-key-123' }
 const opts = { hostname: () => 'node-7', readFile: (path: string) => (path === '/run/secrets/key' ? 'from-a-file\n' : (() => { throw new Error('ENOENT: no such file') })()) }
@@ -16,6 +17,31 @@ function refusal(env: Record<string, string>): EnvError {
 }
 
 describe('tether proxy configuration (environment)', () => {
+  it('a listener address means the same to the environment and to the engine: what one takes, the other takes; what one refuses, so does the other', () => {
+    const engine = (listen: string): string => {
+      try {
+        resolveSettings({ stateDir: '/tmp/tether-state', cookieKey: 'cookie-key-123', listen })
+        return 'accepted'
+      } catch (error) {
+        assert.match(String(error), /listen must be \[address\]:port/)
+        return 'refused'
+      }
+    }
+    const environment = (listen: string): string => {
+      try {
+        return formatListen(loadProxyConfig({ ...base, TETHER_PROXY_LISTEN: listen }, opts).proxyListen) === listen.replace(/^\*/, '') ? 'accepted' : 'changed'
+      } catch (error) {
+        assert.ok(error instanceof EnvError && error.variable === 'TETHER_PROXY_LISTEN', String(error))
+        return 'refused'
+      }
+    }
+    const accepted = [':80', '127.0.0.1:8080', '[::1]:8443', '*:65535']
+    const refused = ['localhost:80', '127.0.0.1:0', ':65536', '127.0.0.1', '[::1]', 'http://127.0.0.1:80', '']
+    for (const listen of accepted) assert.deepEqual([engine(listen), environment(listen)], ['accepted', 'accepted'], listen)
+    for (const listen of refused.filter((l) => l !== '')) assert.deepEqual([engine(listen), environment(listen)], ['refused', 'refused'], listen)
+    assert.equal(engine(''), 'refused', 'the engine given nothing')
+  })
+
   it('fills the documented defaults', () => {
     const config = loadProxyConfig(base, opts)
     assert.deepEqual(config.controlUrls, ['http://tasks.control:8080'])

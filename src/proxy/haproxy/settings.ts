@@ -6,6 +6,7 @@
 import { silentLogger, type Logger } from '../../shared/logger.ts'
 import { cidrProblem } from '../../shared/cidr.ts'
 import { ACCESS_LOG_FORMATS, type AccessLogSettings } from './access-log.ts'
+import { isListen } from '../listen.ts'
 
 export interface HaproxyEngineSettings {
   /** HAProxy executable. Default 'haproxy' (from PATH). */
@@ -136,7 +137,6 @@ export type ResolvedSettings = Required<Omit<HaproxyEngineSettings, 'nbthread' |
 }
 
 
-const listenPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(?:[1-9][0-9]{0,4})$/
 const hostPortPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?:[1-9][0-9]{0,4})$/
 const cookieKeyPattern = /^[\x21-\x7e]{8,256}$/
 /** user:password, both plain tokens: nothing HAProxy's config parser would read as a quote, escape, comment or separator. */
@@ -181,9 +181,11 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
   if (typeof resolved.stateDir !== 'string' || resolved.stateDir === '' || /[\s'"#$\\]/.test(resolved.stateDir)) {
     fail('stateDir', 'must be a directory path without spaces, quotes, #, $ or backslashes')
   }
-  if (!listenPattern.test(resolved.listen)) fail('listen', `must be [host]:port, got '${resolved.listen}'`)
-  if (resolved.tlsListen !== undefined && !listenPattern.test(resolved.tlsListen)) fail('tlsListen', `must be [host]:port, got '${resolved.tlsListen}'`)
-  if (!listenPattern.test(resolved.adminListen)) fail('adminListen', `must be [host]:port, got '${resolved.adminListen}'`)
+  // The rule TETHER_PROXY_LISTEN and the others are checked with (listen.ts), not a second one.
+  const listenRule = "must be [address]:port (':80', '127.0.0.1:8080', '[::1]:8080', port 1-65535)"
+  if (!isListen(resolved.listen)) fail('listen', `${listenRule}, got '${resolved.listen}'`)
+  if (resolved.tlsListen !== undefined && !isListen(resolved.tlsListen)) fail('tlsListen', `${listenRule}, got '${resolved.tlsListen}'`)
+  if (!isListen(resolved.adminListen)) fail('adminListen', `${listenRule}, got '${resolved.adminListen}'`)
   if (resolved.resolvers.length === 0 || !resolved.resolvers.every((r) => hostPortPattern.test(r))) {
     fail('resolvers', 'must be a non-empty list of host:port')
   }
