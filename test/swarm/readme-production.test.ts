@@ -8,7 +8,8 @@
  * and only what is this lab's and not the README's to choose (its Docker socket and free ports,
  * since other processes on this machine hold 80 and 8080); nothing of Tether's is exported
  * beforehand. Then the test checks what the README promises: secrets made and git-ignored,
- * the control plane ready, the README's example app routed and sticky, HTTPS, the HAProxy stats
+ * the control plane ready, the README's example app and docs/production.md's example stack file
+ * routed and sticky, HTTPS, the HAProxy stats
  * page behind the password from secrets/stats_auth, and the dashboard linking it.
  */
 import assert from 'node:assert/strict'
@@ -16,7 +17,7 @@ import { X509Certificate } from 'node:crypto'
 import { httpsGet } from '../helpers/https.ts'
 import { issue } from '../helpers/pki.ts'
 import { execFile } from 'node:child_process'
-import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
@@ -121,6 +122,30 @@ async function readmeSteps(lab: SwarmLab): Promise<void> {
   assert.ok(first !== null && second !== null)
   assert.equal(second.instance, first.instance, 'the cookie keeps the session on one task')
   assert.equal(second.count, first.count + 1)
+
+  // docs/production.md's example stack file, deployed as it says: the app on the external network tether_tether, routed by its labels, sticky.
+  const production = await readFile(join(REPO_ROOT, 'docs/production.md'), 'utf8')
+  const stackFile = /<!-- example-stack:begin[^\n]*-->\n```yaml\n([\s\S]*?)```\n<!-- example-stack:end -->/.exec(production)?.[1]
+  assert.ok(stackFile !== undefined, 'docs/production.md has an example stack between <!-- example-stack:begin --> and <!-- example-stack:end -->')
+  await writeFile(join(work, 'cart.yml'), stackFile)
+  await run('docker', ['stack', 'deploy', '-c', 'cart.yml', 'cart'], { cwd: work, env: { ...env, TETHER_IMAGE: 'tether:1.0' }, timeoutMs: 120_000 })
+  const cart = `http://127.0.0.1:${lab.httpPort}/cart/`
+  // Both tasks running (the stack file asks for 2), then the route answering; what it answered before is logged.
+  await waitFor('both tasks of cart_app to run', 120_000, async () => (/^2\/2/.test((await lab.docker(['service', 'ls', '--filter', 'name=cart_app', '--format', '{{.Replicas}}'], { quiet: true })).trim()) ? true : undefined), 1_000)
+  await waitFor('the example stack to be routed', 120_000, async () => {
+    const reply = await request(cart).catch((error: Error) => ({ status: 0, json: null, text: error.message, setCookies: [] }))
+    if (demoReply(reply) !== null) return true
+    log(`  /cart/ answered ${reply.status} ${reply.text.slice(0, 120)}`)
+    return undefined
+  }, 1_000)
+  const cartJar = new CookieJar()
+  const cartReplies = [await request(cart, { jar: cartJar }), await request(cart, { jar: cartJar })]
+  const [cartFirst, cartSecond] = cartReplies.map(demoReply)
+  assert.ok(cartFirst != null && cartSecond != null, `two answers of the app: ${cartReplies.map((r) => `${r.status} ${r.text.slice(0, 200)}`).join(' | ')}`)
+  assert.match(cartFirst.instance, /^cart_app\.\d+\./, 'the task answers with its name (hostname {{.Task.Name}})')
+  assert.equal(cartSecond.instance, cartFirst.instance, 'the cookie keeps the session on one task')
+  assert.equal(cartSecond.count, cartFirst.count + 1)
+  assert.equal((await request(`http://127.0.0.1:${lab.controlPort}/v1/routes/cart_app`)).status, 200)
 
   // The route is visible with the token-less API and changeable with the README's token.
   const routes = await request(`http://127.0.0.1:${lab.controlPort}/v1/routes/shop`)
