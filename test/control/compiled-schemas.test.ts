@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { sharedCompilers } from '../../src/control/compiled-schemas.ts'
+import { referencedSchemas, sharedCompilers } from '../../src/control/compiled-schemas.ts'
 import { api, startControl } from './harness.ts'
 
 /** A compiler factory that counts what it compiles; its functions name their schema and context. */
@@ -48,6 +48,25 @@ describe('compiled schemas shared across apps', () => {
       compiled,
       'each function is the one compiled for its own schema',
     )
+  })
+
+  it('hands a serializer the shared schemas its answer refers to, directly or through another, and no other', () => {
+    const shared = {
+      Route: { $id: 'Route', type: 'object', properties: { tls: { $ref: 'Tls#' } } },
+      Tls: { $id: 'Tls', type: 'object', properties: { cert: { $ref: 'Cert#/properties/name' } } },
+      Cert: { $id: 'Cert', type: 'object', properties: { name: { type: 'string' } } },
+      Unused: { $id: 'Unused', type: 'string' },
+    }
+    const answer = { type: 'object', properties: { routes: { type: 'array', items: { $ref: 'Route#' } }, local: { $ref: '#/definitions/x' } } }
+    assert.deepEqual(Object.keys(referencedSchemas(answer, shared)).sort(), ['Cert', 'Route', 'Tls'])
+    assert.deepEqual(referencedSchemas({ type: 'string' }, shared), {})
+    const given: unknown[] = []
+    const serializer = sharedCompilers('serializer', (external) => {
+      given.push(external)
+      return () => () => ''
+    })
+    serializer(shared, {})(route({ ...answer, title: 'unique to this test' }, { httpStatus: '200' }))
+    assert.deepEqual(given, [{ Route: shared.Route, Tls: shared.Tls, Cert: shared.Cert }])
   })
 
   it('gives a second control plane the same validation and answers as the first', async (t) => {
