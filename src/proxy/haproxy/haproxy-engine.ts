@@ -818,6 +818,9 @@ export async function createHaproxyEngine(settings: HaproxyEngineSettings, optio
    */
   async function startNewServersDown(before: readonly RenderedBackend[], after: readonly RenderedBackend[]): Promise<void> {
     const had = new Map(before.map((b) => [b.name, new Set(b.servers.map((e) => e.name))]))
+    // A proxy restarted with the server state of its previous run: the servers HAProxy loaded up from
+    // it stay up (their tasks passed before), or every health-checked route would answer 503 until its next checks.
+    if (before.length === 0) for (const [backend, server] of await upInStateFile(paths.serverState)) (had.get(backend) ?? had.set(backend, new Set()).get(backend)!).add(server)
     const commands: string[] = []
     for (const b of after) {
       if (b.startDown !== true) continue
@@ -1074,6 +1077,21 @@ function mapEntries(text: string): Map<string, string> {
   for (const line of text.split('\n')) {
     const space = line.indexOf(' ')
     if (space > 0) out.set(line.slice(0, space), line.slice(space + 1))
+  }
+  return out
+}
+
+/**
+ * The servers (backend, server name) a `show servers state` file holds as running (srv_op_state 2);
+ * none without a file. Its lines (format 1): be_id be_name srv_id srv_name srv_addr srv_op_state ...
+ */
+async function upInStateFile(file: string): Promise<Array<[string, string]>> {
+  const text = await readFile(file, 'utf8').catch(() => '')
+  const out: Array<[string, string]> = []
+  for (const line of text.split('\n')) {
+    const f = line.split(' ')
+    if (line.startsWith('#') || f.length < 6 || f[5] !== '2' || f[1] === undefined || f[3] === undefined) continue
+    out.push([f[1], f[3]])
   }
   return out
 }
