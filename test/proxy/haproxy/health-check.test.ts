@@ -8,7 +8,9 @@
  */
 import { describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { normalizeRoute, type Route } from '../../../src/contracts/route.ts'
 import { NO_TASK_BODY, spareKind } from '../../../src/proxy/haproxy/render.ts'
 import { startCheckedTask } from '../../helpers/backends.ts'
@@ -151,6 +153,30 @@ describe('health-checked routes through HAProxy', () => {
     assert.match(config, /\n {4}server web\.2\.bbb 127\.0\.0\.22:\d+ check inter 3s fall 2 rise 1 slowstart 10s\n/)
     // Read at once: the failing task did not come back up with the new worker, the passing one did not go down.
     assert.deepEqual(await states(proxy), { [names[0]!]: 'down', [names[1]!]: 'up' })
+  })
+
+  it('a proxy restarted with the server state of its previous run keeps the tasks that passed up (no 503 until the next checks)', async (t) => {
+    const port = await freePort()
+    const tasks = await Promise.all(hosts.slice(0, 2).map((host, i) => startCheckedTask(t, { name: `task-${i + 1}`, host, port, healthy: i === 0 })))
+    const dns = await startDnsServer({ 'tasks.web': hosts.slice(0, 2) })
+    t.after(() => dns.close())
+    hosts.forEach((h, i) => dns.setName(h, names[i]!))
+    const stateDir = await mkdtemp(join(tmpdir(), 'tether-health-restart-'))
+    t.after(() => rm(stateDir, { recursive: true, force: true }))
+    const snapshot = { version: 1, routes: [webRoute({ destinations: [{ servicePath: ['/'], port }], healthCheckInterval: 30 })] }
+    const first = await createTestProxy(undefined, { resolvers: [dns.address], dnsIntervalMs: 200, stateDir })
+    await first.engine.apply(snapshot)
+    // Interval 30 s: the first checks (spread over it) decide, then nothing changes for the rest of the test.
+    await waitStates(first, { [names[0]!]: 'up', [names[1]!]: 'down' }, 40_000)
+    // A reload (another route) writes the server state file, as every reload of a running proxy does.
+    const next = { version: 2, routes: [...snapshot.routes, normalizeRoute({ serviceName: 'other', destinations: [{ servicePath: ['/other'], port: 80 }] })] }
+    await first.engine.apply(next)
+    await first.engine.stop()
+    const second = await createTestProxy(t, { resolvers: [dns.address], dnsIntervalMs: 200, stateDir })
+    await second.engine.apply(next)
+    assert.deepEqual(await states(second), { [names[0]!]: 'up', [names[1]!]: 'down' }, 'up from the saved state, not set down as a new server')
+    assert.deepEqual(new Set(await newClients(second, 4)), new Set(['task-1']))
+    assert.equal(tasks[1]!.served, 0)
   })
 
   it('a route with no task passing answers 503 with Retry-After and a body that says so, with or without a health check', async (t) => {
