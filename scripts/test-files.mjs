@@ -4,7 +4,10 @@
 //   functional  real redis-server, HAProxy, backends, browsers (everything but unit and swarm)
 //   swarm       a real dockerd and Swarm (test/swarm)
 //   dataplane   the functional tests of the proxy (test/proxy): what CI runs again on HAProxy 3.0
+//   browser     the functional tests in a headless Chromium (test/browser)
+//   control     the other functional tests (control plane on Redis, demo, image, deploy)
 //   all         every test file
+// functional = dataplane + browser + control; one suite alone: node --import tsx --test $(node scripts/test-files.mjs control)
 // A file is unit by where it lives, minus the few there that start a real server (listed).
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
@@ -17,17 +20,21 @@ const unitRoots = ['test/contracts/', 'test/control/', 'test/proxy/config.test.t
 const startsServers = ['test/control/functional/', 'test/control/store/redis-', 'test/control/store/route-store-equivalence.test.ts', 'test/control/certificates/certificate-store.test.ts']
 const isUnit = (f) => unitRoots.some((r) => f.startsWith(r)) && !startsServers.some((s) => f.startsWith(s))
 const isSwarm = (f) => f.startsWith('test/swarm/')
+const isDataplane = (f) => f.startsWith('test/proxy/') && !isUnit(f)
+const isBrowser = (f) => f.startsWith('test/browser/')
 
 const suites = {
   unit: all.filter(isUnit),
   functional: all.filter((f) => !isUnit(f) && !isSwarm(f)),
   swarm: all.filter(isSwarm),
-  dataplane: all.filter((f) => f.startsWith('test/proxy/') && !isUnit(f)),
+  dataplane: all.filter(isDataplane),
+  browser: all.filter(isBrowser),
+  control: all.filter((f) => !isUnit(f) && !isSwarm(f) && !isDataplane(f) && !isBrowser(f)),
   all,
 }
 const files = suites[process.argv[2] ?? 'all']
 if (files === undefined) {
-  process.stderr.write(`usage: test-files.mjs unit|functional|swarm|dataplane|all\n`)
+  process.stderr.write(`usage: test-files.mjs unit|functional|swarm|dataplane|browser|control|all\n`)
   process.exit(2)
 }
 process.stdout.write(files.join('\n') + '\n')
