@@ -2,7 +2,9 @@
  * Access-log benchmark, one run, three proxies side by side (the order alternates each round):
  *   hand      — a hand-written HAProxy configuration doing the same sticky routing, no logging;
  *   hand-log  — the same, writing the same access log line (the lines of access-log.ts);
- *   tether    — the configuration Tether's engine renders, access log on (json, the default).
+ *   tether    — the configuration Tether's engine renders, access log on (json, the default), each
+ *               line also sent to the latency / affinity counts over UDP (log-metrics.ts), as
+ *               `tether proxy` runs by default; this process counts them, as the agent does.
  * Every log goes to /dev/null (the cost of making and writing the line, not of a reader).
  * Backends: a separate HAProxy answering `http-request return` on 3 ports. wrk sends the
  * affinity cookie. Proxies run nbthread 1; the machine has 2 cores shared by all of it.
@@ -16,6 +18,8 @@ import { createHaproxyEngine } from '../src/proxy/haproxy/haproxy-engine.ts'
 import { frontendLines, frontendLogLines, globalLogLines, logRoutesMap, type AccessLogSettings } from '../src/proxy/haproxy/access-log.ts'
 import { openSync } from 'node:fs'
 import { freePort } from '../test/helpers/redis-server.ts'
+import { startLogMetrics } from '../src/proxy/log-metrics.ts'
+import { Registry } from 'prom-client'
 import { benchArgs, handConfig, KEY, roundLine, startHaproxyBench, startReturnBackends, summarize, waitOk, wrk, type WrkResult } from './lib/haproxy-bench.ts'
 
 const { seconds, rounds, connections } = benchArgs({ seconds: 5, rounds: 4 })
@@ -38,6 +42,10 @@ try {
 
   const tetherPort = await freePort()
   const stateDir = join(dir, 'tether')
+  const logMetrics = await startLogMetrics()
+  bench.onClose(() => logMetrics.close())
+  const registry = new Registry()
+  logMetrics.register(registry, () => new Set(['app']))
   const engine = await createHaproxyEngine({
     stateDir,
     listen: `127.0.0.1:${tetherPort}`,
@@ -48,7 +56,7 @@ try {
     // Per-client limits off: wrk is one client sending far more than 1,000 requests a second.
     clientMaxConnections: 0,
     clientMaxRequestRate: 0,
-    accessLog: LOG,
+    accessLog: { ...LOG, metricsAddress: logMetrics.address },
     accessLogOutput: openSync('/dev/null', 'w'),
   })
   bench.onClose(() => engine.stop())
@@ -87,6 +95,9 @@ try {
   console.log(`tether (log on) / hand-written without logging: ${(summary.tether.rps / summary.hand.rps).toFixed(3)} (target >= 0.95)`)
   console.log(`tether (log on) / hand-written writing the same line: ${(summary.tether.rps / summary['hand-log'].rps).toFixed(3)} (target >= 1.0)`)
   console.log(`cost of the log line itself (hand-log / hand): ${(summary['hand-log'].rps / summary.hand.rps).toFixed(3)}`)
+  const text = await registry.metrics()
+  const value = (name: string): string => new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? '?'
+  console.log(`tether's lines counted by the latency metrics: ${value('tether_route_request_duration_seconds_count')}, dropped by the kernel (agent too slow): ${value('tether_proxy_metrics_log_dropped_lines_total')}`)
 } finally {
   await bench.close()
 }
