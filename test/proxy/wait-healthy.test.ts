@@ -55,7 +55,10 @@ describe('reconfigure … &wait=healthy', () => {
     const task = await startCheckedTask(t, { name: 'never', healthy: false })
     const control = await startControl(t)
     await startAgent(t, { id: 'edge-1', controlUrls: [control.url], agent: agentOptions })
-    const res = await control.api('PUT', `/v1/reconfigure?serviceName=slow&servicePath=/slow&port=80&endpoints=${task.address}&healthCheckPath=/healthz&healthCheckInterval=1&wait=healthy&timeout=3`)
+    const route = `serviceName=slow&servicePath=/slow&port=80&endpoints=${task.address}&healthCheckPath=/healthz&healthCheckInterval=1`
+    // Applied first (however long a loaded machine takes), so that the 3 s below are the health wait's alone.
+    assert.equal((await control.api('PUT', `/v1/reconfigure?${route}&wait=converged&timeout=120`)).status, 200)
+    const res = await control.api('PUT', `/v1/reconfigure?${route}&wait=healthy&timeout=3`)
     assert.equal(res.status, 504, JSON.stringify(res.body))
     assert.equal(res.body.code, 'CONVERGENCE_TIMEOUT')
     assert.match(res.body.message, /1 of 1 live proxies have no task of "slow" passing its health check after 3s: edge-1 \(node node-of-edge-1\): 0 of 1 tasks pass the health check/)
