@@ -8,7 +8,7 @@
  */
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { ErrorBody } from '../../contracts/errors.ts'
+import { ErrorCode, type ErrorBody } from '../../contracts/errors.ts'
 import type { ClientFacing } from '../errors.ts'
 import { describeSchemaError, fieldOf, type SchemaError } from '../input/schema-errors.ts'
 import { redactQueryValues } from './request-log.ts'
@@ -115,7 +115,7 @@ export function installErrorHandlers(app: FastifyInstance, hooks: ErrorHandlerHo
       request.log.error({ err: describeError, cause: error }, 'describing an error failed')
       answer = body(500, 'INTERNAL_ERROR', 'Internal server error')
     }
-    if (answer.code === 'STORE_UNAVAILABLE' || answer.code === 'WRITE_OUTCOME_UNKNOWN') {
+    if (answer.code === ErrorCode.STORE_UNAVAILABLE || answer.code === ErrorCode.WRITE_OUTCOME_UNKNOWN) {
       hooks.onStoreError?.(request)
       request.log.warn({ err: error }, 'route store unavailable')
     } else if (answer.statusCode >= 500) {

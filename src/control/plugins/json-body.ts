@@ -6,14 +6,15 @@
  * JSON.parse, so such a body costs no more than its bytes and answers 400 INVALID_BODY.
  */
 import createError from '@fastify/error'
+import { ErrorCode } from '../../contracts/errors.ts'
 import type { FastifyInstance } from 'fastify'
 
 /** Deepest nesting of objects and arrays a JSON body may have. */
 export const MAX_JSON_DEPTH = 32
 
-const TooDeepError = createError<[number]>('INVALID_BODY', 'The JSON body is nested deeper than %d levels (objects and arrays)', 400)
+const TooDeepError = createError<[number]>(ErrorCode.INVALID_BODY, 'The JSON body is nested deeper than %d levels (objects and arrays)', 400)
 
-const ForbiddenKeyError = createError<[string]>('INVALID_BODY', 'body: the key %s is not allowed (it could change the prototype of objects built from the body); no Tether field has that name', 400)
+const ForbiddenKeyError = createError<[string]>(ErrorCode.INVALID_BODY, 'body: the key %s is not allowed (it could change the prototype of objects built from the body); no Tether field has that name', 400)
 
 /**
  * Pure, called only for a body Fastify's parser refused: the key it refused (prototype

@@ -21,6 +21,7 @@ import { ChangeSourceSchema, type ChangeMeta } from '../../../contracts/change.t
 import { CertificateNameSchema, CertificateSourceSchema } from '../../../contracts/certificate.ts'
 import { bindingKeys } from '../../../contracts/route-planner.ts'
 import { RouteSchema, type Route } from '../../../contracts/route.ts'
+import { ErrorCode } from '../../../contracts/errors.ts'
 import { ValidationFailedError } from '../../errors.ts'
 import { stableStringify } from '../../../shared/stable-json.ts'
 import { checkString } from '../../input/fields.ts'
@@ -114,7 +115,7 @@ function validatedRoute(i: number, route: Route): Route {
     if (changed !== undefined) throw new ValidationFailedError(`${changed}: is not in the form Tether stores (a write would store it otherwise); restore documents as GET /v1/backup wrote them`)
     return result
   } catch (err) {
-    if ((err as { code?: string }).code === 'VALIDATION_FAILED') throw new ValidationFailedError(`routes[${i}].route.${(err as Error).message}`)
+    if ((err as { code?: string }).code === ErrorCode.VALIDATION_FAILED) throw new ValidationFailedError(`routes[${i}].route.${(err as Error).message}`)
     throw err
   }
 }

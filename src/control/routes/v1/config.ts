@@ -7,6 +7,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply } from 'fastify'
 import { ConfigSnapshotSchema } from '../../../contracts/config-snapshot.ts'
+import { ErrorCode } from '../../../contracts/errors.ts'
 import { ValidationFailedError } from '../../errors.ts'
 import type { SnapshotPayload } from '../../services/config-feed.ts'
 import { bearer, ChangesAnswerSchema, ChangesQuerySchema, ConfigQuerySchema, errors, ref, RollbackAnswerSchema, RollbackQuerySchema } from '../schemas.ts'
@@ -164,7 +165,7 @@ const config: FastifyPluginAsyncTypebox = async (app) => {
         // The store is down: a proxy starting now still gets the last table this replica saw,
         // marked stale, rather than nothing (writes keep answering 503 meanwhile).
         const last = app.feed.cached()
-        if (last === null || (error as { code?: string }).code !== 'STORE_UNAVAILABLE') throw error
+        if (last === null || (error as { code?: string }).code !== ErrorCode.STORE_UNAVAILABLE) throw error
         request.log.warn('route store unavailable: answering GET /v1/config with the last snapshot seen (stale)')
         reply.header('x-tether-stale', 'true')
         payload = last

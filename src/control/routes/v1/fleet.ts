@@ -10,6 +10,7 @@ import { shadowedExtraReport, shadowedReport } from './helpers.ts'
 import { readAcmeStatus } from '../../acme.ts'
 import { droppedNamesOf, tlsStatusOf } from '../../services/tls-status.ts'
 import { ProxyHeartbeatSchema } from '../../../contracts/proxy-status.ts'
+import { ErrorCode } from '../../../contracts/errors.ts'
 import { bearer, errors, FleetStatusSchema, ProxiesAnswerSchema, ProxyIdParamsSchema, ref } from '../schemas.ts'
 
 const fleet: FastifyPluginAsyncTypebox = async (app) => {
@@ -81,7 +82,7 @@ const fleet: FastifyPluginAsyncTypebox = async (app) => {
       } catch (error) {
         // The store is down: the fleet view is needed most now. Answer the last status this
         // replica read, marked stale (header and body), like GET /v1/config.
-        if (lastStatus === null || (error as { code?: string }).code !== 'STORE_UNAVAILABLE') throw error
+        if (lastStatus === null || (error as { code?: string }).code !== ErrorCode.STORE_UNAVAILABLE) throw error
         request.log.warn('route store unavailable: answering GET /v1/status with the last status seen (stale)')
         reply.header('x-tether-stale', 'true')
         return { ...lastStatus.status, ...discovery(), stale: { asOf: lastStatus.asOf, reason: 'The route store is unavailable: this is the last status this replica read; proxies and versions may have changed since.' } }
