@@ -22,6 +22,9 @@ interface Case {
 
 const cases: Case[] = [
   { name: 'stripPrefix', query: 'stripPrefix=true', body: { stripPrefix: true } },
+  { name: 'backendScheme h2c (gRPC tasks)', query: 'backendScheme=h2c', body: { backendScheme: 'h2c' } },
+  { name: 'TLS to the tasks verified with a CA bundle, HTTP/2', query: 'backendScheme=H2&backendCaSecret=internal_ca', body: { backendScheme: 'h2', backendCaSecret: 'internal_ca' } },
+  { name: 'sslVerifyNone', query: 'sslVerifyNone=true', body: { sslVerifyNone: true, backendScheme: 'https' } },
   { name: 'reqPathSearchReplace', query: `reqPathSearchReplace=${encodeURIComponent('^/s/v1/(.*),/api/\\1:^/s/old,/new')}`, body: { pathRewrite: [{ search: '^/s/v1/(.*)', replace: '/api/\\1' }, { search: '^/s/old', replace: '/new' }] } },
   { name: 'reqPathSearch + reqPathReplace', query: `reqPathSearch=${encodeURIComponent('^/s/(.*)')}&reqPathReplace=${encodeURIComponent('/\\1')}`, body: { pathRewrite: [{ search: '^/s/(.*)', replace: '/\\1' }] } },
   {
@@ -163,6 +166,9 @@ describe('the query and JSON forms refuse bad feature values with 400 naming the
     ['JSON compressionAlgo', { compressionAlgo: ['br'] }, /^compressionAlgo\[0\]: "br" must be gzip, deflate, raw-deflate or identity/],
     ['JSON compressionType', { compressionAlgo: ['gzip'], compressionType: ['text/html; charset=utf-8'] }, /^compressionType\[0\]: "text\/html; charset=utf-8" must be a MIME type/],
     ['JSON compressionType without compressionAlgo', { compressionType: ['text/html'] }, /^compressionType: needs compressionAlgo/],
+    ['backendScheme', 'backendScheme=grpc', /^backendScheme: "grpc" must be http \(HTTP\/1.1, the default\), https/],
+    ['JSON backendCaSecret', { backendCaSecret: '../x' }, /^backendCaSecret: "..\/x" must be the name of a Docker secret/],
+    ['JSON sslVerifyNone with h2c', { sslVerifyNone: true, backendScheme: 'h2c' }, /^sslVerifyNone: turns on TLS to the tasks, and backendScheme=h2c is clear text/],
     ['ipAllow', 'ipAllow=10.0.0.0/33', /^ipAllow\[0\]: "10.0.0.0\/33" has a prefix length out of range \(0 to 32 for IPv4\)/],
     ['ipAllow octal-looking', 'ipAllow=010.0.0.1', /^ipAllow\[0\]: "010.0.0.1" must be an IPv4 or IPv6 address, or a CIDR block/],
     ['ipDeny injection', `ipDeny=${encodeURIComponent('1.2.3.4 } || { always_true')}`, /^ipDeny: "}" must be an IPv4 or IPv6 address/],

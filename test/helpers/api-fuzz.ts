@@ -150,6 +150,9 @@ export async function createApiFuzz(goodEndpoint: string): Promise<ApiFuzz> {
       if (d.deniedMethods !== undefined) assert.ok(config.includes(`http-request deny if { method ${d.deniedMethods.join(' ')} }`), 'deniedMethods rendered')
     }
     if (route.denyHttp === true) assert.ok(config.includes('http-request deny deny_status 403 if !{ ssl_fc }'), 'denyHttp rendered')
+    // Towards backends: the servers' options are the backend's default-server line.
+    if (route.backendScheme === 'h2c' && route.destinations.length > 0) assert.ok(config.includes('    default-server proto h2\n'), 'backendScheme h2c rendered')
+    if (route.sslVerifyNone === true && route.destinations.length > 0) assert.match(config, /\n {4}default-server ssl verify none alpn (?:h2|http\/1\.1)\n/, 'sslVerifyNone rendered')
     if (route.ipAllow !== undefined) assert.ok(config.includes(`    http-request deny deny_status 403 if !{ src ${route.ipAllow.join(' ')} }\n`), 'ipAllow rendered')
     if (route.ipDeny !== undefined) assert.ok(config.includes(`    http-request deny deny_status 403 if { src ${route.ipDeny.join(' ')} }\n`), 'ipDeny rendered')
     // A health check asked for is rendered (a silently dropped one would send users to tasks that fail it).

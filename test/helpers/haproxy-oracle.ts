@@ -77,9 +77,14 @@ const frontendTemplates: RegExp[] = [
     String.raw`(?: !\{ var\(txn\.path\) -m beg(?: ${ACL_WORD})+ \})?`,
 ].map((t) => new RegExp(`^${t}$`))
 
+/** The connection options of a route's servers towards its tasks (backendScheme, sslVerifyNone, backendCaSecret). */
+const SERVER_OPTIONS = String.raw`(?:proto h2|ssl verify none alpn (?:h2|http/1\.1)|ssl verify required ca-file (?:@system-ca|/[A-Za-z0-9_./-]+/ca-${SVC}-[0-9a-f]{16}\.pem) verifyhost ${SVC} alpn (?:h2|http/1\.1))`
+
 /** Lines of a route's backend. */
 const backendTemplates: RegExp[] = [
   '    balance roundrobin',
+  String.raw`    default-server ${SERVER_OPTIONS}`,
+  '    http-request return status 503 content-type text/plain string "This proxy cannot verify the service: its CA bundle is missing here"',
   String.raw`    timeout (?:server|tunnel) [0-9]+s`,
   // HAProxy's own algorithm names; MIME types as unquoted words.
   String.raw`    compression algo(?: (?:gzip|deflate|raw-deflate|identity))+`,
@@ -101,7 +106,7 @@ const backendTemplates: RegExp[] = [
   String.raw`    http-check expect status (?:200-399|[1-5][0-9]{2})`,
   String.raw`    default-server inter [0-9]{1,4}s fall 2 rise 1(?: slowstart [0-9]{1,4}s)?`,
   String.raw`    http-after-response replace-header Set-Cookie '\^\([^'\s]+=\.\*\)\$' '\\1; Secure' if \{ ssl_fc \}`,
-  String.raw`    server [A-Za-z0-9._:-]+ (?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}(?: ${CHECK_OPTIONS}| check inter [0-9]{1,4}s fall 2 rise 1(?: slowstart [0-9]{1,4}s)?)?`,
+  String.raw`    server [A-Za-z0-9._:-]+ (?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}(?: ${CHECK_OPTIONS}| check inter [0-9]{1,4}s fall 2 rise 1(?: slowstart [0-9]{1,4}s)?)?(?: ${SERVER_OPTIONS})?`,
 ].map((t) => new RegExp(`^${t}$`))
 
 const userlistTemplates: RegExp[] = [new RegExp(String.raw`^    user [A-Za-z0-9_.@+-]+ password '[^'\s]+'$`)]

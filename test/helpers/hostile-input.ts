@@ -128,6 +128,9 @@ const dfpSni: fc.Arbitrary<{ pathType: string | undefined; names: string }> = fc
     .map(([pathType, names]) => ({ pathType, names })),
 )
 
+/** backendScheme: the four schemes (any case), and words that are not one or that smuggle HAProxy server options. */
+const backendScheme = fc.oneof({ weight: 6, arbitrary: fc.constantFrom('http', 'https', 'h2c', 'h2', 'H2C') }, { weight: 1, arbitrary: fc.constantFrom('grpc', 'h2c verify none', 'h2 alpn h2', 'https\n') })
+
 /** Tether's query form of an HTTP route: the parameters of PUT /v1/reconfigure (values unencoded; the caller encodes). */
 const tetherHttpQuery: fc.Arbitrary<Record<string, string>> = fc.record(
   {
@@ -151,6 +154,8 @@ const tetherHttpQuery: fc.Arbitrary<Record<string, string>> = fc.record(
     healthCheckInterval: field(valid.healthSeconds),
     healthCheckStatus: field(valid.healthStatus),
     healthCheckSlowStart: field(valid.healthSeconds),
+    backendScheme: field(backendScheme),
+    sslVerifyNone: field(valid.boolean),
   },
   { requiredKeys: ['serviceName', 'servicePath', 'port'] },
 ).map((q) => {
@@ -324,12 +329,14 @@ const dfpValues: Record<string, fc.Arbitrary<string>> = {
   pathType: fc.constantFrom('path_beg', 'req_ssl_sni', 'req_ssl_sni -m beg', 'req.ssl_sni -i -m end', 'req_ssl_sni -m reg'),
   timeoutClient: valid.seconds,
   sendProxyProtocol: valid.boolean,
+  backendScheme,
+  sslVerifyNone: valid.boolean,
+  backendCaSecret: valid.serviceName,
 }
 /** Refused (or warned about) DFP parameters: they must never slip through as something else. */
 const dfpRefusedValues: Record<string, fc.Arbitrary<string>> = {
   backendExtra: fc.constantFrom('http-request deny', ''),
   templateFePath: fc.constantFrom('/tmp/x.tmpl'),
-  sslVerifyNone: valid.boolean,
   pathType: fc.constantFrom('path_reg', 'path_str', 'hdr_beg(host)'),
   verifyClientSsl: valid.boolean,
   usersSecret: valid.serviceName,

@@ -47,6 +47,10 @@ const rich: RouteInput[] = [
     ipDeny: ['10.1.2.3', 'fe80::/10'],
   },
   { serviceName: 'proto', destinations: [{ servicePath: ['/p'], port: 80 }], redirectWhenHttpProto: true, denyHttp: false, isDefaultBackend: true },
+  // Towards backends: HTTP/2 in clear text (gRPC), HTTP/2 over TLS verified with the system CAs, TLS unverified.
+  { serviceName: 'grpc.svc', destinations: [{ servicePath: ['/pkg.Service'], port: 50051 }], backendScheme: 'h2c' },
+  { serviceName: 'tls_h2', destinations: [{ servicePath: ['/tls-h2'], port: 8443 }], endpoints: ['127.0.0.1:8443'], backendScheme: 'h2' },
+  { serviceName: 'tls-none', destinations: [{ servicePath: ['/tls-none'], port: 8443 }], sslVerifyNone: true },
   { serviceName: 'deny', destinations: [{ servicePath: ['/d'], port: 80, serviceDomain: ['*dfp.example'] }], denyHttp: true },
   // TCP and SNI passthrough: every stream feature, and a service mixing HTTP, TCP and SNI destinations.
   { serviceName: 'redis', destinations: [], tcp: [{ srcPort: 6379, port: 6379, timeoutClient: 30, timeoutServer: 40 }, { srcPort: 16379, port: 6380, sendProxyProtocol: true }], sticky: true, endpoints: ['127.0.0.1:6379', '[::1]:6380', 'localhost:6381'] },
