@@ -27,17 +27,12 @@ import { createRequire } from 'node:module'
 import { Agent as HttpsAgent } from 'node:https'
 import * as acme from 'acme-client'
 import { backoffDelay } from '../shared/clock.ts'
+import type { Logger } from '../shared/logger.ts'
 import type { CertificateService } from './certificates.ts'
 import type { SecretBox } from './secret-box.ts'
 import type { RouteStore } from './store/route-store.ts'
 
 export const LETS_ENCRYPT_STAGING = 'https://acme-staging-v02.api.letsencrypt.org/directory'
-
-export interface AcmeLogger {
-  info(obj: object, msg: string): void
-  warn(obj: object, msg: string): void
-  error(obj: object, msg: string): void
-}
 
 export interface AcmeOptions {
   store: RouteStore
@@ -52,7 +47,7 @@ export interface AcmeOptions {
   email?: string | undefined
   /** This replica's id (lease holder). */
   holder: string
-  log: AcmeLogger
+  log: Logger
   /** Waits until every live proxy serves `version` (the challenge is then answerable everywhere). */
   waitForProxies: (version: number) => Promise<void>
   /** PEM of the CA that signs the ACME server's own HTTPS certificate (private CAs, pebble). */
