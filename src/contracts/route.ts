@@ -109,6 +109,8 @@ export const rules = {
     text: "must start with '/' and hold only RFC 3986 path characters (letters, digits, - . _ ~ ! & ( ) * + ; = : @ / and %XX escapes), optionally a '?' and a query of the same characters; no spaces, quotes, '#', '$' or commas",
     maxLength: 512,
   },
+  canary: { text: "must be a whole percent from 1 to 99 (the share of new sessions of the main service's paths)" },
+  drain: { text: 'must be a whole number of seconds from 1 to 86400' },
   healthCheckInterval: { text: 'must be a whole number of seconds from 1 to 3600' },
   healthCheckStatus: { text: 'must be an HTTP status code from 100 to 599' },
   healthCheckSlowStart: { text: 'must be a whole number of seconds from 1 to 3600' },

@@ -7,6 +7,7 @@ import { hostname } from 'node:os'
 import closeWithGrace from 'close-with-grace'
 import { createLogger } from '../shared/create-logger.ts'
 import { startAcme, type Acme } from './acme.ts'
+import { startDrainReaper } from './services/drain-reaper.ts'
 import { buildApp } from './app.ts'
 import { loadConfig, type ControlConfig } from './config.ts'
 import { EnvError } from '../shared/env.ts'
@@ -75,12 +76,15 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
           waitForProxies: async (version) => void (await app.fleet.waitForConvergence(version, 60_000)),
         })
   orderer = acme
+  // Drains (takeover=true&drain=S): every replica ends those that are over, once (a guarded write).
+  const drains = startDrainReaper({ store, logger: logger.child({ component: 'drains' }) })
 
   closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'closing after an error')
     else logger.info({ signal }, 'closing')
     await discovery?.stop()
     await acme?.stop()
+    await drains.stop()
     await app.close()
     await store.close()
   })

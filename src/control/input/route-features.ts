@@ -51,6 +51,7 @@ export const ROUTE_FEATURES = [
   'healthCheckInterval',
   'healthCheckStatus',
   'healthCheckSlowStart',
+  'canary',
 ] as const
 
 /** Go's strconv.ParseBool, as DFP reads booleans (Tether's query form gives true/false); anything else is refused. */
@@ -166,7 +167,7 @@ export function routeRewriteOf(read: Read): Array<{ search: string; replace: str
 }
 
 type HealthFeatures = Pick<RouteInput, 'healthCheckPath' | 'healthCheckInterval' | 'healthCheckStatus' | 'healthCheckSlowStart'>
-type RouteFeatures = Pick<RouteInput, 'addReqHeader' | 'setReqHeader' | 'delReqHeader' | 'addResHeader' | 'setResHeader' | 'delResHeader' | 'auth' | 'isDefaultBackend' | 'compressionAlgo' | 'compressionType' | 'ipAllow' | 'ipDeny'> & HealthFeatures
+type RouteFeatures = Pick<RouteInput, 'canary'> & Pick<RouteInput, 'addReqHeader' | 'setReqHeader' | 'delReqHeader' | 'addResHeader' | 'setResHeader' | 'delResHeader' | 'auth' | 'isDefaultBackend' | 'compressionAlgo' | 'compressionType' | 'ipAllow' | 'ipDeny'> & HealthFeatures
 
 /** A whole number from `min` to `max`, written in decimal without a sign or leading zeros. */
 function integer(field: string, value: string, min: number, max: number, text: string): number {
@@ -231,6 +232,9 @@ export function routeFeatures(read: Read, serviceName: string): { features: Rout
   const isDefault = read('isDefaultBackend')
   if (isDefault !== undefined) features.isDefaultBackend = parseBool(isDefault.field, isDefault.value)
   Object.assign(features, compressionOf(read), healthCheckOf(read))
+  // A release (docs/releasing.md): the percent of new sessions of another service's paths.
+  const canary = read('canary')
+  if (canary !== undefined) features.canary = integer(canary.field, canary.value.replace(/%$/, ''), 1, 99, rules.canary.text)
   for (const name of ['ipAllow', 'ipDeny'] as const) {
     const ip = read(name)
     if (ip === undefined) continue

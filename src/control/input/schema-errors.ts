@@ -43,6 +43,8 @@ const ruleOfField: Record<string, RuleName> = {
   healthCheckInterval: 'healthCheckInterval',
   healthCheckStatus: 'healthCheckStatus',
   healthCheckSlowStart: 'healthCheckSlowStart',
+  canary: 'canary',
+  drain: 'drain',
 }
 
 /**

@@ -161,6 +161,7 @@ export interface RouteBody extends DestinationFeatures {
   healthCheckInterval?: number | undefined
   healthCheckStatus?: number | undefined
   healthCheckSlowStart?: number | undefined
+  canary?: number | undefined
 }
 
 /** The destination fields of the JSON form: the text forms' names, with DFP's reqPathSearchReplace stored as pathRewrite. */
@@ -274,6 +275,7 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Pa
     healthCheckInterval: body.healthCheckInterval,
     healthCheckStatus: body.healthCheckStatus,
     healthCheckSlowStart: body.healthCheckSlowStart,
+    canary: body.canary,
     ...httpsFields({ ...body }, body.serviceDomain ?? []),
   }
   const route = finish(normalizeRoute(input))

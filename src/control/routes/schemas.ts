@@ -68,7 +68,17 @@ export const takeoverProperty = {
     }),
   ),
 }
-export const WriteQuerySchema = Type.Object({ ...routeWaitProperties, ...takeoverProperty }, { additionalProperties: false })
+/** `drain=<seconds>` with takeover=true: the holders' pinned clients keep their tasks that long (docs/releasing.md). */
+export const drainProperty = {
+  drain: Type.Optional(
+    Type.String({
+      pattern: '^[0-9]{1,6}s?$',
+      description: `With takeover=true: seconds (${rules.drain.text}) during which clients pinned to the old service's tasks keep reaching them while every new session goes to this route; then the old route is removed and they move. Shown as 'drain' in the old route.`,
+      examples: ['600'],
+    }),
+  ),
+}
+export const WriteQuerySchema = Type.Object({ ...routeWaitProperties, ...takeoverProperty, ...drainProperty }, { additionalProperties: false })
 
 /** The HTTPS fields in the query form (acmeDomains is the JSON form's list; the query says acme=true). */
 const { acmeDomains: _acmeDomains, ...routeHttpsQueryProperties } = routeHttpsProperties
@@ -116,6 +126,7 @@ export const featureQueryProperties = {
   healthCheckInterval: text(5, 'Seconds between two checks of a task, 1-3600 (default 2).', '2'),
   healthCheckStatus: text(3, 'The status a passing task answers, 100-599 (needs healthCheckPath; default: any 2xx or 3xx).', '200'),
   healthCheckSlowStart: text(5, 'Seconds over which a task that starts passing gets its full share of new sessions, 1-3600.', '30'),
+  canary: text(3, `Percent of the new sessions of paths another service holds that go to this service instead; it ${rules.canary.text}. Promote with takeover=true, abort by removing this route.`, '30'),
   ipDeny: text(3200, `Clients from these addresses or CIDR blocks (space- or comma-separated) get 403; each ${rules.cidr.text}.`, '192.0.2.7'),
   compressionType: text(4200, `Only responses of these MIME types (space- or comma-separated) are compressed (needs compressionAlgo); each ${rules.mimeType.text}.`, 'text/html text/css application/json'),
 }
@@ -156,6 +167,7 @@ export const ReconfigureQuerySchema = Type.Object(
     sendProxyProtocol: Type.Optional(Type.Boolean({ description: 'reqMode=tcp|sni: send a PROXY protocol v2 header to the tasks (they must expect it). Default false.' })),
     ...routeWaitProperties,
     ...takeoverProperty,
+    ...drainProperty,
   },
   { additionalProperties: false },
 )
@@ -217,6 +229,7 @@ const routeBodyProperties = {
   healthCheckInterval: RouteSchema.properties.healthCheckInterval,
   healthCheckStatus: RouteSchema.properties.healthCheckStatus,
   healthCheckSlowStart: RouteSchema.properties.healthCheckSlowStart,
+  canary: RouteSchema.properties.canary,
 }
 
 export const ReconfigureBodySchema = Type.Object(
@@ -262,6 +275,7 @@ export const TakenOverSchema = Type.Object(
     removed: Type.Boolean({ description: 'Nothing was left of its route, so it was removed.' }),
     redirectFromDomain: Type.Optional(Type.Array(Type.String(), { description: 'Host redirects moved to this route.' })),
     isDefaultBackend: Type.Optional(Type.Literal(true, { description: 'The default backend moved to this route.' })),
+    drainUntil: Type.Optional(Type.String({ format: 'date-time', description: "drain=S: the holder's route stays until then for the clients pinned to its tasks, then it is removed." })),
   },
   { additionalProperties: false },
 )

@@ -1,12 +1,12 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { ChangeMeta } from '../../../contracts/change.ts'
-import type { Route } from '../../../contracts/route.ts'
+import { rules, type Route } from '../../../contracts/route.ts'
 import { describeShadowed, describeShadowedExtra, shadowingOf, tcpBindings, type ShadowedBinding, type ShadowedExtra } from '../../../contracts/route-planner.ts'
 import type { ClaimMode } from '../../store/route-store.ts'
 import type { Static } from 'typebox'
 import type { ReconfigureAnswerSchema } from '../schemas.ts'
 import { putExclusive } from '../../services/takeover.ts'
-import { ConvergenceUnknownError, ListenerConflictError, RouteNotFoundError } from '../../errors.ts'
+import { ConvergenceUnknownError, ListenerConflictError, RouteNotFoundError, ValidationFailedError } from '../../errors.ts'
 import type { Convergence } from '../../services/fleet.ts'
 
 type ConvergenceQuery = { wait?: 'converged' | 'healthy' | undefined; timeout?: string | undefined }
@@ -70,12 +70,12 @@ export async function putRoute(
   reply: FastifyReply,
   route: Route,
   meta: ChangeMeta,
-  query: ConvergenceQuery & { takeover?: boolean | undefined },
+  query: ConvergenceQuery & { takeover?: boolean | undefined; drain?: string | undefined },
   claim: ClaimMode = 'exclusive',
 ): Promise<Static<typeof ReconfigureAnswerSchema>> {
   await refuseProxyListeners(app, route)
   if (claim === 'exclusive') {
-    const result = await putExclusive(app.store, route, meta, query.takeover === true)
+    const result = await putExclusive(app.store, route, meta, { takeover: query.takeover === true, drainSeconds: drainSecondsOf(query.drain) })
     const { takenOver } = result
     const warnings = await serviceWarnings(app, route)
     return {
@@ -90,6 +90,15 @@ export async function putRoute(
   const result = await app.store.put(route, meta, { claim: 'shared' })
   const warnings = [...(await shadowingWarnings(app, route.serviceName)), ...(await serviceWarnings(app, route))]
   return { route: result.route, version: result.version, changed: result.changed, ...(warnings.length === 0 ? {} : { warnings }), ...(await convergeIfAsked(app, reply, query, result.version, route.serviceName)) }
+}
+
+/** `drain=<seconds>` (a trailing 's' allowed, as in timeout): 1-86400, or a 400 naming the field. */
+function drainSecondsOf(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined
+  const digits = text.replace(/s$/, '')
+  const seconds = Number(digits)
+  if (!/^[1-9][0-9]{0,5}$/.test(digits) || seconds > 86_400) throw new ValidationFailedError(`drain: ${JSON.stringify(text)} ${rules.drain.text}. Nothing was stored`)
+  return seconds
 }
 
 const LISTENER_NAMES = { http: 'HTTP listener (TETHER_PROXY_LISTEN)', https: 'HTTPS listener (TETHER_PROXY_LISTEN_TLS)', admin: 'admin listener (TETHER_ADMIN_LISTEN)' } as const
