@@ -10,6 +10,7 @@ import assert from 'node:assert/strict'
 import pino from 'pino'
 import { createRedisRouteStore } from '../../src/control/store/redis-route-store.ts'
 import { startDrainReaper } from '../../src/control/services/drain-reaper.ts'
+import { routeFromLabels } from '../../src/control/discovery/swarm-labels.ts'
 import { api, startControl, type TestControl } from './harness.ts'
 import { startRedisFor } from '../helpers/redis-server.ts'
 
@@ -67,6 +68,17 @@ describe('releases: canary and takeover with drain', () => {
       (table.json() as { routes: Array<{ route: { serviceName: string } }> }).routes.map((r) => r.route.serviceName),
       ['blue', 'green'],
     )
+  })
+
+  it('reads com.df.canary from Swarm labels, and reports a bad percent naming the label', () => {
+    const labels = { 'com.df.notify': 'true', 'com.df.servicePath': '/app', 'com.df.port': '80' }
+    const ok = routeFromLabels('green', { ...labels, 'com.df.canary': '30' })
+    assert.ok('route' in ok)
+    assert.equal(ok.route.canary, 30)
+    assert.deepEqual(ok.route.destinations[0]?.servicePath, ['/app'])
+    const bad = routeFromLabels('green', { ...labels, 'com.df.canary': '100' })
+    assert.ok('problems' in bad)
+    assert.match(bad.problems.join(' '), /^com\.df\.canary: "100" must be a whole percent from 1 to 99/)
   })
 
   it('refuses drain without takeover=true, and a canary with takeover', async (t) => {
