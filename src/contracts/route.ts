@@ -114,6 +114,9 @@ export const rules = {
   healthCheckInterval: { text: 'must be a whole number of seconds from 1 to 3600' },
   healthCheckStatus: { text: 'must be an HTTP status code from 100 to 599' },
   healthCheckSlowStart: { text: 'must be a whole number of seconds from 1 to 3600' },
+  rateLimit: { text: 'must be a whole number of requests per second from 1 to 1000000' },
+  rateLimitBurst: { text: 'must be a whole number of requests from 1 to 10000000, at least rateLimit and at most 3600 times it' },
+  rateLimitTotal: { text: 'must be a whole number of requests per second from 1 to 10000000' },
   mimeType: {
     // type/subtype, RFC 9110 token characters minus those HAProxy's parser treats specially ('#', '$', '%', quotes, '\\', '*'); no parameters.
     pattern: '^[A-Za-z0-9][A-Za-z0-9!&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!&^_.+-]{0,63}$',
@@ -439,6 +442,34 @@ export const routeHealthProperties = {
 }
 
 /**
+ * Request rate limits per route, applied by each proxy replica on its own (docs/edge-policies.md):
+ * a replica counts the requests it let through, per client address and in total, and answers 429
+ * with Retry-After past the limit. Counts are not shared between replicas and restart at a reload.
+ */
+export const routeRateLimitProperties = {
+  rateLimit: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 1_000_000,
+      description:
+        'Requests per second one client address may send to this route, on average; past it the proxy answers 429 with Retry-After. Per proxy replica: N replicas let a client through up to N times this. The address is the connection\'s, or the one a trusted balancer vouches for (TETHER_TRUSTED_PROXIES).',
+      examples: [10],
+    }),
+  ),
+  rateLimitBurst: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 10_000_000,
+      description: 'Requests a client may send at once (needs rateLimit; default rateLimit): counted over a window of rateLimitBurst / rateLimit seconds, so the average stays rateLimit. At least rateLimit, at most 3600 times it.',
+      examples: [50],
+    }),
+  ),
+  rateLimitTotal: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 10_000_000, description: 'Requests per second all clients together may send to this route through one proxy replica; past it, 429 with Retry-After: 1.', examples: [1000] }),
+  ),
+}
+
+/**
  * Releases of a stateful service (docs/releasing.md). A canary route names paths (and hosts) another
  * service holds: its tasks join that service's backend, and `canary` percent of NEW sessions (of
  * requests, for a route that is not sticky) go to them by weight; a session already pinned stays on
@@ -500,6 +531,7 @@ export const RouteSchema = Type.Object(
     ...routeIpProperties,
     ...routeBackendProperties,
     ...routeHealthProperties,
+    ...routeRateLimitProperties,
     ...routeReleaseProperties,
   },
   { $id: 'Route', additionalProperties: false },
@@ -561,6 +593,9 @@ export interface RouteInput extends RouteHttps, RouteBackend {
   healthCheckInterval?: number | undefined
   healthCheckStatus?: number | undefined
   healthCheckSlowStart?: number | undefined
+  rateLimit?: number | undefined
+  rateLimitBurst?: number | undefined
+  rateLimitTotal?: number | undefined
   canary?: number | undefined
   drain?: { until: string; to: string } | undefined
 }
@@ -653,7 +688,7 @@ export function normalizeRoute(input: RouteInput): Route {
   if (nonEmpty(input.compressionType)) route.compressionType = unique(input.compressionType.map((t) => t.toLowerCase())).sort()
   if (nonEmpty(input.ipAllow)) route.ipAllow = unique(input.ipAllow.map((c) => c.toLowerCase())).sort()
   if (nonEmpty(input.ipDeny)) route.ipDeny = unique(input.ipDeny.map((c) => c.toLowerCase())).sort()
-  for (const key of ['healthCheckPath', 'healthCheckInterval', 'healthCheckStatus', 'healthCheckSlowStart'] as const) {
+  for (const key of ['healthCheckPath', 'healthCheckInterval', 'healthCheckStatus', 'healthCheckSlowStart', 'rateLimit', 'rateLimitBurst', 'rateLimitTotal'] as const) {
     const value = input[key]
     if (value !== undefined) (route as Record<string, unknown>)[key] = value
   }

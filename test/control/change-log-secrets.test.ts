@@ -74,6 +74,9 @@ const everything = {
   healthCheckInterval: 5,
   healthCheckStatus: 200,
   healthCheckSlowStart: 30,
+  rateLimit: 10,
+  rateLimitBurst: 50,
+  rateLimitTotal: 1000,
 }
 
 /** TCP and SNI destinations (basic auth is refused beside them, so they are a route of their own). */

@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import type { ConfigSnapshot } from '../../src/contracts/config-snapshot.ts'
 import { normalizeRoute } from '../../src/contracts/route.ts'
-import { render, statePaths, type RenderedConfig, type RenderSettings } from '../../src/proxy/haproxy/render.ts'
+import { RATE_TABLES_COMMENT, render, statePaths, type RenderedConfig, type RenderSettings } from '../../src/proxy/haproxy/render.ts'
 import { CHECK_OPTIONS } from '../../src/proxy/haproxy/servers.ts'
 import { ensureDefaultCertificate } from '../../src/proxy/haproxy/tls.ts'
 import { checkConfigFile, type CheckResult } from '../../src/proxy/haproxy/validate.ts'
@@ -91,6 +91,10 @@ const backendTemplates: RegExp[] = [
   String.raw`    compression type(?: ${WORD})+`,
   String.raw`    http-request deny deny_status 403 if !?\{ src(?: ${ACL_WORD})+ \}`,
   String.raw`    http-request deny (?:unless|if) \{ method(?: ${METHOD})+ \}`,
+  String.raw`    http-request track-sc1 src table tether\.rate\.${SVC}`,
+  String.raw`    http-request track-sc2 int\(1\) table tether\.ratetotal\.${SVC}`,
+  String.raw`    http-request deny deny_status 429 hdr Retry-After [0-9]+ if \{ sc[12]_gpc0_rate ge [0-9]+ \}`,
+  String.raw`    http-request sc-inc-gpc0\([12]\)`,
   String.raw`    http-request auth realm ${DQ} unless \{ http_auth\(tether_users_${SVC}\) \}`,
   String.raw`    http-(?:request|response) del-header ${HDR}`,
   String.raw`    http-(?:request|response) (?:set|add)-header ${HDR} ${LF}`,
@@ -120,6 +124,12 @@ const tcpFrontendTemplates: RegExp[] = [
 
 /** The route lines of the TLS passthrough frontend: a backend per server name list, exact, suffix ('-m end') or prefix ('-m beg'). */
 const passthroughTemplates: RegExp[] = [String.raw`    use_backend sni_${SVC}_${PORT}(?:-d[0-9]+)? if \{ req\.ssl_sni -i (?:-m (?:end|beg) )?${ACL_WORD}(?: ${ACL_WORD})* \}`].map((t) => new RegExp(`^${t}$`))
+
+/** The stick table of a route's rate limits (numbers only). */
+const rateTableTemplates: RegExp[] = [
+  String.raw`    stick-table type ipv6 size 100k expire [0-9]+ms store gpc0_rate\([0-9]+ms\)`,
+  String.raw`    stick-table type integer size 1 expire 60s store gpc0_rate\(1s\)`,
+].map((t) => new RegExp(`^${t}$`))
 
 /** Lines of a TCP or SNI route's backend (mode tcp: no HTTP rule, affinity by client address). */
 const streamBackendTemplates: RegExp[] = [
@@ -172,7 +182,7 @@ export function outsideTemplate(rendered: RenderedConfig, reference: OracleRefer
   const httpFrontend = [...frontendTemplates, ...exact(fixed.get('frontend http')!), ...exact(streamSection('frontend http'))]
   const passthrough = [...passthroughTemplates, ...exact(streamSection('frontend tls_passthrough').filter((l) => !l.startsWith('    use_backend ')))]
   const tlsTerminate = streamSection('backend tether.tls-terminate')
-  const topComments = new Set(reference.streams.config.split('\n').slice(1).filter((l) => l.startsWith('#')))
+  const topComments = new Set([...reference.streams.config.split('\n').slice(1).filter((l) => l.startsWith('#')), RATE_TABLES_COMMENT])
   const lines = rendered.config.split('\n')
   if (rendered.config.includes('\r')) findings.push({ line: 0, text: '', why: 'carriage return in the configuration' })
   let section = '(top)'
@@ -208,6 +218,7 @@ export function outsideTemplate(rendered: RenderedConfig, reference: OracleRefer
       else if (fixed.has(text)) fixedLines = fixed.get(text)!
       else if (new RegExp(`^backend ${BACKEND}$`).test(text)) templates = backendTemplates
       else if (new RegExp(`^userlist tether_users_${SVC}$`).test(text)) templates = userlistTemplates
+      else if (new RegExp(`^backend tether\\.rate(?:total)?\\.${SVC}$`).test(text)) templates = rateTableTemplates
       else if (new RegExp(`^frontend tcp_${PORT}$`).test(text)) templates = tcpFrontendTemplates
       else if (new RegExp(`^backend (?:tcp_${SVC}_${PORT}|sni_${SVC}_${PORT}(?:-d[0-9]+)?)$`).test(text)) templates = streamBackendTemplates
       else {

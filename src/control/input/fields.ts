@@ -147,6 +147,10 @@ export function finish(route: Route): Route {
     }
   }
   if (route.compressionType !== undefined && route.compressionAlgo === undefined) fail('compressionType', 'needs compressionAlgo (the algorithms to compress these types with, e.g. gzip)')
+  if (route.rateLimitBurst !== undefined) {
+    if (route.rateLimit === undefined) fail('rateLimitBurst', 'needs rateLimit (the requests per second a client may send on average)')
+    else if (route.rateLimitBurst < route.rateLimit || route.rateLimitBurst > route.rateLimit * 3600) fail('rateLimitBurst', `${route.rateLimitBurst} ${rules.rateLimitBurst.text} (${route.rateLimit})`)
+  }
   if (route.healthCheckStatus !== undefined && route.healthCheckPath === undefined) fail('healthCheckStatus', 'needs healthCheckPath (the path whose answer is checked); without it a task is checked by a TCP connect')
   // What a pattern cannot say (the JSON form's endpoints were only matched against it).
   route.endpoints.forEach((e, i) => checkString(`endpoints[${i}]`, 'endpoint', e))
@@ -175,4 +179,7 @@ const HTTP_ONLY_ROUTE_FIELDS = [
   'ipDeny',
   'healthCheckPath',
   'healthCheckStatus',
+  'rateLimit',
+  'rateLimitBurst',
+  'rateLimitTotal',
 ] as const satisfies ReadonlyArray<keyof Route>

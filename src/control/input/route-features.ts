@@ -52,6 +52,9 @@ export const ROUTE_FEATURES = [
   'healthCheckStatus',
   'healthCheckSlowStart',
   'canary',
+  'rateLimit',
+  'rateLimitBurst',
+  'rateLimitTotal',
 ] as const
 
 /** Go's strconv.ParseBool, as DFP reads booleans (Tether's query form gives true/false); anything else is refused. */
@@ -167,11 +170,24 @@ export function routeRewriteOf(read: Read): Array<{ search: string; replace: str
 }
 
 type HealthFeatures = Pick<RouteInput, 'healthCheckPath' | 'healthCheckInterval' | 'healthCheckStatus' | 'healthCheckSlowStart'>
-type RouteFeatures = Pick<RouteInput, 'canary'> & Pick<RouteInput, 'addReqHeader' | 'setReqHeader' | 'delReqHeader' | 'addResHeader' | 'setResHeader' | 'delResHeader' | 'auth' | 'isDefaultBackend' | 'compressionAlgo' | 'compressionType' | 'ipAllow' | 'ipDeny'> & HealthFeatures
+type RateFeatures = Pick<RouteInput, 'rateLimit' | 'rateLimitBurst' | 'rateLimitTotal'>
+
+/** Rate limits in the text forms (Tether extensions: Docker Flow Proxy has none). Combinations are judged by finish(). */
+export function rateLimitOf(read: Read): RateFeatures {
+  const out: RateFeatures = {}
+  const rate = read('rateLimit')
+  if (rate !== undefined) out.rateLimit = integer(rate.field, rate.value, 1, 1_000_000, rules.rateLimit.text)
+  const burst = read('rateLimitBurst')
+  if (burst !== undefined) out.rateLimitBurst = integer(burst.field, burst.value, 1, 10_000_000, rules.rateLimitBurst.text)
+  const total = read('rateLimitTotal')
+  if (total !== undefined) out.rateLimitTotal = integer(total.field, total.value, 1, 10_000_000, rules.rateLimitTotal.text)
+  return out
+}
+type RouteFeatures = Pick<RouteInput, 'canary'> & Pick<RouteInput, 'addReqHeader' | 'setReqHeader' | 'delReqHeader' | 'addResHeader' | 'setResHeader' | 'delResHeader' | 'auth' | 'isDefaultBackend' | 'compressionAlgo' | 'compressionType' | 'ipAllow' | 'ipDeny'> & HealthFeatures & RateFeatures
 
 /** A whole number from `min` to `max`, written in decimal without a sign or leading zeros. */
 function integer(field: string, value: string, min: number, max: number, text: string): number {
-  if (!/^(?:0|[1-9][0-9]{0,5})$/.test(value) || Number(value) < min || Number(value) > max) fail(field, `${showValue(value)} ${text}`)
+  if (!/^(?:0|[1-9][0-9]{0,7})$/.test(value) || Number(value) < min || Number(value) > max) fail(field, `${showValue(value)} ${text}`)
   return Number(value)
 }
 
@@ -231,7 +247,7 @@ export function routeFeatures(read: Read, serviceName: string): { features: Rout
   }
   const isDefault = read('isDefaultBackend')
   if (isDefault !== undefined) features.isDefaultBackend = parseBool(isDefault.field, isDefault.value)
-  Object.assign(features, compressionOf(read), healthCheckOf(read))
+  Object.assign(features, compressionOf(read), healthCheckOf(read), rateLimitOf(read))
   // A release (docs/releasing.md): the percent of new sessions of another service's paths.
   const canary = read('canary')
   if (canary !== undefined) features.canary = integer(canary.field, canary.value.replace(/%$/, ''), 1, 99, rules.canary.text)

@@ -45,6 +45,9 @@ const ruleOfField: Record<string, RuleName> = {
   healthCheckSlowStart: 'healthCheckSlowStart',
   canary: 'canary',
   drain: 'drain',
+  rateLimit: 'rateLimit',
+  rateLimitBurst: 'rateLimitBurst',
+  rateLimitTotal: 'rateLimitTotal',
 }
 
 /**

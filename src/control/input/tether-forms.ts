@@ -162,6 +162,9 @@ export interface RouteBody extends DestinationFeatures {
   healthCheckStatus?: number | undefined
   healthCheckSlowStart?: number | undefined
   canary?: number | undefined
+  rateLimit?: number | undefined
+  rateLimitBurst?: number | undefined
+  rateLimitTotal?: number | undefined
 }
 
 /** The destination fields of the JSON form: the text forms' names, with DFP's reqPathSearchReplace stored as pathRewrite. */
@@ -276,6 +279,9 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Pa
     healthCheckStatus: body.healthCheckStatus,
     healthCheckSlowStart: body.healthCheckSlowStart,
     canary: body.canary,
+    rateLimit: body.rateLimit,
+    rateLimitBurst: body.rateLimitBurst,
+    rateLimitTotal: body.rateLimitTotal,
     ...httpsFields({ ...body }, body.serviceDomain ?? []),
   }
   const route = finish(normalizeRoute(input))

@@ -127,6 +127,9 @@ export const featureQueryProperties = {
   healthCheckStatus: text(3, 'The status a passing task answers, 100-599 (needs healthCheckPath; default: any 2xx or 3xx).', '200'),
   healthCheckSlowStart: text(5, 'Seconds over which a task that starts passing gets its full share of new sessions, 1-3600.', '30'),
   canary: text(3, `Percent of the new sessions of paths another service holds that go to this service instead; it ${rules.canary.text}. Promote with takeover=true, abort by removing this route.`, '30'),
+  rateLimit: text(7, 'Requests per second one client address may send to this route on average, 1-1000000; past it, 429 with Retry-After. Per proxy replica (not shared between replicas).', '10'),
+  rateLimitBurst: text(8, 'Requests a client may send at once (needs rateLimit; default rateLimit), counted over rateLimitBurst / rateLimit seconds; at least rateLimit, at most 3600 times it.', '50'),
+  rateLimitTotal: text(8, 'Requests per second all clients together may send to this route through one proxy replica, 1-10000000; past it, 429 with Retry-After: 1.', '1000'),
   ipDeny: text(3200, `Clients from these addresses or CIDR blocks (space- or comma-separated) get 403; each ${rules.cidr.text}.`, '192.0.2.7'),
   compressionType: text(4200, `Only responses of these MIME types (space- or comma-separated) are compressed (needs compressionAlgo); each ${rules.mimeType.text}.`, 'text/html text/css application/json'),
 }
@@ -230,6 +233,9 @@ const routeBodyProperties = {
   healthCheckStatus: RouteSchema.properties.healthCheckStatus,
   healthCheckSlowStart: RouteSchema.properties.healthCheckSlowStart,
   canary: RouteSchema.properties.canary,
+  rateLimit: RouteSchema.properties.rateLimit,
+  rateLimitBurst: RouteSchema.properties.rateLimitBurst,
+  rateLimitTotal: RouteSchema.properties.rateLimitTotal,
 }
 
 export const ReconfigureBodySchema = Type.Object(

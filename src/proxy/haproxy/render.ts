@@ -216,6 +216,8 @@ function destinationRules(route: Route, d: Destination): string[] {
   // Access by client address first: nothing else of the route runs for a refused address.
   if (route.ipAllow !== undefined) out.push(`http-request deny deny_status 403 if !{ src ${route.ipAllow.join(' ')} }`)
   if (route.ipDeny !== undefined) out.push(`http-request deny deny_status 403 if { src ${route.ipDeny.join(' ')} }`)
+  // Rate limits after access by address: a refused address spends no one's budget.
+  out.push(...rateLimitRules(route))
   // Docker Flow Proxy answers a refused method with 403 (http-request deny); so does Tether.
   if (d.allowedMethods !== undefined) out.push(`http-request deny unless { method ${d.allowedMethods.join(' ')} }`)
   if (d.deniedMethods !== undefined) out.push(`http-request deny if { method ${d.deniedMethods.join(' ')} }`)
@@ -699,6 +701,16 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     // tasks and IP endpoints are addresses already.
     serverLinesOf(b, own)
   }
+  const rateTables = routes.flatMap((route) => rateLimitTables(route).map((t) => ({ ...t, own: [route.serviceName] })))
+  if (rateTables.length > 0) {
+    blank()
+    out.push(RATE_TABLES_COMMENT)
+    for (const t of rateTables) {
+      blank()
+      out.push(`backend ${t.name}`, t.own)
+      out.push(`    stick-table ${t.table}`, t.own)
+    }
+  }
 
   if (cookiesMap !== undefined) {
     blank()
@@ -828,6 +840,47 @@ function clientLimitLines(settings: RenderSettings): string[] {
   if (connections > 0) out.push(`    tcp-request session reject if { sc0_conn_cur gt ${connections} }`)
   // Retry-After: the window is 10 s, so by then the client's rate has fallen below the limit.
   if (rate > 0) out.push(`    http-request deny deny_status 429 hdr Retry-After 10 if { sc0_http_req_rate gt ${rate} }`)
+  return out
+}
+
+/**
+ * A route's rate limits (rateLimit, rateLimitBurst, rateLimitTotal) in its backends. Each table
+ * counts the requests it LET THROUGH (gpc0, incremented after both checks pass), not those it
+ * refused: a client hammering past its limit still gets rateLimit a second, as from a token
+ * bucket, and a flood does not lock everybody out of the total. The per-client window is
+ * burst / rate seconds (burst requests at once, rate per second on average), in HAProxy's
+ * sliding-window approximation. One table per route, shared by its destinations' backends.
+ */
+export const RATE_TABLES_COMMENT = "# Rate limits: the requests each route let through, per client address (tether.rate) and in total (tether.ratetotal); this replica's own counts."
+
+function rateLimitTables(route: Route): Array<{ name: string; table: string }> {
+  const out: Array<{ name: string; table: string }> = []
+  if (route.rateLimit !== undefined) {
+    const windowMs = rateWindowMs(route)
+    out.push({ name: `tether.rate.${route.serviceName}`, table: `type ipv6 size 100k expire ${Math.max(2 * windowMs, 10_000)}ms store gpc0_rate(${windowMs}ms)` })
+  }
+  if (route.rateLimitTotal !== undefined) out.push({ name: `tether.ratetotal.${route.serviceName}`, table: 'type integer size 1 expire 60s store gpc0_rate(1s)' })
+  return out
+}
+
+function rateWindowMs(route: Route): number {
+  return Math.round((1000 * (route.rateLimitBurst ?? route.rateLimit ?? 1)) / (route.rateLimit ?? 1))
+}
+
+function rateLimitRules(route: Route): string[] {
+  const out: string[] = []
+  if (route.rateLimit !== undefined) {
+    const burst = route.rateLimitBurst ?? route.rateLimit
+    out.push(`http-request track-sc1 src table tether.rate.${route.serviceName}`)
+    // Retry-After: a whole window, after which the client's count has fallen under the limit.
+    out.push(`http-request deny deny_status 429 hdr Retry-After ${Math.ceil(rateWindowMs(route) / 1000)} if { sc1_gpc0_rate ge ${burst} }`)
+  }
+  if (route.rateLimitTotal !== undefined) {
+    out.push(`http-request track-sc2 int(1) table tether.ratetotal.${route.serviceName}`)
+    out.push(`http-request deny deny_status 429 hdr Retry-After 1 if { sc2_gpc0_rate ge ${route.rateLimitTotal} }`)
+  }
+  if (route.rateLimit !== undefined) out.push('http-request sc-inc-gpc0(1)')
+  if (route.rateLimitTotal !== undefined) out.push('http-request sc-inc-gpc0(2)')
   return out
 }
 
