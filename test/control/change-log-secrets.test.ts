@@ -111,6 +111,10 @@ describe('the change log with every route feature', () => {
     await put('PUT', '/v1/routes/gone', { servicePath: ['/gone'], port: 80, auth: { users: [{ name: 'dave', passwordHash: GIVEN_HASH }] } })
     await put('DELETE', '/v1/routes/gone')
     await put('DELETE', '/v1/remove?serviceName=app')
+    // A release: a canary of another service's path, then a takeover with drain (the old route keeps 'drain').
+    await put('PUT', '/v1/reconfigure?serviceName=blue&servicePath=/blue&port=80&sticky=true')
+    await put('PUT', '/v1/reconfigure?serviceName=canary&servicePath=/blue&port=80&canary=30')
+    await put('PUT', '/v1/reconfigure?serviceName=green&servicePath=/blue&port=80&takeover=true&drain=600')
 
     // The test holds every field of the contract: a field added to the contract and missing here fails.
     const config = await app.inject({ url: '/v1/config', headers: proxy })
@@ -119,8 +123,10 @@ describe('the change log with every route feature', () => {
     const all = routes.find((r) => r.serviceName === 'everything')
     const dfp = routes.find((r) => r.serviceName === 'dfp')
     const tcpSni = routes.find((r) => r.serviceName === 'streams')
-    assert.ok(all !== undefined && dfp !== undefined && tcpSni !== undefined, config.body)
-    assert.deepEqual([...new Set([...Object.keys(all), ...Object.keys(dfp), ...Object.keys(tcpSni)])].sort(), fieldsOf(RouteSchema))
+    const canary = routes.find((r) => r.serviceName === 'canary')
+    const draining = routes.find((r) => r.serviceName === 'blue')
+    assert.ok(all !== undefined && dfp !== undefined && tcpSni !== undefined && canary?.canary === 30 && draining?.drain?.to === 'green', config.body)
+    assert.deepEqual([...new Set([...Object.keys(all), ...Object.keys(dfp), ...Object.keys(tcpSni), ...Object.keys(canary), ...Object.keys(draining)])].sort(), fieldsOf(RouteSchema))
     assert.deepEqual(Object.keys(all.destinations[0]!).sort(), fieldsOf(DestinationSchema))
     assert.deepEqual(Object.keys(tcpSni.tcp![0]!).sort(), fieldsOf(TcpDestinationSchema))
     assert.deepEqual(Object.keys(tcpSni.sni![0]!).sort(), fieldsOf(SniDestinationSchema))
@@ -152,7 +158,7 @@ describe('the change log with every route feature', () => {
     const changes = (await app.inject({ url: '/v1/changes?since=0' })).json() as { version: number; changes: Array<{ operation: string; serviceName: string; before: Route | null; after: Route | null }> }
     assert.deepEqual(
       changes.changes.map((c) => `${c.operation} ${c.serviceName}`),
-      ['put app', 'put dfp', 'put everything', 'put everything', 'put streams', 'put gone', 'remove gone', 'remove app'],
+      ['put app', 'put dfp', 'put everything', 'put everything', 'put streams', 'put gone', 'remove gone', 'remove app', 'put blue', 'put canary', 'put blue', 'put green'],
     )
     const removedApp = changes.changes[7]!
     assert.equal(removedApp.after, null)
