@@ -15,15 +15,17 @@ import { api, startControl, type TestControl } from './harness.ts'
 import { startRedisFor } from '../helpers/redis-server.ts'
 
 const silent = pino({ level: 'silent' })
+// biome-ignore lint/suspicious/noExplicitAny: the answers' JSON is read field by field by the assertions below
+type Answer = Record<string, any>
 
 async function reconfigure(c: TestControl, query: string) {
   const res = await c.app.inject({ method: 'PUT', url: `/v1/reconfigure?${query}`, headers: api })
-  return { status: res.statusCode, body: res.json() as Record<string, any> }
+  return { status: res.statusCode, body: res.json() as Answer }
 }
 
 async function getRoute(c: TestControl, name: string) {
   const res = await c.app.inject({ method: 'GET', url: `/v1/routes/${name}`, headers: api })
-  return { status: res.statusCode, body: res.json() as Record<string, any> }
+  return { status: res.statusCode, body: res.json() as Answer }
 }
 
 const BLUE = 'serviceName=blue&servicePath=/app&port=80&sticky=true&endpoints=127.0.0.1:3001'
