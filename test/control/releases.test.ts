@@ -101,6 +101,31 @@ describe('releases: canary and takeover with drain', () => {
     assert.equal((await getRoute(c, 'blue')).body.route.drain, undefined)
   })
 
+  it('GET /v1/status lists the canary with its percent and shared paths, then the drain with its end and seconds left', async (t) => {
+    const c = await startControl(t)
+    const status = async () => {
+      const res = await c.app.inject({ method: 'GET', url: '/v1/status', headers: api })
+      assert.equal(res.statusCode, 200, res.body)
+      return (res.json() as Answer).releases as Answer
+    }
+    assert.deepEqual(await status(), { canaries: [], drains: [] }, 'no release: both lists are there, empty')
+    await reconfigure(c, BLUE)
+    await reconfigure(c, 'serviceName=red&servicePath=/other&port=80&endpoints=127.0.0.1:3005')
+    assert.equal((await reconfigure(c, 'serviceName=green&servicePath=/app&port=80&canary=30&endpoints=127.0.0.1:3002')).status, 200)
+    assert.deepEqual(await status(), { canaries: [{ serviceName: 'green', percent: 30, paths: [{ host: '', path: '/app', sharedWith: 'blue' }] }], drains: [] })
+
+    const before = Date.now()
+    const promoted = await reconfigure(c, 'serviceName=green&servicePath=/app&port=80&takeover=true&drain=600&endpoints=127.0.0.1:3002')
+    assert.equal(promoted.status, 200, JSON.stringify(promoted.body))
+    const releases = await status()
+    assert.deepEqual(releases.canaries, [], 'promoted: no longer a canary')
+    assert.equal(releases.drains.length, 1, JSON.stringify(releases))
+    const [drain] = releases.drains
+    assert.deepEqual({ ...drain, secondsLeft: undefined }, { serviceName: 'blue', to: 'green', until: promoted.body.takenOver[0].drainUntil, secondsLeft: undefined })
+    const left = Date.parse(drain.until) - before
+    assert.ok(Number.isInteger(drain.secondsLeft) && drain.secondsLeft > 0 && drain.secondsLeft <= Math.ceil(left / 1000), `secondsLeft ${drain.secondsLeft} counts down to ${drain.until}`)
+  })
+
   it('takeover with drain keeps the old route until the end time, which survives a restart; the reaper removes it once', async (t) => {
     const redis = await startRedisFor(t)
     const prefix = `releases-${process.pid}:`

@@ -472,6 +472,42 @@ export const FleetStatusSchema = Type.Object(
       description: 'Every binding of the table that another route serves instead (paths shared through the Docker Flow Proxy form or com.df.* labels; Tether\'s own forms refuse them).',
     }),
     tls: TlsStatusSchema,
+    releases: Type.Object(
+      {
+        canaries: Type.Array(
+          Type.Object(
+            {
+              serviceName: Type.String({ description: 'The canary service.' }),
+              percent: Type.Integer({ minimum: 1, maximum: 99, description: 'Percent of new sessions on the shared paths sent to its tasks (sessions already pinned stay where they are).' }),
+              paths: Type.Array(
+                Type.Object(
+                  {
+                    host: Type.String({ description: "The host ('' for any host)." }),
+                    path: Type.String(),
+                    sharedWith: Type.String({ description: 'The service that holds this path; the canary gets its share of its new sessions.' }),
+                  },
+                  { additionalProperties: false },
+                ),
+                { description: 'The paths it shares. Empty when no other service holds its paths any more (the main route was removed): then it serves them alone.' },
+              ),
+            },
+            { additionalProperties: false },
+          ),
+        ),
+        drains: Type.Array(
+          Type.Object(
+            {
+              serviceName: Type.String({ description: 'The old service: only clients pinned to its tasks still reach them.' }),
+              to: Type.String({ description: 'The service that took its paths (takeover=true).' }),
+              until: Type.String({ format: 'date-time', description: 'When the drain ends (UTC): then its route is removed and its pinned clients move to `to`.' }),
+              secondsLeft: Type.Integer({ minimum: 0, description: 'Seconds until `until` when this answer was made (0: ended, the route is removed within seconds).' }),
+            },
+            { additionalProperties: false },
+          ),
+        ),
+      },
+      { additionalProperties: false, description: 'Releases in progress (docs/releasing.md): canaries (canary=<percent>) and drains (takeover=true&drain=<seconds>), from the stored table.' },
+    ),
     discovery: Type.Optional(
       Type.Object(
         {

@@ -2,13 +2,15 @@
  * Fleet status:
  *   PUT /v1/proxies/{id}   heartbeat (proxy token), kept for the configured TTL
  *   GET /v1/proxies        live proxies
- *   GET /v1/status         current version, live/converged counts, laggards, refused routes
+ *   GET /v1/status         current version, live/converged counts, laggards, refused routes,
+ *                          releases in progress (canaries, drains)
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from 'typebox'
 import { shadowedExtraReport, shadowedReport } from './helpers.ts'
 import { readAcmeStatus } from '../../acme.ts'
 import { droppedNamesOf, tlsStatusOf } from '../../services/tls-status.ts'
+import { releasesOf } from '../../services/releases.ts'
 import { ProxyHeartbeatSchema } from '../../../contracts/proxy-status.ts'
 import { ErrorCode } from '../../../contracts/errors.ts'
 import { bearer, errors, FleetStatusSchema, ProxiesAnswerSchema, ProxyIdParamsSchema, ref } from '../schemas.ts'
@@ -57,7 +59,7 @@ const fleet: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['fleet'],
         operationId: 'getStatus',
-        summary: 'Convergence summary: current version, live and converged proxies, laggards, refused routes, HTTPS (certificates, ACME)',
+        summary: 'Convergence summary: current version, live and converged proxies, laggards, refused routes, HTTPS (certificates, ACME), releases in progress (canaries, drains)',
         description:
           'While the route store is unavailable, answers the last status this replica read, with `x-tether-stale: true` and a `stale` field saying when it was read (503 only when it has read none).',
         response: { 200: ref(FleetStatusSchema), 503: errors[503] },
@@ -76,6 +78,7 @@ const fleet: FastifyPluginAsyncTypebox = async (app) => {
           shadowed: plan.shadowed.map(shadowedReport),
           ...(plan.shadowedExtras.length === 0 ? {} : { shadowedExtras: plan.shadowedExtras.map(shadowedExtraReport) }),
           tls,
+          releases: releasesOf(current.table, plan, now),
         }
         lastStatus = { status: fresh, asOf: new Date().toISOString() }
         return { ...fresh, ...discovery() }
