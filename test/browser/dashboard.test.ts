@@ -3,7 +3,8 @@
  * a real proxy agent driving a real HAProxy in front of real backends: the page shows the
  * proxy, a route registered through the API appears without a reload (the version long poll),
  * with its health on the proxy; a restore from the change log needs the API token and changes
- * the table; a proxy whose heartbeats stop turns stale.
+ * the table; a proxy whose heartbeats stop turns stale; a canary and then its drain show under
+ * Releases.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -137,6 +138,34 @@ describe('dashboard at /ui', { skip }, () => {
     await certChange.waitFor({ timeout: 10_000 })
     assert.match(await certChange.innerText(), /shop\s+certificate stored/)
     assert.match(await page.locator('#changes tr[data-kind="route"][data-version="1"]').innerText(), /created \/→80/)
+  })
+
+  it('shows the releases in progress: a canary with its share and the path it shares, then the drain with its end', async (t) => {
+    const control = await startControl(t)
+    const [blue, green] = await backends(t, 2, 'release')
+    const { page } = await openBrowser(t)
+    await page.goto(`${control.url}/ui/`)
+    await page.locator('#releases-empty').waitFor()
+    assert.match(await page.locator('#releases-empty').innerText(), /No release in progress/)
+
+    const main = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'blue', path: '/app', endpoints: [blue!.address], sticky: true })}`)
+    assert.equal(main.status, 200, JSON.stringify(main.body))
+    const canary = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'green', path: '/app', endpoints: [green!.address] })}&canary=30`)
+    assert.equal(canary.status, 200, JSON.stringify(canary.body))
+    // The page re-reads /v1/status every couple of seconds: the canary appears with its share.
+    const canaryRow = page.locator('#releases tr[data-release="canary"][data-release-service="green"]')
+    await canaryRow.waitFor({ timeout: 10_000 })
+    assert.match(await canaryRow.innerText(), /green\s+canary\s+\/app \(with blue\)\s+30 %/)
+    assert.equal(await page.locator('#releases-empty').isHidden(), true)
+
+    const promoted = await control.api('PUT', `/v1/reconfigure?${reconfigureQuery({ serviceName: 'green', path: '/app', endpoints: [green!.address] })}&takeover=true&drain=600`)
+    assert.equal(promoted.status, 200, JSON.stringify(promoted.body))
+    const drainRow = page.locator('#releases tr[data-release="drain"][data-release-service="blue"]')
+    await drainRow.waitFor({ timeout: 10_000 })
+    assert.match(await drainRow.innerText(), /blue\s+draining → green\s+taken by green\s+none \(pinned clients only\)\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+ min left\)/)
+    assert.equal(await drainRow.locator('td').last().getAttribute('title'), promoted.body.takenOver[0].drainUntil, 'the exact end time is in the cell title')
+    await canaryRow.waitFor({ state: 'detached', timeout: 10_000 })
+    assert.equal(await page.locator('#releases tbody tr').count(), 1, 'promoted: the canary is gone, the drain is the only release')
   })
 
   it('shows each route\'s traffic live (requests a second, errors, p95, sessions per task) and each proxy\'s connections, reloads and dropped log lines', async (t) => {

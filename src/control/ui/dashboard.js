@@ -285,6 +285,35 @@ function span(seconds) {
   return `${Math.round(s / 86400)} days`
 }
 
+/** Releases in progress (GET /v1/status's releases): each canary with its share, each drain with its end. */
+function renderReleases() {
+  const r = state.status?.releases
+  const canaries = (r?.canaries ?? []).map((c) =>
+    h(
+      'tr',
+      { 'data-release': 'canary', 'data-release-service': c.serviceName },
+      h('td', {}, h('strong', {}, c.serviceName)),
+      h('td', {}, 'canary'),
+      h('td', {}, c.paths.length === 0 ? h('span', { class: 'warn' }, 'no path shared: serves its paths alone') : c.paths.map((p) => `${p.host}${p.path} (with ${p.sharedWith})`).join(', ')),
+      h('td', {}, `${c.percent} %`),
+      h('td', { class: 'muted' }, 'when promoted (takeover=true) or removed'),
+    ),
+  )
+  const drains = (r?.drains ?? []).map((d) =>
+    h(
+      'tr',
+      { 'data-release': 'drain', 'data-release-service': d.serviceName },
+      h('td', {}, h('strong', {}, d.serviceName)),
+      h('td', {}, `draining → ${d.to}`),
+      h('td', { class: 'muted' }, `taken by ${d.to}`),
+      h('td', { class: 'muted' }, 'none (pinned clients only)'),
+      h('td', { title: d.until }, d.secondsLeft === 0 ? 'ended, removing…' : `${clock(d.until)} (${d.secondsLeft < 90 ? `${d.secondsLeft} s` : span(d.secondsLeft)} left)`),
+    ),
+  )
+  $('releases').tBodies[0].replaceChildren(...canaries, ...drains)
+  $('releases-empty').hidden = canaries.length + drains.length > 0
+}
+
 /** Stored certificates (GET /v1/status's tls section) with the ACME state of those ACME keeps. */
 function renderCertificates() {
   const tls = state.status?.tls
@@ -388,6 +417,7 @@ async function refreshFleet() {
   renderSummary()
   renderProxies()
   renderProblems()
+  renderReleases()
   renderCertificates()
   renderRoutes() // health per proxy comes from the proxies
 }
