@@ -17,21 +17,28 @@
  *   it without its own network), except upgraded connections (their time is the whole session);
  * - tether_route_upgraded_connections_total: HTTP connections upgraded (101, WebSockets),
  *   counted when they end (HAProxy logs a session when it closes);
+ * - tether_route_refused_requests_total{reason}: requests a route policy refused, by the access
+ *   log's `refused` field: ip (ipAllow/ipDeny 403), rate (rateLimit/rateLimitTotal 429), auth
+ *   (basic authentication 401); refusals before routing (the per-client request rate,
+ *   TETHER_CLIENT_MAX_REQUEST_RATE) have no route: tether_proxy_refused_requests_total{reason};
  * - tether_route_affinity_total{outcome}: new (a new affinity cookie), kept (the client's cookie
  *   took it to its task), repinned (the cookie's task was down or gone: a new one was chosen),
  *   from the cookie status in HAProxy's termination state; routes without affinity have none.
  *
  * Cardinality: one histogram (12 series: 11 buckets + +Inf, with _sum and _count) per served
- * route, one upgraded counter, at most 3 affinity series; a route no longer served loses its
+ * route, one upgraded counter, at most 3 refusal and 3 affinity series; a route no longer served loses its
  * series (prune()). No label carries a client-chosen value: the service name is checked against
  * the routes served.
  */
 import { createSocket, type Socket } from 'node:dgram'
 import { readFile } from 'node:fs/promises'
-import { Counter, Histogram, type Registry } from 'prom-client'
+import { Counter, Histogram, type Metric, type Registry } from 'prom-client'
 
 /** Seconds. Chosen for web requests: 5 ms to 10 s; slower ones are in +Inf. */
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const
+
+/** The access log's `refused` values (render.ts sets them before each policy's refusal). */
+export const REFUSAL_REASONS = ['ip', 'rate', 'auth'] as const
 
 export type AffinityOutcome = 'new' | 'kept' | 'repinned'
 
@@ -77,6 +84,7 @@ export async function startLogMetrics(): Promise<LogMetrics> {
         counts.delete(s)
         this.remove({ service: s })
         upgraded.remove({ service: s })
+        for (const reason of REFUSAL_REASONS) refused.remove({ service: s, reason })
         for (const outcome of ['new', 'kept', 'repinned']) affinity.remove({ service: s, outcome })
       }
     },
@@ -85,6 +93,18 @@ export async function startLogMetrics(): Promise<LogMetrics> {
     name: 'tether_route_upgraded_connections_total',
     help: 'HTTP connections upgraded (101: WebSockets) per route, counted when they close.',
     labelNames: ['service'] as const,
+    registers: [],
+  })
+  const refused = new Counter({
+    name: 'tether_route_refused_requests_total',
+    help: 'HTTP requests a route policy refused, per route and reason: ip (ipAllow/ipDeny, 403), rate (rateLimit/rateLimitTotal, 429), auth (basic authentication, 401).',
+    labelNames: ['service', 'reason'] as const,
+    registers: [],
+  })
+  const refusedBeforeRouting = new Counter({
+    name: 'tether_proxy_refused_requests_total',
+    help: 'HTTP requests refused before any route was chosen, per reason: rate (TETHER_CLIENT_MAX_REQUEST_RATE, 429).',
+    labelNames: ['reason'] as const,
     registers: [],
   })
   const affinity = new Counter({
@@ -103,16 +123,22 @@ export async function startLogMetrics(): Promise<LogMetrics> {
   const counts = new Map<string, number[]>()
 
   const observe = (line: string, served: ReadonlySet<string>): boolean => {
-    let entry: { type?: unknown; service?: unknown; status?: unknown; duration_ms?: unknown; termination_state?: unknown }
+    let entry: { type?: unknown; service?: unknown; status?: unknown; duration_ms?: unknown; termination_state?: unknown; refused?: unknown }
     try {
       entry = JSON.parse(line) as typeof entry
     } catch {
       unreadable.inc()
       return false
     }
+    const reason = REFUSAL_REASONS.find((r) => r === entry.refused)
+    if (entry.type === 'http' && entry.service === '' && reason !== undefined) {
+      refusedBeforeRouting.inc({ reason })
+      return true
+    }
     if (entry.type !== 'http' || typeof entry.service !== 'string' || !served.has(entry.service)) return false
     const service = entry.service
     seen.add(service)
+    if (reason !== undefined) refused.inc({ service, reason })
     if (entry.status === 101) upgraded.inc({ service })
     else if (typeof entry.duration_ms === 'number' && entry.duration_ms >= 0) {
       const seconds = entry.duration_ms / 1000
@@ -166,7 +192,7 @@ export async function startLogMetrics(): Promise<LogMetrics> {
     register(registry, servedNow) {
       served = servedNow
       // The histogram first: its collect (run when a scrape begins) drops the series of routes no longer served.
-      for (const m of [duration, upgraded, affinity, unreadable, dropped]) registry.registerMetric(m)
+      for (const m of [duration, upgraded, refused, refusedBeforeRouting, affinity, unreadable, dropped] as Metric[]) registry.registerMetric(m)
     },
     close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
   }

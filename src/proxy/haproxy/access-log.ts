@@ -27,6 +27,9 @@
  * (HAProxy's %tsc) are its cookie status: `NI` a new cookie, `VN` kept on its task, `DI`/`II`
  * re-pinned (its task was down or gone), `--` no affinity cookie on this route.
  *
+ * Refusals: a request a policy refused (render.ts: an address rule, a rate limit, basic auth) has
+ * its reason in `refused` ("ip", "rate", "auth"); "" for every other request.
+ *
  * Request id: a client's X-Request-ID is kept when it is one header of 1-128 characters
  * [A-Za-z0-9._:-]; otherwise a UUID replaces it. It is passed to the backend, returned on every
  * response (HAProxy's own 404/503/429 included) and logged.
@@ -86,7 +89,7 @@ function who(s: AccessLogSettings): string {
 export function httpLogFormat(s: AccessLogSettings, mapPath: string): string {
   const key = 'be_name,concat(,txn.log_path,/)'
   if (s.format === 'text') {
-    return `%[date,utime(%H:%M:%S)] %ci:%cp %[var(txn.log_host),bytes(0,${MAX.host}),json(utf8s)] %HM %[var(txn.log_path),bytes(0,${MAX.path}),json(utf8s)] %HV %ST %B %Tams ${'%[' + key + ',map_beg(' + mapPath + '),field(1,|)]'}/%s %tsc retries=%rc id=%[var(txn.request_id)]`
+    return `%[date,utime(%H:%M:%S)] %ci:%cp %[var(txn.log_host),bytes(0,${MAX.host}),json(utf8s)] %HM %[var(txn.log_path),bytes(0,${MAX.path}),json(utf8s)] %HV %ST %B %Tams ${'%[' + key + ',map_beg(' + mapPath + '),field(1,|)]'}/%s %tsc retries=%rc id=%[var(txn.request_id)] refused=%[var(txn.tether_refused),bytes(0,16),json(utf8s)]`
   }
   return [
     `{"time":"${TIME}",${who(s)},"type":"http"`,
@@ -96,7 +99,7 @@ export function httpLogFormat(s: AccessLogSettings, mapPath: string): string {
     '"status":%ST,"bytes_in":%U,"bytes_out":%B',
     '"duration_ms":%Ta,"request_ms":%TR,"queue_ms":%Tw,"connect_ms":%Tc,"response_ms":%Tr',
     `${route(mapPath, key)},"backend":"%b","server":"%s"`,
-    `"termination_state":"%tsc","retries":"%rc","request_id":${str('var(txn.request_id)', 128)}}`,
+    `"termination_state":"%tsc","retries":"%rc","request_id":${str('var(txn.request_id)', 128)},"refused":${str('var(txn.tether_refused)', 16)}}`,
   ].join(',')
 }
 

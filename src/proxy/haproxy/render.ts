@@ -205,6 +205,17 @@ function regexLiteral(path: string): string {
   return path.replace(/[^A-Za-z0-9/_-]/g, (c) => `\\${c}`)
 }
 
+/** A refusal reason, as the access log's `refused` field and the refusal counters' `reason` label. */
+export type RefusalReason = 'ip' | 'rate' | 'auth'
+
+/**
+ * A policy's refusal: its reason in txn.tether_refused (written in the access log line), then the
+ * deny on the same condition (a cheap one, read twice: an address list or a stick counter).
+ */
+function refuse(reason: RefusalReason, condition: string, deny: string): string[] {
+  return [`http-request set-var(txn.tether_refused) str(${reason}) if ${condition}`, `http-request deny ${deny} if ${condition}`]
+}
+
 /** The per-request lines of one destination's backend, in the order HAProxy runs them. */
 function destinationRules(route: Route, d: Destination): string[] {
   const out: string[] = [...healthCheckLines(route, d)]
@@ -214,15 +225,18 @@ function destinationRules(route: Route, d: Destination): string[] {
   if (d.timeoutServer !== undefined) out.push(`timeout server ${d.timeoutServer}s`)
   if (d.timeoutTunnel !== undefined) out.push(`timeout tunnel ${d.timeoutTunnel}s`)
   // Access by client address first: nothing else of the route runs for a refused address.
-  if (route.ipAllow !== undefined) out.push(`http-request deny deny_status 403 if !{ src ${route.ipAllow.join(' ')} }`)
-  if (route.ipDeny !== undefined) out.push(`http-request deny deny_status 403 if { src ${route.ipDeny.join(' ')} }`)
+  // Each refusal first names its reason (txn.tether_refused, in the access log and the refusal counters).
+  if (route.ipAllow !== undefined) out.push(...refuse('ip', `!{ src ${route.ipAllow.join(' ')} }`, 'deny_status 403'))
+  if (route.ipDeny !== undefined) out.push(...refuse('ip', `{ src ${route.ipDeny.join(' ')} }`, 'deny_status 403'))
   // Rate limits after access by address: a refused address spends no one's budget.
   out.push(...rateLimitRules(route))
   // Docker Flow Proxy answers a refused method with 403 (http-request deny); so does Tether.
   if (d.allowedMethods !== undefined) out.push(`http-request deny unless { method ${d.allowedMethods.join(' ')} }`)
   if (d.deniedMethods !== undefined) out.push(`http-request deny if { method ${d.deniedMethods.join(' ')} }`)
   if (route.auth !== undefined && d.ignoreAuthorization !== true) {
-    out.push(`http-request auth realm ${quote(route.auth.realm ?? `${route.serviceName}Realm`)} unless { http_auth(${userlistName(route.serviceName)}) }`)
+    // The password is checked once (a hash per request is costly): the reason, then the challenge on it.
+    out.push(`http-request set-var(txn.tether_refused) str(auth) unless { http_auth(${userlistName(route.serviceName)}) }`)
+    out.push(`http-request auth realm ${quote(route.auth.realm ?? `${route.serviceName}Realm`)} if { var(txn.tether_refused) -m str auth }`)
     // The credentials are the proxy's business, not the service's (as in Docker Flow Proxy).
     out.push('http-request del-header Authorization')
   }
@@ -839,7 +853,7 @@ function clientLimitLines(settings: RenderSettings): string[] {
   } else out.push('    tcp-request session track-sc0 src')
   if (connections > 0) out.push(`    tcp-request session reject if { sc0_conn_cur gt ${connections} }`)
   // Retry-After: the window is 10 s, so by then the client's rate has fallen below the limit.
-  if (rate > 0) out.push(`    http-request deny deny_status 429 hdr Retry-After 10 if { sc0_http_req_rate gt ${rate} }`)
+  if (rate > 0) out.push(...refuse('rate', `{ sc0_http_req_rate gt ${rate} }`, 'deny_status 429 hdr Retry-After 10').map((l) => `    ${l}`))
   return out
 }
 
@@ -873,11 +887,11 @@ function rateLimitRules(route: Route): string[] {
     const burst = route.rateLimitBurst ?? route.rateLimit
     out.push(`http-request track-sc1 src table tether.rate.${route.serviceName}`)
     // Retry-After: a whole window, after which the client's count has fallen under the limit.
-    out.push(`http-request deny deny_status 429 hdr Retry-After ${Math.ceil(rateWindowMs(route) / 1000)} if { sc1_gpc0_rate ge ${burst} }`)
+    out.push(...refuse('rate', `{ sc1_gpc0_rate ge ${burst} }`, `deny_status 429 hdr Retry-After ${Math.ceil(rateWindowMs(route) / 1000)}`))
   }
   if (route.rateLimitTotal !== undefined) {
     out.push(`http-request track-sc2 int(1) table tether.ratetotal.${route.serviceName}`)
-    out.push(`http-request deny deny_status 429 hdr Retry-After 1 if { sc2_gpc0_rate ge ${route.rateLimitTotal} }`)
+    out.push(...refuse('rate', `{ sc2_gpc0_rate ge ${route.rateLimitTotal} }`, 'deny_status 429 hdr Retry-After 1'))
   }
   if (route.rateLimit !== undefined) out.push('http-request sc-inc-gpc0(1)')
   if (route.rateLimitTotal !== undefined) out.push('http-request sc-inc-gpc0(2)')
