@@ -36,15 +36,17 @@ export class CookieJar {
  * One request on a new connection (no keep-alive pool), as a CI job's next `curl` makes it.
  * fetch() below reuses pooled keep-alive connections, like a browser.
  */
-export function requestFresh(url: string, options: { timeoutMs?: number } = {}): Promise<Reply> {
+export function requestFresh(url: string, options: { timeoutMs?: number; jar?: CookieJar } = {}): Promise<Reply> {
+  const cookie = options.jar?.header()
   return new Promise((resolve, reject) => {
-    const req = httpGet(url, { agent: false, timeout: options.timeoutMs ?? 5_000 }, (res) => {
+    const req = httpGet(url, { agent: false, timeout: options.timeoutMs ?? 5_000, ...(cookie === undefined ? {} : { headers: { cookie } }) }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8')
         const json = jsonObject(text)
         const setCookie = res.headers['set-cookie'] ?? []
+        options.jar?.store(setCookie)
         resolve({ status: res.statusCode ?? 0, json, text, setCookies: setCookie })
       })
       res.on('error', reject)
