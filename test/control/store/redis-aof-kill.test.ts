@@ -4,10 +4,13 @@
  * Every answer is checked against the change log and the table Redis reloaded: 0 acknowledged
  * writes lost, 0 "nothing was changed" (STORE_UNAVAILABLE) for a write that is stored.
  *
- * The promise this keeps (README, "Durability"): Redis answers a write after appending it to the
- * file, so a crash of the Redis process loses no acknowledged write with either setting; with
- * everysec a crash of the whole machine may lose the last second (the file is fsynced once a
- * second), with always it loses nothing. A machine crash is not simulated here.
+ * The promise this keeps (docs/production.md, "Durability"): with appendfsync always, Redis answers
+ * a write only after appending it to the file, so a crash of the Redis process loses no
+ * acknowledged write. With everysec it usually does too, but while a background fsync is late (a
+ * busy disk) Redis 7 postpones writing the file for up to 2 s and still answers meanwhile
+ * (aof.c, flushAppendOnlyFile), so a process crash may lose the writes of those last seconds:
+ * the test allows that, and only that (lost writes answered within 3 s of the kill), and prints
+ * what was lost. A machine crash is not simulated here.
  */
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -46,6 +49,7 @@ describe('Redis killed (kill -9) under concurrent writers, append-only file', ()
         }
       })
       await sleep(200)
+      const killedAt = Date.now()
       await redis.stop() // kill -9
       await sleep(300)
       await redis.start() // reloads the append-only file
@@ -63,7 +67,10 @@ describe('Redis killed (kill -9) under concurrent writers, append-only file', ()
       assert.equal(answers.length, writers * writesEach)
       assert.ok(answers.some((a) => a.outcome === 'ok' && a.at < restarted - 300) && answers.some((a) => a.outcome === 'ok' && a.at > restarted), 'writes succeeded before the kill and after the restart')
       assert.ok(count('ok') < answers.length, 'the kill made some writes fail, or the test proves nothing')
-      assert.deepEqual(answers.filter((a) => a.outcome === 'ok' && !logged.has(`${a.serviceName}:${a.port}`)), [], 'acknowledged writes missing after the restart')
+      const lost = answers.filter((a) => a.outcome === 'ok' && !logged.has(`${a.serviceName}:${a.port}`))
+      process.stdout.write(`MEASURED appendfsync ${appendfsync}: ${lost.length} acknowledged writes lost by the kill\n`)
+      if (appendfsync === 'always') assert.deepEqual(lost, [], 'acknowledged writes missing after the restart')
+      else assert.deepEqual(lost.filter((a) => a.at < killedAt - 3000), [], 'acknowledged writes missing after the restart, answered more than 3 s before the kill')
       assert.deepEqual(answers.filter((a) => a.outcome === 'STORE_UNAVAILABLE' && logged.has(`${a.serviceName}:${a.port}`)), [], 'answered "nothing was changed" but stored')
       // The versions in the log are gap-free and the table holds each writer's last logged write.
       assert.deepEqual(log.map((c) => c.version), Array.from({ length: log.length }, (_, i) => i + 1))
