@@ -117,6 +117,7 @@ export const rules = {
   rateLimit: { text: 'must be a whole number of requests per second from 1 to 1000000' },
   rateLimitBurst: { text: 'must be a whole number of requests from 1 to 10000000, at least rateLimit and at most 3600 times it' },
   rateLimitTotal: { text: 'must be a whole number of requests per second from 1 to 10000000' },
+  bodyLimit: { text: 'must be a whole number of bytes from 1 to 1099511627776 (1 TiB)' },
   mimeType: {
     // type/subtype, RFC 9110 token characters minus those HAProxy's parser treats specially ('#', '$', '%', quotes, '\\', '*'); no parameters.
     pattern: '^[A-Za-z0-9][A-Za-z0-9!&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!&^_.+-]{0,63}$',
@@ -470,6 +471,23 @@ export const routeRateLimitProperties = {
 }
 
 /**
+ * The request body limit of a route (docs/edge-policies.md): a request whose Content-Length is over
+ * it is refused by the proxy with 413 before the service sees anything. A body sent without a
+ * Content-Length (chunked HTTP/1.1, HTTP/2 without the header) is not measured and not limited.
+ */
+export const routeBodyLimitProperties = {
+  bodyLimit: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 1_099_511_627_776,
+      description:
+        'Largest request body, in bytes, this route accepts (default: the proxy\'s TETHER_MAX_BODY_SIZE, none when 0). A request whose Content-Length is over it is answered 413 by the proxy before the service sees anything. Only Content-Length is judged: a body sent without one (chunked HTTP/1.1, HTTP/2 without the header) is not limited.',
+      examples: [1048576],
+    }),
+  ),
+}
+
+/**
  * Releases of a stateful service (docs/releasing.md). A canary route names paths (and hosts) another
  * service holds: its tasks join that service's backend, and `canary` percent of NEW sessions (of
  * requests, for a route that is not sticky) go to them by weight; a session already pinned stays on
@@ -532,6 +550,7 @@ export const RouteSchema = Type.Object(
     ...routeBackendProperties,
     ...routeHealthProperties,
     ...routeRateLimitProperties,
+    ...routeBodyLimitProperties,
     ...routeReleaseProperties,
   },
   { $id: 'Route', additionalProperties: false },
@@ -596,6 +615,7 @@ export interface RouteInput extends RouteHttps, RouteBackend {
   rateLimit?: number | undefined
   rateLimitBurst?: number | undefined
   rateLimitTotal?: number | undefined
+  bodyLimit?: number | undefined
   canary?: number | undefined
   drain?: { until: string; to: string } | undefined
 }
@@ -688,7 +708,7 @@ export function normalizeRoute(input: RouteInput): Route {
   if (nonEmpty(input.compressionType)) route.compressionType = unique(input.compressionType.map((t) => t.toLowerCase())).sort()
   if (nonEmpty(input.ipAllow)) route.ipAllow = unique(input.ipAllow.map((c) => c.toLowerCase())).sort()
   if (nonEmpty(input.ipDeny)) route.ipDeny = unique(input.ipDeny.map((c) => c.toLowerCase())).sort()
-  for (const key of ['healthCheckPath', 'healthCheckInterval', 'healthCheckStatus', 'healthCheckSlowStart', 'rateLimit', 'rateLimitBurst', 'rateLimitTotal'] as const) {
+  for (const key of ['healthCheckPath', 'healthCheckInterval', 'healthCheckStatus', 'healthCheckSlowStart', 'rateLimit', 'rateLimitBurst', 'rateLimitTotal', 'bodyLimit'] as const) {
     const value = input[key]
     if (value !== undefined) (route as Record<string, unknown>)[key] = value
   }

@@ -68,6 +68,13 @@ export const ProxyEnvSchema = Type.Object({
     default: 0,
     description: 'Requests one client address may send in 10 seconds on the HTTP/HTTPS listeners; past it requests answer 429 with Retry-After. 0: no limit (the default: behind a load balancer or a large NAT one address carries many users).',
   }),
+  TETHER_MAX_BODY_SIZE: Type.Integer({
+    minimum: 0,
+    maximum: 1_099_511_627_776,
+    default: 0,
+    description:
+      'Largest request body, in bytes, of every HTTP route without a bodyLimit of its own: a request whose Content-Length is over it is answered 413 before the service sees anything. A body sent without Content-Length (chunked) is not limited. 0: no limit (the default).',
+  }),
   TETHER_TRUSTED_PROXIES: Type.String({
     default: '',
     description:
@@ -138,6 +145,7 @@ export interface ProxyConfig {
   /** Per-client-address limits on the HTTP/HTTPS frontend; 0: none. */
   clientMaxConnections: number
   clientMaxRequestRate: number
+  maxBodySize: number
   /** TETHER_TRUSTED_PROXIES: addresses and CIDR blocks of the balancers in front (empty: none). */
   trustedProxies: string[]
   /** TETHER_PROXY_PROTOCOL=on: the trusted proxies send a PROXY header. */
@@ -257,6 +265,7 @@ export function loadProxyConfig(env: Record<string, string | undefined>, options
     maxOldWorkers: value.TETHER_MAX_OLD_WORKERS,
     clientMaxConnections: value.TETHER_CLIENT_MAX_CONNECTIONS,
     clientMaxRequestRate: value.TETHER_CLIENT_MAX_REQUEST_RATE,
+    maxBodySize: value.TETHER_MAX_BODY_SIZE,
     trustedProxies,
     proxyProtocol: value.TETHER_PROXY_PROTOCOL === 'on',
     cookieKey,

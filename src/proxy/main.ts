@@ -71,6 +71,7 @@ export async function main(): Promise<void> {
       maxOldWorkers: config.maxOldWorkers,
       clientMaxConnections: config.clientMaxConnections,
       clientMaxRequestRate: config.clientMaxRequestRate,
+      maxBodySize: config.maxBodySize,
       trustedProxies: config.trustedProxies,
       proxyProtocol: config.proxyProtocol,
       ...(config.maxconn === undefined ? {} : { maxconn: config.maxconn }),

@@ -77,6 +77,7 @@ const everything = {
   rateLimit: 10,
   rateLimitBurst: 50,
   rateLimitTotal: 1000,
+  bodyLimit: 1048576,
 }
 
 /** TCP and SNI destinations (basic auth is refused beside them, so they are a route of their own). */

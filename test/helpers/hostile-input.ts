@@ -84,6 +84,8 @@ export const valid = {
   redirectCode: fc.constantFrom('301', '302', '307', '308', '303', '200'),
   /** Requests per second or at once: in range, and the corners (0, out of range, not decimal digits). */
   rate: fc.oneof(fc.integer({ min: 1, max: 10_000_000 }).map(String), fc.constantFrom('0', '10000001', '1e3', '0x10', '010', '-5', '1.5')),
+  /** Body sizes in bytes: in range, and the corners (0, over 1 TiB, a unit, not decimal digits). */
+  bytes: fc.oneof(fc.integer({ min: 1, max: 1_099_511_627_776 }).map(String), fc.constantFrom('0', '1099511627777', '10m', '1e6', '0x10', '010', '-5', '1.5')),
   hsts: fc.oneof(fc.integer({ min: 0, max: 63_072_000 }).map(String), fc.constantFrom('-1', '1e9', '0x10')),
   /** Client addresses: IPv4/IPv6 addresses and CIDR blocks, and the corners (prefix out of range, leading zeros, a zone). */
   cidr: fc.oneof(
@@ -151,6 +153,7 @@ const tetherHttpQuery: fc.Arbitrary<Record<string, string>> = fc.record(
     rateLimit: field(valid.rate),
     rateLimitBurst: field(valid.rate),
     rateLimitTotal: field(valid.rate),
+    bodyLimit: field(valid.bytes),
     compressionAlgo: field(fc.array(valid.compressionAlgo, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' '))),
     compressionType: field(fc.array(valid.mimeType, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' '))),
     ipAllow: field(list(valid.cidr)),
@@ -250,6 +253,7 @@ export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc
         rateLimit: jsonish(fc.integer({ min: 0, max: 1_000_001 })),
         rateLimitBurst: jsonish(fc.integer({ min: 0, max: 10_000_001 })),
         rateLimitTotal: jsonish(fc.integer({ min: 0, max: 10_000_001 })),
+        bodyLimit: jsonish(fc.integer({ min: 0, max: 1_099_511_627_777 })),
         compressionAlgo: jsonish(fc.array(field(valid.compressionAlgo), { minLength: 1, maxLength: 3 })),
         compressionType: jsonish(fc.array(field(valid.mimeType), { minLength: 1, maxLength: 3 })),
         ipAllow: jsonish(fc.array(field(valid.cidr), { minLength: 1, maxLength: 3 })),
@@ -270,7 +274,7 @@ export const tetherBody: fc.Arbitrary<Record<string, unknown>> = fc
     const drop = (...keys: string[]) => {
       for (const k of keys) delete body[k]
     }
-    const http = ['serviceDomain', 'stickyCookie', 'httpsOnly', 'denyHttp', 'hstsMaxAge', 'hstsIncludeSubDomains', 'hstsPreload', 'rateLimit', 'rateLimitBurst', 'rateLimitTotal', 'compressionAlgo', 'compressionType', 'ipAllow', 'ipDeny', 'healthCheckPath', 'healthCheckStatus']
+    const http = ['serviceDomain', 'stickyCookie', 'httpsOnly', 'denyHttp', 'hstsMaxAge', 'hstsIncludeSubDomains', 'hstsPreload', 'rateLimit', 'rateLimitBurst', 'rateLimitTotal', 'bodyLimit', 'compressionAlgo', 'compressionType', 'ipAllow', 'ipDeny', 'healthCheckPath', 'healthCheckStatus']
     if (shape < 3) drop('destinations', 'tcp', 'sni')
     else if (shape < 5) drop('servicePath', 'port', 'tcp', 'sni')
     else if (shape < 7) drop('servicePath', 'port', 'destinations', ...http)
@@ -326,6 +330,7 @@ const dfpValues: Record<string, fc.Arbitrary<string>> = {
   rateLimit: valid.rate,
   rateLimitBurst: valid.rate,
   rateLimitTotal: valid.rate,
+  bodyLimit: valid.bytes,
   compressionAlgo: fc.array(valid.compressionAlgo, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' ')),
   compressionType: fc.array(valid.mimeType, { minLength: 1, maxLength: 3 }).map((xs) => xs.join(' ')),
   ipAllow: list(valid.cidr),

@@ -182,4 +182,5 @@ const HTTP_ONLY_ROUTE_FIELDS = [
   'rateLimit',
   'rateLimitBurst',
   'rateLimitTotal',
+  'bodyLimit',
 ] as const satisfies ReadonlyArray<keyof Route>

@@ -55,6 +55,7 @@ export const ROUTE_FEATURES = [
   'rateLimit',
   'rateLimitBurst',
   'rateLimitTotal',
+  'bodyLimit',
 ] as const
 
 /** Go's strconv.ParseBool, as DFP reads booleans (Tether's query form gives true/false); anything else is refused. */
@@ -183,7 +184,14 @@ export function rateLimitOf(read: Read): RateFeatures {
   if (total !== undefined) out.rateLimitTotal = integer(total.field, total.value, 1, 10_000_000, rules.rateLimitTotal.text)
   return out
 }
-type RouteFeatures = Pick<RouteInput, 'canary'> & Pick<RouteInput, 'addReqHeader' | 'setReqHeader' | 'delReqHeader' | 'addResHeader' | 'setResHeader' | 'delResHeader' | 'auth' | 'isDefaultBackend' | 'compressionAlgo' | 'compressionType' | 'ipAllow' | 'ipDeny'> & HealthFeatures & RateFeatures
+/** The body limit in the text forms (a Tether extension): bytes, decimal digits only (no unit). */
+function bodyLimitOf(read: Read): Pick<RouteInput, 'bodyLimit'> {
+  const limit = read('bodyLimit')
+  if (limit === undefined) return {}
+  if (!/^[1-9][0-9]{0,12}$/.test(limit.value) || Number(limit.value) > 1_099_511_627_776) fail(limit.field, `${showValue(limit.value)} ${rules.bodyLimit.text}`)
+  return { bodyLimit: Number(limit.value) }
+}
+type RouteFeatures = Pick<RouteInput, 'canary' | 'bodyLimit'> & Pick<RouteInput, 'addReqHeader' | 'setReqHeader' | 'delReqHeader' | 'addResHeader' | 'setResHeader' | 'delResHeader' | 'auth' | 'isDefaultBackend' | 'compressionAlgo' | 'compressionType' | 'ipAllow' | 'ipDeny'> & HealthFeatures & RateFeatures
 
 /** A whole number from `min` to `max`, written in decimal without a sign or leading zeros. */
 function integer(field: string, value: string, min: number, max: number, text: string): number {
@@ -247,7 +255,7 @@ export function routeFeatures(read: Read, serviceName: string): { features: Rout
   }
   const isDefault = read('isDefaultBackend')
   if (isDefault !== undefined) features.isDefaultBackend = parseBool(isDefault.field, isDefault.value)
-  Object.assign(features, compressionOf(read), healthCheckOf(read), rateLimitOf(read))
+  Object.assign(features, compressionOf(read), healthCheckOf(read), rateLimitOf(read), bodyLimitOf(read))
   // A release (docs/releasing.md): the percent of new sessions of another service's paths.
   const canary = read('canary')
   if (canary !== undefined) features.canary = integer(canary.field, canary.value.replace(/%$/, ''), 1, 99, rules.canary.text)

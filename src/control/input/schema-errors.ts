@@ -48,6 +48,7 @@ const ruleOfField: Record<string, RuleName> = {
   rateLimit: 'rateLimit',
   rateLimitBurst: 'rateLimitBurst',
   rateLimitTotal: 'rateLimitTotal',
+  bodyLimit: 'bodyLimit',
 }
 
 /**

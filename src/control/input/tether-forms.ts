@@ -165,6 +165,7 @@ export interface RouteBody extends DestinationFeatures {
   rateLimit?: number | undefined
   rateLimitBurst?: number | undefined
   rateLimitTotal?: number | undefined
+  bodyLimit?: number | undefined
 }
 
 /** The destination fields of the JSON form: the text forms' names, with DFP's reqPathSearchReplace stored as pathRewrite. */
@@ -282,6 +283,7 @@ export function routeFromBody(body: RouteBody, serviceNameFromPath?: string): Pa
     rateLimit: body.rateLimit,
     rateLimitBurst: body.rateLimitBurst,
     rateLimitTotal: body.rateLimitTotal,
+    bodyLimit: body.bodyLimit,
     ...httpsFields({ ...body }, body.serviceDomain ?? []),
   }
   const route = finish(normalizeRoute(input))

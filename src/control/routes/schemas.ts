@@ -130,6 +130,7 @@ export const featureQueryProperties = {
   rateLimit: text(7, 'Requests per second one client address may send to this route on average, 1-1000000; past it, 429 with Retry-After. Per proxy replica (not shared between replicas).', '10'),
   rateLimitBurst: text(8, 'Requests a client may send at once (needs rateLimit; default rateLimit), counted over rateLimitBurst / rateLimit seconds; at least rateLimit, at most 3600 times it.', '50'),
   rateLimitTotal: text(8, 'Requests per second all clients together may send to this route through one proxy replica, 1-10000000; past it, 429 with Retry-After: 1.', '1000'),
+  bodyLimit: text(13, 'Largest request body in bytes, 1-1099511627776 (default: the proxy\'s TETHER_MAX_BODY_SIZE); a Content-Length over it is answered 413 before the service sees the request. A body without Content-Length (chunked) is not limited.', '1048576'),
   ipDeny: text(3200, `Clients from these addresses or CIDR blocks (space- or comma-separated) get 403; each ${rules.cidr.text}.`, '192.0.2.7'),
   compressionType: text(4200, `Only responses of these MIME types (space- or comma-separated) are compressed (needs compressionAlgo); each ${rules.mimeType.text}.`, 'text/html text/css application/json'),
 }
@@ -236,6 +237,7 @@ const routeBodyProperties = {
   rateLimit: RouteSchema.properties.rateLimit,
   rateLimitBurst: RouteSchema.properties.rateLimitBurst,
   rateLimitTotal: RouteSchema.properties.rateLimitTotal,
+  bodyLimit: RouteSchema.properties.bodyLimit,
 }
 
 export const ReconfigureBodySchema = Type.Object(

@@ -40,7 +40,7 @@ export type RenderSettings = Pick<
   ResolvedSettings,
   'stateDir' | 'listen' | 'adminListen' | 'cookieKey' | 'secureCookie' | 'maxconn' | 'nbthread' | 'hardStopAfterMs' | 'maxReloads'
 > &
-  Partial<Pick<ResolvedSettings, 'descriptorLimit' | 'tlsListen' | 'statsAuth' | 'spareBackends' | 'spareFromRoutes' | 'clientMaxConnections' | 'clientMaxRequestRate' | 'trustedProxies' | 'proxyProtocol' | 'accessLog'>>
+  Partial<Pick<ResolvedSettings, 'descriptorLimit' | 'tlsListen' | 'statsAuth' | 'spareBackends' | 'spareFromRoutes' | 'clientMaxConnections' | 'clientMaxRequestRate' | 'maxBodySize' | 'trustedProxies' | 'proxyProtocol' | 'accessLog'>>
 
 /** What the servers of each backend are, besides the snapshot. */
 export interface ServerInput {
@@ -217,7 +217,7 @@ function refuse(reason: RefusalReason, condition: string, deny: string): string[
 }
 
 /** The per-request lines of one destination's backend, in the order HAProxy runs them. */
-function destinationRules(route: Route, d: Destination): string[] {
+function destinationRules(route: Route, d: Destination, defaultBodyLimit = 0): string[] {
   const out: string[] = [...healthCheckLines(route, d)]
   // Values from a closed list and type/subtype tokens (route.ts rules.mimeType): nothing to quote.
   if (route.compressionAlgo !== undefined) out.push(`compression algo ${route.compressionAlgo.join(' ')}`)
@@ -230,6 +230,9 @@ function destinationRules(route: Route, d: Destination): string[] {
   if (route.ipDeny !== undefined) out.push(...refuse('ip', `{ src ${route.ipDeny.join(' ')} }`, 'deny_status 403'))
   // Rate limits after access by address: a refused address spends no one's budget.
   out.push(...rateLimitRules(route))
+  // The body limit (the route's, or TETHER_MAX_BODY_SIZE): refused before anything is read or sent on.
+  const bodyLimit = route.bodyLimit ?? defaultBodyLimit
+  if (bodyLimit > 0) out.push(bodyLimitLine(bodyLimit))
   // Docker Flow Proxy answers a refused method with 403 (http-request deny); so does Tether.
   if (d.allowedMethods !== undefined) out.push(`http-request deny unless { method ${d.allowedMethods.join(' ')} }`)
   if (d.deniedMethods !== undefined) out.push(`http-request deny if { method ${d.deniedMethods.join(' ')} }`)
@@ -704,7 +707,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
     if (b.serverOptions !== undefined) out.push(`    default-server ${b.serverOptions}`, own)
     if (caMissing.has(route.serviceName)) out.push(`    http-request return status 503 content-type text/plain string ${quote('This proxy cannot verify the service: its CA bundle is missing here')}`, own)
     for (const line of routeHttpsLines(route)) out.push(line, own)
-    for (const line of destinationRules(route, destination)) out.push(`    ${line}`, own)
+    for (const line of destinationRules(route, destination, settings.maxBodySize)) out.push(`    ${line}`, own)
     if (route.sticky) {
       const secure = settings.secureCookie ? ' secure' : ''
       out.push(`    cookie ${cookieNameOf(route)} insert indirect nocache dynamic httponly${secure} attr "SameSite=Lax"`, own)
@@ -738,6 +741,8 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       blank()
       out.push(`backend ${name}`, own)
       out.push('    balance roundrobin', own)
+      // A route in a spare has no bodyLimit of its own (spareKind): the default is its limit.
+      if ((settings.maxBodySize ?? 0) > 0) out.push(`    ${bodyLimitLine(settings.maxBodySize!)}`, own)
       if (spares.sticky.includes(name)) for (const line of spareCookieLines(cookiesMap.path, settings.secureCookie, tls !== undefined)) out.push(line, own)
       if (b !== undefined) serverLinesOf(b, own)
     }
@@ -896,6 +901,19 @@ function rateLimitRules(route: Route): string[] {
   if (route.rateLimit !== undefined) out.push('http-request sc-inc-gpc0(1)')
   if (route.rateLimitTotal !== undefined) out.push('http-request sc-inc-gpc0(2)')
   return out
+}
+
+/** The body of the proxy's 413 (JSON, as its 404 and 503). */
+export const BODY_TOO_LARGE_BODY = JSON.stringify({ statusCode: 413, code: 'BODY_TOO_LARGE', error: 'Content Too Large', message: 'The request body (its Content-Length) is larger than this route accepts' })
+
+/**
+ * A route's request body limit (bodyLimit, or TETHER_MAX_BODY_SIZE): a Content-Length over it is
+ * refused before a server is chosen, so the service sees nothing. HAProxy checks that the body
+ * sent matches Content-Length (HTTP/1.1 and HTTP/2), so the header cannot understate it; a body
+ * without Content-Length (chunked) is not judged here.
+ */
+function bodyLimitLine(limit: number): string {
+  return `http-request deny deny_status 413 content-type application/json string ${quote(BODY_TOO_LARGE_BODY)} if { req.hdr_val(content-length) gt ${limit} }`
 }
 
 /** True for a session whose peer is in TETHER_TRUSTED_PROXIES (the variable holds the peer's address; set by trustedProxyLines). */

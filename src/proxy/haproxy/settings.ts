@@ -90,6 +90,11 @@ export interface HaproxyEngineSettings {
    */
   clientMaxRequestRate?: number
   /**
+   * The request body limit, in bytes, of every HTTP route without a bodyLimit of its own: a
+   * Content-Length over it is answered 413. Default 0: no limit.
+   */
+  maxBodySize?: number
+  /**
    * Peers (IPv4/IPv6 addresses or CIDR blocks) whose word on the client address is believed: a
    * balancer in front. From them the client is the rightmost address of X-Forwarded-For, or the
    * PROXY protocol header (proxyProtocol); ipAllow/ipDeny, rate limits and the access log use it.
@@ -166,6 +171,7 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
     maxOldWorkers: settings.maxOldWorkers ?? 10,
     clientMaxConnections: settings.clientMaxConnections ?? 1000,
     clientMaxRequestRate: settings.clientMaxRequestRate ?? 0,
+    maxBodySize: settings.maxBodySize ?? 0,
     trustedProxies: settings.trustedProxies ?? [],
     proxyProtocol: settings.proxyProtocol ?? false,
     spareBackends: settings.spareBackends ?? 8,
@@ -214,6 +220,7 @@ export function resolveSettings(settings: HaproxyEngineSettings): ResolvedSettin
   count('maxOldWorkers', resolved.maxOldWorkers, 1000)
   count('clientMaxConnections', resolved.clientMaxConnections, 10_000_000)
   count('clientMaxRequestRate', resolved.clientMaxRequestRate, 100_000_000)
+  count('maxBodySize', resolved.maxBodySize, 1_099_511_627_776)
   if (!Array.isArray(resolved.trustedProxies) || resolved.trustedProxies.length > 64 || !resolved.trustedProxies.every((c) => cidrProblem(c) === null)) {
     fail('trustedProxies', 'must be at most 64 IPv4/IPv6 addresses or CIDR blocks (10.0.0.0/8, 2001:db8::/32)')
   }
