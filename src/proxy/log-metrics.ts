@@ -19,7 +19,7 @@
  *   counted when they end (HAProxy logs a session when it closes);
  * - tether_route_refused_requests_total{reason}: requests a route policy refused, by the access
  *   log's `refused` field: ip (ipAllow/ipDeny 403), rate (rateLimit/rateLimitTotal 429), auth
- *   (basic authentication 401); refusals before routing (the per-client request rate,
+ *   (basic authentication 401), size (bodyLimit/TETHER_MAX_BODY_SIZE 413); refusals before routing (the per-client request rate,
  *   TETHER_CLIENT_MAX_REQUEST_RATE) have no route: tether_proxy_refused_requests_total{reason};
  * - tether_route_affinity_total{outcome}: new (a new affinity cookie), kept (the client's cookie
  *   took it to its task), repinned (the cookie's task was down or gone: a new one was chosen),
@@ -38,7 +38,7 @@ import { Counter, Histogram, type Metric, type Registry } from 'prom-client'
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const
 
 /** The access log's `refused` values (render.ts sets them before each policy's refusal). */
-export const REFUSAL_REASONS = ['ip', 'rate', 'auth'] as const
+export const REFUSAL_REASONS = ['ip', 'rate', 'auth', 'size'] as const
 
 export type AffinityOutcome = 'new' | 'kept' | 'repinned'
 
@@ -97,7 +97,7 @@ export async function startLogMetrics(): Promise<LogMetrics> {
   })
   const refused = new Counter({
     name: 'tether_route_refused_requests_total',
-    help: 'HTTP requests a route policy refused, per route and reason: ip (ipAllow/ipDeny, 403), rate (rateLimit/rateLimitTotal, 429), auth (basic authentication, 401).',
+    help: 'HTTP requests a route policy refused, per route and reason: ip (ipAllow/ipDeny, 403), rate (rateLimit/rateLimitTotal, 429), auth (basic authentication, 401), size (bodyLimit or TETHER_MAX_BODY_SIZE, 413).',
     labelNames: ['service', 'reason'] as const,
     registers: [],
   })

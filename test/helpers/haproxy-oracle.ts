@@ -95,6 +95,7 @@ const backendTemplates: RegExp[] = [
   String.raw`    http-request track-sc2 int\(1\) table tether\.ratetotal\.${SVC}`,
   String.raw`    http-request deny deny_status 429 hdr Retry-After [0-9]+ if \{ sc[12]_gpc0_rate ge [0-9]+ \}`,
   String.raw`    http-request sc-inc-gpc0\([12]\)`,
+  String.raw`    http-request set-var\(txn\.tether_refused\) str\(size\) if \{ req\.hdr_val\(content-length\) gt [1-9][0-9]* \}`,
   String.raw`    http-request deny deny_status 413 content-type application/json string ${DQ} if \{ req\.hdr_val\(content-length\) gt [1-9][0-9]* \}`,
   String.raw`    http-request set-var\(txn\.tether_refused\) str\(ip\) if !?\{ src(?: ${ACL_WORD})+ \}`,
   String.raw`    http-request set-var\(txn\.tether_refused\) str\(rate\) if \{ sc[12]_gpc0_rate ge [0-9]+ \}`,

@@ -1,6 +1,7 @@
 /**
  * Refusals show their reason, through a real HAProxy: a request refused by a route's address rule
- * (403), rate limit (429) or basic authentication (401) has `refused` set to ip, rate or auth in
+ * (403), rate limit (429), body limit (413) or basic authentication (401) has `refused` set to ip,
+ * rate, size or auth in
  * its access-log line, and is counted once in tether_route_refused_requests_total{service,reason};
  * a request let through has `refused: ""` and counts nothing.
  */
@@ -57,6 +58,7 @@ describe('refusals with their reason, through a real HAProxy', () => {
         // Only 127.0.0.2 may come in: this test's requests (from 127.0.0.1) are refused.
         normalizeRoute({ serviceName: 'inside', destinations: [{ servicePath: ['/inside'], port: 80 }], endpoints, ipAllow: ['127.0.0.2/32'] }),
         normalizeRoute({ serviceName: 'limited', destinations: [{ servicePath: ['/limited'], port: 80 }], endpoints, rateLimit: 1, rateLimitBurst: 2 }),
+        normalizeRoute({ serviceName: 'upload', destinations: [{ servicePath: ['/upload'], port: 80 }], endpoints, bodyLimit: 10 }),
         normalizeRoute({ serviceName: 'private', destinations: [{ servicePath: ['/private'], port: 80 }], endpoints, auth: { users: [{ name: 'admin', passwordHash: S3CRET_HASH }] } }),
       ],
     })
@@ -72,11 +74,14 @@ describe('refusals with their reason, through a real HAProxy', () => {
     for (let i = 0; i < 20 && !limited.includes(429); i++) limited.push(await get('/limited/x', `rate-${i}`))
     assert.ok(limited.includes(429), `a 429 among ${limited.join(',')}`)
     assert.ok(limited.slice(0, -1).every((s) => s === 200), 'the requests before it went through')
+    const upload = await request(`${proxy.url}/upload/x`, { method: 'POST', headers: { 'x-request-id': 'size-1' }, body: 'x'.repeat(11) })
+    await upload.body.dump()
+    assert.equal(upload.statusCode, 413)
     assert.equal(await get('/private/x', 'auth-1'), 401)
     assert.equal(await get('/private/x', 'auth-ok', { authorization: `Basic ${Buffer.from('admin:s3cret').toString('base64')}` }), 200)
 
     // The log lines: one a request, the refused ones with their reason, the others with "".
-    const ids = ['ip-1', ...limited.map((_s, i) => `rate-${i}`), 'auth-1', 'auth-ok']
+    const ids = ['ip-1', ...limited.map((_s, i) => `rate-${i}`), 'size-1', 'auth-1', 'auth-ok']
     const lines = await waitFor('a log line per request', async () => {
       const parsed = readFileSync(logPath, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
       const byId = new Map(parsed.map((l) => [l.request_id, l]))
@@ -84,7 +89,7 @@ describe('refusals with their reason, through a real HAProxy', () => {
     })
     assert.deepEqual(
       ids.map((id) => [id, lines.get(id)?.status, lines.get(id)?.service, lines.get(id)?.refused]),
-      [['ip-1', 403, 'inside', 'ip'], ...limited.map((s, i) => [`rate-${i}`, s, 'limited', s === 429 ? 'rate' : '']), ['auth-1', 401, 'private', 'auth'], ['auth-ok', 200, 'private', '']],
+      [['ip-1', 403, 'inside', 'ip'], ...limited.map((s, i) => [`rate-${i}`, s, 'limited', s === 429 ? 'rate' : '']), ['size-1', 413, 'upload', 'size'], ['auth-1', 401, 'private', 'auth'], ['auth-ok', 200, 'private', '']],
     )
 
     // The counters: one a refusal, by route and reason; nothing for the requests let through.
@@ -95,6 +100,7 @@ describe('refusals with their reason, through a real HAProxy', () => {
     }, 15_000, 100)
     assert.equal(valueOf(text, 'tether_route_refused_requests_total', { service: 'inside', reason: 'ip' }), 1)
     assert.equal(valueOf(text, 'tether_route_refused_requests_total', { service: 'limited', reason: 'rate' }), 1)
+    assert.equal(valueOf(text, 'tether_route_refused_requests_total', { service: 'upload', reason: 'size' }), 1)
     assert.equal(valueOf(text, 'tether_route_refused_requests_total', { service: 'limited', reason: 'ip' }), undefined, 'no reason the route did not refuse for')
     assert.equal(valueOf(text, 'tether_route_request_duration_seconds_count', { service: 'private' }), 2, 'both private requests seen, one refused')
   })

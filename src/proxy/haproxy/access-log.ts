@@ -27,8 +27,8 @@
  * (HAProxy's %tsc) are its cookie status: `NI` a new cookie, `VN` kept on its task, `DI`/`II`
  * re-pinned (its task was down or gone), `--` no affinity cookie on this route.
  *
- * Refusals: a request a policy refused (render.ts: an address rule, a rate limit, basic auth) has
- * its reason in `refused` ("ip", "rate", "auth"); "" for every other request.
+ * Refusals: a request a policy refused (render.ts: an address rule, a rate limit, basic auth, a
+ * body limit) has its reason in `refused` ("ip", "rate", "auth", "size"); "" for every other request.
  *
  * Request id: a client's X-Request-ID is kept when it is one header of 1-128 characters
  * [A-Za-z0-9._:-]; otherwise a UUID replaces it. It is passed to the backend, returned on every

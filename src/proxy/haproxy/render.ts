@@ -206,7 +206,7 @@ function regexLiteral(path: string): string {
 }
 
 /** A refusal reason, as the access log's `refused` field and the refusal counters' `reason` label. */
-export type RefusalReason = 'ip' | 'rate' | 'auth'
+export type RefusalReason = 'ip' | 'rate' | 'auth' | 'size'
 
 /**
  * A policy's refusal: its reason in txn.tether_refused (written in the access log line), then the
@@ -232,7 +232,7 @@ function destinationRules(route: Route, d: Destination, defaultBodyLimit = 0): s
   out.push(...rateLimitRules(route))
   // The body limit (the route's, or TETHER_MAX_BODY_SIZE): refused before anything is read or sent on.
   const bodyLimit = route.bodyLimit ?? defaultBodyLimit
-  if (bodyLimit > 0) out.push(bodyLimitLine(bodyLimit))
+  if (bodyLimit > 0) out.push(...bodyLimitLines(bodyLimit))
   // Docker Flow Proxy answers a refused method with 403 (http-request deny); so does Tether.
   if (d.allowedMethods !== undefined) out.push(`http-request deny unless { method ${d.allowedMethods.join(' ')} }`)
   if (d.deniedMethods !== undefined) out.push(`http-request deny if { method ${d.deniedMethods.join(' ')} }`)
@@ -742,7 +742,7 @@ export function render(snapshot: ConfigSnapshot, settings: RenderSettings, serve
       out.push(`backend ${name}`, own)
       out.push('    balance roundrobin', own)
       // A route in a spare has no bodyLimit of its own (spareKind): the default is its limit.
-      if ((settings.maxBodySize ?? 0) > 0) out.push(`    ${bodyLimitLine(settings.maxBodySize!)}`, own)
+      if ((settings.maxBodySize ?? 0) > 0) for (const line of bodyLimitLines(settings.maxBodySize!)) out.push(`    ${line}`, own)
       if (spares.sticky.includes(name)) for (const line of spareCookieLines(cookiesMap.path, settings.secureCookie, tls !== undefined)) out.push(line, own)
       if (b !== undefined) serverLinesOf(b, own)
     }
@@ -912,8 +912,8 @@ export const BODY_TOO_LARGE_BODY = JSON.stringify({ statusCode: 413, code: 'BODY
  * sent matches Content-Length (HTTP/1.1 and HTTP/2), so the header cannot understate it; a body
  * without Content-Length (chunked) is not judged here.
  */
-function bodyLimitLine(limit: number): string {
-  return `http-request deny deny_status 413 content-type application/json string ${quote(BODY_TOO_LARGE_BODY)} if { req.hdr_val(content-length) gt ${limit} }`
+function bodyLimitLines(limit: number): string[] {
+  return refuse('size', `{ req.hdr_val(content-length) gt ${limit} }`, `deny_status 413 content-type application/json string ${quote(BODY_TOO_LARGE_BODY)}`)
 }
 
 /** True for a session whose peer is in TETHER_TRUSTED_PROXIES (the variable holds the peer's address; set by trustedProxyLines). */
