@@ -165,10 +165,11 @@ export async function createApiFuzz(goodEndpoint: string): Promise<ApiFuzz> {
     if (route.compressionAlgo !== undefined && route.destinations.length > 0) assert.ok(config.includes(`    compression algo ${route.compressionAlgo.join(' ')}\n`), 'compressionAlgo rendered')
     if (route.compressionType !== undefined && route.destinations.length > 0) assert.ok(config.includes(`    compression type ${route.compressionType.join(' ')}\n`), 'compressionType rendered')
     // An accepted TCP or SNI destination is served (or, on a port that is this proxy's own, reported), never dropped.
-    const problem = rendered.problems.find((p) => p.serviceName === route.serviceName)?.problem
+    // Every problem of the route: one per own port it names (a route may name several).
+    const problem = rendered.problems.filter((p) => p.serviceName === route.serviceName).map((p) => p.problem).join('\n')
     for (const d of route.tcp ?? []) {
       const own = [oracle.settings.listen, oracle.settings.adminListen, oracle.settings.tlsListen].some((l) => l?.endsWith(`:${d.srcPort}`))
-      if (own) assert.match(problem ?? '', new RegExp(`TCP port ${d.srcPort} is not served by this proxy`), 'a TCP port the proxy holds itself is reported')
+      if (own) assert.match(problem, new RegExp(`TCP port ${d.srcPort} is not served by this proxy`), 'a TCP port the proxy holds itself is reported')
       else assert.ok(config.includes(`\nfrontend tcp_${d.srcPort}\n    bind 127.0.0.1:${d.srcPort}\n`), `TCP srcPort ${d.srcPort} rendered`)
       if (!own && route.sticky) assert.ok(config.includes(`backend tcp_${route.serviceName}_${d.srcPort}\n    balance roundrobin\n    stick-table type ip size 1m expire 30m\n    stick on src\n`), 'TCP affinity rendered')
     }
