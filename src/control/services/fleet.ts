@@ -228,6 +228,20 @@ export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, 
   const heartbeats = new EventEmitter()
   heartbeats.setMaxListeners(0)
 
+  /** Resolves at the next heartbeat of any proxy, after `ms` at the latest, or when `signal` aborts. */
+  const nextHeartbeat = (ms: number, signal: AbortSignal | undefined): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        heartbeats.off('heartbeat', done)
+        signal?.removeEventListener('abort', done)
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      heartbeats.on('heartbeat', done)
+      signal?.addEventListener('abort', done, { once: true })
+    })
+
   const fleet: Fleet = {
     async heartbeat(id, heartbeat) {
       await store.putProxy({ id, ...heartbeat, receivedAt: new Date(now()).toISOString() }, options.ttlMs)
@@ -280,17 +294,7 @@ export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, 
               `The change itself is stored (version ${version}); those proxies will apply it when they catch up.`,
           )
         }
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            clearTimeout(timer)
-            heartbeats.off('heartbeat', done)
-            signal?.removeEventListener('abort', done)
-            resolve()
-          }
-          const timer = setTimeout(done, Math.min(pollMs, left))
-          heartbeats.on('heartbeat', done)
-          signal?.addEventListener('abort', done, { once: true })
-        })
+        await nextHeartbeat(Math.min(pollMs, left), signal)
         proxies = await store.listProxies()
         last = convergenceOf(proxies, version)
       }
@@ -327,17 +331,7 @@ export function createFleet(store: ProxyRegistry & Pick<RouteTable, 'version'>, 
               `The change itself is stored (version ${version}) and applied; those proxies answer the route's requests with 503 until a task passes.`,
           )
         }
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            clearTimeout(timer)
-            heartbeats.off('heartbeat', done)
-            signal?.removeEventListener('abort', done)
-            resolve()
-          }
-          const timer = setTimeout(done, Math.min(pollMs, left))
-          heartbeats.on('heartbeat', done)
-          signal?.addEventListener('abort', done, { once: true })
-        })
+        await nextHeartbeat(Math.min(pollMs, left), signal)
       }
     },
   }
