@@ -17,20 +17,10 @@ import { startLogMetrics } from '../../src/proxy/log-metrics.ts'
 import { startRouteMetrics } from '../../src/proxy/route-metrics.ts'
 import { startBackend } from '../helpers/backends.ts'
 import { createTestProxy, waitFor } from '../helpers/haproxy.ts'
+import { valueOf } from '../helpers/prometheus-text.ts'
 
 /** crypt(3) SHA-512 of 's3cret' (openssl passwd -6 -salt tethersalt s3cret). */
 const S3CRET_HASH = '$6$tethersalt$igDKEU2kQB0/sdrV3JlyBanTfVltpwmxDdT780GrialRN11kHhMXKN0Sp1sPnRq95/CzpK0fl8.FOSqDXQgNN.'
-
-/** A metric's value in a Prometheus text exposition (undefined when the series is absent). */
-function valueOf(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line)
-    if (m === null || m[1] !== name) continue
-    const got = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]))
-    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[3])
-  }
-  return undefined
-}
 
 describe('refusals with their reason, through a real HAProxy', () => {
   it('writes the reason in the access log line and counts it per route and reason', async (t) => {
